@@ -1,1 +1,42 @@
-fn main() {}
+//! `shipgate`: parse, set up logging, run the command, exit with its code.
+
+mod actions;
+mod cli;
+mod commands;
+mod error;
+mod exit;
+mod git;
+mod github;
+mod log;
+mod secret;
+mod settings;
+mod state;
+mod util;
+mod version;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    // Masks first: nothing may be printed before the runner knows every secret.
+    settings::register_known_secrets();
+    log::init(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            actions::annotate(
+                actions::Level::Error,
+                None,
+                &format!("cannot start the async runtime: {e}"),
+            );
+            return ExitCode::from(exit::DEPENDENCY);
+        }
+    };
+    ExitCode::from(runtime.block_on(commands::run(cli)))
+}

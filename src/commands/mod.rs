@@ -1,0 +1,103 @@
+//! One module per subcommand; this one dispatches and reports the outcome the same way for all.
+
+pub(crate) mod validate;
+
+use serde_json::json;
+
+use crate::actions::{self, Level};
+use crate::cli::{Cli, Command, Format};
+use crate::error::{Error, Kind, Result};
+use crate::settings::Settings;
+
+/// What a command produced: its result object (for `--format json` and the state dir) and its
+/// exit code (a command may finish its work and still report a gate that said no).
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) json: serde_json::Value,
+    pub(crate) code: u8,
+}
+
+impl Outcome {
+    pub(crate) fn success(json: serde_json::Value) -> Self {
+        Outcome {
+            json,
+            code: crate::exit::SUCCESS,
+        }
+    }
+}
+
+/// Runs the command and returns the process exit code.
+pub(crate) async fn run(cli: Cli) -> u8 {
+    let name = cli.command.name();
+    let result = async {
+        let settings = Settings::load(&cli.global)?;
+        match &cli.command {
+            Command::Validate(args) => validate::run(args, &settings).await,
+        }
+    }
+    .await;
+    match result {
+        Ok(outcome) => {
+            if cli.global.format == Format::Json {
+                print_json(&outcome.json);
+            }
+            outcome.code
+        }
+        Err(error) => {
+            report_failure(name, &error, cli.global.format);
+            error.kind().exit_code()
+        }
+    }
+}
+
+/// The one place a failure is reported: annotation (or `error:` line) with its causes, the
+/// `result` output, a summary block, and the JSON error object on stdout when asked.
+fn report_failure(command: &str, error: &Error, format: Format) {
+    let message = error.message();
+    let causes = error.causes();
+    let mut full = message.clone();
+    for cause in &causes {
+        full.push_str(&format!("\n  Caused by: {cause}"));
+    }
+    actions::annotate(Level::Error, Some(&format!("shipgate {command}")), &full);
+    let _ = actions::set_output("result", "fail");
+    let heading = match error.kind() {
+        Kind::Gate => "said no",
+        Kind::Usage => "was given bad input",
+        Kind::Dependency => "could not reach a dependency",
+        Kind::Timeout => "timed out",
+        Kind::RollbackFailed => "could not roll back",
+    };
+    let mut summary = format!("### ❌ `shipgate {command}` {heading}\n\n{message}\n");
+    for cause in &causes {
+        summary.push_str(&format!("\n- Caused by: {cause}"));
+    }
+    let _ = actions::append_summary(&summary);
+    if format == Format::Json {
+        print_json(&json!({
+            "command": command,
+            "result": "fail",
+            "error": {
+                "kind": format!("{:?}", error.kind()).to_lowercase(),
+                "exit_code": error.kind().exit_code(),
+                "message": message,
+                "causes": causes,
+            }
+        }));
+    }
+}
+
+/// stdout is data only: this is the one place that writes to it.
+#[allow(clippy::print_stdout)]
+fn print_json(value: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_string());
+    println!("{}", crate::secret::redact(&text));
+}
+
+/// Sets every `(key, value)` output, stopping at the first that cannot be written.
+pub(crate) fn set_outputs(outputs: &[(&str, String)]) -> Result<()> {
+    for (key, value) in outputs {
+        actions::set_output(key, value)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,502 @@
+//! The GitHub REST adapter: octocrab for transport and auth, plus what polite clients need and
+//! octocrab leaves out — conditional requests (ETag / `If-None-Match`, so an unchanged poll costs
+//! nothing against the rate limit), `retry-after` and `x-ratelimit-*`, backoff on 5xx for reads
+//! only (a POST is never resent blindly), `Link` pagination and a timeout on every call.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use octocrab::Octocrab;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Classify, Kind};
+use crate::secret::Secret;
+
+/// Upper bound for one request, whatever the server does.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts for a read that meets 5xx or transport errors.
+const MAX_ATTEMPTS: u32 = 5;
+/// The longest shipgate waits for a rate limit to reset before giving up.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GitHubError {
+    #[error("GitHub has no `{path}` (404 Not Found)")]
+    NotFound { path: String },
+    #[error(
+        "GitHub refused the token for `{path}` (401 Bad credentials); check the `github-token` input"
+    )]
+    Unauthorized { path: String },
+    #[error(
+        "GitHub refused `{path}` (403): {message}; give the job the permission this call needs"
+    )]
+    Forbidden { path: String, message: String },
+    #[error(
+        "GitHub's rate limit for this token is exhausted until {reset} (in {wait}); re-run after that or use a token with a higher limit"
+    )]
+    RateLimited { reset: String, wait: String },
+    #[error("GitHub answered {status} to `{method} {path}` after {attempts} attempt(s)")]
+    Server {
+        method: Method,
+        path: String,
+        status: u16,
+        attempts: u32,
+    },
+    #[error("cannot reach GitHub for `{method} {path}` after {attempts} attempt(s): {reason}")]
+    Transport {
+        method: Method,
+        path: String,
+        attempts: u32,
+        reason: String,
+    },
+    #[error("GitHub answered {status} to `{method} {path}`: {message}")]
+    Status {
+        method: Method,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("GitHub's answer to `{path}` is not what shipgate expects: {reason}")]
+    Decode { path: String, reason: String },
+    #[error("`{url}` is not a usable GitHub API URL: {reason}")]
+    Setup { url: String, reason: String },
+}
+
+impl Classify for GitHubError {
+    fn kind(&self) -> Kind {
+        match self {
+            GitHubError::Unauthorized { .. } | GitHubError::Setup { .. } => Kind::Usage,
+            _ => Kind::Dependency,
+        }
+    }
+}
+
+/// Request counts, for progress lines and benchmarks.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub(crate) struct Stats {
+    /// Requests sent, retries included.
+    pub(crate) sent: u64,
+    /// Answers that were `304 Not Modified` (not charged against the rate limit).
+    pub(crate) not_modified: u64,
+    /// Last `x-ratelimit-remaining` seen.
+    pub(crate) rate_limit_remaining: Option<u64>,
+}
+
+#[allow(dead_code)] // shared API: used by the commands of the next issues
+impl Stats {
+    /// Requests charged against the primary rate limit.
+    pub(crate) fn charged(&self) -> u64 {
+        self.sent - self.not_modified
+    }
+}
+
+struct Cached {
+    etag: String,
+    body: String,
+}
+
+/// A client for one repository.
+pub(crate) struct GitHub {
+    crab: Octocrab,
+    repo: String,
+    cache: Mutex<HashMap<String, Cached>>,
+    stats: Mutex<Stats>,
+}
+
+#[allow(dead_code)] // shared API: used by the commands of the next issues
+impl GitHub {
+    /// A client for `repo` (`owner/name`) at `api_url` (`GITHUB_API_URL`: github.com or GHES).
+    pub(crate) fn new(api_url: &str, token: &Secret, repo: &str) -> Result<GitHub, GitHubError> {
+        let setup = |reason: String| GitHubError::Setup {
+            url: crate::secret::redact_url(api_url),
+            reason,
+        };
+        let crab = Octocrab::builder()
+            .base_uri(api_url.trim_end_matches('/'))
+            .map_err(|e| setup(e.to_string()))?
+            .personal_token(token.expose().to_string())
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .add_header(
+                HeaderName::from_static("x-github-api-version"),
+                "2022-11-28".to_string(),
+            )
+            .build()
+            .map_err(|e| setup(e.to_string()))?;
+        Ok(GitHub {
+            crab,
+            repo: repo.to_string(),
+            cache: Mutex::new(HashMap::new()),
+            stats: Mutex::new(Stats::default()),
+        })
+    }
+
+    /// `owner/name`.
+    pub(crate) fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    /// `/repos/{owner}/{name}` + `rest`.
+    pub(crate) fn repo_path(&self, rest: &str) -> String {
+        format!("/repos/{}{rest}", self.repo)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// GET `path` as JSON; conditional, retried, rate-limit aware.
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
+        let (body, _) = self.get_raw(path).await?;
+        decode(path, &body)
+    }
+
+    /// GET every page of a list endpoint (following `Link: rel="next"`), at most `max_pages`.
+    pub(crate) async fn get_pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        max_pages: usize,
+    ) -> Result<Vec<T>, GitHubError> {
+        let mut items = Vec::new();
+        let mut next = Some(path.to_string());
+        let mut pages = 0;
+        while let Some(current) = next.take() {
+            let (body, headers) = self.get_raw(&current).await?;
+            let page: Vec<T> = decode(&current, &body)?;
+            items.extend(page);
+            pages += 1;
+            if pages >= max_pages {
+                break;
+            }
+            next = headers.get("link").and_then(next_link);
+        }
+        Ok(items)
+    }
+
+    /// POST JSON. Resent only when GitHub said it did not process it (rate limited).
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, GitHubError> {
+        let (status, body, _) = self.send(Method::POST, path, Some(body)).await?;
+        if !status.is_success() {
+            return Err(status_error(Method::POST, path, status, &body));
+        }
+        decode(path, &body)
+    }
+
+    async fn get_raw(&self, path: &str) -> Result<(String, HeaderMap), GitHubError> {
+        let (status, body, headers) = self.send::<()>(Method::GET, path, None).await?;
+        if status == StatusCode::NOT_MODIFIED {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            return match cache.get(path) {
+                Some(cached) => Ok((cached.body.clone(), headers)),
+                None => Err(GitHubError::Decode {
+                    path: path.to_string(),
+                    reason: "304 Not Modified for a request sent without If-None-Match".into(),
+                }),
+            };
+        }
+        if !status.is_success() {
+            return Err(status_error(Method::GET, path, status, &body));
+        }
+        if let Some(etag) = headers.get("etag").and_then(|v| v.to_str().ok()) {
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                path.to_string(),
+                Cached {
+                    etag: etag.to_string(),
+                    body: body.clone(),
+                },
+            );
+        }
+        Ok((body, headers))
+    }
+
+    /// Sends one logical request, with the retries its method allows. Returns the final status,
+    /// body and headers; rate-limit and server errors past the retry budget become errors.
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, String, HeaderMap), GitHubError> {
+        let idempotent = method == Method::GET;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut builder = http::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header("accept", "application/vnd.github+json");
+            if idempotent
+                && let Some(cached) = self
+                    .cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(path)
+                && let Ok(value) = HeaderValue::from_str(&cached.etag)
+            {
+                builder = builder.header("if-none-match", value);
+            }
+            let request =
+                self.crab
+                    .build_request(builder, body)
+                    .map_err(|e| GitHubError::Decode {
+                        path: path.to_string(),
+                        reason: format!("cannot build the request: {}", describe(&e)),
+                    })?;
+            self.count(|s| s.sent += 1);
+            let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let response = self.crab.execute(request).await?;
+                let (parts, body) = response.into_parts();
+                let text = self
+                    .crab
+                    .body_to_string(http::Response::from_parts(parts.clone(), body))
+                    .await?;
+                Ok::<_, octocrab::Error>((parts.status, parts.headers, text))
+            })
+            .await;
+            let (status, headers, text) = match outcome {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    let reason = describe(&e);
+                    if idempotent && attempt < MAX_ATTEMPTS {
+                        tracing::warn!(
+                            "GitHub `{method} {path}` failed ({reason}); retrying (attempt {attempt} of {MAX_ATTEMPTS})"
+                        );
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(GitHubError::Transport {
+                        method,
+                        path: path.to_string(),
+                        attempts: attempt,
+                        reason,
+                    });
+                }
+                Err(_) => {
+                    let reason = format!("no answer within {}s", REQUEST_TIMEOUT.as_secs());
+                    if idempotent && attempt < MAX_ATTEMPTS {
+                        tracing::warn!("GitHub `{method} {path}`: {reason}; retrying");
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(GitHubError::Transport {
+                        method,
+                        path: path.to_string(),
+                        attempts: attempt,
+                        reason,
+                    });
+                }
+            };
+            let remaining = header_u64(&headers, "x-ratelimit-remaining");
+            self.count(|s| {
+                if status == StatusCode::NOT_MODIFIED {
+                    s.not_modified += 1;
+                }
+                if remaining.is_some() {
+                    s.rate_limit_remaining = remaining;
+                }
+            });
+            if let Some(wait) = rate_limit_wait(status, &headers, &text) {
+                if wait > MAX_RATE_LIMIT_WAIT || attempt >= MAX_ATTEMPTS + 2 {
+                    return Err(GitHubError::RateLimited {
+                        reset: reset_time(&headers),
+                        wait: crate::util::format_duration(wait),
+                    });
+                }
+                tracing::warn!(
+                    "GitHub rate limit hit on `{method} {path}` ({}); waiting {} as GitHub asks",
+                    status.as_u16(),
+                    crate::util::format_duration(wait)
+                );
+                tokio::time::sleep(crate::util::retry_delay(wait)).await;
+                continue;
+            }
+            if status.is_server_error() {
+                if idempotent && attempt < MAX_ATTEMPTS {
+                    tracing::warn!(
+                        "GitHub answered {} to `{method} {path}`; retrying (attempt {attempt} of {MAX_ATTEMPTS})",
+                        status.as_u16()
+                    );
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                return Err(GitHubError::Server {
+                    method,
+                    path: path.to_string(),
+                    status: status.as_u16(),
+                    attempts: attempt,
+                });
+            }
+            return Ok((status, text, headers));
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Exponential backoff with jitter: about 1 s, 2 s, 4 s, 8 s (scaled by `SHIPGATE_RETRY_SCALE`).
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(1000 * 2u64.pow(attempt.saturating_sub(1).min(6)));
+    crate::util::retry_delay(jitter(base))
+}
+
+/// ±20 % jitter, so many jobs polling the same API spread out.
+pub(crate) fn jitter(base: Duration) -> Duration {
+    let random = u64::from_str_radix(&crate::util::random_hex(2), 16).unwrap_or(0) as f64 / 65535.0;
+    base.mul_f64(0.8 + 0.4 * random)
+}
+
+/// How long GitHub asks us to wait, when the answer is a rate limit: `retry-after` first, then
+/// `x-ratelimit-remaining: 0` until `x-ratelimit-reset`, then a minute for a secondary limit
+/// (429, or 403 whose message says so). `None` when the answer is not a rate limit.
+fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, body: &str) -> Option<Duration> {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    if let Some(secs) = header_u64(headers, "retry-after") {
+        return Some(Duration::from_secs(secs.max(1)));
+    }
+    if header_u64(headers, "x-ratelimit-remaining") == Some(0) {
+        let reset = header_u64(headers, "x-ratelimit-reset").unwrap_or(0);
+        let now = jiff::Timestamp::now().as_second().max(0) as u64;
+        return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS || body.to_lowercase().contains("rate limit") {
+        return Some(Duration::from_secs(60));
+    }
+    None
+}
+
+fn reset_time(headers: &HeaderMap) -> String {
+    header_u64(headers, "x-ratelimit-reset")
+        .and_then(|secs| jiff::Timestamp::from_second(secs as i64).ok())
+        .map_or_else(|| "an unknown time".to_string(), |t| t.to_string())
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The path and query of the `rel="next"` URL of a `Link` header.
+fn next_link(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    text.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        if !params.split(';').any(|p| p.trim() == "rel=\"next\"") {
+            return None;
+        }
+        let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+        let uri: http::Uri = url.parse().ok()?;
+        uri.path_and_query().map(|pq| pq.as_str().to_string())
+    })
+}
+
+fn status_error(method: Method, path: &str, status: StatusCode, body: &str) -> GitHubError {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let path = path.to_string();
+    match status {
+        StatusCode::NOT_FOUND => GitHubError::NotFound { path },
+        StatusCode::UNAUTHORIZED => GitHubError::Unauthorized { path },
+        StatusCode::FORBIDDEN => GitHubError::Forbidden { path, message },
+        _ => GitHubError::Status {
+            method,
+            path,
+            status: status.as_u16(),
+            message,
+        },
+    }
+}
+
+fn decode<T: DeserializeOwned>(path: &str, body: &str) -> Result<T, GitHubError> {
+    serde_json::from_str(body).map_err(|e| GitHubError::Decode {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// An octocrab error as one line without any URL (hyper and reqwest errors can carry one).
+fn describe(error: &octocrab::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    let mut innermost = error.to_string();
+    while let Some(e) = source {
+        innermost = e.to_string();
+        source = e.source();
+    }
+    let text = strip_urls(&innermost);
+    crate::secret::redact(&text)
+}
+
+/// Replaces anything that looks like a URL with `<url>`.
+pub(crate) fn strip_urls(text: &str) -> String {
+    text.split(' ')
+        .map(|word| if word.contains("://") { "<url>" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_link_is_found() {
+        let value = HeaderValue::from_static(
+            "<https://api.github.com/repositories/1/deployments?page=2>; rel=\"next\", <https://api.github.com/repositories/1/deployments?page=5>; rel=\"last\"",
+        );
+        assert_eq!(
+            next_link(&value).as_deref(),
+            Some("/repositories/1/deployments?page=2")
+        );
+        let last_only = HeaderValue::from_static("<https://x/y?page=1>; rel=\"prev\"");
+        assert_eq!(next_link(&last_only), None);
+    }
+
+    #[test]
+    fn rate_limits_are_recognised() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &headers, ""),
+            Some(Duration::from_secs(7))
+        );
+        let plain = HeaderMap::new();
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &plain,
+                "{\"message\":\"Resource not accessible by integration\"}"
+            ),
+            None
+        );
+        assert_eq!(
+            rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &plain, ""),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(rate_limit_wait(StatusCode::BAD_GATEWAY, &headers, ""), None);
+    }
+
+    #[test]
+    fn urls_are_stripped() {
+        assert_eq!(
+            strip_urls("error sending request for url (https://hooks.example/T000/secret) refused"),
+            "error sending request for url <url> refused"
+        );
+    }
+}
