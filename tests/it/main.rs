@@ -2,3 +2,5 @@
 //! real servers on loopback started by the test itself.
 
 mod support;
+
+mod fake_github_selftest;
