@@ -41,6 +41,8 @@ pub(crate) struct LocalTag {
     pub(crate) commit: String,
     pub(crate) annotated: bool,
     pub(crate) signed: bool,
+    /// The annotated tag's message, without its signature.
+    pub(crate) message: Option<String>,
 }
 
 impl Git {
@@ -125,10 +127,21 @@ impl Git {
                 || body.contains("-----BEGIN SSH SIGNATURE-----")
                 || body.contains("-----BEGIN SIGNED MESSAGE-----")
         };
+        let message = if annotated {
+            let text = self.run(&[
+                "for-each-ref",
+                "--format=%(contents:subject)%0a%0a%(contents:body)",
+                &reference,
+            ])?;
+            Some(text.trim_end().to_string()).filter(|m| !m.is_empty())
+        } else {
+            None
+        };
         Ok(Some(LocalTag {
             commit,
             annotated,
             signed,
+            message,
         }))
     }
 

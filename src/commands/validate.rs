@@ -164,6 +164,7 @@ struct Signature {
 struct Resolved {
     sha: String,
     annotated: bool,
+    message: Option<String>,
     signature: Signature,
     default_branch: Option<String>,
     reachable: Option<bool>,
@@ -199,6 +200,7 @@ struct ValidateResult {
     tag: String,
     sha: String,
     tag_type: &'static str,
+    tag_message: Option<String>,
     signature: Signature,
     default_branch: Option<String>,
     reachable_from_default_branch: Option<bool>,
@@ -250,6 +252,10 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         }
     };
 
+    if let Some(message) = &resolved.message {
+        tracing::info!("tag message:");
+        actions::print_untrusted(message);
+    }
     drop(group);
     let deployment_id = match &settings.deployment_id {
         Some(id) => id.clone(),
@@ -277,6 +283,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         } else {
             "lightweight"
         },
+        tag_message: resolved.message.clone(),
         signature: resolved.signature.clone(),
         default_branch: resolved.default_branch.clone(),
         reachable_from_default_branch: resolved.reachable,
@@ -296,6 +303,10 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         ("tag", result.tag.clone()),
         ("sha", result.sha.clone()),
         ("deployment-id", deployment_id.clone()),
+        (
+            "tag-message",
+            result.tag_message.clone().unwrap_or_default(),
+        ),
     ])?;
     actions::set_env("SHIPGATE_DEPLOYMENT_ID", &deployment_id)?;
     actions::append_summary(&summary(&result))?;
@@ -408,6 +419,7 @@ struct GitObject {
 
 #[derive(Debug, Deserialize)]
 struct TagObject {
+    message: Option<String>,
     object: GitObject,
     verification: Option<Verification>,
 }
@@ -467,6 +479,7 @@ async fn resolve_with_github(
         verified: None,
         reason: None,
     };
+    let mut message = None;
     let mut depth = 0;
     while object.kind == "tag" {
         depth += 1;
@@ -479,6 +492,9 @@ async fn resolve_with_github(
             .get(&github.repo_path(&format!("/git/tags/{}", object.sha)))
             .await
             .context(format!("cannot read the annotated tag `{tag}`"))?;
+        if depth == 1 {
+            message = tag_object.message.clone();
+        }
         if depth == 1
             && let Some(v) = &tag_object.verification
         {
@@ -551,6 +567,7 @@ async fn resolve_with_github(
     Ok(Resolved {
         sha: object.sha,
         annotated,
+        message: message.map(|m| m.trim_end().to_string()),
         signature,
         default_branch,
         reachable,
@@ -701,6 +718,7 @@ fn resolve_with_git(
     Ok(Resolved {
         sha: local.commit,
         annotated: local.annotated,
+        message: local.message,
         signature,
         default_branch,
         reachable,

@@ -267,6 +267,18 @@ impl FakeGitHub {
         self
     }
 
+    /// Replaces the message of an existing tag object (in the current repository).
+    pub fn set_tag_message(&self, tag_object_sha: &str, message: &str) -> &Self {
+        let mut state = self.state();
+        let repo = state.current_repo();
+        let tag = repo
+            .tag_objects
+            .get_mut(tag_object_sha)
+            .unwrap_or_else(|| panic!("no tag object {tag_object_sha}"));
+        tag.message = message.to_owned();
+        self
+    }
+
     /// Only the tag object (no ref), e.g. the inner object of a tag-of-a-tag chain.
     pub fn tag_object(
         &self,

@@ -1,4 +1,10 @@
 //! Shared test harness: scrubbed command runner, fake GitHub, PostgreSQL and S3 fixtures.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fake_github;
+pub mod git_repo;
+
+pub use cli::{Shipgate, assert_no_secret, read_tree};
+pub use fake_github::FakeGitHub;
+pub use git_repo::GitRepo;

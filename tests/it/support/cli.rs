@@ -1,0 +1,303 @@
+//! Runs the real `shipgate` binary with a scrubbed environment (no stray `GITHUB_*`,
+//! `ACTIONS_*`, `RUNNER_*`, `CI`) and, for simulated Actions runs, temp `GITHUB_OUTPUT`,
+//! `GITHUB_ENV`, `GITHUB_STEP_SUMMARY` and `GITHUB_EVENT_PATH` files read back by the runner's
+//! own parsing rules.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+/// A prepared invocation of `shipgate`.
+pub struct Shipgate {
+    command: Command,
+    files: Option<ActionsFiles>,
+    workdir: PathBuf,
+}
+
+/// The runner's file-command files for one simulated step.
+pub struct ActionsFiles {
+    dir: TempDir,
+}
+
+impl ActionsFiles {
+    pub fn output(&self) -> PathBuf {
+        self.dir.path().join("output")
+    }
+    pub fn env(&self) -> PathBuf {
+        self.dir.path().join("env")
+    }
+    pub fn summary(&self) -> PathBuf {
+        self.dir.path().join("summary.md")
+    }
+    pub fn event(&self) -> PathBuf {
+        self.dir.path().join("event.json")
+    }
+}
+
+/// What one run produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// `GITHUB_OUTPUT` parsed by the runner's rules (empty outside Actions).
+    pub outputs: BTreeMap<String, String>,
+    /// `GITHUB_ENV` parsed by the runner's rules.
+    pub env: BTreeMap<String, String>,
+    pub summary: String,
+    /// Raw file-command files, for secret searches.
+    pub raw_output_file: String,
+    pub raw_env_file: String,
+}
+
+impl Run {
+    /// stderr as a person reads it in the job log: the runner consumes `::add-mask::` lines
+    /// (they are how secrets get masked) and shows everything else.
+    pub fn visible_stderr(&self) -> String {
+        self.stderr
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("::add-mask::"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every stream and file this run produced, for leak searches (`::add-mask::` lines aside).
+    pub fn everything(&self) -> Vec<(String, String)> {
+        vec![
+            ("stdout".into(), self.stdout.clone()),
+            ("stderr".into(), self.visible_stderr()),
+            ("GITHUB_OUTPUT".into(), self.raw_output_file.clone()),
+            ("GITHUB_ENV".into(), self.raw_env_file.clone()),
+            ("GITHUB_STEP_SUMMARY".into(), self.summary.clone()),
+        ]
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// Panics with both streams when the exit code is not `code`.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}, got {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Shipgate {
+    /// `shipgate` run in `workdir` with only PATH, HOME and a fast retry scale.
+    pub fn new(workdir: &Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shipgate"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", workdir)
+            .env("LANG", "C.UTF-8")
+            .env("SHIPGATE_RETRY_SCALE", "0.001")
+            .current_dir(workdir);
+        Shipgate {
+            command,
+            files: None,
+            workdir: workdir.to_path_buf(),
+        }
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(&mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> &mut Self {
+        self.command.env(key, value);
+        self
+    }
+
+    /// An action input as the runner sets it: `INPUT_<NAME>`, hyphens kept.
+    pub fn input(&mut self, name: &str, value: &str) -> &mut Self {
+        let var = format!("INPUT_{}", name.replace(' ', "_").to_uppercase());
+        self.command.env(var, value);
+        self
+    }
+
+    /// Simulates a GitHub Actions step: `GITHUB_ACTIONS=true`, `CI=true` and fresh file-command
+    /// files; `GITHUB_EVENT_PATH` holds `{}` unless [`Shipgate::event`] replaces it.
+    pub fn actions(&mut self) -> &mut Self {
+        let files = ActionsFiles {
+            dir: tempfile::tempdir().expect("temp dir for runner files"),
+        };
+        std::fs::write(files.event(), "{}").expect("event file");
+        self.command
+            .env("GITHUB_ACTIONS", "true")
+            .env("CI", "true")
+            .env("GITHUB_OUTPUT", files.output())
+            .env("GITHUB_ENV", files.env())
+            .env("GITHUB_STEP_SUMMARY", files.summary())
+            .env("GITHUB_EVENT_PATH", files.event())
+            .env("GITHUB_WORKSPACE", &self.workdir);
+        self.files = Some(files);
+        self
+    }
+
+    /// Writes the event payload (`GITHUB_EVENT_PATH`) and sets `GITHUB_EVENT_NAME`.
+    pub fn event(&mut self, name: &str, payload: &serde_json::Value) -> &mut Self {
+        if self.files.is_none() {
+            self.actions();
+        }
+        let files = self.files.as_ref().expect("actions files");
+        std::fs::write(files.event(), payload.to_string()).expect("event file");
+        self.command.env("GITHUB_EVENT_NAME", name);
+        self
+    }
+
+    pub fn run(&mut self) -> Run {
+        let output = self.command.output().expect("run shipgate");
+        let read = |path: Option<PathBuf>| {
+            path.and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default()
+        };
+        let raw_output_file = read(self.files.as_ref().map(ActionsFiles::output));
+        let raw_env_file = read(self.files.as_ref().map(ActionsFiles::env));
+        let summary = read(self.files.as_ref().map(ActionsFiles::summary));
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            outputs: parse_file_commands(&raw_output_file)
+                .unwrap_or_else(|e| panic!("GITHUB_OUTPUT rejected by the runner's rules: {e}")),
+            env: parse_file_commands(&raw_env_file)
+                .unwrap_or_else(|e| panic!("GITHUB_ENV rejected by the runner's rules: {e}")),
+            summary,
+            raw_output_file,
+            raw_env_file,
+        }
+    }
+}
+
+/// The runner's `FileCommandManager.EnvFileKeyValuePairs`: `KEY=VALUE` when `=` comes before
+/// `<<`, else `KEY<<DELIM`, the value's lines, and `DELIM` alone on a line. The value excludes
+/// its final newline; a missing delimiter is an error. Later keys win.
+pub fn parse_file_commands(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        let equals = line.find('=');
+        let heredoc = line.find("<<");
+        match (equals, heredoc) {
+            (Some(e), h) if h.is_none_or(|h| e < h) => {
+                let key = &line[..e];
+                if key.is_empty() {
+                    return Err(format!("invalid line `{line}`: empty key"));
+                }
+                out.insert(key.to_string(), line[e + 1..].to_string());
+            }
+            (_, Some(h)) => {
+                let key = &line[..h];
+                let delimiter = &line[h + 2..];
+                if key.is_empty() || delimiter.is_empty() {
+                    return Err(format!("invalid heredoc start `{line}`"));
+                }
+                let mut value = Vec::new();
+                let mut closed = false;
+                for next in lines.by_ref() {
+                    if next == delimiter {
+                        closed = true;
+                        break;
+                    }
+                    value.push(next);
+                }
+                if !closed {
+                    return Err(format!("matching delimiter `{delimiter}` not found"));
+                }
+                out.insert(key.to_string(), value.join("\n"));
+            }
+            _ => return Err(format!("invalid format `{line}`")),
+        }
+    }
+    Ok(out)
+}
+
+/// Every file under `dir` (recursively) as text, for leak searches.
+pub fn read_tree(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(read_tree(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((
+                path.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// The forms a secret can leak in: as is, percent-encoded and percent-decoded.
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    let encoded: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut forms = vec![secret.to_string(), encoded.clone(), encoded.to_lowercase()];
+    if let Ok(decoded) = urlencoding_decode(secret) {
+        forms.push(decoded);
+    }
+    forms.sort();
+    forms.dedup();
+    forms.retain(|f| f.len() >= 3);
+    forms
+}
+
+fn urlencoding_decode(text: &str) -> Result<String, ()> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
+/// Panics naming the place when any form of `secret` appears in any of `places`.
+pub fn assert_no_secret<'a>(secret: &str, places: impl IntoIterator<Item = (String, &'a str)>) {
+    let forms = secret_forms(secret);
+    for (name, text) in places {
+        for form in &forms {
+            assert!(
+                !text.contains(form.as_str()),
+                "secret form `{form}` leaked into {name}:\n{text}"
+            );
+        }
+    }
+}
