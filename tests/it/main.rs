@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test runs the real `shipgate` executable or talks to
 //! real servers on loopback started by the test itself.
 
+mod fixtures;
 mod support;
 
 mod fake_github_selftest;

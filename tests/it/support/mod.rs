@@ -4,6 +4,9 @@
 pub mod cli;
 pub mod fake_github;
 pub mod git_repo;
+pub mod postgres;
+pub mod s3;
+pub mod watchdog;
 
 pub use cli::{Shipgate, assert_no_secret, read_tree};
 pub use fake_github::FakeGitHub;

