@@ -71,8 +71,12 @@ pub(crate) fn escape_property(text: &str) -> String {
 /// line: in backticks, with control characters escaped, so it can never start a line of its own
 /// and so never be read as a workflow command.
 pub(crate) fn quote(untrusted: &str) -> String {
-    let mut out = String::with_capacity(untrusted.len() + 2);
-    out.push('`');
+    format!("`{}`", one_line(untrusted))
+}
+
+/// Untrusted text as one redacted line, control characters escaped (`\n`, `\u{1b}`).
+pub(crate) fn one_line(untrusted: &str) -> String {
+    let mut out = String::with_capacity(untrusted.len());
     for ch in untrusted.chars() {
         match ch {
             '\n' => out.push_str("\\n"),
@@ -82,7 +86,6 @@ pub(crate) fn quote(untrusted: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('`');
     redact(&out)
 }
 

@@ -203,7 +203,7 @@ pub(crate) fn check_name(what: &str, value: &str) -> Result<()> {
     } else {
         Err(Error::usage(format!(
             "{what} `{}` is not valid: use 1-128 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`",
-            crate::actions::quote(value).trim_matches('`')
+            crate::actions::one_line(value)
         )))
     }
 }

@@ -33,7 +33,7 @@ impl fmt::Display for Invalid {
         write!(
             f,
             "`{}` is not a release version: {}",
-            crate::actions::quote(&self.input).trim_matches('`'),
+            crate::actions::one_line(&self.input),
             self.rule
         )
     }

@@ -1,0 +1,423 @@
+//! The PostgreSQL adapter: the real client tools (`psql`, `pg_dump`, `pg_restore`) driven with
+//! argv only. The password never reaches argv: it travels in the child's `PGPASSWORD`, and the
+//! connection string handed to the tools has it removed. A `Session` keeps one `psql` connection
+//! open (for advisory locks held for a whole run); if shipgate dies, psql's stdin closes, the
+//! session ends and PostgreSQL releases whatever the session held.
+
+// Shared adapter whose commands land with the next issues (migrate, backup, rollout, smoke);
+// remove this allowance once they use it.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use url::Url;
+
+use crate::error::{Classify, Kind};
+use crate::secret::{Secret, redact};
+
+/// Field and record separators for machine-read psql output (ASCII unit/record separators).
+const FIELD_SEP: char = '\u{1f}';
+const RECORD_SEP: char = '\u{1e}';
+/// How long psql may take to connect.
+const CONNECT_TIMEOUT_SECS: u32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PgError {
+    #[error("{what} is not a PostgreSQL URL (`postgres://user:password@host:5432/db`): {reason}")]
+    BadUrl { what: String, reason: String },
+    #[error("cannot run `{tool}` ({reason}); install the PostgreSQL client tools")]
+    Tool { tool: String, reason: String },
+    #[error("PostgreSQL at `{target}` refused the query: {message}")]
+    Query { target: String, message: String },
+    #[error("PostgreSQL session at `{target}` ended unexpectedly: {message}")]
+    Session { target: String, message: String },
+}
+
+impl Classify for PgError {
+    fn kind(&self) -> Kind {
+        match self {
+            PgError::BadUrl { .. } => Kind::Usage,
+            _ => Kind::Dependency,
+        }
+    }
+}
+
+/// A database to connect to.
+#[derive(Debug, Clone)]
+pub(crate) struct Database {
+    /// The URL without its password, as the tools receive it.
+    conninfo: String,
+    password: Option<Secret>,
+    /// `postgres://user:***@host:port/db`, for messages.
+    display: String,
+    name: String,
+}
+
+impl Database {
+    /// Parses `postgres://` / `postgresql://` URLs. `what` names the input in errors.
+    pub(crate) fn from_url(what: &str, url: &Secret) -> Result<Database, PgError> {
+        let bad = |reason: &str| PgError::BadUrl {
+            what: what.to_string(),
+            reason: reason.to_string(),
+        };
+        let mut parsed = Url::parse(url.expose()).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(bad("the scheme must be `postgres` or `postgresql`"));
+        }
+        let password = parsed.password().map(|p| {
+            let decoded = crate::secret::percent_decode(p).unwrap_or_else(|| p.to_string());
+            Secret::new(decoded)
+        });
+        parsed
+            .set_password(None)
+            .map_err(|_| bad("the URL cannot carry credentials"))?;
+        let name = parsed.path().trim_start_matches('/').to_string();
+        let host = parsed.host_str().unwrap_or("").to_string();
+        let local = host.is_empty()
+            || host == "localhost"
+            || host.starts_with("127.")
+            || host == "[::1]"
+            || host.starts_with('/');
+        let has_sslmode = parsed.query_pairs().any(|(k, _)| k == "sslmode");
+        if !has_sslmode && !local {
+            // libpq's default `prefer` does not protect against a man in the middle.
+            parsed
+                .query_pairs_mut()
+                .append_pair("sslmode", "verify-full");
+        }
+        let display = {
+            let mut shown = parsed.clone();
+            if password.is_some() {
+                let _ = shown.set_password(Some(crate::secret::MASK));
+            }
+            redact(shown.as_str())
+        };
+        Ok(Database {
+            conninfo: parsed.to_string(),
+            password,
+            display,
+            name: crate::secret::percent_decode(&name).unwrap_or(name),
+        })
+    }
+
+    /// `postgres://user:***@host:port/db`.
+    pub(crate) fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// The database name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The same server and credentials, another database.
+    pub(crate) fn with_database(&self, name: &str) -> Database {
+        let mut other = self.clone();
+        if let Ok(mut url) = Url::parse(&self.conninfo) {
+            url.set_path(&format!("/{}", crate::secret::percent_encode(name)));
+            other.conninfo = url.to_string();
+            if let Ok(mut shown) = Url::parse(&self.display) {
+                shown.set_path(&format!("/{}", crate::secret::percent_encode(name)));
+                other.display = redact(shown.as_str());
+            }
+        }
+        other.name = name.to_string();
+        other
+    }
+
+    /// The connection string for a tool's `--dbname` (no password in it).
+    pub(crate) fn conninfo(&self) -> &str {
+        &self.conninfo
+    }
+
+    /// A command for a PostgreSQL client tool, with the password in its environment only.
+    pub(crate) fn tool(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        self.apply_env(&mut command);
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        command
+    }
+
+    /// The environment a client tool needs (for callers building a `process::Spec`).
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("PGCONNECT_TIMEOUT".into(), CONNECT_TIMEOUT_SECS.to_string()),
+            ("PGAPPNAME".into(), "shipgate".into()),
+        ]
+    }
+
+    /// The password, for a child's `PGPASSWORD`.
+    pub(crate) fn password(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+
+    fn apply_env(&self, command: &mut Command) {
+        for var in [
+            "PGPASSWORD",
+            "PGPASSFILE",
+            "PGSERVICE",
+            "PGDATABASE",
+            "PGHOST",
+            "PGUSER",
+        ] {
+            command.env_remove(var);
+        }
+        for (key, value) in self.env() {
+            command.env(key, value);
+        }
+        if let Some(password) = &self.password {
+            command.env("PGPASSWORD", password.expose());
+        }
+    }
+
+    /// Runs `sql` with psql and returns the rows (fields as text; NULL as empty).
+    pub(crate) async fn query(&self, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
+        let output = self
+            .tool("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("--field-separator={FIELD_SEP}"))
+            .arg(format!("--record-separator={RECORD_SEP}"))
+            .arg("--dbname")
+            .arg(&self.conninfo)
+            .arg("--command")
+            .arg(sql)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(|e| PgError::Tool {
+                tool: "psql".into(),
+                reason: e.to_string(),
+            })?;
+        if !output.status.success() {
+            return Err(PgError::Query {
+                target: self.display.clone(),
+                message: clean_message(&String::from_utf8_lossy(&output.stderr)),
+            });
+        }
+        Ok(parse_rows(&String::from_utf8_lossy(&output.stdout)))
+    }
+
+    /// The first field of the first row.
+    pub(crate) async fn scalar(&self, sql: &str) -> Result<Option<String>, PgError> {
+        Ok(self
+            .query(sql)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next()))
+    }
+
+    /// `server_version_num`, e.g. `170002`.
+    pub(crate) async fn server_version_num(&self) -> Result<u32, PgError> {
+        let text = self
+            .scalar("SHOW server_version_num")
+            .await?
+            .unwrap_or_default();
+        text.trim().parse().map_err(|_| PgError::Query {
+            target: self.display.clone(),
+            message: format!("unexpected server_version_num `{text}`"),
+        })
+    }
+
+    /// Opens a long-lived session (one `psql` connection kept open).
+    pub(crate) async fn session(&self) -> Result<Session, PgError> {
+        let mut child = self
+            .tool("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("--field-separator={FIELD_SEP}"))
+            .arg(format!("--record-separator={RECORD_SEP}"))
+            .arg("--dbname")
+            .arg(&self.conninfo)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| PgError::Tool {
+                tool: "psql".into(),
+                reason: e.to_string(),
+            })?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(BufReader::new);
+        let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
+            return Err(PgError::Session {
+                target: self.display.clone(),
+                message: "psql has no pipes".into(),
+            });
+        };
+        let mut session = Session {
+            child,
+            stdin,
+            stdout,
+            target: self.display.clone(),
+        };
+        session.query("SELECT 1").await?;
+        Ok(session)
+    }
+}
+
+/// One open connection. Dropping it kills psql, which ends the session.
+pub(crate) struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    target: String,
+}
+
+impl Session {
+    /// Runs `sql` on this connection and returns its rows.
+    pub(crate) async fn query(&mut self, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
+        let marker = format!("shipgate-end-{}", crate::util::random_hex(8));
+        let script = format!("{};\n\\echo {marker}\n", sql.trim().trim_end_matches(';'));
+        if let Err(e) = self.stdin.write_all(script.as_bytes()).await {
+            return Err(self.ended(e.to_string()).await);
+        }
+        let _ = self.stdin.flush().await;
+        let mut collected = String::new();
+        loop {
+            let mut line = String::new();
+            match self.stdout.read_line(&mut line).await {
+                Ok(0) => return Err(self.ended("psql exited".into()).await),
+                Ok(_) => {
+                    if let Some(before) = line.trim_end_matches('\n').strip_suffix(&marker) {
+                        collected.push_str(before);
+                        break;
+                    }
+                    collected.push_str(&line);
+                }
+                Err(e) => return Err(self.ended(e.to_string()).await),
+            }
+        }
+        Ok(parse_rows(&collected))
+    }
+
+    /// The process id of this session's backend (`pg_backend_pid()`).
+    pub(crate) async fn backend_pid(&mut self) -> Result<i64, PgError> {
+        let rows = self.query("SELECT pg_backend_pid()").await?;
+        rows.first()
+            .and_then(|r| r.first())
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| PgError::Session {
+                target: self.target.clone(),
+                message: "no backend pid".into(),
+            })
+    }
+
+    /// Ends the session cleanly (`\q`), waiting briefly, then kills psql if needed.
+    pub(crate) async fn close(mut self) {
+        let _ = self.stdin.write_all(b"\\q\n").await;
+        let _ = self.stdin.shutdown().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+
+    async fn ended(&mut self, reason: String) -> PgError {
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), err.read_to_string(&mut stderr)).await;
+        }
+        let message = if stderr.trim().is_empty() {
+            reason
+        } else {
+            clean_message(&stderr)
+        };
+        PgError::Session {
+            target: self.target.clone(),
+            message,
+        }
+    }
+}
+
+fn parse_rows(text: &str) -> Vec<Vec<String>> {
+    text.split(RECORD_SEP)
+        .map(|record| record.trim_matches('\n'))
+        .filter(|record| !record.is_empty())
+        .map(|record| record.split(FIELD_SEP).map(str::to_string).collect())
+        .collect()
+}
+
+/// psql's stderr as one redacted line: `psql: error: ` prefixes and line breaks removed.
+pub(crate) fn clean_message(stderr: &str) -> String {
+    let text = stderr
+        .lines()
+        .map(|l| {
+            l.trim()
+                .trim_start_matches("psql: ")
+                .trim_start_matches("error: ")
+        })
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    crate::actions::one_line(&text)
+}
+
+/// A SQL string literal.
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A SQL identifier.
+pub(crate) fn identifier(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_leaves_the_connection_string() {
+        let url =
+            Secret::new("postgres://app:s%40cret%2Fpw@db.example:5432/app?application_name=x");
+        let db = Database::from_url("`database-url`", &url).expect("valid");
+        assert!(!db.conninfo().contains("cret"), "{}", db.conninfo());
+        assert!(
+            db.conninfo().contains("sslmode=verify-full"),
+            "{}",
+            db.conninfo()
+        );
+        assert_eq!(db.password().map(|p| p.expose()), Some("s@cret/pw"));
+        assert_eq!(
+            db.display(),
+            "postgres://app:***@db.example:5432/app?application_name=x&sslmode=verify-full"
+        );
+        assert_eq!(db.name(), "app");
+        let local =
+            Database::from_url("x", &Secret::new("postgres://u:p@127.0.0.1:5/d")).expect("valid");
+        assert!(!local.conninfo().contains("sslmode"));
+        let other = local.with_database("scratch");
+        assert_eq!(other.name(), "scratch");
+        assert!(
+            other.conninfo().ends_with("/scratch"),
+            "{}",
+            other.conninfo()
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        assert!(Database::from_url("x", &Secret::new("mysql://a@b/c")).is_err());
+        assert!(Database::from_url("x", &Secret::new("not a url")).is_err());
+    }
+
+    #[test]
+    fn rows_split_on_separators() {
+        let text = format!("a{FIELD_SEP}b{RECORD_SEP}c{FIELD_SEP}d\n");
+        assert_eq!(parse_rows(&text), vec![vec!["a", "b"], vec!["c", "d"]]);
+        assert!(parse_rows("").is_empty());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(identifier("we\"ird"), "\"we\"\"ird\"");
+    }
+}
