@@ -542,3 +542,49 @@ fn a_path_like_deployment_id_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn an_unreachable_github_is_a_dependency_failure_without_the_token() {
+    let dir = tempfile::tempdir().expect("workdir");
+    // Bind then drop: a loopback port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let token = "ghs_unreachableCanaryToken1234567890";
+    let run = Shipgate::new(dir.path())
+        .actions()
+        .env("GITHUB_API_URL", format!("http://127.0.0.1:{port}"))
+        .env("GITHUB_REPOSITORY", "octo/app")
+        .input("github-token", token)
+        .args(["validate", "--version", "v1.2.0"])
+        .run();
+    run.expect_code(3);
+    assert!(run.stderr.contains("cannot reach GitHub"), "{}", run.stderr);
+    assert!(run.stderr.contains("after 5 attempt(s)"), "{}", run.stderr);
+    let everything = run.everything();
+    assert_no_secret(
+        token,
+        everything.iter().map(|(name, text)| (name.clone(), text.as_str())),
+    );
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let dir = tempfile::tempdir().expect("workdir");
+    let run = Shipgate::new(dir.path()).args(["--help"]).run();
+    run.expect_code(0);
+    for line in [
+        "0  success",
+        "1  a gate said no",
+        "2  usage or configuration error",
+        "3  a dependency",
+        "4  timeout",
+        "5  the automatic rollback itself failed",
+    ] {
+        assert!(run.stdout.contains(line), "missing `{line}` in:\n{}", run.stdout);
+    }
+    let unknown = Shipgate::new(dir.path()).args(["validate", "--bogus"]).run();
+    unknown.expect_code(2);
+}
