@@ -566,7 +566,9 @@ fn an_unreachable_github_is_a_dependency_failure_without_the_token() {
     let everything = run.everything();
     assert_no_secret(
         token,
-        everything.iter().map(|(name, text)| (name.clone(), text.as_str())),
+        everything
+            .iter()
+            .map(|(name, text)| (name.clone(), text.as_str())),
     );
 }
 
@@ -583,8 +585,14 @@ fn help_documents_the_exit_codes() {
         "4  timeout",
         "5  the automatic rollback itself failed",
     ] {
-        assert!(run.stdout.contains(line), "missing `{line}` in:\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(line),
+            "missing `{line}` in:\n{}",
+            run.stdout
+        );
     }
-    let unknown = Shipgate::new(dir.path()).args(["validate", "--bogus"]).run();
+    let unknown = Shipgate::new(dir.path())
+        .args(["validate", "--bogus"])
+        .run();
     unknown.expect_code(2);
 }

@@ -1,0 +1,193 @@
+//! A small sample service for the local rehearsal (`scripts/rehearse.sh`): the thing shipgate
+//! deploys. Standard library only.
+//!
+//! It serves two versions at once, like a fleet mid-rollout: a control file (re-read on every
+//! request) names the `stable` and `canary` versions and the canary's traffic `weight` (0-100),
+//! which the rollout's stage hooks change. A canary listed in `broken` answers its health checks
+//! with 500s, so the rehearsal can show an automatic rollback.
+//!
+//! ```text
+//! cargo run --example sample_service -- --port 8080 --control /tmp/control
+//! ```
+//!
+//! Routes: `GET /health` (`{"status":"healthy","version":…}`), `GET /health/live`,
+//! `GET /health/ready` (Spring style), `GET /api/items`, `POST /login` (`{"token":…}`),
+//! `GET /api/me` (needs `Authorization: Bearer <token>`), `GET /ops/summary` (counters).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const TOKEN: &str = "sample-session-token-7f3a";
+
+struct Control {
+    stable: String,
+    canary: String,
+    weight: u64,
+    broken: Vec<String>,
+}
+
+fn read_control(path: &PathBuf) -> Control {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut control = Control {
+        stable: "0.0.0".into(),
+        canary: String::new(),
+        weight: 0,
+        broken: Vec::new(),
+    };
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().to_string();
+        match key.trim() {
+            "stable" => control.stable = value,
+            "canary" => control.canary = value,
+            "weight" => control.weight = value.parse().unwrap_or(0).min(100),
+            "broken" => control.broken = value.split(',').map(|v| v.trim().to_string()).collect(),
+            _ => {}
+        }
+    }
+    control
+}
+
+fn main() {
+    let mut port = 8080u16;
+    let mut control = PathBuf::from("sample-service.control");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => port = args.next().and_then(|p| p.parse().ok()).unwrap_or(port),
+            "--control" => control = args.next().map(PathBuf::from).unwrap_or(control),
+            other => {
+                eprintln!("sample_service: unknown argument `{other}`");
+                std::process::exit(2);
+            }
+        }
+    }
+    let listener = match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("sample_service: cannot listen on 127.0.0.1:{port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("sample_service: listening on http://127.0.0.1:{port}");
+    let counter = Arc::new(AtomicU64::new(0));
+    for stream in listener.incoming().flatten() {
+        let control = control.clone();
+        let counter = Arc::clone(&counter);
+        std::thread::spawn(move || {
+            let _ = handle(stream, &control, &counter);
+        });
+    }
+}
+
+fn handle(mut stream: TcpStream, control: &PathBuf, counter: &AtomicU64) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("/").to_string();
+    let mut content_length = 0usize;
+    let mut authorization = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => content_length = value.trim().parse().unwrap_or(0),
+                "authorization" => authorization = value.trim().to_string(),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0u8; content_length.min(1 << 20)];
+    reader.read_exact(&mut body)?;
+
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    let control = read_control(control);
+    // Deterministic, evenly spread weighted routing: `weight` of every 100 requests go to the
+    // canary (at 5 %, every 20th request; at 50 %, every other one).
+    let on_canary = !control.canary.is_empty() && (n * control.weight) % 100 < control.weight;
+    let version = if on_canary {
+        control.canary.clone()
+    } else {
+        control.stable.clone()
+    };
+    let broken = control.broken.contains(&version);
+
+    let (status, content_type, body) = match (method.as_str(), path.as_str()) {
+        ("GET", "/health") if broken => (
+            500,
+            "application/json",
+            format!(r#"{{"status":"unhealthy","version":"{version}"}}"#),
+        ),
+        ("GET", "/health") => (
+            200,
+            "application/json",
+            format!(r#"{{"status":"healthy","version":"{version}"}}"#),
+        ),
+        ("GET", "/health/live") => (200, "text/plain", "Healthy".to_string()),
+        ("GET", "/health/ready") if broken => {
+            (503, "application/json", r#"{"status":"DOWN"}"#.to_string())
+        }
+        ("GET", "/health/ready") => (200, "application/json", r#"{"status":"UP"}"#.to_string()),
+        ("GET", "/api/items") => (
+            200,
+            "application/json",
+            r#"{"items":[{"id":1,"name":"widget"},{"id":2,"name":"gadget"}],"total":2}"#
+                .to_string(),
+        ),
+        ("POST", "/login") => {
+            let text = String::from_utf8_lossy(&body);
+            if text.contains("\"password\"") {
+                (200, "application/json", format!(r#"{{"token":"{TOKEN}"}}"#))
+            } else {
+                (
+                    400,
+                    "application/json",
+                    r#"{"error":"password required"}"#.to_string(),
+                )
+            }
+        }
+        ("GET", "/api/me") if authorization == format!("Bearer {TOKEN}") => (
+            200,
+            "application/json",
+            r#"{"user":"release-bot","roles":["deployer"]}"#.to_string(),
+        ),
+        ("GET", "/api/me") => (
+            401,
+            "application/json",
+            r#"{"error":"unauthorized"}"#.to_string(),
+        ),
+        ("GET", "/ops/summary") => (
+            200,
+            "application/json",
+            format!(r#"{{"requests":{n},"outbox_backlog":3,"version":"{version}"}}"#),
+        ),
+        _ => (
+            404,
+            "application/json",
+            r#"{"error":"not found"}"#.to_string(),
+        ),
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        _ => "Service Unavailable",
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())
+}
