@@ -262,28 +262,18 @@ impl GitHub {
                 Ok::<_, octocrab::Error>((parts.status, parts.headers, text))
             })
             .await;
-            let (status, headers, text) = match outcome {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => {
-                    let reason = describe(&e);
+            let answer = match outcome {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(e)) => Err(describe(&e)),
+                Err(_) => Err(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
+            };
+            let (status, headers, text) = match answer {
+                Ok(answer) => answer,
+                Err(reason) => {
                     if idempotent && attempt < MAX_ATTEMPTS {
                         tracing::warn!(
                             "GitHub `{method} {path}` failed ({reason}); retrying (attempt {attempt} of {MAX_ATTEMPTS})"
                         );
-                        tokio::time::sleep(backoff(attempt)).await;
-                        continue;
-                    }
-                    return Err(GitHubError::Transport {
-                        method,
-                        path: path.to_string(),
-                        attempts: attempt,
-                        reason,
-                    });
-                }
-                Err(_) => {
-                    let reason = format!("no answer within {}s", REQUEST_TIMEOUT.as_secs());
-                    if idempotent && attempt < MAX_ATTEMPTS {
-                        tracing::warn!("GitHub `{method} {path}`: {reason}; retrying");
                         tokio::time::sleep(backoff(attempt)).await;
                         continue;
                     }

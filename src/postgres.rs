@@ -141,6 +141,19 @@ impl Database {
         command
     }
 
+    /// `psql` set up for machine-read output: no psqlrc, quiet, unaligned, tuples only, stop on
+    /// the first error, unit/record separators.
+    fn psql(&self) -> Command {
+        let mut command = self.tool("psql");
+        command
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("--field-separator={FIELD_SEP}"))
+            .arg(format!("--record-separator={RECORD_SEP}"))
+            .arg("--dbname")
+            .arg(&self.conninfo);
+        command
+    }
+
     /// The environment a client tool needs (for callers building a `process::Spec`).
     pub(crate) fn env(&self) -> Vec<(String, String)> {
         vec![
@@ -176,12 +189,7 @@ impl Database {
     /// Runs `sql` with psql and returns the rows (fields as text; NULL as empty).
     pub(crate) async fn query(&self, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
         let output = self
-            .tool("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .arg(format!("--field-separator={FIELD_SEP}"))
-            .arg(format!("--record-separator={RECORD_SEP}"))
-            .arg("--dbname")
-            .arg(&self.conninfo)
+            .psql()
             .arg("--command")
             .arg(sql)
             .stdout(Stdio::piped())
@@ -226,12 +234,7 @@ impl Database {
     /// Opens a long-lived session (one `psql` connection kept open).
     pub(crate) async fn session(&self) -> Result<Session, PgError> {
         let mut child = self
-            .tool("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .arg(format!("--field-separator={FIELD_SEP}"))
-            .arg(format!("--record-separator={RECORD_SEP}"))
-            .arg("--dbname")
-            .arg(&self.conninfo)
+            .psql()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

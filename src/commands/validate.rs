@@ -531,13 +531,13 @@ async fn resolve_with_github(
             .get(&github.repo_path(&format!("/compare/{branch}...{}", object.sha)))
             .await
             .context(format!("cannot compare `{tag}` with `{branch}`"))?;
-        let on_branch = matches!(compare.status.as_str(), "behind" | "identical");
-        if !on_branch {
-            return Err(Error::gate(format!(
-                "tag `{tag}` (commit {}) is not on the default branch `{branch}` (it is {} of it); release from `{branch}`, or pass `--allow-any-branch` if this is intended",
-                short(&object.sha),
-                compare.status
-            )));
+        if !matches!(compare.status.as_str(), "behind" | "identical") {
+            return Err(off_branch(
+                tag,
+                &object.sha,
+                &branch,
+                &format!(" (it is {} of it)", compare.status),
+            ));
         }
         reachable = Some(true);
         default_branch = Some(branch);
@@ -704,10 +704,7 @@ fn resolve_with_git(
             )));
         };
         if !git.is_ancestor(&local.commit, &reference)? {
-            return Err(Error::gate(format!(
-                "tag `{tag}` (commit {}) is not on the default branch `{branch}`; release from `{branch}`, or pass `--allow-any-branch` if this is intended",
-                short(&local.commit)
-            )));
+            return Err(off_branch(tag, &local.commit, &branch, ""));
         }
         reachable = Some(true);
         default_branch = Some(branch);
@@ -725,6 +722,14 @@ fn resolve_with_git(
         previous: None,
         checked_with: "local-git",
     })
+}
+
+/// The refusal for a tag whose commit is not on the default branch.
+fn off_branch(tag: &str, sha: &str, branch: &str, detail: &str) -> Error {
+    Error::gate(format!(
+        "tag `{tag}` (commit {}) is not on the default branch `{branch}`{detail}; release from `{branch}`, or pass `--allow-any-branch` if this is intended",
+        short(sha)
+    ))
 }
 
 fn short(sha: &str) -> &str {
