@@ -4,4 +4,5 @@
 mod support;
 
 mod fake_github_selftest;
+mod gate;
 mod validate;
