@@ -107,6 +107,8 @@ pub(crate) struct Listing<T> {
 struct Cached {
     etag: String,
     body: String,
+    /// The `Link` header of the cached answer: a `304` carries none, and pagination must go on.
+    link: Option<HeaderValue>,
 }
 
 /// A client for one repository.
@@ -254,7 +256,15 @@ impl GitHub {
         if status == StatusCode::NOT_MODIFIED {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             return match cache.get(path) {
-                Some(cached) => Ok((cached.body.clone(), headers)),
+                Some(cached) => {
+                    let mut headers = headers;
+                    if let Some(link) = &cached.link
+                        && !headers.contains_key("link")
+                    {
+                        headers.insert("link", link.clone());
+                    }
+                    Ok((cached.body.clone(), headers))
+                }
                 None => Err(GitHubError::Decode {
                     path: path.to_string(),
                     reason: "304 Not Modified for a request sent without If-None-Match".into(),
@@ -270,6 +280,7 @@ impl GitHub {
                 Cached {
                     etag: etag.to_string(),
                     body: body.clone(),
+                    link: headers.get("link").cloned(),
                 },
             );
         }

@@ -429,6 +429,18 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     report.required_mode = required_mode;
     report.own = OwnRun::discover(&github).await;
     tracing::info!("this job: {}", report.own.method);
+    for pattern in &options.listed {
+        if let Some(name) = report.own.job_names.iter().find(|n| pattern.matches(n)) {
+            actions::annotate(
+                Level::Warning,
+                Some("shipgate gate"),
+                &format!(
+                    "`require` names {}, the job running shipgate: a job cannot wait for itself, so it will count as missing; remove it from `require`",
+                    actions::quote(name)
+                ),
+            );
+        }
+    }
 
     let decision = report.wait(&github).await?;
     report.finish(&github, decision)
@@ -570,7 +582,13 @@ struct Report<'a> {
 impl Report<'_> {
     /// Polls until a decision; errors only when GitHub stays unreachable or refuses us.
     async fn wait(&mut self, github: &GitHub) -> Result<Decision> {
-        let _group = actions::group(&format!("Waiting for the checks of `{}`", short(self.sha)));
+        // No `::group::` here: the progress lines stay visible in the live log.
+        tracing::info!(
+            "waiting for the checks of `{}` (every {}, up to {})",
+            short(self.sha),
+            format_duration(self.options.interval),
+            format_duration(self.options.timeout)
+        );
         let keep: Vec<Pattern> = self.options.listed.clone();
         let mut reader = checks::Reader::default();
         let mut failed_polls = 0u32;
@@ -1047,7 +1065,14 @@ impl Report<'_> {
                 };
                 let duration = row
                     .duration_seconds
-                    .map(|s| format_duration(Duration::from_secs(s)))
+                    .map(|s| {
+                        let text = format_duration(Duration::from_secs(s));
+                        if row.completed_at.is_some() {
+                            text
+                        } else {
+                            format!("{text} so far")
+                        }
+                    })
                     .unwrap_or_default();
                 let link = row
                     .url
@@ -1066,7 +1091,7 @@ impl Report<'_> {
         }
         out.push_str(&format!(
             "\nWaited {} ({} poll(s)); GitHub API: {} request(s), {} charged against the rate limit, {} answered `304 Not Modified`.\n",
-            format_duration(Duration::from_secs(result.waited_seconds)),
+            format_duration(self.start.elapsed()),
             result.polls,
             result.requests.sent,
             result.requests.charged,

@@ -216,6 +216,31 @@ fn more_than_a_hundred_checks_are_read_across_pages() {
         "the second page was read"
     );
 
+    // A check on the second page that finishes later is seen, though the first page (and its
+    // `Link` header) is answered `304 Not Modified` from then on.
+    let gh = world();
+    let mut last = 0;
+    for i in 0..150 {
+        last = gh.check(
+            SHA,
+            &format!("shard {i:03}"),
+            if i == 149 { "in_progress" } else { "success" },
+        );
+    }
+    gh.schedule(
+        When::after_requests(&runs_path(), 6),
+        Change::check_run(last, "success"),
+    );
+    let run = gate(&gh, dir.path()).args(["--timeout", "20s"]).run();
+    run.expect_code(0);
+    let pages: Vec<_> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == runs_path() && r.query.contains("page=2"))
+        .collect();
+    assert!(pages.len() >= 3, "page 2 is polled too: {}", pages.len());
+    assert!(pages.iter().any(|r| r.status == 304), "and conditionally");
+
     // A failure on the second page is seen.
     let gh = world();
     for i in 0..150 {
@@ -610,6 +635,22 @@ fn the_gates_own_job_never_blocks_it() {
         ignored.contains(&("build-and-push", "this workflow run")),
         "{ignored:?}"
     );
+
+    // Naming the gate's own job is pointed out: it cannot wait for itself.
+    let mut cmd = gate(&gh, dir.path());
+    actions(&mut cmd);
+    let run = cmd
+        .env("RUNNER_NAME", "runner-3")
+        .args(["--require", "Pre-deployment *"])
+        .run();
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("`require` names `Pre-deployment checks`, the job running shipgate"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(list(&run.outputs["missing"]), vec!["Pre-deployment *"]);
 
     // Naming a sibling explicitly waits for it.
     let mut cmd = gate(&gh, dir.path());

@@ -5,4 +5,5 @@ mod support;
 
 mod fake_github_selftest;
 mod gate;
+mod gate_bench;
 mod validate;
