@@ -894,20 +894,7 @@ impl Report<'_> {
                     .eval
                     .failed
                     .iter()
-                    .map(|i| {
-                        let entry = &self.entries[*i];
-                        format!(
-                            "`{}` ({}) concluded `{}`{}",
-                            entry.display_name(),
-                            entry.source.label(),
-                            entry.result_word(),
-                            entry
-                                .url
-                                .as_deref()
-                                .map(|u| format!(": {u}"))
-                                .unwrap_or_default()
-                        )
-                    })
+                    .map(|i| describe_failure(&self.entries[*i], None))
                     .collect();
                 format!(
                     "{} check(s) failed on commit `{sha}`: {}; fix or re-run {}, then run the gate again",
@@ -952,7 +939,11 @@ impl Report<'_> {
                         .iter()
                         .map(|i| {
                             let e = &self.entries[*i];
-                            format!("`{}` ({})", e.display_name(), e.status)
+                            format!(
+                                "{} ({})",
+                                actions::quote(&e.display_name()),
+                                actions::quote(&e.status).trim_matches('`')
+                            )
                         })
                         .collect();
                     text.push_str(&format!("; pending: {}", detail.join(", ")));
@@ -975,18 +966,7 @@ impl Report<'_> {
                     actions::annotate(
                         Level::Error,
                         Some(&format!("check failed: {}", entry.display_name())),
-                        &format!(
-                            "`{}` ({}) concluded `{}` on commit {}{}",
-                            entry.display_name(),
-                            entry.source.label(),
-                            entry.result_word(),
-                            short(self.sha),
-                            entry
-                                .url
-                                .as_deref()
-                                .map(|u| format!(": {u}"))
-                                .unwrap_or_default()
-                        ),
+                        &describe_failure(entry, Some(short(self.sha))),
                     );
                 }
                 actions::annotate(Level::Error, Some("shipgate gate"), reason);
@@ -1099,6 +1079,25 @@ impl Report<'_> {
         ));
         out
     }
+}
+
+/// "`lint` (check run) concluded `failure` [on commit abc1234]: <link>", every untrusted part
+/// quoted so it stays on one line.
+fn describe_failure(entry: &Entry, commit: Option<&str>) -> String {
+    format!(
+        "{} ({}) concluded {}{}{}",
+        actions::quote(&entry.display_name()),
+        entry.source.label(),
+        actions::quote(entry.result_word()),
+        commit
+            .map(|c| format!(" on commit {c}"))
+            .unwrap_or_default(),
+        entry
+            .url
+            .as_deref()
+            .map(|u| format!(": {}", actions::quote(u).trim_matches('`')))
+            .unwrap_or_default()
+    )
 }
 
 fn short(sha: &str) -> &str {

@@ -311,6 +311,23 @@ fn checks_and_statuses_are_judged_together() {
     let run = gate(&gh, dir.path()).actions().run();
     run.expect_code(1);
     assert_eq!(list(&run.outputs["failed"]), vec!["security/snyk"]);
+    // A hostile name cannot start a line of its own (a workflow command) or break the table.
+    gh.commit_status(SHA, "evil\n::warning::pwned | x", "failure");
+    let run = gate(&gh, dir.path()).actions().run();
+    run.expect_code(1);
+    assert!(
+        !run.stderr
+            .lines()
+            .any(|l| l.starts_with("::warning::pwned")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.summary
+            .contains("| `evil ::warning::pwned \\| x` | commit status | ❌ failure |"),
+        "{}",
+        run.summary
+    );
     // Not required, it does not count.
     gate(&gh, dir.path())
         .args(["--require", "build"])
@@ -725,6 +742,26 @@ fn rate_limits_and_server_errors_are_survived() {
         .filter(|r| r.path == runs_path())
         .count();
     assert_eq!(attempts, 10, "nine faults, then the answer");
+}
+
+#[test]
+fn a_low_rate_limit_slows_the_polling_down() {
+    let gh = world();
+    let build = gh.check(SHA, "build", "in_progress");
+    gh.schedule(
+        When::after_requests(&runs_path(), 2),
+        Change::check_run(build, "success"),
+    );
+    gh.set_rate_limit(60, now() as u64 + 3600);
+    let dir = tempfile::tempdir().expect("workdir");
+    let run = gate(&gh, dir.path()).run();
+    run.expect_code(0);
+    assert!(
+        run.stderr
+            .contains("fewer than 100 GitHub API requests left for this token; polling every"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
