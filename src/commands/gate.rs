@@ -996,7 +996,9 @@ impl Report<'_> {
             ),
             (Mode::Required(list), _) => format!("{} check(s) from the `require` list", list.len()),
         };
-        out.push_str(&format!("- **Required:** {required}\n"));
+        if self.polls > 0 {
+            out.push_str(&format!("- **Required:** {required}\n"));
+        }
         if let Some(promotion) = &self.promotion {
             out.push_str(&format!(
                 "- **Promotion from `{}`:** {} {}\n",

@@ -411,6 +411,12 @@ fn promotion_requires_a_successful_soaked_staging_deployment() {
     );
     // Refused before any check was polled.
     assert!(!gh.requests().iter().any(|r| r.path == runs_path()));
+    assert!(
+        run.summary.contains("**Promotion from `staging`:** ❌"),
+        "{}",
+        run.summary
+    );
+    assert!(!run.summary.contains("**Required:**"), "{}", run.summary);
 
     // Failed there.
     let gh = world();
