@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::validate;
+use crate::commands::{gate, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,12 +58,15 @@ pub(crate) enum Format {
 pub(crate) enum Command {
     /// Validate the release version and tag, and emit the deployment id
     Validate(validate::Args),
+    /// Wait for the commit's check runs and commit statuses, then require them to pass
+    Gate(gate::Args),
 }
 
 impl Command {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::Validate(_) => "validate",
+            Command::Gate(_) => "gate",
         }
     }
 }

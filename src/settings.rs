@@ -28,6 +28,7 @@ pub(crate) struct FileConfig {
     /// `owner/name` of the repository (default: `GITHUB_REPOSITORY`).
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
+    pub(crate) gate: Option<crate::commands::gate::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -108,6 +109,30 @@ impl Settings {
         file: Option<&String>,
     ) -> Option<String> {
         flag.or_else(|| input(name)).or_else(|| file.cloned())
+    }
+
+    /// A list: the flag's values (repeated flag) > input (one item per line, as multi-line
+    /// inputs are written) > file > empty. Items are trimmed; empty lines are skipped.
+    pub(crate) fn list(
+        &self,
+        name: &str,
+        flag: &[String],
+        file: Option<&Vec<String>>,
+    ) -> Vec<String> {
+        let clean = |items: Vec<String>| {
+            items
+                .into_iter()
+                .map(|item| item.trim().to_string())
+                .filter(|item| !item.is_empty())
+                .collect::<Vec<_>>()
+        };
+        if !flag.is_empty() {
+            return clean(flag.to_vec());
+        }
+        if let Some(raw) = input(name) {
+            return clean(raw.lines().map(str::to_string).collect());
+        }
+        clean(file.cloned().unwrap_or_default())
     }
 
     /// A boolean switch: `--flag` > input (`true`/`false`, as the toolkit's `getBooleanInput`

@@ -5,5 +5,7 @@ mod fixtures;
 mod support;
 
 mod fake_github_selftest;
+mod gate;
+mod gate_bench;
 mod templates;
 mod validate;
