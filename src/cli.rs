@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::validate;
+use crate::commands::{smoke, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,12 +58,16 @@ pub(crate) enum Format {
 pub(crate) enum Command {
     /// Validate the release version and tag, and emit the deployment id
     Validate(validate::Args),
+    /// Run the smoke suite: HTTP, database and TCP checks with asserts, captures, readiness
+    /// retries and snapshots; JUnit and summary reports
+    Smoke(smoke::Args),
 }
 
 impl Command {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::Validate(_) => "validate",
+            Command::Smoke(_) => "smoke",
         }
     }
 }
