@@ -599,10 +599,12 @@ fn token(text: &str) -> (&str, &str) {
 /// string, or the bare rest of the line.
 fn literal_text(text: &str) -> String {
     let text = text.trim();
-    if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
-        if let Ok(Value::String(s)) = serde_json::from_str(text) {
-            return s;
-        }
+    if text.len() >= 2
+        && text.starts_with('"')
+        && text.ends_with('"')
+        && let Ok(Value::String(s)) = serde_json::from_str(text)
+    {
+        return s;
     }
     if text.len() >= 2 && text.starts_with('\'') && text.ends_with('\'') {
         return text[1..text.len() - 1].to_string();

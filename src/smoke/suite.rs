@@ -905,14 +905,15 @@ fn build(def: SuiteFile, at: &Locator, o: &Overrides) -> Result<Suite> {
 /// read as healthy.
 fn add_default_asserts(asserts: &mut Vec<Assert>, health: bool) {
     let has = |f: &dyn Fn(&Subject) -> bool| asserts.iter().any(|a| f(&a.subject));
-    if health && !has(&|s| matches!(s, Subject::Health)) {
-        if let Ok(a) = Assert::parse("health == healthy") {
-            asserts.insert(0, a);
-        }
+    let default = if health && !has(&|s| matches!(s, Subject::Health)) {
+        Some("health == healthy")
     } else if !health && !has(&|s| matches!(s, Subject::Status | Subject::Health)) {
-        if let Ok(a) = Assert::parse("status < 400") {
-            asserts.insert(0, a);
-        }
+        Some("status < 400")
+    } else {
+        None
+    };
+    if let Some(Ok(assert)) = default.map(Assert::parse) {
+        asserts.insert(0, assert);
     }
 }
 
