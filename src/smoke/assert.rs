@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::jsonpath::Path;
+use super::template::{Template, Vars};
 use crate::health::{Reading, State};
 
 /// Longest actual value shown in a failure.
@@ -139,6 +140,8 @@ pub(crate) struct Assert {
     negate: bool,
     op: Op,
     expected: Expected,
+    /// `{{name}}` in the compared value, rendered when checked.
+    template: Option<Template>,
 }
 
 impl TryFrom<super::suite::Scalar> for Assert {
@@ -162,6 +165,8 @@ pub(crate) struct Observed<'a> {
     pub(crate) rows: Option<usize>,
     /// Snapshot values by JSON location text.
     pub(crate) snapshot: Option<&'a BTreeMap<String, Value>>,
+    /// Variables for `{{name}}` in compared values.
+    pub(crate) vars: Option<&'a Vars>,
 }
 
 /// A failed assert: what was checked, expected and found.
@@ -265,73 +270,20 @@ impl Assert {
                 op.text()
             )));
         }
-        let expected = match op {
-            Op::Exists => {
-                if !rest.is_empty() {
-                    return Err(bad("`exists` takes no value".into()));
-                }
-                if !matches!(subject, Subject::Json(_) | Subject::Header(_)) {
-                    return Err(bad(
-                        "`exists` applies to `json PATH` and `header NAME`".into()
-                    ));
-                }
-                Expected::None
+        let template = if rest.contains("{{") {
+            if matches!(op, Op::Exists) || rest.starts_with("before") {
+                return Err(bad(
+                    "`{{…}}` goes in a compared value, not with `exists` or `before`".into(),
+                ));
             }
-            _ if rest.is_empty() => {
-                return Err(bad(format!(
-                    "`{}` needs a value to compare with",
-                    op.text()
-                )));
-            }
-            Op::Matches => {
-                let pattern = literal_text(rest);
-                Expected::Regex(
-                    regex_lite::Regex::new(&pattern).map_err(|e| {
-                        bad(format!("the regular expression does not compile: {e}"))
-                    })?,
-                )
-            }
-            _ if rest.starts_with("before") && !rest.starts_with("before\"") => {
-                if !matches!(subject, Subject::Json(_)) || growth {
-                    return Err(bad("`before` compares a JSON value with its snapshot: use `json PATH <= before * 1.2`".into()));
-                }
-                Expected::Before(parse_before(rest).map_err(bad)?)
-            }
-            _ => {
-                let value = match subject {
-                    Subject::Duration => {
-                        let ms = parse_ms(rest).map_err(bad)?;
-                        Value::from(ms)
-                    }
-                    Subject::Health => {
-                        let state = literal_text(rest).to_ascii_lowercase();
-                        if !matches!(
-                            state.as_str(),
-                            "healthy" | "degraded" | "unhealthy" | "unknown"
-                        ) {
-                            return Err(bad(format!(
-                                "health is `healthy`, `degraded`, `unhealthy` or `unknown`, not `{}`",
-                                crate::actions::one_line(&state)
-                            )));
-                        }
-                        if !matches!(op, Op::Eq | Op::Ne) {
-                            return Err(bad("health compares with `==` or `!=`".into()));
-                        }
-                        Value::String(state)
-                    }
-                    _ if op == Op::Contains => Value::String(literal_text(rest)),
-                    _ => serde_json::from_str(rest)
-                        .unwrap_or_else(|_| Value::String(literal_text(rest))),
-                };
-                if op.ordering() && number(&value).is_none() {
-                    return Err(bad(format!(
-                        "`{}` needs a number, not `{}`",
-                        op.text(),
-                        crate::actions::one_line(rest)
-                    )));
-                }
-                Expected::Value(value)
-            }
+            Some(Template::parse(rest).map_err(bad)?)
+        } else {
+            None
+        };
+        // A templated value is parsed once rendered; a placeholder stands in until then.
+        let expected = match &template {
+            Some(_) => Expected::Value(Value::Null),
+            None => parse_expected(&subject, op, growth, rest).map_err(bad)?,
         };
         if growth && (!op.ordering() && !matches!(op, Op::Eq | Op::Ne)) {
             return Err(bad(
@@ -345,6 +297,7 @@ impl Assert {
             negate,
             op,
             expected,
+            template,
         })
     }
 
@@ -385,8 +338,42 @@ impl Assert {
         format!("{not}{}{value}", self.op.text())
     }
 
+    /// The template of the compared value, if it has one.
+    pub(crate) fn template(&self) -> Option<&Template> {
+        self.template.as_ref()
+    }
+
     /// Checks `observed`; `Err` says what was expected and what was there.
     pub(crate) fn check(&self, observed: &Observed<'_>) -> Result<(), Failure> {
+        let Some(template) = &self.template else {
+            return self.check_value(observed);
+        };
+        let label = self.subject.label();
+        let empty = Vars::new();
+        let rendered = template
+            .render(observed.vars.unwrap_or(&empty))
+            .map_err(|e| Failure::new(&label, "", e))?;
+        let expected = parse_expected(&self.subject, self.op, self.growth, rendered.text.trim())
+            .map_err(|e| {
+                Failure::new(
+                    &label,
+                    "",
+                    format!(
+                        "the compared value `{template_text}` became {}: {e}",
+                        crate::actions::quote(&rendered.text),
+                        template_text = self.text
+                    ),
+                )
+            })?;
+        Assert {
+            expected,
+            template: None,
+            ..self.clone()
+        }
+        .check_value(observed)
+    }
+
+    fn check_value(&self, observed: &Observed<'_>) -> Result<(), Failure> {
         let label = if self.growth {
             format!("{} growth", self.subject.label())
         } else {
@@ -559,6 +546,73 @@ impl Assert {
             fail(self.expected_text(), shown_actual())
         }
     }
+}
+
+/// The value an assert compares with, from the text after its operator.
+fn parse_expected(subject: &Subject, op: Op, growth: bool, rest: &str) -> Result<Expected, String> {
+    Ok(match op {
+        Op::Exists => {
+            if !rest.is_empty() {
+                return Err("`exists` takes no value".into());
+            }
+            if !matches!(subject, Subject::Json(_) | Subject::Header(_)) {
+                return Err("`exists` applies to `json PATH` and `header NAME`".into());
+            }
+            Expected::None
+        }
+        _ if rest.is_empty() => {
+            return Err(format!("`{}` needs a value to compare with", op.text()));
+        }
+        Op::Matches => {
+            let pattern = literal_text(rest);
+            Expected::Regex(
+                regex_lite::Regex::new(&pattern)
+                    .map_err(|e| format!("the regular expression does not compile: {e}"))?,
+            )
+        }
+        _ if rest.starts_with("before") && !rest.starts_with("before\"") => {
+            if !matches!(subject, Subject::Json(_)) || growth {
+                return Err("`before` compares a JSON value with its snapshot: use `json PATH <= before * 1.2`".into());
+            }
+            Expected::Before(parse_before(rest)?)
+        }
+        _ => {
+            let value = match subject {
+                Subject::Duration => {
+                    let ms = parse_ms(rest)?;
+                    Value::from(ms)
+                }
+                Subject::Health => {
+                    let state = literal_text(rest).to_ascii_lowercase();
+                    if !matches!(
+                        state.as_str(),
+                        "healthy" | "degraded" | "unhealthy" | "unknown"
+                    ) {
+                        return Err(format!(
+                            "health is `healthy`, `degraded`, `unhealthy` or `unknown`, not `{}`",
+                            crate::actions::one_line(&state)
+                        ));
+                    }
+                    if !matches!(op, Op::Eq | Op::Ne) {
+                        return Err("health compares with `==` or `!=`".into());
+                    }
+                    Value::String(state)
+                }
+                _ if op == Op::Contains => Value::String(literal_text(rest)),
+                _ => {
+                    serde_json::from_str(rest).unwrap_or_else(|_| Value::String(literal_text(rest)))
+                }
+            };
+            if op.ordering() && number(&value).is_none() {
+                return Err(format!(
+                    "`{}` needs a number, not `{}`",
+                    op.text(),
+                    crate::actions::one_line(rest)
+                ));
+            }
+            Expected::Value(value)
+        }
+    })
 }
 
 impl fmt::Display for Assert {
@@ -883,6 +937,41 @@ mod tests {
             f.message(),
             "health: expected == \"healthy\", got \"degraded\" (HTTP 200, status `warn`)"
         );
+    }
+
+    #[test]
+    fn compared_values_can_come_from_variables() {
+        let doc = json!({"version": "1.4.0", "n": 5});
+        let body = doc.to_string();
+        let mut vars = Vars::new();
+        vars.insert(
+            "want".into(),
+            super::super::template::Var::Plain("1.4.0".into()),
+        );
+        vars.insert(
+            "limit".into(),
+            super::super::template::Var::Plain("4".into()),
+        );
+        let mut obs = observed(&doc, &body);
+        obs.vars = Some(&vars);
+        let run = |a: &str| {
+            Assert::parse(a)
+                .expect(a)
+                .check(&obs)
+                .map_err(|f| f.message())
+        };
+        assert_eq!(run("json $.version == {{want}}"), Ok(()));
+        assert_eq!(run("json $.n > {{limit}}"), Ok(()));
+        assert_eq!(
+            run("json $.n < {{limit}}"),
+            Err("json $.n: expected < 4, got 5".into())
+        );
+        assert!(
+            run("json $.n < {{want}}")
+                .expect_err("not a number")
+                .contains("became `1.4.0`: `<` needs a number")
+        );
+        assert!(Assert::parse("json $.n exists {{x}}").is_err());
     }
 
     #[test]

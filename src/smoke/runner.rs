@@ -608,6 +608,7 @@ async fn http(ctx: &Context, test: &TestPlan, timeout: Duration) -> Attempt {
         value: None,
         rows: None,
         snapshot,
+        vars: Some(&vars),
     };
     let mut recorded = BTreeMap::new();
     if recording {
@@ -738,6 +739,7 @@ async fn database(
         duration_ms,
         value,
         rows: rows.as_ref().map(Vec::len),
+        vars: Some(&vars),
         ..Observed::default()
     };
     let failures = test

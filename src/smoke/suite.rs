@@ -953,6 +953,11 @@ fn template_names(
         }
         Action::Tcp(target) => add(target),
     }
+    for a in &t.asserts {
+        if let Some(tpl) = a.template() {
+            out.extend(tpl.names().into_iter().map(str::to_string));
+        }
+    }
     Ok(())
 }
 

@@ -157,6 +157,7 @@ tests:
       - status == 200
       - health == healthy
       - version == 1.4.0
+      - version == {{{{version}}}}
   - name: json and headers
     url: /data
     expect:
@@ -185,6 +186,10 @@ tests:
 "#,
         server.url()
     );
+    // `{{version}}` comes from what `validate` recorded.
+    let state = dir.path().join(".shipgate").join(ID);
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::write(state.join("validate.json"), r#"{"version": "1.4.0"}"#).expect("validate.json");
     let run = smoke(dir.path(), &suite).actions().run();
     run.expect_code(0);
     assert_eq!(run.outputs["result"], "pass");
@@ -237,6 +242,11 @@ fn every_assert_kind_fails_showing_expected_and_actual() {
         ("duration", "/slow", "duration < 100ms"),
         ("health", "/degraded", "health == healthy"),
         ("version", "/health", "version == 2.0.0"),
+        (
+            "version from a variable",
+            "/health",
+            "version == {{expected_version}}",
+        ),
     ];
     let mut suite = format!("base-url: {}\ntests:\n", server.url());
     for (name, path, assert) in cases {
@@ -244,7 +254,10 @@ fn every_assert_kind_fails_showing_expected_and_actual() {
             "  - name: \"{name}\"\n    url: {path}\n    expect:\n      - '{assert}'\n"
         ));
     }
-    let run = smoke(dir.path(), &suite).actions().run();
+    let run = smoke(dir.path(), &suite)
+        .args(["--var", "expected_version=2.1.0"])
+        .actions()
+        .run();
     run.expect_code(1);
     assert_eq!(run.outputs["result"], "fail");
     assert_eq!(run.outputs["failed"], cases.len().to_string());
@@ -294,6 +307,10 @@ fn every_assert_kind_fails_showing_expected_and_actual() {
             "health: expected == \"healthy\", got \"degraded\" (HTTP 200, status `Degraded`)",
         ),
         ("version", "version: expected == \"2.0.0\", got \"1.4.0\""),
+        (
+            "version from a variable",
+            "version: expected == \"2.1.0\", got \"1.4.0\"",
+        ),
     ];
     for (name, message) in expected {
         let got = failures(&result, name);
