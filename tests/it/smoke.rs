@@ -499,7 +499,7 @@ fn a_readiness_deadline_that_passes_fails_the_test_as_not_ready() {
     });
     let dir = tempfile::tempdir().expect("workdir");
     let suite = format!(
-        "tests:\n  - name: never ready\n    url: {}/health\n    ready:\n      timeout: 300ms\n      interval: 20ms\n    expect:\n      - status == 200\n",
+        "tests:\n  - name: never ready\n    url: {}/health\n    ready:\n      timeout: 1s\n      interval: 20ms\n    expect:\n      - status == 200\n",
         server.url()
     );
     let run = smoke(dir.path(), &suite)
@@ -516,7 +516,7 @@ fn a_readiness_deadline_that_passes_fails_the_test_as_not_ready() {
     assert_eq!(server.requests_to("/health").len() as u64, attempts);
     let got = failures(&result, "never ready");
     assert!(
-        got.starts_with("ready: expected ready within 300ms, got not ready after"),
+        got.starts_with("ready: expected ready within 1s, got not ready after"),
         "{got}"
     );
     assert!(got.contains("status: expected == 200, got 503"), "{got}");
