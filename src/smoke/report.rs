@@ -90,10 +90,16 @@ pub(crate) fn junit(
         match r.status {
             Status::Passed => {}
             Status::Failed => {
-                let kind = if r.ready_timed_out {
-                    "not-ready"
-                } else {
-                    "assert"
+                let unreachable = r.failed_checks.first().is_some_and(|f| {
+                    matches!(
+                        f.check.as_str(),
+                        "request" | "connect" | "database" | "query"
+                    )
+                });
+                let kind = match (r.ready_timed_out, unreachable) {
+                    (true, _) => "not-ready",
+                    (false, true) => "unreachable",
+                    (false, false) => "assert",
                 };
                 out.push_str(&format!(
                     "      <failure message=\"{}\" type=\"{kind}\">{}</failure>\n",

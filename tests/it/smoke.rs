@@ -714,6 +714,9 @@ fn tcp_check_connects_and_fails_on_a_closed_port() {
     assert_eq!(test_result(&result, "open")["status"], "passed");
     let got = failures(&result, "closed");
     assert!(got.starts_with("connect: cannot connect:"), "{got}");
+    let xml = state_file(dir.path(), "smoke-junit.xml");
+    assert_eq!(junit_testcases(&xml), ["open", "closed"]);
+    assert!(xml.contains("type=\"unreachable\""), "{xml}");
     drop(listener);
 }
 
