@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{gate, validate};
+use crate::commands::{gate, smoke, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +60,9 @@ pub(crate) enum Command {
     Validate(validate::Args),
     /// Wait for the commit's check runs and commit statuses, then require them to pass
     Gate(gate::Args),
+    /// Run the smoke suite: HTTP, database and TCP checks with asserts, captures, readiness
+    /// retries and snapshots; JUnit and summary reports
+    Smoke(smoke::Args),
 }
 
 impl Command {
@@ -67,6 +70,7 @@ impl Command {
         match self {
             Command::Validate(_) => "validate",
             Command::Gate(_) => "gate",
+            Command::Smoke(_) => "smoke",
         }
     }
 }

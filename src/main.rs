@@ -13,6 +13,7 @@ mod postgres;
 mod process;
 mod secret;
 mod settings;
+mod smoke;
 mod state;
 mod util;
 mod version;

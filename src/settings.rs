@@ -29,6 +29,7 @@ pub(crate) struct FileConfig {
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
     pub(crate) gate: Option<crate::commands::gate::FileConfig>,
+    pub(crate) smoke: Option<crate::commands::smoke::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -255,6 +256,12 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> Result<FileConfig> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
+    parse_yaml(path, text)
+}
+
+/// Parses any YAML file shipgate reads (the config, smoke suites); errors read
+/// `file:line:column: message`, so a user can jump to the problem.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     serde_yaml_ng::from_str(text).map_err(|e| {
         let message = e.to_string();
         let message = message
@@ -263,15 +270,31 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> Result<FileConfig> {
             .unwrap_or(&message)
             .to_string();
         match e.location() {
-            Some(at) => Error::usage(format!(
-                "{}:{}:{}: {message}",
-                path.display(),
-                at.line(),
-                at.column()
-            )),
+            Some(at) => {
+                let (line, column) = refine_location(text, at.line(), at.column(), &message);
+                Error::usage(format!("{}:{line}:{column}: {message}", path.display()))
+            }
             None => Error::usage(format!("{}: {message}", path.display())),
         }
     })
+}
+
+/// serde reports a value that fails to convert (a bad duration inside a map) at the start of
+/// the enclosing map. When the message quotes the value in backticks, point at the first line
+/// from there on that holds it.
+fn refine_location(text: &str, line: usize, column: usize, message: &str) -> (usize, usize) {
+    let quoted = message
+        .split('`')
+        .nth(1)
+        .filter(|q| q.len() >= 2 && !q.contains('\n'));
+    let Some(quoted) = quoted else {
+        return (line, column);
+    };
+    text.lines()
+        .enumerate()
+        .skip(line.saturating_sub(1))
+        .find_map(|(i, l)| l.find(quoted).map(|c| (i + 1, c + 1)))
+        .unwrap_or((line, column))
 }
 
 #[cfg(test)]

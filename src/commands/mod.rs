@@ -1,6 +1,7 @@
 //! One module per subcommand; this one dispatches and reports the outcome the same way for all.
 
 pub(crate) mod gate;
+pub(crate) mod smoke;
 pub(crate) mod validate;
 
 use serde_json::json;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         match &cli.command {
             Command::Validate(args) => validate::run(args, &settings).await,
             Command::Gate(args) => gate::run(args, &settings).await,
+            Command::Smoke(args) => smoke::run(args, &settings).await,
         }
     }
     .await;

@@ -7,5 +7,6 @@ mod support;
 mod fake_github_selftest;
 mod gate;
 mod gate_bench;
+mod smoke;
 mod templates;
 mod validate;
