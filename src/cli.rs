@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::validate;
+use crate::commands::{notify, record, rollback, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,12 +58,22 @@ pub(crate) enum Format {
 pub(crate) enum Command {
     /// Validate the release version and tag, and emit the deployment id
     Validate(validate::Args),
+    /// Write the deployment record, rollback instructions and failure report; upload them as
+    /// artifacts; mirror the deployment on GitHub
+    Record(record::Args),
+    /// Roll back inside the rollback window: hook, optional database restore, health check
+    Rollback(rollback::Args),
+    /// Send the deployment's outcome to Slack and/or a JSON webhook
+    Notify(notify::Args),
 }
 
 impl Command {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::Validate(_) => "validate",
+            Command::Record(_) => "record",
+            Command::Rollback(_) => "rollback",
+            Command::Notify(_) => "notify",
         }
     }
 }

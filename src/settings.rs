@@ -28,6 +28,9 @@ pub(crate) struct FileConfig {
     /// `owner/name` of the repository (default: `GITHUB_REPOSITORY`).
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
+    pub(crate) record: Option<crate::commands::record::FileConfig>,
+    pub(crate) rollback: Option<crate::commands::rollback::FileConfig>,
+    pub(crate) notify: Option<crate::commands::notify::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -142,7 +145,7 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
-    const SECRET_INPUTS: &[&str] = &["github-token"];
+    const SECRET_INPUTS: &[&str] = &["github-token", "slack-webhook-url", "webhook-url"];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
         "GH_TOKEN",
@@ -153,6 +156,8 @@ pub(crate) fn register_known_secrets() {
         "PGPASSWORD",
         "DATABASE_URL",
         "SLACK_WEBHOOK_URL",
+        "SLACK_WEBHOOK",
+        "SHIPGATE_WEBHOOK_URL",
     ];
     for name in SECRET_INPUTS {
         if let Some(value) = input(name) {

@@ -1,5 +1,8 @@
 //! One module per subcommand; this one dispatches and reports the outcome the same way for all.
 
+pub(crate) mod notify;
+pub(crate) mod record;
+pub(crate) mod rollback;
 pub(crate) mod validate;
 
 use serde_json::json;
@@ -33,6 +36,9 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         let settings = Settings::load(&cli.global)?;
         match &cli.command {
             Command::Validate(args) => validate::run(args, &settings).await,
+            Command::Record(args) => record::run(args, &settings).await,
+            Command::Rollback(args) => rollback::run(args, &settings).await,
+            Command::Notify(args) => notify::run(args, &settings).await,
         }
     }
     .await;
