@@ -966,8 +966,11 @@ fn failure_info(
         (None, Some(s)) => s.stage.clone(),
         (None, None) => {
             // Nothing recorded a failure: it happened where the state stops.
-            let last_ran = pipeline.iter().rposition(|s| s.result != "not_run");
-            match last_ran.and_then(|i| pipeline.get(i + 1)) {
+            let next = match pipeline.iter().rposition(|s| s.result != "not_run") {
+                Some(last_ran) => last_ran + 1,
+                None => 0,
+            };
+            match pipeline.get(next) {
                 Some(next) => next.stage.clone(),
                 None => "unknown".to_string(),
             }

@@ -5,4 +5,7 @@ mod fixtures;
 mod support;
 
 mod fake_github_selftest;
+mod notify;
+mod record;
+mod rollback;
 mod validate;
