@@ -680,10 +680,19 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .or_else(|| settings::env("GITHUB_SHA"));
     let git_ref =
         settings::env("GITHUB_REF").or_else(|| tag.as_ref().map(|t| format!("refs/tags/{t}")));
-    let environment = files
-        .text("validate", "/environment")
-        .filter(|_| settings::input("environment").is_none())
-        .unwrap_or_else(|| settings.environment.clone());
+    let environment = settings.environment.clone();
+    if let Some(validated) = files.text("validate", "/environment")
+        && validated != environment
+    {
+        actions::annotate(
+            actions::Level::Warning,
+            Some("shipgate record"),
+            &format!(
+                "`validate` ran for environment `{}` but this step records `{environment}`; pass the same `environment` input to every step",
+                actions::one_line(&validated)
+            ),
+        );
+    }
 
     let pipeline: Vec<StageResult> = STAGES
         .iter()
