@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{gate, smoke, validate};
+use crate::commands::{gate, notify, record, rollback, smoke, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,6 +63,13 @@ pub(crate) enum Command {
     /// Run the smoke suite: HTTP, database and TCP checks with asserts, captures, readiness
     /// retries and snapshots; JUnit and summary reports
     Smoke(smoke::Args),
+    /// Write the deployment record, rollback instructions and failure report; upload them as
+    /// artifacts; mirror the deployment on GitHub
+    Record(record::Args),
+    /// Roll back inside the rollback window: hook, optional database restore, health check
+    Rollback(rollback::Args),
+    /// Send the deployment's outcome to Slack and/or a JSON webhook
+    Notify(notify::Args),
 }
 
 impl Command {
@@ -71,6 +78,9 @@ impl Command {
             Command::Validate(_) => "validate",
             Command::Gate(_) => "gate",
             Command::Smoke(_) => "smoke",
+            Command::Record(_) => "record",
+            Command::Rollback(_) => "rollback",
+            Command::Notify(_) => "notify",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `shipgate`: parse, set up logging, run the command, exit with its code.
 
 mod actions;
+mod artifacts;
 mod cli;
 mod commands;
 mod error;

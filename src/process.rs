@@ -52,6 +52,8 @@ pub(crate) struct Spec {
     pub(crate) label: String,
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
+    /// Inherited variables the child must not see (e.g. `GITHUB_OUTPUT` for a nested shipgate).
+    pub(crate) env_remove: Vec<String>,
     /// Secret environment values (never logged).
     pub(crate) secret_env: Vec<(String, Secret)>,
     pub(crate) cwd: Option<PathBuf>,
@@ -64,6 +66,7 @@ impl Spec {
             label: label.into(),
             argv,
             env: Vec::new(),
+            env_remove: Vec::new(),
             secret_env: Vec::new(),
             cwd: None,
             timeout: None,
@@ -77,6 +80,12 @@ impl Spec {
 
     pub(crate) fn env(mut self, key: &str, value: impl Into<String>) -> Spec {
         self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Removes an inherited variable from the child's environment.
+    pub(crate) fn env_remove(mut self, key: &str) -> Spec {
+        self.env_remove.push(key.to_string());
         self
     }
 
@@ -106,6 +115,9 @@ impl Spec {
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        for key in &self.env_remove {
+            command.env_remove(key);
+        }
         for (key, value) in &self.env {
             command.env(key, value);
         }

@@ -30,6 +30,9 @@ pub(crate) struct FileConfig {
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
     pub(crate) gate: Option<crate::commands::gate::FileConfig>,
     pub(crate) smoke: Option<crate::commands::smoke::FileConfig>,
+    pub(crate) record: Option<crate::commands::record::FileConfig>,
+    pub(crate) rollback: Option<crate::commands::rollback::FileConfig>,
+    pub(crate) notify: Option<crate::commands::notify::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -168,7 +171,7 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
-    const SECRET_INPUTS: &[&str] = &["github-token"];
+    const SECRET_INPUTS: &[&str] = &["github-token", "slack-webhook-url", "webhook-url"];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
         "GH_TOKEN",
@@ -179,6 +182,8 @@ pub(crate) fn register_known_secrets() {
         "PGPASSWORD",
         "DATABASE_URL",
         "SLACK_WEBHOOK_URL",
+        "SLACK_WEBHOOK",
+        "SHIPGATE_WEBHOOK_URL",
     ];
     for name in SECRET_INPUTS {
         if let Some(value) = input(name) {
