@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::validate;
+use crate::commands::{rollout, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,12 +58,15 @@ pub(crate) enum Format {
 pub(crate) enum Command {
     /// Validate the release version and tag, and emit the deployment id
     Validate(validate::Args),
+    /// Shift traffic stage by stage with health gates, rolling back automatically on a breach
+    Rollout(Box<rollout::Args>),
 }
 
 impl Command {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::Validate(_) => "validate",
+            Command::Rollout(_) => "rollout",
         }
     }
 }

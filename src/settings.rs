@@ -28,6 +28,7 @@ pub(crate) struct FileConfig {
     /// `owner/name` of the repository (default: `GITHUB_REPOSITORY`).
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
+    pub(crate) rollout: Option<crate::commands::rollout::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -110,6 +111,28 @@ impl Settings {
         flag.or_else(|| input(name)).or_else(|| file.cloned())
     }
 
+    /// A list: flag values (repeated flag) > input (one item per line, blank lines and `#`
+    /// comments skipped, as multi-line action inputs are written) > file.
+    pub(crate) fn list(
+        &self,
+        name: &str,
+        flag: &[String],
+        file: Option<&Vec<String>>,
+    ) -> Vec<String> {
+        if !flag.is_empty() {
+            return flag.to_vec();
+        }
+        if let Some(raw) = input(name) {
+            return raw
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_string)
+                .collect();
+        }
+        file.cloned().unwrap_or_default()
+    }
+
     /// A boolean switch: `--flag` > input (`true`/`false`, as the toolkit's `getBooleanInput`
     /// reads them) > file > default.
     pub(crate) fn switch(
@@ -142,7 +165,7 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
-    const SECRET_INPUTS: &[&str] = &["github-token"];
+    const SECRET_INPUTS: &[&str] = &["github-token", "hook-url", "rollback-hook-url"];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
         "GH_TOKEN",
@@ -153,6 +176,8 @@ pub(crate) fn register_known_secrets() {
         "PGPASSWORD",
         "DATABASE_URL",
         "SLACK_WEBHOOK_URL",
+        "SHIPGATE_HOOK_URL",
+        "SHIPGATE_ROLLBACK_HOOK_URL",
     ];
     for name in SECRET_INPUTS {
         if let Some(value) = input(name) {

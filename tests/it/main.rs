@@ -5,4 +5,5 @@ mod fixtures;
 mod support;
 
 mod fake_github_selftest;
+mod rollout;
 mod validate;
