@@ -324,7 +324,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         return approve(args, settings);
     }
     let plan = Plan::resolve(args, settings)?;
-    if args.dry_run {
+    if settings.switch("dry-run", args.dry_run, None, false)? {
         return dry_run(args, settings, &plan);
     }
     execute(args, settings, &plan).await

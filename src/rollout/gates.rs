@@ -100,6 +100,9 @@ pub(crate) struct Inputs<'a> {
     /// Whether any canary target is an HTTP endpoint (latency is measured only for those).
     pub(crate) timed_targets: bool,
     pub(crate) label: &'a dyn Fn(usize) -> String,
+    /// How long the stage has run: the window covers "the stage so far" until it is longer
+    /// than the window's span.
+    pub(crate) elapsed: Duration,
 }
 
 fn percent(value: f64) -> String {
@@ -124,7 +127,11 @@ fn ms(duration: Duration) -> String {
 /// Evaluates every gate on the current samples.
 pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
     let canary = inputs.canary;
-    let span = format_duration(canary.span());
+    let span = if inputs.elapsed < canary.span() {
+        format!("the stage so far ({})", format_duration(inputs.elapsed))
+    } else {
+        format!("the last {}", format_duration(canary.span()))
+    };
     let mut verdicts = Vec::new();
 
     if t.consecutive_failures > 0 {
@@ -184,7 +191,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                 measured: percent(rate),
                 threshold: format!("≥ {}", percent(t.success_rate)),
                 message: format!(
-                    "success rate {} {} {} over the last {span} ({} of {} probes failed{})",
+                    "success rate {} {} {} over {span} ({} of {} probes failed{})",
                     percent(rate),
                     if failed { "<" } else { "≥" },
                     percent(t.success_rate),
@@ -224,7 +231,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                     measured: ms(p95),
                     threshold: format!("< {}", ms(t.max_p95)),
                     message: format!(
-                        "p95 latency {} {} {} over the last {span} ({} timed probes)",
+                        "p95 latency {} {} {} over {span} ({} timed probes)",
                         ms(p95),
                         if failed { "≥" } else { "<" },
                         ms(t.max_p95),
@@ -269,7 +276,7 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                         ),
                         threshold,
                         message: format!(
-                            "canary error rate {} {} {} × the baseline's {} over the last {span} ({} canary and {} baseline probes)",
+                            "canary error rate {} {} {} × the baseline's {} over {span} ({} canary and {} baseline probes)",
                             percent(canary_errors),
                             if failed { ">" } else { "≤" },
                             t.baseline_ratio,
@@ -340,6 +347,7 @@ mod tests {
                 baseline,
                 timed_targets: true,
                 label: &label,
+                elapsed: Duration::from_secs(600),
             },
             t,
         )

@@ -177,6 +177,7 @@ impl Monitor {
                 baseline: watch.baseline.as_ref(),
                 timed_targets: self.timed,
                 label: &label,
+                elapsed: now - watch.started,
             },
             &stage.thresholds,
         )
@@ -262,22 +263,22 @@ impl Monitor {
         let w = watch.canary.window_summary();
         let mut line = match until {
             Until::End => format!(
-                "{} {}% · {} of {}, {} left · {} samples · success {} · p95 {}",
+                "{} {}% · {} of {}, {} left · {} · success {} · p95 {}",
                 stage.name,
                 stage.weight,
                 secs(elapsed),
                 format_duration(stage.duration),
                 secs(stage.duration.saturating_sub(elapsed)),
-                w.samples,
+                samples(w.samples),
                 percent(w.success_rate),
                 millis(w.p95_ms),
             ),
             Until::Approval { next, deadline, .. } => format!(
-                "holding {} at {}% until `{next}` is approved ({} left) · {} samples · success {} · p95 {}",
+                "holding {} at {}% until `{next}` is approved ({} left) · {} · success {} · p95 {}",
                 stage.name,
                 stage.weight,
                 secs(deadline.saturating_duration_since(now)),
-                w.samples,
+                samples(w.samples),
                 percent(w.success_rate),
                 millis(w.p95_ms),
             ),
@@ -554,6 +555,14 @@ fn secs(duration: Duration) -> String {
     match duration.as_secs() {
         0 => "0s".to_string(),
         secs => format_duration(Duration::from_secs(secs)),
+    }
+}
+
+fn samples(n: u64) -> String {
+    if n == 1 {
+        "1 sample".to_string()
+    } else {
+        format!("{n} samples")
     }
 }
 
