@@ -57,6 +57,31 @@ impl Hook {
         }
     }
 
+    /// Checks that a command hook's program exists and is executable, so that a typo is a usage
+    /// error before any traffic moves rather than a failed rollback later.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let Target::Command(argv) = &self.target else {
+            return Ok(());
+        };
+        let Some(program) = argv.first() else {
+            return Err(format!("the {} command is empty", self.name));
+        };
+        if find_program(program) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the {} command `{}` is not an executable file{}; check the path (relative paths start from the working directory) or the command name",
+                self.name,
+                crate::secret::redact(program),
+                if program.contains('/') {
+                    ""
+                } else {
+                    " on PATH"
+                }
+            ))
+        }
+    }
+
     /// The longest one run can take: every attempt timing out, plus the pauses between them.
     pub(crate) fn worst_case(&self) -> Duration {
         let mut total = self.timeout * (self.retries + 1);
@@ -245,6 +270,20 @@ pub(crate) async fn run(
     }
     run.duration_ms = started.elapsed().as_millis() as u64;
     run
+}
+
+/// Whether `program` names an executable file: a path as is, a bare name on `PATH`.
+fn find_program(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &std::path::Path| {
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 fn retry_pause(attempt: u32) -> Duration {
@@ -461,6 +500,30 @@ mod tests {
             ..hook
         };
         assert!(!webhook.display().contains("very-secret-token"));
+        assert!(webhook.check().is_ok());
+    }
+
+    #[test]
+    fn missing_programs_are_caught_before_running() {
+        let hook = |program: &str| Hook {
+            name: "stage hook".into(),
+            target: Target::Command(vec![program.into(), "--weight".into()]),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+        };
+        assert!(hook("sh").check().is_ok());
+        assert!(hook("/bin/sh").check().is_ok());
+        let error = hook("./no-such-shift.sh").check().expect_err("missing");
+        assert!(
+            error.contains("`./no-such-shift.sh` is not an executable file;"),
+            "{error}"
+        );
+        assert!(
+            hook("shipgate-no-such-hook")
+                .check()
+                .expect_err("missing")
+                .contains("on PATH")
+        );
     }
 
     #[tokio::test]

@@ -453,8 +453,7 @@ fn hook_line(plan: &Plan) -> Vec<String> {
 
 /// `--dry-run`: the plan and its timeline; no hook runs, nothing is probed or written.
 fn dry_run(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
-    let validated = StateDir::open(settings)
-        .ok()
+    let validated = StateDir::peek(settings)
         .and_then(|state| state.read_json::<serde_json::Value>("validate.json").ok())
         .flatten();
     let (version, previous) = release(args, settings, validated.as_ref());

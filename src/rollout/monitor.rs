@@ -212,19 +212,22 @@ impl Monitor {
         watch: &mut StageWatch,
         log: &mut LogFile,
     ) {
-        let judge = Judge {
-            degraded: stage.thresholds.degraded,
-            expect_version: match role {
-                Role::Canary => self.expect_version.as_deref(),
-                Role::Baseline => None,
-            },
-        };
-        let mut sample = judge.sample(observation);
         let (targets, window, who) = match role {
             Role::Canary => (&self.canary, Some(&mut watch.canary), "canary"),
             Role::Baseline => (&self.baseline, watch.baseline.as_mut(), "baseline"),
         };
         let target = targets.get(observation.target);
+        // The version is checked on the canary's health endpoints, not on command probes.
+        let judge = Judge {
+            degraded: stage.thresholds.degraded,
+            expect_version: match role {
+                Role::Canary if target.is_some_and(Target::is_http) => {
+                    self.expect_version.as_deref()
+                }
+                _ => None,
+            },
+        };
+        let mut sample = judge.sample(observation);
         let label = target.map_or("?", |t| t.label.as_str());
         if targets.len() > 1 || target.is_some_and(|t| !t.is_http()) {
             sample.source = Some(if target.is_some_and(Target::is_http) {

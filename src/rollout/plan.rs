@@ -205,15 +205,17 @@ impl Plan {
         let timed = canary.iter().filter(|t| t.is_http()).count() as u64;
         let targets = canary.len() as u64;
         for stage in &stages {
-            let per_target = (stage.duration.as_nanos() / stage.interval.as_nanos()) as u64 + 1;
+            // The gates look at the window (the stage so far, when the stage is shorter).
+            let span = stage.thresholds.window.min(stage.duration);
+            let per_target = (span.as_nanos() / stage.interval.as_nanos()) as u64 + 1;
             let possible = per_target * if timed > 0 { timed } else { targets };
             if possible < stage.thresholds.min_samples {
                 return Err(Error::usage(format!(
-                    "stage `{}` can collect at most {possible} samples ({} every {} for {}) but its gates need {}: it could only end with no data; lengthen the stage, probe more often or lower `min-samples`",
+                    "stage `{}` can collect at most {possible} samples in its window ({} every {} for {}) but its gates need {}: it could only end with no data; lengthen the stage or the window, probe more often or lower `min-samples`",
                     stage.name,
                     if timed > 0 { timed } else { targets },
                     format_duration(stage.interval),
-                    format_duration(stage.duration),
+                    format_duration(span),
                     stage.thresholds.min_samples
                 )));
             }
@@ -297,6 +299,8 @@ impl Plan {
         let rollback_is_stage_hook = rollback_target.is_none();
         let stage_hook = make_hook("stage hook", stage_target.clone());
         let rollback_hook = make_hook("rollback hook", rollback_target.unwrap_or(stage_target));
+        stage_hook.check().map_err(Error::usage)?;
+        rollback_hook.check().map_err(Error::usage)?;
 
         let verify_timeout = duration("verify-timeout", args.verify_timeout, file.verify_timeout)?
             .unwrap_or(DEFAULT_VERIFY_TIMEOUT);

@@ -913,7 +913,7 @@ fn dry_run_prints_the_plan_and_runs_nothing() {
             "--endpoint",
             "http://127.0.0.1:9/health",
             "--hook",
-            "./shift.sh",
+            "./stage-hook.sh",
         ])
         .args(["--hook-timeout", "1m", "--hook-retries", "0"])
         .run();
@@ -980,6 +980,19 @@ fn bad_inputs_are_usage_errors_naming_the_value() {
         run.stderr
             .contains("`ftp://example/health` is not http or https"),
         "{}",
+        run.stderr
+    );
+
+    let run = world
+        .shipgate()
+        .args(["--endpoint", "http://127.0.0.1:9/health"])
+        .args(["--rollback-hook", "./roll-back.sh"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("the rollback hook command `./roll-back.sh` is not an executable file"),
+        "a typo is caught before any traffic moves:\n{}",
         run.stderr
     );
 
