@@ -1235,18 +1235,23 @@ fn summary(record: &RolloutResult, plan: &Plan) -> String {
                 }
                 text
             }
-            "failed" => format!(
-                "❌ {}",
-                stage
+            "failed" => {
+                let stopped_here = record.failed_stage.as_deref() == Some(stage.name.as_str());
+                let gate = stage
                     .verdicts
                     .iter()
                     .filter_map(|v| serde_json::from_value::<VerdictView>(v.clone()).ok())
                     .find(|v| v.status == "fail" || v.status == "no_data")
-                    .map_or_else(
-                        || "failed".to_string(),
-                        |v| format!("{}: {} (needs {})", v.gate, v.measured, v.threshold)
-                    )
-            ),
+                    .map(|v| format!("{}: {} (needs {})", v.gate, v.measured, v.threshold));
+                let text = match (record.cause, stopped_here, gate) {
+                    (Some("gate"), true, Some(gate)) => gate,
+                    (Some("hook"), true, _) => "the stage hook failed".to_string(),
+                    (Some("signal"), true, _) => "cancelled".to_string(),
+                    (Some("approval_deadline"), true, _) => "not approved in time".to_string(),
+                    _ => "failed".to_string(),
+                };
+                format!("❌ {text}")
+            }
             _ => "not run".to_string(),
         };
         table.row(&[

@@ -567,6 +567,11 @@ fn a_failing_stage_hook_is_retried_then_rolled_back() {
     assert_eq!(result["stages"][1]["status"], "failed");
     assert_eq!(result["hooks"][1]["attempts"][1]["exit_code"], 3);
     assert!(
+        run.summary.contains("| ❌ the stage hook failed |"),
+        "{}",
+        run.summary
+    );
+    assert!(
         world
             .log()
             .contains("[stderr] cannot reach the load balancer"),
@@ -605,6 +610,7 @@ fn sigterm_mid_stage_runs_the_rollback_before_exiting() {
     let server = canary(&world, vec![Reply::healthy(VERSION)]);
     let running = world
         .shipgate()
+        .actions()
         .args(["--endpoint", &server.url("/health")])
         .args(stages(&["canary:5:120s", "full:100:1s"]))
         .spawn();
@@ -638,6 +644,9 @@ fn sigterm_mid_stage_runs_the_rollback_before_exiting() {
         "{result}"
     );
     assert_eq!(result["rollback"]["verification"]["ok"], true);
+    assert_eq!(run.outputs["result"], "rolled_back");
+    assert!(run.summary.contains("| `canary` | 5% |"), "{}", run.summary);
+    assert!(run.summary.contains("| ❌ cancelled |"), "{}", run.summary);
 }
 
 #[test]
