@@ -147,7 +147,15 @@ impl Plan {
         .unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
         let pause_before = settings.list("pause-before", &args.pause_before, None);
 
-        let stages = stages(args, file, &base, interval, approval_timeout, &pause_before)?;
+        let stages = stages(
+            args,
+            settings,
+            file,
+            &base,
+            interval,
+            approval_timeout,
+            &pause_before,
+        )?;
 
         let endpoints = settings.list("endpoints", &args.endpoint, file.endpoints.as_ref());
         let baseline = settings.list("baseline", &args.baseline, file.baseline.as_ref());
@@ -555,25 +563,14 @@ fn default_stages() -> Vec<StageConfig> {
 
 fn stages(
     args: &Args,
+    settings: &Settings,
     file: &FileConfig,
     base: &Thresholds,
     interval: Duration,
     approval_timeout: Duration,
     pause_before: &[String],
 ) -> Result<Vec<Stage>> {
-    let from_flags: Vec<String> = if args.stage.is_empty() {
-        settings::input("stages")
-            .map(|raw| {
-                raw.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        args.stage.clone()
-    };
+    let from_flags = settings.list("stages", &args.stage, None);
     let configs: Vec<StageConfig> = if !from_flags.is_empty() {
         from_flags
             .iter()

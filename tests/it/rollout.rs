@@ -894,8 +894,13 @@ fn a_pause_past_its_deadline_rolls_back() {
     let run = world
         .shipgate()
         .args(["--format", "json", "--endpoint", &server.url("/health")])
-        .args(["--pause-before", "full", "--approval-timeout", "500ms"])
-        .args(stages(&["canary:5:1s", "full:100:1s"]))
+        // Multi-line inputs, as a workflow writes them.
+        .input("pause-before", "full\n")
+        .input(
+            "stages",
+            "# name:weight:duration\ncanary:5:1s\n\nfull:100:1s\n",
+        )
+        .args(["--approval-timeout", "500ms"])
         .run();
     run.expect_code(1);
     let result = run.json();
@@ -1033,4 +1038,71 @@ fn bad_inputs_are_usage_errors_naming_the_value() {
         run.stderr
     );
     assert!(world.hook_calls().is_empty());
+}
+
+#[test]
+fn a_custom_health_pointer_decides_and_url_credentials_never_leak() {
+    let world = World::new();
+    let server = canary(
+        &world,
+        vec![Reply::json(
+            200,
+            r#"{"data":{"state":"SERVING"},"version":"1.4.0"}"#,
+        )],
+    );
+    let password = "s3cr3t-pr0be-pw";
+    let endpoint = server
+        .url("/health")
+        .replace("http://", &format!("http://probe:{password}@"));
+    let run = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &endpoint])
+        .args([
+            "--health-pointer",
+            "/data/state",
+            "--health-accept",
+            "serving",
+        ])
+        .args(stages(&["canary:5:1s"]))
+        .run();
+    run.expect_code(0);
+    let request = &server.requests()[0];
+    assert!(
+        request
+            .header("authorization")
+            .is_some_and(|v| v.starts_with("Basic ")),
+        "the URL's credentials are used"
+    );
+    let files = read_tree(&world.path().join(".shipgate"));
+    assert_no_secret(
+        password,
+        run.everything()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.as_str()))
+            .chain(files.iter().map(|(n, t)| (n.clone(), t.as_str()))),
+    );
+
+    // A value the pointer does not accept fails the probe (after the rollback, the stable
+    // version answers `SERVING`).
+    let world = World::new();
+    let server = HealthServer::start(vec![Reply::json(200, r#"{"data":{"state":"DRAINING"}}"#)]);
+    server.switch_when_exists(
+        world.rolled_back(),
+        vec![Reply::json(200, r#"{"data":{"state":"serving"}}"#)],
+    );
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args([
+            "--health-pointer",
+            "/data/state",
+            "--health-accept",
+            "serving",
+        ])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let reason = run.json()["reason"].as_str().expect("reason").to_string();
+    assert!(reason.contains("`/data/state` is `DRAINING`"), "{reason}");
 }
