@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::error::Error;
 use crate::process::{self, LogFile, ProcessError, Shutdown, Spec};
 use crate::secret::Secret;
 
@@ -144,6 +145,85 @@ pub(crate) struct Attempt {
     pub(crate) duration_ms: u64,
     /// Why the attempt failed, when it did.
     pub(crate) error: Option<String>,
+}
+
+/// A command as `shipgate.yml` writes it: one line (split like a shell would, without
+/// expansion) or an argv list.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum CommandLine {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+/// A hook's target from its inputs: the command `name` (flag > input > `file`) or the webhook
+/// URL, a secret read only from the `url_input` input or the `url_env` variable; both set is a
+/// usage error. `None` when neither is set. (`rollout` reads `hook`/`hook-url` and
+/// `rollback-hook`/`rollback-hook-url` this way; `rollback` reads the latter pair.)
+pub(crate) fn target_from_inputs(
+    name: &str,
+    flag: Option<&str>,
+    file: Option<&CommandLine>,
+    url_input: &str,
+    url_env: &str,
+    shell: bool,
+) -> Result<Option<Target>, Error> {
+    let command = match (
+        flag.map(str::to_string)
+            .or_else(|| crate::settings::input(name)),
+        file,
+    ) {
+        (Some(line), _) => Some(CommandLine::Line(line)),
+        (None, Some(file)) => Some(file.clone()),
+        (None, None) => None,
+    };
+    let url = crate::settings::secret(url_input, &[url_env]);
+    match (command, url) {
+        (Some(_), Some(_)) => Err(Error::usage(format!(
+            "both a command (`{name}`) and a webhook (`{url_input}`) are set for the {}; keep one",
+            name.replace('-', " ")
+        ))),
+        (Some(command), None) => command
+            .argv(shell)
+            .map(|argv| Some(Target::Command(argv)))
+            .map_err(|e| Error::usage(format!("`{name}`: {e}"))),
+        (None, Some(url)) => {
+            let parsed = url::Url::parse(url.expose()).map_err(|_| {
+                Error::usage(format!(
+                    "`{url_input}` is not a URL; give the webhook's full https:// address"
+                ))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(Error::usage(format!(
+                    "`{url_input}` is not an http or https URL"
+                )));
+            }
+            Ok(Some(Target::Webhook(url)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+impl CommandLine {
+    /// argv: a list is taken as is; a line is split like a shell would (without expansion), or
+    /// run by `sh -c` when `shell` is set.
+    pub(crate) fn argv(&self, shell: bool) -> Result<Vec<String>, String> {
+        match self {
+            CommandLine::Argv(argv) if argv.is_empty() => Err("the command is empty".into()),
+            CommandLine::Argv(_) if shell => {
+                Err("`hook-shell` needs the command as one string, not a list".to_string())
+            }
+            CommandLine::Argv(argv) => Ok(argv.clone()),
+            CommandLine::Line(line) if shell => {
+                if line.trim().is_empty() {
+                    Err("the command is empty".into())
+                } else {
+                    Ok(vec!["sh".into(), "-c".into(), line.clone()])
+                }
+            }
+            CommandLine::Line(line) => crate::process::split_command(line),
+        }
+    }
 }
 
 /// What running a hook did: every attempt with its exit code or HTTP status and duration.

@@ -15,7 +15,7 @@ use super::{Outcome, set_outputs};
 use crate::actions::{self, Level, Table};
 use crate::error::{Error, Result, ResultExt};
 use crate::exit;
-use crate::hooks::{self, Context, HookRun};
+use crate::hooks::{self, CommandLine, Context, HookRun};
 use crate::process::{LogFile, Shutdown};
 use crate::rollout::approval::{self, Approval, Pause};
 use crate::rollout::gates::{DegradedPolicy, Thresholds};
@@ -151,14 +151,6 @@ pub(crate) struct Args {
     /// With `--resume`: who approves (input `approver`) [default: GITHUB_ACTOR, else USER]
     #[arg(long, value_name = "NAME", requires = "resume")]
     pub(crate) approver: Option<String>,
-}
-
-/// A command written as one line (split like a shell would, without expansion) or as argv.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum CommandLine {
-    Line(String),
-    Argv(Vec<String>),
 }
 
 /// `pause:` of a stage.

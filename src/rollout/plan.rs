@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::gates::Thresholds;
 use super::probe::{Probe, Target};
-use crate::commands::rollout::{Args, CommandLine, FileConfig, StageConfig};
+use crate::commands::rollout::{Args, FileConfig, StageConfig};
 use crate::error::{Error, Result};
 use crate::health::Rule;
-use crate::hooks::{Hook, Target as HookTarget};
+use crate::hooks::{self, Hook};
 use crate::settings::{self, Settings};
 use crate::util::{HumanDuration, format_duration};
 
@@ -283,7 +283,7 @@ impl Plan {
             timeout: hook_timeout,
             retries: hook_retries,
         };
-        let stage_target = hook_target(
+        let stage_target = hooks::target_from_inputs(
             "hook",
             args.hook.as_deref(),
             file.hook.as_ref(),
@@ -296,7 +296,7 @@ impl Plan {
                 "no stage hook: set `--hook COMMAND` (input `hook`, or `rollout.hook` in shipgate.yml) or the `hook-url` input (env SHIPGATE_HOOK_URL) for a webhook; it is what shifts traffic to each stage's weight",
             )
         })?;
-        let rollback_target = hook_target(
+        let rollback_target = hooks::target_from_inputs(
             "rollback-hook",
             args.rollback_hook.as_deref(),
             file.rollback_hook.as_ref(),
@@ -666,71 +666,6 @@ fn stages(
         );
     }
     Ok(stages)
-}
-
-fn hook_target(
-    name: &str,
-    flag: Option<&str>,
-    file: Option<&CommandLine>,
-    url_input: &str,
-    url_env: &str,
-    shell: bool,
-) -> Result<Option<HookTarget>> {
-    let command = match (
-        flag.map(str::to_string).or_else(|| settings::input(name)),
-        file,
-    ) {
-        (Some(line), _) => Some(CommandLine::Line(line)),
-        (None, Some(file)) => Some(file.clone()),
-        (None, None) => None,
-    };
-    let url = settings::secret(url_input, &[url_env]);
-    match (command, url) {
-        (Some(_), Some(_)) => Err(Error::usage(format!(
-            "both a command (`{name}`) and a webhook (`{url_input}`) are set for the {}; keep one",
-            name.replace('-', " ")
-        ))),
-        (Some(command), None) => command
-            .argv(shell)
-            .map(|argv| Some(HookTarget::Command(argv)))
-            .map_err(|e| Error::usage(format!("`{name}`: {e}"))),
-        (None, Some(url)) => {
-            let parsed = url::Url::parse(url.expose()).map_err(|_| {
-                Error::usage(format!(
-                    "`{url_input}` is not a URL; give the webhook's full https:// address"
-                ))
-            })?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(Error::usage(format!(
-                    "`{url_input}` is not an http or https URL"
-                )));
-            }
-            Ok(Some(HookTarget::Webhook(url)))
-        }
-        (None, None) => Ok(None),
-    }
-}
-
-impl CommandLine {
-    /// argv: a list is taken as is; a line is split like a shell would (without expansion), or
-    /// run by `sh -c` when `shell` is set.
-    pub(crate) fn argv(&self, shell: bool) -> std::result::Result<Vec<String>, String> {
-        match self {
-            CommandLine::Argv(argv) if argv.is_empty() => Err("the command is empty".into()),
-            CommandLine::Argv(_) if shell => {
-                Err("`hook-shell` needs the command as one string, not a list".to_string())
-            }
-            CommandLine::Argv(argv) => Ok(argv.clone()),
-            CommandLine::Line(line) if shell => {
-                if line.trim().is_empty() {
-                    Err("the command is empty".into())
-                } else {
-                    Ok(vec!["sh".into(), "-c".into(), line.clone()])
-                }
-            }
-            CommandLine::Line(line) => crate::process::split_command(line),
-        }
-    }
 }
 
 impl Default for Percent {
