@@ -272,8 +272,9 @@ fn rate(samples: u64, failures: u64) -> Option<f64> {
     (samples > 0).then(|| (samples - failures) as f64 * 100.0 / samples as f64)
 }
 
+/// Milliseconds with microsecond precision.
 fn millis(duration: Option<Duration>) -> Option<f64> {
-    duration.map(|d| (d.as_secs_f64() * 10_000.0).round() / 10.0)
+    duration.map(|d| d.as_micros() as f64 / 1000.0)
 }
 
 fn summary(samples: u64, failures: u64, degraded: u64, latencies: &Latencies) -> Summary {

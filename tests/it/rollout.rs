@@ -1106,3 +1106,31 @@ fn a_custom_health_pointer_decides_and_url_credentials_never_leak() {
     let reason = run.json()["reason"].as_str().expect("reason").to_string();
     assert!(reason.contains("`/data/state` is `DRAINING`"), "{reason}");
 }
+
+#[test]
+fn a_stage_approved_ahead_of_time_does_not_wait() {
+    let world = World::new();
+    let approve = Shipgate::new(world.path())
+        .args(["rollout", "--resume", "--approve-stage", "full"])
+        .args(["--approver", "release-manager"])
+        .run();
+    approve.expect_code(0);
+    assert!(
+        approve.stderr.contains("no rollout is waiting yet"),
+        "{}",
+        approve.stderr
+    );
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        // The deadline would end the rollout if the approval were not taken at once.
+        .args(["--pause-before", "full", "--approval-timeout", "1ms"])
+        .args(stages(&["canary:5:1s", "full:100:1s"]))
+        .run();
+    run.expect_code(0);
+    assert_eq!(
+        run.json()["stages"][1]["approval"]["approved_by"],
+        "release-manager"
+    );
+}
