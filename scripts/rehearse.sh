@@ -38,3 +38,10 @@ cat "$work/runner/summary.md"
 echo >&2
 echo "State directory: $work/repo/.shipgate/" >&2
 ls -R "$work/repo/.shipgate" >&2
+
+echo >&2
+echo "==> shipgate rollout --dry-run (seed 004's plan, its timeline and worst-case exposure; nothing runs)" >&2
+(
+    cd "$work/repo"
+    "$bin" rollout --dry-run --endpoint https://app.example/health --hook true
+)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{gate, notify, record, rollback, smoke, validate};
+use crate::commands::{gate, notify, record, rollback, rollout, smoke, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,6 +70,8 @@ pub(crate) enum Command {
     Rollback(rollback::Args),
     /// Send the deployment's outcome to Slack and/or a JSON webhook
     Notify(notify::Args),
+    /// Shift traffic stage by stage with health gates, rolling back automatically on a breach
+    Rollout(Box<rollout::Args>),
 }
 
 impl Command {
@@ -81,6 +83,7 @@ impl Command {
             Command::Record(_) => "record",
             Command::Rollback(_) => "rollback",
             Command::Notify(_) => "notify",
+            Command::Rollout(_) => "rollout",
         }
     }
 }

@@ -364,6 +364,228 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// Runs `spec` quietly: output is collected (redacted, capped at `limit` bytes per stream), not
+/// streamed; the group is killed at the spec's timeout or when `cancel` resolves. For frequent,
+/// short commands (health probes) whose output is data, not a log.
+pub(crate) async fn run_quiet(
+    spec: &Spec,
+    limit: usize,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<(Finished, String), ProcessError> {
+    use tokio::io::AsyncReadExt as _;
+    let started = Instant::now();
+    let mut child = spec.spawn_piped()?;
+    let pid = child.id();
+    let read_capped = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| async move {
+        let mut kept = Vec::new();
+        if let Some(mut stream) = stream {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+        kept
+    };
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+    let out_task = tokio::spawn(read_capped(stdout));
+    let err_task = tokio::spawn(read_capped(stderr));
+    let deadline = async {
+        match spec.timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (mut timed_out, mut cancelled) = (false, false);
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = deadline => {
+            timed_out = true;
+            terminate_group(pid, &mut child).await;
+            child.wait().await
+        }
+        _ = cancel => {
+            cancelled = true;
+            terminate_group(pid, &mut child).await;
+            child.wait().await
+        }
+    };
+    let status = status.map_err(|e| ProcessError::Spawn {
+        program: spec.argv[0].clone(),
+        reason: e.to_string(),
+    })?;
+    // A background grandchild would hold the pipes open: the group ends with its leader.
+    if let Some(pid) = pid {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let stdout = out_task.await.unwrap_or_default();
+    let stderr = err_task.await.unwrap_or_default();
+    let tail = redact(&String::from_utf8_lossy(&stderr))
+        .lines()
+        .rev()
+        .take(TAIL_LINES)
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    use std::os::unix::process::ExitStatusExt as _;
+    Ok((
+        Finished {
+            exit_code: status.code(),
+            signal: status.signal(),
+            timed_out,
+            cancelled,
+            duration_ms: started.elapsed().as_millis() as u64,
+            tail,
+        },
+        redact(&String::from_utf8_lossy(&stdout)),
+    ))
+}
+
+/// Splits a command line written in a flag, an input or `shipgate.yml` into argv, the way a
+/// POSIX shell splits words — whitespace separates, `'…'` is literal, `"…"` allows `\"` and `\\`,
+/// a backslash outside quotes escapes the next character — but without any expansion: no
+/// variables, globs, pipes or redirections. Use [`Spec::shell`] when a shell is wanted.
+pub(crate) fn split_command(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(format!("`{line}` has an unterminated `'`")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err(format!("`{line}` has an unterminated `\"`")),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(format!("`{line}` has an unterminated `\"`")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err(format!("`{line}` ends with a lone `\\`")),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    if words.is_empty() {
+        return Err("the command is empty".to_string());
+    }
+    Ok(words)
+}
+
+/// The process-wide SIGTERM/SIGINT listener for long commands: the handlers are installed when
+/// [`Shutdown::listen`] returns (not at the first poll), so a signal that arrives at any later
+/// moment is seen, and clones share one state.
+#[derive(Debug, Clone)]
+pub(crate) struct Shutdown {
+    received: tokio::sync::watch::Receiver<Option<&'static str>>,
+}
+
+impl Shutdown {
+    /// Installs the handlers now; a background task records the first signal.
+    pub(crate) fn listen() -> Shutdown {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (tx, received) = tokio::sync::watch::channel(None);
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::spawn(async move {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    };
+                    tracing::warn!("received {name}: stopping");
+                    let _ = tx.send(Some(name));
+                    // Keep the handlers installed (and the sender alive) for the rest of the run,
+                    // so a second signal does not kill shipgate halfway through its cleanup.
+                    loop {
+                        tokio::select! {
+                            _ = term.recv() => tracing::warn!("received SIGTERM again: still cleaning up"),
+                            _ = int.recv() => tracing::warn!("received SIGINT again: still cleaning up"),
+                        }
+                    }
+                });
+            }
+            _ => {
+                tracing::warn!(
+                    "cannot install signal handlers; SIGTERM will stop shipgate at once"
+                );
+                std::mem::forget(tx);
+            }
+        }
+        Shutdown { received }
+    }
+
+    /// A listener that never fires (for work that must not be interrupted, e.g. a rollback).
+    pub(crate) fn never() -> Shutdown {
+        let (tx, received) = tokio::sync::watch::channel(None);
+        std::mem::forget(tx);
+        Shutdown { received }
+    }
+
+    /// The signal received so far, if any (`SIGTERM`, `SIGINT`).
+    pub(crate) fn received(&self) -> Option<&'static str> {
+        *self.received.borrow()
+    }
+
+    /// Resolves once a signal has been received (at once if one already was).
+    pub(crate) async fn wait(&self) {
+        let mut received = self.received.clone();
+        if received.wait_for(Option::is_some).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,5 +634,46 @@ mod tests {
             .await
             .expect_err("missing");
         assert!(matches!(error, ProcessError::NotFound { .. }));
+    }
+
+    #[test]
+    fn command_lines_split_like_a_shell_without_expansion() {
+        assert_eq!(
+            split_command(r#"./shift.sh --weight "5 %" 'a b' c\ d $HOME"#),
+            Ok(vec![
+                "./shift.sh".to_string(),
+                "--weight".into(),
+                "5 %".into(),
+                "a b".into(),
+                "c d".into(),
+                "$HOME".into()
+            ])
+        );
+        assert_eq!(
+            split_command(r#"say "q\"uote""#).ok(),
+            Some(vec!["say".to_string(), "q\"uote".into()])
+        );
+        assert_eq!(
+            split_command("x ''").ok(),
+            Some(vec!["x".to_string(), String::new()])
+        );
+        assert!(split_command("  ").is_err());
+        assert!(split_command("echo 'open").is_err());
+    }
+
+    #[tokio::test]
+    async fn quiet_runs_collect_output_and_time_out() {
+        let spec = Spec::shell("probe", "echo '{\"status\":\"ok\"}'; echo oops >&2; exit 4");
+        let (finished, stdout) = run_quiet(&spec, 1024, std::future::pending())
+            .await
+            .expect("runs");
+        assert_eq!(finished.exit_code, Some(4));
+        assert_eq!(stdout.trim(), "{\"status\":\"ok\"}");
+        assert_eq!(finished.tail, vec!["oops".to_string()]);
+        let slow = Spec::shell("probe", "sleep 30").timeout(Some(Duration::from_millis(200)));
+        let (finished, _) = run_quiet(&slow, 1024, std::future::pending())
+            .await
+            .expect("runs");
+        assert!(finished.timed_out && !finished.success());
     }
 }

@@ -33,6 +33,7 @@ pub(crate) struct FileConfig {
     pub(crate) record: Option<crate::commands::record::FileConfig>,
     pub(crate) rollback: Option<crate::commands::rollback::FileConfig>,
     pub(crate) notify: Option<crate::commands::notify::FileConfig>,
+    pub(crate) rollout: Option<crate::commands::rollout::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -115,8 +116,9 @@ impl Settings {
         flag.or_else(|| input(name)).or_else(|| file.cloned())
     }
 
-    /// A list: the flag's values (repeated flag) > input (one item per line, as multi-line
-    /// inputs are written) > file > empty. Items are trimmed; empty lines are skipped.
+    /// A list: the flag's values (repeated flag) > input (one item per line, blank lines and
+    /// `#` comments skipped, as multi-line action inputs are written) > file > empty. Items are
+    /// trimmed; empty ones are skipped.
     pub(crate) fn list(
         &self,
         name: &str,
@@ -134,7 +136,12 @@ impl Settings {
             return clean(flag.to_vec());
         }
         if let Some(raw) = input(name) {
-            return clean(raw.lines().map(str::to_string).collect());
+            return clean(
+                raw.lines()
+                    .filter(|line| !line.trim_start().starts_with('#'))
+                    .map(str::to_string)
+                    .collect(),
+            );
         }
         clean(file.cloned().unwrap_or_default())
     }
@@ -171,7 +178,13 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
-    const SECRET_INPUTS: &[&str] = &["github-token", "slack-webhook-url", "webhook-url"];
+    const SECRET_INPUTS: &[&str] = &[
+        "github-token",
+        "slack-webhook-url",
+        "webhook-url",
+        "hook-url",
+        "rollback-hook-url",
+    ];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
         "GH_TOKEN",
@@ -184,6 +197,8 @@ pub(crate) fn register_known_secrets() {
         "SLACK_WEBHOOK_URL",
         "SLACK_WEBHOOK",
         "SHIPGATE_WEBHOOK_URL",
+        "SHIPGATE_HOOK_URL",
+        "SHIPGATE_ROLLBACK_HOOK_URL",
     ];
     for name in SECRET_INPUTS {
         if let Some(value) = input(name) {

@@ -68,6 +68,21 @@ impl StateDir {
         StateDir::create(&settings.state_root, &id)
     }
 
+    /// The state directory of this run's deployment if it already exists; never creates one
+    /// (for commands that only look, such as `rollout --dry-run`).
+    pub(crate) fn peek(settings: &Settings) -> Option<StateDir> {
+        let id = match &settings.deployment_id {
+            Some(id) => id.clone(),
+            None => std::fs::read_to_string(settings.state_root.join(LATEST))
+                .ok()?
+                .trim()
+                .to_string(),
+        };
+        check_deployment_id(&id).ok()?;
+        let dir = settings.state_root.join(&id);
+        dir.is_dir().then_some(StateDir { dir, id })
+    }
+
     pub(crate) fn id(&self) -> &str {
         &self.id
     }

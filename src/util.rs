@@ -134,6 +134,42 @@ pub(crate) fn retry_delay(base: Duration) -> Duration {
     base.mul_f64(scale)
 }
 
+/// A duration as flags, inputs and `shipgate.yml` write it (`10s`, `5m`, `250ms`; a bare number
+/// is seconds), read through [`parse_duration`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct HumanDuration(pub(crate) Duration);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_duration(text).map(HumanDuration)
+    }
+}
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(secs) => Ok(HumanDuration(Duration::from_secs(secs))),
+            Raw::Text(text) => parse_duration(&text)
+                .map(HumanDuration)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +192,11 @@ mod tests {
             format_duration(Duration::from_secs(7 * 86_400 + 7200)),
             "7d2h"
         );
+        let parsed: HumanDuration = "5m".parse().expect("duration");
+        assert_eq!(parsed.0, Duration::from_secs(300));
+        let from_yaml: HumanDuration = serde_yaml_ng::from_str("90").expect("seconds");
+        assert_eq!(from_yaml.to_string(), "1m30s");
+        assert!(serde_yaml_ng::from_str::<HumanDuration>("5 minutes").is_err());
     }
 
     #[test]

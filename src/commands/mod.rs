@@ -4,6 +4,7 @@ pub(crate) mod gate;
 pub(crate) mod notify;
 pub(crate) mod record;
 pub(crate) mod rollback;
+pub(crate) mod rollout;
 pub(crate) mod smoke;
 pub(crate) mod validate;
 
@@ -43,6 +44,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
             Command::Record(args) => record::run(args, &settings).await,
             Command::Rollback(args) => rollback::run(args, &settings).await,
             Command::Notify(args) => notify::run(args, &settings).await,
+            Command::Rollout(args) => rollout::run(args, &settings).await,
         }
     }
     .await;

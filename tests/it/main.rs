@@ -10,6 +10,7 @@ mod gate_bench;
 mod notify;
 mod record;
 mod rollback;
+mod rollout;
 mod smoke;
 mod templates;
 mod validate;

@@ -160,25 +160,98 @@ impl Shipgate {
 
     pub fn run(&mut self) -> Run {
         let output = self.command.output().expect("run shipgate");
-        let read = |path: Option<PathBuf>| {
-            path.and_then(|p| std::fs::read_to_string(p).ok())
-                .unwrap_or_default()
-        };
-        let raw_output_file = read(self.files.as_ref().map(ActionsFiles::output));
-        let raw_env_file = read(self.files.as_ref().map(ActionsFiles::env));
-        let summary = read(self.files.as_ref().map(ActionsFiles::summary));
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            outputs: parse_file_commands(&raw_output_file)
-                .unwrap_or_else(|e| panic!("GITHUB_OUTPUT rejected by the runner's rules: {e}")),
-            env: parse_file_commands(&raw_env_file)
-                .unwrap_or_else(|e| panic!("GITHUB_ENV rejected by the runner's rules: {e}")),
-            summary,
-            raw_output_file,
-            raw_env_file,
+        collect(
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            self.files.as_ref(),
+        )
+    }
+
+    /// Starts `shipgate` without waiting for it (stdout and stderr go to files), for tests that
+    /// act while it runs: send it a signal, approve a paused stage.
+    pub fn spawn(&mut self) -> Running {
+        let streams = tempfile::tempdir().expect("temp dir for streams");
+        let stdout = std::fs::File::create(streams.path().join("stdout")).expect("stdout file");
+        let stderr = std::fs::File::create(streams.path().join("stderr")).expect("stderr file");
+        let child = self
+            .command
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn shipgate");
+        Running {
+            child,
+            files: self.files.take(),
+            streams,
         }
+    }
+}
+
+/// A `shipgate` started by [`Shipgate::spawn`].
+pub struct Running {
+    child: std::process::Child,
+    files: Option<ActionsFiles>,
+    streams: TempDir,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.streams.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Waits (at most `limit`, then kills it and panics) and collects the run.
+    pub fn wait(mut self, limit: std::time::Duration) -> Run {
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for shipgate") {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "shipgate did not exit within {limit:?}\n--- stderr\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let stdout =
+            std::fs::read_to_string(self.streams.path().join("stdout")).unwrap_or_default();
+        collect(
+            status.code().unwrap_or(-1),
+            stdout,
+            self.stderr(),
+            self.files.as_ref(),
+        )
+    }
+}
+
+fn collect(code: i32, stdout: String, stderr: String, files: Option<&ActionsFiles>) -> Run {
+    let read = |path: Option<PathBuf>| {
+        path.and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    };
+    let raw_output_file = read(files.map(ActionsFiles::output));
+    let raw_env_file = read(files.map(ActionsFiles::env));
+    let summary = read(files.map(ActionsFiles::summary));
+    Run {
+        code,
+        stdout,
+        stderr,
+        outputs: parse_file_commands(&raw_output_file)
+            .unwrap_or_else(|e| panic!("GITHUB_OUTPUT rejected by the runner's rules: {e}")),
+        env: parse_file_commands(&raw_env_file)
+            .unwrap_or_else(|e| panic!("GITHUB_ENV rejected by the runner's rules: {e}")),
+        summary,
+        raw_output_file,
+        raw_env_file,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod fake_github;
 pub mod git_repo;
+pub mod health_server;
 pub mod http_server;
 pub mod postgres;
 pub mod s3;

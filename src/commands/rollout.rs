@@ -1,0 +1,1423 @@
+//! `shipgate rollout` (seed 004 §6 "Gradual Rollout", seed 002's thresholds): shifts traffic to
+//! the new version stage by stage through a hook, watches the canary's health during each
+//! stage's whole window with gates evaluated after every probe, and on a breach, a hook failure,
+//! an approval deadline or SIGTERM/SIGINT runs the rollback hook and checks health again. Every
+//! decision — each gate's measured value against its threshold, each hook's exit code and
+//! duration — goes to `rollout.json` and `rollout-logs-<deployment-id>.log`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Outcome, set_outputs};
+use crate::actions::{self, Level, Table};
+use crate::error::{Error, Result, ResultExt};
+use crate::exit;
+use crate::hooks::{self, CommandLine, Context, HookRun};
+use crate::process::{LogFile, Shutdown};
+use crate::rollout::approval::{self, Approval, Pause};
+use crate::rollout::gates::{DegradedPolicy, Thresholds};
+use crate::rollout::monitor::{Monitor, StageWatch, Stop, Until, Verification};
+use crate::rollout::plan::{Percent, Plan, Stage, TimelineStage};
+use crate::rollout::probe::Prober;
+use crate::rollout::window::Summary;
+use crate::settings::{self, Settings};
+use crate::state::StateDir;
+use crate::util::{HumanDuration, format_duration};
+
+const STATE_FILE: &str = "rollout.json";
+const PAUSE_FILE: &str = "rollout-pause.json";
+const APPROVAL_FILE: &str = "rollout-approval.json";
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A stage as `name:weight:duration[:interval]`, e.g. `canary:5:5m`; repeat for each stage
+    /// (input `stages`, one per line) [default: canary:5:5m, progressive:50:10m, full:100:15m]
+    #[arg(long, value_name = "NAME:WEIGHT:DURATION")]
+    pub(crate) stage: Vec<String>,
+    /// Health endpoint of the new version, probed during every stage; repeatable (input
+    /// `endpoints`, one per line)
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint: Vec<String>,
+    /// Health endpoint of the stable version, probed side by side for the baseline comparison;
+    /// repeatable (input `baseline`)
+    #[arg(long, value_name = "URL")]
+    pub(crate) baseline: Vec<String>,
+    /// Endpoint checked after a rollback until healthy; repeatable (input `verify-endpoints`)
+    /// [default: the baseline endpoints, else the canary endpoints]
+    #[arg(long, value_name = "URL")]
+    pub(crate) verify_endpoint: Vec<String>,
+    /// A command probed beside the endpoints (exit 0 passes); repeatable (input
+    /// `probe-commands`)
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) probe_command: Vec<String>,
+    /// The stage hook that shifts traffic: a command run without a shell, with SHIPGATE_STAGE,
+    /// SHIPGATE_WEIGHT, SHIPGATE_VERSION, SHIPGATE_DEPLOYMENT_ID, SHIPGATE_PREVIOUS_VERSION
+    /// (input `hook`; a webhook comes from the `hook-url` input or SHIPGATE_HOOK_URL)
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) hook: Option<String>,
+    /// The rollback hook (input `rollback-hook`; webhook: `rollback-hook-url` input or
+    /// SHIPGATE_ROLLBACK_HOOK_URL) [default: the stage hook with SHIPGATE_STAGE=rollback and
+    /// SHIPGATE_WEIGHT=0]
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) rollback_hook: Option<String>,
+    /// Run hook commands with `sh -c` (input `hook-shell`)
+    #[arg(long)]
+    pub(crate) hook_shell: bool,
+    /// Time limit of one hook attempt (input `hook-timeout`) [default: 2m]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) hook_timeout: Option<HumanDuration>,
+    /// Attempts after the first when a hook fails (input `hook-retries`) [default: 2]
+    #[arg(long, value_name = "N")]
+    pub(crate) hook_retries: Option<u32>,
+    /// Time between two probes of one target (input `interval`) [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) interval: Option<HumanDuration>,
+    /// Time limit of one probe (input `probe-timeout`) [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) probe_timeout: Option<HumanDuration>,
+    /// The rolling window the gates look at (input `window`) [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) window: Option<HumanDuration>,
+    /// Minimum percent of passing probes in the window (input `success-rate`) [default: 99]
+    #[arg(long, value_name = "PERCENT")]
+    pub(crate) success_rate: Option<Percent>,
+    /// The p95 latency must stay below this (input `max-p95`) [default: 250ms]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) max_p95: Option<HumanDuration>,
+    /// Failed probes in a row of one target that fail the stage at once; 0 turns the rule off
+    /// (input `consecutive-failures`) [default: 3]
+    #[arg(long, value_name = "N")]
+    pub(crate) consecutive_failures: Option<u32>,
+    /// Samples the window needs before the rate gates count; fewer at the end of a stage is
+    /// "no data", a failure (input `min-samples`) [default: 10]
+    #[arg(long, value_name = "N")]
+    pub(crate) min_samples: Option<u64>,
+    /// The canary's error rate may be at most this many times the baseline's (input
+    /// `baseline-ratio`) [default: 2]
+    #[arg(long, value_name = "RATIO")]
+    pub(crate) baseline_ratio: Option<f64>,
+    /// What a `warn`/`Degraded` answer counts as: `fail`, or `warn` (passes, reported) (input
+    /// `degraded`) [default: fail]
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) degraded: Option<DegradedPolicy>,
+    /// The version the canary's health endpoints must report (input `expect-version`)
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) expect_version: Option<String>,
+    /// JSON pointer whose value decides health, e.g. `/data/state` (input `health-pointer`)
+    #[arg(long, value_name = "POINTER")]
+    pub(crate) health_pointer: Option<String>,
+    /// A value at the health pointer that means healthy; repeatable (input `health-accept`)
+    #[arg(long, value_name = "VALUE")]
+    pub(crate) health_accept: Vec<String>,
+    /// The version being rolled out, for the hooks (input `version`) [default: `version` in
+    /// validate.json]
+    #[arg(long = "version", value_name = "VERSION")]
+    pub(crate) version: Option<String>,
+    /// The version running before, for the hooks (input `previous-version`) [default:
+    /// `previous.version` in validate.json]
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) previous_version: Option<String>,
+    /// Wait for an approval before shifting traffic to this stage; repeatable (input
+    /// `pause-before`; `pause: until-approved` in shipgate.yml)
+    #[arg(long, value_name = "STAGE")]
+    pub(crate) pause_before: Vec<String>,
+    /// How long a paused stage waits for its approval before rolling back (input
+    /// `approval-timeout`) [default: 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) approval_timeout: Option<HumanDuration>,
+    /// The approval file a paused rollout waits for (input `approval-file`) [default:
+    /// rollout-approval.json in the state dir]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) approval_file: Option<PathBuf>,
+    /// How long the health check after a rollback may take (input `verify-timeout`) [default: 2m]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) verify_timeout: Option<HumanDuration>,
+    /// Healthy probes in a row each verify endpoint needs after a rollback (input
+    /// `verify-successes`) [default: 3]
+    #[arg(long, value_name = "N")]
+    pub(crate) verify_successes: Option<u32>,
+    /// Print the plan and its timeline (worst-case exposure per stage); run no hook
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Approve the stage a paused rollout of this deployment waits for, then exit
+    #[arg(long, conflicts_with = "dry_run")]
+    pub(crate) resume: bool,
+    /// With `--resume`: the stage to approve (needed when no rollout is waiting yet)
+    #[arg(long, value_name = "STAGE", requires = "resume")]
+    pub(crate) approve_stage: Option<String>,
+    /// With `--resume`: who approves (input `approver`) [default: GITHUB_ACTOR, else USER]
+    #[arg(long, value_name = "NAME", requires = "resume")]
+    pub(crate) approver: Option<String>,
+}
+
+/// `pause:` of a stage.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PauseMode {
+    UntilApproved,
+}
+
+/// One stage in `rollout.stages`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct StageConfig {
+    pub(crate) name: String,
+    pub(crate) weight: Percent,
+    pub(crate) duration: HumanDuration,
+    pub(crate) interval: Option<HumanDuration>,
+    pub(crate) window: Option<HumanDuration>,
+    pub(crate) success_rate: Option<Percent>,
+    pub(crate) max_p95: Option<HumanDuration>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) min_samples: Option<u64>,
+    pub(crate) baseline_ratio: Option<f64>,
+    pub(crate) degraded: Option<DegradedPolicy>,
+    pub(crate) pause: Option<PauseMode>,
+    pub(crate) approval_timeout: Option<HumanDuration>,
+}
+
+/// A named command probe in `rollout.probes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct ProbeConfig {
+    pub(crate) name: String,
+    pub(crate) command: CommandLine,
+}
+
+/// The `rollout:` section of `shipgate.yml`. Webhook URLs are secrets and never come from here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
+    pub(crate) stages: Option<Vec<StageConfig>>,
+    pub(crate) endpoints: Option<Vec<String>>,
+    pub(crate) baseline: Option<Vec<String>>,
+    pub(crate) verify_endpoints: Option<Vec<String>>,
+    pub(crate) probes: Option<Vec<ProbeConfig>>,
+    pub(crate) hook: Option<CommandLine>,
+    pub(crate) rollback_hook: Option<CommandLine>,
+    pub(crate) hook_shell: Option<bool>,
+    pub(crate) hook_timeout: Option<HumanDuration>,
+    pub(crate) hook_retries: Option<u32>,
+    pub(crate) interval: Option<HumanDuration>,
+    pub(crate) probe_timeout: Option<HumanDuration>,
+    pub(crate) window: Option<HumanDuration>,
+    pub(crate) success_rate: Option<Percent>,
+    pub(crate) max_p95: Option<HumanDuration>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) min_samples: Option<u64>,
+    pub(crate) baseline_ratio: Option<f64>,
+    pub(crate) degraded: Option<DegradedPolicy>,
+    pub(crate) expect_version: Option<String>,
+    pub(crate) health: Option<crate::health::Rule>,
+    pub(crate) approval_timeout: Option<HumanDuration>,
+    pub(crate) verify_timeout: Option<HumanDuration>,
+    pub(crate) verify_successes: Option<u32>,
+}
+
+/// One stage in `rollout.json`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StageRecord {
+    pub(crate) name: String,
+    pub(crate) weight: u8,
+    pub(crate) planned_duration_ms: u64,
+    /// How long the stage's weight was watched (a wait for the next stage's approval included).
+    pub(crate) elapsed_ms: u64,
+    /// `passed`, `failed` or `not_run`.
+    pub(crate) status: String,
+    pub(crate) samples: u64,
+    /// Percent of the stage's canary probes that passed.
+    pub(crate) success_rate: Option<f64>,
+    pub(crate) p95_ms: Option<f64>,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) failures: u64,
+    pub(crate) degraded: u64,
+    pub(crate) interval_ms: u64,
+    pub(crate) thresholds: serde_json::Value,
+    /// The last window the gates judged.
+    pub(crate) window: Option<Summary>,
+    /// The baseline over the stage, when one was probed.
+    pub(crate) baseline: Option<Summary>,
+    /// Failure causes over the stage, most frequent first.
+    pub(crate) causes: Vec<CauseCount>,
+    /// The last evaluation of every gate: measured value against its threshold.
+    pub(crate) verdicts: Vec<serde_json::Value>,
+    pub(crate) reason: Option<String>,
+    pub(crate) approval: Option<ApprovalRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CauseCount {
+    pub(crate) cause: String,
+    pub(crate) count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ApprovalRecord {
+    pub(crate) approved_by: String,
+    pub(crate) waited_ms: u64,
+}
+
+/// `rollback` in `rollout.json`.
+#[derive(Debug, Clone, Serialize)]
+struct RollbackRecord {
+    ran: bool,
+    ok: bool,
+    /// Why the rollback ran.
+    reason: Option<String>,
+    hook: Option<String>,
+    hook_ok: Option<bool>,
+    /// The stage hook ran as the rollback hook (no separate one configured).
+    stage_hook_reused: bool,
+    verification: Option<Verification>,
+}
+
+/// `rollout.json`, and the `--format json` object.
+#[derive(Debug, Serialize)]
+struct RolloutResult {
+    schema_version: u32,
+    command: &'static str,
+    /// `pass`, `rolled_back` or `rollback_failed`.
+    result: &'static str,
+    timestamp: String,
+    duration_ms: u64,
+    deployment_id: String,
+    environment: String,
+    version: String,
+    previous_version: Option<String>,
+    expect_version: Option<String>,
+    failed_stage: Option<String>,
+    reason: Option<String>,
+    /// What stopped the rollout: `gate`, `hook`, `approval_deadline` or `signal`.
+    cause: Option<&'static str>,
+    /// The gate that failed (`success-rate`, `p95-latency`, `consecutive-failures`, `samples`,
+    /// `baseline`), when a gate stopped the rollout.
+    failed_gate: Option<&'static str>,
+    stages: Vec<StageRecord>,
+    rollback: RollbackRecord,
+    hooks: Vec<HookRun>,
+    endpoints: serde_json::Value,
+    log_file: String,
+}
+
+/// Why the rollout stopped.
+struct Failure {
+    stage: String,
+    reason: String,
+    cause: &'static str,
+    /// The gate that failed, when a gate stopped the rollout.
+    gate: Option<&'static str>,
+}
+
+pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
+    if args.resume {
+        return approve(args, settings);
+    }
+    let plan = Plan::resolve(args, settings)?;
+    if settings.switch("dry-run", args.dry_run, None, false)? {
+        return dry_run(args, settings, &plan);
+    }
+    execute(args, settings, &plan).await
+}
+
+/// The version for the hooks and whatever ran before: flag > input > validate.json.
+fn release(
+    args: &Args,
+    settings: &Settings,
+    validated: Option<&serde_json::Value>,
+) -> (Option<String>, Option<String>) {
+    let version = settings
+        .text("version", args.version.clone(), None)
+        .or_else(|| {
+            validated
+                .and_then(|v| v.get("version"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
+    let previous = settings
+        .text("previous-version", args.previous_version.clone(), None)
+        .or_else(|| {
+            validated
+                .and_then(|v| v.pointer("/previous/version"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
+    (version, previous)
+}
+
+fn approval_file(args: &Args, state: &StateDir) -> PathBuf {
+    args.approval_file
+        .clone()
+        .or_else(|| settings::input("approval-file").map(PathBuf::from))
+        .unwrap_or_else(|| state.path(APPROVAL_FILE))
+}
+
+/// `--resume`: approves the stage a paused rollout of this deployment waits for.
+fn approve(args: &Args, settings: &Settings) -> Result<Outcome> {
+    let state = StateDir::open(settings)?;
+    let waiting: Option<Pause> = state.read_json(PAUSE_FILE)?;
+    let stage = match (&args.approve_stage, &waiting) {
+        (Some(stage), Some(pause)) if *stage != pause.stage => {
+            return Err(Error::usage(format!(
+                "the rollout of deployment `{}` waits for stage `{}`, not `{stage}`; approve `{}` or leave out `--approve-stage`",
+                state.id(),
+                pause.stage,
+                pause.stage
+            )));
+        }
+        (Some(stage), _) => stage.clone(),
+        (None, Some(pause)) => pause.stage.clone(),
+        (None, None) => {
+            return Err(Error::usage(format!(
+                "no rollout of deployment `{}` is waiting for an approval (no `{PAUSE_FILE}` in `{}`); to approve a stage before the rollout reaches it, name it with `--approve-stage`",
+                state.id(),
+                state.dir().display()
+            )));
+        }
+    };
+    settings::check_name("stage name", &stage)?;
+    let file = args
+        .approval_file
+        .clone()
+        .or_else(|| settings::input("approval-file").map(PathBuf::from))
+        .or_else(|| waiting.as_ref().map(|p| p.approval_file.clone()))
+        .unwrap_or_else(|| state.path(APPROVAL_FILE));
+    let approver = settings
+        .text("approver", args.approver.clone(), None)
+        .or_else(|| settings::env("GITHUB_ACTOR"))
+        .or_else(|| settings::env("USER"))
+        .unwrap_or_else(|| "unknown".to_string());
+    let approval = Approval {
+        stage: Some(stage.clone()),
+        approved_by: Some(actions::one_line(&approver)),
+        at: Some(crate::util::now_rfc3339()),
+    };
+    approval::write(&file, &approval).map_err(|e| {
+        Error::usage(format!(
+            "cannot write the approval file `{}`: {e}",
+            file.display()
+        ))
+    })?;
+    tracing::info!(
+        "approved stage `{stage}` of deployment `{}` as {}{}",
+        state.id(),
+        actions::quote(&approver),
+        if waiting.is_some() {
+            ""
+        } else {
+            " (no rollout is waiting yet; it will go on when it reaches this stage)"
+        }
+    );
+    set_outputs(&[("result", "approved".to_string())])?;
+    Ok(Outcome::success(json!({
+        "command": "rollout",
+        "result": "approved",
+        "deployment_id": state.id(),
+        "stage": stage,
+        "approved_by": approval.approved_by,
+        "approval_file": file.display().to_string(),
+    })))
+}
+
+fn hook_line(plan: &Plan) -> Vec<String> {
+    let hook = &plan.stage_hook;
+    let mut lines = vec![format!(
+        "stage hook: {} `{}` (timeout {} per attempt, {} retries)",
+        hook.kind(),
+        hook.display(),
+        format_duration(hook.timeout),
+        hook.retries
+    )];
+    lines.push(if plan.rollback_is_stage_hook {
+        "rollback hook: the stage hook with SHIPGATE_STAGE=rollback and SHIPGATE_WEIGHT=0"
+            .to_string()
+    } else {
+        format!(
+            "rollback hook: {} `{}`",
+            plan.rollback_hook.kind(),
+            plan.rollback_hook.display()
+        )
+    });
+    lines
+}
+
+/// `--dry-run`: the plan and its timeline; no hook runs, nothing is probed or written.
+fn dry_run(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
+    let validated = StateDir::peek(settings)
+        .and_then(|state| state.read_json::<serde_json::Value>("validate.json").ok())
+        .flatten();
+    let (version, previous) = release(args, settings, validated.as_ref());
+    let timeline = plan.timeline();
+    tracing::info!(
+        "rollout plan (dry run) for {} (previous {}); nothing is run",
+        version
+            .as_deref()
+            .map_or_else(|| "an unknown version".to_string(), actions::quote),
+        previous
+            .as_deref()
+            .map_or_else(|| "unknown".to_string(), actions::quote)
+    );
+    for line in plan.describe() {
+        tracing::info!("{line}");
+    }
+    let labels = |targets: &[crate::rollout::probe::Target]| {
+        targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>()
+    };
+    tracing::info!("canary probes: {}", labels(&plan.canary).join(", "));
+    if !plan.baseline.is_empty() {
+        tracing::info!("baseline probes: {}", labels(&plan.baseline).join(", "));
+    }
+    for line in hook_line(plan) {
+        tracing::info!("{line}");
+    }
+    let total: Duration = plan.stages.iter().map(|s| s.duration).sum();
+    tracing::info!(
+        "all stages take {} if every gate passes{}",
+        format_duration(total),
+        if plan.stages.iter().any(|s| s.pause) {
+            ", plus the waits for approval"
+        } else {
+            ""
+        }
+    );
+    actions::append_summary(&dry_run_summary(plan, &timeline, version.as_deref(), total))?;
+    Ok(Outcome::success(json!({
+        "command": "rollout",
+        "result": "dry_run",
+        "version": version,
+        "previous_version": previous,
+        "stages": plan.stages,
+        "timeline": timeline,
+        "total_duration_ms": total.as_millis() as u64,
+        "endpoints": endpoints_json(plan),
+        "hooks": hook_line(plan),
+    })))
+}
+
+fn endpoints_json(plan: &Plan) -> serde_json::Value {
+    let labels = |targets: &[crate::rollout::probe::Target]| {
+        targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>()
+    };
+    json!({
+        "canary": labels(&plan.canary),
+        "baseline": labels(&plan.baseline),
+        "verify": labels(&plan.verify),
+    })
+}
+
+fn dry_run_summary(
+    plan: &Plan,
+    timeline: &[TimelineStage],
+    version: Option<&str>,
+    total: Duration,
+) -> String {
+    let mut table = Table::new(&[
+        "Stage",
+        "Weight",
+        "Duration",
+        "Probe every",
+        "Starts",
+        "Gates",
+        "Worst-case exposure",
+    ]);
+    for (stage, when) in plan.stages.iter().zip(timeline) {
+        let ms = |ms: u64| format_duration(Duration::from_millis(ms));
+        table.row(&[
+            format!("`{}`", stage.name),
+            format!("{}%", stage.weight),
+            format_duration(stage.duration),
+            format_duration(stage.interval),
+            if when.after_approval {
+                format!("after approval (+{})", ms(when.starts_after_ms))
+            } else {
+                format!("+{}", ms(when.starts_after_ms))
+            },
+            gates_text(&stage.thresholds),
+            format!(
+                "{}% of traffic for up to {}",
+                stage.weight,
+                ms(when.worst_case_exposure_ms)
+            ),
+        ]);
+    }
+    format!(
+        "### 🧭 Rollout plan for {} (dry run)\n\n{}\nAll stages: {} if every gate passes. Nothing was run.\n",
+        version.map_or_else(|| "the next version".to_string(), |v| format!("`{v}`")),
+        table.render(),
+        format_duration(total)
+    )
+}
+
+fn gates_text(t: &Thresholds) -> String {
+    format!(
+        "≥ {}% over {}, p95 < {}, {} failures in a row, ≥ {} samples",
+        t.success_rate,
+        format_duration(t.window),
+        format_duration(t.max_p95),
+        if t.consecutive_failures == 0 {
+            "no limit on".to_string()
+        } else {
+            format!("< {}", t.consecutive_failures)
+        },
+        t.min_samples
+    )
+}
+
+fn not_run(stage: &Stage) -> StageRecord {
+    StageRecord {
+        name: stage.name.clone(),
+        weight: stage.weight,
+        planned_duration_ms: stage.duration.as_millis() as u64,
+        elapsed_ms: 0,
+        status: "not_run".to_string(),
+        samples: 0,
+        success_rate: None,
+        p95_ms: None,
+        p50_ms: None,
+        failures: 0,
+        degraded: 0,
+        interval_ms: stage.interval.as_millis() as u64,
+        thresholds: serde_json::to_value(&stage.thresholds).unwrap_or_default(),
+        window: None,
+        baseline: None,
+        causes: Vec::new(),
+        verdicts: Vec::new(),
+        reason: None,
+        approval: None,
+    }
+}
+
+/// Fills a stage's record from what its watch saw.
+fn fill(record: &mut StageRecord, watch: &StageWatch, status: &str, reason: Option<String>) {
+    let stage = watch.canary.stage_summary();
+    record.elapsed_ms = watch.started.elapsed().as_millis() as u64;
+    record.status = status.to_string();
+    record.samples = stage.samples;
+    record.success_rate = stage.success_rate;
+    record.p95_ms = stage.p95_ms;
+    record.p50_ms = stage.p50_ms;
+    record.failures = stage.failures;
+    record.degraded = stage.degraded;
+    record.window = Some(watch.canary.window_summary());
+    record.baseline = watch.baseline.as_ref().map(|b| b.stage_summary());
+    record.causes = watch
+        .canary
+        .causes()
+        .into_iter()
+        .map(|(cause, count)| CauseCount { cause, count })
+        .collect();
+    record.verdicts = watch
+        .verdicts
+        .iter()
+        .map(|v| serde_json::to_value(v).unwrap_or_default())
+        .collect();
+    record.reason = reason;
+}
+
+async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
+    let started = Instant::now();
+    let state = StateDir::open(settings)?;
+    if let Some(previous) = state.read_json::<serde_json::Value>(STATE_FILE)?
+        && previous.get("result").and_then(|r| r.as_str()) == Some("pass")
+    {
+        return already_done(&state, previous);
+    }
+    let validated = state.read_json::<serde_json::Value>("validate.json")?;
+    let (version, previous_version) = release(args, settings, validated.as_ref());
+    let version = version.ok_or_else(|| {
+        Error::usage(format!(
+            "no version to roll out: run `shipgate validate` first (deployment `{}` has no validate.json), or pass `--version` (input `version`)",
+            state.id()
+        ))
+    })?;
+    let log_name = format!("rollout-logs-{}.log", state.id());
+    let log_path = state.path(&log_name);
+    let mut log = LogFile::append(&log_path).context("cannot open the rollout log")?;
+    let shutdown = Shutdown::listen();
+    let prober = Prober::new(plan.probe_timeout, plan.rule.clone()).map_err(|e| {
+        Error::dependency(format!(
+            "cannot set up the HTTP client for health probes: {}",
+            hooks::describe_http_error(e)
+        ))
+    })?;
+    let hook_http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(plan.stage_hook.timeout)
+        .user_agent(concat!("shipgate/", env!("CARGO_PKG_VERSION"), " (hook)"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            Error::dependency(format!(
+                "cannot set up the HTTP client for webhooks: {}",
+                hooks::describe_http_error(e)
+            ))
+        })?;
+    let monitor = Monitor::new(plan, prober, shutdown.clone());
+    let approval_path = approval_file(args, &state);
+
+    log.line(&format!(
+        "[{}] rollout of `{version}` (previous `{}`) for deployment `{}` in `{}`",
+        crate::util::now_rfc3339(),
+        previous_version.as_deref().unwrap_or("unknown"),
+        state.id(),
+        settings.environment
+    ));
+    for line in plan.describe().iter().chain(hook_line(plan).iter()) {
+        log.line(&format!("[plan] {line}"));
+    }
+    tracing::info!(
+        "rolling out {} in {} stage(s) ({}); canary probes: {}",
+        actions::quote(&version),
+        plan.stages.len(),
+        plan.stages
+            .iter()
+            .map(|s| format!(
+                "{} {}% for {}",
+                s.name,
+                s.weight,
+                format_duration(s.duration)
+            ))
+            .collect::<Vec<_>>()
+            .join(" → "),
+        plan.canary
+            .iter()
+            .map(|t| t.label.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let context = |stage: &Stage| Context {
+        event: "stage",
+        stage: stage.name.clone(),
+        weight: stage.weight,
+        version: version.clone(),
+        deployment_id: state.id().to_string(),
+        previous_version: previous_version.clone(),
+        environment: settings.environment.clone(),
+        failed_stage: None,
+        reason: None,
+    };
+
+    let mut records: Vec<StageRecord> = plan.stages.iter().map(not_run).collect();
+    let mut hook_runs: Vec<HookRun> = Vec::new();
+    let mut failure: Option<Failure> = None;
+    // The last stage whose window passed: it holds its weight while the next stage waits.
+    let mut holding: Option<(usize, StageWatch)> = None;
+    let mut degraded_policy = plan
+        .stages
+        .first()
+        .map_or(DegradedPolicy::Fail, |s| s.thresholds.degraded);
+
+    for (index, stage) in plan.stages.iter().enumerate() {
+        let _group = actions::group(&format!(
+            "Rollout stage `{}`: {}% for {}",
+            stage.name,
+            stage.weight,
+            format_duration(stage.duration)
+        ));
+        if stage.pause {
+            let waited = Instant::now();
+            let deadline = waited + stage.approval_timeout;
+            let pause = Pause {
+                stage: stage.name.clone(),
+                waiting_since: crate::util::now_rfc3339(),
+                deadline: (jiff::Timestamp::now()
+                    + jiff::SignedDuration::from_secs(stage.approval_timeout.as_secs() as i64))
+                .to_string(),
+                approval_file: approval_path.clone(),
+                pid: std::process::id(),
+            };
+            state.write_json(PAUSE_FILE, &pause)?;
+            let message = format!(
+                "stage `{}` waits for approval: run `shipgate rollout --resume` (deployment `{}`) or create `{}` within {}",
+                stage.name,
+                state.id(),
+                approval_path.display(),
+                format_duration(stage.approval_timeout)
+            );
+            actions::annotate(Level::Notice, Some("shipgate rollout"), &message);
+            log.line(&format!("[{}] {message}", crate::util::now_rfc3339()));
+            let until = Until::Approval {
+                file: &approval_path,
+                next: &stage.name,
+                deadline,
+            };
+            let stop = match holding.as_mut() {
+                Some((held, watch)) => {
+                    monitor
+                        .watch(&plan.stages[*held], watch, until, &mut log)
+                        .await
+                }
+                None => wait_for_approval(&approval_path, &stage.name, deadline, &shutdown).await,
+            };
+            let _ = std::fs::remove_file(state.path(PAUSE_FILE));
+            if let Some((held, watch)) = &holding {
+                let status = if matches!(stop, Stop::Breach { .. }) {
+                    "failed"
+                } else {
+                    "passed"
+                };
+                let reason = match &stop {
+                    Stop::Breach { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                };
+                fill(&mut records[*held], watch, status, reason);
+            }
+            match stop {
+                Stop::Approved(approval) => {
+                    let by = approval
+                        .approved_by
+                        .unwrap_or_else(|| "unknown".to_string());
+                    log.line(&format!(
+                        "[{}] stage `{}` approved by {} after {}",
+                        crate::util::now_rfc3339(),
+                        stage.name,
+                        actions::one_line(&by),
+                        format_duration(waited.elapsed())
+                    ));
+                    tracing::info!("stage `{}` approved by {}", stage.name, actions::quote(&by));
+                    records[index].approval = Some(ApprovalRecord {
+                        approved_by: by,
+                        waited_ms: waited.elapsed().as_millis() as u64,
+                    });
+                }
+                Stop::Deadline => {
+                    failure = Some(Failure {
+                        stage: stage.name.clone(),
+                        reason: format!(
+                            "stage `{}` was not approved within {} (approval deadline)",
+                            stage.name,
+                            format_duration(stage.approval_timeout)
+                        ),
+                        cause: "approval_deadline",
+                        gate: None,
+                    });
+                    records[index].status = "failed".to_string();
+                    records[index].reason = failure.as_ref().map(|f| f.reason.clone());
+                    break;
+                }
+                Stop::Signal(signal) => {
+                    failure = Some(Failure {
+                        stage: stage.name.clone(),
+                        reason: format!(
+                            "cancelled by {signal} while stage `{}` waited for approval",
+                            stage.name
+                        ),
+                        cause: "signal",
+                        gate: None,
+                    });
+                    records[index].status = "failed".to_string();
+                    records[index].reason = failure.as_ref().map(|f| f.reason.clone());
+                    break;
+                }
+                Stop::Breach { reason, verdict } => {
+                    let held = holding.as_ref().map_or(index, |(held, _)| *held);
+                    failure = Some(Failure {
+                        stage: plan.stages[held].name.clone(),
+                        reason,
+                        cause: "gate",
+                        gate: Some(verdict.gate),
+                    });
+                    break;
+                }
+                Stop::Completed => {}
+            }
+        }
+
+        tracing::info!(
+            "stage `{}`: shifting {}% of traffic to {} ({})",
+            stage.name,
+            stage.weight,
+            actions::quote(&version),
+            plan.stage_hook.display()
+        );
+        let run = hooks::run(
+            &plan.stage_hook,
+            &context(stage),
+            &hook_http,
+            &mut log,
+            &shutdown,
+        )
+        .await;
+        let hook_ok = run.ok;
+        let hook_cancelled = run.cancelled;
+        let described = run.describe();
+        hook_runs.push(run);
+        if !hook_ok {
+            let reason = if hook_cancelled {
+                format!(
+                    "cancelled by {} during the stage hook of `{}`",
+                    shutdown.received().unwrap_or("a signal"),
+                    stage.name
+                )
+            } else {
+                format!(
+                    "the stage hook failed for stage `{}` ({}%): {described}",
+                    stage.name, stage.weight
+                )
+            };
+            records[index].status = "failed".to_string();
+            records[index].reason = Some(reason.clone());
+            failure = Some(Failure {
+                stage: stage.name.clone(),
+                reason,
+                cause: if hook_cancelled { "signal" } else { "hook" },
+                gate: None,
+            });
+            break;
+        }
+
+        degraded_policy = stage.thresholds.degraded;
+        let mut watch = StageWatch::new(stage, !plan.baseline.is_empty());
+        let stop = monitor.watch(stage, &mut watch, Until::End, &mut log).await;
+        match stop {
+            Stop::Completed => {
+                fill(&mut records[index], &watch, "passed", None);
+                tracing::info!(
+                    "stage `{}` passed: {}",
+                    stage.name,
+                    crate::rollout::monitor::summary_text(
+                        &watch.canary.stage_summary(),
+                        watch.baseline.as_ref().map(|b| b.stage_summary())
+                    )
+                );
+                if stage.thresholds.degraded == DegradedPolicy::Warn
+                    && watch.canary.stage_summary().degraded > 0
+                {
+                    let stats = watch.canary.stage_summary();
+                    actions::annotate(
+                        Level::Warning,
+                        Some("shipgate rollout"),
+                        &format!(
+                            "stage `{}`: the canary reported warn/Degraded in {} of {} probes (counted as passing: `degraded: warn`)",
+                            stage.name, stats.degraded, stats.samples
+                        ),
+                    );
+                }
+                holding = Some((index, watch));
+            }
+            Stop::Breach { reason, verdict } => {
+                fill(&mut records[index], &watch, "failed", Some(reason.clone()));
+                failure = Some(Failure {
+                    stage: stage.name.clone(),
+                    reason,
+                    cause: "gate",
+                    gate: Some(verdict.gate),
+                });
+                break;
+            }
+            Stop::Signal(signal) => {
+                let reason = format!(
+                    "cancelled by {signal} during stage `{}` ({}%)",
+                    stage.name, stage.weight
+                );
+                fill(&mut records[index], &watch, "failed", Some(reason.clone()));
+                failure = Some(Failure {
+                    stage: stage.name.clone(),
+                    reason,
+                    cause: "signal",
+                    gate: None,
+                });
+                break;
+            }
+            Stop::Approved(_) | Stop::Deadline => {}
+        }
+    }
+
+    let mut rollback = RollbackRecord {
+        ran: false,
+        ok: false,
+        reason: None,
+        hook: None,
+        hook_ok: None,
+        stage_hook_reused: plan.rollback_is_stage_hook,
+        verification: None,
+    };
+    let result = match &failure {
+        None => "pass",
+        Some(failure) => {
+            let _group = actions::group("Rollback");
+            tracing::error!(
+                "rolling back {}: {}",
+                actions::quote(&version),
+                failure.reason
+            );
+            log.line(&format!(
+                "[{}] ROLLBACK: {}",
+                crate::util::now_rfc3339(),
+                failure.reason
+            ));
+            rollback.ran = true;
+            rollback.reason = Some(failure.reason.clone());
+            rollback.hook = Some(plan.rollback_hook.display());
+            let context = Context {
+                event: "rollback",
+                stage: "rollback".to_string(),
+                weight: 0,
+                version: version.clone(),
+                deployment_id: state.id().to_string(),
+                previous_version: previous_version.clone(),
+                environment: settings.environment.clone(),
+                failed_stage: Some(failure.stage.clone()),
+                reason: Some(failure.reason.clone()),
+            };
+            // A rollback is the answer to a signal: it is never itself interrupted by one.
+            let run = hooks::run(
+                &plan.rollback_hook,
+                &context,
+                &hook_http,
+                &mut log,
+                &Shutdown::never(),
+            )
+            .await;
+            rollback.hook_ok = Some(run.ok);
+            let hook_ok = run.ok;
+            let described = run.describe();
+            hook_runs.push(run);
+            if hook_ok {
+                tracing::info!("rollback hook done; checking health after the rollback");
+                let verification = monitor
+                    .verify(
+                        plan.verify_successes,
+                        plan.verify_timeout,
+                        plan.verify_interval,
+                        degraded_policy,
+                        &mut log,
+                    )
+                    .await;
+                rollback.ok = verification.ok;
+                rollback.verification = Some(verification);
+            } else {
+                tracing::error!("the rollback hook failed: {described}");
+            }
+            if rollback.ok {
+                "rolled_back"
+            } else {
+                "rollback_failed"
+            }
+        }
+    };
+
+    let record = RolloutResult {
+        schema_version: 1,
+        command: "rollout",
+        result,
+        timestamp: crate::util::now_rfc3339(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        deployment_id: state.id().to_string(),
+        environment: settings.environment.clone(),
+        version: version.clone(),
+        previous_version,
+        expect_version: plan.expect_version.clone(),
+        failed_stage: failure.as_ref().map(|f| f.stage.clone()),
+        reason: failure.as_ref().map(|f| f.reason.clone()),
+        cause: failure.as_ref().map(|f| f.cause),
+        failed_gate: failure.as_ref().and_then(|f| f.gate),
+        stages: records,
+        rollback,
+        hooks: hook_runs,
+        endpoints: endpoints_json(plan),
+        log_file: log_path.display().to_string(),
+    };
+    log.line(&format!(
+        "[{}] result: {}{}",
+        crate::util::now_rfc3339(),
+        record.result,
+        record
+            .reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    ));
+    state.write_json(STATE_FILE, &record)?;
+    set_outputs(&[
+        ("result", record.result.to_string()),
+        (
+            "failed-stage",
+            record.failed_stage.clone().unwrap_or_default(),
+        ),
+        ("reason", record.reason.clone().unwrap_or_default()),
+        ("log-file", record.log_file.clone()),
+    ])?;
+    actions::append_summary(&summary(&record, plan))?;
+    let code = match record.result {
+        "pass" => {
+            tracing::info!(
+                "rollout of {} passed every stage; log in `{}`",
+                actions::quote(&record.version),
+                record.log_file
+            );
+            exit::SUCCESS
+        }
+        "rolled_back" => {
+            actions::annotate(
+                Level::Error,
+                Some("shipgate rollout"),
+                &format!(
+                    "rolled back `{}`: {}",
+                    record.version,
+                    record.reason.as_deref().unwrap_or("")
+                ),
+            );
+            exit::GATE_FAILED
+        }
+        _ => {
+            actions::annotate(
+                Level::Error,
+                Some("shipgate rollout — ROLLBACK FAILED"),
+                &rollback_failed_message(&record, plan),
+            );
+            exit::ROLLBACK_FAILED
+        }
+    };
+    let json = serde_json::to_value(&record).unwrap_or_else(|_| json!({}));
+    Ok(Outcome { json, code })
+}
+
+fn rollback_failed_message(record: &RolloutResult, plan: &Plan) -> String {
+    let weight = record
+        .stages
+        .iter()
+        .filter(|s| s.status != "not_run")
+        .map(|s| s.weight)
+        .max()
+        .unwrap_or(0);
+    let what = match (&record.rollback.hook_ok, &record.rollback.verification) {
+        (Some(false), _) => format!(
+            "the rollback hook failed ({})",
+            record
+                .hooks
+                .last()
+                .map(HookRun::describe)
+                .unwrap_or_default()
+        ),
+        (_, Some(verification)) => format!(
+            "the rollback hook ran but the service is not healthy: {}",
+            verification.detail
+        ),
+        _ => "the rollback did not complete".to_string(),
+    };
+    format!(
+        "ACT NOW: the automatic rollback of `{}` failed: {what}. Up to {weight}% of traffic may still reach `{}`{}. Shift traffic back by hand (rollback hook: `{}`) and check the health endpoints. The rollout stopped because: {}",
+        record.version,
+        record.version,
+        record
+            .previous_version
+            .as_ref()
+            .map(|p| format!(" instead of `{p}`"))
+            .unwrap_or_default(),
+        plan.rollback_hook.display(),
+        record.reason.as_deref().unwrap_or("")
+    )
+}
+
+/// The first stage paused: nothing to watch yet, only the approval, its deadline or a signal.
+async fn wait_for_approval(
+    file: &std::path::Path,
+    stage: &str,
+    deadline: Instant,
+    shutdown: &Shutdown,
+) -> Stop {
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return Stop::Signal(shutdown.received().unwrap_or("a signal")),
+            _ = poll.tick() => {
+                if let Some(approval) = approval::take(file, stage) {
+                    return Stop::Approved(approval);
+                }
+                if Instant::now() >= deadline {
+                    return Stop::Deadline;
+                }
+            }
+        }
+    }
+}
+
+/// A re-run after a successful rollout changes nothing: walking the stages again would send
+/// traffic back down to the canary's weight.
+fn already_done(state: &StateDir, previous: serde_json::Value) -> Result<Outcome> {
+    let at = previous
+        .get("timestamp")
+        .and_then(|t| t.as_str())
+        .unwrap_or("earlier");
+    let version = previous
+        .get("version")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    tracing::info!(
+        "deployment `{}` already rolled out `{version}` at {at}; nothing to do (start a new deployment to roll out again)",
+        state.id()
+    );
+    let text = |key: &str| {
+        previous
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    set_outputs(&[
+        ("result", "pass".to_string()),
+        ("failed-stage", String::new()),
+        ("reason", String::new()),
+        ("log-file", text("log_file")),
+    ])?;
+    actions::append_summary(&format!(
+        "### ✅ Rollout of `{version}` already done\n\nDeployment `{}` passed every stage at {at}; this run changed nothing.\n",
+        state.id()
+    ))?;
+    Ok(Outcome::success(previous))
+}
+
+fn percent_text(rate: Option<f64>) -> String {
+    rate.map_or_else(
+        || "—".to_string(),
+        |r| {
+            let text = format!("{r:.2}");
+            format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+        },
+    )
+}
+
+fn ms_text(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "—".to_string(), |ms| format!("{ms:.1} ms"))
+}
+
+fn summary(record: &RolloutResult, plan: &Plan) -> String {
+    let heading = match record.result {
+        "pass" => format!("### ✅ Rollout of `{}` passed every stage", record.version),
+        "rolled_back" => format!(
+            "### ↩️ Rollout of `{}` rolled back at stage `{}`",
+            record.version,
+            record.failed_stage.as_deref().unwrap_or("?")
+        ),
+        _ => format!(
+            "### 🚨 Rollout of `{}` failed at stage `{}` and the ROLLBACK FAILED",
+            record.version,
+            record.failed_stage.as_deref().unwrap_or("?")
+        ),
+    };
+    let mut out = format!("{heading}\n\n");
+    if let Some(reason) = &record.reason {
+        out.push_str(&format!("**Why:** {reason}\n\n"));
+    }
+    if record.result == "rollback_failed" {
+        out.push_str(&format!(
+            "> [!CAUTION]\n> {}\n\n",
+            rollback_failed_message(record, plan)
+        ));
+    }
+    let mut table = Table::new(&[
+        "Stage",
+        "Weight",
+        "Duration",
+        "Samples",
+        "Success rate",
+        "p95",
+        "Verdict",
+    ]);
+    for stage in &record.stages {
+        let verdict = match stage.status.as_str() {
+            "passed" => {
+                let mut text = "✅ passed".to_string();
+                if stage.degraded > 0 {
+                    text.push_str(&format!(" ({} degraded)", stage.degraded));
+                }
+                text
+            }
+            "failed" => {
+                let stopped_here = record.failed_stage.as_deref() == Some(stage.name.as_str());
+                let gate = stage
+                    .verdicts
+                    .iter()
+                    .filter_map(|v| serde_json::from_value::<VerdictView>(v.clone()).ok())
+                    .find(|v| v.status == "fail" || v.status == "no_data")
+                    .map(|v| format!("{}: {} (needs {})", v.gate, v.measured, v.threshold));
+                let text = match (record.cause, stopped_here, gate) {
+                    (Some("gate"), true, Some(gate)) => gate,
+                    (Some("hook"), true, _) => "the stage hook failed".to_string(),
+                    (Some("signal"), true, _) => "cancelled".to_string(),
+                    (Some("approval_deadline"), true, _) => "not approved in time".to_string(),
+                    _ => "failed".to_string(),
+                };
+                format!("❌ {text}")
+            }
+            _ => "not run".to_string(),
+        };
+        table.row(&[
+            format!("`{}`", stage.name),
+            format!("{}%", stage.weight),
+            if stage.status == "not_run" {
+                format!(
+                    "— / {}",
+                    format_duration(Duration::from_millis(stage.planned_duration_ms))
+                )
+            } else {
+                format!(
+                    "{} / {}",
+                    format_duration(Duration::from_millis(stage.elapsed_ms)),
+                    format_duration(Duration::from_millis(stage.planned_duration_ms))
+                )
+            },
+            stage.samples.to_string(),
+            percent_text(stage.success_rate),
+            ms_text(stage.p95_ms),
+            verdict,
+        ]);
+    }
+    out.push_str(&table.render());
+    if let Some(failed) = record
+        .stages
+        .iter()
+        .find(|s| s.status == "failed" && !s.verdicts.is_empty())
+    {
+        let mut gates = Table::new(&["Gate", "Measured", "Threshold", "Verdict"]);
+        for view in failed
+            .verdicts
+            .iter()
+            .filter_map(|v| serde_json::from_value::<VerdictView>(v.clone()).ok())
+        {
+            gates.row(&[
+                view.gate.clone(),
+                view.measured.clone(),
+                view.threshold.clone(),
+                match view.status.as_str() {
+                    "pass" => "pass".to_string(),
+                    "fail" => "**fail**".to_string(),
+                    _ => "no data".to_string(),
+                },
+            ]);
+        }
+        out.push_str(&format!(
+            "\nGates of `{}` when it stopped:\n\n{}",
+            failed.name,
+            gates.render()
+        ));
+        if !failed.causes.is_empty() {
+            let causes: Vec<String> = failed
+                .causes
+                .iter()
+                .take(5)
+                .map(|c| format!("{} × {}", c.count, c.cause))
+                .collect();
+            out.push_str(&format!(
+                "\nFailed probes: {}\n",
+                actions::one_line(&causes.join(", "))
+            ));
+        }
+    }
+    if record.rollback.ran {
+        let hook = match record.rollback.hook_ok {
+            Some(true) => "the rollback hook succeeded".to_string(),
+            _ => format!(
+                "the rollback hook **failed** ({})",
+                record
+                    .hooks
+                    .last()
+                    .map(HookRun::describe)
+                    .unwrap_or_default()
+            ),
+        };
+        let verified = match &record.rollback.verification {
+            Some(v) if v.checked && v.ok => format!("; {}", v.detail),
+            Some(v) if v.checked => format!("; **{}**", v.detail),
+            Some(v) => format!("; {}", v.detail),
+            None => String::new(),
+        };
+        out.push_str(&format!("\n**Rollback:** {hook}{verified}.\n"));
+    }
+    if !record.hooks.is_empty() {
+        let mut hooks = Table::new(&["Hook", "Stage", "Weight", "Attempts", "Result", "Time"]);
+        for run in &record.hooks {
+            hooks.row(&[
+                run.hook.clone(),
+                format!("`{}`", run.stage),
+                format!("{}%", run.weight),
+                run.attempts.len().to_string(),
+                if run.ok {
+                    "ok".to_string()
+                } else {
+                    run.describe()
+                },
+                format_duration(Duration::from_millis(run.duration_ms)),
+            ]);
+        }
+        out.push_str(&format!(
+            "\n<details><summary>Hooks ({})</summary>\n\n{}\n</details>\n",
+            record.hooks.len(),
+            hooks.render()
+        ));
+    }
+    out.push_str(&format!(
+        "\nDecision log: `{}` (every probe, window and verdict).\n",
+        record.log_file
+    ));
+    out
+}
+
+/// The fields of a [`Verdict`] the summary reads back.
+#[derive(Debug, Deserialize)]
+struct VerdictView {
+    gate: String,
+    status: String,
+    measured: String,
+    threshold: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::gates::{Status, Verdict};
+
+    #[test]
+    fn config_section_parses_with_stage_overrides() {
+        let text = r#"
+rollout:
+  endpoints: [https://app.example/health]
+  hook: ./shift-traffic.sh --service api
+  interval: 5s
+  success-rate: 99.5%
+  stages:
+    - name: canary
+      weight: 5
+      duration: 5m
+      max-p95: 400ms
+    - name: full
+      weight: 100%
+      duration: 15m
+      pause: until-approved
+"#;
+        let config = crate::settings::parse_config(std::path::Path::new("shipgate.yml"), text)
+            .expect("valid config");
+        let rollout = config.rollout.expect("rollout section");
+        let stages = rollout.stages.expect("stages");
+        assert_eq!(stages.len(), 2);
+        assert_eq!(
+            stages[0].max_p95.map(|d| d.0),
+            Some(Duration::from_millis(400))
+        );
+        assert!(stages[1].pause.is_some());
+        assert_eq!(rollout.success_rate, Some(Percent(99.5)));
+        let unknown = "rollout:\n  stages:\n    - name: a\n      weight: 5\n      duration: 1m\n      max_p95: 1s\n";
+        let error = crate::settings::parse_config(std::path::Path::new("shipgate.yml"), unknown)
+            .expect_err("unknown key");
+        assert!(error.to_string().contains("max_p95"), "{error}");
+    }
+
+    #[test]
+    fn verdict_views_read_back_what_verdicts_write() {
+        let verdict = Verdict {
+            gate: "success-rate",
+            status: Status::NoData,
+            value: None,
+            measured: "-".into(),
+            threshold: "≥ 99%".into(),
+            message: "no data".into(),
+        };
+        let view: VerdictView =
+            serde_json::from_value(serde_json::to_value(&verdict).expect("json")).expect("view");
+        assert_eq!(view.status, "no_data");
+    }
+}

@@ -1,0 +1,594 @@
+//! Watching a stage: every target is probed on its own schedule (a slow or hung endpoint never
+//! delays the others), each sample lands in the stage's rolling window, and the gates are
+//! evaluated after every sample, so a breach stops the stage at once. Also the health check
+//! after a rollback.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+
+use super::approval::{self, Approval};
+use super::gates::{self, DegradedPolicy, Inputs, Status, Verdict};
+use super::plan::{Plan, Stage};
+use super::probe::{self, Judge, Observation, Prober, Target};
+use super::window::{Summary, Window};
+use crate::process::{LogFile, Shutdown};
+use crate::util::format_duration;
+
+/// How often the approval file is looked at while a stage waits.
+const APPROVAL_POLL: Duration = Duration::from_millis(200);
+/// Progress lines on stderr come at most this often (or once per probe interval, if longer).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Canary,
+    Baseline,
+}
+
+/// The state of one stage's monitoring (kept across a wait for approval, which extends it).
+pub(crate) struct StageWatch {
+    pub(crate) canary: Window,
+    pub(crate) baseline: Option<Window>,
+    pub(crate) started: Instant,
+    /// The last evaluation's verdicts.
+    pub(crate) verdicts: Vec<Verdict>,
+    last_progress: Option<Instant>,
+}
+
+impl StageWatch {
+    pub(crate) fn new(stage: &Stage, with_baseline: bool) -> StageWatch {
+        StageWatch {
+            canary: Window::new(stage.thresholds.window),
+            baseline: with_baseline.then(|| Window::new(stage.thresholds.window)),
+            started: Instant::now(),
+            verdicts: Vec::new(),
+            last_progress: None,
+        }
+    }
+}
+
+/// What to watch for besides a breach.
+pub(crate) enum Until<'a> {
+    /// The stage's duration: the stage passes if no gate fails and every gate has data.
+    End,
+    /// An approval for stage `next` (the current stage holds its weight meanwhile), or its
+    /// deadline.
+    Approval {
+        file: &'a Path,
+        next: &'a str,
+        deadline: Instant,
+    },
+}
+
+/// Why watching stopped.
+pub(crate) enum Stop {
+    Completed,
+    /// A gate failed (or had no data at the end of the stage).
+    Breach {
+        verdict: Verdict,
+        reason: String,
+    },
+    Signal(&'static str),
+    Approved(Approval),
+    Deadline,
+}
+
+/// How the health check after a rollback went.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Verification {
+    /// Whether there was anything to check (an HTTP endpoint).
+    pub(crate) checked: bool,
+    pub(crate) ok: bool,
+    pub(crate) detail: String,
+    pub(crate) endpoints: Vec<VerifiedEndpoint>,
+    pub(crate) duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct VerifiedEndpoint {
+    pub(crate) endpoint: String,
+    pub(crate) ok: bool,
+    pub(crate) probes: u64,
+    pub(crate) healthy_in_a_row: u32,
+    pub(crate) last: Option<String>,
+}
+
+pub(crate) struct Monitor {
+    prober: Arc<Prober>,
+    canary: Arc<Vec<Target>>,
+    baseline: Arc<Vec<Target>>,
+    verify: Arc<Vec<Target>>,
+    expect_version: Option<String>,
+    timed: bool,
+    shutdown: Shutdown,
+}
+
+fn spawn_probes(
+    set: &mut JoinSet<()>,
+    prober: &Arc<Prober>,
+    targets: &Arc<Vec<Target>>,
+    role: Role,
+    interval: Duration,
+    tx: &mpsc::Sender<(Role, Observation)>,
+) {
+    for index in 0..targets.len() {
+        let (prober, targets, tx) = (prober.clone(), targets.clone(), tx.clone());
+        set.spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let observation = prober.probe(index, &targets[index]).await;
+                if tx.send((role, observation)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or_else(
+        || "-".to_string(),
+        |r| {
+            let text = format!("{r:.2}");
+            format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+        },
+    )
+}
+
+fn millis(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}ms"))
+}
+
+impl Monitor {
+    pub(crate) fn new(plan: &Plan, prober: Prober, shutdown: Shutdown) -> Monitor {
+        Monitor {
+            prober: Arc::new(prober),
+            canary: Arc::new(plan.canary.clone()),
+            baseline: Arc::new(plan.baseline.clone()),
+            verify: Arc::new(plan.verify.clone()),
+            expect_version: plan.expect_version.clone(),
+            timed: plan.timed(),
+            shutdown,
+        }
+    }
+
+    fn evaluate(&self, stage: &Stage, watch: &mut StageWatch) -> Vec<Verdict> {
+        let now = Instant::now();
+        watch.canary.evict(now);
+        if let Some(baseline) = watch.baseline.as_mut() {
+            baseline.evict(now);
+        }
+        let label = |i: usize| {
+            self.canary
+                .get(i)
+                .map_or_else(|| format!("target {i}"), |t| format!("`{}`", t.label))
+        };
+        gates::evaluate(
+            &Inputs {
+                canary: &watch.canary,
+                baseline: watch.baseline.as_ref(),
+                timed_targets: self.timed,
+                label: &label,
+                elapsed: now - watch.started,
+            },
+            &stage.thresholds,
+        )
+    }
+
+    /// Why the stage failed, for people: the failed gate, and the window's rate and causes when
+    /// the gate itself did not say them.
+    fn reason(stage: &Stage, verdict: &Verdict, watch: &StageWatch) -> String {
+        let mut reason = format!(
+            "stage `{}` ({}%): {}",
+            stage.name, stage.weight, verdict.message
+        );
+        if verdict.gate != "success-rate" && watch.canary.len() > 0 {
+            let window = watch.canary.window_summary();
+            reason.push_str(&format!(
+                "; success rate {} over {} probes",
+                percent(window.success_rate),
+                window.samples
+            ));
+            if window.failures > 0 {
+                reason.push_str(&format!(" ({})", watch.canary.causes_text(3)));
+            }
+        }
+        reason
+    }
+
+    fn record(
+        &self,
+        stage: &Stage,
+        role: Role,
+        observation: &Observation,
+        watch: &mut StageWatch,
+        log: &mut LogFile,
+    ) {
+        let (targets, window, who) = match role {
+            Role::Canary => (&self.canary, Some(&mut watch.canary), "canary"),
+            Role::Baseline => (&self.baseline, watch.baseline.as_mut(), "baseline"),
+        };
+        let target = targets.get(observation.target);
+        // The version is checked on the canary's health endpoints, not on command probes.
+        let judge = Judge {
+            degraded: stage.thresholds.degraded,
+            expect_version: match role {
+                Role::Canary if target.is_some_and(Target::is_http) => {
+                    self.expect_version.as_deref()
+                }
+                _ => None,
+            },
+        };
+        let mut sample = judge.sample(observation);
+        let label = target.map_or("?", |t| t.label.as_str());
+        if targets.len() > 1 || target.is_some_and(|t| !t.is_http()) {
+            sample.source = Some(if target.is_some_and(Target::is_http) {
+                format!("`{label}`")
+            } else {
+                label.to_string()
+            });
+        }
+        log.line(&format!(
+            "[{}] {} {}% {who} {}",
+            crate::util::now_rfc3339(),
+            stage.name,
+            stage.weight,
+            probe::log_line(label, observation, &sample)
+        ));
+        if let Some(window) = window {
+            window.push(&sample);
+        }
+    }
+
+    fn progress(
+        &self,
+        stage: &Stage,
+        watch: &mut StageWatch,
+        until: &Until<'_>,
+        log: &mut LogFile,
+        force: bool,
+    ) {
+        let now = Instant::now();
+        let every = stage.interval.max(PROGRESS_EVERY);
+        if !force && watch.last_progress.is_some_and(|at| now - at < every) {
+            return;
+        }
+        watch.last_progress = Some(now);
+        let elapsed = now - watch.started;
+        let w = watch.canary.window_summary();
+        let mut line = match until {
+            Until::End => format!(
+                "{} {}% · {} of {}, {} left · {} · success {} · p95 {}",
+                stage.name,
+                stage.weight,
+                secs(elapsed),
+                format_duration(stage.duration),
+                secs(stage.duration.saturating_sub(elapsed)),
+                samples(w.samples),
+                percent(w.success_rate),
+                millis(w.p95_ms),
+            ),
+            Until::Approval { next, deadline, .. } => format!(
+                "holding {} at {}% until `{next}` is approved ({} left) · {} · success {} · p95 {}",
+                stage.name,
+                stage.weight,
+                secs(deadline.saturating_duration_since(now)),
+                samples(w.samples),
+                percent(w.success_rate),
+                millis(w.p95_ms),
+            ),
+        };
+        if w.degraded > 0 {
+            line.push_str(&format!(" · {} degraded", w.degraded));
+        }
+        if let Some(baseline) = &watch.baseline {
+            let b = baseline.window_summary();
+            line.push_str(&format!(
+                " · baseline success {} p95 {}",
+                percent(b.success_rate),
+                millis(b.p95_ms)
+            ));
+        }
+        tracing::info!("{line}");
+        log.line(&format!(
+            "[{}] window {} (last {}): {}",
+            crate::util::now_rfc3339(),
+            stage.name,
+            format_duration(stage.thresholds.window),
+            summary_text(&w, watch.baseline.as_ref().map(Window::window_summary))
+        ));
+    }
+
+    /// Watches `stage` until it ends, a gate fails, a signal arrives, or (when waiting) an
+    /// approval or its deadline.
+    pub(crate) async fn watch(
+        &self,
+        stage: &Stage,
+        watch: &mut StageWatch,
+        until: Until<'_>,
+        log: &mut LogFile,
+    ) -> Stop {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let mut tasks = JoinSet::new();
+        spawn_probes(
+            &mut tasks,
+            &self.prober,
+            &self.canary,
+            Role::Canary,
+            stage.interval,
+            &tx,
+        );
+        if watch.baseline.is_some() {
+            spawn_probes(
+                &mut tasks,
+                &self.prober,
+                &self.baseline,
+                Role::Baseline,
+                stage.interval,
+                &tx,
+            );
+        }
+        drop(tx);
+        let (end, waiting) = match &until {
+            Until::End => (watch.started + stage.duration, false),
+            Until::Approval { deadline, .. } => (*deadline, true),
+        };
+        let stage_end = tokio::time::sleep_until(end.into());
+        tokio::pin!(stage_end);
+        let mut approval_poll = tokio::time::interval(APPROVAL_POLL);
+        let mut told_other_stage = false;
+        let stop = loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.wait() => {
+                    break Stop::Signal(self.shutdown.received().unwrap_or("a signal"));
+                }
+                _ = &mut stage_end, if !waiting => {
+                    while let Ok((role, observation)) = rx.try_recv() {
+                        self.record(stage, role, &observation, watch, log);
+                    }
+                    watch.verdicts = self.evaluate(stage, watch);
+                    break match gates::final_failure(&watch.verdicts) {
+                        Some(verdict) => Stop::Breach {
+                            reason: Self::reason(stage, verdict, watch),
+                            verdict: verdict.clone(),
+                        },
+                        None => Stop::Completed,
+                    };
+                }
+                _ = approval_poll.tick(), if waiting => {
+                    if let Until::Approval { file, next, deadline } = &until {
+                        if let Some(approval) = approval::take(file, next) {
+                            watch.verdicts = self.evaluate(stage, watch);
+                            break Stop::Approved(approval);
+                        }
+                        if !told_other_stage && let Some(other) = approval::other_stage(file, next) {
+                            told_other_stage = true;
+                            tracing::warn!(
+                                "the approval file `{}` approves stage `{other}`, but the rollout waits for `{next}`; ignoring it",
+                                file.display()
+                            );
+                        }
+                        if Instant::now() >= *deadline {
+                            watch.verdicts = self.evaluate(stage, watch);
+                            break Stop::Deadline;
+                        }
+                    }
+                }
+                received = rx.recv() => {
+                    let Some((role, observation)) = received else {
+                        // Every probe task ended: cannot happen while the stage runs.
+                        watch.verdicts = self.evaluate(stage, watch);
+                        break Stop::Breach {
+                            reason: format!("stage `{}`: the probes stopped unexpectedly", stage.name),
+                            verdict: Verdict {
+                                gate: "samples",
+                                status: Status::NoData,
+                                value: None,
+                                measured: "-".into(),
+                                threshold: "-".into(),
+                                message: "the probes stopped unexpectedly".into(),
+                            },
+                        };
+                    };
+                    self.record(stage, role, &observation, watch, log);
+                    let verdicts = self.evaluate(stage, watch);
+                    if let Some(verdict) = gates::breach(&verdicts) {
+                        let stop = Stop::Breach {
+                            reason: Self::reason(stage, verdict, watch),
+                            verdict: verdict.clone(),
+                        };
+                        watch.verdicts = verdicts;
+                        break stop;
+                    }
+                    watch.verdicts = verdicts;
+                    self.progress(stage, watch, &until, log, false);
+                }
+            }
+        };
+        tasks.abort_all();
+        if !matches!(stop, Stop::Signal(_)) {
+            self.progress(stage, watch, &until, log, true);
+        }
+        for verdict in &watch.verdicts {
+            log.line(&format!(
+                "[{}] verdict {} {}: {:?} — measured {} (needs {}): {}",
+                crate::util::now_rfc3339(),
+                stage.name,
+                verdict.gate,
+                verdict.status,
+                verdict.measured,
+                verdict.threshold,
+                verdict.message
+            ));
+        }
+        stop
+    }
+
+    /// After a rollback: probes the verify endpoints until each gave `successes` healthy
+    /// answers in a row, or `timeout` passes. Not interrupted by signals (the rollback is the
+    /// answer to one).
+    pub(crate) async fn verify(
+        &self,
+        successes: u32,
+        timeout: Duration,
+        interval: Duration,
+        degraded: DegradedPolicy,
+        log: &mut LogFile,
+    ) -> Verification {
+        let started = Instant::now();
+        if self.verify.is_empty() {
+            return Verification {
+                checked: false,
+                ok: true,
+                detail: "no HTTP endpoint to check after the rollback".to_string(),
+                endpoints: Vec::new(),
+                duration_ms: 0,
+            };
+        }
+        let mut endpoints: Vec<VerifiedEndpoint> = self
+            .verify
+            .iter()
+            .map(|t| VerifiedEndpoint {
+                endpoint: t.label.clone(),
+                ok: false,
+                probes: 0,
+                healthy_in_a_row: 0,
+                last: None,
+            })
+            .collect();
+        let (tx, mut rx) = mpsc::channel(256);
+        let mut tasks = JoinSet::new();
+        spawn_probes(
+            &mut tasks,
+            &self.prober,
+            &self.verify,
+            Role::Canary,
+            interval,
+            &tx,
+        );
+        drop(tx);
+        let judge = Judge {
+            degraded,
+            expect_version: None,
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let ok = loop {
+            tokio::select! {
+                _ = &mut deadline => break false,
+                received = rx.recv() => {
+                    let Some((_, observation)) = received else { break false };
+                    let sample = judge.sample(&observation);
+                    let endpoint = &mut endpoints[observation.target];
+                    log.line(&format!(
+                        "[{}] verify after rollback {}",
+                        crate::util::now_rfc3339(),
+                        probe::log_line(&endpoint.endpoint, &observation, &sample)
+                    ));
+                    endpoint.probes += 1;
+                    if sample.ok {
+                        endpoint.healthy_in_a_row += 1;
+                        endpoint.last = None;
+                    } else {
+                        endpoint.healthy_in_a_row = 0;
+                        endpoint.last = sample.cause.clone();
+                    }
+                    if endpoint.healthy_in_a_row >= successes {
+                        endpoint.ok = true;
+                    }
+                    if endpoints.iter().all(|e| e.ok) {
+                        break true;
+                    }
+                }
+            }
+        };
+        tasks.abort_all();
+        let detail = if ok {
+            format!(
+                "{} endpoint(s) healthy after the rollback ({successes} healthy probes in a row each)",
+                endpoints.len()
+            )
+        } else {
+            let failing: Vec<String> = endpoints
+                .iter()
+                .filter(|e| !e.ok)
+                .map(|e| {
+                    format!(
+                        "`{}` ({} probes, last: {})",
+                        e.endpoint,
+                        e.probes,
+                        e.last
+                            .clone()
+                            .unwrap_or_else(|| "no answer yet".to_string())
+                    )
+                })
+                .collect();
+            format!(
+                "still unhealthy {} after the rollback: {}",
+                format_duration(timeout),
+                failing.join(", ")
+            )
+        };
+        log.line(&format!(
+            "[{}] verify after rollback: {}",
+            crate::util::now_rfc3339(),
+            detail
+        ));
+        Verification {
+            checked: true,
+            ok,
+            detail,
+            endpoints,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+/// A duration in whole seconds, as progress lines show it (`0s`, `1m20s`).
+fn secs(duration: Duration) -> String {
+    match duration.as_secs() {
+        0 => "0s".to_string(),
+        secs => format_duration(Duration::from_secs(secs)),
+    }
+}
+
+fn samples(n: u64) -> String {
+    if n == 1 {
+        "1 sample".to_string()
+    } else {
+        format!("{n} samples")
+    }
+}
+
+/// A window's counts as one line for the log.
+pub(crate) fn summary_text(canary: &Summary, baseline: Option<Summary>) -> String {
+    let mut text = format!(
+        "{} samples, {} failed, success {}, p50 {}, p95 {}",
+        canary.samples,
+        canary.failures,
+        percent(canary.success_rate),
+        millis(canary.p50_ms),
+        millis(canary.p95_ms)
+    );
+    if canary.degraded > 0 {
+        text.push_str(&format!(", {} degraded", canary.degraded));
+    }
+    if let Some(b) = baseline {
+        text.push_str(&format!(
+            "; baseline {} samples, success {}, p95 {}",
+            b.samples,
+            percent(b.success_rate),
+            millis(b.p95_ms)
+        ));
+    }
+    text
+}

@@ -1,0 +1,703 @@
+//! The rollout plan: stages (weight, duration, probe interval, thresholds, pause), what is
+//! probed, the hooks, and the timeline `--dry-run` prints. Resolved once from flags, inputs,
+//! `shipgate.yml` and the defaults of seed 004 (canary 5% for 5 min, progressive 50% for 10 min,
+//! full 100% for 15 min, a probe every 10 s) and seed 002 (99% over 5 min, p95 < 250 ms).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::gates::Thresholds;
+use super::probe::{Probe, Target};
+use crate::commands::rollout::{Args, FileConfig, StageConfig};
+use crate::error::{Error, Result};
+use crate::health::Rule;
+use crate::hooks::{self, Hook};
+use crate::settings::{self, Settings};
+use crate::util::{HumanDuration, format_duration};
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_HOOK_RETRIES: u32 = 2;
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_VERIFY_SUCCESSES: u32 = 3;
+
+/// A percentage written `99`, `99.5` or `99%`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Percent(pub(crate) f64);
+
+impl std::str::FromStr for Percent {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let number = text.trim().trim_end_matches('%').trim();
+        match number.parse::<f64>() {
+            Ok(value) if (0.0..=100.0).contains(&value) => Ok(Percent(value)),
+            _ => Err(format!(
+                "`{text}` is not a percentage; use a number from 0 to 100 such as `99` or `99.5%`"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One stage of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Stage {
+    pub(crate) name: String,
+    /// Percent of traffic on the new version during the stage.
+    pub(crate) weight: u8,
+    #[serde(rename = "duration_ms", serialize_with = "as_millis")]
+    pub(crate) duration: Duration,
+    #[serde(rename = "interval_ms", serialize_with = "as_millis")]
+    pub(crate) interval: Duration,
+    pub(crate) thresholds: Thresholds,
+    /// Wait for an approval (`shipgate rollout --resume`) before shifting traffic to this stage.
+    pub(crate) pause: bool,
+    #[serde(rename = "approval_timeout_ms", serialize_with = "as_millis")]
+    pub(crate) approval_timeout: Duration,
+}
+
+fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis() as u64)
+}
+
+/// The resolved plan.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) stages: Vec<Stage>,
+    /// Canary targets: HTTP endpoints first, then command probes.
+    pub(crate) canary: Vec<Target>,
+    pub(crate) baseline: Vec<Target>,
+    /// Probed after a rollback until each is healthy.
+    pub(crate) verify: Vec<Target>,
+    pub(crate) probe_timeout: Duration,
+    pub(crate) rule: Rule,
+    pub(crate) expect_version: Option<String>,
+    pub(crate) stage_hook: Hook,
+    /// The rollback hook; the stage hook at weight 0 when none is configured.
+    pub(crate) rollback_hook: Hook,
+    pub(crate) rollback_is_stage_hook: bool,
+    pub(crate) verify_timeout: Duration,
+    pub(crate) verify_successes: u32,
+    pub(crate) verify_interval: Duration,
+}
+
+impl Plan {
+    pub(crate) fn resolve(args: &Args, settings: &Settings) -> Result<Plan> {
+        let default_file = FileConfig::default();
+        let file = settings.file.rollout.as_ref().unwrap_or(&default_file);
+        let duration = |name: &str, flag: Option<HumanDuration>, file: Option<HumanDuration>| {
+            settings
+                .value(name, flag, file)
+                .map(|d| d.map(|d: HumanDuration| d.0))
+        };
+
+        let defaults = Thresholds::default();
+        let base = Thresholds {
+            success_rate: settings
+                .value("success-rate", args.success_rate, file.success_rate)?
+                .map_or(defaults.success_rate, |p| p.0),
+            max_p95: duration("max-p95", args.max_p95, file.max_p95)?.unwrap_or(defaults.max_p95),
+            consecutive_failures: settings
+                .value(
+                    "consecutive-failures",
+                    args.consecutive_failures,
+                    file.consecutive_failures,
+                )?
+                .unwrap_or(defaults.consecutive_failures),
+            min_samples: settings
+                .value("min-samples", args.min_samples, file.min_samples)?
+                .unwrap_or(defaults.min_samples),
+            window: duration("window", args.window, file.window)?.unwrap_or(defaults.window),
+            baseline_ratio: settings
+                .value("baseline-ratio", args.baseline_ratio, file.baseline_ratio)?
+                .unwrap_or(defaults.baseline_ratio),
+            degraded: settings
+                .value("degraded", args.degraded, file.degraded)?
+                .unwrap_or(defaults.degraded),
+        };
+        check_thresholds("the rollout", &base)?;
+        let interval =
+            duration("interval", args.interval, file.interval)?.unwrap_or(DEFAULT_INTERVAL);
+        check_interval("the rollout", interval)?;
+        let approval_timeout = duration(
+            "approval-timeout",
+            args.approval_timeout,
+            file.approval_timeout,
+        )?
+        .unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
+        let pause_before = settings.list("pause-before", &args.pause_before, None);
+
+        let stages = stages(
+            args,
+            settings,
+            file,
+            &base,
+            interval,
+            approval_timeout,
+            &pause_before,
+        )?;
+
+        let endpoints = settings.list("endpoints", &args.endpoint, file.endpoints.as_ref());
+        let baseline = settings.list("baseline", &args.baseline, file.baseline.as_ref());
+        let verify = settings.list(
+            "verify-endpoints",
+            &args.verify_endpoint,
+            file.verify_endpoints.as_ref(),
+        );
+        let mut canary = Vec::new();
+        for url in &endpoints {
+            canary.push(Target::http(&check_url("endpoint", url)?));
+        }
+        let probe_commands = settings.list("probe-commands", &args.probe_command, None);
+        for (i, line) in probe_commands.iter().enumerate() {
+            let argv = crate::process::split_command(line)
+                .map_err(|e| Error::usage(format!("probe command {}: {e}", i + 1)))?;
+            canary.push(Target {
+                label: format!("probe `{}`", crate::secret::redact(&argv.join(" "))),
+                probe: Probe::Command { argv },
+            });
+        }
+        for probe in file.probes.iter().flatten() {
+            settings::check_name("probe name", &probe.name)?;
+            let argv = probe.command.argv(false).map_err(|e| {
+                Error::usage(format!("probe `{}` in the config file: {e}", probe.name))
+            })?;
+            canary.push(Target {
+                label: format!("probe `{}`", probe.name),
+                probe: Probe::Command { argv },
+            });
+        }
+        if canary.is_empty() {
+            return Err(Error::usage(
+                "nothing to monitor: give the canary's health endpoint with `--endpoint URL` (input `endpoints`, or `rollout.endpoints` in shipgate.yml), or a probe command",
+            ));
+        }
+        let baseline = baseline
+            .iter()
+            .map(|url| check_url("baseline endpoint", url).map(|u| Target::http(&u)))
+            .collect::<Result<Vec<_>>>()?;
+        let verify = if verify.is_empty() {
+            if baseline.is_empty() {
+                canary.iter().filter(|t| t.is_http()).cloned().collect()
+            } else {
+                baseline.clone()
+            }
+        } else {
+            verify
+                .iter()
+                .map(|url| check_url("verify endpoint", url).map(|u| Target::http(&u)))
+                .collect::<Result<Vec<_>>>()?
+        };
+
+        // Every stage must be able to collect its minimum of samples.
+        let timed = canary.iter().filter(|t| t.is_http()).count() as u64;
+        let targets = canary.len() as u64;
+        for stage in &stages {
+            // The gates look at the window (the stage so far, when the stage is shorter).
+            let span = stage.thresholds.window.min(stage.duration);
+            let per_target = (span.as_nanos() / stage.interval.as_nanos()) as u64 + 1;
+            let possible = per_target * if timed > 0 { timed } else { targets };
+            if possible < stage.thresholds.min_samples {
+                return Err(Error::usage(format!(
+                    "stage `{}` can collect at most {possible} samples in its window ({} every {} for {}) but its gates need {}: it could only end with no data; lengthen the stage or the window, probe more often or lower `min-samples`",
+                    stage.name,
+                    if timed > 0 { timed } else { targets },
+                    format_duration(stage.interval),
+                    format_duration(span),
+                    stage.thresholds.min_samples
+                )));
+            }
+        }
+
+        let probe_timeout = duration("probe-timeout", args.probe_timeout, file.probe_timeout)?
+            .unwrap_or(DEFAULT_PROBE_TIMEOUT);
+        if probe_timeout.is_zero() {
+            return Err(Error::usage("`probe-timeout` must be more than 0"));
+        }
+        let mut rule = file.health.clone().unwrap_or_default();
+        if let Some(pointer) = settings.text("health-pointer", args.health_pointer.clone(), None) {
+            rule.pointer = Some(pointer);
+        }
+        let accepted = settings.list("health-accept", &args.health_accept, None);
+        if !accepted.is_empty() {
+            rule.accepted = accepted;
+        }
+        if let Some(pointer) = &rule.pointer {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                return Err(Error::usage(format!(
+                    "health pointer {} is not a JSON pointer; write it like `/data/status`",
+                    crate::actions::quote(pointer)
+                )));
+            }
+            if rule.accepted.is_empty() {
+                return Err(Error::usage(format!(
+                    "health pointer `{pointer}` needs the values that mean healthy (`--health-accept`, input `health-accept`, or `health.accepted`)"
+                )));
+            }
+        }
+        let expect_version = settings
+            .text(
+                "expect-version",
+                args.expect_version.clone(),
+                file.expect_version.as_ref(),
+            )
+            .filter(|v| !v.trim().is_empty());
+
+        let hook_shell = settings.switch("hook-shell", args.hook_shell, file.hook_shell, false)?;
+        let hook_timeout = duration("hook-timeout", args.hook_timeout, file.hook_timeout)?
+            .unwrap_or(DEFAULT_HOOK_TIMEOUT);
+        if hook_timeout.is_zero() {
+            return Err(Error::usage("`hook-timeout` must be more than 0"));
+        }
+        let hook_retries = settings
+            .value("hook-retries", args.hook_retries, file.hook_retries)?
+            .unwrap_or(DEFAULT_HOOK_RETRIES);
+        if hook_retries > 10 {
+            return Err(Error::usage(format!(
+                "`hook-retries` is {hook_retries}; use at most 10"
+            )));
+        }
+        let make_hook = |name: &str, target| Hook {
+            name: name.to_string(),
+            target,
+            timeout: hook_timeout,
+            retries: hook_retries,
+        };
+        let stage_target = hooks::target_from_inputs(
+            "hook",
+            args.hook.as_deref(),
+            file.hook.as_ref(),
+            "hook-url",
+            "SHIPGATE_HOOK_URL",
+            hook_shell,
+        )?
+        .ok_or_else(|| {
+            Error::usage(
+                "no stage hook: set `--hook COMMAND` (input `hook`, or `rollout.hook` in shipgate.yml) or the `hook-url` input (env SHIPGATE_HOOK_URL) for a webhook; it is what shifts traffic to each stage's weight",
+            )
+        })?;
+        let rollback_target = hooks::target_from_inputs(
+            "rollback-hook",
+            args.rollback_hook.as_deref(),
+            file.rollback_hook.as_ref(),
+            "rollback-hook-url",
+            "SHIPGATE_ROLLBACK_HOOK_URL",
+            hook_shell,
+        )?;
+        let rollback_is_stage_hook = rollback_target.is_none();
+        let stage_hook = make_hook("stage hook", stage_target.clone());
+        let rollback_hook = make_hook("rollback hook", rollback_target.unwrap_or(stage_target));
+        stage_hook.check().map_err(Error::usage)?;
+        rollback_hook.check().map_err(Error::usage)?;
+
+        let verify_timeout = duration("verify-timeout", args.verify_timeout, file.verify_timeout)?
+            .unwrap_or(DEFAULT_VERIFY_TIMEOUT);
+        let verify_successes = settings
+            .value(
+                "verify-successes",
+                args.verify_successes,
+                file.verify_successes,
+            )?
+            .unwrap_or(DEFAULT_VERIFY_SUCCESSES)
+            .max(1);
+
+        Ok(Plan {
+            stages,
+            canary,
+            baseline,
+            verify,
+            probe_timeout,
+            rule,
+            expect_version,
+            stage_hook,
+            rollback_hook,
+            rollback_is_stage_hook,
+            verify_timeout,
+            verify_successes,
+            verify_interval: interval,
+        })
+    }
+
+    /// Whether any canary target has a latency to measure.
+    pub(crate) fn timed(&self) -> bool {
+        self.canary.iter().any(Target::is_http)
+    }
+
+    /// The timeline `--dry-run` prints: when each stage starts and ends if every gate passes,
+    /// and the worst case — how long a bad version can serve the stage's weight before the
+    /// rollback has run.
+    pub(crate) fn timeline(&self) -> Vec<TimelineStage> {
+        let hook = self.stage_hook.worst_case();
+        let rollback = self.rollback_hook.worst_case();
+        let mut at = Duration::ZERO;
+        let mut unbounded = false;
+        self.stages
+            .iter()
+            .map(|stage| {
+                if stage.pause {
+                    unbounded = true;
+                }
+                let starts = at;
+                at += stage.duration;
+                let t = &stage.thresholds;
+                let dead_after = if t.consecutive_failures > 0 {
+                    stage.interval * t.consecutive_failures
+                } else {
+                    stage.interval * t.min_samples as u32
+                };
+                let min_samples = {
+                    let per_tick = self.canary.len().max(1) as u32;
+                    let ticks = (t.min_samples as u32).div_ceil(per_tick);
+                    stage.interval * ticks.saturating_sub(1)
+                };
+                TimelineStage {
+                    name: stage.name.clone(),
+                    weight: stage.weight,
+                    starts_after_ms: starts.as_millis() as u64,
+                    ends_after_ms: at.as_millis() as u64,
+                    after_approval: unbounded,
+                    duration_ms: stage.duration.as_millis() as u64,
+                    dead_canary_detected_within_ms: dead_after.as_millis() as u64,
+                    rate_gates_from_ms: min_samples.as_millis() as u64,
+                    worst_case_exposure_ms: (hook + stage.duration + rollback).as_millis() as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// The plan as the human-readable lines `--dry-run` prints.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let timeline = self.timeline();
+        lines.push(format!(
+            "{:<14} {:>6}  {:>8}  {:>7}  {:>9}  {:>9}  {:>8}  {:>7}  {:>7}  {:>8}  exposure if it goes wrong",
+            "stage", "weight", "duration", "probe", "starts", "ends", "success", "p95 <", "in a row", "min"
+        ));
+        for (stage, when) in self.stages.iter().zip(&timeline) {
+            let t = &stage.thresholds;
+            let at = |ms: u64| {
+                let text = if ms == 0 {
+                    "0s".to_string()
+                } else {
+                    format_duration(Duration::from_millis(ms))
+                };
+                if when.after_approval {
+                    format!("T+{text}+a")
+                } else {
+                    format!("T+{text}")
+                }
+            };
+            lines.push(format!(
+                "{:<14} {:>5}%  {:>8}  {:>7}  {:>9}  {:>9}  {:>7}%  {:>7}  {:>8}  {:>8}  {}% of traffic for up to {} (dead canary caught in ~{})",
+                stage.name,
+                stage.weight,
+                format_duration(stage.duration),
+                format_duration(stage.interval),
+                at(when.starts_after_ms),
+                at(when.ends_after_ms),
+                t.success_rate,
+                format_duration(t.max_p95),
+                if t.consecutive_failures == 0 {
+                    "off".to_string()
+                } else {
+                    t.consecutive_failures.to_string()
+                },
+                t.min_samples,
+                stage.weight,
+                format_duration(Duration::from_millis(when.worst_case_exposure_ms)),
+                format_duration(Duration::from_millis(when.dead_canary_detected_within_ms)),
+            ));
+            if stage.pause {
+                lines.push(format!(
+                    "{:<14} waits for `shipgate rollout --resume` (deadline {}) before shifting traffic",
+                    "",
+                    format_duration(stage.approval_timeout)
+                ));
+            }
+        }
+        if self.stages.iter().any(|s| s.pause) {
+            lines.push("(+a: plus the time waiting for approval)".to_string());
+        }
+        lines
+    }
+}
+
+/// One stage of the `--dry-run` timeline.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TimelineStage {
+    pub(crate) name: String,
+    pub(crate) weight: u8,
+    /// From the start of the rollout, if every earlier stage passes (approval waits excluded).
+    pub(crate) starts_after_ms: u64,
+    pub(crate) ends_after_ms: u64,
+    /// Starts only after an approval (of this or an earlier stage).
+    pub(crate) after_approval: bool,
+    pub(crate) duration_ms: u64,
+    /// A dead canary (every probe failing) is caught within this long.
+    pub(crate) dead_canary_detected_within_ms: u64,
+    /// The rate gates start counting after this long (minimum samples).
+    pub(crate) rate_gates_from_ms: u64,
+    /// The longest the stage's weight can be on a bad version: the stage hook at its slowest,
+    /// the whole stage (a breach in its last moment), and the rollback hook at its slowest.
+    pub(crate) worst_case_exposure_ms: u64,
+}
+
+fn check_thresholds(whose: &str, t: &Thresholds) -> Result<()> {
+    if t.min_samples == 0 {
+        return Err(Error::usage(format!(
+            "`min-samples` for {whose} is 0; at least 1 sample is needed (no data is never a pass)"
+        )));
+    }
+    if !(t.baseline_ratio.is_finite() && t.baseline_ratio > 0.0) {
+        return Err(Error::usage(format!(
+            "`baseline-ratio` for {whose} is `{}`; use a number above 0 such as `2`",
+            t.baseline_ratio
+        )));
+    }
+    if t.window.is_zero() {
+        return Err(Error::usage(format!(
+            "`window` for {whose} must be more than 0"
+        )));
+    }
+    if t.max_p95.is_zero() {
+        return Err(Error::usage(format!(
+            "`max-p95` for {whose} must be more than 0"
+        )));
+    }
+    Ok(())
+}
+
+fn check_interval(whose: &str, interval: Duration) -> Result<()> {
+    if interval < Duration::from_millis(1) {
+        return Err(Error::usage(format!(
+            "the probe interval for {whose} is `{}`; use at least `1ms`",
+            format_duration(interval)
+        )));
+    }
+    Ok(())
+}
+
+fn check_url(what: &str, raw: &str) -> Result<String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| {
+        Error::usage(format!(
+            "{what} {} is not a URL ({e}); write it like `https://app.example/health`",
+            crate::actions::quote(&crate::secret::redact_url(raw))
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::usage(format!(
+            "{what} {} is not http or https",
+            crate::actions::quote(&crate::secret::redact_url(raw))
+        )));
+    }
+    if url.password().is_some() {
+        // Credentials in a URL are secrets: mask and redact them from here on.
+        crate::secret::register(url.as_str());
+    }
+    Ok(url.to_string())
+}
+
+/// `name:weight:duration[:interval]`, e.g. `canary:5:5m` or `canary:5%:2m:5s`.
+fn parse_stage_flag(text: &str) -> Result<StageConfig> {
+    let parts: Vec<&str> = text.split(':').map(str::trim).collect();
+    if !(3..=4).contains(&parts.len()) {
+        return Err(Error::usage(format!(
+            "stage {} is not `name:weight:duration[:interval]`; write it like `canary:5:5m` or `canary:5:5m:10s`",
+            crate::actions::quote(text)
+        )));
+    }
+    let bad = |what: &str, e: String| {
+        Error::usage(format!(
+            "stage {}: the {what} is not valid: {e}",
+            crate::actions::quote(text)
+        ))
+    };
+    Ok(StageConfig {
+        name: parts[0].to_string(),
+        weight: parts[1].parse().map_err(|e| bad("weight", e))?,
+        duration: parts[2].parse().map_err(|e| bad("duration", e))?,
+        interval: parts
+            .get(3)
+            .map(|p| p.parse::<HumanDuration>())
+            .transpose()
+            .map_err(|e| bad("interval", e))?,
+        ..StageConfig::default()
+    })
+}
+
+fn default_stages() -> Vec<StageConfig> {
+    [
+        ("canary", 5, 300),
+        ("progressive", 50, 600),
+        ("full", 100, 900),
+    ]
+    .into_iter()
+    .map(|(name, weight, secs)| StageConfig {
+        name: name.to_string(),
+        weight: Percent(f64::from(weight)),
+        duration: HumanDuration(Duration::from_secs(secs)),
+        ..StageConfig::default()
+    })
+    .collect()
+}
+
+fn stages(
+    args: &Args,
+    settings: &Settings,
+    file: &FileConfig,
+    base: &Thresholds,
+    interval: Duration,
+    approval_timeout: Duration,
+    pause_before: &[String],
+) -> Result<Vec<Stage>> {
+    let from_flags = settings.list("stages", &args.stage, None);
+    let configs: Vec<StageConfig> = if !from_flags.is_empty() {
+        from_flags
+            .iter()
+            .map(|s| parse_stage_flag(s))
+            .collect::<Result<_>>()?
+    } else if let Some(stages) = &file.stages {
+        stages.clone()
+    } else {
+        default_stages()
+    };
+    if configs.is_empty() {
+        return Err(Error::usage(
+            "the rollout has no stages; give at least one (`--stage canary:5:5m`)",
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut stages = Vec::new();
+    let mut last_weight = 0u8;
+    for config in configs {
+        settings::check_name("stage name", &config.name)?;
+        if config.name == "rollback" {
+            return Err(Error::usage(
+                "`rollback` is reserved for the rollback hook's SHIPGATE_STAGE; name the stage differently",
+            ));
+        }
+        if !names.insert(config.name.clone()) {
+            return Err(Error::usage(format!(
+                "stage `{}` appears twice; stage names must be unique",
+                config.name
+            )));
+        }
+        let weight = config.weight.0;
+        if weight.fract() != 0.0 {
+            return Err(Error::usage(format!(
+                "stage `{}` has the weight `{weight}`; use a whole percentage from 0 to 100",
+                config.name
+            )));
+        }
+        let weight = weight as u8;
+        if weight < last_weight {
+            return Err(Error::usage(format!(
+                "stage `{}` has the weight {weight}%, less than the stage before it ({last_weight}%); weights must not go down",
+                config.name
+            )));
+        }
+        last_weight = weight;
+        if config.duration.0.is_zero() {
+            return Err(Error::usage(format!(
+                "stage `{}` has no duration; give it one such as `5m`",
+                config.name
+            )));
+        }
+        let thresholds = Thresholds {
+            success_rate: config.success_rate.map_or(base.success_rate, |p| p.0),
+            max_p95: config.max_p95.map_or(base.max_p95, |d| d.0),
+            consecutive_failures: config
+                .consecutive_failures
+                .unwrap_or(base.consecutive_failures),
+            min_samples: config.min_samples.unwrap_or(base.min_samples),
+            window: config.window.map_or(base.window, |d| d.0),
+            baseline_ratio: config.baseline_ratio.unwrap_or(base.baseline_ratio),
+            degraded: config.degraded.unwrap_or(base.degraded),
+        };
+        let whose = format!("stage `{}`", config.name);
+        check_thresholds(&whose, &thresholds)?;
+        let stage_interval = config.interval.map_or(interval, |d| d.0);
+        check_interval(&whose, stage_interval)?;
+        stages.push(Stage {
+            pause: config.pause.is_some() || pause_before.contains(&config.name),
+            approval_timeout: config.approval_timeout.map_or(approval_timeout, |d| d.0),
+            name: config.name,
+            weight,
+            duration: config.duration.0,
+            interval: stage_interval,
+            thresholds,
+        });
+    }
+    for name in pause_before {
+        if !names.contains(name) {
+            return Err(Error::usage(format!(
+                "`pause-before` names the stage `{name}`, which is not in the plan ({})",
+                stages
+                    .iter()
+                    .map(|s| format!("`{}`", s.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    if last_weight < 100 {
+        tracing::warn!(
+            "the plan ends at {last_weight}% of traffic: the last stage does not shift all traffic to the new version"
+        );
+    }
+    Ok(stages)
+}
+
+impl Default for Percent {
+    fn default() -> Self {
+        Percent(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_flags_parse_with_their_errors() {
+        let stage = parse_stage_flag("canary:5%:2m:5s").expect("valid");
+        assert_eq!(stage.name, "canary");
+        assert_eq!(stage.weight, Percent(5.0));
+        assert_eq!(stage.duration.0, Duration::from_secs(120));
+        assert_eq!(stage.interval.map(|d| d.0), Some(Duration::from_secs(5)));
+        let error = parse_stage_flag("canary:5").expect_err("too short");
+        assert!(error.to_string().contains("name:weight:duration"));
+        let error = parse_stage_flag("canary:150:5m").expect_err("weight");
+        assert!(error.to_string().contains("`150`"), "{error}");
+        let error = parse_stage_flag("canary:5:5 minutes").expect_err("duration");
+        assert!(error.to_string().contains("duration"), "{error}");
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!("99.5%".parse::<Percent>(), Ok(Percent(99.5)));
+        assert!("101".parse::<Percent>().is_err());
+        let from_yaml: Percent = serde_yaml_ng::from_str("99").expect("number");
+        assert_eq!(from_yaml, Percent(99.0));
+    }
+}

@@ -1,0 +1,1136 @@
+//! `shipgate rollout` end to end: the real binary, real HTTP against loopback health servers
+//! with scripted behaviour, and real hook processes (shell scripts that append their
+//! environment to a file). Stages last about a second and probes run every 50 ms.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::health_server::{HealthServer, Reply};
+use crate::support::{Shipgate, assert_no_secret, read_tree};
+
+const ID: &str = "42-abcdef0";
+const VERSION: &str = "1.4.0";
+const PREVIOUS: &str = "1.3.2";
+
+/// A workspace with a validated deployment (`validate.json` naming the version and the one
+/// running before), a stage hook and a rollback hook that log their environment.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let world = World {
+            dir: tempfile::tempdir().expect("workdir"),
+        };
+        let state = world.state_dir();
+        std::fs::create_dir_all(&state).expect("state dir");
+        std::fs::write(
+            state.join("validate.json"),
+            json!({
+                "schema_version": 1,
+                "command": "validate",
+                "result": "pass",
+                "deployment_id": ID,
+                "version": VERSION,
+                "previous": {"version": PREVIOUS},
+            })
+            .to_string(),
+        )
+        .expect("validate.json");
+        std::fs::write(world.path().join(".shipgate/latest"), format!("{ID}\n")).expect("latest");
+        world.hook("stage-hook.sh", "");
+        world.hook(
+            "rollback-hook.sh",
+            &format!("touch '{}'", world.rolled_back().display()),
+        );
+        world
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.path().join(".shipgate").join(ID)
+    }
+
+    /// Created by the rollback hook; health servers switch behaviour when it appears.
+    fn rolled_back(&self) -> PathBuf {
+        self.path().join("rolled-back")
+    }
+
+    fn hook_log(&self) -> PathBuf {
+        self.path().join("hooks.log")
+    }
+
+    /// An executable hook script that logs its `SHIPGATE_*` environment, then runs `body`.
+    fn hook(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path().join(name);
+        let script = format!(
+            "#!/bin/sh\necho \"{name} event=$SHIPGATE_EVENT stage=$SHIPGATE_STAGE weight=$SHIPGATE_WEIGHT version=$SHIPGATE_VERSION id=$SHIPGATE_DEPLOYMENT_ID previous=$SHIPGATE_PREVIOUS_VERSION failed=$SHIPGATE_FAILED_STAGE\" >> '{}'\n{body}\n",
+            self.hook_log().display()
+        );
+        std::fs::write(&path, script).expect("hook script");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    /// `(script, stage)` of every hook call, in order.
+    fn hook_calls(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.hook_log())
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let script = line.split(' ').next().unwrap_or_default().to_string();
+                let stage = field(line, "stage");
+                (script, stage)
+            })
+            .collect()
+    }
+
+    fn hook_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.hook_log())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `shipgate rollout` in this workspace with fast probes, loose latency and the two hooks,
+    /// all given as action inputs so that a test's flags override them.
+    fn shipgate(&self) -> Shipgate {
+        let mut cmd = Shipgate::new(self.path());
+        cmd.args(["rollout"]);
+        for (name, value) in [
+            ("interval", "50ms"),
+            ("min-samples", "3"),
+            ("probe-timeout", "5s"),
+            ("max-p95", "10s"),
+            ("hook-timeout", "20s"),
+            ("hook-retries", "0"),
+            ("verify-timeout", "20s"),
+            ("verify-successes", "2"),
+        ] {
+            cmd.input(name, value);
+        }
+        cmd.input(
+            "hook",
+            &self.path().join("stage-hook.sh").display().to_string(),
+        );
+        cmd.input(
+            "rollback-hook",
+            &self.path().join("rollback-hook.sh").display().to_string(),
+        );
+        cmd
+    }
+
+    fn result(&self) -> Value {
+        let text = std::fs::read_to_string(self.state_dir().join("rollout.json"))
+            .expect("rollout.json written");
+        serde_json::from_str(&text).expect("rollout.json is JSON")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join(format!("rollout-logs-{ID}.log")))
+            .unwrap_or_default()
+    }
+}
+
+fn field(line: &str, key: &str) -> String {
+    line.split(' ')
+        .find_map(|part| part.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn stages(specs: &[&str]) -> Vec<String> {
+    specs
+        .iter()
+        .flat_map(|s| ["--stage".to_string(), s.to_string()])
+        .collect()
+}
+
+/// A health server that serves `script` until the rollback hook ran, then healthy answers of
+/// the previous version.
+fn canary(world: &World, script: Vec<Reply>) -> HealthServer {
+    let server = HealthServer::start(script);
+    server.switch_when_exists(world.rolled_back(), vec![Reply::healthy(PREVIOUS)]);
+    server
+}
+
+/// Polls `check` every 20 ms until it holds (at most 60 s).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_healthy_canary_passes_every_stage_with_hooks_in_order() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health")])
+        .args(["--expect-version", VERSION])
+        .args(stages(&["canary:5:1s", "progressive:50:1s", "full:100:1s"]))
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.outputs["result"], "pass");
+    assert_eq!(run.outputs["failed-stage"], "");
+    assert_eq!(run.outputs["reason"], "");
+
+    let lines = world.hook_lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, (stage, weight)) in
+        lines
+            .iter()
+            .zip([("canary", "5"), ("progressive", "50"), ("full", "100")])
+    {
+        assert!(line.starts_with("stage-hook.sh "), "{line}");
+        assert_eq!(field(line, "event"), "stage");
+        assert_eq!(field(line, "stage"), stage);
+        assert_eq!(field(line, "weight"), weight);
+        assert_eq!(field(line, "version"), VERSION);
+        assert_eq!(field(line, "id"), ID);
+        assert_eq!(field(line, "previous"), PREVIOUS);
+    }
+
+    let result = world.result();
+    assert_eq!(result["schema_version"], 1);
+    assert_eq!(result["command"], "rollout");
+    assert_eq!(result["result"], "pass");
+    assert_eq!(result["version"], VERSION);
+    assert_eq!(result["previous_version"], PREVIOUS);
+    assert_eq!(result["failed_stage"], Value::Null);
+    assert_eq!(result["rollback"]["ran"], false);
+    assert!(result["timestamp"].as_str().is_some());
+    assert!(result["duration_ms"].as_u64().is_some());
+    let recorded = result["stages"].as_array().expect("stages");
+    assert_eq!(recorded.len(), 3);
+    for (stage, name) in recorded.iter().zip(["canary", "progressive", "full"]) {
+        assert_eq!(stage["name"], name);
+        assert_eq!(stage["status"], "passed");
+        assert_eq!(stage["planned_duration_ms"], 1000);
+        assert!(stage["elapsed_ms"].as_u64().expect("elapsed") >= 1000);
+        assert!(stage["samples"].as_u64().expect("samples") >= 3);
+        assert_eq!(stage["success_rate"], 100.0);
+        assert!(stage["p95_ms"].as_f64().is_some());
+        let gates: Vec<&str> = stage["verdicts"]
+            .as_array()
+            .expect("verdicts")
+            .iter()
+            .map(|v| v["gate"].as_str().expect("gate"))
+            .collect();
+        assert_eq!(
+            gates,
+            [
+                "consecutive-failures",
+                "samples",
+                "success-rate",
+                "p95-latency"
+            ]
+        );
+        assert!(
+            stage["verdicts"]
+                .as_array()
+                .expect("verdicts")
+                .iter()
+                .all(|v| v["status"] == "pass")
+        );
+    }
+    assert_eq!(result["stages"][1]["weight"], 50);
+    let hooks = result["hooks"].as_array().expect("hooks");
+    assert_eq!(hooks.len(), 3);
+    assert!(
+        hooks
+            .iter()
+            .all(|h| h["ok"] == true && h["attempts"][0]["exit_code"] == 0)
+    );
+
+    let log_file = PathBuf::from(result["log_file"].as_str().expect("log file"));
+    assert!(world.path().join(&log_file).exists() || log_file.exists());
+    let log = world.log();
+    assert!(log.contains("canary 5% canary http://127.0.0.1:"), "{log}");
+    assert!(log.contains("ok in "), "{log}");
+    assert!(log.contains("verdict full success-rate: Pass"), "{log}");
+    assert!(log.contains("window progressive"), "{log}");
+
+    assert!(
+        run.summary
+            .contains("Rollout of `1.4.0` passed every stage"),
+        "{}",
+        run.summary
+    );
+    assert!(
+        run.summary.contains("| `progressive` | 50% |"),
+        "{}",
+        run.summary
+    );
+    assert!(
+        run.visible_stderr().contains("canary 5% · "),
+        "live progress on stderr:\n{}",
+        run.stderr
+    );
+
+    // A re-run of the same deployment changes nothing: no traffic goes back to 5%.
+    let again = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:1s", "full:100:1s"]))
+        .run();
+    again.expect_code(0);
+    assert_eq!(again.outputs["result"], "pass");
+    assert!(
+        again.stderr.contains("already rolled out"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(world.hook_lines().len(), 3, "no hook ran again");
+}
+
+#[test]
+fn a_canary_answering_500s_is_rolled_back_and_the_reason_says_so() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::error()]);
+    let run = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:30s", "full:100:1s"]))
+        .run();
+    run.expect_code(1);
+    assert_eq!(run.outputs["result"], "rolled_back");
+    assert_eq!(run.outputs["failed-stage"], "canary");
+    let reason = &run.outputs["reason"];
+    assert!(reason.contains("HTTP 500"), "{reason}");
+    assert!(reason.contains("success rate 0%"), "{reason}");
+
+    let calls = world.hook_calls();
+    assert_eq!(
+        calls,
+        [
+            ("stage-hook.sh".to_string(), "canary".to_string()),
+            ("rollback-hook.sh".to_string(), "rollback".to_string())
+        ]
+    );
+    let rollback = &world.hook_lines()[1];
+    assert_eq!(field(rollback, "event"), "rollback");
+    assert_eq!(field(rollback, "weight"), "0");
+    assert_eq!(field(rollback, "failed"), "canary");
+    assert_eq!(field(rollback, "previous"), PREVIOUS);
+
+    let result = world.result();
+    assert_eq!(result["result"], "rolled_back");
+    assert_eq!(result["cause"], "gate");
+    assert_eq!(result["stages"][0]["status"], "failed");
+    assert_eq!(result["stages"][1]["status"], "not_run");
+    assert_eq!(
+        result["stages"][0]["causes"][0]["cause"],
+        "HTTP 500, status `error`"
+    );
+    assert_eq!(result["rollback"]["ran"], true);
+    assert_eq!(result["rollback"]["ok"], true);
+    assert_eq!(result["rollback"]["verification"]["ok"], true);
+    // A breach stops the stage at once, not at the end of its 30 s.
+    assert!(result["stages"][0]["elapsed_ms"].as_u64().expect("elapsed") < 30_000);
+
+    assert!(
+        run.stderr
+            .contains("::error title=shipgate rollout::rolled back `1.4.0`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.summary.contains("rolled back at stage `canary`"),
+        "{}",
+        run.summary
+    );
+    assert!(
+        run.summary.contains("| `full` | 100% | — / 1s | 0 |"),
+        "{}",
+        run.summary
+    );
+    assert!(world.log().contains("ROLLBACK: stage `canary`"));
+}
+
+#[test]
+fn a_slow_canary_breaches_the_p95_gate() {
+    let world = World::new();
+    let server = canary(
+        &world,
+        vec![Reply::slow(
+            Duration::from_millis(300),
+            Reply::healthy(VERSION),
+        )],
+    );
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(["--max-p95", "100ms"])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let result = run.json();
+    assert_eq!(result["failed_gate"], "p95-latency");
+    let reason = result["reason"].as_str().expect("reason");
+    assert!(reason.contains("p95 latency"), "{reason}");
+    assert!(reason.contains("≥ 100ms"), "{reason}");
+    assert!(result["stages"][0]["p95_ms"].as_f64().expect("p95") >= 300.0);
+}
+
+#[test]
+fn a_flapping_canary_hits_the_consecutive_failure_limit() {
+    let world = World::new();
+    let ok = Reply::healthy(VERSION);
+    let server = canary(
+        &world,
+        vec![
+            ok.clone(),
+            ok,
+            Reply::error(),
+            Reply::error(),
+            Reply::error(),
+        ],
+    );
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        // 40% of probes pass: only the consecutive-failure rule can catch it.
+        .args(["--success-rate", "30", "--min-samples", "2"])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let result = run.json();
+    assert_eq!(result["failed_gate"], "consecutive-failures");
+    let reason = result["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("failed 3 probes in a row (limit 3)"),
+        "{reason}"
+    );
+    assert!(reason.contains("last: HTTP 500"), "{reason}");
+}
+
+#[test]
+fn refused_and_dropped_connections_fail_and_never_pass() {
+    let stable = HealthServer::start(vec![Reply::healthy(PREVIOUS)]);
+    let closed = crate::support::watchdog::free_port();
+    let world = World::new();
+    let run = world
+        .shipgate()
+        .args(["--format", "json"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{closed}/health")])
+        .args(["--verify-endpoint", &stable.url("/health")])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let reason = run.json()["reason"].as_str().expect("reason").to_string();
+    assert!(reason.contains("connection refused"), "{reason}");
+    assert!(
+        !reason.contains("for url"),
+        "errors are reported without their URL: {reason}"
+    );
+
+    let world = World::new();
+    let dropping = canary(&world, vec![Reply::Drop]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &dropping.url("/health")])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let reason = run.json()["reason"].as_str().expect("reason").to_string();
+    assert!(reason.contains("connection dropped"), "{reason}");
+}
+
+#[test]
+fn a_canary_that_never_answers_is_no_data_never_a_pass() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::Hang]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(["--probe-timeout", "60s"])
+        .args(stages(&["canary:5:1s"]))
+        .run();
+    run.expect_code(1);
+    let result = run.json();
+    assert_eq!(result["result"], "rolled_back");
+    assert_eq!(result["failed_gate"], "samples");
+    let reason = result["reason"].as_str().expect("reason");
+    assert!(reason.contains("no data: 0 samples"), "{reason}");
+    assert_eq!(result["stages"][0]["samples"], 0);
+    assert!(
+        result["stages"][0]["verdicts"]
+            .as_array()
+            .expect("verdicts")
+            .iter()
+            .all(|v| v["status"] != "pass" || v["gate"] == "consecutive-failures")
+    );
+}
+
+#[test]
+fn degraded_is_its_own_state_handled_per_setting() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::degraded(VERSION)]);
+    let run = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health"), "--degraded", "warn"])
+        .args(stages(&["canary:5:1s"]))
+        .run();
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains(
+            "::warning title=shipgate rollout::stage `canary`: the canary reported warn/Degraded in"
+        ),
+        "{}",
+        run.stderr
+    );
+    let result = world.result();
+    let stage = &result["stages"][0];
+    assert_eq!(stage["degraded"], stage["samples"]);
+    assert!(run.summary.contains("degraded)"), "{}", run.summary);
+
+    let world = World::new();
+    let server = canary(&world, vec![Reply::degraded(VERSION)]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let reason = run.json()["reason"].as_str().expect("reason").to_string();
+    assert!(reason.contains("status `Degraded` (degraded)"), "{reason}");
+}
+
+#[test]
+fn a_canary_reporting_another_version_is_caught() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(PREVIOUS)]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(["--expect-version", "v1.4.0"])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let reason = run.json()["reason"].as_str().expect("reason").to_string();
+    assert!(
+        reason.contains("version `1.3.2` (expected `v1.4.0`)"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_failing_stage_hook_is_retried_then_rolled_back() {
+    let world = World::new();
+    world.hook(
+        "stage-hook.sh",
+        "if [ \"$SHIPGATE_STAGE\" = progressive ]; then echo 'cannot reach the load balancer' >&2; exit 3; fi",
+    );
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health"), "--hook-retries", "1"])
+        .args(stages(&["canary:5:1s", "progressive:50:1s", "full:100:1s"]))
+        .run();
+    run.expect_code(1);
+    assert_eq!(run.outputs["failed-stage"], "progressive");
+    let reason = &run.outputs["reason"];
+    assert!(
+        reason.contains(
+            "the stage hook failed for stage `progressive` (50%): exit code 3 (2 attempts)"
+        ),
+        "{reason}"
+    );
+    let stages_called: Vec<String> = world.hook_calls().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        stages_called,
+        ["canary", "progressive", "progressive", "rollback"]
+    );
+    let result = world.result();
+    assert_eq!(result["cause"], "hook");
+    assert_eq!(result["stages"][0]["status"], "passed");
+    assert_eq!(result["stages"][1]["status"], "failed");
+    assert_eq!(result["hooks"][1]["attempts"][1]["exit_code"], 3);
+    assert!(
+        run.summary.contains("| ❌ the stage hook failed |"),
+        "{}",
+        run.summary
+    );
+    assert!(
+        world
+            .log()
+            .contains("[stderr] cannot reach the load balancer"),
+        "hook output kept in the log"
+    );
+}
+
+#[test]
+fn a_hanging_stage_hook_times_out_and_is_rolled_back() {
+    let world = World::new();
+    world.hook("stage-hook.sh", "sleep 30");
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(["--hook-timeout", "300ms"])
+        .args(stages(&["canary:5:1s"]))
+        .run();
+    run.expect_code(1);
+    let result = run.json();
+    let reason = result["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("the stage hook failed for stage `canary` (5%): timed out after"),
+        "{reason}"
+    );
+    assert_eq!(result["hooks"][0]["attempts"][0]["timed_out"], true);
+    assert_eq!(
+        world.hook_calls().last().map(|c| c.1.as_str()),
+        Some("rollback")
+    );
+}
+
+#[test]
+fn sigterm_mid_stage_runs_the_rollback_before_exiting() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let running = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:120s", "full:100:1s"]))
+        .spawn();
+    eventually("the canary stage to be probed", || {
+        world.log().contains("canary 5% canary http://")
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+    let run = running.wait(Duration::from_secs(60));
+    run.expect_code(1);
+    assert_eq!(
+        world.hook_calls(),
+        [
+            ("stage-hook.sh".to_string(), "canary".to_string()),
+            ("rollback-hook.sh".to_string(), "rollback".to_string())
+        ],
+        "the rollback hook ran before shipgate exited"
+    );
+    let result = world.result();
+    assert_eq!(result["result"], "rolled_back");
+    assert_eq!(result["cause"], "signal");
+    assert_eq!(result["failed_stage"], "canary");
+    assert!(
+        result["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("cancelled by SIGTERM during stage `canary`"),
+        "{result}"
+    );
+    assert_eq!(result["rollback"]["verification"]["ok"], true);
+    assert_eq!(run.outputs["result"], "rolled_back");
+    assert!(run.summary.contains("| `canary` | 5% |"), "{}", run.summary);
+    assert!(run.summary.contains("| ❌ cancelled |"), "{}", run.summary);
+}
+
+#[test]
+fn a_failing_rollback_exits_with_its_own_code_and_a_loud_annotation() {
+    let world = World::new();
+    world.hook("rollback-hook.sh", "exit 1");
+    let server = canary(&world, vec![Reply::error()]);
+    let run = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(5);
+    assert_eq!(run.outputs["result"], "rollback_failed");
+    assert!(
+        run.stderr
+            .contains("::error title=shipgate rollout — ROLLBACK FAILED::ACT NOW"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.summary.contains("ROLLBACK FAILED"), "{}", run.summary);
+    let result = world.result();
+    assert_eq!(result["rollback"]["ran"], true);
+    assert_eq!(result["rollback"]["hook_ok"], false);
+    assert_eq!(result["rollback"]["ok"], false);
+
+    // The hook "succeeds" but the service stays unhealthy: that is a failed rollback too.
+    let world = World::new();
+    let server = HealthServer::start(vec![Reply::error()]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(["--verify-timeout", "1s"])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(5);
+    let result = run.json();
+    assert_eq!(result["rollback"]["hook_ok"], true);
+    assert_eq!(result["rollback"]["verification"]["ok"], false);
+    assert!(
+        result["rollback"]["verification"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("still unhealthy"),
+        "{result}"
+    );
+}
+
+#[test]
+fn webhooks_get_the_payload_with_retries_and_their_url_never_leaks() {
+    let token = "T0-s3cr3t-w3bh00k-t0k3n";
+    let receiver = HealthServer::start(vec![
+        Reply::json(503, r#"{"error":"busy"}"#),
+        Reply::json(200, r#"{"ok":true}"#),
+    ]);
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let mut cmd = Shipgate::new(world.path());
+    let run = cmd
+        .actions()
+        .input("hook-url", &receiver.url(&format!("/hooks/{token}")))
+        .args([
+            "rollout",
+            "--interval",
+            "50ms",
+            "--min-samples",
+            "3",
+            "--max-p95",
+            "10s",
+            "--hook-retries",
+            "1",
+        ])
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:1s", "full:100:1s"]))
+        .run();
+    run.expect_code(0);
+    let posts = receiver.requests();
+    assert_eq!(posts.len(), 4, "two attempts per stage (503, then 200)");
+    for (post, stage) in posts.iter().zip(["canary", "canary", "full", "full"]) {
+        assert_eq!(post.method, "POST");
+        assert_eq!(post.header("x-shipgate-event"), Some("stage"));
+        assert_eq!(post.header("content-type"), Some("application/json"));
+        let body = post.json();
+        assert_eq!(body["event"], "stage");
+        assert_eq!(body["stage"], stage);
+        assert_eq!(body["version"], VERSION);
+        assert_eq!(body["previous_version"], PREVIOUS);
+        assert_eq!(body["deployment_id"], ID);
+        assert_eq!(body["environment"], "production");
+    }
+    assert_eq!(posts[2].json()["weight"], 100);
+    let result = world.result();
+    assert_eq!(result["hooks"][0]["kind"], "webhook");
+    assert_eq!(result["hooks"][0]["attempts"][0]["http_status"], 503);
+    assert_eq!(result["hooks"][0]["attempts"][1]["http_status"], 200);
+    assert!(
+        run.stderr.contains("::add-mask::"),
+        "the webhook URL is masked"
+    );
+    let files = read_tree(&world.path().join(".shipgate"));
+    assert_no_secret(
+        token,
+        run.everything()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.as_str()))
+            .chain(files.iter().map(|(n, t)| (n.clone(), t.as_str()))),
+    );
+}
+
+#[test]
+fn a_canary_worse_than_the_baseline_fails() {
+    let world = World::new();
+    let ok = Reply::healthy(VERSION);
+    let server = canary(&world, vec![ok.clone(), ok.clone(), ok, Reply::error()]);
+    let stable = HealthServer::start(vec![Reply::healthy(PREVIOUS)]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(["--baseline", &stable.url("/health")])
+        // 75% of canary probes pass: only the comparison with the baseline can catch it.
+        .args(["--success-rate", "50", "--min-samples", "4"])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let result = run.json();
+    assert_eq!(result["failed_gate"], "baseline");
+    let reason = result["reason"].as_str().expect("reason");
+    assert!(reason.contains("× the baseline's 0%"), "{reason}");
+    assert!(
+        result["stages"][0]["baseline"]["samples"]
+            .as_u64()
+            .expect("baseline samples")
+            >= 4
+    );
+    // After the rollback, health is checked on the stable endpoint.
+    assert_eq!(
+        result["rollback"]["verification"]["endpoints"][0]["endpoint"],
+        stable.url("/health")
+    );
+}
+
+#[test]
+fn a_failing_command_probe_rolls_back() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(["--probe-command", "sh -c 'exit 7'"])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let reason = run.json()["reason"].as_str().expect("reason").to_string();
+    assert!(
+        reason.contains("probe `sh -c exit 7`: exit code 7"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn stages_and_per_stage_thresholds_come_from_the_config_file() {
+    let world = World::new();
+    let server = canary(
+        &world,
+        vec![Reply::slow(
+            Duration::from_millis(200),
+            Reply::healthy(VERSION),
+        )],
+    );
+    std::fs::write(
+        world.path().join("shipgate.yml"),
+        format!(
+            "rollout:\n  endpoints: [{}]\n  interval: 50ms\n  min-samples: 3\n  stages:\n    - name: canary\n      weight: 5\n      duration: 1s\n      max-p95: 5s\n    - name: full\n      weight: 100%\n      duration: 30s\n      max-p95: 100ms\n",
+            server.url("/health")
+        ),
+    )
+    .expect("config");
+    let mut cmd = Shipgate::new(world.path());
+    let run = cmd
+        .args(["--format", "json", "rollout"])
+        .args([
+            "--hook",
+            &world.path().join("stage-hook.sh").display().to_string(),
+        ])
+        .args([
+            "--rollback-hook",
+            &world.path().join("rollback-hook.sh").display().to_string(),
+        ])
+        .run();
+    run.expect_code(1);
+    let result = run.json();
+    assert_eq!(result["stages"][0]["status"], "passed");
+    assert_eq!(result["stages"][0]["thresholds"]["max_p95_ms"], 5000);
+    assert_eq!(result["failed_stage"], "full");
+    assert_eq!(result["failed_gate"], "p95-latency");
+    assert_eq!(result["stages"][1]["weight"], 100);
+}
+
+#[test]
+fn a_paused_stage_waits_for_resume_while_the_canary_is_watched() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let running = world
+        .shipgate()
+        .args(["--endpoint", &server.url("/health")])
+        .args(["--pause-before", "full", "--approval-timeout", "2m"])
+        .args(stages(&["canary:5:1s", "full:100:1s"]))
+        .spawn();
+    let pause_file = world.state_dir().join("rollout-pause.json");
+    eventually("the rollout to wait for approval", || pause_file.exists());
+    assert_eq!(world.hook_calls().len(), 1, "the full stage waits");
+    let probes_before = server.count();
+    eventually("the held canary to be probed", || {
+        server.count() > probes_before + 2
+    });
+
+    let resume = Shipgate::new(world.path())
+        .args(["rollout", "--resume", "--approver", "alice"])
+        .run();
+    resume.expect_code(0);
+    assert!(
+        resume.stderr.contains("approved stage `full`"),
+        "{}",
+        resume.stderr
+    );
+
+    let run = running.wait(Duration::from_secs(60));
+    run.expect_code(0);
+    let stages_called: Vec<String> = world.hook_calls().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(stages_called, ["canary", "full"]);
+    let result = world.result();
+    assert_eq!(result["stages"][1]["approval"]["approved_by"], "alice");
+    assert!(!pause_file.exists());
+    assert!(
+        !world.state_dir().join("rollout-approval.json").exists(),
+        "an approval is used once"
+    );
+}
+
+#[test]
+fn a_pause_past_its_deadline_rolls_back() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        // Multi-line inputs, as a workflow writes them.
+        .input("pause-before", "full\n")
+        .input(
+            "stages",
+            "# name:weight:duration\ncanary:5:1s\n\nfull:100:1s\n",
+        )
+        .args(["--approval-timeout", "500ms"])
+        .run();
+    run.expect_code(1);
+    let result = run.json();
+    assert_eq!(result["cause"], "approval_deadline");
+    assert_eq!(result["failed_stage"], "full");
+    assert!(
+        result["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("was not approved within 500ms"),
+        "{result}"
+    );
+    let stages_called: Vec<String> = world.hook_calls().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(stages_called, ["canary", "rollback"]);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_runs_nothing() {
+    let world = World::new();
+    let run = Shipgate::new(world.path())
+        .actions()
+        .args(["--format", "json", "rollout", "--dry-run"])
+        .args([
+            "--endpoint",
+            "http://127.0.0.1:9/health",
+            "--hook",
+            "./stage-hook.sh",
+        ])
+        .args(["--hook-timeout", "1m", "--hook-retries", "0"])
+        .run();
+    run.expect_code(0);
+    let plan = run.json();
+    assert_eq!(plan["result"], "dry_run");
+    assert_eq!(plan["version"], VERSION);
+    let timeline = plan["timeline"].as_array().expect("timeline");
+    let names: Vec<&str> = timeline
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["canary", "progressive", "full"],
+        "seed 004's default stages"
+    );
+    assert_eq!(timeline[1]["starts_after_ms"], 300_000);
+    assert_eq!(timeline[2]["ends_after_ms"], 1_800_000);
+    // Stage hook at its slowest (1m) + the 5-minute stage + the rollback hook at its slowest (1m).
+    assert_eq!(timeline[0]["worst_case_exposure_ms"], 420_000);
+    assert_eq!(timeline[0]["dead_canary_detected_within_ms"], 30_000);
+    assert_eq!(plan["stages"][0]["thresholds"]["success_rate"], 99.0);
+    assert_eq!(plan["stages"][0]["thresholds"]["max_p95_ms"], 250);
+    assert!(
+        run.stderr.contains("5% of traffic for up to 7m"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.summary.contains("Rollout plan for `1.4.0` (dry run)"),
+        "{}",
+        run.summary
+    );
+    assert!(world.hook_calls().is_empty(), "no hook ran");
+    assert!(!world.state_dir().join("rollout.json").exists());
+}
+
+#[test]
+fn bad_inputs_are_usage_errors_naming_the_value() {
+    let world = World::new();
+    let run = world
+        .shipgate()
+        .args(["--endpoint", "http://127.0.0.1:9/health"])
+        .args(stages(&["canary:150:1m"]))
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("`150` is not a percentage"),
+        "{}",
+        run.stderr
+    );
+
+    let run = world.shipgate().args(stages(&["canary:5:1m"])).run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("nothing to monitor"), "{}", run.stderr);
+
+    let run = world
+        .shipgate()
+        .args(["--endpoint", "ftp://example/health"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("`ftp://example/health` is not http or https"),
+        "{}",
+        run.stderr
+    );
+
+    let run = world
+        .shipgate()
+        .args(["--endpoint", "http://127.0.0.1:9/health"])
+        .args(["--rollback-hook", "./roll-back.sh"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("the rollback hook command `./roll-back.sh` is not an executable file"),
+        "a typo is caught before any traffic moves:\n{}",
+        run.stderr
+    );
+
+    let run = Shipgate::new(world.path())
+        .args(["rollout", "--resume"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("no rollout of deployment `42-abcdef0` is waiting"),
+        "{}",
+        run.stderr
+    );
+
+    let run = world
+        .shipgate()
+        .args([
+            "--endpoint",
+            "http://127.0.0.1:9/health",
+            "--min-samples",
+            "100",
+        ])
+        .args(stages(&["canary:5:1s"]))
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("could only end with no data"),
+        "{}",
+        run.stderr
+    );
+    assert!(world.hook_calls().is_empty());
+}
+
+#[test]
+fn a_custom_health_pointer_decides_and_url_credentials_never_leak() {
+    let world = World::new();
+    let server = canary(
+        &world,
+        vec![Reply::json(
+            200,
+            r#"{"data":{"state":"SERVING"},"version":"1.4.0"}"#,
+        )],
+    );
+    let password = "s3cr3t-pr0be-pw";
+    let endpoint = server
+        .url("/health")
+        .replace("http://", &format!("http://probe:{password}@"));
+    let run = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &endpoint])
+        .args([
+            "--health-pointer",
+            "/data/state",
+            "--health-accept",
+            "serving",
+        ])
+        .args(stages(&["canary:5:1s"]))
+        .run();
+    run.expect_code(0);
+    let request = &server.requests()[0];
+    assert!(
+        request
+            .header("authorization")
+            .is_some_and(|v| v.starts_with("Basic ")),
+        "the URL's credentials are used"
+    );
+    let files = read_tree(&world.path().join(".shipgate"));
+    assert_no_secret(
+        password,
+        run.everything()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.as_str()))
+            .chain(files.iter().map(|(n, t)| (n.clone(), t.as_str()))),
+    );
+
+    // A value the pointer does not accept fails the probe (after the rollback, the stable
+    // version answers `SERVING`).
+    let world = World::new();
+    let server = HealthServer::start(vec![Reply::json(200, r#"{"data":{"state":"DRAINING"}}"#)]);
+    server.switch_when_exists(
+        world.rolled_back(),
+        vec![Reply::json(200, r#"{"data":{"state":"serving"}}"#)],
+    );
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args([
+            "--health-pointer",
+            "/data/state",
+            "--health-accept",
+            "serving",
+        ])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(1);
+    let reason = run.json()["reason"].as_str().expect("reason").to_string();
+    assert!(reason.contains("`/data/state` is `DRAINING`"), "{reason}");
+}
+
+#[test]
+fn a_stage_approved_ahead_of_time_does_not_wait() {
+    let world = World::new();
+    let approve = Shipgate::new(world.path())
+        .args(["rollout", "--resume", "--approve-stage", "full"])
+        .args(["--approver", "release-manager"])
+        .run();
+    approve.expect_code(0);
+    assert!(
+        approve.stderr.contains("no rollout is waiting yet"),
+        "{}",
+        approve.stderr
+    );
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        // The deadline would end the rollout if the approval were not taken at once.
+        .args(["--pause-before", "full", "--approval-timeout", "1ms"])
+        .args(stages(&["canary:5:1s", "full:100:1s"]))
+        .run();
+    run.expect_code(0);
+    assert_eq!(
+        run.json()["stages"][1]["approval"]["approved_by"],
+        "release-manager"
+    );
+}
