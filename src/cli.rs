@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{gate, notify, record, rollback, rollout, smoke, validate};
+use crate::commands::{gate, notify, pipeline, record, rollback, rollout, smoke, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +72,9 @@ pub(crate) enum Command {
     Notify(notify::Args),
     /// Shift traffic stage by stage with health gates, rolling back automatically on a breach
     Rollout(Box<rollout::Args>),
+    /// Run the whole plan from one config: validate, gate, backup, migrate, rollout, smoke,
+    /// record, notify, with the failure path (rollback, failure report, notification)
+    Pipeline(pipeline::Args),
 }
 
 impl Command {
@@ -84,6 +87,7 @@ impl Command {
             Command::Rollback(_) => "rollback",
             Command::Notify(_) => "notify",
             Command::Rollout(_) => "rollout",
+            Command::Pipeline(_) => "pipeline",
         }
     }
 }

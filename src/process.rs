@@ -334,6 +334,47 @@ pub(crate) async fn run_logged(
     Ok(finished)
 }
 
+/// Runs a trusted child (shipgate itself) with stdout/stderr inherited, so its workflow commands
+/// (masks, groups, annotations) reach the runner unfenced. When `cancel` resolves the child's
+/// group gets SIGTERM and is waited for without a deadline: a rollout that is rolling back must
+/// be allowed to finish.
+pub(crate) async fn run_inherited(
+    spec: &Spec,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Finished, ProcessError> {
+    let started = Instant::now();
+    let mut command = spec.command()?;
+    command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    let mut child = command.spawn().map_err(|e| spawn_error(&spec.argv[0], e))?;
+    let pid = child.id();
+    tokio::pin!(cancel);
+    let mut cancelled = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = &mut cancel, if !cancelled => {
+                cancelled = true;
+                if let Some(pid) = pid {
+                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                }
+            }
+        }
+    };
+    let status = status.map_err(|e| ProcessError::Spawn {
+        program: spec.argv[0].clone(),
+        reason: e.to_string(),
+    })?;
+    use std::os::unix::process::ExitStatusExt as _;
+    Ok(Finished {
+        exit_code: status.code(),
+        signal: status.signal(),
+        timed_out: false,
+        cancelled,
+        duration_ms: started.elapsed().as_millis() as u64,
+        tail: Vec::new(),
+    })
+}
+
 /// SIGTERM to the whole process group, then SIGKILL after the grace period.
 pub(crate) async fn terminate_group(pid: Option<u32>, child: &mut Child) {
     let Some(pid) = pid else {

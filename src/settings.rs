@@ -34,6 +34,7 @@ pub(crate) struct FileConfig {
     pub(crate) rollback: Option<crate::commands::rollback::FileConfig>,
     pub(crate) notify: Option<crate::commands::notify::FileConfig>,
     pub(crate) rollout: Option<crate::commands::rollout::FileConfig>,
+    pub(crate) pipeline: Option<crate::commands::pipeline::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.

@@ -2,6 +2,7 @@
 
 pub(crate) mod gate;
 pub(crate) mod notify;
+pub(crate) mod pipeline;
 pub(crate) mod record;
 pub(crate) mod rollback;
 pub(crate) mod rollout;
@@ -38,6 +39,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
     let result = async {
         let settings = Settings::load(&cli.global)?;
         match &cli.command {
+            Command::Pipeline(args) => pipeline::run(args, &settings, &cli.global).await,
             Command::Validate(args) => validate::run(args, &settings).await,
             Command::Gate(args) => gate::run(args, &settings).await,
             Command::Smoke(args) => smoke::run(args, &settings).await,

@@ -1,0 +1,414 @@
+//! `shipgate pipeline`: the whole plan from one config, for a local rehearsal or a single-job
+//! deploy. Each stage is the same subcommand a workflow step would run (this executable, as a
+//! child process sharing the state dir and the runner's file-command files), so a rehearsal
+//! exercises exactly what production runs. The failure path is the workflow's: a failed stage
+//! → rollback (per policy; a failed rollout has already rolled itself back) → record (with the
+//! failure report) → notify.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::Outcome;
+use crate::actions::{self, Table};
+use crate::cli::GlobalArgs;
+use crate::error::{Error, Result};
+use crate::process::{self, Spec};
+use crate::settings::{self, Settings};
+use crate::state::StateDir;
+
+/// The stages, in the order they run.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Stage {
+    Validate,
+    Gate,
+    Backup,
+    Migrate,
+    Rollout,
+    Smoke,
+    Record,
+    Notify,
+}
+
+impl Stage {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Stage::Validate => "validate",
+            Stage::Gate => "gate",
+            Stage::Backup => "backup",
+            Stage::Migrate => "migrate",
+            Stage::Rollout => "rollout",
+            Stage::Smoke => "smoke",
+            Stage::Record => "record",
+            Stage::Notify => "notify",
+        }
+    }
+
+    /// Stages that run at the end whatever happened before.
+    fn is_final(self) -> bool {
+        matches!(self, Stage::Record | Stage::Notify)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Stages to run, comma-separated, in pipeline order (input `stages`)
+    /// [default: validate, every stage with a section in shipgate.yml, record]
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub(crate) stages: Option<Vec<Stage>>,
+    /// Do not run `shipgate rollback` when a stage after the rollout fails
+    /// (input `rollback-on-failure: false`)
+    #[arg(long)]
+    pub(crate) no_rollback: bool,
+    /// When rolling back after a failed stage, also restore the database from this deployment's
+    /// backup (input `restore-database`); writes made since the backup are lost
+    #[arg(long)]
+    pub(crate) restore_database: bool,
+}
+
+/// The `pipeline:` section of `shipgate.yml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
+    stages: Option<Vec<Stage>>,
+    rollback_on_failure: Option<bool>,
+    restore_database: Option<bool>,
+}
+
+/// One stage as it ran.
+#[derive(Debug, Clone, Serialize)]
+struct StageRun {
+    stage: String,
+    exit_code: Option<i32>,
+    result: &'static str,
+    duration_ms: u64,
+}
+
+/// `pipeline.json`.
+#[derive(Debug, Serialize)]
+struct PipelineResult {
+    schema_version: u32,
+    command: &'static str,
+    result: &'static str,
+    timestamp: String,
+    duration_ms: u64,
+    deployment_id: Option<String>,
+    failed_stage: Option<String>,
+    rolled_back: bool,
+    stages: Vec<StageRun>,
+}
+
+pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let file = settings.file.pipeline.as_ref();
+    let stages = match args
+        .stages
+        .clone()
+        .or_else(|| file.and_then(|f| f.stages.clone()))
+    {
+        Some(stages) => stages,
+        None => default_stages(settings),
+    };
+    let mut stages = stages;
+    stages.sort();
+    stages.dedup();
+    let rollback_on_failure = settings.switch(
+        "rollback-on-failure",
+        false,
+        file.and_then(|f| f.rollback_on_failure),
+        true,
+    )? && !args.no_rollback;
+    let restore_database = settings.switch(
+        "restore-database",
+        args.restore_database,
+        file.and_then(|f| f.restore_database),
+        false,
+    )?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::dependency(format!("cannot find the shipgate executable: {e}")))?;
+    let exe = exe.display().to_string();
+
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        process::shutdown_signal().await;
+        let _ = cancel_tx.send(true);
+    });
+    let cancelled = || {
+        let mut rx = cancel_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+
+    let mut deployment_id = settings.deployment_id.clone();
+    let mut runs: Vec<StageRun> = Vec::new();
+    let mut failure: Option<(Stage, i32)> = None;
+    for &stage in stages.iter().filter(|s| !s.is_final()) {
+        let outcome = run_stage(
+            &exe,
+            stage.name(),
+            global,
+            settings,
+            deployment_id.as_deref(),
+            &[],
+            cancelled(),
+        )
+        .await?;
+        let code = outcome.exit_code.unwrap_or(crate::exit::DEPENDENCY as i32);
+        runs.push(outcome);
+        if stage == Stage::Validate && code == 0 {
+            deployment_id = latest_id(settings);
+        }
+        if code != 0 {
+            failure = Some((stage, code));
+            break;
+        }
+        if *cancel_rx.borrow() {
+            failure = Some((stage, crate::exit::GATE_FAILED as i32));
+            break;
+        }
+    }
+
+    // The record always runs (it derives the status from the state files), then — when a stage
+    // after the rollout said no — the rollback (it reads the record and marks it rolled back),
+    // then the notification.
+    let cancelled_run = *cancel_rx.borrow();
+    let mut exit_code = failure.map_or(0, |(_, code)| code);
+    let mut rolled_back = false;
+    let Some(id) = deployment_id.clone() else {
+        if stages.iter().any(|s| s.is_final()) {
+            tracing::warn!(
+                "no deployment id (validate did not pass): record and notify were skipped"
+            );
+        }
+        return finish(settings, started, None, failure, false, runs, exit_code);
+    };
+    if stages.contains(&Stage::Record) {
+        let mut extra: Vec<String> = Vec::new();
+        if let Some((stage, _)) = failure {
+            extra.extend(["--failed-stage".to_string(), stage.name().to_string()]);
+        }
+        if cancelled_run {
+            extra.extend(["--status".to_string(), "cancelled".to_string()]);
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let outcome = run_stage(
+            &exe,
+            "record",
+            global,
+            settings,
+            Some(&id),
+            &extra,
+            cancelled(),
+        )
+        .await?;
+        if failure.is_none() && outcome.exit_code != Some(0) {
+            failure = Some((Stage::Record, outcome.exit_code.unwrap_or(1)));
+            exit_code = outcome.exit_code.unwrap_or(1);
+        }
+        runs.push(outcome);
+    }
+    // A stage after the rollout failed: roll the release back. The rollout rolled itself back
+    // already when it failed; then only the database (when the policy says so) is left to undo.
+    let rollout_ran = runs.iter().any(|r| r.stage == "rollout");
+    let needs_rollback = match failure {
+        Some((Stage::Rollout, _)) => restore_database,
+        Some((stage, _)) => stage > Stage::Rollout && stage != Stage::Record,
+        None => false,
+    };
+    if let Some((stage, _)) = failure
+        && needs_rollback
+        && rollback_on_failure
+        && rollout_ran
+    {
+        tracing::warn!("`{}` failed: rolling back", stage.name());
+        let reason = format!("pipeline: `{}` failed", stage.name());
+        let mut extra = vec!["--reason", reason.as_str()];
+        if restore_database {
+            extra.push("--restore-database");
+        }
+        let outcome = run_stage(
+            &exe,
+            "rollback",
+            global,
+            settings,
+            Some(&id),
+            &extra,
+            cancelled(),
+        )
+        .await?;
+        rolled_back = outcome.exit_code == Some(0);
+        if !rolled_back {
+            exit_code = crate::exit::ROLLBACK_FAILED as i32;
+            actions::annotate(
+                actions::Level::Error,
+                Some("rollback failed"),
+                "the rollback after a failed stage did not succeed: production may run the new version; act now",
+            );
+        }
+        runs.push(outcome);
+    }
+    // A failed rollout exits 1 once it has rolled itself back (5 when that failed).
+    if matches!(failure, Some((Stage::Rollout, 1)))
+        && exit_code != crate::exit::ROLLBACK_FAILED as i32
+    {
+        rolled_back = true;
+    }
+    if stages.contains(&Stage::Notify) {
+        let outcome = run_stage(
+            &exe,
+            "notify",
+            global,
+            settings,
+            Some(&id),
+            &[],
+            cancelled(),
+        )
+        .await?;
+        runs.push(outcome);
+    }
+    finish(
+        settings,
+        started,
+        Some(id),
+        failure,
+        rolled_back,
+        runs,
+        exit_code,
+    )
+}
+
+/// Writes `pipeline.json`, the output and the summary; returns the pipeline's outcome.
+fn finish(
+    settings: &Settings,
+    started: Instant,
+    deployment_id: Option<String>,
+    failure: Option<(Stage, i32)>,
+    rolled_back: bool,
+    runs: Vec<StageRun>,
+    exit_code: i32,
+) -> Result<Outcome> {
+    let result = PipelineResult {
+        schema_version: 1,
+        command: "pipeline",
+        result: if exit_code == 0 { "pass" } else { "fail" },
+        timestamp: crate::util::now_rfc3339(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        deployment_id: deployment_id.clone(),
+        failed_stage: failure.map(|(stage, _)| stage.name().to_string()),
+        rolled_back,
+        stages: runs,
+    };
+    if let Some(id) = &deployment_id {
+        let state = StateDir::create(&settings.state_root, id)?;
+        let path = state.write_json("pipeline.json", &result)?;
+        tracing::info!("pipeline result in `{}`", path.display());
+    }
+    actions::set_output("result", result.result)?;
+    actions::append_summary(&summary(&result))?;
+    let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+    Ok(Outcome {
+        json,
+        code: u8::try_from(exit_code).unwrap_or(crate::exit::DEPENDENCY),
+    })
+}
+
+async fn run_stage(
+    exe: &str,
+    name: &str,
+    global: &GlobalArgs,
+    settings: &Settings,
+    deployment_id: Option<&str>,
+    extra: &[&str],
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<StageRun> {
+    let mut argv = vec![exe.to_string()];
+    if let Some(config) = global.config.clone().or_else(|| settings::input("config")) {
+        argv.extend(["--config".to_string(), config]);
+    }
+    argv.extend([
+        "--state-dir".to_string(),
+        settings.state_root.display().to_string(),
+        "--environment".to_string(),
+        settings.environment.clone(),
+    ]);
+    if let Some(repo) = &settings.repository {
+        argv.extend(["--repository".to_string(), repo.clone()]);
+    }
+    if let Some(id) = deployment_id {
+        argv.extend(["--deployment-id".to_string(), id.to_string()]);
+    }
+    for _ in 0..global.verbose {
+        argv.push("-v".to_string());
+    }
+    argv.push(name.to_string());
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    tracing::info!("pipeline: `shipgate {name}`");
+    let finished = process::run_inherited(&Spec::new(name, argv), cancel).await?;
+    let result = if finished.success() { "pass" } else { "fail" };
+    tracing::info!(
+        "pipeline: `shipgate {name}` {} in {}",
+        if finished.success() {
+            "passed"
+        } else {
+            "failed"
+        },
+        crate::util::format_duration(std::time::Duration::from_millis(finished.duration_ms))
+    );
+    Ok(StageRun {
+        stage: name.to_string(),
+        exit_code: finished.exit_code,
+        result,
+        duration_ms: finished.duration_ms,
+    })
+}
+
+/// Validate, every stage `shipgate.yml` configures, and the record.
+fn default_stages(settings: &Settings) -> Vec<Stage> {
+    let file = &settings.file;
+    let mut stages = vec![Stage::Validate];
+    let configured = [
+        (Stage::Gate, file.gate.is_some()),
+        (Stage::Rollout, file.rollout.is_some()),
+        (Stage::Smoke, file.smoke.is_some()),
+        (Stage::Notify, file.notify.is_some()),
+    ];
+    stages.extend(configured.iter().filter(|(_, on)| *on).map(|(s, _)| *s));
+    stages.push(Stage::Record);
+    stages
+}
+
+fn latest_id(settings: &Settings) -> Option<String> {
+    std::fs::read_to_string(settings.state_root.join("latest"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn summary(result: &PipelineResult) -> String {
+    let mut table = Table::new(&["Stage", "Result", "Exit code", "Duration"]);
+    for run in &result.stages {
+        table.row(&[
+            format!("`{}`", run.stage),
+            if run.result == "pass" {
+                "✅ pass"
+            } else {
+                "❌ fail"
+            }
+            .to_string(),
+            run.exit_code
+                .map_or_else(|| "signal".to_string(), |c| c.to_string()),
+            crate::util::format_duration(std::time::Duration::from_millis(run.duration_ms)),
+        ]);
+    }
+    let heading = match (&result.failed_stage, result.rolled_back) {
+        (None, _) => "### ✅ Pipeline passed".to_string(),
+        (Some(stage), true) => format!("### ↩️ Pipeline failed at `{stage}` and was rolled back"),
+        (Some(stage), false) => format!("### ❌ Pipeline failed at `{stage}`"),
+    };
+    format!("{heading}\n\n{}\n", table.render())
+}
