@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::validate;
+use crate::commands::{migrate, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,12 +58,15 @@ pub(crate) enum Format {
 pub(crate) enum Command {
     /// Validate the release version and tag, and emit the deployment id
     Validate(validate::Args),
+    /// Run the database migrations once, under a lock, after a verified backup; count them
+    Migrate(migrate::Args),
 }
 
 impl Command {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::Validate(_) => "validate",
+            Command::Migrate(_) => "migrate",
         }
     }
 }

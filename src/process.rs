@@ -8,8 +8,10 @@
 #![allow(dead_code)]
 
 use std::io::Write as _;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -56,7 +58,23 @@ pub(crate) struct Spec {
     pub(crate) secret_env: Vec<(String, Secret)>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) timeout: Option<Duration>,
+    /// Variables of shipgate's own environment the child must not inherit.
+    pub(crate) env_remove: Vec<String>,
+    /// Kill the child's group when shipgate dies first (see [`Spec::die_with_shipgate`]).
+    pub(crate) guard: Option<Guard>,
 }
+
+/// What the guard process of [`Spec::die_with_shipgate`] keeps open until the group is dead.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    hold: Option<Arc<OwnedFd>>,
+}
+
+/// The guard: reads the child's process group id, then blocks on its stdin, a pipe whose only
+/// writer is shipgate. The pipe reaches end-of-file only when shipgate is gone (exit, crash,
+/// SIGKILL); the guard then kills the group. On the normal path shipgate kills the guard first.
+/// The descriptor to hold arrives as stdout and is moved to fd 3 so nothing is ever written to it.
+const GUARD_SCRIPT: &str = "exec 3>&1 >/dev/null 2>&1; read _ignored; kill -KILL \"-$0\"";
 
 impl Spec {
     pub(crate) fn new(label: impl Into<String>, argv: Vec<String>) -> Spec {
@@ -67,6 +85,8 @@ impl Spec {
             secret_env: Vec::new(),
             cwd: None,
             timeout: None,
+            env_remove: Vec::new(),
+            guard: None,
         }
     }
 
@@ -90,6 +110,24 @@ impl Spec {
         self
     }
 
+    /// Does not pass `key` from shipgate's environment to the child.
+    pub(crate) fn env_remove(mut self, key: &str) -> Spec {
+        self.env_remove.push(key.to_string());
+        self
+    }
+
+    /// Makes the child's whole process group die with shipgate, even when shipgate is killed
+    /// with SIGKILL (which no signal handler sees): a small guard process (`sh`, in a process
+    /// group of its own) kills the group as soon as shipgate is gone. `hold`, when given, is
+    /// kept open by the guard until the group is dead, e.g. [`crate::postgres::Session::keepalive`]
+    /// so that a lock taken for the child outlives the child and is never released under it.
+    pub(crate) fn die_with_shipgate(mut self, hold: Option<OwnedFd>) -> Spec {
+        self.guard = Some(Guard {
+            hold: hold.map(Arc::new),
+        });
+        self
+    }
+
     /// The command for logs: argv redacted, never the environment.
     pub(crate) fn display(&self) -> String {
         redact(&self.argv.join(" "))
@@ -106,6 +144,9 @@ impl Spec {
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        for key in &self.env_remove {
+            command.env_remove(key);
+        }
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -221,6 +262,16 @@ pub(crate) async fn run_logged(
     let started = Instant::now();
     let mut child = spec.spawn_piped()?;
     let pid = child.id();
+    let mut guard = match &spec.guard {
+        Some(guard) => match spawn_guard(guard, pid) {
+            Ok(process) => Some(process),
+            Err(e) => {
+                terminate_group(pid, &mut child).await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     if let Some(log) = log.as_deref_mut() {
         log.line(&format!(
             "[{}] $ {}",
@@ -297,6 +348,10 @@ pub(crate) async fn run_logged(
         }
     };
     drop(fence);
+    if let Some(guard) = guard.as_mut() {
+        // The group is done: the guard must not act any more (a reused id could be another's).
+        let _ = guard.kill().await;
+    }
     let status = status.map_err(|e| ProcessError::Spawn {
         program: spec.argv[0].clone(),
         reason: e.to_string(),
@@ -320,6 +375,37 @@ pub(crate) async fn run_logged(
         ));
     }
     Ok(finished)
+}
+
+/// Starts the guard of [`Spec::die_with_shipgate`] for the group led by `pid`.
+fn spawn_guard(guard: &Guard, pid: Option<u32>) -> Result<Child, ProcessError> {
+    let Some(pid) = pid else {
+        return Err(ProcessError::Spawn {
+            program: "sh".into(),
+            reason: "the child has no process id to guard".into(),
+        });
+    };
+    let stdout = match &guard.hold {
+        Some(fd) => fd
+            .try_clone()
+            .map(Stdio::from)
+            .map_err(|e| ProcessError::Spawn {
+                program: "sh".into(),
+                reason: format!("cannot pass the guarded descriptor: {e}"),
+            })?,
+        None => Stdio::null(),
+    };
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", GUARD_SCRIPT])
+        .arg(pid.to_string())
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        // Its own group: a signal to shipgate's group must not take the guard with it.
+        .process_group(0)
+        .kill_on_drop(true);
+    command.spawn().map_err(|e| spawn_error("sh", e))
 }
 
 /// SIGTERM to the whole process group, then SIGKILL after the grace period.

@@ -28,6 +28,7 @@ pub(crate) struct FileConfig {
     /// `owner/name` of the repository (default: `GITHUB_REPOSITORY`).
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
+    pub(crate) migrate: Option<crate::commands::migrate::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -142,7 +143,7 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
-    const SECRET_INPUTS: &[&str] = &["github-token"];
+    const SECRET_INPUTS: &[&str] = &["github-token", "database-url"];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
         "GH_TOKEN",

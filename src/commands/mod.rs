@@ -1,5 +1,6 @@
 //! One module per subcommand; this one dispatches and reports the outcome the same way for all.
 
+pub(crate) mod migrate;
 pub(crate) mod validate;
 
 use serde_json::json;
@@ -33,6 +34,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         let settings = Settings::load(&cli.global)?;
         match &cli.command {
             Command::Validate(args) => validate::run(args, &settings).await,
+            Command::Migrate(args) => migrate::run(args, &settings).await,
         }
     }
     .await;

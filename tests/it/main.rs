@@ -5,5 +5,6 @@ mod fixtures;
 mod support;
 
 mod fake_github_selftest;
+mod migrate;
 mod templates;
 mod validate;

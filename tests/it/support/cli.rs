@@ -159,14 +159,52 @@ impl Shipgate {
     }
 
     pub fn run(&mut self) -> Run {
-        let output = self.command.output().expect("run shipgate");
+        self.spawn().wait()
+    }
+
+    /// Starts `shipgate` in the background (stdout and stderr captured); [`Running::wait`]
+    /// collects the same [`Run`] as [`Shipgate::run`].
+    pub fn spawn(&mut self) -> Running<'_> {
+        let child = self
+            .command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start shipgate");
+        Running {
+            child,
+            files: self.files.as_ref(),
+        }
+    }
+}
+
+/// A `shipgate` process started by [`Shipgate::spawn`].
+pub struct Running<'a> {
+    child: std::process::Child,
+    files: Option<&'a ActionsFiles>,
+}
+
+impl Running<'_> {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: shipgate gets no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill shipgate");
+    }
+
+    /// Waits for the end and collects streams and runner files.
+    pub fn wait(self) -> Run {
+        let output = self.child.wait_with_output().expect("run shipgate");
         let read = |path: Option<PathBuf>| {
             path.and_then(|p| std::fs::read_to_string(p).ok())
                 .unwrap_or_default()
         };
-        let raw_output_file = read(self.files.as_ref().map(ActionsFiles::output));
-        let raw_env_file = read(self.files.as_ref().map(ActionsFiles::env));
-        let summary = read(self.files.as_ref().map(ActionsFiles::summary));
+        let raw_output_file = read(self.files.map(ActionsFiles::output));
+        let raw_env_file = read(self.files.map(ActionsFiles::env));
+        let summary = read(self.files.map(ActionsFiles::summary));
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
