@@ -185,7 +185,7 @@ impl Options {
             },
             None => {
                 let repository = settings.repository.clone().unwrap_or_default();
-                let text = format!("shipgate migrate {repository} {}", settings.environment);
+                let text = default_lock_text(&repository, &settings.environment);
                 let source = if repository.is_empty() {
                     format!(
                         "environment `{}` (no repository: pass `--repository owner/name` so that every runner derives the same key)",
@@ -403,6 +403,11 @@ fn duration_setting(
             .map_err(|e| Error::usage(format!("{name} {}: {e}", actions::quote(&text)))),
         None => Ok(default),
     }
+}
+
+/// What the default lock key is derived from: one lock per repository and environment.
+fn default_lock_text(repository: &str, environment: &str) -> String {
+    format!("shipgate migrate {repository} {environment}")
 }
 
 /// The advisory lock key for `text`: the first 8 bytes of its SHA-256, big-endian, as a signed
@@ -1502,13 +1507,14 @@ mod tests {
     fn the_lock_key_never_changes() {
         // Every runner, every version of shipgate, must derive the same key: this pins it.
         assert_eq!(
-            hashed_key("shipgate migrate octo/app production"),
-            hashed_key("shipgate migrate octo/app production")
+            hashed_key(&default_lock_text("octo/app", "production")),
+            -4_271_874_471_539_250_901
         );
+        // SHA-256("") starts e3b0c44298fc1c14.
         assert_eq!(hashed_key(""), -2_039_914_840_885_289_964);
         assert_ne!(
-            hashed_key("shipgate migrate octo/app production"),
-            hashed_key("shipgate migrate octo/app staging")
+            hashed_key(&default_lock_text("octo/app", "production")),
+            hashed_key(&default_lock_text("octo/app", "staging"))
         );
     }
 

@@ -261,6 +261,8 @@ fn a_second_run_waits_for_the_lock_or_fails_naming_the_holder() {
     assert!(!journal_now.contains("201-bbbbbbb"), "{journal_now}");
     let state = w.migrate_json("201-bbbbbbb");
     assert_eq!(state["result"], "fail");
+    // The key every runner derives for `octo/app` in `production`.
+    assert_eq!(state["lock_key"], "-4271874471539250901");
     assert_eq!(
         state["lock_holders"][0]["application_name"],
         "shipgate migrate 200-aaaaaaa"
@@ -332,10 +334,15 @@ fn a_killed_command_fails_and_releases_the_lock() {
     assert_eq!(state["signal"], 9);
     assert_eq!(state["exit_code"], serde_json::Value::Null);
 
-    w.migrate("301-bbbbbbb", &["--lock-timeout", "1m", "--", "true"])
+    w.migrate("301-bbbbbbb", &["--lock-timeout", "1m"])
+        .input("migration-command", "sh -c 'exit 0'")
+        .input("lock-key", "42")
         .run()
         .expect_code(0);
-    assert_eq!(w.migrate_json("301-bbbbbbb")["result"], "pass");
+    let state = w.migrate_json("301-bbbbbbb");
+    assert_eq!(state["result"], "pass");
+    assert_eq!(state["migration_command"], "sh -c exit 0");
+    assert_eq!(state["lock_key"], "42");
 }
 
 #[test]
