@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{migrate, validate};
+use crate::commands::{gate, migrate, notify, record, rollback, smoke, validate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +60,18 @@ pub(crate) enum Command {
     Validate(validate::Args),
     /// Run the database migrations once, under a lock, after a verified backup; count them
     Migrate(migrate::Args),
+    /// Wait for the commit's check runs and commit statuses, then require them to pass
+    Gate(gate::Args),
+    /// Run the smoke suite: HTTP, database and TCP checks with asserts, captures, readiness
+    /// retries and snapshots; JUnit and summary reports
+    Smoke(smoke::Args),
+    /// Write the deployment record, rollback instructions and failure report; upload them as
+    /// artifacts; mirror the deployment on GitHub
+    Record(record::Args),
+    /// Roll back inside the rollback window: hook, optional database restore, health check
+    Rollback(rollback::Args),
+    /// Send the deployment's outcome to Slack and/or a JSON webhook
+    Notify(notify::Args),
 }
 
 impl Command {
@@ -67,6 +79,11 @@ impl Command {
         match self {
             Command::Validate(_) => "validate",
             Command::Migrate(_) => "migrate",
+            Command::Gate(_) => "gate",
+            Command::Smoke(_) => "smoke",
+            Command::Record(_) => "record",
+            Command::Rollback(_) => "rollback",
+            Command::Notify(_) => "notify",
         }
     }
 }

@@ -94,9 +94,21 @@ impl Stats {
     }
 }
 
+/// The items of a paginated list, with what GitHub said about its size.
+#[derive(Debug)]
+pub(crate) struct Listing<T> {
+    pub(crate) items: Vec<T>,
+    /// `total_count` of the first page, for endpoints that wrap their items in an object.
+    pub(crate) total_count: Option<u64>,
+    /// More pages existed than the caller allowed.
+    pub(crate) truncated: bool,
+}
+
 struct Cached {
     etag: String,
     body: String,
+    /// The `Link` header of the cached answer: a `304` carries none, and pagination must go on.
+    link: Option<HeaderValue>,
 }
 
 /// A client for one repository.
@@ -162,20 +174,68 @@ impl GitHub {
         path: &str,
         max_pages: usize,
     ) -> Result<Vec<T>, GitHubError> {
-        let mut items = Vec::new();
+        Ok(self.list(path, None, max_pages).await?.items)
+    }
+
+    /// GET every page of a list endpoint whose items sit in the array `field` of an object, as
+    /// in `{"total_count": 2, "check_runs": [...]}`, following `Link: rel="next"`, at most
+    /// `max_pages`. Each page is a conditional request of its own, so unchanged pages cost
+    /// nothing against the rate limit.
+    pub(crate) async fn get_pages_in<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        field: &str,
+        max_pages: usize,
+    ) -> Result<Listing<T>, GitHubError> {
+        self.list(path, Some(field), max_pages).await
+    }
+
+    /// GET every page of a list endpoint: a bare array when `field` is `None`, else the array
+    /// `field` of an object. Reports `total_count` and whether pages were left unread.
+    pub(crate) async fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        field: Option<&str>,
+        max_pages: usize,
+    ) -> Result<Listing<T>, GitHubError> {
+        let mut listing = Listing {
+            items: Vec::new(),
+            total_count: None,
+            truncated: false,
+        };
         let mut next = Some(path.to_string());
         let mut pages = 0;
         while let Some(current) = next.take() {
             let (body, headers) = self.get_raw(&current).await?;
-            let page: Vec<T> = decode(&current, &body)?;
-            items.extend(page);
+            let page: Vec<T> = match field {
+                None => decode(&current, &body)?,
+                Some(field) => {
+                    let mut object: serde_json::Map<String, serde_json::Value> =
+                        decode(&current, &body)?;
+                    if listing.total_count.is_none() {
+                        listing.total_count = object
+                            .get("total_count")
+                            .and_then(serde_json::Value::as_u64);
+                    }
+                    let items = object.remove(field).ok_or_else(|| GitHubError::Decode {
+                        path: current.clone(),
+                        reason: format!("the answer has no `{field}` list"),
+                    })?;
+                    serde_json::from_value(items).map_err(|e| GitHubError::Decode {
+                        path: current.clone(),
+                        reason: e.to_string(),
+                    })?
+                }
+            };
+            listing.items.extend(page);
             pages += 1;
-            if pages >= max_pages {
+            next = headers.get("link").and_then(next_link);
+            if pages >= max_pages && next.is_some() {
+                listing.truncated = true;
                 break;
             }
-            next = headers.get("link").and_then(next_link);
         }
-        Ok(items)
+        Ok(listing)
     }
 
     /// POST JSON. Resent only when GitHub said it did not process it (rate limited).
@@ -196,7 +256,15 @@ impl GitHub {
         if status == StatusCode::NOT_MODIFIED {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             return match cache.get(path) {
-                Some(cached) => Ok((cached.body.clone(), headers)),
+                Some(cached) => {
+                    let mut headers = headers;
+                    if let Some(link) = &cached.link
+                        && !headers.contains_key("link")
+                    {
+                        headers.insert("link", link.clone());
+                    }
+                    Ok((cached.body.clone(), headers))
+                }
                 None => Err(GitHubError::Decode {
                     path: path.to_string(),
                     reason: "304 Not Modified for a request sent without If-None-Match".into(),
@@ -212,6 +280,7 @@ impl GitHub {
                 Cached {
                     etag: etag.to_string(),
                     body: body.clone(),
+                    link: headers.get("link").cloned(),
                 },
             );
         }

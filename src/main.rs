@@ -1,6 +1,7 @@
 //! `shipgate`: parse, set up logging, run the command, exit with its code.
 
 mod actions;
+mod artifacts;
 mod cli;
 mod commands;
 mod error;
@@ -13,6 +14,7 @@ mod postgres;
 mod process;
 mod secret;
 mod settings;
+mod smoke;
 mod state;
 mod util;
 mod version;

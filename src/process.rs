@@ -54,12 +54,12 @@ pub(crate) struct Spec {
     pub(crate) label: String,
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
+    /// Inherited variables the child must not see (e.g. `GITHUB_OUTPUT` for a nested shipgate).
+    pub(crate) env_remove: Vec<String>,
     /// Secret environment values (never logged).
     pub(crate) secret_env: Vec<(String, Secret)>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) timeout: Option<Duration>,
-    /// Variables of shipgate's own environment the child must not inherit.
-    pub(crate) env_remove: Vec<String>,
     /// Kill the child's group when shipgate dies first (see [`Spec::die_with_shipgate`]).
     pub(crate) guard: Option<Guard>,
 }
@@ -82,10 +82,10 @@ impl Spec {
             label: label.into(),
             argv,
             env: Vec::new(),
+            env_remove: Vec::new(),
             secret_env: Vec::new(),
             cwd: None,
             timeout: None,
-            env_remove: Vec::new(),
             guard: None,
         }
     }
@@ -100,6 +100,12 @@ impl Spec {
         self
     }
 
+    /// Removes an inherited variable from the child's environment.
+    pub(crate) fn env_remove(mut self, key: &str) -> Spec {
+        self.env_remove.push(key.to_string());
+        self
+    }
+
     pub(crate) fn secret_env(mut self, key: &str, value: &Secret) -> Spec {
         self.secret_env.push((key.to_string(), value.clone()));
         self
@@ -107,12 +113,6 @@ impl Spec {
 
     pub(crate) fn timeout(mut self, timeout: Option<Duration>) -> Spec {
         self.timeout = timeout;
-        self
-    }
-
-    /// Does not pass `key` from shipgate's environment to the child.
-    pub(crate) fn env_remove(mut self, key: &str) -> Spec {
-        self.env_remove.push(key.to_string());
         self
     }
 

@@ -29,6 +29,11 @@ pub(crate) struct FileConfig {
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
     pub(crate) migrate: Option<crate::commands::migrate::FileConfig>,
+    pub(crate) gate: Option<crate::commands::gate::FileConfig>,
+    pub(crate) smoke: Option<crate::commands::smoke::FileConfig>,
+    pub(crate) record: Option<crate::commands::record::FileConfig>,
+    pub(crate) rollback: Option<crate::commands::rollback::FileConfig>,
+    pub(crate) notify: Option<crate::commands::notify::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -111,6 +116,30 @@ impl Settings {
         flag.or_else(|| input(name)).or_else(|| file.cloned())
     }
 
+    /// A list: the flag's values (repeated flag) > input (one item per line, as multi-line
+    /// inputs are written) > file > empty. Items are trimmed; empty lines are skipped.
+    pub(crate) fn list(
+        &self,
+        name: &str,
+        flag: &[String],
+        file: Option<&Vec<String>>,
+    ) -> Vec<String> {
+        let clean = |items: Vec<String>| {
+            items
+                .into_iter()
+                .map(|item| item.trim().to_string())
+                .filter(|item| !item.is_empty())
+                .collect::<Vec<_>>()
+        };
+        if !flag.is_empty() {
+            return clean(flag.to_vec());
+        }
+        if let Some(raw) = input(name) {
+            return clean(raw.lines().map(str::to_string).collect());
+        }
+        clean(file.cloned().unwrap_or_default())
+    }
+
     /// A boolean switch: `--flag` > input (`true`/`false`, as the toolkit's `getBooleanInput`
     /// reads them) > file > default.
     pub(crate) fn switch(
@@ -143,7 +172,12 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
-    const SECRET_INPUTS: &[&str] = &["github-token", "database-url"];
+    const SECRET_INPUTS: &[&str] = &[
+        "github-token",
+        "database-url",
+        "slack-webhook-url",
+        "webhook-url",
+    ];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
         "GH_TOKEN",
@@ -154,6 +188,8 @@ pub(crate) fn register_known_secrets() {
         "PGPASSWORD",
         "DATABASE_URL",
         "SLACK_WEBHOOK_URL",
+        "SLACK_WEBHOOK",
+        "SHIPGATE_WEBHOOK_URL",
     ];
     for name in SECRET_INPUTS {
         if let Some(value) = input(name) {
@@ -231,6 +267,12 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> Result<FileConfig> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
+    parse_yaml(path, text)
+}
+
+/// Parses any YAML file shipgate reads (the config, smoke suites); errors read
+/// `file:line:column: message`, so a user can jump to the problem.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     serde_yaml_ng::from_str(text).map_err(|e| {
         let message = e.to_string();
         let message = message
@@ -239,15 +281,31 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> Result<FileConfig> {
             .unwrap_or(&message)
             .to_string();
         match e.location() {
-            Some(at) => Error::usage(format!(
-                "{}:{}:{}: {message}",
-                path.display(),
-                at.line(),
-                at.column()
-            )),
+            Some(at) => {
+                let (line, column) = refine_location(text, at.line(), at.column(), &message);
+                Error::usage(format!("{}:{line}:{column}: {message}", path.display()))
+            }
             None => Error::usage(format!("{}: {message}", path.display())),
         }
     })
+}
+
+/// serde reports a value that fails to convert (a bad duration inside a map) at the start of
+/// the enclosing map. When the message quotes the value in backticks, point at the first line
+/// from there on that holds it.
+fn refine_location(text: &str, line: usize, column: usize, message: &str) -> (usize, usize) {
+    let quoted = message
+        .split('`')
+        .nth(1)
+        .filter(|q| q.len() >= 2 && !q.contains('\n'));
+    let Some(quoted) = quoted else {
+        return (line, column);
+    };
+    text.lines()
+        .enumerate()
+        .skip(line.saturating_sub(1))
+        .find_map(|(i, l)| l.find(quoted).map(|c| (i + 1, c + 1)))
+        .unwrap_or((line, column))
 }
 
 #[cfg(test)]

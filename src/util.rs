@@ -92,15 +92,18 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// A duration as people write it: `250ms`, `42s`, `5m`, `1h30m`.
+/// A duration as people write it: `250ms`, `42s`, `5m`, `1h30m`, `7d2h`.
 pub(crate) fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
     if ms < 1000 {
         return format!("{ms}ms");
     }
     let secs = duration.as_secs();
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     let mut out = String::new();
+    if d > 0 {
+        out.push_str(&format!("{d}d"));
+    }
     if h > 0 {
         out.push_str(&format!("{h}h"));
     }
@@ -149,6 +152,10 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(format_duration(Duration::from_secs(61)), "1m1s");
+        assert_eq!(
+            format_duration(Duration::from_secs(7 * 86_400 + 7200)),
+            "7d2h"
+        );
     }
 
     #[test]

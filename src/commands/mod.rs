@@ -1,6 +1,11 @@
 //! One module per subcommand; this one dispatches and reports the outcome the same way for all.
 
+pub(crate) mod gate;
 pub(crate) mod migrate;
+pub(crate) mod notify;
+pub(crate) mod record;
+pub(crate) mod rollback;
+pub(crate) mod smoke;
 pub(crate) mod validate;
 
 use serde_json::json;
@@ -35,6 +40,11 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         match &cli.command {
             Command::Validate(args) => validate::run(args, &settings).await,
             Command::Migrate(args) => migrate::run(args, &settings).await,
+            Command::Gate(args) => gate::run(args, &settings).await,
+            Command::Smoke(args) => smoke::run(args, &settings).await,
+            Command::Record(args) => record::run(args, &settings).await,
+            Command::Rollback(args) => rollback::run(args, &settings).await,
+            Command::Notify(args) => notify::run(args, &settings).await,
         }
     }
     .await;

@@ -370,7 +370,7 @@ fn source_label(source: Source) -> &'static str {
     }
 }
 
-fn check_repository(repo: &str) -> Result<()> {
+pub(crate) fn check_repository(repo: &str) -> Result<()> {
     let valid = repo.split_once('/').is_some_and(|(owner, name)| {
         let part = |s: &str| {
             !s.is_empty()
@@ -392,7 +392,7 @@ fn check_repository(repo: &str) -> Result<()> {
 
 /// `<GITHUB_RUN_ID>-<sha7>` in Actions (the same for every re-run attempt), else
 /// `<unix-seconds>-<sha7>`.
-fn deployment_id(sha: &str) -> String {
+pub(crate) fn deployment_id(sha: &str) -> String {
     let short: String = sha.chars().take(7).collect();
     match settings::env("GITHUB_RUN_ID").filter(|id| id.chars().all(|c| c.is_ascii_digit())) {
         Some(run_id) => format!("{run_id}-{short}"),

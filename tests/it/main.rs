@@ -5,6 +5,12 @@ mod fixtures;
 mod support;
 
 mod fake_github_selftest;
+mod gate;
+mod gate_bench;
 mod migrate;
+mod notify;
+mod record;
+mod rollback;
+mod smoke;
 mod templates;
 mod validate;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::postgres::PgCluster;
+use crate::support::state_files;
 use crate::support::{Shipgate, assert_no_secret, read_tree};
 
 /// One test's world: a fresh database and a working directory with its state dir.
@@ -48,30 +49,14 @@ impl World {
         cmd
     }
 
-    /// What `shipgate backup` leaves for a verified backup (the fields of the state contract).
+    /// What `shipgate backup` leaves for a verified backup (the shared state-contract fixture).
     fn verified_backup(&self, id: &str) {
-        let dir = self.dir.path().join(".shipgate").join(id);
-        std::fs::create_dir_all(&dir).expect("state dir");
-        let backup = json!({
-            "schema_version": 1,
-            "command": "backup",
-            "result": "pass",
-            "timestamp": "2026-01-01T00:00:00Z",
-            "duration_ms": 1200,
-            "backup_id": format!("backup-{id}"),
-            "location": format!("s3://backups/prod/backup-{id}.sql.gz"),
-            "sidecar_location": format!("s3://backups/prod/backup-{id}.sql.gz.json"),
-            "size": 1234,
-            "sha256": "00".repeat(32),
-            "compression": "gzip",
-            "format": "plain",
-            "verified": true,
-            "reused": false,
-            "database": self.db,
-            "server_version": "15",
-            "client_version": "15",
-        });
-        std::fs::write(dir.join("backup.json"), backup.to_string()).expect("backup.json");
+        state_files::write(
+            &self.dir.path().join(".shipgate"),
+            id,
+            "backup.json",
+            &state_files::backup(id, 5),
+        );
     }
 
     fn state(&self, id: &str, name: &str) -> PathBuf {

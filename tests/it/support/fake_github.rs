@@ -13,7 +13,9 @@
 //!   arm in `State::route_repo` and a handler section below);
 //! * handlers grouped by resource: repository, git refs and tags, commits and compare,
 //!   deployments and deployment statuses;
-//! * JSON renderers and small helpers (pagination, time, hashing).
+//! * JSON renderers and small helpers (pagination, time, hashing);
+//! * [`checks`] (child module): check runs and suites, commit status listings, branch
+//!   protection, rulesets, Actions jobs, and the timeline that changes them while a test runs.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::IntoFuture;
@@ -26,6 +28,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+pub mod checks;
 
 const DOCS_URL: &str = "https://docs.github.com/rest";
 const RATE_LIMIT: u64 = 5000;
@@ -317,11 +321,15 @@ impl FakeGitHub {
     pub fn commit_status(&self, sha: &str, context: &str, state_: &str) -> &Self {
         let mut state = self.state();
         let at = state.clock.tick();
+        let id = state.checks.next_id();
         state.current_repo().commit_statuses.push(CommitStatus {
             sha: sha.to_owned(),
             context: context.to_owned(),
             state: state_.to_owned(),
             at,
+            id,
+            target_url: None,
+            description: None,
         });
         self
     }
@@ -694,6 +702,8 @@ struct State {
     latency: Duration,
     injections: Vec<Injection>,
     requests: Vec<Recorded>,
+    /// Ids, the check-suite cap and the scheduled changes (see [`checks`]).
+    checks: checks::Global,
 }
 
 struct Clock(i64);
@@ -763,6 +773,8 @@ struct Repo {
     commit_statuses: Vec<CommitStatus>,
     /// Ascending id (= creation order).
     deployments: Vec<Deployment>,
+    /// Check runs and suites, protection, rulesets, Actions jobs (see [`checks`]).
+    checks: checks::RepoChecks,
 }
 
 struct Commit {
@@ -789,6 +801,9 @@ struct CommitStatus {
     context: String,
     state: String,
     at: i64,
+    id: u64,
+    target_url: Option<String>,
+    description: Option<String>,
 }
 
 struct Deployment {
@@ -839,6 +854,7 @@ impl State {
             latency: Duration::ZERO,
             injections: Vec::new(),
             requests: Vec::new(),
+            checks: checks::Global::default(),
         }
     }
 
@@ -860,6 +876,7 @@ impl State {
     /// rate-limit accounting and default headers → recording.
     fn respond(&mut self, token: &str, req: &Req) -> Reply {
         self.rate.roll();
+        self.fire_due_changes();
         let mut injected = false;
         let mut reply = if !req.authorized(token) {
             Reply::error(401, "Bad credentials")
@@ -968,6 +985,11 @@ impl State {
     /// Routes `/repos/{owner}/{repo}/…`; `rest` is what follows the repository.
     fn route_repo(&mut self, key: &RepoKey, req: &Req, rest: &[&str]) -> Reply {
         let repo = &self.repos[key];
+        if req.method == "GET"
+            && let Some(reply) = checks::route(&self.checks, repo, req, rest)
+        {
+            return reply;
+        }
         match (req.method.as_str(), rest) {
             // repository
             ("GET", []) => Reply::ok(&repo_json(repo)),
@@ -1025,6 +1047,7 @@ impl Repo {
             tag_objects: BTreeMap::new(),
             commit_statuses: Vec::new(),
             deployments: Vec::new(),
+            checks: checks::RepoChecks::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod fake_github;
 pub mod git_repo;
+pub mod http_server;
 pub mod postgres;
 pub mod s3;
 pub mod watchdog;
@@ -11,3 +12,6 @@ pub mod watchdog;
 pub use cli::{Shipgate, assert_no_secret, read_tree};
 pub use fake_github::FakeGitHub;
 pub use git_repo::GitRepo;
+pub mod fake_artifacts;
+pub mod state_files;
+pub mod stub_http;

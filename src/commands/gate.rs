@@ -1,0 +1,1169 @@
+//! `shipgate gate` (seed 004 §2 "Pre-Deployment Validation", seed 002's promotion gate): waits
+//! for the commit's check runs **and** commit statuses, then requires them to pass.
+//!
+//! * Which checks: `--require` names/globs, or what `--required-from BRANCH` requires (branch
+//!   protection ∪ rulesets), or every check on the commit; `--ignore` leaves some out, and the
+//!   workflow run executing shipgate is recognised and left out ([`own_run`]).
+//! * Each check is the latest attempt of its name ([`checks`]); the verdict ([`verdict`]) fails
+//!   fast on a failed check, calls a required check that never appears "missing" after
+//!   `--discovery-timeout`, and reports a commit without checks instead of passing it.
+//! * `--require-environment` adds the promotion gate ([`promotion`]).
+//! * Polling is polite: jittered `--interval`, conditional requests (an unchanged poll is
+//!   answered `304` and costs nothing against the rate limit), the adapter's `retry-after` /
+//!   `x-ratelimit-*` handling and 5xx backoff, and a slower pace when the rate limit runs low.
+
+mod checks;
+mod own_run;
+mod promotion;
+mod required;
+mod verdict;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Outcome, set_outputs};
+use crate::actions::{self, Level, Table};
+use crate::error::{Error, Kind, Result};
+use crate::github::{GitHub, Stats};
+use crate::settings::{self, Settings};
+use crate::state::StateDir;
+use crate::util::{format_duration, parse_duration};
+
+use checks::Ignored;
+use own_run::OwnRun;
+use promotion::Promotion;
+use verdict::{Allowed, Entry, Evaluation, Mode, Origin, Pattern, Requirement, Standing};
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_DISCOVERY: Duration = Duration::from_secs(2 * 60);
+/// Polls that may fail in a row (each after the adapter's own retries) before the gate gives up.
+const MAX_FAILED_POLLS: u32 = 3;
+/// Below this many requests left in the rate-limit window, the gate polls four times slower.
+const LOW_RATE_LIMIT: u64 = 100;
+/// A progress line at least this often, even when nothing changed.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+/// The runner shows at most 10 error annotations per step.
+const MAX_CHECK_ANNOTATIONS: usize = 9;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Commit to gate, a full 40-character SHA (input `sha`) [default: the commit `validate`
+    /// resolved for this deployment, else GITHUB_SHA]
+    #[arg(long, value_name = "SHA")]
+    pub(crate) sha: Option<String>,
+    /// A check that must pass: a name, or a glob such as `test (*)`; repeat for more (input
+    /// `require`, one per line) [default: every check on the commit]
+    #[arg(long = "require", value_name = "NAME")]
+    pub(crate) require: Vec<String>,
+    /// Require what this branch requires to merge: the required status checks of its branch
+    /// protection and of the rulesets targeting it (input `required-from`)
+    #[arg(long, value_name = "BRANCH")]
+    pub(crate) required_from: Option<String>,
+    /// Leave out checks with this name or glob; repeat for more (input `ignore`, one per line)
+    #[arg(long = "ignore", value_name = "NAME")]
+    pub(crate) ignore: Vec<String>,
+    /// Conclusions that pass besides `success`: `neutral`, `skipped`, both, or `none` (input
+    /// `allowed-conclusions`) [default: neutral,skipped, as GitHub treats required checks]
+    #[arg(long, value_name = "LIST")]
+    pub(crate) allowed_conclusions: Option<String>,
+    /// Time between polls, jittered by ±20% (input `interval`) [default: 15s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) interval: Option<String>,
+    /// Stop waiting after this long and exit 4, listing what is pending (input `timeout`)
+    /// [default: 30m]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) timeout: Option<String>,
+    /// How long a required check may take to appear before it counts as missing; with no
+    /// required list, how long to wait for checks to show up (input `discovery-timeout`)
+    /// [default: 2m]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) discovery_timeout: Option<String>,
+    /// Promotion gate: pass only if the commit was deployed successfully to this environment
+    /// and that is its latest outcome there (input `require-environment`)
+    #[arg(long, value_name = "ENVIRONMENT")]
+    pub(crate) require_environment: Option<String>,
+    /// With `--require-environment`: and it has run there at least this long, e.g. `7d` (input
+    /// `soak`)
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) soak: Option<String>,
+    /// Pass when the commit has no checks at all and none is required (input `allow-no-checks`)
+    #[arg(long)]
+    pub(crate) allow_no_checks: bool,
+}
+
+/// The `gate:` section of `shipgate.yml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
+    require: Option<Vec<String>>,
+    required_from: Option<String>,
+    ignore: Option<Vec<String>>,
+    allowed_conclusions: Option<Vec<String>>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    discovery_timeout: Option<String>,
+    require_environment: Option<String>,
+    soak: Option<String>,
+    allow_no_checks: Option<bool>,
+}
+
+/// Resolved options.
+#[derive(Debug)]
+struct Options {
+    listed: Vec<Pattern>,
+    required_from: Option<String>,
+    ignore: Vec<Pattern>,
+    allowed: Allowed,
+    interval: Duration,
+    timeout: Duration,
+    discovery: Duration,
+    require_environment: Option<String>,
+    soak: Option<Duration>,
+    allow_no_checks: bool,
+}
+
+impl Options {
+    fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
+        let default = FileConfig::default();
+        let file = settings.file.gate.as_ref().unwrap_or(&default);
+        let patterns = |name: &str, flag: &[String], file: Option<&Vec<String>>| {
+            settings
+                .list(name, flag, file)
+                .iter()
+                .map(|text| {
+                    if text.chars().any(char::is_control) || text.len() > 255 {
+                        Err(Error::usage(format!(
+                            "{name} pattern {} is not a check name: use up to 255 printable characters",
+                            actions::quote(text)
+                        )))
+                    } else {
+                        Ok(Pattern::new(text))
+                    }
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let listed = patterns("require", &args.require, file.require.as_ref())?;
+        let ignore = patterns("ignore", &args.ignore, file.ignore.as_ref())?;
+        let required_from = settings.text(
+            "required-from",
+            args.required_from.clone(),
+            file.required_from.as_ref(),
+        );
+        if let Some(branch) = &required_from
+            && (branch.starts_with('-')
+                || branch.contains("..")
+                || branch.chars().any(|c| c.is_control() || c == ' '))
+        {
+            return Err(Error::usage(format!(
+                "`--required-from` {} is not a branch name; pass the branch whose required checks apply, e.g. `main`",
+                actions::quote(branch)
+            )));
+        }
+        let allowed = allowed_conclusions(
+            args.allowed_conclusions.as_deref(),
+            file.allowed_conclusions.as_ref(),
+        )?;
+        let interval = duration("interval", args.interval.as_ref(), file.interval.as_ref())?
+            .unwrap_or(DEFAULT_INTERVAL);
+        if interval.is_zero() {
+            return Err(Error::usage(
+                "`--interval` must be longer than zero; use a value such as `15s`",
+            ));
+        }
+        let timeout = duration("timeout", args.timeout.as_ref(), file.timeout.as_ref())?
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let discovery = duration(
+            "discovery-timeout",
+            args.discovery_timeout.as_ref(),
+            file.discovery_timeout.as_ref(),
+        )?
+        .unwrap_or(DEFAULT_DISCOVERY)
+        .min(timeout);
+        let require_environment = settings.text(
+            "require-environment",
+            args.require_environment.clone(),
+            file.require_environment.as_ref(),
+        );
+        if let Some(env) = &require_environment
+            && (env.len() > 255 || env.chars().any(char::is_control))
+        {
+            return Err(Error::usage(format!(
+                "environment {} is not an environment name (`--require-environment`)",
+                actions::quote(env)
+            )));
+        }
+        let soak = duration("soak", args.soak.as_ref(), file.soak.as_ref())?;
+        if soak.is_some() && require_environment.is_none() {
+            return Err(Error::usage(
+                "`--soak` needs `--require-environment`: name the environment the commit must have soaked in, e.g. `--require-environment staging --soak 7d`",
+            ));
+        }
+        Ok(Options {
+            listed,
+            required_from,
+            ignore,
+            allowed,
+            interval,
+            timeout,
+            discovery,
+            require_environment,
+            soak,
+            allow_no_checks: settings.switch(
+                "allow-no-checks",
+                args.allow_no_checks,
+                file.allow_no_checks,
+                false,
+            )?,
+        })
+    }
+}
+
+/// Flag > input > file for a duration, with an error that names where the bad value came from.
+fn duration(name: &str, flag: Option<&String>, file: Option<&String>) -> Result<Option<Duration>> {
+    let (raw, from) = if let Some(value) = flag {
+        (value.clone(), format!("`--{name}`"))
+    } else if let Some(value) = settings::input(name) {
+        (value, format!("input `{name}`"))
+    } else if let Some(value) = file {
+        (value.clone(), format!("`gate.{name}` in the config file"))
+    } else {
+        return Ok(None);
+    };
+    parse_duration(&raw)
+        .map(Some)
+        .map_err(|e| Error::usage(format!("{from} has the value `{raw}`: {e}")))
+}
+
+fn allowed_conclusions(flag: Option<&str>, file: Option<&Vec<String>>) -> Result<Allowed> {
+    let items: Vec<String> = match (
+        flag.map(str::to_string),
+        settings::input("allowed-conclusions"),
+    ) {
+        (Some(raw), _) | (None, Some(raw)) => raw
+            .split([',', '\n'])
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        (None, None) => match file {
+            Some(list) => list.clone(),
+            None => {
+                return Ok(Allowed {
+                    neutral: true,
+                    skipped: true,
+                });
+            }
+        },
+    };
+    let mut allowed = Allowed {
+        neutral: false,
+        skipped: false,
+    };
+    for item in &items {
+        match item.as_str() {
+            "success" | "none" => {}
+            "neutral" => allowed.neutral = true,
+            "skipped" => allowed.skipped = true,
+            other => {
+                return Err(Error::usage(format!(
+                    "{} cannot be an allowed conclusion (`allowed-conclusions`); use `neutral`, `skipped`, both, or `none`",
+                    actions::quote(other)
+                )));
+            }
+        }
+    }
+    Ok(allowed)
+}
+
+/// What the gate decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Pass,
+    /// Nothing to judge and nothing required, accepted by `allow-no-checks`.
+    PassNoChecks,
+    Failed,
+    Missing,
+    NoChecks,
+    PromotionRefused,
+    Timeout,
+}
+
+impl Decision {
+    fn result(self) -> &'static str {
+        match self {
+            Decision::Pass | Decision::PassNoChecks => "pass",
+            Decision::Timeout => "timeout",
+            _ => "fail",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Decision::Pass | Decision::PassNoChecks => crate::exit::SUCCESS,
+            Decision::Timeout => crate::exit::TIMEOUT,
+            _ => crate::exit::GATE_FAILED,
+        }
+    }
+}
+
+/// One row of the report.
+#[derive(Debug, Serialize)]
+struct CheckRow {
+    name: String,
+    source: verdict::Source,
+    app: Option<String>,
+    status: String,
+    conclusion: Option<String>,
+    /// `passed`, `failed`, `pending`, or `not_required`.
+    result: &'static str,
+    required: bool,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+    duration_seconds: Option<u64>,
+    url: Option<String>,
+    attempts: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct RequiredInfo {
+    /// `listed`, `branch`, `listed+branch`, or `all` (every check present).
+    mode: &'static str,
+    branch: Option<String>,
+    checks: Vec<Requirement>,
+}
+
+#[derive(Debug, Serialize)]
+struct Requests {
+    sent: u64,
+    not_modified: u64,
+    charged: u64,
+    rate_limit_remaining: Option<u64>,
+}
+
+/// `gate.json`, and the `--format json` object.
+#[derive(Debug, Serialize)]
+struct GateResult<'a> {
+    schema_version: u32,
+    command: &'static str,
+    result: &'static str,
+    reason: String,
+    timestamp: String,
+    deployment_id: String,
+    environment: String,
+    repository: String,
+    sha: String,
+    sha_source: &'static str,
+    required: RequiredInfo,
+    allowed_conclusions: Vec<&'static str>,
+    checks: Vec<CheckRow>,
+    failed: Vec<String>,
+    pending: Vec<String>,
+    missing: Vec<String>,
+    ignored: Vec<Ignored>,
+    own_run: &'a OwnRun,
+    promotion: Option<Promotion>,
+    polls: u32,
+    waited_seconds: u64,
+    requests: Requests,
+}
+
+pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
+    let options = Options::resolve(args, settings)?;
+    let Some(token) = settings::secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"]) else {
+        return Err(Error::usage(
+            "`shipgate gate` reads checks from the GitHub API and needs a token: set the `github-token` input, or GITHUB_TOKEN / GH_TOKEN",
+        ));
+    };
+    let Some(repo) = settings.repository.clone() else {
+        return Err(Error::usage(
+            "no repository to read checks from: pass `--repository owner/name` or set GITHUB_REPOSITORY",
+        ));
+    };
+    super::validate::check_repository(&repo)?;
+    let api =
+        settings::env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".to_string());
+    let github = GitHub::new(&api, &token, &repo)?;
+    let (state, sha, sha_source) = locate(args, settings)?;
+    let start = Instant::now();
+    tracing::info!(
+        "gating commit `{sha}` of `{repo}` (from {sha_source}); timeout {}",
+        format_duration(options.timeout)
+    );
+
+    let mut report = Report {
+        settings,
+        options: &options,
+        repo: &repo,
+        sha: &sha,
+        sha_source,
+        state: &state,
+        promotion: None,
+        mode: Mode::All,
+        required_mode: "all",
+        entries: Vec::new(),
+        eval: Evaluation::default(),
+        ignored: Vec::new(),
+        own: OwnRun::default(),
+        polls: 0,
+        start,
+    };
+
+    if let Some(environment) = &options.require_environment {
+        let _group = actions::group(&format!("Promotion gate: `{environment}`"));
+        let promotion = promotion::check(&github, &sha, environment, options.soak).await?;
+        tracing::info!("promotion: {}", promotion.reason);
+        let passed = promotion.passed;
+        report.promotion = Some(promotion);
+        if !passed {
+            return report.finish(&github, Decision::PromotionRefused);
+        }
+    }
+
+    let (mode, required_mode) = {
+        let _group = actions::group("Required checks");
+        requirements(&github, &options).await?
+    };
+    report.mode = mode;
+    report.required_mode = required_mode;
+    report.own = OwnRun::discover(&github).await;
+    tracing::info!("this job: {}", report.own.method);
+    for pattern in &options.listed {
+        if let Some(name) = report.own.job_names.iter().find(|n| pattern.matches(n)) {
+            actions::annotate(
+                Level::Warning,
+                Some("shipgate gate"),
+                &format!(
+                    "`require` names {}, the job running shipgate: a job cannot wait for itself, so it will count as missing; remove it from `require`",
+                    actions::quote(name)
+                ),
+            );
+        }
+    }
+
+    let decision = report.wait(&github).await?;
+    report.finish(&github, decision)
+}
+
+/// The state directory and the commit: `--sha` > input `sha` > the commit `validate` resolved
+/// for this deployment > GITHUB_SHA.
+fn locate(args: &Args, settings: &Settings) -> Result<(StateDir, String, &'static str)> {
+    let existing = match StateDir::open(settings) {
+        Ok(state) => Some(state),
+        Err(_) if settings.deployment_id.is_none() => None,
+        Err(e) => return Err(e),
+    };
+    let validated = match &existing {
+        Some(state) => state
+            .read_json::<serde_json::Value>("validate.json")?
+            .and_then(|v| v.get("sha").and_then(|s| s.as_str()).map(str::to_string)),
+        None => None,
+    };
+    let (sha, source) = if let Some(sha) = &args.sha {
+        (sha.clone(), "`--sha`")
+    } else if let Some(sha) = settings::input("sha") {
+        (sha, "the `sha` input")
+    } else if let Some(sha) = validated {
+        (sha, "`validate.json`")
+    } else if let Some(sha) = settings::env("GITHUB_SHA") {
+        (sha, "GITHUB_SHA")
+    } else {
+        return Err(Error::usage(
+            "no commit to gate: pass `--sha <40-hex commit>`, run `shipgate validate` first, or run in GitHub Actions (GITHUB_SHA)",
+        ));
+    };
+    let sha = sha.trim().to_ascii_lowercase();
+    if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::usage(format!(
+            "{source} is {}, not a full 40-character commit SHA; gate a commit, not a branch or tag, so what passes is what ships",
+            actions::quote(&sha)
+        )));
+    }
+    let state = match existing {
+        Some(state) => state,
+        None => StateDir::create(&settings.state_root, &super::validate::deployment_id(&sha))?,
+    };
+    Ok((state, sha, source))
+}
+
+/// The required set: listed names/globs ∪ what the branch requires; every check when neither.
+async fn requirements(github: &GitHub, options: &Options) -> Result<(Mode, &'static str)> {
+    let mut list: Vec<Requirement> = options
+        .listed
+        .iter()
+        .map(|p| Requirement {
+            pattern: p.clone(),
+            app_id: None,
+            origins: vec![Origin::Listed],
+        })
+        .collect();
+    let mut from_branch = false;
+    if let Some(branch) = &options.required_from {
+        let found = required::required_by_branch(github, branch).await?;
+        if found.is_empty() {
+            actions::annotate(
+                Level::Warning,
+                Some("no required checks"),
+                &format!(
+                    "branch `{branch}` requires no status checks (neither branch protection nor a ruleset); {}",
+                    if list.is_empty() {
+                        "gating on every check of the commit instead"
+                    } else {
+                        "gating on the `require` list alone"
+                    }
+                ),
+            );
+        } else {
+            from_branch = true;
+            tracing::info!(
+                "branch `{branch}` requires {} check(s): {}",
+                found.len(),
+                names(found.iter().map(|r| r.pattern.as_str()))
+            );
+        }
+        for requirement in found {
+            match list
+                .iter_mut()
+                .find(|r| r.pattern == requirement.pattern && r.app_id == requirement.app_id)
+            {
+                Some(existing) => existing.origins.extend(requirement.origins),
+                None => list.push(requirement),
+            }
+        }
+    }
+    list.retain(|requirement| {
+        let ignored = options
+            .ignore
+            .iter()
+            .any(|p| p.matches(requirement.pattern.as_str()));
+        if ignored {
+            tracing::warn!(
+                "required check `{}` is also in `ignore`; ignoring it as asked",
+                requirement.pattern.as_str()
+            );
+        }
+        !ignored
+    });
+    let mode_name = match (options.listed.is_empty(), from_branch) {
+        (_, _) if list.is_empty() => "all",
+        (false, true) => "listed+branch",
+        (true, true) => "branch",
+        (false, false) => "listed",
+        (true, false) => "all",
+    };
+    if list.is_empty() {
+        tracing::info!("no required list: every check on the commit must pass");
+        Ok((Mode::All, mode_name))
+    } else {
+        Ok((Mode::Required(list), mode_name))
+    }
+}
+
+/// Everything the poll loop and the report share.
+struct Report<'a> {
+    settings: &'a Settings,
+    options: &'a Options,
+    repo: &'a str,
+    sha: &'a str,
+    sha_source: &'static str,
+    state: &'a StateDir,
+    promotion: Option<Promotion>,
+    mode: Mode,
+    required_mode: &'static str,
+    entries: Vec<Entry>,
+    eval: Evaluation,
+    ignored: Vec<Ignored>,
+    own: OwnRun,
+    polls: u32,
+    start: Instant,
+}
+
+impl Report<'_> {
+    /// Polls until a decision; errors only when GitHub stays unreachable or refuses us.
+    async fn wait(&mut self, github: &GitHub) -> Result<Decision> {
+        // No `::group::` here: the progress lines stay visible in the live log.
+        tracing::info!(
+            "waiting for the checks of `{}` (every {}, up to {})",
+            short(self.sha),
+            format_duration(self.options.interval),
+            format_duration(self.options.timeout)
+        );
+        let keep: Vec<Pattern> = self.options.listed.clone();
+        let mut reader = checks::Reader::default();
+        let mut failed_polls = 0u32;
+        let mut first_all_done: Option<bool> = None;
+        let mut last_line: Option<(String, Instant)> = None;
+        let mut warned_truncated = false;
+        let mut slowed = false;
+        loop {
+            self.polls += 1;
+            let snapshot = match reader.poll(github, self.sha).await {
+                Ok(snapshot) => {
+                    failed_polls = 0;
+                    snapshot
+                }
+                Err(e)
+                    if e.kind() == Kind::Dependency
+                        && failed_polls < MAX_FAILED_POLLS
+                        && self.start.elapsed() < self.options.timeout =>
+                {
+                    failed_polls += 1;
+                    let pause = self.options.interval * 2u32.pow(failed_polls);
+                    tracing::warn!(
+                        "poll {} failed ({e}); trying again in {} ({failed_polls} of {MAX_FAILED_POLLS})",
+                        self.polls,
+                        format_duration(pause)
+                    );
+                    self.sleep(pause).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if snapshot.truncated && !warned_truncated {
+                warned_truncated = true;
+                tracing::warn!(
+                    "commit `{}` has more checks than shipgate reads; the oldest were left out",
+                    self.sha
+                );
+            }
+            self.own.learn(&snapshot.runs);
+            let (entries, ignored) =
+                checks::entries(&snapshot, &self.own, &keep, &self.options.ignore);
+            self.eval = verdict::evaluate(&entries, &self.mode, &self.options.allowed);
+            self.entries = entries;
+            self.ignored = ignored;
+            let elapsed = self.start.elapsed();
+            let all_done = !self.entries.is_empty() && self.eval.pending.is_empty();
+            let first_all_done = *first_all_done.get_or_insert(all_done);
+            self.progress(&mut last_line, github.stats());
+
+            if let Some(decision) = self.decide(elapsed, first_all_done) {
+                return Ok(decision);
+            }
+            if elapsed >= self.options.timeout {
+                return Ok(Decision::Timeout);
+            }
+            let mut pause = crate::github::jitter(self.options.interval);
+            if github
+                .stats()
+                .rate_limit_remaining
+                .is_some_and(|left| left < LOW_RATE_LIMIT)
+            {
+                pause *= 4;
+                if !slowed {
+                    slowed = true;
+                    tracing::warn!(
+                        "fewer than {LOW_RATE_LIMIT} GitHub API requests left for this token; polling every {} instead",
+                        format_duration(pause)
+                    );
+                }
+            }
+            self.sleep(pause).await;
+        }
+    }
+
+    /// Sleeps `pause`, but never past the timeout.
+    async fn sleep(&self, pause: Duration) {
+        let left = self.options.timeout.saturating_sub(self.start.elapsed());
+        tokio::time::sleep(pause.min(left)).await;
+    }
+
+    fn decide(&self, elapsed: Duration, first_all_done: bool) -> Option<Decision> {
+        let eval = &self.eval;
+        if !eval.failed.is_empty() {
+            return Some(Decision::Failed);
+        }
+        let discovered = elapsed >= self.options.discovery;
+        match &self.mode {
+            Mode::Required(_) => {
+                if eval.missing.is_empty() && eval.pending.is_empty() {
+                    return Some(Decision::Pass);
+                }
+                if !eval.missing.is_empty() && discovered {
+                    return Some(Decision::Missing);
+                }
+                None
+            }
+            Mode::All => {
+                if self.entries.is_empty() {
+                    return match (discovered, self.options.allow_no_checks) {
+                        (false, _) => None,
+                        (true, true) => Some(Decision::PassNoChecks),
+                        (true, false) => Some(Decision::NoChecks),
+                    };
+                }
+                // More checks may still appear while CI is busy: wait out the discovery window
+                // unless everything had already finished when the gate first looked.
+                if eval.pending.is_empty() && (first_all_done || discovered) {
+                    return Some(Decision::Pass);
+                }
+                None
+            }
+        }
+    }
+
+    /// One progress line on stderr when the counts change, and a heartbeat otherwise.
+    fn progress(&self, last: &mut Option<(String, Instant)>, stats: Stats) {
+        let eval = &self.eval;
+        let pending_names = names(eval.pending.iter().map(|i| self.entries[*i].display_name()));
+        let mut line = format!(
+            "{} of {} check(s) passed, {} pending{}, {} failed",
+            eval.passed.len(),
+            eval.counted(),
+            eval.pending.len(),
+            if eval.pending.is_empty() {
+                String::new()
+            } else {
+                format!(" ({pending_names})")
+            },
+            eval.failed.len()
+        );
+        if !eval.missing.is_empty() {
+            line.push_str(&format!(
+                ", {} not reported yet ({})",
+                eval.missing.len(),
+                names(eval.missing.iter())
+            ));
+        }
+        let now = Instant::now();
+        let changed = last
+            .as_ref()
+            .is_none_or(|(previous, at)| *previous != line || now.duration_since(*at) >= HEARTBEAT);
+        if changed {
+            tracing::info!(
+                "{line}; {} of {} elapsed; {} API request(s), {} charged",
+                format_duration(self.start.elapsed()),
+                format_duration(self.options.timeout),
+                stats.sent,
+                stats.charged()
+            );
+            *last = Some((line, now));
+        }
+    }
+
+    /// Writes `gate.json`, the outputs, the summary and the annotations, and returns the outcome.
+    fn finish(&self, github: &GitHub, decision: Decision) -> Result<Outcome> {
+        let eval = &self.eval;
+        let display = |indexes: &[usize]| -> Vec<String> {
+            indexes
+                .iter()
+                .map(|i| self.entries[*i].display_name())
+                .collect()
+        };
+        let failed = display(&eval.failed);
+        let pending = display(&eval.pending);
+        let missing = match decision {
+            Decision::Missing | Decision::Timeout => eval.missing.clone(),
+            _ => Vec::new(),
+        };
+        let reason = self.reason(decision, &failed, &pending, &missing);
+        let stats = github.stats();
+        let now = jiff::Timestamp::now();
+        let rows: Vec<CheckRow> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let required = !eval.not_required.contains(&i);
+                let result = if !required {
+                    "not_required"
+                } else {
+                    match entry.standing(&self.options.allowed) {
+                        Standing::Passed => "passed",
+                        Standing::Failed => "failed",
+                        Standing::Pending => "pending",
+                    }
+                };
+                CheckRow {
+                    name: entry.name.clone(),
+                    source: entry.source,
+                    app: entry.app.as_ref().map(|(_, slug)| slug.clone()),
+                    status: entry.status.clone(),
+                    conclusion: entry.conclusion.clone(),
+                    result,
+                    required,
+                    started_at: entry.started_at.map(|t| t.to_string()),
+                    completed_at: entry.completed_at.map(|t| t.to_string()),
+                    duration_seconds: entry.started_at.map(|start| {
+                        entry
+                            .completed_at
+                            .unwrap_or(now)
+                            .duration_since(start)
+                            .as_secs()
+                            .max(0) as u64
+                    }),
+                    url: entry.url.clone(),
+                    attempts: entry.attempts,
+                }
+            })
+            .collect();
+        let mut allowed_conclusions = vec!["success"];
+        if self.options.allowed.neutral {
+            allowed_conclusions.push("neutral");
+        }
+        if self.options.allowed.skipped {
+            allowed_conclusions.push("skipped");
+        }
+        let result = GateResult {
+            schema_version: 1,
+            command: "gate",
+            result: decision.result(),
+            reason: reason.clone(),
+            timestamp: crate::util::now_rfc3339(),
+            deployment_id: self.state.id().to_string(),
+            environment: self.settings.environment.clone(),
+            repository: self.repo.to_string(),
+            sha: self.sha.to_string(),
+            sha_source: self.sha_source,
+            required: RequiredInfo {
+                mode: self.required_mode,
+                branch: self.options.required_from.clone(),
+                checks: match &self.mode {
+                    Mode::Required(list) => list.clone(),
+                    Mode::All => Vec::new(),
+                },
+            },
+            allowed_conclusions,
+            checks: rows,
+            failed: failed.clone(),
+            pending: pending.clone(),
+            missing: missing.clone(),
+            ignored: self.ignored.clone(),
+            own_run: &self.own,
+            promotion: self.promotion.clone(),
+            polls: self.polls,
+            waited_seconds: self.start.elapsed().as_secs(),
+            requests: Requests {
+                sent: stats.sent,
+                not_modified: stats.not_modified,
+                charged: stats.charged(),
+                rate_limit_remaining: stats.rate_limit_remaining,
+            },
+        };
+        let path = self.state.write_json("gate.json", &result)?;
+        let list = |items: &[String]| serde_json::to_string(items).unwrap_or_else(|_| "[]".into());
+        set_outputs(&[
+            ("result", decision.result().to_string()),
+            ("failed", list(&failed)),
+            ("pending", list(&pending)),
+            ("missing", list(&missing)),
+        ])?;
+        self.annotate(decision, &reason);
+        actions::append_summary(&self.summary(&result))?;
+        match decision {
+            Decision::Pass | Decision::PassNoChecks => tracing::info!("{reason}"),
+            _ => {}
+        }
+        tracing::info!(
+            "GitHub API: {} request(s), {} charged against the rate limit ({} answered 304 Not Modified); state in `{}`",
+            stats.sent,
+            stats.charged(),
+            stats.not_modified,
+            path.display()
+        );
+        Ok(Outcome {
+            json: serde_json::to_value(&result).unwrap_or_else(|_| json!({})),
+            code: decision.code(),
+        })
+    }
+
+    fn reason(
+        &self,
+        decision: Decision,
+        failed: &[String],
+        pending: &[String],
+        missing: &[String],
+    ) -> String {
+        let sha = short(self.sha);
+        let waited = format_duration(self.start.elapsed());
+        match decision {
+            Decision::Pass => format!(
+                "{} check(s) passed on commit `{sha}`{}",
+                self.eval.passed.len(),
+                match &self.mode {
+                    Mode::All => " (every check on the commit)".to_string(),
+                    Mode::Required(list) => format!(" ({} required)", list.len()),
+                }
+            ),
+            Decision::PassNoChecks => format!(
+                "commit `{sha}` has no checks and none is required; passing as `allow-no-checks` says"
+            ),
+            Decision::Failed => {
+                let links: Vec<String> = self
+                    .eval
+                    .failed
+                    .iter()
+                    .map(|i| describe_failure(&self.entries[*i], None))
+                    .collect();
+                format!(
+                    "{} check(s) failed on commit `{sha}`: {}; fix or re-run {}, then run the gate again",
+                    failed.len(),
+                    links.join("; "),
+                    if failed.len() == 1 { "it" } else { "them" }
+                )
+            }
+            Decision::Missing => format!(
+                "required check(s) {} never appeared on commit `{sha}` within {} (`discovery-timeout`); make sure the workflows that report them run for this commit, or correct `require` / `required-from`",
+                names(missing.iter()),
+                format_duration(self.options.discovery)
+            ),
+            Decision::NoChecks => {
+                let ignored = if self.ignored.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({} left out: {})",
+                        self.ignored.len(),
+                        names(self.ignored.iter().map(|i| &i.name))
+                    )
+                };
+                format!(
+                    "commit `{sha}` has no checks to judge after {waited}{ignored}; a commit nothing has tested is not a pass. Run CI on it, name the checks with `require`, or set `allow-no-checks: true` if that is intended"
+                )
+            }
+            Decision::PromotionRefused => self
+                .promotion
+                .as_ref()
+                .map(|p| p.reason.clone())
+                .unwrap_or_default(),
+            Decision::Timeout => {
+                let mut text = format!(
+                    "timed out after {waited} (`timeout` {}) waiting for commit `{sha}`",
+                    format_duration(self.options.timeout)
+                );
+                if !pending.is_empty() {
+                    let detail: Vec<String> = self
+                        .eval
+                        .pending
+                        .iter()
+                        .map(|i| {
+                            let e = &self.entries[*i];
+                            format!(
+                                "{} ({})",
+                                actions::quote(&e.display_name()),
+                                actions::quote(&e.status).trim_matches('`')
+                            )
+                        })
+                        .collect();
+                    text.push_str(&format!("; pending: {}", detail.join(", ")));
+                }
+                if !missing.is_empty() {
+                    text.push_str(&format!("; never reported: {}", names(missing.iter())));
+                }
+                text.push_str("; raise `timeout` or find out why they are slow");
+                text
+            }
+        }
+    }
+
+    fn annotate(&self, decision: Decision, reason: &str) {
+        match decision {
+            Decision::Pass | Decision::PassNoChecks => {}
+            Decision::Failed => {
+                for i in self.eval.failed.iter().take(MAX_CHECK_ANNOTATIONS) {
+                    let entry = &self.entries[*i];
+                    actions::annotate(
+                        Level::Error,
+                        Some(&format!("check failed: {}", entry.display_name())),
+                        &describe_failure(entry, Some(short(self.sha))),
+                    );
+                }
+                actions::annotate(Level::Error, Some("shipgate gate"), reason);
+            }
+            _ => actions::annotate(Level::Error, Some("shipgate gate"), reason),
+        }
+    }
+
+    fn summary(&self, result: &GateResult<'_>) -> String {
+        let sha = short(self.sha);
+        let heading = match result.result {
+            "pass" => format!("### ✅ Checks passed for `{sha}`"),
+            "timeout" => format!("### ⏱️ Gate timed out waiting for `{sha}`"),
+            _ => format!("### ❌ Gate refused `{sha}`"),
+        };
+        let mut out = format!("{heading}\n\n{}\n\n", result.reason);
+        let required = match (&self.mode, &self.options.required_from) {
+            (Mode::All, _) => "every check on the commit".to_string(),
+            (Mode::Required(list), Some(branch)) if self.required_mode != "listed" => format!(
+                "{} check(s): what `{branch}` requires (branch protection and rulesets){}",
+                list.len(),
+                if self.options.listed.is_empty() {
+                    ""
+                } else {
+                    " plus the `require` list"
+                }
+            ),
+            (Mode::Required(list), _) => format!("{} check(s) from the `require` list", list.len()),
+        };
+        if self.polls > 0 {
+            out.push_str(&format!("- **Required:** {required}\n"));
+        }
+        if let Some(promotion) = &self.promotion {
+            out.push_str(&format!(
+                "- **Promotion from `{}`:** {} {}\n",
+                promotion.environment,
+                if promotion.passed { "✅" } else { "❌" },
+                promotion.reason
+            ));
+        }
+        if !self.ignored.is_empty() {
+            let parts: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|i| format!("{} ({})", code(&i.name), i.reason))
+                .collect();
+            out.push_str(&format!("- **Left out:** {}\n", parts.join(", ")));
+        }
+        if !result.missing.is_empty() {
+            out.push_str(&format!(
+                "- **Never reported:** {}\n",
+                result
+                    .missing
+                    .iter()
+                    .map(|m| code(m))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !result.checks.is_empty() {
+            let mut table = Table::new(&["Check", "Source", "Result", "Duration", "Link"]);
+            for row in &result.checks {
+                let icon = match row.result {
+                    "passed" => "✅",
+                    "failed" => "❌",
+                    "pending" => "⏳",
+                    _ => "➖",
+                };
+                let word = row.conclusion.as_deref().unwrap_or(&row.status);
+                let result_cell = if row.required {
+                    format!("{icon} {word}")
+                } else {
+                    format!("{icon} {word} (not required)")
+                };
+                let source = match (&row.source, &row.app) {
+                    (verdict::Source::CheckRun, Some(app)) => format!("check run ({app})"),
+                    (source, _) => source.label().to_string(),
+                };
+                let duration = row
+                    .duration_seconds
+                    .map(|s| {
+                        let text = format_duration(Duration::from_secs(s));
+                        if row.completed_at.is_some() {
+                            text
+                        } else {
+                            format!("{text} so far")
+                        }
+                    })
+                    .unwrap_or_default();
+                let link = row
+                    .url
+                    .as_deref()
+                    .and_then(markdown_link)
+                    .unwrap_or_default();
+                let name = if row.attempts > 1 && row.source == verdict::Source::CheckRun {
+                    format!("{} (attempt {})", code(&row.name), row.attempts)
+                } else {
+                    code(&row.name)
+                };
+                table.row(&[name, source, result_cell, duration, link]);
+            }
+            out.push('\n');
+            out.push_str(&table.render());
+        }
+        out.push_str(&format!(
+            "\nWaited {} ({} poll(s)); GitHub API: {} request(s), {} charged against the rate limit, {} answered `304 Not Modified`.\n",
+            format_duration(self.start.elapsed()),
+            result.polls,
+            result.requests.sent,
+            result.requests.charged,
+            result.requests.not_modified
+        ));
+        out
+    }
+}
+
+/// "`lint` (check run) concluded `failure` [on commit abc1234]: <link>", every untrusted part
+/// quoted so it stays on one line.
+fn describe_failure(entry: &Entry, commit: Option<&str>) -> String {
+    format!(
+        "{} ({}) concluded {}{}{}",
+        actions::quote(&entry.display_name()),
+        entry.source.label(),
+        actions::quote(entry.result_word()),
+        commit
+            .map(|c| format!(" on commit {c}"))
+            .unwrap_or_default(),
+        entry
+            .url
+            .as_deref()
+            .map(|u| format!(": {}", actions::quote(u).trim_matches('`')))
+            .unwrap_or_default()
+    )
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// `` `a`, `b`, `c` `` (the first eight, then "and N more").
+fn names<I, S>(items: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let all: Vec<String> = items
+        .into_iter()
+        .map(|s| actions::quote(s.as_ref()))
+        .collect();
+    if all.len() > 8 {
+        format!("{}, and {} more", all[..8].join(", "), all.len() - 8)
+    } else {
+        all.join(", ")
+    }
+}
+
+/// Untrusted text as a Markdown code span that cannot be broken out of.
+fn code(text: &str) -> String {
+    format!("`{}`", text.replace('`', "'"))
+}
+
+/// `[details](url)` for http(s) links only, with the characters that end a link escaped.
+fn markdown_link(url: &str) -> Option<String> {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return None;
+    }
+    let safe = url
+        .replace(' ', "%20")
+        .replace('(', "%28")
+        .replace(')', "%29")
+        .replace('<', "%3C")
+        .replace('>', "%3E");
+    Some(format!("[details]({safe})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_http_only_and_escaped() {
+        assert_eq!(markdown_link("javascript:alert(1)"), None);
+        assert_eq!(
+            markdown_link("https://ci.example/x (1)").as_deref(),
+            Some("[details](https://ci.example/x%20%281%29)")
+        );
+    }
+
+    #[test]
+    fn allowed_conclusions_name_the_bad_value() {
+        let err = allowed_conclusions(Some("neutral,failure"), None).expect_err("failure");
+        assert!(
+            err.message()
+                .contains("`failure` cannot be an allowed conclusion")
+        );
+        let none = allowed_conclusions(Some("none"), None).expect("none");
+        assert!(!none.neutral && !none.skipped);
+    }
+}

@@ -1,0 +1,1722 @@
+//! `shipgate record` (seed 004 §8–10): assembles the deployment record from whatever the other
+//! commands left in the state dir, writes the rollback instructions (and, when the deployment did
+//! not succeed, the failure report), uploads them and the other commands' logs as workflow
+//! artifacts, and optionally mirrors the deployment as a GitHub Deployment with statuses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Outcome, set_outputs};
+use crate::actions::{self, Table};
+use crate::artifacts::{self, Artifact, Publication};
+use crate::error::{Error, Result};
+use crate::github::{GitHub, GitHubError};
+use crate::settings::{self, Settings};
+use crate::state::StateDir;
+
+/// The record's own schema version (`schema/deployment-record.schema.json`).
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// The pipeline stages, in order, and the state file each leaves.
+pub(crate) const STAGES: [&str; 6] = ["validate", "gate", "backup", "migrate", "rollout", "smoke"];
+/// The seed's rollback window.
+const DEFAULT_WINDOW_MINUTES: u64 = 60;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// How the deployment ended: `success`, `failure`, `cancelled` or `rolled_back` (input
+    /// `status`; e.g. `${{ needs.smoke.result }}`) [default: derived from the state files]
+    #[arg(long, value_name = "STATUS")]
+    pub(crate) status: Option<String>,
+    /// The stage that failed, when the workflow knows better than the state files (input
+    /// `failed-stage`), e.g. `build-and-push`
+    #[arg(long, value_name = "STAGE")]
+    pub(crate) failed_stage: Option<String>,
+    /// Services deployed, comma-separated (input `services`, one per line or comma-separated)
+    #[arg(long, value_name = "LIST")]
+    pub(crate) services: Option<String>,
+    /// Who triggered the deployment (input `triggered-by`) [default: GITHUB_TRIGGERING_ACTOR,
+    /// then GITHUB_ACTOR]
+    #[arg(long, value_name = "LOGIN")]
+    pub(crate) triggered_by: Option<String>,
+    /// Release version, when `validate` did not run (input `version`)
+    #[arg(long = "version", value_name = "VERSION")]
+    pub(crate) version: Option<String>,
+    /// Minutes after completion during which `shipgate rollback` runs without `--force` (input
+    /// `rollback-window-minutes`, env ROLLBACK_WINDOW_MINUTES) [default: 60]
+    #[arg(long, value_name = "MINUTES")]
+    pub(crate) rollback_window_minutes: Option<u64>,
+    /// Artifact retention in days, capped by the repository's setting (input `retention-days`)
+    /// [default: 365]
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) retention_days: Option<u32>,
+    /// Fail (exit 3) when an artifact cannot be uploaded, instead of warning (input
+    /// `artifacts-required`)
+    #[arg(long)]
+    pub(crate) artifacts_required: bool,
+    /// Create a GitHub Deployment for the commit with statuses (input `github-deployment`)
+    #[arg(long)]
+    pub(crate) github_deployment: bool,
+    /// URL of the deployed environment, for the GitHub deployment and messages (input
+    /// `environment-url`)
+    #[arg(long, value_name = "URL")]
+    pub(crate) environment_url: Option<String>,
+    /// Commit-status contexts GitHub must see green before it creates the deployment: `gate`
+    /// (the gate's required list), `none`, or a comma-separated list (input `required-contexts`)
+    /// [default: gate]
+    #[arg(long, value_name = "LIST")]
+    pub(crate) required_contexts: Option<String>,
+    /// Who to call, printed in the rollback instructions (input `on-call`)
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) on_call: Option<String>,
+}
+
+/// The `record:` section of `shipgate.yml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
+    services: Option<Vec<String>>,
+    rollback_window_minutes: Option<u64>,
+    retention_days: Option<u32>,
+    artifacts_required: Option<bool>,
+    github_deployment: Option<bool>,
+    environment_url: Option<String>,
+    required_contexts: Option<String>,
+    on_call: Option<String>,
+}
+
+/// `database_backup`: seed fields plus what makes the backup checkable.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Backup {
+    pub(crate) backup_id: String,
+    pub(crate) location: String,
+    pub(crate) timestamp: String,
+    #[serde(default)]
+    pub(crate) sha256: Option<String>,
+    #[serde(default)]
+    pub(crate) size: Option<u64>,
+    #[serde(default)]
+    pub(crate) verified: Option<bool>,
+    #[serde(default)]
+    pub(crate) format: Option<String>,
+    #[serde(default)]
+    pub(crate) compression: Option<String>,
+    #[serde(default)]
+    pub(crate) sidecar_location: Option<String>,
+}
+
+/// One entry of `rollout_stages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RolloutStage {
+    stage: String,
+    traffic_percentage: f64,
+    duration_minutes: f64,
+    /// `healthy`, `unhealthy` or `not_run`.
+    status: String,
+    #[serde(default)]
+    planned_duration_minutes: Option<f64>,
+    #[serde(default)]
+    samples: Option<u64>,
+    #[serde(default)]
+    success_rate: Option<f64>,
+    #[serde(default)]
+    p95_ms: Option<f64>,
+}
+
+/// One row of `pipeline`: what each stage did, or that it did not run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StageResult {
+    pub(crate) stage: String,
+    /// `pass`, `fail`, `rolled_back`, `rollback_failed` or `not_run`.
+    pub(crate) result: String,
+    #[serde(default)]
+    pub(crate) timestamp: Option<String>,
+    #[serde(default)]
+    pub(crate) duration_ms: Option<u64>,
+}
+
+/// `failure`: seed 004 §10.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Failure {
+    pub(crate) stage: String,
+    pub(crate) error: String,
+    pub(crate) backup_available: bool,
+    pub(crate) action_required: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RunInfo {
+    pub(crate) id: String,
+    pub(crate) attempt: Option<String>,
+    pub(crate) url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GitHubDeployment {
+    pub(crate) id: u64,
+    pub(crate) environment: String,
+    pub(crate) required_contexts: Vec<String>,
+    pub(crate) required_contexts_reason: String,
+}
+
+/// The deployment record: seed 004 §8 field for field, then richer sections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) schema_version: u32,
+    pub(crate) timestamp: String,
+    pub(crate) deployment_id: String,
+    pub(crate) version: String,
+    pub(crate) environment: String,
+    /// `success`, `failure` or `rolled_back`.
+    pub(crate) status: String,
+    pub(crate) git_sha: Option<String>,
+    pub(crate) git_ref: Option<String>,
+    pub(crate) triggered_by: String,
+    pub(crate) services_deployed: Vec<String>,
+    pub(crate) database_backup: Option<Backup>,
+    pub(crate) migrations_applied: Option<u64>,
+    pub(crate) rollout_stages: Vec<RolloutStage>,
+    pub(crate) health_checks: BTreeMap<String, String>,
+    pub(crate) rollback_available: bool,
+    pub(crate) rollback_window_minutes: u64,
+    pub(crate) rollback_deadline: String,
+
+    pub(crate) repository: Option<String>,
+    pub(crate) tag: Option<String>,
+    pub(crate) previous_version: Option<String>,
+    pub(crate) environment_url: Option<String>,
+    pub(crate) run: Option<RunInfo>,
+    /// When the deployment completed (smoke, else rollout, else this record): the window's start.
+    pub(crate) completed_at: String,
+    pub(crate) pipeline: Vec<StageResult>,
+    /// Stages with no state file: they did not run (or ran elsewhere without sharing state).
+    pub(crate) not_run: Vec<String>,
+    pub(crate) failure: Option<Failure>,
+    pub(crate) gate: Option<Value>,
+    pub(crate) migrations: Option<Value>,
+    pub(crate) rollout: Option<Value>,
+    pub(crate) smoke: Option<Value>,
+    pub(crate) timings: Timings,
+    pub(crate) github_deployment: Option<GitHubDeployment>,
+    /// Set by `shipgate rollback`.
+    #[serde(default)]
+    pub(crate) rollback: Option<Value>,
+    pub(crate) generator: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Timings {
+    /// Sum of the stages' own durations.
+    pub(crate) total_ms: u64,
+    /// `duration_ms` of each stage that ran.
+    pub(crate) stages: BTreeMap<String, u64>,
+}
+
+/// The record file of deployment `id`.
+pub(crate) fn record_file(id: &str) -> String {
+    format!("deployment-record-{id}.json")
+}
+
+pub(crate) fn instructions_file(id: &str) -> String {
+    format!("rollback-instructions-{id}.md")
+}
+
+pub(crate) fn failure_file(id: &str) -> String {
+    format!("deployment-failure-report-{id}.md")
+}
+
+/// `record.json`, and the `--format json` object.
+#[derive(Debug, Serialize)]
+struct RecordResult {
+    schema_version: u32,
+    command: &'static str,
+    result: &'static str,
+    timestamp: String,
+    duration_ms: u64,
+    deployment_id: String,
+    status: String,
+    record: String,
+    rollback_instructions: String,
+    failure_report: Option<String>,
+    rollback_deadline: String,
+    not_run: Vec<String>,
+    artifacts: Publication,
+    github_deployment: Option<Value>,
+    warnings: Vec<String>,
+}
+
+/// Resolved options.
+struct Options {
+    status: Option<String>,
+    failed_stage: Option<String>,
+    services: Vec<String>,
+    triggered_by: String,
+    version: Option<String>,
+    window_minutes: u64,
+    retention_days: u32,
+    artifacts_required: bool,
+    github_deployment: bool,
+    environment_url: Option<String>,
+    required_contexts: String,
+    on_call: Option<String>,
+}
+
+impl Options {
+    fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
+        let default = FileConfig::default();
+        let file = settings.file.record.as_ref().unwrap_or(&default);
+        let status = settings.text("status", args.status.clone(), None);
+        if let Some(status) = &status
+            && normalize_status(status).is_none()
+        {
+            return Err(Error::usage(format!(
+                "status {} is not one of `success`, `failure`, `cancelled`, `rolled_back`",
+                actions::quote(status)
+            )));
+        }
+        let failed_stage = settings.text("failed-stage", args.failed_stage.clone(), None);
+        if let Some(stage) = &failed_stage {
+            settings::check_name("failed stage", stage)?;
+        }
+        let services = match settings.text("services", args.services.clone(), None) {
+            Some(list) => split_list(&list),
+            None => file.services.clone().unwrap_or_default(),
+        };
+        for service in &services {
+            settings::check_name("service", service)?;
+        }
+        let triggered_by = settings
+            .text("triggered-by", args.triggered_by.clone(), None)
+            .or_else(|| settings::env("GITHUB_TRIGGERING_ACTOR"))
+            .or_else(|| settings::env("GITHUB_ACTOR"))
+            .or_else(|| settings::env("USER"))
+            .unwrap_or_else(|| "unknown".to_string());
+        let window_minutes = match settings.value(
+            "rollback-window-minutes",
+            args.rollback_window_minutes,
+            file.rollback_window_minutes,
+        )? {
+            Some(minutes) => minutes,
+            None => match settings::env("ROLLBACK_WINDOW_MINUTES") {
+                Some(raw) => raw.parse().map_err(|_| {
+                    Error::usage(format!(
+                        "ROLLBACK_WINDOW_MINUTES is `{}`, not a whole number of minutes",
+                        actions::one_line(&raw)
+                    ))
+                })?,
+                None => DEFAULT_WINDOW_MINUTES,
+            },
+        };
+        let retention_days = settings
+            .value("retention-days", args.retention_days, file.retention_days)?
+            .unwrap_or(artifacts::DEFAULT_RETENTION_DAYS);
+        if retention_days == 0 {
+            return Err(Error::usage(
+                "`retention-days` is 0; use 1 or more days (the repository setting caps it)",
+            ));
+        }
+        let environment_url = settings.text(
+            "environment-url",
+            args.environment_url.clone(),
+            file.environment_url.as_ref(),
+        );
+        if let Some(url) = &environment_url {
+            check_http_url("environment-url", url)?;
+        }
+        Ok(Options {
+            status,
+            failed_stage,
+            services,
+            triggered_by: actions::one_line(&triggered_by),
+            version: settings.text("version", args.version.clone(), None),
+            window_minutes,
+            retention_days,
+            artifacts_required: settings.switch(
+                "artifacts-required",
+                args.artifacts_required,
+                file.artifacts_required,
+                false,
+            )?,
+            github_deployment: settings.switch(
+                "github-deployment",
+                args.github_deployment,
+                file.github_deployment,
+                false,
+            )?,
+            environment_url,
+            required_contexts: settings
+                .text(
+                    "required-contexts",
+                    args.required_contexts.clone(),
+                    file.required_contexts.as_ref(),
+                )
+                .unwrap_or_else(|| "gate".to_string()),
+            on_call: settings
+                .text("on-call", args.on_call.clone(), file.on_call.as_ref())
+                .map(|text| actions::one_line(&text)),
+        })
+    }
+}
+
+pub(crate) fn check_http_url(input: &str, raw: &str) -> Result<()> {
+    match url::Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(Error::usage(format!(
+            "`{input}` is {}, not an http(s) URL",
+            actions::quote(&crate::secret::redact_url(raw))
+        ))),
+    }
+}
+
+/// Items of a comma- or newline-separated list, trimmed, empties dropped.
+pub(crate) fn split_list(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `success`/`failure`/`rolled_back` from what a workflow passes (`cancelled` is a failure).
+pub(crate) fn normalize_status(status: &str) -> Option<&'static str> {
+    match status.trim().to_ascii_lowercase().as_str() {
+        "success" | "succeeded" | "pass" => Some("success"),
+        "failure" | "failed" | "fail" | "cancelled" | "canceled" => Some("failure"),
+        "rolled_back" | "rolled-back" => Some("rolled_back"),
+        _ => None,
+    }
+}
+
+/// What the state dir holds: each stage's file, read tolerantly.
+pub(crate) struct StateFiles {
+    pub(crate) files: BTreeMap<&'static str, Value>,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl StateFiles {
+    pub(crate) fn read(state: &StateDir) -> StateFiles {
+        let mut files = BTreeMap::new();
+        let mut warnings = Vec::new();
+        for stage in STAGES {
+            match state.read_json::<Value>(&format!("{stage}.json")) {
+                Ok(Some(value)) if value.is_object() => {
+                    files.insert(stage, value);
+                }
+                Ok(Some(_)) => warnings.push(format!(
+                    "`{stage}.json` is not a JSON object; treating `{stage}` as not run"
+                )),
+                Ok(None) => {}
+                Err(e) => warnings.push(format!("{e}; treating `{stage}` as not run")),
+            }
+        }
+        StateFiles { files, warnings }
+    }
+
+    pub(crate) fn get(&self, stage: &str) -> Option<&Value> {
+        self.files.get(stage)
+    }
+
+    fn text(&self, stage: &str, pointer: &str) -> Option<String> {
+        self.get(stage)?
+            .pointer(pointer)
+            .and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .filter(|s| !s.is_empty())
+    }
+
+    fn result(&self, stage: &str) -> Option<String> {
+        self.text(stage, "/result")
+    }
+}
+
+fn failed(result: &str) -> bool {
+    matches!(
+        result,
+        "fail" | "failed" | "rolled_back" | "rollback_failed"
+    )
+}
+
+pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
+    let started = Instant::now();
+    let options = Options::resolve(args, settings)?;
+    let state = StateDir::open(settings)?;
+    let id = state.id().to_string();
+    let files = StateFiles::read(&state);
+    let mut warnings = files.warnings.clone();
+    for warning in &warnings {
+        actions::annotate(actions::Level::Warning, Some("shipgate record"), warning);
+    }
+
+    let mut record = assemble(&id, settings, &options, &files);
+    tracing::info!(
+        "deployment `{id}` of {} to `{}`: {}{}",
+        actions::quote(&record.version),
+        record.environment,
+        record.status,
+        if record.not_run.is_empty() {
+            String::new()
+        } else {
+            format!(" (did not run: {})", record.not_run.join(", "))
+        }
+    );
+
+    // The GitHub deployment first, so the record carries its id (rollback marks it).
+    let mut github_error = None;
+    let mut github_summary = None;
+    let github = if options.github_deployment {
+        match github_client(settings) {
+            Ok(github) => Some(github),
+            Err(e) => {
+                github_error = Some(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(github) = &github {
+        let _group = actions::group("GitHub deployment");
+        match create_deployment(github, &record, &options, &files).await {
+            Ok(created) => {
+                github_summary = Some(json!({ "id": created.id, "created": true }));
+                record.github_deployment = Some(created);
+            }
+            Err(e) => github_error = Some(e),
+        }
+    }
+
+    let record_path = state.write_json(&record_file(&id), &record)?;
+    let instructions_path = state.path(&instructions_file(&id));
+    crate::util::write_atomic(
+        &instructions_path,
+        crate::secret::redact(&rollback_instructions(&record, options.on_call.as_deref()))
+            .as_bytes(),
+    )
+    .map_err(|e| {
+        Error::usage(format!(
+            "cannot write `{}`: {e}",
+            instructions_path.display()
+        ))
+    })?;
+    let failure_path = match &record.failure {
+        Some(_) => {
+            let path = state.path(&failure_file(&id));
+            crate::util::write_atomic(
+                &path,
+                crate::secret::redact(&failure_report(&record)).as_bytes(),
+            )
+            .map_err(|e| Error::usage(format!("cannot write `{}`: {e}", path.display())))?;
+            Some(path)
+        }
+        None => None,
+    };
+
+    let list = artifact_list(
+        &state,
+        &files,
+        &record_path,
+        &instructions_path,
+        failure_path.as_deref(),
+    );
+    let publication = {
+        let _group = actions::group("Artifacts");
+        artifacts::publish(&state.path("artifacts"), &list, options.retention_days).await
+    };
+    report_publication(&publication, options.artifacts_required, &mut warnings);
+
+    // The final GitHub status, once the audit trail is safe.
+    if let (Some(github), Some(deployment)) = (&github, &record.github_deployment) {
+        let state_name = if record.status == "success" {
+            "success"
+        } else {
+            "failure"
+        };
+        let description = match &record.failure {
+            Some(failure) => format!("{} failed at {}", record.version, failure.stage),
+            None => format!(
+                "{} deployed; rollback window until {}",
+                record.version, record.rollback_deadline
+            ),
+        };
+        if let Err(e) = post_status(
+            github,
+            deployment.id,
+            state_name,
+            &description,
+            options.environment_url.as_deref(),
+        )
+        .await
+        {
+            github_error = Some(e);
+        } else if let Some(summary) = github_summary.as_mut() {
+            summary["state"] = json!(state_name);
+        }
+    }
+
+    let result = RecordResult {
+        schema_version: 1,
+        command: "record",
+        result: "pass",
+        timestamp: crate::util::now_rfc3339(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        deployment_id: id.clone(),
+        status: record.status.clone(),
+        record: record_path.display().to_string(),
+        rollback_instructions: instructions_path.display().to_string(),
+        failure_report: failure_path.as_ref().map(|p| p.display().to_string()),
+        rollback_deadline: record.rollback_deadline.clone(),
+        not_run: record.not_run.clone(),
+        artifacts: publication.clone(),
+        github_deployment: github_summary.clone(),
+        warnings: warnings.clone(),
+    };
+    let upload_failed = options.artifacts_required && !publication.failures().is_empty();
+    let failed = upload_failed || github_error.is_some();
+    let mut result = result;
+    if failed {
+        result.result = "fail";
+    }
+    state.write_json("record.json", &result)?;
+    let uploaded: Vec<&str> = publication
+        .artifacts
+        .iter()
+        .filter(|a| matches!(a.state, "uploaded" | "exists"))
+        .map(|a| a.name.as_str())
+        .collect();
+    set_outputs(&[
+        ("result", result.result.to_string()),
+        ("status", record.status.clone()),
+        ("record-path", record_path.display().to_string()),
+        ("rollback-deadline", record.rollback_deadline.clone()),
+        ("artifacts", uploaded.join(",")),
+        ("artifacts-dir", publication.dir.clone()),
+        (
+            "github-deployment-id",
+            record
+                .github_deployment
+                .as_ref()
+                .map(|d| d.id.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "failed-stage",
+            record
+                .failure
+                .as_ref()
+                .map(|f| f.stage.clone())
+                .unwrap_or_default(),
+        ),
+    ])?;
+    actions::append_summary(&summary(&record, &publication))?;
+
+    if let Some(error) = github_error {
+        return Err(error.context(format!(
+            "the record of `{id}` is written (`{}`) but the GitHub deployment could not be recorded",
+            record_path.display()
+        )));
+    }
+    if upload_failed {
+        let names: Vec<String> = publication
+            .failures()
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect();
+        return Err(Error::dependency(format!(
+            "{} could not be uploaded and `artifacts-required` is set; the files are in `{}`",
+            names.join(", "),
+            publication.dir
+        )));
+    }
+    let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+    Ok(Outcome::success(json))
+}
+
+fn report_publication(publication: &Publication, required: bool, warnings: &mut Vec<String>) {
+    if !publication.service {
+        let message = format!(
+            "the Actions artifact service is not available here (no ACTIONS_RESULTS_URL / ACTIONS_RUNTIME_TOKEN: a local run, GHES, or a `run:` step); the artifacts are in `{}`, one directory per artifact: upload each with `actions/upload-artifact` (`path: {}/<name>/`)",
+            publication.dir, publication.dir
+        );
+        actions::annotate(actions::Level::Notice, Some("shipgate record"), &message);
+        warnings.push(message);
+        return;
+    }
+    for failure in publication.failures() {
+        let message = format!(
+            "artifact `{}` was not uploaded: {}; its files are in `{}` for `actions/upload-artifact`",
+            failure.name,
+            failure.error.as_deref().unwrap_or("unknown error"),
+            failure.dir
+        );
+        let level = if required {
+            actions::Level::Error
+        } else {
+            actions::Level::Warning
+        };
+        actions::annotate(level, Some("shipgate record"), &message);
+        warnings.push(message);
+    }
+}
+
+/// Builds the record from the state files and the options.
+fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles) -> Record {
+    let now = crate::util::now_rfc3339();
+    let tag = files.text("validate", "/tag");
+    let version = options
+        .version
+        .clone()
+        .or_else(|| tag.clone())
+        .or_else(|| files.text("validate", "/version"))
+        .or_else(|| files.text("rollout", "/version"))
+        .unwrap_or_else(|| "unknown".to_string());
+    let git_sha = files
+        .text("validate", "/sha")
+        .or_else(|| settings::env("GITHUB_SHA"));
+    let git_ref =
+        settings::env("GITHUB_REF").or_else(|| tag.as_ref().map(|t| format!("refs/tags/{t}")));
+    let environment = settings.environment.clone();
+    if let Some(validated) = files.text("validate", "/environment")
+        && validated != environment
+    {
+        actions::annotate(
+            actions::Level::Warning,
+            Some("shipgate record"),
+            &format!(
+                "`validate` ran for environment `{}` but this step records `{environment}`; pass the same `environment` input to every step",
+                actions::one_line(&validated)
+            ),
+        );
+    }
+
+    let pipeline: Vec<StageResult> = STAGES
+        .iter()
+        .map(|stage| StageResult {
+            stage: stage.to_string(),
+            result: files.result(stage).unwrap_or_else(|| {
+                if files.get(stage).is_some() {
+                    "unknown".into()
+                } else {
+                    "not_run".into()
+                }
+            }),
+            timestamp: files.text(stage, "/timestamp"),
+            duration_ms: files
+                .get(stage)
+                .and_then(|v| v.get("duration_ms"))
+                .and_then(Value::as_u64),
+        })
+        .collect();
+    let not_run: Vec<String> = pipeline
+        .iter()
+        .filter(|s| s.result == "not_run")
+        .map(|s| s.stage.clone())
+        .collect();
+
+    let derived = if files.result("rollout").as_deref() == Some("rolled_back") {
+        "rolled_back"
+    } else if pipeline.iter().any(|s| failed(&s.result)) {
+        "failure"
+    } else {
+        "success"
+    };
+    let status = options
+        .status
+        .as_deref()
+        .and_then(normalize_status)
+        .unwrap_or(derived)
+        .to_string();
+
+    let database_backup = files
+        .get("backup")
+        .filter(|b| b.get("result").and_then(Value::as_str) != Some("fail"))
+        .and_then(|b| {
+            let text = |key: &str| b.get(key).and_then(Value::as_str).map(str::to_string);
+            Some(Backup {
+                backup_id: text("backup_id")?,
+                location: crate::secret::redact_url(&text("location")?),
+                timestamp: text("timestamp").unwrap_or_default(),
+                sha256: text("sha256"),
+                size: b.get("size").and_then(Value::as_u64),
+                verified: b.get("verified").and_then(Value::as_bool),
+                format: text("format"),
+                compression: text("compression"),
+                sidecar_location: text("sidecar_location").map(|l| crate::secret::redact_url(&l)),
+            })
+        });
+
+    let rollout_stages = files
+        .get("rollout")
+        .and_then(|r| r.get("stages"))
+        .and_then(Value::as_array)
+        .map(|stages| stages.iter().filter_map(rollout_stage).collect())
+        .unwrap_or_default();
+
+    let mut health_checks = BTreeMap::new();
+    match files.get("smoke") {
+        Some(smoke) => {
+            for test in smoke
+                .get("tests")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(name) = test.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                let status = match test.get("status").and_then(Value::as_str) {
+                    Some("passed" | "pass") => "healthy",
+                    Some("failed" | "fail") => "unhealthy",
+                    Some(other) => other,
+                    None => "unknown",
+                };
+                health_checks.insert(snake(name), actions::one_line(status));
+            }
+            let passed = files.result("smoke").as_deref() == Some("pass");
+            health_checks.insert(
+                "smoke_tests".into(),
+                if passed { "passed" } else { "failed" }.into(),
+            );
+        }
+        None => {
+            health_checks.insert("smoke_tests".into(), "not_run".into());
+        }
+    }
+
+    let completed_at = files
+        .text("smoke", "/timestamp")
+        .or_else(|| files.text("rollout", "/timestamp"))
+        .filter(|t| t.parse::<jiff::Timestamp>().is_ok())
+        .unwrap_or_else(|| now.clone());
+    let rollback_deadline = completed_at
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|t| {
+            t.checked_add(jiff::SignedDuration::from_mins(
+                options.window_minutes as i64,
+            ))
+            .ok()
+        })
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| now.clone());
+
+    let failure = (status != "success").then(|| {
+        failure_info(
+            &pipeline,
+            files,
+            options.failed_stage.as_deref(),
+            database_backup.as_ref(),
+        )
+    });
+
+    let mut stages = BTreeMap::new();
+    for stage in &pipeline {
+        if let Some(ms) = stage.duration_ms {
+            stages.insert(stage.stage.clone(), ms);
+        }
+    }
+    let timings = Timings {
+        total_ms: stages.values().sum(),
+        stages,
+    };
+    let run = settings::env("GITHUB_RUN_ID").map(|run_id| RunInfo {
+        url: log_url(),
+        attempt: settings::env("GITHUB_RUN_ATTEMPT"),
+        id: run_id,
+    });
+    let previous_version = files
+        .text("rollout", "/previous_version")
+        .or_else(|| files.text("validate", "/previous/version"));
+
+    let section = |stage: &str| files.get(stage).cloned();
+    Record {
+        schema_version: SCHEMA_VERSION,
+        timestamp: now,
+        deployment_id: id.to_string(),
+        version,
+        environment,
+        rollback_available: status != "rolled_back",
+        status,
+        git_sha,
+        git_ref,
+        triggered_by: options.triggered_by.clone(),
+        services_deployed: options.services.clone(),
+        database_backup,
+        migrations_applied: files
+            .get("migrate")
+            .and_then(|m| m.get("applied_count"))
+            .and_then(Value::as_u64),
+        rollout_stages,
+        health_checks,
+        rollback_window_minutes: options.window_minutes,
+        rollback_deadline,
+        repository: settings.repository.clone(),
+        tag,
+        previous_version,
+        environment_url: options.environment_url.clone(),
+        run,
+        completed_at,
+        pipeline,
+        not_run,
+        failure,
+        gate: section("gate")
+            .map(|g| pick(&g, &["result", "required", "failed", "pending", "missing"])),
+        migrations: section("migrate").map(|m| {
+            pick(
+                &m,
+                &[
+                    "result",
+                    "tool",
+                    "applied_count",
+                    "applied",
+                    "lock_wait_ms",
+                    "exit_code",
+                ],
+            )
+        }),
+        rollout: section("rollout").map(|r| {
+            pick(
+                &r,
+                &[
+                    "result",
+                    "version",
+                    "previous_version",
+                    "failed_stage",
+                    "reason",
+                    "rollback",
+                ],
+            )
+        }),
+        smoke: section("smoke").map(|s| {
+            let mut picked = pick(&s, &["result", "total", "passed", "failed"]);
+            let tests: Vec<Value> = s
+                .get("tests")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|t| pick(t, &["name", "status", "duration_ms", "time_to_ready_ms"]))
+                .collect();
+            picked["tests"] = json!(tests);
+            picked
+        }),
+        timings,
+        github_deployment: None,
+        rollback: None,
+        generator: concat!("shipgate ", env!("CARGO_PKG_VERSION")).to_string(),
+    }
+}
+
+/// The keys of `value` that exist, in a new object.
+fn pick(value: &Value, keys: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in keys {
+        if let Some(v) = value.get(*key) {
+            out.insert((*key).to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn rollout_stage(stage: &Value) -> Option<RolloutStage> {
+    let name = stage.get("name").and_then(Value::as_str)?;
+    let minutes = |key: &str| {
+        stage
+            .get(key)
+            .and_then(Value::as_f64)
+            .map(|ms| (ms / 600.0).round() / 100.0)
+    };
+    let status = match stage.get("status").and_then(Value::as_str) {
+        Some("passed" | "pass" | "healthy") => "healthy".to_string(),
+        Some("failed" | "fail" | "unhealthy") => "unhealthy".to_string(),
+        Some("not_run") | None => "not_run".to_string(),
+        Some(other) => actions::one_line(other),
+    };
+    Some(RolloutStage {
+        stage: actions::one_line(name),
+        traffic_percentage: stage.get("weight").and_then(Value::as_f64).unwrap_or(0.0),
+        duration_minutes: minutes("elapsed_ms").unwrap_or(0.0),
+        status,
+        planned_duration_minutes: minutes("planned_duration_ms"),
+        samples: stage.get("samples").and_then(Value::as_u64),
+        success_rate: stage.get("success_rate").and_then(Value::as_f64),
+        p95_ms: stage.get("p95_ms").and_then(Value::as_f64),
+    })
+}
+
+/// `API Gateway` → `api_gateway`.
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for ch in name.chars() {
+        if ch.is_ascii_alphanumeric() {
+            out.push(ch.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    let out = out.trim_end_matches('_').to_string();
+    if out.is_empty() { "check".into() } else { out }
+}
+
+/// What failed, why, and what to do (seed 004 §10).
+fn failure_info(
+    pipeline: &[StageResult],
+    files: &StateFiles,
+    told: Option<&str>,
+    backup: Option<&Backup>,
+) -> Failure {
+    let first_failed = pipeline.iter().find(|s| failed(&s.result));
+    let stage = match (told, first_failed) {
+        (Some(stage), _) => stage.to_string(),
+        (None, Some(s)) => s.stage.clone(),
+        (None, None) => {
+            // Nothing recorded a failure: it happened where the state stops.
+            let next = match pipeline.iter().rposition(|s| s.result != "not_run") {
+                Some(last_ran) => last_ran + 1,
+                None => 0,
+            };
+            match pipeline.get(next) {
+                Some(next) => next.stage.clone(),
+                None => "unknown".to_string(),
+            }
+        }
+    };
+    let file = files.get(&stage);
+    let error = file
+        .and_then(|f| {
+            ["/reason", "/error/message", "/error", "/message"]
+                .iter()
+                .find_map(|p| f.pointer(p).and_then(Value::as_str))
+                .map(str::to_string)
+        })
+        .or_else(|| match stage.as_str() {
+            "gate" => file.map(|g| {
+                let list = |key: &str| {
+                    g.get(key)
+                        .and_then(Value::as_array)
+                        .map(|l| {
+                            l.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default()
+                };
+                format!(
+                    "failed checks: [{}]; missing: [{}]; pending: [{}]",
+                    list("failed"),
+                    list("missing"),
+                    list("pending")
+                )
+            }),
+            "smoke" => file.map(|s| {
+                let names: Vec<&str> = s
+                    .get("tests")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t.get("status").and_then(Value::as_str) == Some("failed"))
+                    .filter_map(|t| t.get("name").and_then(Value::as_str))
+                    .collect();
+                format!("failed smoke tests: {}", names.join(", "))
+            }),
+            "migrate" => file
+                .and_then(|m| m.get("exit_code"))
+                .map(|code| format!("the migration command ended with exit code {code}")),
+            _ => None,
+        })
+        .map(|e| actions::one_line(&e))
+        .unwrap_or_else(|| {
+            if file.is_none() {
+                format!("`{stage}` left no state file: it failed before writing it, or did not run; see the workflow logs")
+            } else {
+                "no error message recorded; see the workflow logs".to_string()
+            }
+        });
+    let rollout = files.result("rollout");
+    let backup_text = match backup {
+        Some(b) => format!("the database backup `{}` is available", b.backup_id),
+        None => "no database backup was recorded".to_string(),
+    };
+    let action_required = match (stage.as_str(), rollout.as_deref()) {
+        (_, Some("rollback_failed")) => format!(
+            "ACT NOW: the automatic rollback failed and production may be half rolled out; run the rollback procedure by hand ({backup_text})"
+        ),
+        ("rollout", Some("rolled_back")) => format!(
+            "The rollout was rolled back automatically; confirm production serves the previous version, then investigate `{stage}` before re-deploying ({backup_text})"
+        ),
+        ("validate" | "gate" | "backup", _) => {
+            "Nothing was deployed and the database was not changed; fix the cause and re-run the workflow".to_string()
+        }
+        ("migrate", _) => format!(
+            "Migrations may be partly applied: check the schema; if it is inconsistent, restore the database ({backup_text}) with `shipgate restore`"
+        ),
+        ("smoke", _) => format!(
+            "The new version may be serving traffic: roll back with `shipgate rollback` within the window, or fix forward ({backup_text})"
+        ),
+        _ => format!("Manual investigation needed: check the workflow logs ({backup_text})"),
+    };
+    Failure {
+        stage: actions::one_line(&stage),
+        error,
+        backup_available: backup.is_some(),
+        action_required,
+    }
+}
+
+/// The artifacts of this deployment, named as seed 004 lists them.
+fn artifact_list(
+    state: &StateDir,
+    files: &StateFiles,
+    record: &Path,
+    instructions: &Path,
+    failure: Option<&Path>,
+) -> Vec<Artifact> {
+    let id = state.id();
+    let single = |name: String, path: &Path| Artifact {
+        name,
+        files: vec![(
+            path.to_path_buf(),
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        )],
+    };
+    let mut list = vec![
+        single(format!("deployment-record-{id}"), record),
+        single(format!("rollback-instructions-{id}"), instructions),
+    ];
+    if let Some(path) = failure {
+        list.push(single(format!("deployment-failure-report-{id}"), path));
+    }
+    // Logs: `<stem>-<id>.log` beside the state files (the contract), else the `log_file` the
+    // state file names; smoke also ships its JUnit report.
+    for (stage, stem) in [
+        ("backup", "backup-logs"),
+        ("migrate", "migration-logs"),
+        ("rollout", "rollout-logs"),
+        ("smoke", "smoke-test-logs"),
+        ("build", "build-logs"),
+    ] {
+        let mut paths: Vec<PathBuf> = Vec::new();
+        let conventional = state.path(&format!("{stem}-{id}.log"));
+        if conventional.is_file() {
+            paths.push(conventional);
+        } else if let Some(log) = files.text(stage, "/log_file") {
+            let path = resolve(state, &log);
+            if path.is_file() {
+                paths.push(path);
+            }
+        }
+        if stage == "smoke"
+            && let Some(junit) = files.text("smoke", "/junit")
+        {
+            let path = resolve(state, &junit);
+            if path.is_file() && !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+        if paths.is_empty() {
+            continue;
+        }
+        let mut entries = Vec::new();
+        for path in paths {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !entries.iter().any(|(_, n)| n == &name) {
+                entries.push((path, name));
+            }
+        }
+        list.push(Artifact {
+            name: format!("{stem}-{id}"),
+            files: entries,
+        });
+    }
+    list
+}
+
+/// A path from a state file: absolute, relative to the working directory, or to the state dir.
+fn resolve(state: &StateDir, raw: &str) -> PathBuf {
+    let path = PathBuf::from(raw);
+    if path.is_absolute() || path.exists() {
+        path
+    } else {
+        state.path(raw)
+    }
+}
+
+/// A GitHub client from the `github-token` input and the repository, or a usage error.
+pub(crate) fn github_client(settings: &Settings) -> Result<GitHub> {
+    let token = settings::secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"]).ok_or_else(|| {
+        Error::usage(
+            "a GitHub deployment needs a token: set the `github-token` input (default `${{ github.token }}`, with `deployments: write`) or GITHUB_TOKEN",
+        )
+    })?;
+    let repo = settings.repository.clone().ok_or_else(|| {
+        Error::usage("a GitHub deployment needs the repository: pass `--repository owner/name` or set GITHUB_REPOSITORY")
+    })?;
+    let api =
+        settings::env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".to_string());
+    Ok(GitHub::new(&api, &token, &repo)?)
+}
+
+#[derive(Debug, Deserialize)]
+struct ExistingDeployment {
+    id: u64,
+    #[serde(default)]
+    payload: Value,
+}
+
+/// Finds this deployment's GitHub deployment (a re-run must not create a second one), else
+/// creates it for the exact commit, then marks it `in_progress`.
+async fn create_deployment(
+    github: &GitHub,
+    record: &Record,
+    options: &Options,
+    files: &StateFiles,
+) -> Result<GitHubDeployment> {
+    let sha = record.git_sha.clone().ok_or_else(|| {
+        Error::usage(
+            "a GitHub deployment needs the exact commit: run `shipgate validate` first (it records the SHA) or set GITHUB_SHA",
+        )
+    })?;
+    if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::usage(format!(
+            "`{}` is not a full commit SHA; GitHub deployments are created for exact commits, never branches",
+            actions::one_line(&sha)
+        )));
+    }
+    let (required, reason) = required_contexts(&options.required_contexts, files);
+    let existing: Vec<ExistingDeployment> = github
+        .get(&github.repo_path(&format!(
+            "/deployments?sha={sha}&environment={}&per_page=100",
+            record.environment
+        )))
+        .await
+        .map_err(|e| Error::from(e).context("cannot list the commit's GitHub deployments"))?;
+    let found = existing.iter().find(|d| {
+        let payload = match &d.payload {
+            Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        payload.get("deployment_id").and_then(Value::as_str) == Some(record.deployment_id.as_str())
+    });
+    let id = match found {
+        Some(d) => {
+            tracing::info!(
+                "GitHub deployment {} already exists for `{}`: reusing it",
+                d.id,
+                record.deployment_id
+            );
+            d.id
+        }
+        None => {
+            tracing::info!(
+                "creating a GitHub deployment of {} to `{}` for commit {sha} (required contexts: {reason})",
+                actions::quote(&record.version),
+                record.environment
+            );
+            let body = json!({
+                "ref": sha,
+                "task": "deploy",
+                "auto_merge": false,
+                "required_contexts": required,
+                "environment": record.environment,
+                "production_environment": record.environment == "production",
+                "transient_environment": false,
+                "description": truncate(&format!("shipgate {} ({})", record.version, record.deployment_id), 140),
+                "payload": payload(record),
+            });
+            let created: Value = match github.post(&github.repo_path("/deployments"), &body).await {
+                Ok(created) => created,
+                Err(GitHubError::Status {
+                    status: 409,
+                    message,
+                    ..
+                }) => {
+                    return Err(Error::gate(format!(
+                        "GitHub refused the deployment because required commit statuses are not green ({}): {message}; fix the checks, or set `required-contexts` (`none` to skip GitHub's check, the gate already ran)",
+                        required.join(", ")
+                    )));
+                }
+                Err(e) => {
+                    return Err(Error::from(e).context("cannot create the GitHub deployment"));
+                }
+            };
+            created.get("id").and_then(Value::as_u64).ok_or_else(|| {
+                Error::dependency(format!(
+                    "GitHub answered without creating a deployment ({}); shipgate deploys exact SHAs with `auto_merge: false`, so this is unexpected",
+                    actions::one_line(created.get("message").and_then(Value::as_str).unwrap_or("no message"))
+                ))
+            })?
+        }
+    };
+    post_status(
+        github,
+        id,
+        "in_progress",
+        &format!("recording deployment {}", record.deployment_id),
+        options.environment_url.as_deref(),
+    )
+    .await?;
+    Ok(GitHubDeployment {
+        id,
+        environment: record.environment.clone(),
+        required_contexts: required,
+        required_contexts_reason: reason,
+    })
+}
+
+/// The deployment payload: a summary of the record (what `validate` reads back as `version`).
+fn payload(record: &Record) -> Value {
+    json!({
+        "deployment_id": record.deployment_id,
+        "version": record.version,
+        "status": record.status,
+        "rollback_deadline": record.rollback_deadline,
+        "backup_id": record.database_backup.as_ref().map(|b| b.backup_id.clone()),
+        "migrations_applied": record.migrations_applied,
+        "services": record.services_deployed,
+        "generator": record.generator,
+    })
+}
+
+/// `required_contexts` from the policy: the gate's required commit-status contexts, none, or a
+/// list; with the reason for the summary.
+fn required_contexts(policy: &str, files: &StateFiles) -> (Vec<String>, String) {
+    match policy.trim() {
+        "none" => (
+            Vec::new(),
+            "none (`required-contexts: none`): GitHub does not re-check commit statuses".into(),
+        ),
+        "gate" => {
+            let Some(gate) = files.get("gate") else {
+                return (
+                    Vec::new(),
+                    "none: `gate` did not run, so there is no required list to hand GitHub".into(),
+                );
+            };
+            let required: Vec<String> = gate
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            // GitHub checks `required_contexts` against commit statuses only; keep the names the
+            // gate saw as statuses when it says which kind each check was.
+            let kinds: Vec<(String, String)> = gate
+                .get("checks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    let name = ["name", "context"]
+                        .iter()
+                        .find_map(|k| c.get(*k).and_then(Value::as_str))?;
+                    let kind = ["kind", "type", "source"]
+                        .iter()
+                        .find_map(|k| c.get(*k).and_then(Value::as_str))?;
+                    Some((name.to_string(), kind.to_ascii_lowercase()))
+                })
+                .collect();
+            if kinds.is_empty() {
+                let n = required.len();
+                return (required, format!("the gate's {n} required check(s)"));
+            }
+            let statuses: Vec<String> = required
+                .into_iter()
+                .filter(|name| {
+                    kinds.iter().any(|(n, k)| {
+                        n == name
+                            && matches!(k.as_str(), "status" | "commit_status" | "commit-status")
+                    })
+                })
+                .collect();
+            let n = statuses.len();
+            (
+                statuses,
+                format!(
+                    "the gate's {n} required commit status(es) (check runs are not commit statuses)"
+                ),
+            )
+        }
+        list => {
+            let items = split_list(list);
+            let n = items.len();
+            (items, format!("{n} context(s) from `required-contexts`"))
+        }
+    }
+}
+
+/// Posts a deployment status with the run as `log_url`.
+pub(crate) async fn post_status(
+    github: &GitHub,
+    id: u64,
+    state: &str,
+    description: &str,
+    environment_url: Option<&str>,
+) -> Result<()> {
+    let mut body = json!({
+        "state": state,
+        "description": truncate(description, 140),
+        "auto_inactive": true,
+    });
+    if let Some(url) = log_url() {
+        body["log_url"] = json!(url);
+    }
+    if let Some(url) = environment_url {
+        body["environment_url"] = json!(url);
+    }
+    let _: Value = github
+        .post(
+            &github.repo_path(&format!("/deployments/{id}/statuses")),
+            &body,
+        )
+        .await
+        .map_err(|e| {
+            Error::from(e).context(format!("cannot set GitHub deployment {id} to `{state}`"))
+        })?;
+    tracing::info!("GitHub deployment {id} is `{state}`");
+    Ok(())
+}
+
+/// The run's page: `$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID`.
+pub(crate) fn log_url() -> Option<String> {
+    let server = settings::env("GITHUB_SERVER_URL")?;
+    let repo = settings::env("GITHUB_REPOSITORY")?;
+    let run = settings::env("GITHUB_RUN_ID")?;
+    Some(format!(
+        "{}/{repo}/actions/runs/{run}",
+        server.trim_end_matches('/')
+    ))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Seed 004 §9: what a person on call reads.
+pub(crate) fn rollback_instructions(record: &Record, on_call: Option<&str>) -> String {
+    let id = &record.deployment_id;
+    let mut out = format!("# Rollback instructions: deployment `{id}`\n\n");
+    let mut table = Table::new(&["", ""]);
+    table.row(&["Deployment ID", &format!("`{id}`")]);
+    table.row(&["Version", &format!("`{}`", record.version)]);
+    table.row(&["Environment", &format!("`{}`", record.environment)]);
+    table.row(&["Status", &format!("`{}`", record.status)]);
+    if let Some(sha) = &record.git_sha {
+        table.row(&["Commit", &format!("`{sha}`")]);
+    }
+    if let Some(previous) = &record.previous_version {
+        table.row(&["Previous version", &format!("`{previous}`")]);
+    }
+    table.row(&[
+        "Rollback window",
+        &format!(
+            "{} minutes from completion (`{}`)",
+            record.rollback_window_minutes, record.completed_at
+        ),
+    ]);
+    table.row(&[
+        "Rollback deadline",
+        &format!("**`{}`**", record.rollback_deadline),
+    ]);
+    out.push_str(&table.render());
+    out.push_str("\n## When to roll back\n\n");
+    out.push_str("- Critical service failures not caught by the smoke tests\n");
+    out.push_str("- Data corruption or integrity issues\n");
+    out.push_str("- Performance degradation beyond acceptable thresholds\n");
+    out.push_str("- Security vulnerabilities discovered after the deployment\n");
+    out.push_str("\n## Procedure\n\n");
+    out.push_str("1. **Confirm the rollback is needed** with the team lead.\n");
+    out.push_str(&format!(
+        "2. **Roll back** (runs the rollback hook, verifies health, marks the record and the GitHub deployment):\n\n   ```sh\n   shipgate --deployment-id {id} --environment {} rollback --reason \"<why>\"\n   ```\n\n   From GitHub: run the deployment workflow's rollback job (`workflow_dispatch`) with `deployment-id: {id}`. After `{}` the command refuses; add `--force` (input `force: true`) to roll back anyway.\n",
+        record.environment, record.rollback_deadline
+    ));
+    match &record.database_backup {
+        Some(backup) => {
+            out.push_str(&format!(
+                "3. **Restore the database** only if the data must go back to before this deployment (writes since then are lost). Together with the rollback:\n\n   ```sh\n   shipgate --deployment-id {id} rollback --restore-database --reason \"<why>\"\n   ```\n\n   or on its own:\n\n   ```sh\n   shipgate restore --backup-id {} --yes\n   ```\n\n",
+                backup.backup_id
+            ));
+            out.push_str(&format!(
+                "   Backup `{}` at `{}` (taken `{}`{}{}).\n",
+                backup.backup_id,
+                backup.location,
+                backup.timestamp,
+                backup
+                    .sha256
+                    .as_ref()
+                    .map(|s| format!(", sha256 `{s}`"))
+                    .unwrap_or_default(),
+                backup
+                    .size
+                    .map(|s| format!(", {s} bytes"))
+                    .unwrap_or_default()
+            ));
+            if let Some(manual) = manual_restore(backup) {
+                out.push_str(&format!(
+                    "   By hand, without shipgate (check the SHA-256 first):\n\n   ```sh\n{manual}   ```\n"
+                ));
+            }
+        }
+        None => out.push_str(
+            "3. **Database**: no backup was recorded for this deployment; a database rollback needs the team's own recovery plan (point-in-time recovery).\n",
+        ),
+    }
+    out.push_str("4. **Verify the services**: health checks on the previous version (the rollback command does this when health URLs are configured).\n");
+    out.push_str("5. **Document the incident**: `shipgate rollback` writes an incident stub (`incident-<id>.md`); complete it.\n");
+    out.push_str(&format!(
+        "\n## After the deadline, or to redeploy a known-good version\n\nRun the deployment workflow by `workflow_dispatch` with `version: {}` (the previous version) — `validate` allows the downgrade with `allow-downgrade: true` — or roll back with `--force`.\n",
+        record.previous_version.as_deref().unwrap_or("<previous version>")
+    ));
+    if let Some(on_call) = on_call {
+        out.push_str(&format!("\n## On call\n\n{on_call}\n"));
+    }
+    out
+}
+
+/// The backup restore as plain shell, for the formats the contract names.
+fn manual_restore(backup: &Backup) -> Option<String> {
+    let fetch = if let Some(path) = backup.location.strip_prefix("file://") {
+        format!("cat '{path}'")
+    } else if backup.location.starts_with("s3://") {
+        format!("aws s3 cp '{}' -", backup.location)
+    } else {
+        return None;
+    };
+    let unpack = match backup.compression.as_deref() {
+        Some("gzip") | None if backup.location.ends_with(".gz") => " | gunzip",
+        Some("gzip") => " | gunzip",
+        _ => "",
+    };
+    let apply = match backup.format.as_deref() {
+        Some("custom") | Some("directory") | Some("tar") => {
+            "pg_restore --clean --if-exists --no-owner -d \"$DATABASE_URL\""
+        }
+        _ => "psql --set ON_ERROR_STOP=1 \"$DATABASE_URL\"",
+    };
+    let check = backup
+        .sha256
+        .as_ref()
+        .map(|sha| format!("   {fetch} | sha256sum   # expect {sha}\n"))
+        .unwrap_or_default();
+    Some(format!("{check}   {fetch}{unpack} | {apply}\n"))
+}
+
+/// Seed 004 §10: the failure report.
+pub(crate) fn failure_report(record: &Record) -> String {
+    let Some(failure) = &record.failure else {
+        return String::new();
+    };
+    let mut out = format!(
+        "# Deployment failure report: `{}`\n\n",
+        record.deployment_id
+    );
+    let mut table = Table::new(&["", ""]);
+    table.row(&["Deployment ID", &format!("`{}`", record.deployment_id)]);
+    table.row(&["Version", &format!("`{}`", record.version)]);
+    table.row(&["Environment", &format!("`{}`", record.environment)]);
+    table.row(&["Status", &format!("`{}`", record.status)]);
+    table.row(&["Failed stage", &format!("`{}`", failure.stage)]);
+    table.row(&["Error", &failure.error]);
+    table.row(&[
+        "Backup available",
+        &match &record.database_backup {
+            Some(b) => format!("yes: `{}` at `{}`", b.backup_id, b.location),
+            None => "no".to_string(),
+        },
+    ]);
+    if let Some(url) = record.run.as_ref().and_then(|r| r.url.as_ref()) {
+        table.row(&["Workflow run", url]);
+    }
+    out.push_str(&table.render());
+    out.push_str(&format!(
+        "\n## Action required\n\n{}\n",
+        failure.action_required
+    ));
+    out.push_str("\n## Stages\n\n");
+    let mut stages = Table::new(&["Stage", "Result", "Duration"]);
+    for stage in &record.pipeline {
+        stages.row(&[
+            stage.stage.as_str(),
+            stage.result.as_str(),
+            &stage
+                .duration_ms
+                .map(|ms| crate::util::format_duration(std::time::Duration::from_millis(ms)))
+                .unwrap_or_else(|| "—".into()),
+        ]);
+    }
+    out.push_str(&stages.render());
+    out.push_str(&format!(
+        "\nRollback instructions: artifact `rollback-instructions-{}`.\n",
+        record.deployment_id
+    ));
+    out
+}
+
+fn summary(record: &Record, publication: &Publication) -> String {
+    let icon = match record.status.as_str() {
+        "success" => "✅",
+        "rolled_back" => "↩️",
+        _ => "🚨",
+    };
+    let mut out = format!(
+        "### {icon} Deployment record `{}`: {} of `{}` to `{}`\n\n",
+        record.deployment_id, record.status, record.version, record.environment
+    );
+    let mut table = Table::new(&["Stage", "Result", "Duration"]);
+    for stage in &record.pipeline {
+        table.row(&[
+            stage.stage.as_str(),
+            if stage.result == "not_run" {
+                "did not run"
+            } else {
+                stage.result.as_str()
+            },
+            &stage
+                .duration_ms
+                .map(|ms| crate::util::format_duration(std::time::Duration::from_millis(ms)))
+                .unwrap_or_else(|| "—".into()),
+        ]);
+    }
+    out.push_str(&table.render());
+    if let Some(failure) = &record.failure {
+        out.push_str(&format!(
+            "\n**Failed at `{}`**: {}\n\n**Action required**: {}\n",
+            failure.stage, failure.error, failure.action_required
+        ));
+    }
+    out.push_str(&format!(
+        "\nRollback window: {} minutes, until **`{}`**{}.\n",
+        record.rollback_window_minutes,
+        record.rollback_deadline,
+        match &record.database_backup {
+            Some(b) => format!("; database backup `{}`", b.backup_id),
+            None => String::new(),
+        }
+    ));
+    let mut artifacts = Table::new(&["Artifact", "State", "Size"]);
+    for artifact in &publication.artifacts {
+        artifacts.row(&[
+            format!("`{}`", artifact.name),
+            artifact.state.to_string(),
+            artifact.size.map(|s| format!("{s} B")).unwrap_or_default(),
+        ]);
+    }
+    out.push_str(&format!(
+        "\n{}\nRetention: {} days.{}\n",
+        artifacts.render(),
+        publication.retention_days,
+        if publication.service {
+            String::new()
+        } else {
+            format!(
+                " No artifact service here: the files are in `{}` for `actions/upload-artifact`.",
+                publication.dir
+            )
+        }
+    ));
+    if let Some(deployment) = &record.github_deployment {
+        out.push_str(&format!(
+            "\nGitHub deployment {} (required contexts: {}).\n",
+            deployment.id, deployment.required_contexts_reason
+        ));
+    }
+    out
+}
+
+/// The record of a deployment: `path` when given (a downloaded artifact), else the state dir's.
+pub(crate) fn load(state: &StateDir, path: Option<&Path>) -> Result<(Record, PathBuf)> {
+    let path = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| state.path(&record_file(state.id())));
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::usage(format!(
+            "cannot read the deployment record `{}`: {e}; run `shipgate record` first, or pass `--record <file>` (e.g. the downloaded `deployment-record-<id>` artifact)",
+            path.display()
+        ))
+    })?;
+    let record: Record = serde_json::from_str(&text).map_err(|e| {
+        Error::usage(format!(
+            "`{}` is not a shipgate deployment record: {e}",
+            path.display()
+        ))
+    })?;
+    if record.schema_version > SCHEMA_VERSION {
+        return Err(Error::usage(format!(
+            "`{}` has schema version {}, newer than this shipgate understands ({SCHEMA_VERSION}); use a newer shipgate",
+            path.display(),
+            record.schema_version
+        )));
+    }
+    Ok((record, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_keys() {
+        assert_eq!(snake("API Gateway"), "api_gateway");
+        assert_eq!(snake("auth-service /health"), "auth_service_health");
+        assert_eq!(snake("!!"), "check");
+    }
+
+    #[test]
+    fn statuses_from_workflows() {
+        assert_eq!(normalize_status("success"), Some("success"));
+        assert_eq!(normalize_status("cancelled"), Some("failure"));
+        assert_eq!(normalize_status("rolled-back"), Some("rolled_back"));
+        assert_eq!(normalize_status("skipped"), None);
+    }
+
+    #[test]
+    fn lists_split_on_commas_and_lines() {
+        assert_eq!(split_list("a, b\nc,,"), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn manual_restore_follows_the_format() {
+        let backup = Backup {
+            backup_id: "b1".into(),
+            location: "s3://bk/prod/backup-1.sql.gz".into(),
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            sha256: Some("ab".into()),
+            format: Some("plain".into()),
+            compression: Some("gzip".into()),
+            ..Backup::default()
+        };
+        let text = manual_restore(&backup).expect("command");
+        assert!(
+            text.contains("aws s3 cp 's3://bk/prod/backup-1.sql.gz' - | gunzip | psql"),
+            "{text}"
+        );
+        assert!(text.contains("sha256sum   # expect ab"), "{text}");
+        let custom = Backup {
+            format: Some("custom".into()),
+            compression: None,
+            location: "file:///var/bk/b1.dump".into(),
+            ..backup
+        };
+        let text = manual_restore(&custom).expect("command");
+        assert!(
+            text.contains("cat '/var/bk/b1.dump' | pg_restore"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,941 @@
+//! `shipgate rollback` (seed 004 "Rollback Procedure"): inside the rollback window recorded by
+//! `record`, runs the rollback hook, optionally restores the database from the deployment's backup
+//! (through `shipgate restore`), verifies health, marks the record and the GitHub deployment as
+//! rolled back, and writes an incident stub. After the deadline it refuses unless `--force`.
+//!
+//! The hook here is a command (argv from `shipgate.yml`, or a shell script from the input); the
+//! staged rollout's hooks (`src/hooks.rs`, command or HTTP) are meant to replace it once merged.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::record::{self, Record};
+use super::{Outcome, set_outputs};
+use crate::actions::{self, Table};
+use crate::artifacts::{self, Artifact};
+use crate::error::{Error, Kind, Result};
+use crate::process::{self, LogFile, Spec};
+use crate::settings::{self, Settings};
+use crate::state::StateDir;
+
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_RESTORE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The deployment record (input `record`) [default: the state dir's
+    /// `deployment-record-<id>.json`]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) record: Option<PathBuf>,
+    /// Roll back even after the rollback deadline (input `force`)
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Why, for the record, the GitHub deployment and the incident stub (input `reason`)
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: Option<String>,
+    /// The rollback hook, run with `sh -c` (input `rollback-command`) [default: `rollback.command`
+    /// in shipgate.yml, an argv list]
+    #[arg(long = "command", value_name = "SCRIPT")]
+    pub(crate) command: Option<String>,
+    /// Time limit for the hook (input `rollback-timeout`) [default: 15m]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) timeout: Option<String>,
+    /// Also restore the database from the deployment's backup (input `restore-database`); writes
+    /// made since the backup are lost
+    #[arg(long)]
+    pub(crate) restore_database: bool,
+    /// Restore with this script (`sh -c`, SHIPGATE_BACKUP_* in its environment) instead of
+    /// `shipgate restore --backup-id <id> --yes` (input `restore-command`)
+    #[arg(long, value_name = "SCRIPT")]
+    pub(crate) restore_command: Option<String>,
+    /// Health endpoint to verify after the rollback; repeat for several (input `health-urls`,
+    /// one per line or comma-separated)
+    #[arg(long = "health-url", value_name = "URL")]
+    pub(crate) health_urls: Vec<String>,
+    /// How long health may take to come back (input `health-timeout`) [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) health_timeout: Option<String>,
+}
+
+/// The `rollback:` section of `shipgate.yml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
+    /// The hook: an argv list (no shell) or one string (run with `sh -c`).
+    command: Option<Command>,
+    timeout: Option<String>,
+    restore_command: Option<String>,
+    health_urls: Option<Vec<String>>,
+    health_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Command {
+    Argv(Vec<String>),
+    Script(String),
+}
+
+struct Options {
+    record: Option<PathBuf>,
+    force: bool,
+    reason: String,
+    hook: Option<Spec>,
+    hook_timeout: Duration,
+    restore_database: bool,
+    restore_command: Option<String>,
+    health_urls: Vec<String>,
+    health_timeout: Duration,
+}
+
+fn duration(input: &str, raw: Option<String>, default: Duration) -> Result<Duration> {
+    match raw {
+        Some(text) => {
+            crate::util::parse_duration(&text).map_err(|e| Error::usage(format!("`{input}`: {e}")))
+        }
+        None => Ok(default),
+    }
+}
+
+impl Options {
+    fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
+        let default = FileConfig::default();
+        let file = settings.file.rollback.as_ref().unwrap_or(&default);
+        let hook = match settings.text("rollback-command", args.command.clone(), None) {
+            Some(script) => Some(Spec::shell("rollback hook", &script)),
+            None => match &file.command {
+                Some(Command::Script(script)) => Some(Spec::shell("rollback hook", script)),
+                Some(Command::Argv(argv)) if !argv.is_empty() => {
+                    Some(Spec::new("rollback hook", argv.clone()))
+                }
+                Some(Command::Argv(_)) => {
+                    return Err(Error::usage(
+                        "`rollback.command` in shipgate.yml is an empty list; give the program and its arguments",
+                    ));
+                }
+                None => None,
+            },
+        };
+        let health_urls = match settings.text("health-urls", None, None) {
+            _ if !args.health_urls.is_empty() => args.health_urls.clone(),
+            Some(list) => record::split_list(&list),
+            None => file.health_urls.clone().unwrap_or_default(),
+        };
+        for url in &health_urls {
+            record::check_http_url("health-urls", url)?;
+        }
+        let restore_database =
+            settings.switch("restore-database", args.restore_database, None, false)?;
+        let hook_timeout = duration(
+            "rollback-timeout",
+            settings.text(
+                "rollback-timeout",
+                args.timeout.clone(),
+                file.timeout.as_ref(),
+            ),
+            DEFAULT_HOOK_TIMEOUT,
+        )?;
+        let health_timeout = duration(
+            "health-timeout",
+            settings.text(
+                "health-timeout",
+                args.health_timeout.clone(),
+                file.health_timeout.as_ref(),
+            ),
+            DEFAULT_HEALTH_TIMEOUT,
+        )?;
+        Ok(Options {
+            record: settings
+                .text(
+                    "record",
+                    args.record.as_ref().map(|p| p.display().to_string()),
+                    None,
+                )
+                .map(PathBuf::from),
+            // `--force` is a decision for one run: never a standing setting in the file.
+            force: settings.switch("force", args.force, None, false)?,
+            reason: settings
+                .text("reason", args.reason.clone(), None)
+                .map(|r| actions::one_line(&r))
+                .unwrap_or_else(|| "no reason given".to_string()),
+            hook,
+            hook_timeout,
+            restore_database,
+            restore_command: settings.text(
+                "restore-command",
+                args.restore_command.clone(),
+                file.restore_command.as_ref(),
+            ),
+            health_urls,
+            health_timeout,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Step {
+    name: String,
+    command: String,
+    ok: bool,
+    outcome: String,
+    duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Health {
+    url: String,
+    state: String,
+    detail: String,
+    attempts: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct RollbackResult {
+    schema_version: u32,
+    command: &'static str,
+    result: &'static str,
+    timestamp: String,
+    duration_ms: u64,
+    deployment_id: String,
+    version: String,
+    previous_version: Option<String>,
+    reason: String,
+    rollback_deadline: String,
+    forced: bool,
+    refused: bool,
+    already_rolled_back: bool,
+    steps: Vec<Step>,
+    database_restored: Option<bool>,
+    health: Vec<Health>,
+    github_deployment: Option<Value>,
+    incident: Option<String>,
+    record: Option<String>,
+    artifacts: Option<artifacts::Publication>,
+    error: Option<String>,
+}
+
+pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
+    let started = Instant::now();
+    let options = Options::resolve(args, settings)?;
+    let (state, mut record, record_path) = open(settings, options.record.as_deref())?;
+    let id = record.deployment_id.clone();
+    let mut result = RollbackResult {
+        schema_version: 1,
+        command: "rollback",
+        result: "fail",
+        timestamp: crate::util::now_rfc3339(),
+        duration_ms: 0,
+        deployment_id: id.clone(),
+        version: record.version.clone(),
+        previous_version: record.previous_version.clone(),
+        reason: options.reason.clone(),
+        rollback_deadline: record.rollback_deadline.clone(),
+        forced: false,
+        refused: false,
+        already_rolled_back: false,
+        steps: Vec::new(),
+        database_restored: None,
+        health: Vec::new(),
+        github_deployment: None,
+        incident: None,
+        record: Some(record_path.display().to_string()),
+        artifacts: None,
+        error: None,
+    };
+
+    if record.status == "rolled_back" {
+        tracing::info!(
+            "deployment `{id}` is already rolled back (see `{}`); nothing to do",
+            record_path.display()
+        );
+        result.result = "pass";
+        result.already_rolled_back = true;
+        return finish(&state, result, started, &record, None);
+    }
+
+    // The window.
+    let deadline = record.rollback_deadline.parse::<jiff::Timestamp>().map_err(|_| {
+        Error::usage(format!(
+            "the record's `rollback_deadline` {} is not a timestamp; fix the record or pass `--force`",
+            actions::quote(&record.rollback_deadline)
+        ))
+    });
+    let now = jiff::Timestamp::now();
+    match deadline {
+        Ok(deadline) if now > deadline => {
+            let ago = crate::util::format_duration(Duration::from_secs(
+                (now.as_second() - deadline.as_second()).max(0) as u64,
+            ));
+            if !options.force {
+                result.refused = true;
+                let message = format!(
+                    "the rollback window of deployment `{id}` closed at {} ({ago} ago, {} minutes after completion); pass `--force` (input `force: true`) to roll back anyway, or redeploy the previous version{}",
+                    record.rollback_deadline,
+                    record.rollback_window_minutes,
+                    record
+                        .previous_version
+                        .as_ref()
+                        .map(|v| format!(" (`{v}`) by workflow_dispatch"))
+                        .unwrap_or_default()
+                );
+                result.error = Some(message.clone());
+                finish(&state, result, started, &record, None)?;
+                return Err(Error::gate(message));
+            }
+            result.forced = true;
+            actions::annotate(
+                actions::Level::Warning,
+                Some("shipgate rollback"),
+                &format!(
+                    "rolling back deployment `{id}` {ago} after its deadline ({}) because `--force` was given",
+                    record.rollback_deadline
+                ),
+            );
+        }
+        Ok(_) => {}
+        Err(e) if !options.force => return Err(e),
+        Err(_) => result.forced = true,
+    }
+
+    let backup = if options.restore_database {
+        Some(backup_of(&state, &record)?)
+    } else {
+        None
+    };
+    if options.hook.is_none() && backup.is_none() {
+        return Err(Error::usage(
+            "nothing to roll back with: set the rollback hook (`rollback-command` input, `--command`, or `rollback.command` in shipgate.yml) and/or `--restore-database`",
+        ));
+    }
+    tracing::info!(
+        "rolling back deployment `{id}` ({}{}): {}",
+        actions::quote(&record.version),
+        record
+            .previous_version
+            .as_ref()
+            .map(|v| format!(" → `{v}`"))
+            .unwrap_or_default(),
+        options.reason
+    );
+
+    let mut log = LogFile::append(&state.path(&format!("rollback-logs-{id}.log")))?;
+    let env = hook_env(&record, &options.reason, backup.as_ref());
+
+    // 1. The hook.
+    if let Some(hook) = &options.hook {
+        let _group = actions::group("Rollback hook");
+        let mut spec = hook.clone().timeout(Some(options.hook_timeout));
+        for (key, value) in &env {
+            spec = spec.env(key, value.clone());
+        }
+        let step = run_step("hook", &spec, &mut log).await?;
+        let ok = step.ok;
+        result.steps.push(step);
+        if !ok {
+            return fail(state, result, started, &record, "the rollback hook failed");
+        }
+    }
+
+    // 2. The database.
+    if let Some(backup) = &backup {
+        let _group = actions::group(&format!("Restore database backup `{}`", backup.backup_id));
+        let spec = restore_spec(settings, &state, &options, backup, &env)?;
+        let step = run_step("restore", &spec, &mut log).await?;
+        let ok = step.ok;
+        result.steps.push(step);
+        result.database_restored = Some(ok);
+        if !ok {
+            return fail(
+                state,
+                result,
+                started,
+                &record,
+                &format!(
+                    "restoring the database from backup `{}` failed",
+                    backup.backup_id
+                ),
+            );
+        }
+    }
+
+    // 3. Health.
+    if options.health_urls.is_empty() {
+        actions::annotate(
+            actions::Level::Warning,
+            Some("shipgate rollback"),
+            "health was not verified after the rollback: no `health-urls` configured; check the services by hand",
+        );
+    } else {
+        let _group = actions::group("Verify health");
+        result.health = verify_health(&options.health_urls, options.health_timeout, &mut log).await;
+        if result.health.iter().any(|h| h.state != "healthy") {
+            return fail(
+                state,
+                result,
+                started,
+                &record,
+                "the services are not healthy after the rollback",
+            );
+        }
+    }
+
+    // 4. Mark the record and the GitHub deployment.
+    let rolled_back_at = crate::util::now_rfc3339();
+    record.status = "rolled_back".to_string();
+    record.rollback_available = false;
+    record.rollback = Some(json!({
+        "timestamp": rolled_back_at,
+        "by": settings::env("GITHUB_TRIGGERING_ACTOR")
+            .or_else(|| settings::env("GITHUB_ACTOR"))
+            .or_else(|| settings::env("USER"))
+            .unwrap_or_else(|| "unknown".into()),
+        "reason": options.reason,
+        "forced": result.forced,
+        "steps": result.steps,
+        "database_restored": result.database_restored,
+        "health": result.health,
+        "run_url": record::log_url(),
+    }));
+    let written = state.write_json(&record::record_file(&id), &record)?;
+    result.record = Some(written.display().to_string());
+    if let Some(deployment) = &record.github_deployment {
+        result.github_deployment = Some(
+            mark_github(
+                settings,
+                deployment.id,
+                &options.reason,
+                record.environment_url.as_deref(),
+            )
+            .await,
+        );
+    }
+
+    // 5. The incident stub, and both files as artifacts of this run.
+    let incident_path = state.path(&format!("incident-{id}.md"));
+    crate::util::write_atomic(
+        &incident_path,
+        crate::secret::redact(&incident(&record, &result)).as_bytes(),
+    )
+    .map_err(|e| Error::usage(format!("cannot write `{}`: {e}", incident_path.display())))?;
+    result.incident = Some(incident_path.display().to_string());
+    let list = vec![
+        Artifact {
+            name: format!("incident-{id}"),
+            files: vec![
+                (incident_path.clone(), format!("incident-{id}.md")),
+                (log.path().to_path_buf(), format!("rollback-logs-{id}.log")),
+            ],
+        },
+        Artifact {
+            name: format!("deployment-record-{id}-rolled-back"),
+            files: vec![(written.clone(), record::record_file(&id))],
+        },
+    ];
+    let publication = artifacts::publish(
+        &state.path("artifacts"),
+        &list,
+        artifacts::DEFAULT_RETENTION_DAYS,
+    )
+    .await;
+    for failure in publication.failures() {
+        actions::annotate(
+            actions::Level::Warning,
+            Some("shipgate rollback"),
+            &format!(
+                "artifact `{}` was not uploaded: {}; its files are in `{}`",
+                failure.name,
+                failure.error.as_deref().unwrap_or("unknown error"),
+                failure.dir
+            ),
+        );
+    }
+    result.artifacts = Some(publication);
+    result.result = "pass";
+    tracing::info!(
+        "deployment `{id}` rolled back; incident stub `{}`",
+        incident_path.display()
+    );
+    finish(&state, result, started, &record, Some(&incident_path))
+}
+
+/// The record and its state dir: from `--record` (its deployment id) or the state dir.
+fn open(
+    settings: &Settings,
+    path: Option<&std::path::Path>,
+) -> Result<(StateDir, Record, PathBuf)> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::usage(format!(
+                    "cannot read the deployment record `{}`: {e}",
+                    path.display()
+                ))
+            })?;
+            let id = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.get("deployment_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "`{}` is not a deployment record (no `deployment_id`)",
+                        path.display()
+                    ))
+                })?;
+            if let Some(given) = &settings.deployment_id
+                && given != &id
+            {
+                return Err(Error::usage(format!(
+                    "the record `{}` is of deployment `{id}`, not `{given}`; pass the matching record or deployment id",
+                    path.display()
+                )));
+            }
+            let state = StateDir::create(&settings.state_root, &id)?;
+            let (record, path) = record::load(&state, Some(path))?;
+            Ok((state, record, path))
+        }
+        None => {
+            let state = StateDir::open(settings)?;
+            let (record, path) = record::load(&state, None)?;
+            Ok((state, record, path))
+        }
+    }
+}
+
+/// The backup to restore: the record's, else `backup.json`'s.
+fn backup_of(state: &StateDir, record: &Record) -> Result<record::Backup> {
+    if let Some(backup) = &record.database_backup {
+        return Ok(backup.clone());
+    }
+    let from_state: Option<record::Backup> = state
+        .read_json::<Value>("backup.json")?
+        .and_then(|v| serde_json::from_value(v).ok());
+    from_state.ok_or_else(|| {
+        Error::usage(format!(
+            "`--restore-database` was given but deployment `{}` has no database backup (none in the record, no `backup.json`); roll back without it or restore from your own recovery point",
+            record.deployment_id
+        ))
+    })
+}
+
+fn hook_env(
+    record: &Record,
+    reason: &str,
+    backup: Option<&record::Backup>,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "SHIPGATE_DEPLOYMENT_ID".to_string(),
+            record.deployment_id.clone(),
+        ),
+        ("SHIPGATE_VERSION".to_string(), record.version.clone()),
+        (
+            "SHIPGATE_ENVIRONMENT".to_string(),
+            record.environment.clone(),
+        ),
+        ("SHIPGATE_ROLLBACK_REASON".to_string(), reason.to_string()),
+    ];
+    if let Some(previous) = &record.previous_version {
+        env.push(("SHIPGATE_PREVIOUS_VERSION".into(), previous.clone()));
+    }
+    if let Some(sha) = &record.git_sha {
+        env.push(("SHIPGATE_GIT_SHA".into(), sha.clone()));
+    }
+    if let Some(backup) = backup {
+        env.push(("SHIPGATE_BACKUP_ID".into(), backup.backup_id.clone()));
+        env.push(("SHIPGATE_BACKUP_LOCATION".into(), backup.location.clone()));
+        if let Some(sha) = &backup.sha256 {
+            env.push(("SHIPGATE_BACKUP_SHA256".into(), sha.clone()));
+        }
+    }
+    env
+}
+
+/// The restore: the user's script, or this very executable's `restore --backup-id <id> --yes`,
+/// run as a plain CLI child (no runner files, so its outputs and annotations do not mix with
+/// ours; its output is streamed, redacted, into this step's log).
+fn restore_spec(
+    settings: &Settings,
+    state: &StateDir,
+    options: &Options,
+    backup: &record::Backup,
+    env: &[(String, String)],
+) -> Result<Spec> {
+    let mut spec = match &options.restore_command {
+        Some(script) => Spec::shell("restore", script),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| {
+                Error::dependency(format!(
+                    "cannot find the shipgate executable to run `restore`: {e}"
+                ))
+            })?;
+            Spec::new(
+                "restore",
+                vec![
+                    exe.display().to_string(),
+                    "--state-dir".into(),
+                    settings.state_root.display().to_string(),
+                    "--deployment-id".into(),
+                    state.id().to_string(),
+                    "--environment".into(),
+                    settings.environment.clone(),
+                    "restore".into(),
+                    "--backup-id".into(),
+                    backup.backup_id.clone(),
+                    "--yes".into(),
+                ],
+            )
+        }
+    };
+    for var in [
+        "GITHUB_OUTPUT",
+        "GITHUB_ENV",
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_STATE",
+        "GITHUB_PATH",
+        "GITHUB_ACTIONS",
+    ] {
+        spec = spec.env_remove(var);
+    }
+    for (key, value) in env {
+        spec = spec.env(key, value.clone());
+    }
+    Ok(spec.timeout(Some(DEFAULT_RESTORE_TIMEOUT)))
+}
+
+async fn run_step(name: &str, spec: &Spec, log: &mut LogFile) -> Result<Step> {
+    tracing::info!("running the {name}: {}", actions::quote(&spec.display()));
+    let finished = process::run_logged(spec, Some(log), process::shutdown_signal()).await?;
+    if !finished.success() {
+        actions::annotate(
+            actions::Level::Error,
+            Some("shipgate rollback"),
+            &format!(
+                "the {name} `{}` failed: {}{}",
+                spec.display(),
+                finished.describe(),
+                finished
+                    .tail
+                    .last()
+                    .map(|l| format!("; last line: {}", actions::quote(l)))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    Ok(Step {
+        name: name.to_string(),
+        command: spec.display(),
+        ok: finished.success(),
+        outcome: finished.describe(),
+        duration_ms: finished.duration_ms,
+    })
+}
+
+/// Polls each URL until it reads healthy (degraded is not healthy) or the timeout passes.
+async fn verify_health(urls: &[String], timeout: Duration, log: &mut LogFile) -> Vec<Health> {
+    let http = match reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => {
+            let reason = e.without_url().to_string();
+            return urls
+                .iter()
+                .map(|url| Health {
+                    url: crate::secret::redact_url(url),
+                    state: "unknown".into(),
+                    detail: reason.clone(),
+                    attempts: 0,
+                })
+                .collect();
+        }
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    for url in urls {
+        let shown = crate::secret::redact_url(url);
+        let mut attempts = 0;
+        let reading = loop {
+            attempts += 1;
+            let (state, detail) = match http.get(url).send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let content_type = response
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let body = response.bytes().await.unwrap_or_default();
+                    let reading = crate::health::read(
+                        status,
+                        content_type.as_deref(),
+                        &body,
+                        &crate::health::Rule::default(),
+                    );
+                    let state = serde_json::to_value(reading.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| "unknown".into());
+                    (state, reading.detail)
+                }
+                Err(e) => ("unreachable".to_string(), e.without_url().to_string()),
+            };
+            log.line(&format!(
+                "[{}] health {shown}: {state} ({detail})",
+                crate::util::now_rfc3339()
+            ));
+            if state == "healthy" || tokio::time::Instant::now() >= deadline {
+                break (state, detail);
+            }
+            tokio::time::sleep(crate::util::retry_delay(HEALTH_INTERVAL)).await;
+        };
+        tracing::info!("health of {shown}: {} ({})", reading.0, reading.1);
+        out.push(Health {
+            url: shown,
+            state: reading.0,
+            detail: actions::one_line(&reading.1),
+            attempts,
+        });
+    }
+    out
+}
+
+async fn mark_github(
+    settings: &Settings,
+    id: u64,
+    reason: &str,
+    environment_url: Option<&str>,
+) -> Value {
+    let outcome = async {
+        let github = record::github_client(settings)?;
+        record::post_status(
+            &github,
+            id,
+            "inactive",
+            &format!("rolled back by shipgate: {reason}"),
+            environment_url,
+        )
+        .await
+    }
+    .await;
+    match outcome {
+        Ok(()) => json!({ "id": id, "state": "inactive" }),
+        Err(e) => {
+            actions::annotate(
+                actions::Level::Warning,
+                Some("shipgate rollback"),
+                &format!(
+                    "production is rolled back, but GitHub deployment {id} could not be marked inactive: {e}"
+                ),
+            );
+            json!({ "id": id, "error": e.to_string() })
+        }
+    }
+}
+
+fn fail(
+    state: StateDir,
+    mut result: RollbackResult,
+    started: Instant,
+    record: &Record,
+    what: &str,
+) -> Result<Outcome> {
+    let message = format!(
+        "{what}; deployment `{}` is NOT rolled back cleanly: production may be in between versions — act now (log: `rollback-logs-{}.log` in the state dir)",
+        record.deployment_id, record.deployment_id
+    );
+    result.error = Some(message.clone());
+    finish(&state, result, started, record, None)?;
+    Err(Error::new(Kind::RollbackFailed, message))
+}
+
+fn finish(
+    state: &StateDir,
+    mut result: RollbackResult,
+    started: Instant,
+    record: &Record,
+    incident: Option<&std::path::Path>,
+) -> Result<Outcome> {
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    state.write_json("rollback.json", &result)?;
+    set_outputs(&[
+        ("result", result.result.to_string()),
+        ("status", record.status.clone()),
+        (
+            "incident-path",
+            incident
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+    ])?;
+    actions::append_summary(&summary(&result, record))?;
+    let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+    Ok(Outcome::success(json))
+}
+
+fn summary(result: &RollbackResult, record: &Record) -> String {
+    let heading = if result.already_rolled_back {
+        format!(
+            "### ↩️ Deployment `{}` was already rolled back",
+            result.deployment_id
+        )
+    } else if result.refused {
+        format!(
+            "### ⛔ Rollback of `{}` refused: the window closed at `{}`",
+            result.deployment_id, result.rollback_deadline
+        )
+    } else if result.result == "pass" {
+        format!(
+            "### ↩️ Deployment `{}` (`{}`) rolled back",
+            result.deployment_id, result.version
+        )
+    } else {
+        format!("### 🚨 Rollback of `{}` FAILED", result.deployment_id)
+    };
+    let mut out = format!("{heading}\n\n");
+    if !result.steps.is_empty() {
+        let mut table = Table::new(&["Step", "Command", "Outcome", "Duration"]);
+        for step in &result.steps {
+            table.row(&[
+                step.name.clone(),
+                format!("`{}`", step.command),
+                step.outcome.clone(),
+                crate::util::format_duration(Duration::from_millis(step.duration_ms)),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    if !result.health.is_empty() {
+        let mut table = Table::new(&["Health", "State", "Detail"]);
+        for health in &result.health {
+            table.row(&[
+                health.url.as_str(),
+                health.state.as_str(),
+                health.detail.as_str(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table.render());
+    }
+    if let Some(error) = &result.error {
+        out.push_str(&format!("\n{error}\n"));
+    }
+    out.push_str(&format!(
+        "\nReason: {}. Record status: `{}`.\n",
+        result.reason, record.status
+    ));
+    out
+}
+
+/// The incident stub: the facts shipgate knows, and the sections a person completes.
+fn incident(record: &Record, result: &RollbackResult) -> String {
+    let id = &record.deployment_id;
+    let mut out = format!("# Incident: rollback of deployment `{id}`\n\n");
+    let mut table = Table::new(&["", ""]);
+    table.row(&["Deployment ID", &format!("`{id}`")]);
+    table.row(&["Version rolled back", &format!("`{}`", record.version)]);
+    table.row(&[
+        "Back to",
+        &record
+            .previous_version
+            .as_ref()
+            .map(|v| format!("`{v}`"))
+            .unwrap_or_else(|| "the previous version (not recorded)".into()),
+    ]);
+    table.row(&["Environment", &format!("`{}`", record.environment)]);
+    table.row(&[
+        "Deployed (completed)",
+        &format!("`{}`", record.completed_at),
+    ]);
+    if let Some(rollback) = &record.rollback {
+        table.row(&[
+            "Rolled back",
+            &format!(
+                "`{}` by `{}`",
+                rollback
+                    .get("timestamp")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?"),
+                rollback.get("by").and_then(Value::as_str).unwrap_or("?")
+            ),
+        ]);
+    }
+    table.row(&[
+        "Rollback deadline",
+        &format!(
+            "`{}`{}",
+            record.rollback_deadline,
+            if result.forced {
+                " (passed: forced)"
+            } else {
+                ""
+            }
+        ),
+    ]);
+    table.row(&["Reason", &result.reason]);
+    table.row(&[
+        "Database restored",
+        &match (result.database_restored, &record.database_backup) {
+            (Some(true), Some(b)) => format!("yes, from `{}`", b.backup_id),
+            (Some(true), None) => "yes".into(),
+            (Some(false), _) => "FAILED".into(),
+            (None, _) => "no".into(),
+        },
+    ]);
+    table.row(&[
+        "Health after rollback",
+        &if result.health.is_empty() {
+            "not verified (no health URLs)".to_string()
+        } else {
+            result
+                .health
+                .iter()
+                .map(|h| format!("{}: {}", h.url, h.state))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    ]);
+    if let Some(url) = record::log_url() {
+        table.row(&["Rollback run", &url]);
+    }
+    out.push_str(&table.render());
+    out.push_str("\n## Timeline\n\n");
+    for stage in &record.pipeline {
+        if let Some(at) = &stage.timestamp {
+            out.push_str(&format!("- `{at}` {}: {}\n", stage.stage, stage.result));
+        }
+    }
+    if let Some(rollback) = &record.rollback
+        && let Some(at) = rollback.get("timestamp").and_then(Value::as_str)
+    {
+        out.push_str(&format!("- `{at}` rollback: done\n"));
+    }
+    out.push_str("\n## Impact\n\n_Who and what was affected, and for how long._\n");
+    out.push_str("\n## Root cause\n\n_What went wrong, and why checks did not catch it._\n");
+    out.push_str("\n## Follow-ups\n\n- [ ] _Fix_\n- [ ] _A check that would have caught it_\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_accepts_argv_or_a_script() {
+        let argv: FileConfig =
+            serde_yaml_ng::from_str("command: [kubectl, rollout, undo]").expect("argv");
+        assert!(matches!(argv.command, Some(Command::Argv(ref a)) if a.len() == 3));
+        let script: FileConfig =
+            serde_yaml_ng::from_str("command: ./rollback.sh prod").expect("script");
+        assert!(matches!(script.command, Some(Command::Script(_))));
+    }
+}

@@ -1,0 +1,600 @@
+//! `shipgate smoke` (seed 004 §7 "Smoke Tests", seed 003's smoke list, seeds 000/001's "no
+//! critical backlog growth"): a suite of HTTP, database and TCP checks with asserts, captures
+//! (login → token → call), readiness retries within a deadline, concurrency, and
+//! before/after snapshots; reports as JUnit, a step summary, annotations, `smoke.json` and
+//! `smoke-test-logs-<id>.log`.
+//!
+//! `shipgate smoke --snapshot NAME` runs before the deploy and records the values that the
+//! suite's `before` / `growth` asserts compare with afterwards.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Outcome, set_outputs};
+use crate::actions::{self, Table};
+use crate::error::{Error, Result};
+use crate::exit;
+use crate::process::LogFile;
+use crate::settings::{self, Settings};
+use crate::smoke::report;
+use crate::smoke::runner::{self, Context, SnapshotValues, Status, TestResult};
+use crate::smoke::suite::{self, Overrides, Suite};
+use crate::state::StateDir;
+
+/// The suite read when none is named and no `--url` is given.
+const DEFAULT_SUITE: &str = ".github/shipgate/smoke.yml";
+/// Independent tests in flight at once.
+const DEFAULT_CONCURRENCY: usize = 16;
+const MAX_CONCURRENCY: usize = 256;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The smoke suite, YAML (input `suite`) [default: .github/shipgate/smoke.yml, if present
+    /// and no `--url` is given]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) suite: Option<PathBuf>,
+    /// Also check that URL is healthy (repeatable; input `urls`, one per line): a GET whose
+    /// status and health body (IETF, Spring, ASP.NET, `{"status":"healthy"}`) must say healthy
+    #[arg(long = "url", value_name = "URL")]
+    pub(crate) urls: Vec<String>,
+    /// Base for relative URLs (input `base-url`) [default: the suite's `base-url`]
+    #[arg(long, value_name = "URL")]
+    pub(crate) base_url: Option<String>,
+    /// A variable for `{{NAME}}` in the suite (repeatable; input `vars`, one `NAME=VALUE` per
+    /// line). Never a secret: use `--secret` for those
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub(crate) vars: Vec<String>,
+    /// A secret variable `{{NAME}}`, read from the input or environment variable NAME, masked
+    /// everywhere (repeatable; input `secrets`, names separated by commas or lines)
+    #[arg(long = "secret", value_name = "NAME")]
+    pub(crate) secrets: Vec<String>,
+    /// Independent tests run at once (input `concurrency`) [default: 16]
+    #[arg(long, value_name = "N")]
+    pub(crate) concurrency: Option<usize>,
+    /// Timeout of one request or check (input `request-timeout`) [default: 10s, or the
+    /// suite's `defaults.timeout`]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) request_timeout: Option<String>,
+    /// Retry every test with backoff until it passes or this deadline passes (input
+    /// `ready-timeout`) [default: the suite's `ready` settings; else one attempt]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) ready_timeout: Option<String>,
+    /// Before the deploy: record the values the tests with `snapshot: NAME` compare against
+    /// (`before`, `growth`) instead of running the suite (input `snapshot`)
+    #[arg(long, value_name = "NAME")]
+    pub(crate) snapshot: Option<String>,
+    /// Also write the JUnit report here (input `junit`) [always written to the state dir as
+    /// smoke-junit.xml]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
+}
+
+/// The `smoke:` section of `shipgate.yml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
+    suite: Option<String>,
+    base_url: Option<String>,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    secrets: Vec<String>,
+    concurrency: Option<usize>,
+    request_timeout: Option<String>,
+    ready_timeout: Option<String>,
+}
+
+/// Resolved options.
+#[derive(Debug)]
+struct Options {
+    suite: Option<PathBuf>,
+    urls: Vec<String>,
+    base_url: Option<String>,
+    vars: Vec<(String, String)>,
+    secret_names: Vec<String>,
+    concurrency: usize,
+    request_timeout: Option<Duration>,
+    ready_timeout: Option<Duration>,
+    snapshot: Option<String>,
+    junit: Option<PathBuf>,
+}
+
+fn lines_of(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn duration_setting(name: &str, value: Option<String>) -> Result<Option<Duration>> {
+    value
+        .map(|text| {
+            suite::parse_positive_duration(&text)
+                .map_err(|e| Error::usage(format!("`{name}`: {e}")))
+        })
+        .transpose()
+}
+
+impl Options {
+    fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
+        let default = FileConfig::default();
+        let file = settings.file.smoke.as_ref().unwrap_or(&default);
+        let urls = if !args.urls.is_empty() {
+            args.urls.clone()
+        } else if let Some(text) = settings::input("urls") {
+            lines_of(&text)
+        } else {
+            file.urls.clone()
+        };
+        let suite = args
+            .suite
+            .clone()
+            .or_else(|| settings::input("suite").map(PathBuf::from))
+            .or_else(|| file.suite.clone().map(PathBuf::from))
+            .or_else(|| {
+                let default = PathBuf::from(DEFAULT_SUITE);
+                (urls.is_empty() && default.exists()).then_some(default)
+            });
+        let raw_vars = if !args.vars.is_empty() {
+            args.vars.clone()
+        } else {
+            settings::input("vars")
+                .map(|t| lines_of(&t))
+                .unwrap_or_default()
+        };
+        let mut vars = Vec::new();
+        for raw in raw_vars {
+            let Some((name, value)) = raw.split_once('=') else {
+                return Err(Error::usage(format!(
+                    "variable {} has no `=`: write `NAME=VALUE`",
+                    actions::quote(&raw)
+                )));
+            };
+            vars.push((name.trim().to_string(), value.to_string()));
+        }
+        let secret_names: Vec<String> = if !args.secrets.is_empty() {
+            args.secrets.clone()
+        } else if let Some(text) = settings::input("secrets") {
+            text.split([',', '\n', ' '])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        } else {
+            file.secrets.clone()
+        };
+        let concurrency = settings
+            .value("concurrency", args.concurrency, file.concurrency)?
+            .unwrap_or(DEFAULT_CONCURRENCY);
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+            return Err(Error::usage(format!(
+                "concurrency `{concurrency}` is out of range: use 1 to {MAX_CONCURRENCY}"
+            )));
+        }
+        let snapshot = settings.text("snapshot", args.snapshot.clone(), None);
+        if let Some(name) = &snapshot {
+            settings::check_name("snapshot name", name)?;
+        }
+        Ok(Options {
+            suite,
+            urls,
+            base_url: settings.text("base-url", args.base_url.clone(), file.base_url.as_ref()),
+            vars,
+            secret_names,
+            concurrency,
+            request_timeout: duration_setting(
+                "request-timeout",
+                settings.text(
+                    "request-timeout",
+                    args.request_timeout.clone(),
+                    file.request_timeout.as_ref(),
+                ),
+            )?,
+            ready_timeout: duration_setting(
+                "ready-timeout",
+                settings.text(
+                    "ready-timeout",
+                    args.ready_timeout.clone(),
+                    file.ready_timeout.as_ref(),
+                ),
+            )?,
+            snapshot,
+            junit: args
+                .junit
+                .clone()
+                .or_else(|| settings::input("junit").map(PathBuf::from)),
+        })
+    }
+}
+
+/// `smoke.json`, and the `--format json` object.
+#[derive(Debug, Serialize)]
+struct SmokeResult<'a> {
+    schema_version: u32,
+    command: &'static str,
+    result: &'static str,
+    timestamp: String,
+    duration_ms: u64,
+    deployment_id: String,
+    environment: String,
+    suite: Option<String>,
+    concurrency: usize,
+    total: usize,
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+    tests: Vec<&'a TestResult>,
+    junit: String,
+    log_file: String,
+}
+
+/// `smoke-snapshot-<name>.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotFile {
+    schema_version: u32,
+    command: String,
+    kind: String,
+    name: String,
+    result: String,
+    timestamp: String,
+    deployment_id: String,
+    values: SnapshotValues,
+}
+
+fn snapshot_file(name: &str) -> String {
+    format!("smoke-snapshot-{name}.json")
+}
+
+pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
+    let options = Options::resolve(args, settings)?;
+    // Secrets first: registered (masked) before anything else is printed.
+    let mut secrets = Vec::new();
+    for name in &options.secret_names {
+        if !crate::smoke::template::valid_name(name) {
+            return Err(Error::usage(format!(
+                "secret name {} is not valid: use letters, digits, `_`, `-` or `.`",
+                actions::quote(name)
+            )));
+        }
+        let value = settings::secret(name, &[name]).ok_or_else(|| {
+            Error::usage(format!(
+                "secret `{name}` is not set: set the environment variable `{name}` (in Actions: `env: {name}: ${{{{ secrets.… }}}}`) or the input `{name}`"
+            ))
+        })?;
+        secrets.push((name.clone(), value));
+    }
+    let state = StateDir::open(settings)?;
+    let mut builtins = vec![
+        ("deployment_id".to_string(), state.id().to_string()),
+        ("environment".to_string(), settings.environment.clone()),
+    ];
+    if let Some(validate) = state.read_json::<serde_json::Value>("validate.json")? {
+        for key in ["version", "tag", "sha"] {
+            if let Some(value) = validate.get(key).and_then(|v| v.as_str()) {
+                builtins.push((key.to_string(), value.to_string()));
+            }
+        }
+    }
+    if options.suite.is_none() && options.urls.is_empty() {
+        return Err(Error::usage(format!(
+            "nothing to test: pass `--suite FILE` (input `suite`), create `{DEFAULT_SUITE}`, or pass `--url URL` (input `urls`)"
+        )));
+    }
+    let overrides = Overrides {
+        base_url: options.base_url.clone(),
+        vars: options.vars.clone(),
+        secrets,
+        builtins,
+        urls: options.urls.clone(),
+        request_timeout: options.request_timeout,
+        ready_timeout: options.ready_timeout,
+    };
+    let suite = suite::load(options.suite.as_deref(), &overrides)?;
+    let suite_name = suite
+        .file
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "urls".to_string());
+
+    // Which tests run, and the snapshots they compare with: all checked before anything is sent.
+    let selected = select(&suite, options.snapshot.as_deref())?;
+    let snapshots = if options.snapshot.is_some() {
+        BTreeMap::new()
+    } else {
+        load_snapshots(&state, &suite)?
+    };
+
+    let log_path = state.path(&format!("smoke-test-logs-{}.log", state.id()));
+    let mut log = LogFile::append(&log_path)?;
+    log.line(&format!(
+        "[{}] shipgate smoke{}: {} tests from {}, concurrency {}",
+        crate::util::now_rfc3339(),
+        options
+            .snapshot
+            .as_ref()
+            .map(|s| format!(" --snapshot {s}"))
+            .unwrap_or_default(),
+        selected.iter().filter(|s| **s).count(),
+        suite
+            .file
+            .as_ref()
+            .map(|p| format!("`{}`", p.display()))
+            .unwrap_or_else(|| "`--url`".into()),
+        options.concurrency
+    ));
+    let ctx = Context::new(
+        suite.base_url.clone(),
+        suite.vars.clone(),
+        log,
+        snapshots,
+        options.snapshot.clone(),
+    )
+    .map_err(|e| Error::dependency(format!("cannot set up the HTTP client: {e}")))?;
+    let tests = Arc::new(suite.tests.clone());
+    let group = actions::group(&match &options.snapshot {
+        Some(name) => format!("Smoke snapshot `{name}`"),
+        None => format!(
+            "Smoke tests: {} in `{}`",
+            selected.iter().filter(|s| **s).count(),
+            settings.environment
+        ),
+    });
+    let started = Instant::now();
+    let timestamp = crate::util::now_rfc3339();
+    let results = runner::run_all(Arc::new(ctx), tests, &selected, options.concurrency).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    drop(group);
+    let results: Vec<&TestResult> = results.iter().flatten().collect();
+
+    match &options.snapshot {
+        Some(name) => finish_snapshot(&state, name, &suite, &results, &timestamp),
+        None => finish_run(
+            &state,
+            settings,
+            &options,
+            &suite_name,
+            &results,
+            &log_path,
+            duration_ms,
+            &timestamp,
+        ),
+    }
+}
+
+/// All tests; with `--snapshot NAME`, the tests of that snapshot and what they depend on.
+fn select(suite: &Suite, snapshot: Option<&str>) -> Result<Vec<bool>> {
+    let Some(name) = snapshot else {
+        return Ok(vec![true; suite.tests.len()]);
+    };
+    let mut selected = vec![false; suite.tests.len()];
+    let mut stack: Vec<usize> = suite
+        .tests
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.snapshot.as_deref() == Some(name))
+        .map(|(i, _)| i)
+        .collect();
+    if stack.is_empty() {
+        return Err(Error::usage(format!(
+            "no test of the suite has `snapshot: {name}`; add it to the tests whose values are compared after the deploy"
+        )));
+    }
+    while let Some(i) = stack.pop() {
+        if !selected[i] {
+            selected[i] = true;
+            stack.extend(suite.tests[i].deps.iter().copied());
+        }
+    }
+    Ok(selected)
+}
+
+/// The snapshots the suite compares with, each checked to hold every value it needs.
+fn load_snapshots(state: &StateDir, suite: &Suite) -> Result<BTreeMap<String, SnapshotValues>> {
+    let mut out = BTreeMap::new();
+    for test in &suite.tests {
+        let Some(name) = &test.snapshot else { continue };
+        if !out.contains_key(name) {
+            let file = snapshot_file(name);
+            let Some(snapshot) = state.read_json::<SnapshotFile>(&file)? else {
+                return Err(Error::usage(format!(
+                    "test `{}` compares with snapshot `{name}`, but there is none for deployment `{}` (`{}`); take it before the deploy with `shipgate smoke --snapshot {name}`",
+                    test.name,
+                    state.id(),
+                    state.path(&file).display()
+                )));
+            };
+            out.insert(name.clone(), snapshot.values);
+        }
+        let values = out.get(name).and_then(|v| v.get(&test.name));
+        for path in test.asserts.iter().filter_map(|a| a.snapshot_path()) {
+            if values.is_none_or(|v| !v.contains_key(&path.to_string())) {
+                return Err(Error::usage(format!(
+                    "snapshot `{name}` has no value of `{path}` for test `{}`: the suite changed since it was taken; take it again with `shipgate smoke --snapshot {name}`",
+                    test.name
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn finish_snapshot(
+    state: &StateDir,
+    name: &str,
+    suite: &Suite,
+    results: &[&TestResult],
+    timestamp: &str,
+) -> Result<Outcome> {
+    let failed: Vec<&&TestResult> = results
+        .iter()
+        .filter(|r| r.status != Status::Passed)
+        .collect();
+    if !failed.is_empty() {
+        report::annotate(results);
+        let lines: Vec<String> = failed
+            .iter()
+            .map(|r| format!("`{}`: {}", r.name, r.failures.join("; ")))
+            .collect();
+        return Err(Error::gate(format!(
+            "snapshot `{name}` was not taken because {} of its tests failed: {}; fix them and take it again",
+            failed.len(),
+            lines.join(" | ")
+        )));
+    }
+    let mut values = SnapshotValues::new();
+    for r in results {
+        let is_snapshot_test = suite
+            .tests
+            .iter()
+            .any(|t| t.name == r.name && t.snapshot.as_deref() == Some(name));
+        if is_snapshot_test {
+            values.insert(r.name.clone(), r.recorded.clone());
+        }
+    }
+    let file = SnapshotFile {
+        schema_version: 1,
+        command: "smoke".into(),
+        kind: "snapshot".into(),
+        name: name.to_string(),
+        result: "pass".into(),
+        timestamp: timestamp.to_string(),
+        deployment_id: state.id().to_string(),
+        values,
+    };
+    let path = state.write_json(&snapshot_file(name), &file)?;
+    set_outputs(&[
+        ("result", "pass".to_string()),
+        ("snapshot", path.display().to_string()),
+    ])?;
+    let mut table = Table::new(&["Test", "Value", "Recorded"]);
+    for (test, values) in &file.values {
+        for (path, value) in values {
+            table.row(&[
+                format!("`{}`", actions::one_line(test).replace('`', "'")),
+                format!("`{path}`"),
+                format!(
+                    "`{}`",
+                    actions::one_line(&value.to_string()).replace('`', "'")
+                ),
+            ]);
+        }
+    }
+    actions::append_summary(&format!(
+        "### 📸 Smoke snapshot `{name}` taken\n\n{}\nAfter the deploy, `shipgate smoke` compares these with the suite's `before` / `growth` asserts.\n",
+        table.render()
+    ))?;
+    tracing::info!("snapshot `{name}` recorded in `{}`", path.display());
+    Ok(Outcome::success(
+        serde_json::to_value(&file).unwrap_or_else(|_| json!({})),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_run(
+    state: &StateDir,
+    settings: &Settings,
+    options: &Options,
+    suite_name: &str,
+    results: &[&TestResult],
+    log_path: &Path,
+    duration_ms: u64,
+    timestamp: &str,
+) -> Result<Outcome> {
+    let passed = results
+        .iter()
+        .filter(|r| r.status == Status::Passed)
+        .count();
+    let failed = results
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .count();
+    let skipped = results
+        .iter()
+        .filter(|r| r.status == Status::Skipped)
+        .count();
+    let ok = failed + skipped == 0;
+    let junit_text = report::junit(suite_name, results, duration_ms, timestamp);
+    let junit_path = state.path("smoke-junit.xml");
+    let write = |path: &Path| {
+        crate::util::write_atomic(path, junit_text.as_bytes()).map_err(|e| {
+            Error::usage(format!(
+                "cannot write the JUnit report `{}`: {e}",
+                path.display()
+            ))
+        })
+    };
+    write(&junit_path)?;
+    if let Some(extra) = &options.junit {
+        write(extra)?;
+    }
+    let result = SmokeResult {
+        schema_version: 1,
+        command: "smoke",
+        result: if ok { "pass" } else { "fail" },
+        timestamp: timestamp.to_string(),
+        duration_ms,
+        deployment_id: state.id().to_string(),
+        environment: settings.environment.clone(),
+        suite: options.suite.as_ref().map(|p| p.display().to_string()),
+        concurrency: options.concurrency,
+        total: results.len(),
+        passed,
+        failed,
+        skipped,
+        tests: results.to_vec(),
+        junit: junit_path.display().to_string(),
+        log_file: log_path.display().to_string(),
+    };
+    state.write_json("smoke.json", &result)?;
+    let failed_names: Vec<&str> = results
+        .iter()
+        .filter(|r| r.status != Status::Passed)
+        .map(|r| r.name.as_str())
+        .collect();
+    set_outputs(&[
+        ("result", result.result.to_string()),
+        ("total", result.total.to_string()),
+        ("passed", passed.to_string()),
+        ("failed-count", failed.to_string()),
+        ("skipped", skipped.to_string()),
+        (
+            "failed",
+            serde_json::to_string(&failed_names).unwrap_or_else(|_| "[]".into()),
+        ),
+        ("junit", result.junit.clone()),
+        ("log-file", result.log_file.clone()),
+    ])?;
+    actions::append_summary(&report::summary(
+        results,
+        duration_ms,
+        &settings.environment,
+    ))?;
+    report::annotate(results);
+    let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+    if ok {
+        tracing::info!(
+            "all {} smoke tests passed in {}",
+            result.total,
+            runner::fmt_ms(duration_ms)
+        );
+        Ok(Outcome::success(json))
+    } else {
+        tracing::error!(
+            "smoke tests failed: {failed} failed, {skipped} not run, {passed} of {} passed; JUnit in `{}`, log in `{}`",
+            result.total,
+            result.junit,
+            result.log_file
+        );
+        Ok(Outcome {
+            json,
+            code: exit::GATE_FAILED,
+        })
+    }
+}

@@ -1,0 +1,161 @@
+//! Realistic state files, as the other commands write them per the state-file contract in
+//! ARCHITECTURE.md, for tests of the commands that read them (`record`, `rollback`, `notify`).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+pub const SHA: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
+pub const BACKUP_SHA256: &str = "5d41402abc4b2a76b9719d911017c592aa5d41402abc4b2a76b9719d911017c5";
+
+/// RFC 3339 UTC for `now - minutes_ago`.
+pub fn ago(minutes_ago: i64) -> String {
+    jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_mins(minutes_ago))
+        .expect("time")
+        .round(jiff::Unit::Second)
+        .expect("round")
+        .to_string()
+}
+
+pub fn dir(root: &Path, id: &str) -> PathBuf {
+    let dir = root.join(id);
+    std::fs::create_dir_all(&dir).expect("state dir");
+    std::fs::write(root.join("latest"), format!("{id}\n")).expect("latest");
+    dir
+}
+
+pub fn write(root: &Path, id: &str, name: &str, value: &Value) {
+    std::fs::write(
+        dir(root, id).join(name),
+        serde_json::to_string_pretty(value).expect("json"),
+    )
+    .expect("state file");
+}
+
+pub fn validate(id: &str, minutes_ago: i64) -> Value {
+    json!({
+        "schema_version": 1, "command": "validate", "result": "pass", "timestamp": ago(minutes_ago),
+        "duration_ms": 812, "deployment_id": id, "environment": "production",
+        "repository": "octo/app", "version": "1.4.0", "major": 1, "minor": 4, "patch": 0,
+        "prerelease": "", "build": "", "tag": "v1.4.0", "sha": SHA, "tag_type": "annotated",
+        "previous": { "version": "1.3.2", "deployment_id": 998, "sha": "1111111111111111111111111111111111111111", "created_at": "2026-01-01T00:00:00Z" },
+        "checked_with": "github-api"
+    })
+}
+
+pub fn gate(minutes_ago: i64, result: &str) -> Value {
+    json!({
+        "schema_version": 1, "command": "gate", "result": result, "timestamp": ago(minutes_ago),
+        "duration_ms": 64_000,
+        "required": ["ci/build", "test"], "failed": if result == "pass" { json!([]) } else { json!(["test"]) },
+        "pending": [], "missing": [],
+        "checks": [
+            { "name": "ci/build", "kind": "status", "conclusion": "success" },
+            { "name": "test", "kind": "check_run", "conclusion": if result == "pass" { "success" } else { "failure" } }
+        ]
+    })
+}
+
+pub fn backup(id: &str, minutes_ago: i64) -> Value {
+    json!({
+        "schema_version": 1, "command": "backup", "result": "pass", "timestamp": ago(minutes_ago),
+        "duration_ms": 95_000, "backup_id": format!("backup-{id}"),
+        "location": format!("s3://acme-backups/prod/backup-{id}.sql.gz"),
+        "sidecar_location": format!("s3://acme-backups/prod/backup-{id}.sql.gz.json"),
+        "size": 48_213_344, "sha256": BACKUP_SHA256, "compression": "gzip", "format": "plain",
+        "verified": true, "reused": false, "database": "app", "server_version": "17.2",
+        "client_version": "17.2"
+    })
+}
+
+pub fn migrate(result: &str, minutes_ago: i64, log: &str) -> Value {
+    json!({
+        "schema_version": 1, "command": "migrate", "result": result, "timestamp": ago(minutes_ago),
+        "duration_ms": 12_500, "tool": "prisma",
+        "applied_count": if result == "pass" { 3 } else { 1 },
+        "applied": if result == "pass" { json!(["20260101_users", "20260102_orders", "20260103_index"]) } else { json!(["20260101_users"]) },
+        "lock_wait_ms": 15, "exit_code": if result == "pass" { 0 } else { 1 },
+        "log_file": log,
+        "reason": if result == "pass" { Value::Null } else { json!("prisma migrate deploy exited with code 1: relation \"orders\" already exists") }
+    })
+}
+
+pub fn rollout(minutes_ago: i64) -> Value {
+    let stage = |name: &str, weight: u64, minutes: u64| {
+        json!({
+            "name": name, "weight": weight, "planned_duration_ms": minutes * 60_000,
+            "elapsed_ms": minutes * 60_000 + 1_200, "status": "passed", "samples": minutes * 6,
+            "success_rate": 1.0, "p95_ms": 182.5
+        })
+    };
+    json!({
+        "schema_version": 1, "command": "rollout", "result": "pass", "timestamp": ago(minutes_ago),
+        "duration_ms": 1_800_000, "version": "v1.4.0", "previous_version": "v1.3.2",
+        "failed_stage": null, "reason": null,
+        "stages": [stage("canary", 5, 5), stage("progressive", 50, 10), stage("full", 100, 15)],
+        "rollback": { "ran": false, "ok": null, "reason": null },
+        "log_file": "rollout-logs.log"
+    })
+}
+
+pub fn smoke(minutes_ago: i64) -> Value {
+    let test = |name: &str| {
+        json!({
+            "name": name, "status": "passed", "duration_ms": 140, "time_to_ready_ms": 0, "failures": []
+        })
+    };
+    json!({
+        "schema_version": 1, "command": "smoke", "result": "pass", "timestamp": ago(minutes_ago),
+        "duration_ms": 4_100, "total": 4, "passed": 4, "failed": 0,
+        "tests": [test("API Gateway"), test("Auth Service"), test("Database"), test("Marketplace Service")],
+        "junit": "smoke-junit.xml"
+    })
+}
+
+/// Every stage ran and passed; logs beside the state files. The deployment completed
+/// `minutes_ago` minutes ago.
+pub fn full(root: &Path, id: &str, minutes_ago: i64) -> PathBuf {
+    let dir = dir(root, id);
+    write(root, id, "validate.json", &validate(id, minutes_ago + 40));
+    write(root, id, "gate.json", &gate(minutes_ago + 38, "pass"));
+    write(root, id, "backup.json", &backup(id, minutes_ago + 36));
+    write(
+        root,
+        id,
+        "migrate.json",
+        &migrate(
+            "pass",
+            minutes_ago + 34,
+            &format!("migration-logs-{id}.log"),
+        ),
+    );
+    write(root, id, "rollout.json", &rollout(minutes_ago + 1));
+    write(root, id, "smoke.json", &smoke(minutes_ago));
+    std::fs::write(
+        dir.join(format!("backup-logs-{id}.log")),
+        "[2026] pg_dump started\n[2026] uploaded 48213344 bytes\n",
+    )
+    .expect("log");
+    std::fs::write(
+        dir.join(format!("migration-logs-{id}.log")),
+        "[stdout] 3 migrations applied\n",
+    )
+    .expect("log");
+    std::fs::write(
+        dir.join(format!("rollout-logs-{id}.log")),
+        "[canary] 5% healthy\n[progressive] 50% healthy\n[full] 100% healthy\n",
+    )
+    .expect("log");
+    std::fs::write(
+        dir.join(format!("smoke-test-logs-{id}.log")),
+        "GET /api/health 200\n",
+    )
+    .expect("log");
+    std::fs::write(
+        dir.join("smoke-junit.xml"),
+        "<testsuites tests=\"4\" failures=\"0\"/>\n",
+    )
+    .expect("junit");
+    dir
+}
