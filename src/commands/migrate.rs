@@ -813,7 +813,10 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             "no database to migrate: set the `database-url` input (from a secret) or DATABASE_URL",
         )
     })?;
-    let db = Database::from_url("the `database-url` input", &url)?;
+    let db = Database::from_url(
+        "the database URL (`database-url` input or DATABASE_URL)",
+        &url,
+    )?;
     let state = StateDir::open(settings)?;
     let log_path = state.path(&format!("migration-logs-{}.log", state.id()));
     let mut result = MigrateResult {

@@ -883,3 +883,56 @@ fn no_secret_reaches_any_output_log_or_state_file() {
         assert_no_secret(secret, places.iter().map(|(n, t)| (n.clone(), t.as_str())));
     }
 }
+
+#[test]
+fn an_unreachable_or_invalid_database_is_reported_without_its_password() {
+    let w = World::new("migrate_unreachable");
+    w.verified_backup("960-aaaaaaa");
+    let marker = w.path("ran");
+    let script = format!("touch {}", marker.display());
+    let password = "Unreachable-pw%2Fsecret";
+    // Port 1: nothing listens there.
+    let url = format!("postgres://app:{password}@127.0.0.1:1/app");
+    let run = Shipgate::new(w.dir.path())
+        .actions()
+        .input("database-url", &url)
+        .args([
+            "--deployment-id",
+            "960-aaaaaaa",
+            "migrate",
+            "--shell",
+            "--",
+            &script,
+        ])
+        .run();
+    run.expect_code(3);
+    assert!(
+        run.stderr
+            .contains("cannot open the connection that holds the migration lock"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("postgres://app:***@127.0.0.1:1/app"),
+        "{}",
+        run.stderr
+    );
+    assert!(!marker.exists(), "the command ran without the lock");
+    let mut places = run.everything();
+    places.extend(read_tree(&w.dir.path().join(".shipgate")));
+    assert_no_secret(
+        password,
+        places.iter().map(|(n, t)| (n.clone(), t.as_str())),
+    );
+
+    let run = Shipgate::new(w.dir.path())
+        .env("DATABASE_URL", "mysql://app:pw@db/app")
+        .args(["--deployment-id", "960-aaaaaaa", "migrate", "--", "true"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("is not a PostgreSQL URL"),
+        "{}",
+        run.stderr
+    );
+}
