@@ -30,6 +30,8 @@ const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 /// Pauses between attempts to take the lock: from the first to the last, doubling.
 const LOCK_POLL_FIRST: Duration = Duration::from_millis(50);
 const LOCK_POLL_MAX: Duration = Duration::from_millis(250);
+/// How often the lock connection is used while the command runs.
+const LOCK_PING_EVERY: Duration = Duration::from_secs(30);
 /// How often the holder is named again while waiting.
 const LOCK_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// Names listed in the summary before "and N more".
@@ -974,7 +976,30 @@ async fn migrate(
         actions::quote(&options.shown()),
         format_duration(options.timeout)
     );
-    let finished = process::run_logged(&spec, Some(&mut log), shutdown.as_mut()).await;
+    let finished = {
+        let run = process::run_logged(&spec, Some(&mut log), shutdown.as_mut());
+        tokio::pin!(run);
+        // The lock connection sits idle while the command runs: a query now and then keeps
+        // proxies, NAT and `idle_session_timeout` from dropping it, and notices if it was.
+        // (Scaled like retry pauses, so that tests see it within their time.)
+        let every = crate::util::retry_delay(LOCK_PING_EVERY).max(Duration::from_millis(20));
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                finished = &mut run => break finished,
+                _ = ping.tick(), if !result.lock_lost => {
+                    if let Err(e) = session.query("SELECT 1").await {
+                        result.lock_lost = true;
+                        actions::annotate(
+                            Level::Warning,
+                            Some("shipgate migrate"),
+                            &format!("{e}: the migration lock is lost while the command still runs; another run may start and overlap this one"),
+                        );
+                    }
+                }
+            }
+        }
+    };
     drop(run_group);
     let finished = finished?;
     record_finish(result, &finished);
@@ -1012,6 +1037,7 @@ async fn migrate(
 
     match session.advisory_unlock(options.lock_key).await {
         Ok(true) => {}
+        Ok(false) | Err(_) if result.lock_lost => {}
         Ok(false) | Err(_) => {
             result.lock_lost = true;
             actions::annotate(

@@ -936,3 +936,35 @@ fn an_unreachable_or_invalid_database_is_reported_without_its_password() {
         run.stderr
     );
 }
+
+#[test]
+fn a_lock_connection_lost_during_the_run_is_reported() {
+    let w = World::new("migrate_lock_lost");
+    w.verified_backup("970-aaaaaaa");
+    // The command cuts shipgate's lock connection, as a database restart or a proxy would.
+    let script = format!(
+        "{}; sleep 1",
+        psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'shipgate migrate 970-aaaaaaa'",
+        )
+    );
+    let run = w
+        .migrate("970-aaaaaaa", &["--shell", "--", &script])
+        .actions()
+        .run();
+    run.expect_code(0);
+    // Noticed while the command still ran (the connection is used every 30 s, scaled down
+    // here by SHIPGATE_RETRY_SCALE), and reported at the end.
+    assert!(
+        run.stderr
+            .contains("the migration lock is lost while the command still runs"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.summary.contains("another run may have overlapped"),
+        "{}",
+        run.summary
+    );
+    assert_eq!(w.migrate_json("970-aaaaaaa")["lock_lost"], true);
+}
