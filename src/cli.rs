@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{gate, notify, pipeline, record, rollback, rollout, smoke, validate};
+use crate::commands::{
+    gate, migrate, notify, pipeline, record, rollback, rollout, smoke, validate,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +60,8 @@ pub(crate) enum Format {
 pub(crate) enum Command {
     /// Validate the release version and tag, and emit the deployment id
     Validate(validate::Args),
+    /// Run the database migrations once, under a lock, after a verified backup; count them
+    Migrate(migrate::Args),
     /// Wait for the commit's check runs and commit statuses, then require them to pass
     Gate(gate::Args),
     /// Run the smoke suite: HTTP, database and TCP checks with asserts, captures, readiness
@@ -81,6 +85,7 @@ impl Command {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::Validate(_) => "validate",
+            Command::Migrate(_) => "migrate",
             Command::Gate(_) => "gate",
             Command::Smoke(_) => "smoke",
             Command::Record(_) => "record",

@@ -54,6 +54,8 @@ pub(crate) struct Database {
     /// `postgres://user:***@host:port/db`, for messages.
     display: String,
     name: String,
+    /// `application_name` of the sessions, as `pg_stat_activity` shows them to other clients.
+    application_name: String,
 }
 
 impl Database {
@@ -100,7 +102,16 @@ impl Database {
             password,
             display,
             name: crate::secret::percent_decode(&name).unwrap_or(name),
+            application_name: "shipgate".to_string(),
         })
+    }
+
+    /// The same database, with connections named `name` in `pg_stat_activity` (so that another
+    /// client waiting for a lock can tell who holds it). PostgreSQL keeps the first 63 bytes.
+    pub(crate) fn with_application_name(&self, name: &str) -> Database {
+        let mut other = self.clone();
+        other.application_name = crate::actions::one_line(name);
+        other
     }
 
     /// `postgres://user:***@host:port/db`.
@@ -158,7 +169,7 @@ impl Database {
     pub(crate) fn env(&self) -> Vec<(String, String)> {
         vec![
             ("PGCONNECT_TIMEOUT".into(), CONNECT_TIMEOUT_SECS.to_string()),
-            ("PGAPPNAME".into(), "shipgate".into()),
+            ("PGAPPNAME".into(), self.application_name.clone()),
         ]
     }
 
@@ -309,6 +320,72 @@ impl Session {
             })
     }
 
+    /// `pg_try_advisory_lock(key)`: `true` when this session now holds the session-level
+    /// advisory lock `key` (held until unlocked or until the session ends, however it ends).
+    pub(crate) async fn try_advisory_lock(&mut self, key: i64) -> Result<bool, PgError> {
+        let value = self
+            .query(&format!("SELECT pg_try_advisory_lock({key})"))
+            .await?;
+        Ok(first_field(&value) == Some("t"))
+    }
+
+    /// `pg_advisory_unlock(key)`: `false` when this session did not hold the lock (any more).
+    pub(crate) async fn advisory_unlock(&mut self, key: i64) -> Result<bool, PgError> {
+        let value = self
+            .query(&format!("SELECT pg_advisory_unlock({key})"))
+            .await?;
+        Ok(first_field(&value) == Some("t"))
+    }
+
+    /// The other sessions that hold the advisory lock `key` in this database, from `pg_locks`
+    /// and `pg_stat_activity` (fields another role's session hides are empty unless this role
+    /// has `pg_read_all_stats`).
+    pub(crate) async fn advisory_lock_holders(
+        &mut self,
+        key: i64,
+    ) -> Result<Vec<LockHolder>, PgError> {
+        // A one-bigint advisory lock appears in pg_locks as classid = high 32 bits, objid = low
+        // 32 bits, objsubid = 1.
+        let bits = key as u64;
+        let (high, low) = (bits >> 32, bits & 0xffff_ffff);
+        let sql = format!(
+            "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+             coalesce(host(a.client_addr), CASE WHEN a.client_port = -1 THEN 'local socket' END, ''), \
+             coalesce(a.state, ''), \
+             coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), \
+             coalesce(extract(epoch FROM now() - a.backend_start)::bigint::text, '') \
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+             AND l.classid = '{high}'::oid AND l.objid = '{low}'::oid \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND l.pid IS DISTINCT FROM pg_backend_pid() ORDER BY l.pid"
+        );
+        let rows = self.query(&sql).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let field = |i: usize| row.get(i).cloned().filter(|v| !v.is_empty());
+                LockHolder {
+                    pid: field(0).and_then(|v| v.parse().ok()),
+                    application_name: field(1),
+                    user: field(2),
+                    client: field(3),
+                    state: field(4),
+                    connected_since: field(5),
+                    connected_for_secs: field(6).and_then(|v| v.parse().ok()),
+                }
+            })
+            .collect())
+    }
+
+    /// A duplicate of the write end of psql's stdin: while any copy is open, psql keeps the
+    /// session (and every lock it holds) alive. Handed to a guard process that must outlive
+    /// shipgate for as long as it has work to do (see `process::Spec::die_with_shipgate`).
+    pub(crate) fn keepalive(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd as _;
+        self.stdin.as_fd().try_clone_to_owned()
+    }
+
     /// Ends the session cleanly (`\q`), waiting briefly, then kills psql if needed.
     pub(crate) async fn close(mut self) {
         let _ = self.stdin.write_all(b"\\q\n").await;
@@ -337,6 +414,69 @@ impl Session {
             message,
         }
     }
+}
+
+/// A session holding an advisory lock, as another client sees it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct LockHolder {
+    pub(crate) pid: Option<i64>,
+    pub(crate) application_name: Option<String>,
+    pub(crate) user: Option<String>,
+    /// Client address, `local socket`, or none when hidden.
+    pub(crate) client: Option<String>,
+    /// `active`, `idle`, `idle in transaction`, …
+    pub(crate) state: Option<String>,
+    /// When the holder's connection started (RFC 3339 UTC).
+    pub(crate) connected_since: Option<String>,
+    pub(crate) connected_for_secs: Option<u64>,
+}
+
+impl LockHolder {
+    /// `pid 4242 (`shipgate migrate 17-abc`, user `app`, from 10.0.0.7, idle, connected since
+    /// 2026-01-01T10:00:00Z, 2m ago)`, every value quoted as untrusted text.
+    pub(crate) fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(name) = &self.application_name {
+            parts.push(crate::actions::quote(name));
+        }
+        if let Some(user) = &self.user {
+            parts.push(format!("user {}", crate::actions::quote(user)));
+        }
+        if let Some(client) = &self.client {
+            parts.push(format!("from {}", crate::actions::one_line(client)));
+        }
+        if let Some(state) = &self.state {
+            parts.push(crate::actions::one_line(state));
+        }
+        if let Some(since) = &self.connected_since {
+            let ago = self
+                .connected_for_secs
+                .map(|s| {
+                    format!(
+                        ", {} ago",
+                        crate::util::format_duration(Duration::from_secs(s))
+                    )
+                })
+                .unwrap_or_default();
+            parts.push(format!(
+                "connected since {}{ago}",
+                crate::actions::one_line(since)
+            ));
+        }
+        let pid = self.pid.map_or_else(
+            || "a prepared transaction".to_string(),
+            |p| format!("pid {p}"),
+        );
+        if parts.is_empty() {
+            pid
+        } else {
+            format!("{pid} ({})", parts.join(", "))
+        }
+    }
+}
+
+fn first_field(rows: &[Vec<String>]) -> Option<&str> {
+    rows.first().and_then(|row| row.first()).map(|v| v.trim())
 }
 
 fn parse_rows(text: &str) -> Vec<Vec<String>> {

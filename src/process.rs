@@ -8,8 +8,10 @@
 #![allow(dead_code)]
 
 use std::io::Write as _;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -58,7 +60,21 @@ pub(crate) struct Spec {
     pub(crate) secret_env: Vec<(String, Secret)>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) timeout: Option<Duration>,
+    /// Kill the child's group when shipgate dies first (see [`Spec::die_with_shipgate`]).
+    pub(crate) guard: Option<Guard>,
 }
+
+/// What the guard process of [`Spec::die_with_shipgate`] keeps open until the group is dead.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    hold: Option<Arc<OwnedFd>>,
+}
+
+/// The guard: reads the child's process group id, then blocks on its stdin, a pipe whose only
+/// writer is shipgate. The pipe reaches end-of-file only when shipgate is gone (exit, crash,
+/// SIGKILL); the guard then kills the group. On the normal path shipgate kills the guard first.
+/// The descriptor to hold arrives as stdout and is moved to fd 3 so nothing is ever written to it.
+const GUARD_SCRIPT: &str = "exec 3>&1 >/dev/null 2>&1; read _ignored; kill -KILL \"-$0\"";
 
 impl Spec {
     pub(crate) fn new(label: impl Into<String>, argv: Vec<String>) -> Spec {
@@ -70,6 +86,7 @@ impl Spec {
             secret_env: Vec::new(),
             cwd: None,
             timeout: None,
+            guard: None,
         }
     }
 
@@ -96,6 +113,18 @@ impl Spec {
 
     pub(crate) fn timeout(mut self, timeout: Option<Duration>) -> Spec {
         self.timeout = timeout;
+        self
+    }
+
+    /// Makes the child's whole process group die with shipgate, even when shipgate is killed
+    /// with SIGKILL (which no signal handler sees): a small guard process (`sh`, in a process
+    /// group of its own) kills the group as soon as shipgate is gone. `hold`, when given, is
+    /// kept open by the guard until the group is dead, e.g. [`crate::postgres::Session::keepalive`]
+    /// so that a lock taken for the child outlives the child and is never released under it.
+    pub(crate) fn die_with_shipgate(mut self, hold: Option<OwnedFd>) -> Spec {
+        self.guard = Some(Guard {
+            hold: hold.map(Arc::new),
+        });
         self
     }
 
@@ -233,6 +262,16 @@ pub(crate) async fn run_logged(
     let started = Instant::now();
     let mut child = spec.spawn_piped()?;
     let pid = child.id();
+    let mut guard = match &spec.guard {
+        Some(guard) => match spawn_guard(guard, pid) {
+            Ok(process) => Some(process),
+            Err(e) => {
+                terminate_group(pid, &mut child).await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     if let Some(log) = log.as_deref_mut() {
         log.line(&format!(
             "[{}] $ {}",
@@ -309,6 +348,10 @@ pub(crate) async fn run_logged(
         }
     };
     drop(fence);
+    if let Some(guard) = guard.as_mut() {
+        // The group is done: the guard must not act any more (a reused id could be another's).
+        let _ = guard.kill().await;
+    }
     let status = status.map_err(|e| ProcessError::Spawn {
         program: spec.argv[0].clone(),
         reason: e.to_string(),
@@ -373,6 +416,37 @@ pub(crate) async fn run_inherited(
         duration_ms: started.elapsed().as_millis() as u64,
         tail: Vec::new(),
     })
+}
+
+/// Starts the guard of [`Spec::die_with_shipgate`] for the group led by `pid`.
+fn spawn_guard(guard: &Guard, pid: Option<u32>) -> Result<Child, ProcessError> {
+    let Some(pid) = pid else {
+        return Err(ProcessError::Spawn {
+            program: "sh".into(),
+            reason: "the child has no process id to guard".into(),
+        });
+    };
+    let stdout = match &guard.hold {
+        Some(fd) => fd
+            .try_clone()
+            .map(Stdio::from)
+            .map_err(|e| ProcessError::Spawn {
+                program: "sh".into(),
+                reason: format!("cannot pass the guarded descriptor: {e}"),
+            })?,
+        None => Stdio::null(),
+    };
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", GUARD_SCRIPT])
+        .arg(pid.to_string())
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        // Its own group: a signal to shipgate's group must not take the guard with it.
+        .process_group(0)
+        .kill_on_drop(true);
+    command.spawn().map_err(|e| spawn_error("sh", e))
 }
 
 /// SIGTERM to the whole process group, then SIGKILL after the grace period.

@@ -28,6 +28,7 @@ pub(crate) struct FileConfig {
     /// `owner/name` of the repository (default: `GITHUB_REPOSITORY`).
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
+    pub(crate) migrate: Option<crate::commands::migrate::FileConfig>,
     pub(crate) gate: Option<crate::commands::gate::FileConfig>,
     pub(crate) smoke: Option<crate::commands::smoke::FileConfig>,
     pub(crate) record: Option<crate::commands::record::FileConfig>,
@@ -181,6 +182,7 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 pub(crate) fn register_known_secrets() {
     const SECRET_INPUTS: &[&str] = &[
         "github-token",
+        "database-url",
         "slack-webhook-url",
         "webhook-url",
         "hook-url",

@@ -1,6 +1,7 @@
 //! One module per subcommand; this one dispatches and reports the outcome the same way for all.
 
 pub(crate) mod gate;
+pub(crate) mod migrate;
 pub(crate) mod notify;
 pub(crate) mod pipeline;
 pub(crate) mod record;
@@ -41,6 +42,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         match &cli.command {
             Command::Pipeline(args) => pipeline::run(args, &settings, &cli.global).await,
             Command::Validate(args) => validate::run(args, &settings).await,
+            Command::Migrate(args) => migrate::run(args, &settings).await,
             Command::Gate(args) => gate::run(args, &settings).await,
             Command::Smoke(args) => smoke::run(args, &settings).await,
             Command::Record(args) => record::run(args, &settings).await,

@@ -373,6 +373,7 @@ fn default_stages(settings: &Settings) -> Vec<Stage> {
     let mut stages = vec![Stage::Validate];
     let configured = [
         (Stage::Gate, file.gate.is_some()),
+        (Stage::Migrate, file.migrate.is_some()),
         (Stage::Rollout, file.rollout.is_some()),
         (Stage::Smoke, file.smoke.is_some()),
         (Stage::Notify, file.notify.is_some()),

@@ -7,6 +7,7 @@ mod support;
 mod fake_github_selftest;
 mod gate;
 mod gate_bench;
+mod migrate;
 mod notify;
 mod record;
 mod rollback;

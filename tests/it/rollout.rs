@@ -622,7 +622,7 @@ fn sigterm_mid_stage_runs_the_rollback_before_exiting() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("send SIGTERM");
-    let run = running.wait(Duration::from_secs(60));
+    let run = running.wait_at_most(Duration::from_secs(60));
     run.expect_code(1);
     assert_eq!(
         world.hook_calls(),
@@ -874,7 +874,7 @@ fn a_paused_stage_waits_for_resume_while_the_canary_is_watched() {
         resume.stderr
     );
 
-    let run = running.wait(Duration::from_secs(60));
+    let run = running.wait_at_most(Duration::from_secs(60));
     run.expect_code(0);
     let stages_called: Vec<String> = world.hook_calls().into_iter().map(|(_, s)| s).collect();
     assert_eq!(stages_called, ["canary", "full"]);

@@ -176,6 +176,7 @@ impl Shipgate {
         let stderr = std::fs::File::create(streams.path().join("stderr")).expect("stderr file");
         let child = self
             .command
+            .stdin(std::process::Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
@@ -205,8 +206,18 @@ impl Running {
         std::fs::read_to_string(self.streams.path().join("stderr")).unwrap_or_default()
     }
 
+    /// SIGKILL: shipgate gets no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill shipgate");
+    }
+
+    /// Waits for the end (at most ten minutes) and collects the run.
+    pub fn wait(self) -> Run {
+        self.wait_at_most(std::time::Duration::from_secs(600))
+    }
+
     /// Waits (at most `limit`, then kills it and panics) and collects the run.
-    pub fn wait(mut self, limit: std::time::Duration) -> Run {
+    pub fn wait_at_most(mut self, limit: std::time::Duration) -> Run {
         let started = std::time::Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait for shipgate") {
