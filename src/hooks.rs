@@ -5,6 +5,11 @@
 //! bounded number of retries, and everything they do goes into the command's log file.
 //!
 //! Hooks should be idempotent ("set the canary weight to 5"), because a retry repeats them.
+//!
+//! Both commands resolve their hooks with [`resolve`] from the same inputs (`hook`, `hook-url`,
+//! `rollback-hook`, `rollback-hook-url`, `hook-shell`, `hook-timeout`, `hook-retries`) and the
+//! same `shipgate.yml` keys, so one configuration serves the automatic rollback and the manual
+//! one.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +18,14 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::process::{self, LogFile, ProcessError, Shutdown, Spec};
 use crate::secret::Secret;
+use crate::settings::Settings;
+use crate::util::HumanDuration;
+
+/// Time limit of one attempt unless `hook-timeout` says otherwise.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Attempts after the first unless `hook-retries` says otherwise.
+pub(crate) const DEFAULT_RETRIES: u32 = 2;
+const MAX_RETRIES: u32 = 10;
 
 /// The first pause between attempts; it doubles each time, up to [`MAX_RETRY_PAUSE`].
 const FIRST_RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -80,6 +93,15 @@ impl Hook {
                     " on PATH"
                 }
             ))
+        }
+    }
+
+    /// The same target and limits, named `rollback hook`: what runs to roll back when no
+    /// rollback hook is configured (the stage hook, with SHIPGATE_EVENT=rollback and weight 0).
+    pub(crate) fn as_rollback(&self) -> Hook {
+        Hook {
+            name: "rollback hook".to_string(),
+            ..self.clone()
         }
     }
 
@@ -156,11 +178,126 @@ pub(crate) enum CommandLine {
     Argv(Vec<String>),
 }
 
+/// The hook flags one command was given (`rollback` has no `--hook`: the stage hook reaches it
+/// only through the `hook`/`hook-url` inputs and `shipgate.yml`).
+#[derive(Debug, Default)]
+pub(crate) struct Flags<'a> {
+    pub(crate) hook: Option<&'a str>,
+    pub(crate) rollback_hook: Option<&'a str>,
+    pub(crate) shell: bool,
+    pub(crate) timeout: Option<HumanDuration>,
+    pub(crate) retries: Option<u32>,
+}
+
+/// The hook keys of a `shipgate.yml` section: `hook`, `rollback-hook` (a [`CommandLine`]),
+/// `hook-shell`, `hook-timeout`, `hook-retries`. Webhook URLs are secrets and never come from
+/// the file.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FileKeys<'a> {
+    pub(crate) hook: Option<&'a CommandLine>,
+    pub(crate) rollback_hook: Option<&'a CommandLine>,
+    pub(crate) shell: Option<bool>,
+    pub(crate) timeout: Option<HumanDuration>,
+    pub(crate) retries: Option<u32>,
+}
+
+impl<'a> FileKeys<'a> {
+    /// Key by key: these keys where set, else `fallback`'s.
+    pub(crate) fn or(self, fallback: FileKeys<'a>) -> FileKeys<'a> {
+        FileKeys {
+            hook: self.hook.or(fallback.hook),
+            rollback_hook: self.rollback_hook.or(fallback.rollback_hook),
+            shell: self.shell.or(fallback.shell),
+            timeout: self.timeout.or(fallback.timeout),
+            retries: self.retries.or(fallback.retries),
+        }
+    }
+}
+
+/// The hooks a configuration names: each `None` when not configured. Their programs are not
+/// checked here: a command checks the hooks it will run with [`Hook::check`].
+#[derive(Debug)]
+pub(crate) struct Hooks {
+    /// `stage hook`: `hook` / `hook-url` (env SHIPGATE_HOOK_URL).
+    pub(crate) stage: Option<Hook>,
+    /// `rollback hook`: `rollback-hook` / `rollback-hook-url` (env SHIPGATE_ROLLBACK_HOOK_URL).
+    pub(crate) rollback: Option<Hook>,
+}
+
+/// The hooks from flags > inputs > `file`, with one timeout and retry count for both
+/// (`hook-timeout`, default 2m per attempt; `hook-retries`, default 2) and `hook-shell`.
+pub(crate) fn resolve(
+    settings: &Settings,
+    flags: &Flags<'_>,
+    file: FileKeys<'_>,
+) -> Result<Hooks, Error> {
+    let shell = settings.switch("hook-shell", flags.shell, file.shell, false)?;
+    let timeout = settings
+        .value("hook-timeout", flags.timeout, file.timeout)?
+        .map_or(DEFAULT_TIMEOUT, |d| d.0);
+    if timeout.is_zero() {
+        return Err(Error::usage("`hook-timeout` must be more than 0"));
+    }
+    let retries = settings
+        .value("hook-retries", flags.retries, file.retries)?
+        .unwrap_or(DEFAULT_RETRIES);
+    if retries > MAX_RETRIES {
+        return Err(Error::usage(format!(
+            "`hook-retries` is {retries}; use at most {MAX_RETRIES}"
+        )));
+    }
+    let hook = |name: &str, target: Option<Target>| {
+        target.map(|target| Hook {
+            name: name.to_string(),
+            target,
+            timeout,
+            retries,
+        })
+    };
+    let stage = target_from_inputs(
+        "hook",
+        flags.hook,
+        file.hook,
+        "hook-url",
+        "SHIPGATE_HOOK_URL",
+        shell,
+    )?;
+    let rollback = target_from_inputs(
+        "rollback-hook",
+        flags.rollback_hook,
+        file.rollback_hook,
+        "rollback-hook-url",
+        "SHIPGATE_ROLLBACK_HOOK_URL",
+        shell,
+    )?;
+    Ok(Hooks {
+        stage: hook("stage hook", stage),
+        rollback: hook("rollback hook", rollback),
+    })
+}
+
+/// The HTTP client webhooks are sent with: no redirects (a redirect would resend the payload
+/// elsewhere), a connect timeout, and `timeout` as the default limit of a request (each
+/// attempt sets its hook's own).
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .user_agent(concat!("shipgate/", env!("CARGO_PKG_VERSION"), " (hook)"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            Error::dependency(format!(
+                "cannot set up the HTTP client for webhooks: {}",
+                describe_http_error(e)
+            ))
+        })
+}
+
 /// A hook's target from its inputs: the command `name` (flag > input > `file`) or the webhook
 /// URL, a secret read only from the `url_input` input or the `url_env` variable; both set is a
-/// usage error. `None` when neither is set. (`rollout` reads `hook`/`hook-url` and
-/// `rollback-hook`/`rollback-hook-url` this way; `rollback` reads the latter pair.)
-pub(crate) fn target_from_inputs(
+/// usage error. `None` when neither is set.
+fn target_from_inputs(
     name: &str,
     flag: Option<&str>,
     file: Option<&CommandLine>,

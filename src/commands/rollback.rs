@@ -3,8 +3,12 @@
 //! (through `shipgate restore`), verifies health, marks the record and the GitHub deployment as
 //! rolled back, and writes an incident stub. After the deadline it refuses unless `--force`.
 //!
-//! The hook here is a command (argv from `shipgate.yml`, or a shell script from the input); the
-//! staged rollout's hooks (`src/hooks.rs`, command or HTTP) are meant to replace it once merged.
+//! The hook is `rollout`'s rollback hook (`src/hooks.rs`: a command or a webhook, timeout per
+//! attempt, retries), configured by the same inputs and `shipgate.yml` keys, so the automatic
+//! rollback and the manual one run the same thing: `rollback-hook` / `rollback-hook-url`, else
+//! the stage hook `hook` / `hook-url` at weight 0, exactly as `rollout` falls back. In
+//! `shipgate.yml` the `rollback:` section's hook keys win key by key over the `rollout:`
+//! section's, so a file that configures `rollout` configures this command too.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,11 +21,12 @@ use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
 use crate::artifacts::{self, Artifact};
 use crate::error::{Error, Kind, Result};
-use crate::process::{self, LogFile, Spec};
+use crate::hooks::{self, CommandLine, Context, Hook, HookRun};
+use crate::process::{self, LogFile, Shutdown, Spec};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
+use crate::util::HumanDuration;
 
-const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_RESTORE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
@@ -38,13 +43,23 @@ pub(crate) struct Args {
     /// Why, for the record, the GitHub deployment and the incident stub (input `reason`)
     #[arg(long, value_name = "TEXT")]
     pub(crate) reason: Option<String>,
-    /// The rollback hook, run with `sh -c` (input `rollback-command`) [default: `rollback.command`
-    /// in shipgate.yml, an argv list]
-    #[arg(long = "command", value_name = "SCRIPT")]
-    pub(crate) command: Option<String>,
-    /// Time limit for the hook (input `rollback-timeout`) [default: 15m]
+    /// The rollback hook, the one `rollout` runs: a command run without a shell, with
+    /// SHIPGATE_EVENT=rollback, SHIPGATE_STAGE=rollback, SHIPGATE_WEIGHT=0, SHIPGATE_VERSION,
+    /// SHIPGATE_PREVIOUS_VERSION, SHIPGATE_DEPLOYMENT_ID, SHIPGATE_ENVIRONMENT, SHIPGATE_REASON
+    /// (input `rollback-hook`; webhook: `rollback-hook-url` input or SHIPGATE_ROLLBACK_HOOK_URL)
+    /// [default: `rollback-hook` in shipgate.yml's `rollback:`, else `rollout:` section; else the
+    /// stage hook (input `hook`/`hook-url`, `rollout.hook`)]
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) rollback_hook: Option<String>,
+    /// Run the hook command with `sh -c` (input `hook-shell`)
+    #[arg(long)]
+    pub(crate) hook_shell: bool,
+    /// Time limit of one hook attempt (input `hook-timeout`) [default: 2m]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) timeout: Option<String>,
+    pub(crate) hook_timeout: Option<HumanDuration>,
+    /// Attempts after the first when the hook fails (input `hook-retries`) [default: 2]
+    #[arg(long, value_name = "N")]
+    pub(crate) hook_retries: Option<u32>,
     /// Also restore the database from the deployment's backup (input `restore-database`); writes
     /// made since the backup are lost
     #[arg(long)]
@@ -62,31 +77,30 @@ pub(crate) struct Args {
     pub(crate) health_timeout: Option<String>,
 }
 
-/// The `rollback:` section of `shipgate.yml`.
+/// The `rollback:` section of `shipgate.yml`. The hook keys are `rollout:`'s (same names, same
+/// forms); each one absent here is read from the `rollout:` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct FileConfig {
-    /// The hook: an argv list (no shell) or one string (run with `sh -c`).
-    command: Option<Command>,
-    timeout: Option<String>,
+    /// One line (split like a shell would, no expansion; `sh -c` with `hook-shell`) or an argv
+    /// list.
+    rollback_hook: Option<CommandLine>,
+    hook_shell: Option<bool>,
+    hook_timeout: Option<HumanDuration>,
+    hook_retries: Option<u32>,
     restore_command: Option<String>,
     health_urls: Option<Vec<String>>,
     health_timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum Command {
-    Argv(Vec<String>),
-    Script(String),
 }
 
 struct Options {
     record: Option<PathBuf>,
     force: bool,
     reason: String,
-    hook: Option<Spec>,
-    hook_timeout: Duration,
+    /// `rollback-hook`, else the stage hook (as `rollout` falls back).
+    hook: Option<Hook>,
+    /// The hook is the stage hook: no rollback hook is configured.
+    stage_hook_reused: bool,
     restore_database: bool,
     restore_command: Option<String>,
     health_urls: Vec<String>,
@@ -106,21 +120,38 @@ impl Options {
     fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
         let default = FileConfig::default();
         let file = settings.file.rollback.as_ref().unwrap_or(&default);
-        let hook = match settings.text("rollback-command", args.command.clone(), None) {
-            Some(script) => Some(Spec::shell("rollback hook", &script)),
-            None => match &file.command {
-                Some(Command::Script(script)) => Some(Spec::shell("rollback hook", script)),
-                Some(Command::Argv(argv)) if !argv.is_empty() => {
-                    Some(Spec::new("rollback hook", argv.clone()))
-                }
-                Some(Command::Argv(_)) => {
-                    return Err(Error::usage(
-                        "`rollback.command` in shipgate.yml is an empty list; give the program and its arguments",
-                    ));
-                }
-                None => None,
-            },
+        let own = hooks::FileKeys {
+            hook: None,
+            rollback_hook: file.rollback_hook.as_ref(),
+            shell: file.hook_shell,
+            timeout: file.hook_timeout,
+            retries: file.hook_retries,
         };
+        let rollout = settings
+            .file
+            .rollout
+            .as_ref()
+            .map(super::rollout::FileConfig::hook_keys)
+            .unwrap_or_default();
+        let configured = hooks::resolve(
+            settings,
+            &hooks::Flags {
+                hook: None,
+                rollback_hook: args.rollback_hook.as_deref(),
+                shell: args.hook_shell,
+                timeout: args.hook_timeout,
+                retries: args.hook_retries,
+            },
+            own.or(rollout),
+        )?;
+        let (hook, stage_hook_reused) = match (configured.rollback, configured.stage) {
+            (Some(hook), _) => (Some(hook), false),
+            (None, Some(stage)) => (Some(stage.as_rollback()), true),
+            (None, None) => (None, false),
+        };
+        if let Some(hook) = &hook {
+            hook.check().map_err(Error::usage)?;
+        }
         let health_urls = match settings.text("health-urls", None, None) {
             _ if !args.health_urls.is_empty() => args.health_urls.clone(),
             Some(list) => record::split_list(&list),
@@ -131,15 +162,6 @@ impl Options {
         }
         let restore_database =
             settings.switch("restore-database", args.restore_database, None, false)?;
-        let hook_timeout = duration(
-            "rollback-timeout",
-            settings.text(
-                "rollback-timeout",
-                args.timeout.clone(),
-                file.timeout.as_ref(),
-            ),
-            DEFAULT_HOOK_TIMEOUT,
-        )?;
         let health_timeout = duration(
             "health-timeout",
             settings.text(
@@ -164,7 +186,7 @@ impl Options {
                 .map(|r| actions::one_line(&r))
                 .unwrap_or_else(|| "no reason given".to_string()),
             hook,
-            hook_timeout,
+            stage_hook_reused,
             restore_database,
             restore_command: settings.text(
                 "restore-command",
@@ -210,6 +232,10 @@ struct RollbackResult {
     refused: bool,
     already_rolled_back: bool,
     steps: Vec<Step>,
+    /// The rollback hook's run: every attempt with its exit code or HTTP status.
+    hook: Option<HookRun>,
+    /// No rollback hook is configured: the stage hook ran at weight 0.
+    stage_hook_reused: bool,
     database_restored: Option<bool>,
     health: Vec<Health>,
     github_deployment: Option<Value>,
@@ -239,6 +265,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         refused: false,
         already_rolled_back: false,
         steps: Vec::new(),
+        hook: None,
+        stage_hook_reused: options.stage_hook_reused,
         database_restored: None,
         health: Vec::new(),
         github_deployment: None,
@@ -309,7 +337,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     };
     if options.hook.is_none() && backup.is_none() {
         return Err(Error::usage(
-            "nothing to roll back with: set the rollback hook (`rollback-command` input, `--command`, or `rollback.command` in shipgate.yml) and/or `--restore-database`",
+            "nothing to roll back with: set the rollback hook (input `rollback-hook`, or `rollback-hook-url` for a webhook; `--rollback-hook`; or `rollback-hook` in the `rollback:` or `rollout:` section of shipgate.yml — the stage hook `hook` serves too, as in `rollout`) and/or `--restore-database`",
         ));
     }
     tracing::info!(
@@ -324,28 +352,54 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     );
 
     let mut log = LogFile::append(&state.path(&format!("rollback-logs-{id}.log")))?;
-    let env = hook_env(&record, &options.reason, backup.as_ref());
+    // A cancelled run stops its hook and restore (and is reported as a failed rollback).
+    let shutdown = Shutdown::listen();
+    let context = Context {
+        event: "rollback",
+        stage: "rollback".to_string(),
+        weight: 0,
+        version: record.version.clone(),
+        deployment_id: id.clone(),
+        previous_version: record.previous_version.clone(),
+        environment: record.environment.clone(),
+        failed_stage: None,
+        reason: Some(options.reason.clone()),
+    };
 
     // 1. The hook.
     if let Some(hook) = &options.hook {
         let _group = actions::group("Rollback hook");
-        let mut spec = hook.clone().timeout(Some(options.hook_timeout));
-        for (key, value) in &env {
-            spec = spec.env(key, value.clone());
-        }
-        let step = run_step("hook", &spec, &mut log).await?;
-        let ok = step.ok;
-        result.steps.push(step);
+        let run = run_hook(
+            hook,
+            options.stage_hook_reused,
+            &context,
+            &mut log,
+            &shutdown,
+        )
+        .await?;
+        let (ok, cancelled) = (run.ok, run.cancelled);
+        result.steps.push(Step {
+            name: "hook".to_string(),
+            command: hook.display(),
+            ok,
+            outcome: run.describe(),
+            duration_ms: run.duration_ms,
+        });
+        result.hook = Some(run);
         if !ok {
-            return fail(state, result, started, &record, "the rollback hook failed");
+            let what = match shutdown.received() {
+                Some(signal) if cancelled => format!("the rollback hook was stopped by {signal}"),
+                _ => "the rollback hook failed".to_string(),
+            };
+            return fail(state, result, started, &record, &what);
         }
     }
 
     // 2. The database.
     if let Some(backup) = &backup {
         let _group = actions::group(&format!("Restore database backup `{}`", backup.backup_id));
-        let spec = restore_spec(settings, &state, &options, backup, &env)?;
-        let step = run_step("restore", &spec, &mut log).await?;
+        let spec = restore_spec(settings, &state, &options, backup, &context)?;
+        let step = run_step("restore", &spec, &mut log, &shutdown).await?;
         let ok = step.ok;
         result.steps.push(step);
         result.database_restored = Some(ok);
@@ -525,48 +579,17 @@ fn backup_of(state: &StateDir, record: &Record) -> Result<record::Backup> {
     })
 }
 
-fn hook_env(
-    record: &Record,
-    reason: &str,
-    backup: Option<&record::Backup>,
-) -> Vec<(String, String)> {
-    let mut env = vec![
-        (
-            "SHIPGATE_DEPLOYMENT_ID".to_string(),
-            record.deployment_id.clone(),
-        ),
-        ("SHIPGATE_VERSION".to_string(), record.version.clone()),
-        (
-            "SHIPGATE_ENVIRONMENT".to_string(),
-            record.environment.clone(),
-        ),
-        ("SHIPGATE_ROLLBACK_REASON".to_string(), reason.to_string()),
-    ];
-    if let Some(previous) = &record.previous_version {
-        env.push(("SHIPGATE_PREVIOUS_VERSION".into(), previous.clone()));
-    }
-    if let Some(sha) = &record.git_sha {
-        env.push(("SHIPGATE_GIT_SHA".into(), sha.clone()));
-    }
-    if let Some(backup) = backup {
-        env.push(("SHIPGATE_BACKUP_ID".into(), backup.backup_id.clone()));
-        env.push(("SHIPGATE_BACKUP_LOCATION".into(), backup.location.clone()));
-        if let Some(sha) = &backup.sha256 {
-            env.push(("SHIPGATE_BACKUP_SHA256".into(), sha.clone()));
-        }
-    }
-    env
-}
-
 /// The restore: the user's script, or this very executable's `restore --backup-id <id> --yes`,
 /// run as a plain CLI child (no runner files, so its outputs and annotations do not mix with
-/// ours; its output is streamed, redacted, into this step's log).
+/// ours; its output is streamed, redacted, into this step's log). Its environment is the hook's
+/// (`SHIPGATE_*` of the rollback) plus `SHIPGATE_BACKUP_ID`, `SHIPGATE_BACKUP_LOCATION` and
+/// `SHIPGATE_BACKUP_SHA256`.
 fn restore_spec(
     settings: &Settings,
     state: &StateDir,
     options: &Options,
     backup: &record::Backup,
-    env: &[(String, String)],
+    context: &Context,
 ) -> Result<Spec> {
     let mut spec = match &options.restore_command {
         Some(script) => Spec::shell("restore", script),
@@ -604,15 +627,58 @@ fn restore_spec(
     ] {
         spec = spec.env_remove(var);
     }
-    for (key, value) in env {
-        spec = spec.env(key, value.clone());
+    for (key, value) in context.env() {
+        spec = spec.env(key, value);
+    }
+    spec = spec
+        .env("SHIPGATE_BACKUP_ID", backup.backup_id.clone())
+        .env("SHIPGATE_BACKUP_LOCATION", backup.location.clone());
+    if let Some(sha) = &backup.sha256 {
+        spec = spec.env("SHIPGATE_BACKUP_SHA256", sha.clone());
     }
     Ok(spec.timeout(Some(DEFAULT_RESTORE_TIMEOUT)))
 }
 
-async fn run_step(name: &str, spec: &Spec, log: &mut LogFile) -> Result<Step> {
+/// Runs the rollback hook through `hooks::run` (retries, timeout per attempt, every attempt in
+/// the log) and annotates a failure.
+async fn run_hook(
+    hook: &Hook,
+    stage_hook_reused: bool,
+    context: &Context,
+    log: &mut LogFile,
+    shutdown: &Shutdown,
+) -> Result<HookRun> {
+    if stage_hook_reused {
+        tracing::info!(
+            "no rollback hook configured: running the stage hook with SHIPGATE_EVENT=rollback and SHIPGATE_WEIGHT=0"
+        );
+    }
+    tracing::info!(
+        "running the rollback hook ({}): {} (timeout {} per attempt, {} retries)",
+        hook.kind(),
+        actions::quote(&hook.display()),
+        crate::util::format_duration(hook.timeout),
+        hook.retries
+    );
+    let http = hooks::http_client(hook.timeout)?;
+    let run = hooks::run(hook, context, &http, log, shutdown).await;
+    if !run.ok {
+        actions::annotate(
+            actions::Level::Error,
+            Some("shipgate rollback"),
+            &format!(
+                "the rollback hook `{}` failed: {}",
+                hook.display(),
+                run.describe()
+            ),
+        );
+    }
+    Ok(run)
+}
+
+async fn run_step(name: &str, spec: &Spec, log: &mut LogFile, shutdown: &Shutdown) -> Result<Step> {
     tracing::info!("running the {name}: {}", actions::quote(&spec.display()));
-    let finished = process::run_logged(spec, Some(log), process::shutdown_signal()).await?;
+    let finished = process::run_logged(spec, Some(log), shutdown.wait()).await?;
     if !finished.success() {
         actions::annotate(
             actions::Level::Error,
@@ -930,12 +996,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_hook_accepts_argv_or_a_script() {
-        let argv: FileConfig =
-            serde_yaml_ng::from_str("command: [kubectl, rollout, undo]").expect("argv");
-        assert!(matches!(argv.command, Some(Command::Argv(ref a)) if a.len() == 3));
-        let script: FileConfig =
-            serde_yaml_ng::from_str("command: ./rollback.sh prod").expect("script");
-        assert!(matches!(script.command, Some(Command::Script(_))));
+    fn the_hook_keys_are_rollouts() {
+        let file: FileConfig = serde_yaml_ng::from_str(
+            "rollback-hook: [kubectl, rollout, undo]\nhook-timeout: 5m\nhook-retries: 0",
+        )
+        .expect("argv");
+        assert!(matches!(file.rollback_hook, Some(CommandLine::Argv(ref a)) if a.len() == 3));
+        assert_eq!(
+            file.hook_timeout,
+            Some(HumanDuration(Duration::from_secs(300)))
+        );
+        let line: FileConfig =
+            serde_yaml_ng::from_str("rollback-hook: ./rollback.sh prod").expect("line");
+        assert!(matches!(line.rollback_hook, Some(CommandLine::Line(_))));
+        // The old key is gone, with an error naming it rather than silently ignoring it.
+        assert!(serde_yaml_ng::from_str::<FileConfig>("command: ./rollback.sh").is_err());
     }
 }

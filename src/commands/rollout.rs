@@ -217,6 +217,19 @@ pub(crate) struct FileConfig {
     pub(crate) verify_successes: Option<u32>,
 }
 
+impl FileConfig {
+    /// The hook keys, which `rollback` also reads (see `hooks::resolve`).
+    pub(crate) fn hook_keys(&self) -> hooks::FileKeys<'_> {
+        hooks::FileKeys {
+            hook: self.hook.as_ref(),
+            rollback_hook: self.rollback_hook.as_ref(),
+            shell: self.hook_shell,
+            timeout: self.hook_timeout,
+            retries: self.hook_retries,
+        }
+    }
+}
+
 /// One stage in `rollout.json`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct StageRecord {
@@ -642,18 +655,7 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
             hooks::describe_http_error(e)
         ))
     })?;
-    let hook_http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(plan.stage_hook.timeout)
-        .user_agent(concat!("shipgate/", env!("CARGO_PKG_VERSION"), " (hook)"))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            Error::dependency(format!(
-                "cannot set up the HTTP client for webhooks: {}",
-                hooks::describe_http_error(e)
-            ))
-        })?;
+    let hook_http = hooks::http_client(plan.stage_hook.timeout)?;
     let monitor = Monitor::new(plan, prober, shutdown.clone());
     let approval_path = approval_file(args, &state);
 

@@ -19,8 +19,6 @@ use crate::util::{HumanDuration, format_duration};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(120);
-const DEFAULT_HOOK_RETRIES: u32 = 2;
 const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_VERIFY_SUCCESSES: u32 = 3;
@@ -263,50 +261,24 @@ impl Plan {
             )
             .filter(|v| !v.trim().is_empty());
 
-        let hook_shell = settings.switch("hook-shell", args.hook_shell, file.hook_shell, false)?;
-        let hook_timeout = duration("hook-timeout", args.hook_timeout, file.hook_timeout)?
-            .unwrap_or(DEFAULT_HOOK_TIMEOUT);
-        if hook_timeout.is_zero() {
-            return Err(Error::usage("`hook-timeout` must be more than 0"));
-        }
-        let hook_retries = settings
-            .value("hook-retries", args.hook_retries, file.hook_retries)?
-            .unwrap_or(DEFAULT_HOOK_RETRIES);
-        if hook_retries > 10 {
-            return Err(Error::usage(format!(
-                "`hook-retries` is {hook_retries}; use at most 10"
-            )));
-        }
-        let make_hook = |name: &str, target| Hook {
-            name: name.to_string(),
-            target,
-            timeout: hook_timeout,
-            retries: hook_retries,
-        };
-        let stage_target = hooks::target_from_inputs(
-            "hook",
-            args.hook.as_deref(),
-            file.hook.as_ref(),
-            "hook-url",
-            "SHIPGATE_HOOK_URL",
-            hook_shell,
-        )?
-        .ok_or_else(|| {
+        let hooks = hooks::resolve(
+            settings,
+            &hooks::Flags {
+                hook: args.hook.as_deref(),
+                rollback_hook: args.rollback_hook.as_deref(),
+                shell: args.hook_shell,
+                timeout: args.hook_timeout,
+                retries: args.hook_retries,
+            },
+            file.hook_keys(),
+        )?;
+        let stage_hook = hooks.stage.ok_or_else(|| {
             Error::usage(
                 "no stage hook: set `--hook COMMAND` (input `hook`, or `rollout.hook` in shipgate.yml) or the `hook-url` input (env SHIPGATE_HOOK_URL) for a webhook; it is what shifts traffic to each stage's weight",
             )
         })?;
-        let rollback_target = hooks::target_from_inputs(
-            "rollback-hook",
-            args.rollback_hook.as_deref(),
-            file.rollback_hook.as_ref(),
-            "rollback-hook-url",
-            "SHIPGATE_ROLLBACK_HOOK_URL",
-            hook_shell,
-        )?;
-        let rollback_is_stage_hook = rollback_target.is_none();
-        let stage_hook = make_hook("stage hook", stage_target.clone());
-        let rollback_hook = make_hook("rollback hook", rollback_target.unwrap_or(stage_target));
+        let rollback_is_stage_hook = hooks.rollback.is_none();
+        let rollback_hook = hooks.rollback.unwrap_or_else(|| stage_hook.as_rollback());
         stage_hook.check().map_err(Error::usage)?;
         rollback_hook.check().map_err(Error::usage)?;
 

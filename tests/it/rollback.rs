@@ -38,12 +38,33 @@ fn rollback(work: &Path) -> Shipgate {
     cmd
 }
 
-/// A hook script that writes its environment to `marker`.
+/// A hook script (for `hook-shell: true`) that writes its environment to `marker`.
 fn hook(marker: &Path) -> String {
     format!(
-        "echo \"$SHIPGATE_DEPLOYMENT_ID $SHIPGATE_VERSION -> $SHIPGATE_PREVIOUS_VERSION: $SHIPGATE_ROLLBACK_REASON\" > '{}'; echo traffic moved back",
+        "echo \"$SHIPGATE_EVENT/$SHIPGATE_STAGE/$SHIPGATE_WEIGHT $SHIPGATE_DEPLOYMENT_ID $SHIPGATE_VERSION -> $SHIPGATE_PREVIOUS_VERSION in $SHIPGATE_ENVIRONMENT: $SHIPGATE_REASON\" > '{}'; echo traffic moved back",
         marker.display()
     )
+}
+
+/// An executable script in `dir` (for hooks run without a shell) that appends its
+/// `SHIPGATE_*` fields and arguments to `<name>.calls`.
+fn script(dir: &Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$SHIPGATE_EVENT $SHIPGATE_STAGE $SHIPGATE_WEIGHT $SHIPGATE_VERSION $SHIPGATE_REASON $*\" >> '{}.calls'\n",
+            path.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn calls(script: &Path) -> String {
+    std::fs::read_to_string(format!("{}.calls", script.display())).unwrap_or_default()
 }
 
 #[test]
@@ -69,7 +90,8 @@ fn inside_the_window_the_hook_restore_and_health_run_and_everything_is_marked() 
         .input("github-token", &gh.token())
         .env("ACTIONS_RESULTS_URL", fake.results_url())
         .env("ACTIONS_RUNTIME_TOKEN", fake.token())
-        .input("rollback-command", &hook(&hook_marker))
+        .input("rollback-hook", &hook(&hook_marker))
+        .input("hook-shell", "true")
         .input("restore-database", "true")
         .input(
             "restore-command",
@@ -89,7 +111,7 @@ fn inside_the_window_the_hook_restore_and_health_run_and_everything_is_marked() 
         std::fs::read_to_string(&hook_marker)
             .expect("hook ran")
             .trim(),
-        format!("{ID} v1.4.0 -> v1.3.2: checkout errors up 4x")
+        format!("rollback/rollback/0 {ID} v1.4.0 -> v1.3.2 in production: checkout errors up 4x")
     );
     assert_eq!(
         std::fs::read_to_string(&restore_marker)
@@ -154,7 +176,8 @@ fn inside_the_window_the_hook_restore_and_health_run_and_everything_is_marked() 
     // Idempotent: a second rollback does nothing.
     std::fs::remove_file(&hook_marker).expect("reset marker");
     let again = rollback(work.path())
-        .input("rollback-command", &hook(&hook_marker))
+        .input("rollback-hook", &hook(&hook_marker))
+        .input("hook-shell", "true")
         .args(["rollback"])
         .run();
     again.expect_code(0);
@@ -178,7 +201,8 @@ fn outside_the_window_it_refuses_unless_forced() {
     recorded(work.path(), 90, None);
     let marker = work.path().join("hook-ran");
     let run = rollback(work.path())
-        .input("rollback-command", &hook(&marker))
+        .input("rollback-hook", &hook(&marker))
+        .input("hook-shell", "true")
         .args(["rollback"])
         .run();
     run.expect_code(1);
@@ -206,7 +230,8 @@ fn outside_the_window_it_refuses_unless_forced() {
     assert_eq!(state["refused"], true);
 
     let run = rollback(work.path())
-        .input("rollback-command", &hook(&marker))
+        .input("rollback-hook", &hook(&marker))
+        .input("hook-shell", "true")
         .input("force", "true")
         .args(["rollback", "--reason", "data corruption found late"])
         .run();
@@ -228,7 +253,9 @@ fn a_failing_hook_or_restore_exits_5_and_leaves_the_record_alone() {
     let work = tempfile::tempdir().expect("workdir");
     recorded(work.path(), 5, None);
     let run = rollback(work.path())
-        .input("rollback-command", "echo cannot reach cluster >&2; exit 7")
+        .input("rollback-hook", "echo cannot reach cluster >&2; exit 7")
+        .input("hook-shell", "true")
+        .input("hook-retries", "1")
         .args(["rollback"])
         .run();
     run.expect_code(5);
@@ -237,14 +264,42 @@ fn a_failing_hook_or_restore_exits_5_and_leaves_the_record_alone() {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("exit code 7"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("exit code 7 (2 attempts)"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.outputs["result"], "fail");
     let root = work.path().join(".shipgate");
     assert_eq!(read_record(&root, ID)["status"], "success");
+    let state = rollback_json(work.path());
+    assert_eq!(state["hook"]["kind"], "command");
+    assert_eq!(state["hook"]["attempts"][1]["exit_code"], 7);
+    assert!(
+        !root.join(ID).join(format!("incident-{ID}.md")).exists(),
+        "no incident stub for a rollback that did not happen"
+    );
+
+    // A hook that is not there is a usage error before anything runs.
+    let run = rollback(work.path())
+        .args([
+            "rollback",
+            "--rollback-hook",
+            "./deploy/no-such-rollback.sh",
+        ])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(
+            "the rollback hook command `./deploy/no-such-rollback.sh` is not an executable file"
+        ),
+        "{}",
+        run.stderr
+    );
 
     // The default restore runs this very executable: `shipgate restore --backup-id … --yes`.
     let run = rollback(work.path())
-        .input("rollback-command", "true")
+        .input("rollback-hook", "true")
         .args(["rollback", "--restore-database"])
         .run();
     run.expect_code(5);
@@ -270,5 +325,157 @@ fn a_failing_hook_or_restore_exits_5_and_leaves_the_record_alone() {
         run.stderr.contains("nothing to roll back with"),
         "{}",
         run.stderr
+    );
+}
+
+fn rollback_json(work: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(work.join(".shipgate").join(ID).join("rollback.json"))
+            .expect("rollback.json"),
+    )
+    .expect("json")
+}
+
+#[test]
+fn a_webhook_rollback_hook_gets_the_payload_and_its_url_never_leaks() {
+    let token = "T0-r0llb4ck-w3bh00k-t0k3n";
+    let receiver = StubServer::start(Outgoing::json(200, &json!({"ok": true})));
+    receiver.then(vec![Outgoing::new(503, "busy")]);
+    let work = tempfile::tempdir().expect("workdir");
+    recorded(work.path(), 5, None);
+    let url = format!("{}/hooks/{token}", receiver.url());
+
+    let run = rollback(work.path())
+        .input("rollback-hook-url", &url)
+        .input("reason", "p95 doubled")
+        .args(["rollback"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.outputs["status"], "rolled_back");
+    let posts = receiver.requests();
+    assert_eq!(posts.len(), 2, "retried after the 503");
+    for post in &posts {
+        assert_eq!(post.method, "POST");
+        assert_eq!(post.path, format!("/hooks/{token}"));
+        assert_eq!(post.header("x-shipgate-event"), Some("rollback"));
+        assert_eq!(
+            post.header("x-shipgate-delivery"),
+            Some(format!("{ID}.rollback.rollback").as_str())
+        );
+        assert_eq!(post.header("content-type"), Some("application/json"));
+        assert_eq!(
+            post.json(),
+            json!({
+                "event": "rollback",
+                "stage": "rollback",
+                "weight": 0,
+                "version": "v1.4.0",
+                "deployment_id": ID,
+                "previous_version": "v1.3.2",
+                "environment": "production",
+                "failed_stage": null,
+                "reason": "p95 doubled",
+            })
+        );
+    }
+    let state = rollback_json(work.path());
+    assert_eq!(state["result"], "pass");
+    assert_eq!(state["hook"]["kind"], "webhook");
+    assert_eq!(state["hook"]["attempts"][0]["http_status"], 503);
+    assert_eq!(state["hook"]["attempts"][1]["http_status"], 200);
+    assert_eq!(state["steps"][0]["command"], "webhook (POST, URL hidden)");
+    assert!(
+        run.stderr.contains("::add-mask::"),
+        "the webhook URL is masked"
+    );
+    let record = read_record(&work.path().join(".shipgate"), ID);
+    assert_valid(&record);
+    assert_eq!(record["status"], "rolled_back");
+
+    let mut places = run.everything();
+    places.extend(read_tree(&work.path().join(".shipgate")));
+    for secret in [token, url.as_str()] {
+        assert_no_secret(secret, places.iter().map(|(n, t)| (n.clone(), t.as_str())));
+    }
+}
+
+#[test]
+fn one_shipgate_yml_configures_the_automatic_and_the_manual_rollback() {
+    // The `rollout:` section's rollback hook (argv, no shell), its timeout and retries; the
+    // `rollback:` section overrides one key.
+    let work = tempfile::tempdir().expect("workdir");
+    let shift = script(work.path(), "shift.sh");
+    let back = script(work.path(), "back.sh");
+    std::fs::write(
+        work.path().join("shipgate.yml"),
+        "rollout:\n  hook: ./shift.sh\n  rollback-hook: [./back.sh, --all, \"to previous\"]\n  hook-timeout: 30s\n  hook-retries: 3\nrollback:\n  hook-retries: 0\n",
+    )
+    .expect("config");
+    recorded(work.path(), 5, None);
+    let run = rollback(work.path())
+        .args(["rollback", "--reason", "errors"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(
+        calls(&back),
+        "rollback rollback 0 v1.4.0 errors --all to previous\n"
+    );
+    assert_eq!(
+        calls(&shift),
+        "",
+        "the stage hook is not run when a rollback hook exists"
+    );
+    assert!(
+        run.stderr.contains(
+            "(command): `./back.sh --all to previous` (timeout 30s per attempt, 0 retries)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(rollback_json(work.path())["stage_hook_reused"], false);
+
+    // Without a rollback hook, the stage hook runs at weight 0 — what `rollout` does too.
+    let work = tempfile::tempdir().expect("workdir");
+    let shift = script(work.path(), "shift.sh");
+    std::fs::write(
+        work.path().join("shipgate.yml"),
+        "rollout:\n  hook: ./shift.sh --service api\n",
+    )
+    .expect("config");
+    recorded(work.path(), 5, None);
+    let run = rollback(work.path())
+        .args(["rollback", "--reason", "errors"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(
+        calls(&shift),
+        "rollback rollback 0 v1.4.0 errors --service api\n"
+    );
+    assert!(
+        run.stderr
+            .contains("no rollback hook configured: running the stage hook"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(rollback_json(work.path())["stage_hook_reused"], true);
+
+    // The `rollback:` section's own hook wins over the `rollout:` section's.
+    let work = tempfile::tempdir().expect("workdir");
+    let back = script(work.path(), "back.sh");
+    let manual = script(work.path(), "manual.sh");
+    std::fs::write(
+        work.path().join("shipgate.yml"),
+        "rollout:\n  rollback-hook: ./back.sh\nrollback:\n  rollback-hook: ./manual.sh --by-hand\n",
+    )
+    .expect("config");
+    recorded(work.path(), 5, None);
+    rollback(work.path())
+        .args(["rollback", "--reason", "errors"])
+        .run()
+        .expect_code(0);
+    assert_eq!(calls(&back), "");
+    assert_eq!(
+        calls(&manual),
+        "rollback rollback 0 v1.4.0 errors --by-hand\n"
     );
 }
