@@ -56,7 +56,7 @@ impl Stage {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Stages to run, comma-separated, in pipeline order (input `stages`)
+    /// Stages to run, comma-separated, in pipeline order (input `pipeline-stages`)
     /// [default: validate, every stage with a section in shipgate.yml, record]
     #[arg(long, value_delimiter = ',', value_enum)]
     pub(crate) stages: Option<Vec<Stage>>,
@@ -105,9 +105,27 @@ struct PipelineResult {
 pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -> Result<Outcome> {
     let started = Instant::now();
     let file = settings.file.pipeline.as_ref();
+    let from_input = match settings::input("pipeline-stages") {
+        Some(text) => Some(
+            text.split([',', '\n'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    <Stage as clap::ValueEnum>::from_str(s, true).map_err(|_| {
+                        Error::usage(format!(
+                            "input `pipeline-stages` names the unknown stage {}; use validate, gate, backup, migrate, rollout, smoke, record, notify",
+                            actions::quote(s)
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        None => None,
+    };
     let stages = match args
         .stages
         .clone()
+        .or(from_input)
         .or_else(|| file.and_then(|f| f.stages.clone()))
     {
         Some(stages) => stages,
