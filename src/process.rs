@@ -23,6 +23,14 @@ use tokio::process::{Child, Command};
 use crate::error::{Classify, Kind};
 use crate::secret::{Secret, redact};
 
+/// Variables the runner gives shipgate that no child of a user's command may see.
+const RUNNER_ONLY: &[&str] = &[
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_RESULTS_URL",
+];
+
 /// How long a process group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Lines of output kept for error messages.
@@ -62,6 +70,8 @@ pub(crate) struct Spec {
     pub(crate) timeout: Option<Duration>,
     /// Kill the child's group when shipgate dies first (see [`Spec::die_with_shipgate`]).
     pub(crate) guard: Option<Guard>,
+    /// The child is shipgate itself and reads the action inputs (see [`Spec::shipgate_child`]).
+    pub(crate) inherit_inputs: bool,
 }
 
 /// What the guard process of [`Spec::die_with_shipgate`] keeps open until the group is dead.
@@ -87,7 +97,15 @@ impl Spec {
             cwd: None,
             timeout: None,
             guard: None,
+            inherit_inputs: false,
         }
+    }
+
+    /// Marks the child as shipgate itself (a pipeline stage, the restore of a rollback): it
+    /// keeps the action inputs and runner tokens every other child is denied.
+    pub(crate) fn shipgate_child(mut self) -> Spec {
+        self.inherit_inputs = true;
+        self
     }
 
     /// `sh -c <script>`: only when the user asked for a shell.
@@ -133,6 +151,10 @@ impl Spec {
         redact(&self.argv.join(" "))
     }
 
+    /// The command. A user's command (a hook, a migration tool, a probe) never inherits what the
+    /// runner gave shipgate alone: the action inputs (`INPUT_*`, the GitHub token among them) and
+    /// the runtime and OIDC tokens; whatever it needs is passed on purpose (`env`, `secret_env`).
+    /// Only shipgate's own children ([`Spec::shipgate_child`]) keep them.
     fn command(&self) -> Result<Command, ProcessError> {
         let program = self.argv.first().ok_or_else(|| ProcessError::Spawn {
             program: String::new(),
@@ -144,6 +166,14 @@ impl Spec {
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        if !self.inherit_inputs {
+            for (key, _) in std::env::vars_os() {
+                let name = key.to_string_lossy();
+                if name.starts_with("INPUT_") || RUNNER_ONLY.contains(&name.as_ref()) {
+                    command.env_remove(&key);
+                }
+            }
+        }
         for key in &self.env_remove {
             command.env_remove(key);
         }

@@ -366,7 +366,7 @@ async fn run_stage(
     argv.push(name.to_string());
     argv.extend(extra.iter().map(|s| s.to_string()));
     tracing::info!("pipeline: `shipgate {name}`");
-    let finished = process::run_inherited(&Spec::new(name, argv), cancel).await?;
+    let finished = process::run_inherited(&Spec::new(name, argv).shipgate_child(), cancel).await?;
     let result = if finished.success() { "pass" } else { "fail" };
     tracing::info!(
         "pipeline: `shipgate {name}` {} in {}",

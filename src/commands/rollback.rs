@@ -615,6 +615,7 @@ fn restore_spec(
                     "--yes".into(),
                 ],
             )
+            .shipgate_child()
         }
     };
     for var in [

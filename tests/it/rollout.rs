@@ -1134,3 +1134,36 @@ fn a_stage_approved_ahead_of_time_does_not_wait() {
         "release-manager"
     );
 }
+
+#[test]
+fn hooks_never_see_the_action_inputs_or_runner_tokens() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let env_file = world.path().join("hook-env.txt");
+    world.hook("stage-hook.sh", &format!("env > '{}'", env_file.display()));
+    let token = "ghs_hookMustNotSeeThis0123456789";
+    let runtime = "runtime-token-hook-must-not-see";
+    world
+        .shipgate()
+        .actions()
+        .input("github-token", token)
+        .env("ACTIONS_RUNTIME_TOKEN", runtime)
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:1s"]))
+        .run()
+        .expect_code(0);
+    let env = std::fs::read_to_string(&env_file).expect("the hook wrote its environment");
+    assert!(env.contains("SHIPGATE_WEIGHT=5"), "{env}");
+    assert!(
+        !env.contains(token),
+        "the hook saw the GitHub token:\n{env}"
+    );
+    assert!(
+        !env.contains(runtime),
+        "the hook saw the runtime token:\n{env}"
+    );
+    assert!(
+        !env.lines().any(|l| l.starts_with("INPUT_")),
+        "the hook saw action inputs:\n{env}"
+    );
+}
