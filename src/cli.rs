@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::validate;
+use crate::commands::{backup, restore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,12 +59,19 @@ pub(crate) enum Format {
 pub(crate) enum Command {
     /// Validate the release version and tag, and emit the deployment id
     Validate(validate::Args),
+    /// Back up PostgreSQL to S3 or a directory: streamed, verified, never overwritten
+    /// (`backup prune`: retention)
+    Backup(backup::Args),
+    /// Restore a backup (by id, location or deployment record) after checking its SHA-256
+    Restore(restore::Args),
 }
 
 impl Command {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::Validate(_) => "validate",
+            Command::Backup(_) => "backup",
+            Command::Restore(_) => "restore",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `shipgate`: parse, set up logging, run the command, exit with its code.
 
 mod actions;
+mod archive;
 mod cli;
 mod commands;
 mod error;
@@ -14,6 +15,7 @@ mod process;
 mod secret;
 mod settings;
 mod state;
+mod storage;
 mod util;
 mod version;
 

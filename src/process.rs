@@ -56,6 +56,8 @@ pub(crate) struct Spec {
     pub(crate) secret_env: Vec<(String, Secret)>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) timeout: Option<Duration>,
+    /// Inherited environment variables the child must not see (e.g. a stray `PGPASSFILE`).
+    pub(crate) remove_env: Vec<String>,
 }
 
 impl Spec {
@@ -67,6 +69,7 @@ impl Spec {
             secret_env: Vec::new(),
             cwd: None,
             timeout: None,
+            remove_env: Vec::new(),
         }
     }
 
@@ -90,6 +93,12 @@ impl Spec {
         self
     }
 
+    /// Removes `key` from the environment the child inherits.
+    pub(crate) fn remove_env(mut self, key: &str) -> Spec {
+        self.remove_env.push(key.to_string());
+        self
+    }
+
     /// The command for logs: argv redacted, never the environment.
     pub(crate) fn display(&self) -> String {
         redact(&self.argv.join(" "))
@@ -106,6 +115,9 @@ impl Spec {
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        for key in &self.remove_env {
+            command.env_remove(key);
+        }
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -122,6 +134,17 @@ impl Spec {
     pub(crate) fn spawn_piped(&self) -> Result<Child, ProcessError> {
         let mut command = self.command()?;
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.spawn().map_err(|e| spawn_error(&self.argv[0], e))
+    }
+
+    /// Spawns with stdin, stdout and stderr piped, for callers that feed the child themselves
+    /// (psql or pg_restore reading a dump).
+    pub(crate) fn spawn_piped_stdin(&self) -> Result<Child, ProcessError> {
+        let mut command = self.command()?;
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         command.spawn().map_err(|e| spawn_error(&self.argv[0], e))
     }
 }
@@ -209,6 +232,48 @@ impl LogFile {
     pub(crate) fn line(&mut self, text: &str) {
         let _ = writeln!(self.file, "{}", redact(text));
     }
+}
+
+/// A log file shared by the tasks of one command.
+pub(crate) type SharedLog = std::sync::Arc<std::sync::Mutex<LogFile>>;
+
+/// Reads `stream` line by line until it closes: each line redacted, written to `log` as
+/// `[<label>] line` and, when `echo`, shown on stderr as `[<label>] line` (one escaped line, so
+/// the child can never issue a workflow command). Resolves to the last lines, for error
+/// messages.
+pub(crate) fn tail_lines<R>(
+    stream: R,
+    label: &str,
+    log: Option<SharedLog>,
+    echo: bool,
+) -> tokio::task::JoinHandle<Vec<String>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let label = label.to_string();
+    tokio::spawn(async move {
+        let mut tail: Vec<String> = Vec::new();
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line = crate::actions::one_line(&line);
+            if echo {
+                crate::actions::emit(&format!("[{label}] {line}"));
+            }
+            if let Some(log) = &log
+                && let Ok(mut log) = log.lock()
+            {
+                log.line(&format!(
+                    "[{}] [{label}] {line}",
+                    crate::util::now_rfc3339()
+                ));
+            }
+            tail.push(line);
+            if tail.len() > TAIL_LINES {
+                tail.remove(0);
+            }
+        }
+        tail
+    })
 }
 
 /// Runs `spec` to the end: output streamed to stderr inside a stop-commands fence (and into
@@ -335,6 +400,44 @@ pub(crate) async fn terminate_group(pid: Option<u32>, child: &mut Child) {
     }
     // Whatever the leader did, make sure no member of the group outlives us.
     let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// SIGTERM/SIGINT handlers installed as soon as this is created (unlike [`shutdown_signal`],
+/// which installs them when first polled): create it before starting work that must be cleaned
+/// up, so a signal arriving at any moment afterwards is caught rather than killing shipgate.
+pub(crate) struct Shutdown {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    pub(crate) fn listen() -> Shutdown {
+        use tokio::signal::unix::{SignalKind, signal};
+        Shutdown {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT and returns its name.
+    pub(crate) async fn recv(&mut self) -> &'static str {
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let int = async {
+            match self.int.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term => "SIGTERM",
+            _ = int => "SIGINT",
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT (a cancelled workflow, Ctrl-C).

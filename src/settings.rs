@@ -28,6 +28,7 @@ pub(crate) struct FileConfig {
     /// `owner/name` of the repository (default: `GITHUB_REPOSITORY`).
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::commands::validate::FileConfig>,
+    pub(crate) backup: Option<crate::commands::backup::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -142,7 +143,12 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
-    const SECRET_INPUTS: &[&str] = &["github-token"];
+    const SECRET_INPUTS: &[&str] = &[
+        "github-token",
+        "database-url",
+        "target-database-url",
+        "verify-database-url",
+    ];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
         "GH_TOKEN",
@@ -150,6 +156,7 @@ pub(crate) fn register_known_secrets() {
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
         "PGPASSWORD",
         "DATABASE_URL",
         "SLACK_WEBHOOK_URL",

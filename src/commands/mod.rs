@@ -1,5 +1,7 @@
 //! One module per subcommand; this one dispatches and reports the outcome the same way for all.
 
+pub(crate) mod backup;
+pub(crate) mod restore;
 pub(crate) mod validate;
 
 use serde_json::json;
@@ -33,6 +35,8 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         let settings = Settings::load(&cli.global)?;
         match &cli.command {
             Command::Validate(args) => validate::run(args, &settings).await,
+            Command::Backup(args) => backup::run(args, &settings).await,
+            Command::Restore(args) => restore::run(args, &settings).await,
         }
     }
     .await;

@@ -4,5 +4,6 @@
 mod fixtures;
 mod support;
 
+mod backup;
 mod fake_github_selftest;
 mod validate;

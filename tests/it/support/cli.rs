@@ -160,25 +160,91 @@ impl Shipgate {
 
     pub fn run(&mut self) -> Run {
         let output = self.command.output().expect("run shipgate");
-        let read = |path: Option<PathBuf>| {
-            path.and_then(|p| std::fs::read_to_string(p).ok())
-                .unwrap_or_default()
-        };
-        let raw_output_file = read(self.files.as_ref().map(ActionsFiles::output));
-        let raw_env_file = read(self.files.as_ref().map(ActionsFiles::env));
-        let summary = read(self.files.as_ref().map(ActionsFiles::summary));
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            outputs: parse_file_commands(&raw_output_file)
-                .unwrap_or_else(|e| panic!("GITHUB_OUTPUT rejected by the runner's rules: {e}")),
-            env: parse_file_commands(&raw_env_file)
-                .unwrap_or_else(|e| panic!("GITHUB_ENV rejected by the runner's rules: {e}")),
-            summary,
-            raw_output_file,
-            raw_env_file,
+        finish_run(output, self.files.as_ref())
+    }
+
+    /// Starts `shipgate` without waiting (stdin closed, stdout and stderr captured), for tests
+    /// that act while it runs: kill a server, send a signal.
+    pub fn spawn(&mut self) -> Running {
+        use std::io::Read as _;
+        use std::process::Stdio;
+        let mut child = self
+            .command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shipgate");
+        let mut stdout = child.stdout.take().expect("stdout pipe");
+        let mut stderr = child.stderr.take().expect("stderr pipe");
+        let out = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let err = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        Running {
+            child,
+            files: self.files.take(),
+            out,
+            err,
         }
+    }
+}
+
+/// A `shipgate` started by [`Shipgate::spawn`].
+pub struct Running {
+    child: std::process::Child,
+    files: Option<ActionsFiles>,
+    out: std::thread::JoinHandle<Vec<u8>>,
+    err: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Has it exited yet?
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits for it to exit and collects what it produced.
+    pub fn wait(mut self) -> Run {
+        let status = self.child.wait().expect("wait for shipgate");
+        let output = std::process::Output {
+            status,
+            stdout: self.out.join().unwrap_or_default(),
+            stderr: self.err.join().unwrap_or_default(),
+        };
+        finish_run(output, self.files.as_ref())
+    }
+}
+
+fn finish_run(output: std::process::Output, files: Option<&ActionsFiles>) -> Run {
+    let read = |path: Option<PathBuf>| {
+        path.and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    };
+    let raw_output_file = read(files.map(ActionsFiles::output));
+    let raw_env_file = read(files.map(ActionsFiles::env));
+    let summary = read(files.map(ActionsFiles::summary));
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        outputs: parse_file_commands(&raw_output_file)
+            .unwrap_or_else(|e| panic!("GITHUB_OUTPUT rejected by the runner's rules: {e}")),
+        env: parse_file_commands(&raw_env_file)
+            .unwrap_or_else(|e| panic!("GITHUB_ENV rejected by the runner's rules: {e}")),
+        summary,
+        raw_output_file,
+        raw_env_file,
     }
 }
 
