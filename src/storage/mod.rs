@@ -75,7 +75,9 @@ pub(crate) enum StorageError {
         code: String,
         detail: String,
     },
-    #[error("no AWS credentials to {op} `{target}`: {detail}")]
+    #[error(
+        "no AWS credentials to {op} `{target}` ({detail}); provide them through AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or a web identity role (OIDC, e.g. aws-actions/configure-aws-credentials)"
+    )]
     Credentials {
         op: String,
         target: String,

@@ -21,7 +21,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
@@ -722,10 +722,25 @@ impl S3Download {
             Ok(Some(Err(e))) => Err(StorageError::Unreachable {
                 op: "read".into(),
                 target: format!("`{}`", self.url),
-                detail: redact(&DisplayErrorContext(e).to_string()),
+                detail: chain(&e),
             }),
         }
     }
+}
+
+/// An error and its causes as one redacted line, `outer: inner: innermost`, without the SDK's
+/// Debug dumps.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    crate::actions::one_line(&redact(&parts.join(": ")))
 }
 
 fn sha256_b64(data: &[u8]) -> String {
@@ -769,7 +784,7 @@ where
             after: ATTEMPT_TIMEOUT,
         },
         SdkError::DispatchFailure(failure) => {
-            let detail = redact(&DisplayErrorContext(&err).to_string());
+            let detail = chain(&err);
             if failure.is_timeout() {
                 StorageError::Timeout {
                     op,
@@ -833,7 +848,7 @@ where
             }
         }
         _ => {
-            let detail = redact(&DisplayErrorContext(&err).to_string());
+            let detail = chain(&err);
             if detail.contains("credentials") || detail.contains("identity") {
                 StorageError::Credentials { op, target, detail }
             } else {

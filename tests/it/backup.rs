@@ -1111,3 +1111,103 @@ fn prune_works_on_s3() {
     );
     assert_eq!(keys.len(), 3, "{keys:?}");
 }
+
+#[test]
+fn custom_format_with_sse_and_no_checksum_headers_reads_back_through_pg_restore() {
+    let source = seeded("sse");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/enc");
+    // pg_restore, not --list, reads the archive back: record how it is called.
+    let calls = tempfile::tempdir().expect("calls");
+    let real = crate::support::watchdog::which("pg_restore").expect("pg_restore on PATH");
+    let bin = tempfile::tempdir().expect("bin");
+    let script = bin.path().join("pg_restore");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            calls.path().join("argv").display(),
+            real.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .env("PATH", path_with(bin.path()))
+        .input("s3-sse", "AES256")
+        .input("s3-checksum", "none")
+        .input("dump-format", "custom")
+        .args(["--format", "json", "backup", "--destination", &destination])
+        .run();
+    run.expect_code(0);
+    let result = run.json();
+    assert_eq!(result["verification"]["mode"], "sha256");
+    let key = format!("enc/backup-{}.dump.gz", case.id);
+    let object = s3().get(&bucket, &key).expect("stored");
+    assert_eq!(result["sha256"], sha256_hex(&object));
+    let mut archive = Vec::new();
+    flate2::read::GzDecoder::new(&object[..])
+        .read_to_end(&mut archive)
+        .expect("gzip");
+    assert!(archive.starts_with(b"PGDMP"), "a custom-format archive");
+    let argv = std::fs::read_to_string(calls.path().join("argv")).expect("pg_restore ran");
+    assert_eq!(argv.trim(), "--file=/dev/null", "a full read, not --list");
+
+    let target = pg().create_database("sse_target");
+    case.shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .input("confirm", "true")
+        .args(["restore", "--location", &format!("s3://{bucket}/{key}")])
+        .run()
+        .expect_code(0);
+    assert_eq!(contents(&source), contents(&target));
+}
+
+#[test]
+fn a_truncated_dump_that_pg_dump_reports_as_fine_is_caught() {
+    let source = seeded("truncated");
+    let real = real_pg_dump();
+    // pg_dump's output cut short while the pipeline still exits 0 (`pg_dump | head` without
+    // pipefail).
+    let bin = fake_pg_dump(&format!(
+        "if [ \"$1\" = --version ]; then exec '{real}' --version; fi\n'{real}' \"$@\" | head -c 150000\n",
+        real = real.display()
+    ));
+    let store = tempfile::tempdir().expect("store");
+    let destination = format!("file://{}", store.path().display());
+
+    // Plain: the completion line is missing, so nothing is published.
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .env("PATH", path_with(bin.path()))
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(3);
+    assert!(
+        run.visible_stderr().contains("it is truncated"),
+        "{}",
+        run.stderr
+    );
+
+    // Custom: only a full read by pg_restore notices; the object is withdrawn.
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .env("PATH", path_with(bin.path()))
+        .args([
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "custom",
+        ])
+        .run();
+    run.expect_code(1);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("pg_restore could not read"), "{stderr}");
+    assert!(case.log().contains("withdrew"), "{}", case.log());
+    assert_eq!(names_in(store.path()), Vec::<String>::new());
+}
