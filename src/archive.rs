@@ -493,6 +493,12 @@ impl Fed {
         self.exit.is_some_and(|s| s.success())
     }
 
+    /// The tool failed on its own (not because the backup could not be read): it exited with
+    /// an error while the backup read fine, or reading stopped because it stopped taking input.
+    pub(crate) fn tool_failed(&self) -> bool {
+        !self.tool_ok() && matches!(self.read, Ok(_) | Err(UnpackError::Sink(_)))
+    }
+
     /// `exit code 3: ERROR: relation "x" already exists`, for messages.
     pub(crate) fn tool_failure(&self) -> String {
         use std::os::unix::process::ExitStatusExt as _;

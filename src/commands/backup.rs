@@ -288,6 +288,41 @@ fn duration_setting(
     }
 }
 
+/// The client tools' directory: flag > input `pg-bin-dir` > `backup.pg-bin-dir`.
+pub(crate) fn pg_bin_dir(settings: &Settings, flag: Option<&PathBuf>) -> Option<PathBuf> {
+    let file = file_config(settings)
+        .pg_bin_dir
+        .as_ref()
+        .map(|p| p.display().to_string());
+    settings
+        .text(
+            "pg-bin-dir",
+            flag.map(|p| p.display().to_string()),
+            file.as_ref(),
+        )
+        .map(PathBuf::from)
+}
+
+/// Refuses a sidecar whose names do not follow shipgate's layout (it could point anywhere).
+pub(crate) fn check_sidecar(sidecar: &Sidecar, url: &str) -> Result<()> {
+    let id_ok = sidecar.backup_id.strip_prefix("backup-").is_some_and(|id| {
+        id == sidecar.deployment_id && crate::state::check_deployment_id(id).is_ok()
+    });
+    let object_ok =
+        sidecar.object == format!("{}{}", sidecar.backup_id, sidecar.format.extension());
+    let sha_ok =
+        sidecar.sha256.len() == 64 && sidecar.sha256.chars().all(|c| c.is_ascii_hexdigit());
+    if id_ok && object_ok && sha_ok {
+        Ok(())
+    } else {
+        Err(Error::gate(format!(
+            "`{url}` does not describe a shipgate backup (backup id {}, object {}); refusing to use it",
+            actions::quote(&sidecar.backup_id),
+            actions::quote(&sidecar.object)
+        )))
+    }
+}
+
 /// The database URL secret (`database-url`, else DATABASE_URL).
 pub(crate) fn source_database(bin_dir: Option<PathBuf>) -> Result<Database> {
     let url = settings::secret("database-url", &["DATABASE_URL"]).ok_or_else(|| {
@@ -363,16 +398,7 @@ impl Options {
             file.timeout.as_ref(),
             DEFAULT_TIMEOUT,
         )?;
-        let bin_dir = settings
-            .text(
-                "pg-bin-dir",
-                args.pg_bin_dir.as_ref().map(|p| p.display().to_string()),
-                file.pg_bin_dir
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .as_ref(),
-            )
-            .map(PathBuf::from);
+        let bin_dir = pg_bin_dir(settings, args.pg_bin_dir.as_ref());
         Ok(Options {
             location,
             s3,
@@ -563,6 +589,7 @@ async fn backup(
                 storage.url(&sidecar_name)
             ))
         })?;
+        check_sidecar(&sidecar, &storage.url(&sidecar_name))?;
         return reuse(
             options, settings, state, log, guard, known, &storage, sidecar, &db, started, ran_at,
         )
@@ -1039,7 +1066,7 @@ async fn verify(
                         vec!["--file=/dev/null".to_string()],
                     );
                     let fed = archive::feed_tool(&spec, source, None, &progress, log).await?;
-                    if fed.read.is_ok() && !fed.tool_ok() {
+                    if fed.tool_failed() {
                         return Err(Error::gate(format!(
                             "verification failed: pg_restore could not read `{url}` in full ({})",
                             fed.tool_failure()
@@ -1157,15 +1184,15 @@ async fn restore_into_scratch(
     );
     let scratch = server.with_database(&name);
     let result = async {
-        let fed =
-            archive::feed_tool(&restore_spec(&scratch, format), source, None, progress, log).await?;
-        let (tool_ok, failure) = (fed.tool_ok(), fed.tool_failure());
-        let read = fed.read.map_err(|e| unpack_failure("the backup", e))?;
-        if !tool_ok {
+        let fed = archive::feed_tool(&restore_spec(&scratch, format), source, None, progress, log)
+            .await?;
+        if fed.tool_failed() {
             return Err(Error::gate(format!(
-                "verification failed: the backup did not restore into a scratch database ({failure})"
+                "verification failed: the backup did not restore into a scratch database ({})",
+                fed.tool_failure()
             )));
         }
+        let read = fed.read.map_err(|e| unpack_failure("the backup", e))?;
         let counts = scratch
             .row_counts()
             .await

@@ -124,6 +124,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             )));
         }
     };
+    backup::check_sidecar(&sidecar, &sidecar_url)?;
     let deployment_id = settings
         .deployment_id
         .clone()
@@ -141,13 +142,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             sidecar.timestamp
         ),
     );
-    let bin_dir = settings
-        .text(
-            "pg-bin-dir",
-            args.pg_bin_dir.as_ref().map(|p| p.display().to_string()),
-            None,
-        )
-        .map(PathBuf::from);
+    let bin_dir = backup::pg_bin_dir(settings, args.pg_bin_dir.as_ref());
     let target = match settings::secret("target-database-url", &[]) {
         Some(url) => Database::from_url("`target-database-url`", &url)?.with_bin_dir(bin_dir),
         None => backup::source_database(bin_dir).map_err(|_| {
@@ -500,16 +495,16 @@ async fn restore(
         log,
     )
     .await?;
-    if let Err(e) = &fed.read {
-        return Err(Error::gate(format!(
-            "`{url}` could not be read in full while restoring ({e}); the restore was stopped before its transaction committed, so the database is unchanged"
-        )));
-    }
-    if !fed.tool_ok() {
+    if fed.tool_failed() {
         return Err(Error::dependency(format!(
             "the restore into `{}` failed ({}); it ran in one transaction, so the database is unchanged",
             target.display(),
             fed.tool_failure()
+        )));
+    }
+    if let Err(e) = &fed.read {
+        return Err(Error::gate(format!(
+            "`{url}` could not be read in full while restoring ({e}); the restore was stopped before its transaction committed, so the database is unchanged"
         )));
     }
     let counts = target.row_counts().await.context(format!(

@@ -1211,3 +1211,105 @@ fn a_truncated_dump_that_pg_dump_reports_as_fine_is_caught() {
     assert!(case.log().contains("withdrew"), "{}", case.log());
     assert_eq!(names_in(store.path()), Vec::<String>::new());
 }
+
+#[test]
+fn an_upload_left_open_by_a_killed_run_is_aborted_by_the_next_one() {
+    let source = pg().create_database("stale_upload");
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let key = format!("backup-{}.sql.gz", case.id);
+    let client = s3().client();
+    let upload_id = s3().block_on(async {
+        let created = client
+            .create_multipart_upload()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("create upload");
+        let id = created.upload_id().expect("upload id").to_string();
+        client
+            .upload_part()
+            .bucket(&bucket)
+            .key(&key)
+            .upload_id(&id)
+            .part_number(1)
+            .body(aws_sdk_s3::primitives::ByteStream::from(vec![7u8; 5 << 20]))
+            .send()
+            .await
+            .expect("upload part");
+        id
+    });
+    assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    run.expect_code(0);
+    assert!(run.visible_stderr().contains(&upload_id), "{}", run.stderr);
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+}
+
+#[test]
+fn a_restore_that_fails_midway_changes_nothing() {
+    let source = seeded("midway");
+    let store = tempfile::tempdir().expect("store");
+    let destination = format!("file://{}", store.path().display());
+    let case = Case::new();
+    case.shipgate(&source)
+        .input("destination", &destination)
+        .args(["backup"])
+        .run()
+        .expect_code(0);
+    // The target has `accounts` with a view of its own on it: the dump's
+    // `DROP TABLE IF EXISTS public.accounts` fails halfway through the script.
+    let target = pg().create_database("midway_target");
+    pg().psql(
+        &target,
+        "CREATE TABLE empty_one (x int); INSERT INTO empty_one VALUES (1), (2);
+         CREATE TABLE accounts (id int); INSERT INTO accounts VALUES (7);
+         CREATE VIEW mine AS SELECT id FROM accounts;",
+    );
+    let before = contents(&target);
+    let run = case
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .args(["restore", "--yes"])
+        .run();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("other objects depend on it"), "{stderr}");
+    assert!(stderr.contains("the database is unchanged"), "{stderr}");
+    assert_eq!(contents(&target), before);
+    assert_eq!(pg().psql(&target, "SELECT count(*) FROM mine"), "1");
+}
+
+#[test]
+fn a_sidecar_pointing_elsewhere_is_refused() {
+    let store = tempfile::tempdir().expect("store");
+    fake_backup(store.path(), "5-abc", 1, true, true);
+    let path = store.path().join("backup-5-abc.json");
+    let mut sidecar = read_json(&path);
+    sidecar["object"] = Value::from("../../etc/passwd");
+    sidecar["sha256"] = Value::from("0".repeat(64));
+    std::fs::write(&path, sidecar.to_string()).expect("write");
+    let case = Case::new();
+    let run = case
+        .shipgate("postgres")
+        .args([
+            "restore",
+            "--backup-id",
+            "5-abc",
+            "--destination",
+            &format!("file://{}", store.path().display()),
+            "--yes",
+        ])
+        .run();
+    run.expect_code(1);
+    assert!(
+        run.visible_stderr()
+            .contains("does not describe a shipgate backup"),
+        "{}",
+        run.stderr
+    );
+}
