@@ -709,7 +709,9 @@ async fn backup(
                 .map_err(Error::from)
         })
         .await?;
-    let (compressed, finished) = match dump(&spec, options, &mut upload, guard, log).await {
+    let progress = Arc::new(Progress::new());
+    let dumped = dump(&spec, options, &mut upload, &progress, guard, log).await;
+    let (compressed, finished) = match dumped {
         Ok(compressed) => {
             let finished = guard
                 .run("publishing the backup", async {
@@ -730,6 +732,10 @@ async fn backup(
         session.close().await;
     }
     known.published = true;
+    progress
+        .uploaded
+        .store(finished.size, std::sync::atomic::Ordering::Relaxed);
+    say(log, &progress.line());
     if finished.size != compressed.compressed {
         withdraw(&storage, &object, log).await;
         known.published = false;
@@ -888,6 +894,7 @@ async fn dump(
     spec: &process::Spec,
     options: &Options,
     upload: &mut Upload,
+    progress: &Arc<Progress>,
     guard: &mut Guard<'_>,
     log: &SharedLog,
 ) -> Result<archive::Compressed> {
@@ -906,7 +913,6 @@ async fn dump(
         .stderr
         .take()
         .map(|s| process::tail_lines(s, "pg_dump", Some(log.clone()), true));
-    let progress = Arc::new(Progress::new());
     let (tx, mut rx) = mpsc::channel::<Bytes>(PART_QUEUE);
     let level = options.level;
     let thread_progress = progress.clone();
@@ -914,7 +920,7 @@ async fn dump(
         tokio::task::spawn_blocking(move || archive::compress(stdout, level, tx, &thread_progress));
 
     let work = async {
-        pump(upload, &mut rx, &progress, log).await?;
+        pump(upload, &mut rx, progress, log).await?;
         let compressed = compressor
             .await
             .map_err(|e| Error::dependency(format!("the compressor failed: {e}")))?
@@ -945,7 +951,6 @@ async fn dump(
         }
         archive::looks_complete(options.format, &compressed.head, &compressed.tail)
             .map_err(|reason| Error::dependency(format!("pg_dump exited cleanly but {reason}")))?;
-        say(log, &progress.line());
         Ok(compressed)
     };
     let result = guard.run("dumping and uploading", work).await;

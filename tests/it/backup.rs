@@ -253,6 +253,11 @@ fn round_trip_through_s3_restores_identical_rows_and_contents() {
         run.summary
     );
     assert!(case.log().contains("verified"), "{}", case.log());
+    let progress = run.visible_stderr();
+    assert!(
+        progress.contains(" dumped, ") && progress.contains(" uploaded in "),
+        "progress on stderr: {progress}"
+    );
     assert_eq!(s3().list_keys(&bucket).len(), 2);
 
     let target = pg().create_database("roundtrip_target");
@@ -362,14 +367,28 @@ fn custom_format_to_a_directory_restores_and_verifies_by_restoring() {
     assert_eq!(restore.json()["counts_match"], true);
     assert_eq!(contents(&source), contents(&target));
 
-    // Restoring again over the restored database works: the dump cleans up first.
+    // Restoring again over the restored database works (the archive cleans up first), here
+    // named by a deployment record as `record` writes it.
+    let record = case.path().join("deployment-record.json");
+    std::fs::write(
+        &record,
+        serde_json::json!({
+            "deployment_id": case.id,
+            "database_backup": {
+                "backup_id": backup_id,
+                "location": format!("{destination}/{backup_id}.dump.gz"),
+            }
+        })
+        .to_string(),
+    )
+    .expect("write record");
     let again = case
         .shipgate(&source)
         .input("target-database-url", &pg().url(&target))
         .args([
             "restore",
-            "--location",
-            &format!("{destination}/{backup_id}.dump.gz"),
+            "--record",
+            &record.display().to_string(),
             "--yes",
         ])
         .run();
