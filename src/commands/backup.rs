@@ -424,6 +424,7 @@ struct BackupResult {
     ran_at: String,
     duration_ms: u64,
     deployment_id: String,
+    environment: String,
     backup_id: String,
     location: String,
     sidecar_location: String,
@@ -1340,7 +1341,6 @@ fn finish(
     started: Instant,
     ran_at: &str,
 ) -> Result<Outcome> {
-    let _ = settings;
     let log_file = state
         .path(&format!("backup-logs-{}.log", state.id()))
         .display()
@@ -1353,6 +1353,7 @@ fn finish(
         ran_at: ran_at.to_string(),
         duration_ms: started.elapsed().as_millis() as u64,
         deployment_id: state.id().to_string(),
+        environment: settings.environment.clone(),
         backup_id: sidecar.backup_id.clone(),
         location: sidecar.location.clone(),
         sidecar_location: sidecar.sidecar_location.clone(),
