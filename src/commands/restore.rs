@@ -151,18 +151,21 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             )
         })?,
     };
+    let committed = std::sync::atomic::AtomicBool::new(false);
     let work = async {
         confirm(args, settings, &target, &sidecar).await?;
-        restore(args, &storage, &sidecar, &target, &log).await
+        restore(args, &storage, &sidecar, &target, &log, &committed).await
     };
     let outcome = tokio::select! {
         result = work => result,
         signal = shutdown.recv() => Err(Error::timeout(format!(
-            "cancelled by {signal}; the restore was stopped before its transaction committed, so the database is unchanged"
+            "cancelled by {signal}; {}",
+            state_of(&committed)
         ))),
         _ = tokio::time::sleep_until(deadline) => Err(Error::timeout(format!(
-            "the restore did not finish within {} (`restore-timeout`); it was stopped before its transaction committed, so the database is unchanged",
-            crate::util::format_duration(timeout)
+            "the restore did not finish within {} (`restore-timeout`); {}",
+            crate::util::format_duration(timeout),
+            state_of(&committed)
         ))),
     };
     let counts = match outcome {
@@ -244,6 +247,15 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     );
     let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
     Ok(Outcome::success(json))
+}
+
+/// What a stopped restore left behind.
+fn state_of(committed: &std::sync::atomic::AtomicBool) -> &'static str {
+    if committed.load(std::sync::atomic::Ordering::SeqCst) {
+        "the restore had already committed; only the row counts are missing"
+    } else {
+        "it was stopped before its transaction committed, so the database is unchanged"
+    }
 }
 
 fn say(log: &SharedLog, text: &str) {
@@ -395,13 +407,17 @@ async fn confirm(
         "{what}.\nType the database name `{}` to continue: ",
         target.name()
     ));
-    let answer = tokio::task::spawn_blocking(|| {
+    // A plain thread, not the runtime's blocking pool: if a signal or the deadline ends the
+    // wait, shipgate exits without waiting for this read.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await
-    .map_err(|e| Error::usage(format!("cannot read the answer: {e}")))?
-    .map_err(|e| Error::usage(format!("cannot read the answer: {e}")))?;
+        let _ = tx.send(std::io::stdin().read_line(&mut line).map(|_| line));
+    });
+    let answer = rx
+        .await
+        .map_err(|e| Error::usage(format!("cannot read the answer: {e}")))?
+        .map_err(|e| Error::usage(format!("cannot read the answer: {e}")))?;
     if answer.trim() == target.name() {
         Ok(())
     } else {
@@ -425,6 +441,7 @@ async fn restore(
     sidecar: &Sidecar,
     target: &Database,
     log: &SharedLog,
+    committed: &std::sync::atomic::AtomicBool,
 ) -> Result<BTreeMap<String, u64>> {
     let url = storage.url(&sidecar.object);
     let group = actions::group(&format!("Fetch and check `{url}`"));
@@ -507,6 +524,11 @@ async fn restore(
             "`{url}` could not be read in full while restoring ({e}); the restore was stopped before its transaction committed, so the database is unchanged"
         )));
     }
+    committed.store(true, std::sync::atomic::Ordering::SeqCst);
+    say(
+        log,
+        &format!("restored into `{}`; counting rows", target.display()),
+    );
     let counts = target.row_counts().await.context(format!(
         "restored, but cannot count the rows of `{}`",
         target.display()

@@ -19,7 +19,9 @@ use crate::error::{Classify, Kind};
 pub(crate) use s3::{Checksum, S3Options, Sse};
 
 /// Parts of at most this many bytes are kept in flight (being uploaded) at once; at least one.
-const IN_FLIGHT_BUDGET: usize = 24 * 1024 * 1024;
+/// With the part being filled and the one queued, a backup holds at most about 32 MiB of parts
+/// while parts are 8 MiB.
+const IN_FLIGHT_BUDGET: usize = 16 * 1024 * 1024;
 /// The first part size; it doubles every [`PARTS_PER_TIER`] parts so that 10,000 parts hold
 /// more than 1 TiB while small backups use little memory.
 const FIRST_PART_SIZE: usize = 8 * 1024 * 1024;
@@ -407,7 +409,7 @@ mod tests {
         assert_eq!(part_size(1000), 8 << 20);
         assert_eq!(part_size(1001), 16 << 20);
         assert!((1..=MAX_PARTS).all(|n| part_size(n) >= 5 << 20 && part_size(n) <= MAX_PART_SIZE));
-        assert_eq!(parts_in_flight(8 << 20), 3);
+        assert_eq!(parts_in_flight(8 << 20), 2);
         assert_eq!(parts_in_flight(1 << 30), 1);
     }
 
