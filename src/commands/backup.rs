@@ -858,11 +858,14 @@ fn other_extension(format: DumpFormat) -> &'static str {
 async fn abort(upload: &mut Upload, log: &SharedLog, error: Error) -> Error {
     say(log, "aborting the upload: nothing will be published");
     match upload.abort(ABORT_PATIENCE).await {
-        Ok(()) => error.context("nothing was published"),
+        Ok(()) => Error::new(error.kind(), format!("{error}; nothing was published")),
         Err(left) => {
             actions::annotate(actions::Level::Warning, Some("shipgate backup"), &left);
             log_line(log, &left);
-            error.context(format!("nothing was published, but {left}"))
+            Error::new(
+                error.kind(),
+                format!("{error}; nothing was published, but {left}"),
+            )
         }
     }
 }
@@ -941,11 +944,7 @@ async fn dump(
                 (None, Some(signal)) => format!("killed by signal {signal}"),
                 _ => "no exit status".into(),
             };
-            let last = tail
-                .iter()
-                .rev()
-                .find(|l| l.contains("error"))
-                .or(tail.last())
+            let last = last_error(&tail)
                 .map(|l| format!(": {l}"))
                 .unwrap_or_default();
             return Err(Error::dependency(format!("pg_dump failed ({how}){last}")));
@@ -960,6 +959,21 @@ async fn dump(
         process::terminate_group(pid, &mut child).await;
     }
     result
+}
+
+/// pg_dump's last error line with the detail lines that follow it (`Query was: …`).
+fn last_error(tail: &[String]) -> Option<String> {
+    let at = tail
+        .iter()
+        .rposition(|l| l.contains("error"))
+        .or(tail.len().checked_sub(1))?;
+    let mut text = tail[at].clone();
+    for line in tail[at + 1..].iter().take(3) {
+        if let Some(detail) = line.split_once("detail: ").map(|(_, d)| d) {
+            text.push_str(&format!(" ({detail})"));
+        }
+    }
+    Some(text)
 }
 
 /// Moves compressed parts to the upload until the compressor is done, reporting progress.

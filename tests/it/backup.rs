@@ -1332,3 +1332,84 @@ fn a_sidecar_pointing_elsewhere_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn the_deadline_stops_the_backup_and_publishes_nothing() {
+    let db = big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let run = case
+        .shipgate(db)
+        .args([
+            "backup",
+            "--destination",
+            &format!("s3://{bucket}"),
+            "--timeout",
+            "300ms",
+        ])
+        .run();
+    run.expect_code(4);
+    assert!(
+        run.visible_stderr().contains("did not finish within 300ms"),
+        "{}",
+        run.stderr
+    );
+    assert!(s3().list_keys(&bucket).is_empty());
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    assert_eq!(case.backup_json()["exit_code"], 4);
+}
+
+#[test]
+fn a_table_locked_too_long_fails_the_dump_within_the_lock_wait() {
+    let source = seeded("locked");
+    // Another session holds an exclusive lock on `accounts` until its stdin closes.
+    let mut holder = std::process::Command::new(PgCluster::bin_dir().join("psql"))
+        .env("PGPASSWORD", pg().password())
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg().port().to_string(),
+        ])
+        .args(["-U", "postgres", "-d", &source, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    {
+        use std::io::Write as _;
+        let stdin = holder.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(b"BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;\n")
+            .expect("lock");
+        stdin.flush().expect("flush");
+    }
+    wait_for("the lock to be held", || {
+        pg().psql(
+            &source,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'accounts' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        ) == "1"
+    });
+    let store = tempfile::tempdir().expect("store");
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .args([
+            "backup",
+            "--destination",
+            &format!("file://{}", store.path().display()),
+            "--lock-wait-timeout",
+            "500ms",
+        ])
+        .run();
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("pg_dump failed (exit code 1)"), "{stderr}");
+    assert!(stderr.contains("LOCK TABLE public.accounts"), "{stderr}");
+    assert_eq!(names_in(store.path()), Vec::<String>::new());
+}
