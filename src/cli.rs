@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::{
-    gate, migrate, notify, pipeline, record, rollback, rollout, smoke, validate,
+    backup, gate, migrate, notify, pipeline, record, restore, rollback, rollout, smoke, validate,
 };
 
 #[derive(Debug, Parser)]
@@ -79,6 +79,11 @@ pub(crate) enum Command {
     /// Run the whole plan from one config: validate, gate, backup, migrate, rollout, smoke,
     /// record, notify, with the failure path (rollback, failure report, notification)
     Pipeline(pipeline::Args),
+    /// Back up PostgreSQL to S3 or a directory: streamed, verified, never overwritten
+    /// (`backup prune`: retention)
+    Backup(backup::Args),
+    /// Restore a backup (by id, location or deployment record) after checking its SHA-256
+    Restore(restore::Args),
 }
 
 impl Command {
@@ -93,6 +98,8 @@ impl Command {
             Command::Notify(_) => "notify",
             Command::Rollout(_) => "rollout",
             Command::Pipeline(_) => "pipeline",
+            Command::Backup(_) => "backup",
+            Command::Restore(_) => "restore",
         }
     }
 }

@@ -12,7 +12,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 pub(crate) fn init(verbose: u8) {
     let default = match verbose {
-        0 => "shipgate=info,warn",
+        0 => "shipgate=info,warn,aws_config=error",
         1 => "shipgate=debug,warn",
         _ => "shipgate=trace,info",
     };
@@ -22,6 +22,7 @@ pub(crate) fn init(verbose: u8) {
         .unwrap_or_else(|| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(false)
         .event_format(Plain)
         .with_writer(RedactingStderr)
         .try_init();

@@ -1,6 +1,7 @@
 //! `shipgate`: parse, set up logging, run the command, exit with its code.
 
 mod actions;
+mod archive;
 mod artifacts;
 mod cli;
 mod commands;
@@ -18,6 +19,7 @@ mod secret;
 mod settings;
 mod smoke;
 mod state;
+mod storage;
 mod util;
 mod version;
 

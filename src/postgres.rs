@@ -8,6 +8,8 @@
 // remove this allowance once they use it.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,6 +25,17 @@ const FIELD_SEP: char = '\u{1f}';
 const RECORD_SEP: char = '\u{1e}';
 /// How long psql may take to connect.
 const CONNECT_TIMEOUT_SECS: u32 = 10;
+/// Inherited libpq variables a client tool must not see: the connection comes from the URL only.
+const INHERITED_PG_ENV: &[&str] = &[
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGDATABASE",
+    "PGHOST",
+    "PGUSER",
+];
+/// Tables counted per query by [`Database::row_counts`].
+const COUNT_BATCH: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PgError {
@@ -56,6 +69,8 @@ pub(crate) struct Database {
     name: String,
     /// `application_name` of the sessions, as `pg_stat_activity` shows them to other clients.
     application_name: String,
+    /// Where the client tools live; `None`: found on PATH.
+    bin_dir: Option<PathBuf>,
 }
 
 impl Database {
@@ -103,6 +118,7 @@ impl Database {
             display,
             name: crate::secret::percent_decode(&name).unwrap_or(name),
             application_name: "shipgate".to_string(),
+            bin_dir: None,
         })
     }
 
@@ -112,6 +128,44 @@ impl Database {
         let mut other = self.clone();
         other.application_name = crate::actions::one_line(name);
         other
+    }
+
+    /// Runs the client tools from `dir` instead of PATH.
+    pub(crate) fn with_bin_dir(mut self, dir: Option<PathBuf>) -> Database {
+        self.bin_dir = dir;
+        self
+    }
+
+    /// The directory of the client tools, when not PATH.
+    pub(crate) fn bin_dir(&self) -> Option<&PathBuf> {
+        self.bin_dir.as_ref()
+    }
+
+    /// The path of a client tool: in the configured directory, else the bare name (PATH).
+    pub(crate) fn program(&self, tool: &str) -> String {
+        match &self.bin_dir {
+            Some(dir) => dir.join(tool).to_string_lossy().into_owned(),
+            None => tool.to_string(),
+        }
+    }
+
+    /// A [`crate::process::Spec`] for a client tool (`pg_dump`, `pg_restore`, `psql`): argv as
+    /// given (the caller adds `--dbname` with [`Database::conninfo`]), the password only in the
+    /// child's `PGPASSWORD`, inherited libpq variables removed.
+    pub(crate) fn spec(&self, label: &str, tool: &str, args: Vec<String>) -> crate::process::Spec {
+        let mut argv = vec![self.program(tool)];
+        argv.extend(args);
+        let mut spec = crate::process::Spec::new(label, argv);
+        for var in INHERITED_PG_ENV {
+            spec = spec.env_remove(var);
+        }
+        for (key, value) in self.env() {
+            spec = spec.env(&key, value);
+        }
+        if let Some(password) = &self.password {
+            spec = spec.secret_env("PGPASSWORD", password);
+        }
+        spec
     }
 
     /// `postgres://user:***@host:port/db`.
@@ -146,7 +200,7 @@ impl Database {
 
     /// A command for a PostgreSQL client tool, with the password in its environment only.
     pub(crate) fn tool(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
+        let mut command = Command::new(self.program(program));
         self.apply_env(&mut command);
         command.stdin(Stdio::null()).kill_on_drop(true);
         command
@@ -179,14 +233,7 @@ impl Database {
     }
 
     fn apply_env(&self, command: &mut Command) {
-        for var in [
-            "PGPASSWORD",
-            "PGPASSFILE",
-            "PGSERVICE",
-            "PGDATABASE",
-            "PGHOST",
-            "PGUSER",
-        ] {
+        for var in INHERITED_PG_ENV {
             command.env_remove(var);
         }
         for (key, value) in self.env() {
@@ -240,6 +287,23 @@ impl Database {
             target: self.display.clone(),
             message: format!("unexpected server_version_num `{text}`"),
         })
+    }
+
+    /// The server's version: `15.18` (or `9.6.24`) and its major number (`15`, `9`).
+    pub(crate) async fn server_version(&self) -> Result<(String, u32), PgError> {
+        let num = self.server_version_num().await?;
+        Ok(version_from_num(num))
+    }
+
+    /// Exact row counts of every user table (`schema.table` → rows), in one connection per
+    /// batch of tables.
+    pub(crate) async fn row_counts(&self) -> Result<BTreeMap<String, u64>, PgError> {
+        let tables = self.query(USER_TABLES_SQL).await?;
+        let mut counts = BTreeMap::new();
+        for sql in count_queries(&tables) {
+            collect_counts(&mut counts, self.query(&sql).await?, &self.display)?;
+        }
+        Ok(counts)
     }
 
     /// Opens a long-lived session (one `psql` connection kept open).
@@ -386,6 +450,17 @@ impl Session {
         self.stdin.as_fd().try_clone_to_owned()
     }
 
+    /// [`Database::row_counts`] on this connection (inside its transaction, if one is open).
+    pub(crate) async fn row_counts(&mut self) -> Result<BTreeMap<String, u64>, PgError> {
+        let tables = self.query(USER_TABLES_SQL).await?;
+        let mut counts = BTreeMap::new();
+        for sql in count_queries(&tables) {
+            let rows = self.query(&sql).await?;
+            collect_counts(&mut counts, rows, &self.target)?;
+        }
+        Ok(counts)
+    }
+
     /// Ends the session cleanly (`\q`), waiting briefly, then kills psql if needed.
     pub(crate) async fn close(mut self) {
         let _ = self.stdin.write_all(b"\\q\n").await;
@@ -479,6 +554,105 @@ fn first_field(rows: &[Vec<String>]) -> Option<&str> {
     rows.first().and_then(|row| row.first()).map(|v| v.trim())
 }
 
+/// Every user table, as (schema, name): ordinary and partitioned tables outside the system
+/// schemas.
+const USER_TABLES_SQL: &str = "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' \
+    AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2";
+
+/// `SELECT 'schema.table', count(*) FROM schema.table UNION ALL …`, in batches.
+fn count_queries(tables: &[Vec<String>]) -> Vec<String> {
+    tables
+        .iter()
+        .filter(|row| row.len() == 2)
+        .collect::<Vec<_>>()
+        .chunks(COUNT_BATCH)
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|row| {
+                    let name = format!("{}.{}", row[0], row[1]);
+                    format!(
+                        "SELECT {}, count(*) FROM {}.{}",
+                        literal(&name),
+                        identifier(&row[0]),
+                        identifier(&row[1])
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
+        })
+        .collect()
+}
+
+fn collect_counts(
+    counts: &mut BTreeMap<String, u64>,
+    rows: Vec<Vec<String>>,
+    target: &str,
+) -> Result<(), PgError> {
+    for row in rows {
+        let (Some(name), Some(count)) = (row.first(), row.get(1)) else {
+            continue;
+        };
+        let count = count.trim().parse().map_err(|_| PgError::Query {
+            target: target.to_string(),
+            message: format!("unexpected row count `{count}` for `{name}`"),
+        })?;
+        counts.insert(name.clone(), count);
+    }
+    Ok(())
+}
+
+/// `150018` → (`15.18`, 15); `90624` → (`9.6.24`, 9).
+pub(crate) fn version_from_num(num: u32) -> (String, u32) {
+    if num >= 100_000 {
+        (format!("{}.{}", num / 10_000, num % 10_000), num / 10_000)
+    } else {
+        (
+            format!("{}.{}.{}", num / 10_000, num / 100 % 100, num % 100),
+            num / 10_000,
+        )
+    }
+}
+
+/// The version a client tool reports (`pg_dump --version` → `pg_dump (PostgreSQL) 15.18
+/// (Debian …)`): (`15.18`, 15). Development and beta builds (`17beta1`) count by their major.
+pub(crate) async fn client_version(program: &str) -> Result<(String, u32), PgError> {
+    let tool_error = |reason: String| PgError::Tool {
+        tool: program.to_string(),
+        reason,
+    };
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(program)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| tool_error("`--version` did not answer within 30s".into()))?
+    .map_err(|e| tool_error(e.to_string()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_client_version(&text).ok_or_else(|| {
+        tool_error(format!(
+            "`{program} --version` printed {}, not a PostgreSQL version",
+            crate::actions::quote(text.trim())
+        ))
+    })
+}
+
+fn parse_client_version(text: &str) -> Option<(String, u32)> {
+    let after = text.split("(PostgreSQL)").nth(1)?;
+    let version = after.split_whitespace().next()?;
+    let digits: String = version.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let major = digits.parse().ok()?;
+    Some((version.to_string(), major))
+}
+
 fn parse_rows(text: &str) -> Vec<Vec<String>> {
     text.split(RECORD_SEP)
         .map(|record| record.trim_matches('\n'))
@@ -556,6 +730,35 @@ mod tests {
         let text = format!("a{FIELD_SEP}b{RECORD_SEP}c{FIELD_SEP}d\n");
         assert_eq!(parse_rows(&text), vec![vec!["a", "b"], vec!["c", "d"]]);
         assert!(parse_rows("").is_empty());
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(version_from_num(150018), ("15.18".to_string(), 15));
+        assert_eq!(version_from_num(170000), ("17.0".to_string(), 17));
+        assert_eq!(version_from_num(90624), ("9.6.24".to_string(), 9));
+        assert_eq!(
+            parse_client_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
+            Some(("15.18".to_string(), 15))
+        );
+        assert_eq!(
+            parse_client_version("pg_dump (PostgreSQL) 17beta1\n"),
+            Some(("17beta1".to_string(), 17))
+        );
+        assert_eq!(parse_client_version("hello"), None);
+    }
+
+    #[test]
+    fn counts_are_batched_and_quoted() {
+        let tables: Vec<Vec<String>> = (0..450)
+            .map(|i| vec!["public".to_string(), format!("t\"{i}")])
+            .collect();
+        let queries = count_queries(&tables);
+        assert_eq!(queries.len(), 3);
+        assert!(
+            queries[0]
+                .starts_with("SELECT 'public.t\"0', count(*) FROM \"public\".\"t\"\"0\" UNION ALL")
+        );
     }
 
     #[test]

@@ -195,6 +195,17 @@ impl Spec {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         command.spawn().map_err(|e| spawn_error(&self.argv[0], e))
     }
+
+    /// Spawns with stdin, stdout and stderr piped, for callers that feed the child themselves
+    /// (psql or pg_restore reading a dump).
+    pub(crate) fn spawn_piped_stdin(&self) -> Result<Child, ProcessError> {
+        let mut command = self.command()?;
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.spawn().map_err(|e| spawn_error(&self.argv[0], e))
+    }
 }
 
 fn spawn_error(program: &str, error: std::io::Error) -> ProcessError {
@@ -280,6 +291,48 @@ impl LogFile {
     pub(crate) fn line(&mut self, text: &str) {
         let _ = writeln!(self.file, "{}", redact(text));
     }
+}
+
+/// A log file shared by the tasks of one command.
+pub(crate) type SharedLog = std::sync::Arc<std::sync::Mutex<LogFile>>;
+
+/// Reads `stream` line by line until it closes: each line redacted, written to `log` as
+/// `[<label>] line` and, when `echo`, shown on stderr as `[<label>] line` (one escaped line, so
+/// the child can never issue a workflow command). Resolves to the last lines, for error
+/// messages.
+pub(crate) fn tail_lines<R>(
+    stream: R,
+    label: &str,
+    log: Option<SharedLog>,
+    echo: bool,
+) -> tokio::task::JoinHandle<Vec<String>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let label = label.to_string();
+    tokio::spawn(async move {
+        let mut tail: Vec<String> = Vec::new();
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line = crate::actions::one_line(&line);
+            if echo {
+                crate::actions::emit(&format!("[{label}] {line}"));
+            }
+            if let Some(log) = &log
+                && let Ok(mut log) = log.lock()
+            {
+                log.line(&format!(
+                    "[{}] [{label}] {line}",
+                    crate::util::now_rfc3339()
+                ));
+            }
+            tail.push(line);
+            if tail.len() > TAIL_LINES {
+                tail.remove(0);
+            }
+        }
+        tail
+    })
 }
 
 /// Runs `spec` to the end: output streamed to stderr inside a stop-commands fence (and into
@@ -728,6 +781,12 @@ impl Shutdown {
         if received.wait_for(Option::is_some).await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+
+    /// Like [`Shutdown::wait`], and says which signal it was (`SIGTERM`, `SIGINT`).
+    pub(crate) async fn recv(&self) -> &'static str {
+        self.wait().await;
+        self.received().unwrap_or("SIGTERM")
     }
 }
 

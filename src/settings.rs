@@ -36,6 +36,7 @@ pub(crate) struct FileConfig {
     pub(crate) notify: Option<crate::commands::notify::FileConfig>,
     pub(crate) rollout: Option<crate::commands::rollout::FileConfig>,
     pub(crate) pipeline: Option<crate::commands::pipeline::FileConfig>,
+    pub(crate) backup: Option<crate::commands::backup::FileConfig>,
 }
 
 /// Settings shared by every command, resolved once.
@@ -187,6 +188,8 @@ pub(crate) fn register_known_secrets() {
         "webhook-url",
         "hook-url",
         "rollback-hook-url",
+        "target-database-url",
+        "verify-database-url",
     ];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
@@ -195,6 +198,7 @@ pub(crate) fn register_known_secrets() {
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
         "PGPASSWORD",
         "DATABASE_URL",
         "SLACK_WEBHOOK_URL",

@@ -1,10 +1,12 @@
 //! One module per subcommand; this one dispatches and reports the outcome the same way for all.
 
+pub(crate) mod backup;
 pub(crate) mod gate;
 pub(crate) mod migrate;
 pub(crate) mod notify;
 pub(crate) mod pipeline;
 pub(crate) mod record;
+pub(crate) mod restore;
 pub(crate) mod rollback;
 pub(crate) mod rollout;
 pub(crate) mod smoke;
@@ -49,6 +51,8 @@ pub(crate) async fn run(cli: Cli) -> u8 {
             Command::Rollback(args) => rollback::run(args, &settings).await,
             Command::Notify(args) => notify::run(args, &settings).await,
             Command::Rollout(args) => rollout::run(args, &settings).await,
+            Command::Backup(args) => backup::run(args, &settings).await,
+            Command::Restore(args) => restore::run(args, &settings).await,
         }
     }
     .await;

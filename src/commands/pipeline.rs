@@ -391,6 +391,7 @@ fn default_stages(settings: &Settings) -> Vec<Stage> {
     let mut stages = vec![Stage::Validate];
     let configured = [
         (Stage::Gate, file.gate.is_some()),
+        (Stage::Backup, file.backup.is_some()),
         (Stage::Migrate, file.migrate.is_some()),
         (Stage::Rollout, file.rollout.is_some()),
         (Stage::Smoke, file.smoke.is_some()),

@@ -4,6 +4,7 @@
 mod fixtures;
 mod support;
 
+mod backup;
 mod fake_github_selftest;
 mod gate;
 mod gate_bench;

@@ -206,6 +206,11 @@ impl Running {
         std::fs::read_to_string(self.streams.path().join("stderr")).unwrap_or_default()
     }
 
+    /// Has it exited yet?
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// SIGKILL: shipgate gets no chance to clean up.
     pub fn kill(&mut self) {
         self.child.kill().expect("kill shipgate");

@@ -226,6 +226,18 @@ impl S3Server {
         }
     }
 
+    /// Starts the server again on the same ports and data (after [`S3Server::kill`], or killing
+    /// it first), and waits until it answers. Buckets, objects and unfinished multipart uploads
+    /// survive; the way a crashed server comes back.
+    pub fn restart(&mut self) {
+        self.kill();
+        let weed = weed_path();
+        self.spawn_weed(&weed);
+        if let Err(StartError::PortConflict(msg) | StartError::Fatal(msg)) = self.wait_ready() {
+            panic!("weed mini did not come back: {msg}");
+        }
+    }
+
     /// Is the weed process still alive?
     pub fn is_running(&self) -> bool {
         let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
@@ -378,7 +390,7 @@ impl S3Server {
     fn spawn_weed(&mut self, weed: &Path) {
         let d = &self.dir;
         for sub in ["data", "tmp", "home", "admin"] {
-            fs::create_dir(d.join(sub)).expect("create weed subdir");
+            fs::create_dir_all(d.join(sub)).expect("create weed subdir");
         }
         let log = fs::File::create(self.log_path()).expect("create weed.log");
         let mut cmd = Command::new(weed);

@@ -1,0 +1,292 @@
+//! The local backend, `file:///dir`: the same layout as S3. An upload is written to a hidden
+//! temporary file in the same directory (mode 0600) and published with a hard link, which
+//! fails when the name exists, so nothing is ever overwritten and a reader never sees half a
+//! file.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::{Finished, ObjectInfo, StorageError};
+
+/// Bytes read per chunk of a download.
+const READ_CHUNK: usize = 1024 * 1024;
+
+pub(crate) struct FileStore {
+    dir: PathBuf,
+}
+
+fn io_error(op: &str, path: &Path, e: std::io::Error) -> StorageError {
+    StorageError::Io {
+        op: op.to_string(),
+        target: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn modified(meta: &std::fs::Metadata) -> Option<i64> {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+}
+
+impl FileStore {
+    pub(crate) fn new(dir: &Path) -> FileStore {
+        FileStore {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub(crate) fn url(&self, name: &str) -> String {
+        format!("file://{}", self.path(name).display())
+    }
+
+    pub(crate) async fn read_small(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.path(name);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.len() > limit as u64 => Err(StorageError::Io {
+                op: "read".into(),
+                target: path.display().to_string(),
+                detail: format!("it is larger than {limit} bytes; it is not a shipgate file"),
+            }),
+            Ok(_) => tokio::fs::read(&path)
+                .await
+                .map(Some)
+                .map_err(|e| io_error("read", &path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("read", &path, e)),
+        }
+    }
+
+    pub(crate) async fn head(&self, name: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        let path = self.path(name);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) => Ok(Some(ObjectInfo {
+                name: name.to_string(),
+                size: meta.len(),
+                modified: modified(&meta),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("read", &path, e)),
+        }
+    }
+
+    pub(crate) async fn put_new(&self, name: &str, body: &[u8]) -> Result<(), StorageError> {
+        let mut upload = self.begin(name).await?;
+        let result = async {
+            upload.write_part(body).await?;
+            upload.finish().await
+        }
+        .await;
+        if result.is_err() {
+            let _ = upload.abort().await;
+        }
+        result.map(|_| ())
+    }
+
+    pub(crate) async fn begin(&self, name: &str) -> Result<FileUpload, StorageError> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| io_error("create the directory", &self.dir, e))?;
+        let temp = self
+            .dir
+            .join(format!(".{name}.{}.partial", crate::util::random_hex(6)));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .await
+            .map_err(|e| io_error("create", &temp, e))?;
+        Ok(FileUpload {
+            file: Some(file),
+            temp,
+            target: self.path(name),
+            dir: self.dir.clone(),
+            written: 0,
+            parts: 0,
+        })
+    }
+
+    pub(crate) async fn remove_stale_temp_files(&self, name: &str) -> Result<usize, StorageError> {
+        let start = format!(".{name}.");
+        let mut removed = 0;
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error("list", &self.dir, e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("list", &self.dir, e))?
+        {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with(&start) && file_name.ends_with(".partial") {
+                tracing::warn!(
+                    "removing `{}`, an unfinished backup left by an earlier run",
+                    entry.path().display()
+                );
+                tokio::fs::remove_file(entry.path())
+                    .await
+                    .map_err(|e| io_error("remove", &entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    pub(crate) async fn get(&self, name: &str) -> Result<Option<FileDownload>, StorageError> {
+        let path = self.path(name);
+        match tokio::fs::File::open(&path).await {
+            Ok(file) => Ok(Some(FileDownload { file, path })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("read", &path, e)),
+        }
+    }
+
+    pub(crate) async fn list(&self, start: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let mut found = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(io_error("list", &self.dir, e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("list", &self.dir, e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(start) {
+                continue;
+            }
+            let meta = entry
+                .metadata()
+                .await
+                .map_err(|e| io_error("read", &entry.path(), e))?;
+            if meta.is_file() {
+                found.push(ObjectInfo {
+                    name,
+                    size: meta.len(),
+                    modified: modified(&meta),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), StorageError> {
+        let path = self.path(name);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("delete", &path, e)),
+        }
+    }
+}
+
+pub(crate) struct FileUpload {
+    file: Option<tokio::fs::File>,
+    temp: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+    written: u64,
+    parts: u32,
+}
+
+impl FileUpload {
+    pub(crate) fn uploaded(&self) -> u64 {
+        self.written
+    }
+
+    pub(crate) async fn write_part(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        let file = self.file.as_mut().ok_or_else(|| StorageError::Io {
+            op: "write".into(),
+            target: self.temp.display().to_string(),
+            detail: "the upload is already closed".into(),
+        })?;
+        file.write_all(data)
+            .await
+            .map_err(|e| io_error("write", &self.temp, e))?;
+        self.written += data.len() as u64;
+        self.parts += 1;
+        Ok(())
+    }
+
+    pub(crate) async fn finish(&mut self) -> Result<Finished, StorageError> {
+        let mut file = self.file.take().ok_or_else(|| StorageError::Io {
+            op: "finish".into(),
+            target: self.temp.display().to_string(),
+            detail: "the upload is already closed".into(),
+        })?;
+        file.flush()
+            .await
+            .map_err(|e| io_error("write", &self.temp, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| io_error("write", &self.temp, e))?;
+        drop(file);
+        // A hard link never replaces an existing file: this is the no-overwrite publish.
+        match tokio::fs::hard_link(&self.temp, &self.target).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StorageError::Exists {
+                    location: format!("file://{}", self.target.display()),
+                });
+            }
+            Err(e) => return Err(io_error("publish", &self.target, e)),
+        }
+        let _ = tokio::fs::remove_file(&self.temp).await;
+        if let Ok(dir) = tokio::fs::File::open(&self.dir).await {
+            let _ = dir.sync_all().await;
+        }
+        Ok(Finished {
+            parts: self.parts.max(1),
+            size: self.written,
+        })
+    }
+
+    pub(crate) async fn abort(&mut self) -> Result<(), String> {
+        self.file = None;
+        match tokio::fs::remove_file(&self.temp).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!(
+                "the unfinished file `{}` could not be removed ({e}); delete it by hand",
+                self.temp.display()
+            )),
+        }
+    }
+}
+
+pub(crate) struct FileDownload {
+    file: tokio::fs::File,
+    path: PathBuf,
+}
+
+impl FileDownload {
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, StorageError> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let n = self
+            .file
+            .read(&mut buf)
+            .await
+            .map_err(|e| io_error("read", &self.path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some(Bytes::from(buf)))
+    }
+}

@@ -1,0 +1,1415 @@
+//! `shipgate backup` and `shipgate restore` end to end: the real binary, a real PostgreSQL
+//! cluster and a real S3 server (SeaweedFS) on loopback.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::Digest as _;
+
+use crate::support::postgres::PgCluster;
+use crate::support::s3::S3Server;
+use crate::support::{Shipgate, assert_no_secret, read_tree};
+
+/// A source database with awkward names, types and contents: NULLs, newlines, unicode,
+/// bytea, jsonb, a partitioned table, an empty table, a sequence, a view.
+const SEED: &str = r#"
+CREATE TABLE accounts (
+    id bigserial PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    balance numeric(12,2),
+    created timestamptz NOT NULL DEFAULT '2024-01-01T00:00:00Z',
+    meta jsonb
+);
+INSERT INTO accounts (email, balance, meta)
+SELECT 'user' || g || '@example.com', g * 1.25, jsonb_build_object('n', g, 'tags', ARRAY['a', 'b'])
+FROM generate_series(1, 5000) g;
+SELECT setval('accounts_id_seq', 9000);
+CREATE SCHEMA "Odd Schema";
+CREATE TABLE "Odd Schema"."Weird ""Name""" (k text, v bytea, n int);
+INSERT INTO "Odd Schema"."Weird ""Name""" VALUES
+    ('line one
+line two', '\x00ff10'::bytea, NULL),
+    ('ünïcødé ✓ ''quoted'' \back', NULL, 2),
+    (NULL, ''::bytea, 3),
+    ('::error::not a command', '\x2d2d'::bytea, 4);
+CREATE TABLE empty_one (x int);
+CREATE TABLE events (id int NOT NULL, payload text) PARTITION BY RANGE (id);
+CREATE TABLE events_low PARTITION OF events FOR VALUES FROM (0) TO (1000);
+CREATE TABLE events_high PARTITION OF events FOR VALUES FROM (1000) TO (100000);
+INSERT INTO events SELECT g, repeat('x', g % 50) FROM generate_series(1, 3000) g;
+CREATE VIEW rich AS SELECT email FROM accounts WHERE balance > 6000;
+CREATE INDEX accounts_created ON accounts (created);
+"#;
+
+fn pg() -> &'static PgCluster {
+    PgCluster::shared()
+}
+
+fn s3() -> &'static S3Server {
+    S3Server::shared()
+}
+
+/// A seeded source database.
+fn seeded(prefix: &str) -> String {
+    let db = pg().create_database(prefix);
+    pg().psql(&db, SEED);
+    db
+}
+
+/// A database big enough (about 210 MB as SQL, 90 MB gzipped) that its upload is still in
+/// flight when a test acts on it; created once per test process.
+fn big_database() -> &'static str {
+    static BIG: OnceLock<String> = OnceLock::new();
+    BIG.get_or_init(|| {
+        let db = pg().create_database("big");
+        pg().psql(
+            &db,
+            "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, md5((g + 1)::text) AS b, \
+             md5((g * 7)::text) AS c FROM generate_series(1, 2000000) g",
+        );
+        db
+    })
+}
+
+/// Every user table: (row count, md5 of its rows in a stable order).
+fn contents(db: &str) -> BTreeMap<String, (u64, String)> {
+    let tables = pg().psql(
+        db,
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    );
+    tables
+        .lines()
+        .map(|table| {
+            let row = pg().psql(
+                db,
+                &format!(
+                    "SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '-') FROM {table} t"
+                ),
+            );
+            let (count, md5) = row.split_once(' ').expect("count and md5");
+            (
+                table.to_string(),
+                (count.parse().expect("count"), md5.to_string()),
+            )
+        })
+        .collect()
+}
+
+/// A workdir and a deployment id for one test.
+struct Case {
+    dir: tempfile::TempDir,
+    id: String,
+}
+
+impl Case {
+    fn new() -> Case {
+        let dir = tempfile::tempdir().expect("workdir");
+        let id = format!("{}-{}", 1000 + next(), "abcdef0");
+        Case { dir, id }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path().join(".shipgate").join(&self.id)
+    }
+
+    fn backup_json(&self) -> Value {
+        read_json(&self.state().join("backup.json"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state().join(format!("backup-logs-{}.log", self.id)))
+            .unwrap_or_default()
+    }
+
+    /// `shipgate` in this workdir with S3 credentials, the database URL and the deployment id.
+    fn shipgate(&self, db: &str) -> Shipgate {
+        let mut cmd = Shipgate::new(self.path());
+        for (key, value) in s3().aws_env() {
+            cmd.env(key, value);
+        }
+        cmd.input("database-url", &pg().url(db))
+            .input("deployment-id", &self.id);
+        cmd
+    }
+}
+
+fn next() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) * 1000 + u64::from(std::process::id() % 1000)
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut text)
+        .expect("a gzip stream of text");
+    text
+}
+
+/// Every place a secret could leak: the run's streams and files, the state dir, the objects.
+fn assert_nothing_leaks(
+    secret: &str,
+    run: &crate::support::cli::Run,
+    case: &Case,
+    objects: &[(String, String)],
+) {
+    let mut places = run.everything();
+    places.extend(read_tree(case.path()));
+    places.extend(objects.iter().cloned());
+    assert_no_secret(secret, places.iter().map(|(n, t)| (n.clone(), t.as_str())));
+}
+
+#[test]
+fn round_trip_through_s3_restores_identical_rows_and_contents() {
+    let source = seeded("roundtrip");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/prod");
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .actions()
+        .input("destination", &destination)
+        .args(["backup"])
+        .run();
+    run.expect_code(0);
+    let backup_id = format!("backup-{}", case.id);
+    let key = format!("prod/{backup_id}.sql.gz");
+    assert_eq!(run.outputs["result"], "pass");
+    assert_eq!(run.outputs["backup-id"], backup_id);
+    assert_eq!(run.outputs["location"], format!("s3://{bucket}/{key}"));
+    assert_eq!(run.outputs["reused"], "false");
+    assert_eq!(run.outputs["verified"], "true");
+    let object = s3().get(&bucket, &key).expect("the dump is stored");
+    assert_eq!(run.outputs["sha256"], sha256_hex(&object));
+    assert_eq!(run.outputs["size"], object.len().to_string());
+    let dump = gunzip(&object);
+    assert!(dump.contains("-- PostgreSQL database dump complete"));
+    assert!(
+        dump.contains("DROP TABLE IF EXISTS public.accounts;"),
+        "plain dumps clean first"
+    );
+
+    let sidecar_bytes = s3()
+        .get(&bucket, &format!("prod/{backup_id}.json"))
+        .expect("the sidecar is stored");
+    let sidecar: Value = serde_json::from_slice(&sidecar_bytes).expect("sidecar JSON");
+    for (field, expected) in [
+        ("backup_id", Value::from(backup_id.clone())),
+        ("deployment_id", Value::from(case.id.clone())),
+        ("location", Value::from(format!("s3://{bucket}/{key}"))),
+        ("sha256", Value::from(sha256_hex(&object))),
+        ("size", Value::from(object.len())),
+        ("compression", Value::from("gzip")),
+        ("format", Value::from("plain")),
+        ("database", Value::from(source.clone())),
+        ("verified", Value::from(true)),
+    ] {
+        assert_eq!(sidecar[field], expected, "sidecar field {field}");
+    }
+    for field in [
+        "timestamp",
+        "server_version",
+        "client_version",
+        "duration_ms",
+    ] {
+        assert!(!sidecar[field].is_null(), "sidecar field {field} missing");
+    }
+    let state = case.backup_json();
+    assert_eq!(state["result"], "pass");
+    assert_eq!(state["sha256"], sidecar["sha256"]);
+    assert_eq!(
+        state["sidecar_location"],
+        format!("s3://{bucket}/prod/{backup_id}.json")
+    );
+    assert_eq!(state["verified"], true);
+    assert!(
+        run.summary
+            .contains(&format!("Database backup `{backup_id}`")),
+        "{}",
+        run.summary
+    );
+    assert!(case.log().contains("verified"), "{}", case.log());
+    let progress = run.visible_stderr();
+    assert!(
+        progress.contains(" dumped, ") && progress.contains(" uploaded in "),
+        "progress on stderr: {progress}"
+    );
+    assert_eq!(s3().list_keys(&bucket).len(), 2);
+
+    let target = pg().create_database("roundtrip_target");
+    let restore = case
+        .shipgate(&source)
+        .actions()
+        .input("target-database-url", &pg().url(&target))
+        .args([
+            "restore",
+            "--backup-id",
+            &backup_id,
+            "--destination",
+            &destination,
+            "--yes",
+        ])
+        .run();
+    restore.expect_code(0);
+    assert_eq!(contents(&source), contents(&target));
+    assert_eq!(restore.outputs["tables"], "6");
+    assert_eq!(restore.outputs["rows"], (5000 + 4 + 3000 * 2).to_string());
+    assert_eq!(
+        pg().psql(&target, "SELECT last_value FROM accounts_id_seq"),
+        "9000"
+    );
+    let state = read_json(&case.state().join("restore.json"));
+    assert_eq!(state["result"], "pass");
+    assert_eq!(state["row_counts"]["public.accounts"], 5000);
+    assert!(
+        restore.summary.contains("checked before restoring"),
+        "{}",
+        restore.summary
+    );
+
+    let objects = vec![(
+        "sidecar".to_string(),
+        String::from_utf8_lossy(&sidecar_bytes).into_owned(),
+    )];
+    assert_nothing_leaks(pg().password(), &run, &case, &objects);
+    assert_nothing_leaks(pg().password(), &restore, &case, &objects);
+    assert_nothing_leaks(s3().secret_key(), &run, &case, &objects);
+}
+
+#[test]
+fn custom_format_to_a_directory_restores_and_verifies_by_restoring() {
+    let source = seeded("custom");
+    let store = tempfile::tempdir().expect("store");
+    let destination = format!("file://{}", store.path().display());
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .args([
+            "--format",
+            "json",
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "custom",
+            "--verify",
+            "restore",
+        ])
+        .run();
+    run.expect_code(0);
+    let result = run.json();
+    assert_eq!(result["format"], "custom");
+    assert_eq!(result["verification"]["mode"], "restore");
+    assert_eq!(result["verification"]["tables"], 6);
+    let backup_id = format!("backup-{}", case.id);
+    let dump = store.path().join(format!("{backup_id}.dump.gz"));
+    let bytes = std::fs::read(&dump).expect("the dump is in the directory");
+    assert_eq!(result["sha256"], sha256_hex(&bytes));
+    assert_eq!(
+        std::fs::metadata(&dump).expect("dump").permissions().mode() & 0o777,
+        0o600,
+        "backups are private"
+    );
+    let sidecar = read_json(&store.path().join(format!("{backup_id}.json")));
+    assert_eq!(sidecar["row_counts"]["public.accounts"], 5000);
+    assert_eq!(sidecar["row_counts"]["Odd Schema.Weird \"Name\""], 4);
+    // The scratch database is gone.
+    let leftovers = pg().psql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'shipgate_verify_%'",
+    );
+    assert_eq!(leftovers, "0");
+    // No temporary file is left in the directory.
+    let names: Vec<String> = std::fs::read_dir(store.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    let target = pg().create_database("custom_target");
+    let restore = case
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .args([
+            "--format",
+            "json",
+            "restore",
+            "--location",
+            &format!("{destination}/{backup_id}.dump.gz"),
+            "--yes",
+        ])
+        .run();
+    restore.expect_code(0);
+    assert_eq!(restore.json()["counts_match"], true);
+    assert_eq!(contents(&source), contents(&target));
+
+    // Restoring again over the restored database works (the archive cleans up first), here
+    // named by a deployment record as `record` writes it.
+    let record = case.path().join("deployment-record.json");
+    std::fs::write(
+        &record,
+        serde_json::json!({
+            "deployment_id": case.id,
+            "database_backup": {
+                "backup_id": backup_id,
+                "location": format!("{destination}/{backup_id}.dump.gz"),
+            }
+        })
+        .to_string(),
+    )
+    .expect("write record");
+    let again = case
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .args([
+            "restore",
+            "--record",
+            &record.display().to_string(),
+            "--yes",
+        ])
+        .run();
+    again.expect_code(0);
+    assert_eq!(contents(&source), contents(&target));
+}
+
+#[test]
+fn a_rerun_reuses_the_backup_and_another_id_never_touches_it() {
+    let source = seeded("rerun");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}");
+    let case = Case::new();
+    let first = case
+        .shipgate(&source)
+        .actions()
+        .input("destination", &destination)
+        .args(["backup"])
+        .run();
+    first.expect_code(0);
+    let key = format!("backup-{}.sql.gz", case.id);
+    let stored = s3().get(&bucket, &key).expect("stored");
+    let modified = head_modified(&bucket, &key);
+    // Rows change between attempts; the re-run must not dump again.
+    pg().psql(&source, "INSERT INTO empty_one VALUES (1)");
+
+    let again = case
+        .shipgate(&source)
+        .actions()
+        .input("destination", &destination)
+        .args(["backup"])
+        .run();
+    again.expect_code(0);
+    assert_eq!(again.outputs["reused"], "true");
+    assert_eq!(again.outputs["sha256"], first.outputs["sha256"]);
+    assert_eq!(s3().get(&bucket, &key).as_deref(), Some(&stored[..]));
+    assert_eq!(head_modified(&bucket, &key), modified);
+    assert!(
+        again.summary.contains("was not dumped again"),
+        "{}",
+        again.summary
+    );
+    assert_eq!(case.backup_json()["reused"], true);
+
+    let other = Case::new();
+    let run = other
+        .shipgate(&source)
+        .input("destination", &destination)
+        .args(["backup"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(s3().get(&bucket, &key).as_deref(), Some(&stored[..]));
+    assert_eq!(head_modified(&bucket, &key), modified);
+    let mut keys = s3().list_keys(&bucket);
+    keys.sort();
+    let mut expected = vec![
+        format!("backup-{}.json", case.id),
+        key.clone(),
+        format!("backup-{}.json", other.id),
+        format!("backup-{}.sql.gz", other.id),
+    ];
+    expected.sort();
+    assert_eq!(keys, expected);
+}
+
+fn head_modified(bucket: &str, key: &str) -> String {
+    let client = s3().client();
+    let out = s3()
+        .block_on(client.head_object().bucket(bucket).key(key).send())
+        .expect("head");
+    format!("{:?} {:?}", out.last_modified(), out.e_tag())
+}
+
+#[test]
+fn a_corrupted_object_fails_verification_and_is_never_restored() {
+    let source = seeded("corrupt");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/db");
+    let case = Case::new();
+    case.shipgate(&source)
+        .input("destination", &destination)
+        .args(["backup"])
+        .run()
+        .expect_code(0);
+    let key = format!("db/backup-{}.sql.gz", case.id);
+    let mut bytes = s3().get(&bucket, &key).expect("stored");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    // Damage it behind shipgate's back (storage rot, a bad copy).
+    s3().put(&bucket, &key, &bytes);
+
+    let rerun = case
+        .shipgate(&source)
+        .actions()
+        .input("destination", &destination)
+        .args(["backup"])
+        .run();
+    rerun.expect_code(1);
+    let stderr = rerun.visible_stderr();
+    assert!(stderr.contains("verification failed"), "{stderr}");
+    assert!(stderr.contains("corrupted"), "{stderr}");
+    assert_eq!(rerun.outputs["result"], "fail");
+    assert_eq!(case.backup_json()["result"], "fail");
+    assert_eq!(
+        s3().get(&bucket, &key).as_deref(),
+        Some(&bytes[..]),
+        "left untouched"
+    );
+
+    let target = pg().create_database("corrupt_target");
+    pg().psql(
+        &target,
+        "CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (42);",
+    );
+    let restore = case
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .args([
+            "restore",
+            "--backup-id",
+            &case.id,
+            "--destination",
+            &destination,
+            "--yes",
+        ])
+        .run();
+    restore.expect_code(1);
+    let stderr = restore.visible_stderr();
+    assert!(stderr.contains("SHA-256"), "{stderr}");
+    assert!(stderr.contains("the database was not touched"), "{stderr}");
+    assert_eq!(
+        pg().psql(
+            &target,
+            "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "keep_me"
+    );
+    let state = read_json(&case.state().join("restore.json"));
+    assert_eq!(state["result"], "fail");
+}
+
+#[test]
+fn restore_refuses_without_confirmation_when_not_interactive() {
+    let source = seeded("confirm");
+    let store = tempfile::tempdir().expect("store");
+    let destination = format!("file://{}", store.path().display());
+    let case = Case::new();
+    case.shipgate(&source)
+        .input("destination", &destination)
+        .args(["backup"])
+        .run()
+        .expect_code(0);
+    let target = pg().create_database("confirm_target");
+    let run = case
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .args(["restore"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.visible_stderr().contains("pass `--yes`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        pg().psql(
+            &target,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0"
+    );
+    // The same run with the input: found through the state directory's backup.json.
+    let run = case
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .input("confirm", "true")
+        .args(["restore"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(contents(&source), contents(&target));
+}
+
+/// Waits until `check` holds, panicking with `what` after a minute.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn s3_killed_mid_upload_publishes_nothing_and_leaves_no_upload() {
+    let db = big_database();
+    let mut server = S3Server::start();
+    let bucket = server.create_bucket();
+    let case = Case::new();
+    let mut cmd = Shipgate::new(case.path());
+    for (key, value) in server.aws_env() {
+        cmd.env(key, value);
+    }
+    let mut running = cmd
+        .input("database-url", &pg().url(db))
+        .input("deployment-id", &case.id)
+        .args(["backup", "--destination", &format!("s3://{bucket}/x")])
+        .spawn();
+    wait_for("the multipart upload to start", || {
+        !server.list_multipart_uploads(&bucket).is_empty()
+    });
+    server.kill();
+    wait_for("shipgate to give up and abort", || {
+        case.log().contains("aborting the upload") || running.exited()
+    });
+    // The server comes back while shipgate is still trying to abort.
+    server.restart();
+    let run = running.wait();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+    assert!(server.list_keys(&bucket).is_empty(), "no object at the key");
+    assert!(
+        server.list_multipart_uploads(&bucket).is_empty(),
+        "no open multipart upload"
+    );
+    let state = case.backup_json();
+    assert_eq!(state["result"], "fail");
+    assert_eq!(state["published"], false);
+    assert_eq!(state["exit_code"], 3);
+}
+
+#[test]
+fn sigterm_mid_upload_aborts_the_upload_and_stops_pg_dump() {
+    let db = big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let running = case
+        .shipgate(db)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .spawn();
+    wait_for("the multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+    let run = running.wait();
+    run.expect_code(4);
+    assert!(
+        run.visible_stderr().contains("cancelled by SIGTERM"),
+        "{}",
+        run.stderr
+    );
+    assert!(s3().list_keys(&bucket).is_empty());
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    assert_eq!(case.backup_json()["result"], "fail");
+    // pg_dump's connection goes away with it (give the server a moment to notice).
+    wait_for("pg_dump's session to end", || {
+        pg().psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'shipgate'"
+            ),
+        ) == "0"
+    });
+}
+
+#[test]
+fn a_backend_terminated_mid_dump_publishes_nothing() {
+    let db = big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let running = case
+        .shipgate(db)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .spawn();
+    wait_for("the multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    let killed = pg().psql(
+        "postgres",
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND application_name = 'shipgate' AND query LIKE 'COPY %'"
+        ),
+    );
+    assert_eq!(killed, "1", "pg_dump was not copying any more");
+    let run = running.wait();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("pg_dump failed"), "{stderr}");
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+    assert!(s3().list_keys(&bucket).is_empty());
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+}
+
+/// A directory with an executable `pg_dump` script, to put first on PATH.
+fn fake_pg_dump(script: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("fake bin dir");
+    let path = dir.path().join("pg_dump");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}")).expect("write fake pg_dump");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn real_pg_dump() -> PathBuf {
+    crate::support::watchdog::which("pg_dump").expect("pg_dump on PATH")
+}
+
+#[test]
+fn pg_dump_gets_the_password_only_in_its_environment_and_no_secret_leaks() {
+    let source = seeded("fake_dump");
+    let bucket = s3().create_bucket();
+    let record = tempfile::tempdir().expect("record dir");
+    let argv_file = record.path().join("argv");
+    let env_file = record.path().join("env");
+    let bin = fake_pg_dump(&format!(
+        "for a in \"$@\"; do printf '%s\\n' \"$a\"; done >> '{}'\nenv > '{}'\nexec '{}' \"$@\"\n",
+        argv_file.display(),
+        env_file.display(),
+        real_pg_dump().display()
+    ));
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .actions()
+        .env("PATH", path_with(bin.path()))
+        .input("destination", &format!("s3://{bucket}/p"))
+        .args(["backup", "--lock-wait-timeout", "15s"])
+        .run();
+    run.expect_code(0);
+    let argv = std::fs::read_to_string(&argv_file).expect("argv recorded");
+    let env = std::fs::read_to_string(&env_file).expect("env recorded");
+    assert_no_secret(
+        pg().password(),
+        [("pg_dump argv".to_string(), argv.as_str())],
+    );
+    assert!(
+        argv.lines().any(|a| a == "--lock-wait-timeout=15000"),
+        "{argv}"
+    );
+    assert!(argv.lines().any(|a| a == "--no-password"), "{argv}");
+    assert!(
+        argv.lines()
+            .any(|a| a.starts_with("--dbname=postgres://postgres@127.0.0.1:")),
+        "{argv}"
+    );
+    assert!(
+        env.lines()
+            .any(|l| l == format!("PGPASSWORD={}", pg().password())),
+        "the password reaches pg_dump through its environment"
+    );
+    let sidecar = s3()
+        .get(&bucket, &format!("p/backup-{}.json", case.id))
+        .expect("sidecar");
+    let objects = vec![(
+        "sidecar".to_string(),
+        String::from_utf8_lossy(&sidecar).into_owned(),
+    )];
+    assert!(run.stderr.contains("::add-mask::"), "masks are announced");
+    assert_nothing_leaks(pg().password(), &run, &case, &objects);
+    assert_nothing_leaks(&pg().password_url_encoded(), &run, &case, &objects);
+    assert_nothing_leaks(s3().secret_key(), &run, &case, &objects);
+}
+
+#[test]
+fn a_pg_dump_older_than_the_server_is_refused() {
+    let source = pg().create_database("old_client");
+    let bin = fake_pg_dump(
+        "if [ \"$1\" = --version ]; then echo 'pg_dump (PostgreSQL) 9.6.24'; exit 0; fi\nexit 99\n",
+    );
+    let store = tempfile::tempdir().expect("store");
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .env("PATH", path_with(bin.path()))
+        .args([
+            "backup",
+            "--destination",
+            &format!("file://{}", store.path().display()),
+        ])
+        .run();
+    run.expect_code(2);
+    let stderr = run.visible_stderr();
+    assert!(
+        stderr.contains("pg_dump 9.6.24 cannot dump PostgreSQL"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pg-bin-dir"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(store.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+}
+
+#[test]
+fn pg_dump_failing_after_some_output_publishes_nothing() {
+    let source = pg().create_database("dies");
+    let real = real_pg_dump();
+    // 20 MB of noise (so a multipart upload starts), then failure.
+    let bin = fake_pg_dump(&format!(
+        "if [ \"$1\" = --version ]; then exec '{}' --version; fi\n\
+         head -c 20000000 /dev/urandom\necho 'pg_dump: error: connection lost' >&2\nexit 1\n",
+        real.display()
+    ));
+    let bucket = s3().create_bucket();
+    let store = tempfile::tempdir().expect("store");
+    for destination in [
+        format!("s3://{bucket}/p"),
+        format!("file://{}", store.path().display()),
+    ] {
+        let case = Case::new();
+        let run = case
+            .shipgate(&source)
+            .env("PATH", path_with(bin.path()))
+            .args(["backup", "--destination", &destination])
+            .run();
+        run.expect_code(3);
+        let stderr = run.visible_stderr();
+        assert!(stderr.contains("pg_dump failed (exit code 1)"), "{stderr}");
+        assert!(stderr.contains("connection lost"), "{stderr}");
+        assert!(stderr.contains("nothing was published"), "{stderr}");
+        assert_eq!(case.backup_json()["published"], false);
+    }
+    assert!(s3().list_keys(&bucket).is_empty());
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    assert_eq!(
+        std::fs::read_dir(store.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "no temporary file is left"
+    );
+}
+
+#[test]
+fn storage_problems_are_clear_dependency_errors() {
+    let source = pg().create_database("storage_errors");
+    let bucket = s3().create_bucket();
+    let closed_port = crate::support::watchdog::free_port();
+    type Case3<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: [Case3; 3] = [
+        (
+            "wrong credentials",
+            vec![(
+                "AWS_SECRET_ACCESS_KEY",
+                "0123456789abcdef0123456789abcdef".to_string(),
+            )],
+            "check the AWS credentials",
+        ),
+        (
+            "unreachable endpoint",
+            vec![(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{closed_port}"),
+            )],
+            "cannot reach the S3 endpoint",
+        ),
+        (
+            "missing bucket",
+            Vec::new(),
+            "does not exist (NoSuchBucket)",
+        ),
+    ];
+    for (what, env, expected) in cases {
+        let case = Case::new();
+        let mut cmd = case.shipgate(&source);
+        for (key, value) in &env {
+            cmd.env(key, value);
+        }
+        let target = if what == "missing bucket" {
+            "s3://no-such-bucket-here/x".to_string()
+        } else {
+            format!("s3://{bucket}/x")
+        };
+        let run = cmd.args(["backup", "--destination", &target]).run();
+        assert_eq!(run.code, 3, "{what}: {}", run.stderr);
+        let stderr = run.visible_stderr();
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+        assert_eq!(case.backup_json()["result"], "fail", "{what}");
+        assert_no_secret(
+            s3().secret_key(),
+            run.everything()
+                .iter()
+                .map(|(n, t)| (n.clone(), t.as_str())),
+        );
+    }
+    assert!(s3().list_keys(&bucket).is_empty());
+}
+
+#[test]
+fn an_incomplete_backup_is_never_overwritten() {
+    let source = pg().create_database("incomplete");
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let key = format!("backup-{}.sql.gz", case.id);
+    s3().put(&bucket, &key, b"left by a crashed run");
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    run.expect_code(1);
+    assert!(
+        run.visible_stderr().contains("has no sidecar"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        s3().get(&bucket, &key).as_deref(),
+        Some(&b"left by a crashed run"[..])
+    );
+}
+
+#[test]
+fn usage_errors_name_what_to_fix() {
+    let case = Case::new();
+    let run = Shipgate::new(case.path())
+        .input("deployment-id", &case.id)
+        .args(["backup", "--destination", "s3://bucket/x"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.visible_stderr().contains("`database-url`"),
+        "{}",
+        run.stderr
+    );
+    let run = case
+        .shipgate("postgres")
+        .args(["backup", "--destination", "ftp://x"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.visible_stderr().contains("s3://bucket/prefix"),
+        "{}",
+        run.stderr
+    );
+    let run = case.shipgate("postgres").args(["backup"]).run();
+    run.expect_code(2);
+    assert!(
+        run.visible_stderr().contains("--destination"),
+        "{}",
+        run.stderr
+    );
+    let run = case
+        .shipgate("postgres")
+        .args(["backup", "prune", "--destination", "s3://bucket/x"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.visible_stderr().contains("--keep-days"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Writes a backup's files into `dir` as shipgate lays them out, taken `days_ago`.
+fn fake_backup(dir: &Path, id: &str, days_ago: i64, verified: bool, complete: bool) {
+    let taken = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days_ago);
+    let object = format!("backup-{id}.sql.gz");
+    std::fs::write(dir.join(&object), b"dump").expect("write dump");
+    let status = std::process::Command::new("touch")
+        .args(["-d", &format!("{days_ago} days ago")])
+        .arg(dir.join(&object))
+        .status()
+        .expect("touch");
+    assert!(status.success());
+    if complete {
+        let sidecar = serde_json::json!({
+            "schema_version": 1, "backup_id": format!("backup-{id}"), "deployment_id": id,
+            "location": "", "sidecar_location": "", "object": object,
+            "timestamp": taken.to_string(), "completed_at": taken.to_string(),
+            "size": 4, "uncompressed_size": 4, "sha256": "x", "compression": "gzip",
+            "compression_level": 1, "format": "plain", "database": "app",
+            "server_version": "15.1", "client_version": "15.1", "duration_ms": 1,
+            "parts": 1, "verified": verified,
+        });
+        std::fs::write(dir.join(format!("backup-{id}.json")), sidecar.to_string())
+            .expect("write sidecar");
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn prune_keeps_recent_and_newest_and_never_the_newest_verified() {
+    let store = tempfile::tempdir().expect("store");
+    let dir = store.path();
+    fake_backup(dir, "1-new", 1, true, true);
+    fake_backup(dir, "2-mid", 10, true, true);
+    fake_backup(dir, "3-old", 40, true, true);
+    fake_backup(dir, "4-older", 50, false, true);
+    fake_backup(dir, "5-broken", 60, false, false);
+    std::fs::write(dir.join("notes.txt"), b"not a backup").expect("write");
+    let case = Case::new();
+    let destination = format!("file://{}", dir.display());
+    let before = names_in(dir);
+
+    let dry = Shipgate::new(case.path())
+        .actions()
+        .args([
+            "backup",
+            "prune",
+            "--destination",
+            &destination,
+            "--keep-days",
+            "30",
+            "--keep-last",
+            "1",
+            "--dry-run",
+        ])
+        .run();
+    dry.expect_code(0);
+    assert_eq!(names_in(dir), before, "a dry run deletes nothing");
+    assert_eq!(dry.outputs["deleted"], "3");
+    assert!(dry.summary.contains("would delete"), "{}", dry.summary);
+
+    let run = Shipgate::new(case.path())
+        .actions()
+        .args([
+            "backup",
+            "prune",
+            "--destination",
+            &destination,
+            "--keep-days",
+            "30",
+            "--keep-last",
+            "1",
+        ])
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.outputs["deleted"], "3");
+    assert_eq!(run.outputs["kept"], "2");
+    assert_eq!(
+        names_in(dir),
+        vec![
+            "backup-1-new.json",
+            "backup-1-new.sql.gz",
+            "backup-2-mid.json",
+            "backup-2-mid.sql.gz",
+            "notes.txt"
+        ]
+    );
+
+    // Whatever the rules say, the newest verified backup stays.
+    let only_old = tempfile::tempdir().expect("store");
+    fake_backup(only_old.path(), "7-verified", 90, true, true);
+    fake_backup(only_old.path(), "8-unverified", 80, false, true);
+    let run = Shipgate::new(case.path())
+        .input(
+            "destination",
+            &format!("file://{}", only_old.path().display()),
+        )
+        .input("keep-days", "1")
+        .input("keep-last", "0")
+        .input("prune", "true")
+        .args(["backup"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(
+        names_in(only_old.path()),
+        vec!["backup-7-verified.json", "backup-7-verified.sql.gz"]
+    );
+}
+
+#[test]
+fn prune_works_on_s3() {
+    let source = seeded("prune_s3");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/keep");
+    let first = Case::new();
+    first
+        .shipgate(&source)
+        .args(["backup", "--destination", &destination])
+        .run()
+        .expect_code(0);
+    let second = Case::new();
+    second
+        .shipgate(&source)
+        .args(["backup", "--destination", &destination])
+        .run()
+        .expect_code(0);
+    s3().put(
+        &bucket,
+        "keep/backup-0-stale.sql.gz",
+        b"incomplete and old?",
+    );
+    let mut cmd = Shipgate::new(first.path());
+    for (key, value) in s3().aws_env() {
+        cmd.env(key, value);
+    }
+    let run = cmd
+        .args([
+            "--format",
+            "json",
+            "backup",
+            "prune",
+            "--destination",
+            &destination,
+            "--keep-last",
+            "1",
+        ])
+        .run();
+    run.expect_code(0);
+    // keep-last 1: one of the two complete backups goes (sidecar and dump); the incomplete
+    // object is younger than a day, so it stays (it may still be uploading).
+    assert_eq!(run.json()["deleted"], 1, "{}", run.stdout);
+    let keys = s3().list_keys(&bucket);
+    assert!(
+        keys.contains(&"keep/backup-0-stale.sql.gz".to_string()),
+        "{keys:?}"
+    );
+    let kept: Vec<&Case> = [&first, &second]
+        .into_iter()
+        .filter(|c| keys.contains(&format!("keep/backup-{}.json", c.id)))
+        .collect();
+    assert_eq!(kept.len(), 1, "{keys:?}");
+    assert!(
+        keys.contains(&format!("keep/backup-{}.sql.gz", kept[0].id)),
+        "{keys:?}"
+    );
+    assert_eq!(keys.len(), 3, "{keys:?}");
+}
+
+#[test]
+fn custom_format_with_sse_and_no_checksum_headers_reads_back_through_pg_restore() {
+    let source = seeded("sse");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/enc");
+    // pg_restore, not --list, reads the archive back: record how it is called.
+    let calls = tempfile::tempdir().expect("calls");
+    let real = crate::support::watchdog::which("pg_restore").expect("pg_restore on PATH");
+    let bin = tempfile::tempdir().expect("bin");
+    let script = bin.path().join("pg_restore");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            calls.path().join("argv").display(),
+            real.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .env("PATH", path_with(bin.path()))
+        .input("s3-sse", "AES256")
+        .input("s3-checksum", "none")
+        .input("dump-format", "custom")
+        .args(["--format", "json", "backup", "--destination", &destination])
+        .run();
+    run.expect_code(0);
+    let result = run.json();
+    assert_eq!(result["verification"]["mode"], "sha256");
+    let key = format!("enc/backup-{}.dump.gz", case.id);
+    let object = s3().get(&bucket, &key).expect("stored");
+    assert_eq!(result["sha256"], sha256_hex(&object));
+    let mut archive = Vec::new();
+    flate2::read::GzDecoder::new(&object[..])
+        .read_to_end(&mut archive)
+        .expect("gzip");
+    assert!(archive.starts_with(b"PGDMP"), "a custom-format archive");
+    let argv = std::fs::read_to_string(calls.path().join("argv")).expect("pg_restore ran");
+    assert_eq!(argv.trim(), "--file=/dev/null", "a full read, not --list");
+
+    let target = pg().create_database("sse_target");
+    case.shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .input("confirm", "true")
+        .args(["restore", "--location", &format!("s3://{bucket}/{key}")])
+        .run()
+        .expect_code(0);
+    assert_eq!(contents(&source), contents(&target));
+}
+
+#[test]
+fn a_truncated_dump_that_pg_dump_reports_as_fine_is_caught() {
+    let source = seeded("truncated");
+    let real = real_pg_dump();
+    // pg_dump's output cut short while the pipeline still exits 0 (`pg_dump | head` without
+    // pipefail).
+    let bin = fake_pg_dump(&format!(
+        "if [ \"$1\" = --version ]; then exec '{real}' --version; fi\n'{real}' \"$@\" | head -c 150000\n",
+        real = real.display()
+    ));
+    let store = tempfile::tempdir().expect("store");
+    let destination = format!("file://{}", store.path().display());
+
+    // Plain: the completion line is missing, so nothing is published.
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .env("PATH", path_with(bin.path()))
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(3);
+    assert!(
+        run.visible_stderr().contains("it is truncated"),
+        "{}",
+        run.stderr
+    );
+
+    // Custom: only a full read by pg_restore notices; the object is withdrawn.
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .env("PATH", path_with(bin.path()))
+        .args([
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "custom",
+        ])
+        .run();
+    run.expect_code(1);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("pg_restore could not read"), "{stderr}");
+    assert!(case.log().contains("withdrew"), "{}", case.log());
+    assert_eq!(names_in(store.path()), Vec::<String>::new());
+}
+
+#[test]
+fn an_upload_left_open_by_a_killed_run_is_aborted_by_the_next_one() {
+    let source = pg().create_database("stale_upload");
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let key = format!("backup-{}.sql.gz", case.id);
+    let client = s3().client();
+    let upload_id = s3().block_on(async {
+        let created = client
+            .create_multipart_upload()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("create upload");
+        let id = created.upload_id().expect("upload id").to_string();
+        client
+            .upload_part()
+            .bucket(&bucket)
+            .key(&key)
+            .upload_id(&id)
+            .part_number(1)
+            .body(aws_sdk_s3::primitives::ByteStream::from(vec![7u8; 5 << 20]))
+            .send()
+            .await
+            .expect("upload part");
+        id
+    });
+    assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    run.expect_code(0);
+    assert!(run.visible_stderr().contains(&upload_id), "{}", run.stderr);
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+}
+
+#[test]
+fn a_restore_that_fails_midway_changes_nothing() {
+    let source = seeded("midway");
+    let store = tempfile::tempdir().expect("store");
+    let destination = format!("file://{}", store.path().display());
+    let case = Case::new();
+    case.shipgate(&source)
+        .input("destination", &destination)
+        .args(["backup"])
+        .run()
+        .expect_code(0);
+    // The target has `accounts` with a view of its own on it: the dump's
+    // `DROP TABLE IF EXISTS public.accounts` fails halfway through the script.
+    let target = pg().create_database("midway_target");
+    pg().psql(
+        &target,
+        "CREATE TABLE empty_one (x int); INSERT INTO empty_one VALUES (1), (2);
+         CREATE TABLE accounts (id int); INSERT INTO accounts VALUES (7);
+         CREATE VIEW mine AS SELECT id FROM accounts;",
+    );
+    let before = contents(&target);
+    let run = case
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .args(["restore", "--yes"])
+        .run();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("other objects depend on it"), "{stderr}");
+    assert!(stderr.contains("the database is unchanged"), "{stderr}");
+    assert_eq!(contents(&target), before);
+    assert_eq!(pg().psql(&target, "SELECT count(*) FROM mine"), "1");
+}
+
+#[test]
+fn a_sidecar_pointing_elsewhere_is_refused() {
+    let store = tempfile::tempdir().expect("store");
+    fake_backup(store.path(), "5-abc", 1, true, true);
+    let path = store.path().join("backup-5-abc.json");
+    let mut sidecar = read_json(&path);
+    sidecar["object"] = Value::from("../../etc/passwd");
+    sidecar["sha256"] = Value::from("0".repeat(64));
+    std::fs::write(&path, sidecar.to_string()).expect("write");
+    let case = Case::new();
+    let run = case
+        .shipgate("postgres")
+        .args([
+            "restore",
+            "--backup-id",
+            "5-abc",
+            "--destination",
+            &format!("file://{}", store.path().display()),
+            "--yes",
+        ])
+        .run();
+    run.expect_code(1);
+    assert!(
+        run.visible_stderr()
+            .contains("does not describe a shipgate backup"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_deadline_stops_the_backup_and_publishes_nothing() {
+    let db = big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let run = case
+        .shipgate(db)
+        .args([
+            "backup",
+            "--destination",
+            &format!("s3://{bucket}"),
+            "--timeout",
+            "300ms",
+        ])
+        .run();
+    run.expect_code(4);
+    assert!(
+        run.visible_stderr().contains("did not finish within 300ms"),
+        "{}",
+        run.stderr
+    );
+    assert!(s3().list_keys(&bucket).is_empty());
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    assert_eq!(case.backup_json()["exit_code"], 4);
+}
+
+#[test]
+fn a_table_locked_too_long_fails_the_dump_within_the_lock_wait() {
+    let source = seeded("locked");
+    // Another session holds an exclusive lock on `accounts` until its stdin closes.
+    let mut holder = std::process::Command::new(PgCluster::bin_dir().join("psql"))
+        .env("PGPASSWORD", pg().password())
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg().port().to_string(),
+        ])
+        .args(["-U", "postgres", "-d", &source, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    {
+        use std::io::Write as _;
+        let stdin = holder.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(b"BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;\n")
+            .expect("lock");
+        stdin.flush().expect("flush");
+    }
+    wait_for("the lock to be held", || {
+        pg().psql(
+            &source,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'accounts' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        ) == "1"
+    });
+    let store = tempfile::tempdir().expect("store");
+    let case = Case::new();
+    let run = case
+        .shipgate(&source)
+        .args([
+            "backup",
+            "--destination",
+            &format!("file://{}", store.path().display()),
+            "--lock-wait-timeout",
+            "500ms",
+        ])
+        .run();
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("pg_dump failed (exit code 1)"), "{stderr}");
+    assert!(stderr.contains("LOCK TABLE public.accounts"), "{stderr}");
+    assert_eq!(names_in(store.path()), Vec::<String>::new());
+}
