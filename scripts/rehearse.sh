@@ -83,8 +83,8 @@ CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, created_at
 INSERT INTO customers (name) SELECT 'customer ' || n FROM generate_series(1, 5000) AS n;
 CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers, total_cents int NOT NULL);
 INSERT INTO orders (customer_id, total_cents) SELECT 1 + n % 5000, n * 7 % 10000 FROM generate_series(1, 20000) AS n;
-CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL DEFAULT false);
-INSERT INTO schema_migrations (version) VALUES (1);
+CREATE TABLE schema_migrations (version varchar PRIMARY KEY);
+INSERT INTO schema_migrations (version) VALUES ('001');
 SQL
 echo "PostgreSQL on 127.0.0.1:$pg_port, database app: 5000 customers, 20000 orders" >&2
 
@@ -99,18 +99,18 @@ git tag -a v1.0.0 -m "Release v1.0.0"
 
 cat >"$app/db/migrate.sh" <<'SH'
 #!/bin/sh
-# The sample's migration tool (golang-migrate/Rails style): applies db/migrations/NNN_*.sql in
+# The sample's migration tool (Rails style): applies db/migrations/NNN_*.sql in
 # order, each once, in its own transaction, recorded in schema_migrations.
 set -eu
 cd "$(dirname "$0")"
 for file in migrations/*.sql; do
-    version=$(basename "$file" | cut -d_ -f1 | sed 's/^0*//')
-    if [ -n "$(psql -X -q -At -c "SELECT 1 FROM schema_migrations WHERE version = $version")" ]; then
+    version=$(basename "$file" | cut -d_ -f1)
+    if [ -n "$(psql -X -q -At -c "SELECT 1 FROM schema_migrations WHERE version = '$version'")" ]; then
         continue
     fi
     echo "applying $file"
     psql -X -q -v ON_ERROR_STOP=1 -1 -f "$file" \
-        -c "INSERT INTO schema_migrations (version) VALUES ($version)"
+        -c "INSERT INTO schema_migrations (version) VALUES ('$version')"
 done
 SH
 cat >"$app/db/migrations/002_loyalty_points.sql" <<'SQL'
@@ -194,6 +194,7 @@ export SAMPLE_PASSWORD="smoke-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 
 cat >"$app/shipgate.yml" <<YAML
 environment: production
+repository: example/sample-app
 validate:
   default-branch: main
 backup:
@@ -237,7 +238,7 @@ state="$app/.shipgate/$id"
 say "result: exit code $status"
 echo "service routing now: $(tr '\n' ' ' <"$SAMPLE_CONTROL")" >&2
 echo "schema: $(psql -X -q -At -c "SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'customers'")" >&2
-echo "migrations recorded: $(psql -X -q -At -c "SELECT string_agg(version::text, ', ' ORDER BY version) FROM schema_migrations")" >&2
+echo "migrations recorded: $(psql -X -q -At -c "SELECT string_agg(version, ', ' ORDER BY version) FROM schema_migrations")" >&2
 echo >&2
 echo "Deployment record:  $(ls "$state"/deployment-record-*.json 2>/dev/null || ls -d "$state"/artifacts/deployment-record-* 2>/dev/null || echo "(none)")" >&2
 echo "Rollback procedure: $(ls -d "$state"/artifacts/rollback-instructions-* 2>/dev/null || echo "(none)")" >&2

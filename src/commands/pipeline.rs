@@ -243,15 +243,23 @@ pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -
         && rollback_on_failure
         && rollout_ran
     {
-        tracing::warn!("`{}` failed: rolling back", stage.name());
+        // After a failed rollout the traffic is back already: only the database is left, so
+        // restore it directly; after a later stage, the whole rollback (hook, optional restore).
         let reason = format!("pipeline: `{}` failed", stage.name());
-        let mut extra = vec!["--reason", reason.as_str()];
-        if restore_database {
-            extra.push("--restore-database");
-        }
+        let (command, extra): (&str, Vec<&str>) = if stage == Stage::Rollout {
+            tracing::warn!("`rollout` failed and rolled back: restoring the database");
+            ("restore", vec!["--yes"])
+        } else {
+            tracing::warn!("`{}` failed: rolling back", stage.name());
+            let mut extra = vec!["--reason", reason.as_str()];
+            if restore_database {
+                extra.push("--restore-database");
+            }
+            ("rollback", extra)
+        };
         let outcome = run_stage(
             &exe,
-            "rollback",
+            command,
             global,
             settings,
             Some(&id),
@@ -264,8 +272,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -
             exit_code = crate::exit::ROLLBACK_FAILED as i32;
             actions::annotate(
                 actions::Level::Error,
-                Some("rollback failed"),
-                "the rollback after a failed stage did not succeed: production may run the new version; act now",
+                Some(&format!("{command} failed")),
+                &format!(
+                    "`shipgate {command}` after the failed `{}` did not succeed: production may not be back where it was; act now",
+                    stage.name()
+                ),
             );
         }
         runs.push(outcome);
