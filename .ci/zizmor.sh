@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Audit the action definition, the workflows and the workflow templates with zizmor.
-# Fails on any finding of low severity or above, and on any zizmor error.
+# Fails on any finding of low severity or above, on any zizmor error, and on a file zizmor
+# cannot parse (`--strict-collection`: otherwise a syntax or schema error only warns and the
+# file goes unaudited).
 #
 # Files are passed by path: given a directory, zizmor only collects .github/workflows and
 # action definitions, so workflows-templates/ would yield "no inputs collected" (rc 3).
@@ -22,7 +24,7 @@ inputs=(action.yml .github/workflows/*.yml .github/workflows/*.yaml
 
 # Exit codes: 0 clean, 1 error, 2 bad usage, 3 no inputs, 10+ findings (worst severity).
 status=0
-ZIZMOR_OFFLINE=true "$zizmor" --offline --min-severity low "${inputs[@]}" || status=$?
+ZIZMOR_OFFLINE=true "$zizmor" --offline --strict-collection --min-severity low "${inputs[@]}" || status=$?
 if [ "$status" -ne 0 ]; then
     echo "zizmor failed (exit status $status)" >&2
 fi
