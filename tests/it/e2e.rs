@@ -476,3 +476,55 @@ fn shipgate_pipeline_runs_the_same_plan_in_one_step() {
     );
     world.assert_no_secret_anywhere();
 }
+
+#[test]
+fn a_failed_smoke_test_after_the_rollout_rolls_back_and_restores() {
+    let mut world = World::new(false);
+    // v2 rolls out fine, but a smoke test says no.
+    let suite = world.ws.path().join("smoke.yml");
+    let text = std::fs::read_to_string(&suite).expect("suite");
+    std::fs::write(
+        &suite,
+        text.replace("expect: [value > 0]", "expect: [value > 1000000]"),
+    )
+    .expect("suite");
+    let run = world.step(&[
+        "pipeline",
+        "--stages",
+        "validate,backup,migrate,rollout,smoke,record",
+        "--restore-database",
+    ]);
+    run.expect_code(1);
+    let ran: Vec<String> = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(world.state().join("pipeline.json")).expect("pipeline.json"),
+    )
+    .expect("JSON")["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["stage"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            "validate", "backup", "migrate", "rollout", "smoke", "record", "rollback"
+        ]
+    );
+    // The rollback hook ran with the rollback event, and the database is the pre-deploy one.
+    let hooks = std::fs::read_to_string(world.ws.path().join("hooks.log")).expect("hooks.log");
+    assert!(
+        hooks.lines().any(|l| l.starts_with("rollback rollback 0")),
+        "{hooks}"
+    );
+    let columns = PgCluster::shared().psql(
+        &world.db,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'loyalty_points'",
+    );
+    assert_eq!(
+        columns.trim(),
+        "0",
+        "the rollback restored the pre-deploy database"
+    );
+    assert_eq!(world.record()["status"], "rolled_back");
+    world.assert_no_secret_anywhere();
+}
