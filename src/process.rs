@@ -652,10 +652,14 @@ pub(crate) async fn run_quiet(
 }
 
 /// Splits a command line written in a flag, an input or `shipgate.yml` into argv, the way a
-/// POSIX shell splits words — whitespace separates, `'…'` is literal, `"…"` allows `\"` and `\\`,
-/// a backslash outside quotes escapes the next character — but without any expansion: no
-/// variables, globs, pipes or redirections. Use [`Spec::shell`] when a shell is wanted.
+/// POSIX shell splits words — whitespace separates, `'…'` is literal, `"…"` allows `\"` and
+/// `\\`, a backslash outside quotes escapes the next character — without any expansion.
+/// Characters only a shell gives meaning to (`|`, `&`, `;`, `<`, `>`, `(`, `)`, `$`, `` ` ``,
+/// `*`, `?`, a leading `~`) are refused, so that a line written for a shell is never silently
+/// run as something else; [`Spec::shell`] is there when a shell is wanted.
 pub(crate) fn split_command(line: &str) -> Result<Vec<String>, String> {
+    let quoted = crate::actions::quote(line);
+    let fail = |reason: String| Err(format!("{quoted} {reason}"));
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -674,7 +678,7 @@ pub(crate) fn split_command(line: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('\'') => break,
                         Some(c) => word.push(c),
-                        None => return Err(format!("`{line}` has an unterminated `'`")),
+                        None => return fail("has an unclosed `'`".to_string()),
                     }
                 }
             }
@@ -689,10 +693,15 @@ pub(crate) fn split_command(line: &str) -> Result<Vec<String>, String> {
                                 word.push('\\');
                                 word.push(c);
                             }
-                            None => return Err(format!("`{line}` has an unterminated `\"`")),
+                            None => return fail("has an unclosed `\"`".to_string()),
                         },
+                        Some(c @ ('$' | '`')) => {
+                            return fail(format!(
+                                "uses `{c}` inside double quotes, which only a shell expands; run it through a shell (`--shell`, `shell: true`, `hook-shell: true`) or use single quotes"
+                            ));
+                        }
                         Some(c) => word.push(c),
-                        None => return Err(format!("`{line}` has an unterminated `\"`")),
+                        None => return fail("has an unclosed `\"`".to_string()),
                     }
                 }
             }
@@ -700,8 +709,19 @@ pub(crate) fn split_command(line: &str) -> Result<Vec<String>, String> {
                 in_word = true;
                 match chars.next() {
                     Some(c) => word.push(c),
-                    None => return Err(format!("`{line}` ends with a lone `\\`")),
+                    None => return fail("ends with a lone `\\`".to_string()),
                 }
+            }
+            '|' | '&' | ';' | '<' | '>' | '(' | ')' | '$' | '`' | '*' | '?' => {
+                return fail(format!(
+                    "uses `{c}`, which only a shell understands; run it through a shell (`--shell`, `shell: true`, `hook-shell: true`) or quote it"
+                ));
+            }
+            '~' if !in_word => {
+                return fail(
+                    "starts a word with `~`, which only a shell expands; write the full path or run it through a shell"
+                        .to_string(),
+                );
             }
             c => {
                 in_word = true;
@@ -843,7 +863,7 @@ mod tests {
     #[test]
     fn command_lines_split_like_a_shell_without_expansion() {
         assert_eq!(
-            split_command(r#"./shift.sh --weight "5 %" 'a b' c\ d $HOME"#),
+            split_command(r#"./shift.sh --weight "5 %" 'a b' c\ d '$HOME'"#),
             Ok(vec![
                 "./shift.sh".to_string(),
                 "--weight".into(),
@@ -853,6 +873,8 @@ mod tests {
                 "$HOME".into()
             ])
         );
+        assert!(split_command("shift.sh $HOME").is_err());
+        assert!(split_command("shift.sh | tee log").is_err());
         assert_eq!(
             split_command(r#"say "q\"uote""#).ok(),
             Some(vec!["say".to_string(), "q\"uote".into()])

@@ -265,9 +265,9 @@ fn command_argv(source: CommandSource, shell: bool) -> Result<Vec<String>> {
         match source {
             CommandSource::Args(args) => args,
             CommandSource::File(CommandConfig::Argv(list)) => list,
-            CommandSource::Input(line) => split_words(&line)
+            CommandSource::Input(line) => crate::process::split_command(&line)
                 .map_err(|e| Error::usage(format!("input `migration-command` {e}")))?,
-            CommandSource::File(CommandConfig::Line(line)) => split_words(&line)
+            CommandSource::File(CommandConfig::Line(line)) => crate::process::split_command(&line)
                 .map_err(|e| Error::usage(format!("`migrate.command` in shipgate.yml {e}")))?,
         }
     };
@@ -277,85 +277,6 @@ fn command_argv(source: CommandSource, shell: bool) -> Result<Vec<String>> {
         ));
     }
     Ok(argv)
-}
-
-/// Splits one command line into words without a shell: blanks separate words, `'…'` is literal,
-/// `"…"` and `\` escape. Characters only a shell gives meaning to are refused, so that a line
-/// written for a shell is not silently run as something else.
-fn split_words(line: &str) -> std::result::Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err("has an unclosed `'`".to_string()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\')) => word.push(c),
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err("has an unclosed `\"`".to_string()),
-                        },
-                        Some(c @ ('$' | '`')) => {
-                            return Err(format!(
-                                "uses `{c}` inside double quotes, which only a shell expands; set `shell: true` (`--shell`) to run it with `sh -c`, or use single quotes"
-                            ));
-                        }
-                        Some(c) => word.push(c),
-                        None => return Err("has an unclosed `\"`".to_string()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(c) => word.push(c),
-                    None => return Err("ends with a lone `\\`".to_string()),
-                }
-            }
-            '|' | '&' | ';' | '<' | '>' | '(' | ')' | '$' | '`' | '*' | '?' => {
-                return Err(format!(
-                    "uses `{c}`, which only a shell understands; set `shell: true` (`--shell`) to run it with `sh -c`, or quote it"
-                ));
-            }
-            '~' if !in_word => {
-                return Err(
-                    "starts a word with `~`, which only a shell expands; write the full path or set `shell: true` (`--shell`)"
-                        .to_string(),
-                );
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
 }
 
 /// Refuses, before anything happens, a program that cannot be started: "command not found" is a
@@ -1508,12 +1429,14 @@ mod tests {
     #[test]
     fn words_split_without_a_shell() {
         assert_eq!(
-            split_words("npx prisma migrate deploy").expect("words"),
+            crate::process::split_command("npx prisma migrate deploy").expect("words"),
             ["npx", "prisma", "migrate", "deploy"]
         );
         assert_eq!(
-            split_words(r#"migrate -path 'db/my migrations' -database "x\"y" a\ b ''"#)
-                .expect("words"),
+            crate::process::split_command(
+                r#"migrate -path 'db/my migrations' -database "x\"y" a\ b ''"#
+            )
+            .expect("words"),
             [
                 "migrate",
                 "-path",
@@ -1524,12 +1447,15 @@ mod tests {
                 ""
             ]
         );
-        assert!(split_words("make migrate && echo ok").is_err());
-        assert!(split_words("migrate $DATABASE_URL").is_err());
-        assert!(split_words("migrate \"$DATABASE_URL\"").is_err());
-        assert!(split_words("migrate 'unclosed").is_err());
-        assert!(split_words("ls ~/x").is_err());
-        assert_eq!(split_words("a=~b").expect("words"), ["a=~b"]);
+        assert!(crate::process::split_command("make migrate && echo ok").is_err());
+        assert!(crate::process::split_command("migrate $DATABASE_URL").is_err());
+        assert!(crate::process::split_command("migrate \"$DATABASE_URL\"").is_err());
+        assert!(crate::process::split_command("migrate 'unclosed").is_err());
+        assert!(crate::process::split_command("ls ~/x").is_err());
+        assert_eq!(
+            crate::process::split_command("a=~b").expect("words"),
+            ["a=~b"]
+        );
     }
 
     #[test]

@@ -511,7 +511,7 @@ fn a_command_that_is_not_found_is_a_usage_error() {
         .run();
     run.expect_code(2);
     assert!(
-        run.stderr.contains("set `shell: true` (`--shell`)"),
+        run.stderr.contains("run it through a shell (`--shell`, `shell: true`"),
         "{}",
         run.stderr
     );
