@@ -86,7 +86,7 @@ fn a_full_state_dir_makes_a_complete_record_and_uploads_every_artifact() {
 
     let run = shipgate(work.path(), Some(&fake))
         .input("services", "api-gateway\nauth-service, education-service")
-        .input("github-token", "ghp_neverUsedHereButSecret0123456789")
+        .input("github-token", "test-token-never-used-but-secret-0123456789")
         .args(["record"])
         .run();
     run.expect_code(0);
@@ -307,7 +307,7 @@ fn a_full_state_dir_makes_a_complete_record_and_uploads_every_artifact() {
         DATABASE_URL,
         &fake.token(),
         &fake.sig(),
-        "ghp_neverUsedHereButSecret0123456789",
+        "test-token-never-used-but-secret-0123456789",
     ] {
         assert_no_secret(secret, places.iter().map(|(n, t)| (n.clone(), t.as_str())));
     }
