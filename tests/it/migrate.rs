@@ -511,7 +511,8 @@ fn a_command_that_is_not_found_is_a_usage_error() {
         .run();
     run.expect_code(2);
     assert!(
-        run.stderr.contains("run it through a shell (`--shell`, `shell: true`"),
+        run.stderr
+            .contains("run it through a shell (`--shell`, `shell: true`"),
         "{}",
         run.stderr
     );

@@ -86,7 +86,10 @@ fn a_full_state_dir_makes_a_complete_record_and_uploads_every_artifact() {
 
     let run = shipgate(work.path(), Some(&fake))
         .input("services", "api-gateway\nauth-service, education-service")
-        .input("github-token", "test-token-never-used-but-secret-0123456789")
+        .input(
+            "github-token",
+            "test-token-never-used-but-secret-0123456789",
+        )
         .args(["record"])
         .run();
     run.expect_code(0);
