@@ -507,18 +507,9 @@ fn finish_run(
     duration_ms: u64,
     timestamp: &str,
 ) -> Result<Outcome> {
-    let passed = results
-        .iter()
-        .filter(|r| r.status == Status::Passed)
-        .count();
-    let failed = results
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-        .count();
-    let skipped = results
-        .iter()
-        .filter(|r| r.status == Status::Skipped)
-        .count();
+    let passed = report::count(results, Status::Passed);
+    let failed = report::count(results, Status::Failed);
+    let skipped = report::count(results, Status::Skipped);
     let ok = failed + skipped == 0;
     let junit_text = report::junit(suite_name, results, duration_ms, timestamp);
     let junit_path = state.path("smoke-junit.xml");

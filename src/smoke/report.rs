@@ -42,14 +42,8 @@ pub(crate) fn junit(
     duration_ms: u64,
     timestamp: &str,
 ) -> String {
-    let failures = results
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-        .count();
-    let skipped = results
-        .iter()
-        .filter(|r| r.status == Status::Skipped)
-        .count();
+    let failures = count(results, Status::Failed);
+    let skipped = count(results, Status::Skipped);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(
         "<testsuites name=\"shipgate smoke\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\">\n",
@@ -120,21 +114,17 @@ pub(crate) fn junit(
     out
 }
 
+/// How many of `results` ended with `status`.
+pub(crate) fn count(results: &[&TestResult], status: Status) -> usize {
+    results.iter().filter(|r| r.status == status).count()
+}
+
 /// The step summary: a verdict line, every test, and a table of failed checks.
 pub(crate) fn summary(results: &[&TestResult], duration_ms: u64, environment: &str) -> String {
     let total = results.len();
-    let passed = results
-        .iter()
-        .filter(|r| r.status == Status::Passed)
-        .count();
-    let failed = results
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-        .count();
-    let skipped = results
-        .iter()
-        .filter(|r| r.status == Status::Skipped)
-        .count();
+    let passed = count(results, Status::Passed);
+    let failed = count(results, Status::Failed);
+    let skipped = count(results, Status::Skipped);
     let mut out = if failed + skipped == 0 {
         format!("### ✅ Smoke tests passed in `{environment}`: {passed} of {total}\n\n")
     } else {

@@ -18,7 +18,6 @@
 //!   protection, rulesets, Actions jobs, and the timeline that changes them while a test runs.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::future::IntoFuture;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,8 +56,7 @@ const DEPLOYMENT_STATES: [&str; 7] = [
 pub struct FakeGitHub {
     shared: Arc<Shared>,
     url: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: super::axum_server::AxumServer,
 }
 
 /// A canned response consumed by the next matching request (see [`FakeGitHub::inject`]).
@@ -141,9 +139,6 @@ impl FakeGitHub {
     /// Binds `127.0.0.1:0` and serves on a dedicated thread with its own tokio runtime.
     pub fn start() -> FakeGitHub {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake GitHub");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("fake GitHub address");
         let url = format!("http://{addr}");
         let shared = Arc::new(Shared {
@@ -153,31 +148,11 @@ impl FakeGitHub {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("fake-github".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("fake GitHub runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        result = axum::serve(listener, app).into_future() => {
-                            result.expect("fake GitHub server failed");
-                        }
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("spawn fake GitHub thread");
+        let server = super::axum_server::AxumServer::start("fake-github", listener, app);
         FakeGitHub {
             shared,
             url,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -486,17 +461,6 @@ impl FakeGitHub {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
-    }
-}
-
-impl Drop for FakeGitHub {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

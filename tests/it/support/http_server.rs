@@ -102,17 +102,13 @@ struct Shared {
 pub struct HttpServer {
     shared: Arc<Shared>,
     url: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: super::axum_server::AxumServer,
 }
 
 impl HttpServer {
     /// Binds `127.0.0.1:0` and serves on its own thread and runtime. Unknown routes are 404.
     pub fn start() -> HttpServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind HTTP server");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let shared = Arc::new(Shared {
             origin: Instant::now(),
@@ -122,31 +118,11 @@ impl HttpServer {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("smoke-http".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("HTTP server runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        result = axum::serve(listener, app).into_future() => {
-                            result.expect("HTTP server failed");
-                        }
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("spawn HTTP server thread");
+        let server = super::axum_server::AxumServer::start("smoke-http", listener, app);
         HttpServer {
             shared,
             url,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -180,17 +156,6 @@ impl HttpServer {
             .into_iter()
             .filter(|r| r.req.path == path)
             .collect()
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

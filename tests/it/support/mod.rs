@@ -1,6 +1,7 @@
 //! Shared test harness: scrubbed command runner, fake GitHub, PostgreSQL and S3 fixtures.
 #![allow(dead_code)]
 
+pub mod axum_server;
 pub mod cli;
 pub mod fake_github;
 pub mod git_repo;
