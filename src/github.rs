@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use octocrab::Octocrab;
 use serde::Serialize;
@@ -134,10 +134,8 @@ impl GitHub {
             .set_connect_timeout(Some(Duration::from_secs(10)))
             .set_read_timeout(Some(Duration::from_secs(30)))
             .set_write_timeout(Some(Duration::from_secs(30)))
-            .add_header(
-                HeaderName::from_static("x-github-api-version"),
-                "2022-11-28".to_string(),
-            )
+            // octocrab sends `X-GitHub-Api-Version: 2022-11-28` on every request itself (its
+            // `[package.metadata.github-api]`); adding it here would send it twice.
             .build()
             .map_err(|e| setup(e.to_string()))?;
         Ok(GitHub {

@@ -596,3 +596,43 @@ fn help_documents_the_exit_codes() {
         .run();
     unknown.expect_code(2);
 }
+
+/// octocrab already sends `X-GitHub-Api-Version`; shipgate once added a second copy. Every real
+/// request must carry exactly one, and an accepted `Accept`.
+#[test]
+fn every_request_carries_exactly_one_api_version_header() {
+    let gh = github();
+    let dir = tempfile::tempdir().expect("workdir");
+    let run = against(&gh, dir.path())
+        .args(["validate", "--version", "v1.3.0"])
+        .run();
+    run.expect_code(0);
+    let requests = gh.requests();
+    assert!(!requests.is_empty(), "validate sent no request to GitHub");
+    for request in &requests {
+        let versions: Vec<&str> = request
+            .headers
+            .iter()
+            .filter(|(name, _)| name == "x-github-api-version")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        assert_eq!(
+            versions,
+            ["2022-11-28"],
+            "{} {} carried {versions:?}",
+            request.method,
+            request.path
+        );
+        let accept = request
+            .headers
+            .iter()
+            .find(|(name, _)| name == "accept")
+            .map(|(_, value)| value.as_str());
+        assert!(
+            accept.is_some_and(|a| a.contains("application/json") || a.contains("vnd.github")),
+            "{} {} carried Accept {accept:?}",
+            request.method,
+            request.path
+        );
+    }
+}

@@ -32,6 +32,8 @@ pub mod checks;
 
 const DOCS_URL: &str = "https://docs.github.com/rest";
 const RATE_LIMIT: u64 = 5000;
+/// The REST API version shipgate speaks; GitHub answers 400 to versions it does not support.
+const API_VERSION: &str = "2022-11-28";
 /// 2024-01-01T00:00:00Z: the fake clock used for every `created_at`/`updated_at`.
 const CLOCK_START: i64 = 1_704_067_200;
 /// Every object created by a builder or a POST advances the fake clock by this much.
@@ -842,7 +844,22 @@ impl State {
         self.rate.roll();
         self.fire_due_changes();
         let mut injected = false;
-        let mut reply = if !req.authorized(token) {
+        let versions: Vec<&str> = req
+            .headers
+            .get_all("x-github-api-version")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let mut reply = if versions.len() > 1 || versions.iter().any(|v| *v != API_VERSION) {
+            // GitHub answers 400 to a version it does not support; the client must send exactly
+            // one `X-GitHub-Api-Version` (a doubled header is not a version GitHub documents).
+            Reply::error(
+                400,
+                &format!(
+                    "exactly one X-GitHub-Api-Version of {API_VERSION} expected, got {versions:?}"
+                ),
+            )
+        } else if !req.authorized(token) {
             Reply::error(401, "Bad credentials")
         } else if let Some(canned) = self.take_injection(req) {
             injected = true;
