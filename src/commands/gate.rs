@@ -20,7 +20,10 @@ mod verdict;
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::state::Header;
+use crate::state::gate::{CheckResult, CheckRow, GateFile, Requests, RequiredSet};
 use serde_json::json;
 
 use super::{Outcome, set_outputs};
@@ -308,67 +311,6 @@ impl Decision {
     }
 }
 
-/// One row of the report.
-#[derive(Debug, Serialize)]
-struct CheckRow {
-    name: String,
-    source: verdict::Source,
-    app: Option<String>,
-    status: String,
-    conclusion: Option<String>,
-    /// `passed`, `failed`, `pending`, or `not_required`.
-    result: &'static str,
-    required: bool,
-    started_at: Option<String>,
-    completed_at: Option<String>,
-    duration_seconds: Option<u64>,
-    url: Option<String>,
-    attempts: u32,
-}
-
-#[derive(Debug, Serialize)]
-struct RequiredInfo {
-    /// `listed`, `branch`, `listed+branch`, or `all` (every check present).
-    mode: &'static str,
-    branch: Option<String>,
-    checks: Vec<Requirement>,
-}
-
-#[derive(Debug, Serialize)]
-struct Requests {
-    sent: u64,
-    not_modified: u64,
-    charged: u64,
-    rate_limit_remaining: Option<u64>,
-}
-
-/// `gate.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct GateResult<'a> {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    reason: String,
-    timestamp: String,
-    deployment_id: String,
-    environment: String,
-    repository: String,
-    sha: String,
-    sha_source: &'static str,
-    required: RequiredInfo,
-    allowed_conclusions: Vec<&'static str>,
-    checks: Vec<CheckRow>,
-    failed: Vec<String>,
-    pending: Vec<String>,
-    missing: Vec<String>,
-    ignored: Vec<Ignored>,
-    own_run: &'a OwnRun,
-    promotion: Option<Promotion>,
-    polls: u32,
-    waited_seconds: u64,
-    requests: Requests,
-}
-
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let options = Options::resolve(args, settings)?;
     let Some(token) = settings::secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"]) else {
@@ -456,8 +398,8 @@ fn locate(args: &Args, settings: &Settings) -> Result<(StateDir, String, &'stati
     };
     let validated = match &existing {
         Some(state) => state
-            .read_json::<serde_json::Value>("validate.json")?
-            .and_then(|v| v.get("sha").and_then(|s| s.as_str()).map(str::to_string)),
+            .load::<crate::state::validate::ValidateFile>()?
+            .map(|v| v.sha),
         None => None,
     };
     let (sha, source) = if let Some(sha) = &args.sha {
@@ -767,12 +709,12 @@ impl Report<'_> {
             .map(|(i, entry)| {
                 let required = !eval.not_required.contains(&i);
                 let result = if !required {
-                    "not_required"
+                    CheckResult::NotRequired
                 } else {
                     match entry.standing(&self.options.allowed) {
-                        Standing::Passed => "passed",
-                        Standing::Failed => "failed",
-                        Standing::Pending => "pending",
+                        Standing::Passed => CheckResult::Passed,
+                        Standing::Failed => CheckResult::Failed,
+                        Standing::Pending => CheckResult::Pending,
                     }
                 };
                 CheckRow {
@@ -805,32 +747,29 @@ impl Report<'_> {
         if self.options.allowed.skipped {
             allowed_conclusions.push("skipped");
         }
-        let result = GateResult {
-            schema_version: 1,
-            command: "gate",
-            result: decision.result(),
+        let result = GateFile {
+            header: Header::now::<GateFile>(decision.result()),
             reason: reason.clone(),
-            timestamp: crate::util::now_rfc3339(),
             deployment_id: self.state.id().to_string(),
             environment: self.settings.environment.clone(),
             repository: self.repo.to_string(),
             sha: self.sha.to_string(),
-            sha_source: self.sha_source,
-            required: RequiredInfo {
-                mode: self.required_mode,
+            sha_source: self.sha_source.to_string(),
+            required: RequiredSet {
+                mode: self.required_mode.to_string(),
                 branch: self.options.required_from.clone(),
                 checks: match &self.mode {
-                    Mode::Required(list) => list.clone(),
+                    Mode::Required(list) => list.iter().map(Requirement::to_state).collect(),
                     Mode::All => Vec::new(),
                 },
             },
-            allowed_conclusions,
+            allowed_conclusions: allowed_conclusions.into_iter().map(String::from).collect(),
             checks: rows,
             failed: failed.clone(),
             pending: pending.clone(),
             missing: missing.clone(),
             ignored: self.ignored.clone(),
-            own_run: &self.own,
+            own_run: self.own.to_state(),
             promotion: self.promotion.clone(),
             polls: self.polls,
             waited_seconds: self.start.elapsed().as_secs(),
@@ -841,7 +780,7 @@ impl Report<'_> {
                 rate_limit_remaining: stats.rate_limit_remaining,
             },
         };
-        let path = self.state.write_json("gate.json", &result)?;
+        let path = self.state.save(&result)?;
         let list = |items: &[String]| serde_json::to_string(items).unwrap_or_else(|_| "[]".into());
         set_outputs(&[
             ("result", decision.result().to_string()),
@@ -975,9 +914,9 @@ impl Report<'_> {
         }
     }
 
-    fn summary(&self, result: &GateResult<'_>) -> String {
+    fn summary(&self, result: &GateFile) -> String {
         let sha = short(self.sha);
-        let heading = match result.result {
+        let heading = match result.header.result.as_str() {
             "pass" => format!("### ✅ Checks passed for `{sha}`"),
             "timeout" => format!("### ⏱️ Gate timed out waiting for `{sha}`"),
             _ => format!("### ❌ Gate refused `{sha}`"),
@@ -1030,10 +969,10 @@ impl Report<'_> {
             let mut table = Table::new(&["Check", "Source", "Result", "Duration", "Link"]);
             for row in &result.checks {
                 let icon = match row.result {
-                    "passed" => "✅",
-                    "failed" => "❌",
-                    "pending" => "⏳",
-                    _ => "➖",
+                    CheckResult::Passed => "✅",
+                    CheckResult::Failed => "❌",
+                    CheckResult::Pending => "⏳",
+                    CheckResult::NotRequired => "➖",
                 };
                 let word = row.conclusion.as_deref().unwrap_or(&row.status);
                 let result_cell = if row.required {

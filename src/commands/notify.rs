@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
+use crate::state::validate::ValidateFile;
 
 /// Attempts per destination (transport errors, 429, 5xx).
 const ATTEMPTS: u32 = 4;
@@ -296,7 +297,7 @@ fn from_record(record: &Record) -> Message {
 
 /// Without a record (notify before or instead of `record`): what `validate` and `backup` left.
 fn from_state(state: &StateDir, settings: &Settings) -> Result<Message> {
-    let validate: Option<Value> = state.read_json("validate.json").ok().flatten();
+    let validate: Option<ValidateFile> = state.load().ok().flatten();
     let backup: Option<Value> = state.read_json("backup.json").ok().flatten();
     let text = |v: &Option<Value>, key: &str| {
         v.as_ref()
@@ -307,8 +308,8 @@ fn from_state(state: &StateDir, settings: &Settings) -> Result<Message> {
     Ok(Message {
         status: String::new(),
         deployment_id: state.id().to_string(),
-        version: text(&validate, "tag")
-            .or_else(|| text(&validate, "version"))
+        version: validate
+            .map(|v| if v.tag.is_empty() { v.version } else { v.tag })
             .unwrap_or_else(|| "unknown".into()),
         environment: settings.environment.clone(),
         environment_url: None,

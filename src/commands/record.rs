@@ -16,7 +16,9 @@ use crate::artifacts::{self, Artifact, Publication};
 use crate::error::{Error, Result};
 use crate::github::{GitHub, GitHubError};
 use crate::settings::{self, Settings};
-use crate::state::StateDir;
+use crate::state::gate::GateFile;
+use crate::state::validate::ValidateFile;
+use crate::state::{StateDir, StateFile};
 
 /// The record's own schema version (`schema/deployment-record.schema.json`).
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -393,6 +395,9 @@ pub(crate) fn normalize_status(status: &str) -> Option<&'static str> {
 /// What the state dir holds: each stage's file, read tolerantly.
 pub(crate) struct StateFiles {
     pub(crate) files: BTreeMap<&'static str, Value>,
+    /// The files already read through their types (the state contract).
+    validate: Option<ValidateFile>,
+    gate: Option<GateFile>,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -412,7 +417,25 @@ impl StateFiles {
                 Err(e) => warnings.push(format!("{e}; treating `{stage}` as not run")),
             }
         }
-        StateFiles { files, warnings }
+        fn typed<T: StateFile>(
+            state: &StateDir,
+            files: &mut BTreeMap<&'static str, Value>,
+            warnings: &mut Vec<String>,
+        ) -> Option<T> {
+            state.load::<T>().unwrap_or_else(|e| {
+                files.remove(T::COMMAND);
+                warnings.push(format!("{e}; treating `{}` as not run", T::COMMAND));
+                None
+            })
+        }
+        let validate = typed::<ValidateFile>(state, &mut files, &mut warnings);
+        let gate = typed::<GateFile>(state, &mut files, &mut warnings);
+        StateFiles {
+            files,
+            validate,
+            gate,
+            warnings,
+        }
     }
 
     pub(crate) fn get(&self, stage: &str) -> Option<&Value> {
@@ -667,29 +690,30 @@ fn report_publication(publication: &Publication, required: bool, warnings: &mut 
 /// Builds the record from the state files and the options.
 fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles) -> Record {
     let now = crate::util::now_rfc3339();
-    let tag = files.text("validate", "/tag");
+    let validated = files.validate.as_ref();
+    let tag = validated.map(|v| v.tag.clone()).filter(|t| !t.is_empty());
     let version = options
         .version
         .clone()
         .or_else(|| tag.clone())
-        .or_else(|| files.text("validate", "/version"))
+        .or_else(|| validated.map(|v| v.version.clone()))
         .or_else(|| files.text("rollout", "/version"))
         .unwrap_or_else(|| "unknown".to_string());
-    let git_sha = files
-        .text("validate", "/sha")
+    let git_sha = validated
+        .map(|v| v.sha.clone())
         .or_else(|| settings::env("GITHUB_SHA"));
     let git_ref =
         settings::env("GITHUB_REF").or_else(|| tag.as_ref().map(|t| format!("refs/tags/{t}")));
     let environment = settings.environment.clone();
-    if let Some(validated) = files.text("validate", "/environment")
-        && validated != environment
+    if let Some(validated) = validated.map(|v| &v.environment)
+        && *validated != environment
     {
         actions::annotate(
             actions::Level::Warning,
             Some("shipgate record"),
             &format!(
                 "`validate` ran for environment `{}` but this step records `{environment}`; pass the same `environment` input to every step",
-                actions::one_line(&validated)
+                actions::one_line(validated)
             ),
         );
     }
@@ -829,9 +853,11 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         attempt: settings::env("GITHUB_RUN_ATTEMPT"),
         id: run_id,
     });
-    let previous_version = files
-        .text("rollout", "/previous_version")
-        .or_else(|| files.text("validate", "/previous/version"));
+    let previous_version = files.text("rollout", "/previous_version").or_else(|| {
+        validated
+            .and_then(|v| v.previous.as_ref())
+            .map(|p| p.version.clone())
+    });
 
     let section = |stage: &str| files.get(stage).cloned();
     Record {
@@ -1296,50 +1322,15 @@ fn required_contexts(policy: &str, files: &StateFiles) -> (Vec<String>, String) 
             "none (`required-contexts: none`): GitHub does not re-check commit statuses".into(),
         ),
         "gate" => {
-            let Some(gate) = files.get("gate") else {
+            let Some(gate) = &files.gate else {
                 return (
                     Vec::new(),
                     "none: `gate` did not run, so there is no required list to hand GitHub".into(),
                 );
             };
-            let required: Vec<String> = gate
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect();
-            // GitHub checks `required_contexts` against commit statuses only; keep the names the
-            // gate saw as statuses when it says which kind each check was.
-            let kinds: Vec<(String, String)> = gate
-                .get("checks")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| {
-                    let name = ["name", "context"]
-                        .iter()
-                        .find_map(|k| c.get(*k).and_then(Value::as_str))?;
-                    let kind = ["kind", "type", "source"]
-                        .iter()
-                        .find_map(|k| c.get(*k).and_then(Value::as_str))?;
-                    Some((name.to_string(), kind.to_ascii_lowercase()))
-                })
-                .collect();
-            if kinds.is_empty() {
-                let n = required.len();
-                return (required, format!("the gate's {n} required check(s)"));
-            }
-            let statuses: Vec<String> = required
-                .into_iter()
-                .filter(|name| {
-                    kinds.iter().any(|(n, k)| {
-                        n == name
-                            && matches!(k.as_str(), "status" | "commit_status" | "commit-status")
-                    })
-                })
-                .collect();
+            // GitHub checks `required_contexts` against commit statuses only: hand it the
+            // statuses the gate required and saw pass, never check runs.
+            let statuses = gate.required_passed_statuses();
             let n = statuses.len();
             (
                 statuses,

@@ -25,6 +25,7 @@ use crate::smoke::report;
 use crate::smoke::runner::{self, Context, SnapshotValues, Status, TestResult};
 use crate::smoke::suite::{self, Overrides, Suite};
 use crate::state::StateDir;
+use crate::state::validate::ValidateFile;
 
 /// The suite read when none is named and no `--url` is given.
 const DEFAULT_SUITE: &str = ".github/shipgate/smoke.yml";
@@ -274,12 +275,10 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         ("deployment_id".to_string(), state.id().to_string()),
         ("environment".to_string(), settings.environment.clone()),
     ];
-    if let Some(validate) = state.read_json::<serde_json::Value>("validate.json")? {
-        for key in ["version", "tag", "sha"] {
-            if let Some(value) = validate.get(key).and_then(|v| v.as_str()) {
-                builtins.push((key.to_string(), value.to_string()));
-            }
-        }
+    if let Some(validate) = state.load::<ValidateFile>()? {
+        builtins.push(("version".to_string(), validate.version));
+        builtins.push(("tag".to_string(), validate.tag));
+        builtins.push(("sha".to_string(), validate.sha));
     }
     if options.suite.is_none() && options.urls.is_empty() {
         return Err(Error::usage(format!(

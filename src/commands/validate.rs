@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{Outcome, set_outputs};
@@ -13,7 +13,8 @@ use crate::error::{Error, Result, ResultExt};
 use crate::git::Git;
 use crate::github::{GitHub, GitHubError};
 use crate::settings::{self, Settings};
-use crate::state::StateDir;
+use crate::state::validate::{Previous, Signature, TagType, ValidateFile, VersionSource};
+use crate::state::{Header, StateDir};
 use crate::version::{self, Release};
 
 /// How many deployments of the environment are read to find what runs there now.
@@ -141,24 +142,6 @@ impl Options {
     }
 }
 
-/// Where the version came from, for the summary and the record.
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Source {
-    Flag,
-    Input,
-    WorkflowDispatch,
-    GitRef,
-}
-
-/// The tag's signature, as GitHub (or local git) reports it.
-#[derive(Debug, Clone, Serialize)]
-struct Signature {
-    signed: bool,
-    verified: Option<bool>,
-    reason: Option<String>,
-}
-
 /// What the tag resolved to.
 #[derive(Debug, Clone)]
 struct Resolved {
@@ -169,44 +152,6 @@ struct Resolved {
     default_branch: Option<String>,
     reachable: Option<bool>,
     previous: Option<Previous>,
-    checked_with: &'static str,
-}
-
-/// The environment's newest successful deployment.
-#[derive(Debug, Clone, Serialize)]
-struct Previous {
-    version: String,
-    deployment_id: u64,
-    sha: String,
-    created_at: String,
-}
-
-/// `validate.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct ValidateResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    deployment_id: String,
-    environment: String,
-    repository: Option<String>,
-    version: String,
-    major: u64,
-    minor: u64,
-    patch: u64,
-    prerelease: String,
-    build: String,
-    tag: String,
-    sha: String,
-    tag_type: &'static str,
-    tag_message: Option<String>,
-    signature: Signature,
-    default_branch: Option<String>,
-    reachable_from_default_branch: Option<bool>,
-    previous: Option<Previous>,
-    downgrade_allowed: bool,
-    source: Source,
     checked_with: &'static str,
 }
 
@@ -262,11 +207,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         None => deployment_id(&resolved.sha),
     };
     let state = StateDir::create(&settings.state_root, &deployment_id)?;
-    let result = ValidateResult {
-        schema_version: 1,
-        command: "validate",
-        result: "pass",
-        timestamp: crate::util::now_rfc3339(),
+    let result = ValidateFile {
+        header: Header::now::<ValidateFile>("pass"),
         deployment_id: deployment_id.clone(),
         environment: settings.environment.clone(),
         repository: settings.repository.clone(),
@@ -279,9 +221,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         tag: release.tag.clone(),
         sha: resolved.sha.clone(),
         tag_type: if resolved.annotated {
-            "annotated"
+            TagType::Annotated
         } else {
-            "lightweight"
+            TagType::Lightweight
         },
         tag_message: resolved.message.clone(),
         signature: resolved.signature.clone(),
@@ -290,9 +232,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         previous: resolved.previous.clone(),
         downgrade_allowed: options.allow_downgrade,
         source,
-        checked_with: resolved.checked_with,
+        checked_with: resolved.checked_with.to_string(),
     };
-    let path = state.write_json("validate.json", &result)?;
+    let path = state.save(&result)?;
     set_outputs(&[
         ("result", "pass".to_string()),
         ("version", result.version.clone()),
@@ -321,12 +263,12 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 }
 
 /// The version text and where it came from: flag > input > workflow_dispatch input > tag ref.
-fn version_input(args: &Args) -> Result<(String, Source)> {
+fn version_input(args: &Args) -> Result<(String, VersionSource)> {
     if let Some(version) = &args.version {
-        return Ok((version.clone(), Source::Flag));
+        return Ok((version.clone(), VersionSource::Flag));
     }
     if let Some(version) = settings::input("version") {
-        return Ok((version, Source::Input));
+        return Ok((version, VersionSource::Input));
     }
     if settings::env("GITHUB_EVENT_NAME").as_deref() == Some("workflow_dispatch")
         && let Some(path) = settings::env("GITHUB_EVENT_PATH")
@@ -344,13 +286,13 @@ fn version_input(args: &Args) -> Result<(String, Source)> {
             .map(str::trim)
             .filter(|v| !v.is_empty())
         {
-            return Ok((version.to_string(), Source::WorkflowDispatch));
+            return Ok((version.to_string(), VersionSource::WorkflowDispatch));
         }
     }
     match settings::env("GITHUB_REF") {
         Some(reference) if reference.starts_with("refs/tags/") => Ok((
             reference.trim_start_matches("refs/tags/").to_string(),
-            Source::GitRef,
+            VersionSource::GitRef,
         )),
         other => Err(Error::usage(format!(
             "no version to validate: pass `--version v1.2.3` or the `version` input, or run on a tag push{}",
@@ -361,12 +303,12 @@ fn version_input(args: &Args) -> Result<(String, Source)> {
     }
 }
 
-fn source_label(source: Source) -> &'static str {
+fn source_label(source: VersionSource) -> &'static str {
     match source {
-        Source::Flag => "--version",
-        Source::Input => "the `version` input",
-        Source::WorkflowDispatch => "the workflow_dispatch input",
-        Source::GitRef => "GITHUB_REF",
+        VersionSource::Flag => "--version",
+        VersionSource::Input => "the `version` input",
+        VersionSource::WorkflowDispatch => "the workflow_dispatch input",
+        VersionSource::GitRef => "GITHUB_REF",
     }
 }
 
@@ -736,7 +678,7 @@ fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 
-fn summary(result: &ValidateResult) -> String {
+fn summary(result: &ValidateFile) -> String {
     let mut table = Table::new(&["Check", "Result"]);
     table.row(&["Version", &format!("`{}`", result.version)]);
     let signature = match (result.signature.signed, result.signature.verified) {
@@ -778,7 +720,7 @@ fn summary(result: &ValidateResult) -> String {
         },
     ]);
     table.row(&["Deployment id", &format!("`{}`", result.deployment_id)]);
-    table.row(&["Checked with", result.checked_with]);
+    table.row(&["Checked with", &result.checked_with]);
     format!(
         "### ✅ Release `{}` validated\n\n{}\n",
         result.tag,

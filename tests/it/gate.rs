@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::fake_github::Injected;
 use crate::support::fake_github::checks::{Change, CheckRunSpec, When};
+use crate::support::state_files;
 use crate::support::{FakeGitHub, Shipgate, assert_no_secret, read_tree};
 
 const SHA: &str = "5555555555555555555555555555555555555555";
@@ -858,13 +859,14 @@ fn the_commit_comes_from_validate_and_secrets_stay_out() {
     let gh = world();
     gh.check(SHA, "build", "success");
     let dir = tempfile::tempdir().expect("workdir");
-    let state = dir.path().join(".shipgate/777-5555555");
-    std::fs::create_dir_all(&state).expect("state dir");
-    std::fs::write(
-        state.join("validate.json"),
-        json!({"command": "validate", "sha": SHA}).to_string(),
-    )
-    .expect("validate.json");
+    let mut validated = state_files::validate("777-5555555", 1);
+    validated["sha"] = json!(SHA);
+    state_files::write(
+        &dir.path().join(".shipgate"),
+        "777-5555555",
+        "validate.json",
+        &validated,
+    );
     let token = gh.token();
     let run = Shipgate::new(dir.path())
         .actions()

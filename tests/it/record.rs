@@ -667,6 +667,49 @@ fn a_github_deployment_is_created_for_the_exact_sha_with_its_status_sequence() {
     );
 }
 
+/// `record` reads the `gate.json` that the real `gate` writes (not a hand-written shape): the
+/// deployment's `required_contexts` are the commit statuses the gate required and saw pass —
+/// never the check runs, and never an empty list that would make GitHub skip the re-check.
+#[test]
+fn required_contexts_come_from_the_gate_json_the_real_gate_wrote() {
+    let gh = github();
+    gh.check(SHA, "test", "success");
+    let work = tempfile::tempdir().expect("workdir");
+    let root = work.path().join(".shipgate");
+    let run = shipgate(work.path(), None)
+        .env("GITHUB_API_URL", gh.url())
+        .input("github-token", &gh.token())
+        .input("interval", "100ms")
+        .input("discovery-timeout", "300ms")
+        .args([
+            "gate",
+            "--sha",
+            SHA,
+            "--require",
+            "ci/build",
+            "--require",
+            "test",
+        ])
+        .run();
+    run.expect_code(0);
+    let run = shipgate(work.path(), None)
+        .env("GITHUB_API_URL", gh.url())
+        .input("github-token", &gh.token())
+        .env("GITHUB_SHA", SHA)
+        .input("github-deployment", "true")
+        .args(["record"])
+        .run();
+    run.expect_code(0);
+    let created = gh.created_deployments();
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        created[0]["required_contexts"],
+        json!(["ci/build"]),
+        "the gate required the commit status `ci/build` and the check run `test`"
+    );
+    assert_valid(&read_record(&root, ID));
+}
+
 #[test]
 fn github_refusing_the_deployment_is_reported_after_the_record_is_written() {
     let gh = github();

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::http_server::{HttpServer, Reply};
 use crate::support::postgres::PgCluster;
+use crate::support::state_files;
 use crate::support::{Shipgate, assert_no_secret, read_tree};
 
 const ID: &str = "7-abcdef0";
@@ -187,9 +188,12 @@ tests:
         server.url()
     );
     // `{{version}}` comes from what `validate` recorded.
-    let state = dir.path().join(".shipgate").join(ID);
-    std::fs::create_dir_all(&state).expect("state dir");
-    std::fs::write(state.join("validate.json"), r#"{"version": "1.4.0"}"#).expect("validate.json");
+    state_files::write(
+        &dir.path().join(".shipgate"),
+        ID,
+        "validate.json",
+        &state_files::validate(ID, 1),
+    );
     let run = smoke(dir.path(), &suite).actions().run();
     run.expect_code(0);
     assert_eq!(run.outputs["result"], "pass");

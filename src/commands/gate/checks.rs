@@ -203,12 +203,7 @@ impl Reader {
     }
 }
 
-/// Why a check was left out.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct Ignored {
-    pub(crate) name: String,
-    pub(crate) reason: &'static str,
-}
+pub(crate) use crate::state::gate::Ignored;
 
 /// One entry per check: check runs of this workflow run are set aside (the job running shipgate
 /// always; the others unless `keep` names them), the rest deduplicated per (name, app) keeping
@@ -307,7 +302,10 @@ pub(crate) fn entries(
     });
     let ignored = ignored
         .into_iter()
-        .map(|(name, reason)| Ignored { name, reason })
+        .map(|(name, reason)| Ignored {
+            name,
+            reason: reason.to_string(),
+        })
         .collect();
     (out, ignored)
 }

@@ -106,6 +106,17 @@ fn name_forms(job: &str) -> Vec<Pattern> {
 }
 
 impl OwnRun {
+    /// As recorded in `gate.json`.
+    pub(crate) fn to_state(&self) -> crate::state::gate::OwnRunInfo {
+        crate::state::gate::OwnRunInfo {
+            run_id: self.run_id,
+            attempt: self.attempt,
+            method: self.method.clone(),
+            job_check_run_ids: self.job_check_run_ids.clone(),
+            job_names: self.job_names.clone(),
+        }
+    }
+
     /// Finds this workflow run and job; outside GitHub Actions there is none.
     pub(crate) async fn discover(github: &GitHub) -> OwnRun {
         let mut own = OwnRun {

@@ -14,7 +14,9 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub(crate) use crate::state::gate::Promotion;
 
 use crate::error::{Result, ResultExt};
 use crate::github::GitHub;
@@ -32,23 +34,6 @@ struct DeploymentStatus {
     id: u64,
     state: String,
     created_at: String,
-}
-
-/// The outcome of the promotion gate, as recorded in `gate.json`.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Promotion {
-    pub(crate) environment: String,
-    pub(crate) passed: bool,
-    /// Why, in one sentence.
-    pub(crate) reason: String,
-    /// The deployment that proved (or failed) the commit.
-    pub(crate) deployment_id: Option<u64>,
-    /// When the commit first succeeded there (since its last failure).
-    pub(crate) since: Option<String>,
-    /// When it stopped running there (replaced), if it did.
-    pub(crate) until: Option<String>,
-    pub(crate) soaked_seconds: Option<u64>,
-    pub(crate) required_soak_seconds: Option<u64>,
 }
 
 struct Event {

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+pub(crate) use crate::state::gate::{Origin, RequiredCheck, Source};
+
 /// A name or a glob (`*` any run of characters, `?` one character), matched against the whole
 /// check name, case-sensitively (as GitHub matches required checks).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,23 +66,6 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == b'*')
-}
-
-/// Where a check comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Source {
-    CheckRun,
-    Status,
-}
-
-impl Source {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Source::CheckRun => "check run",
-            Source::Status => "commit status",
-        }
-    }
 }
 
 /// One check as the gate sees it after deduplication.
@@ -161,34 +146,25 @@ pub(crate) struct Allowed {
     pub(crate) skipped: bool,
 }
 
-/// Where a requirement was declared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
-pub(crate) enum Origin {
-    /// `--require` / the `require` input / `shipgate.yml`.
-    Listed,
-    /// Classic branch protection of the branch.
-    Protection(String),
-    /// A ruleset (by id) targeting the branch.
-    Ruleset(u64),
-}
-
 /// One required check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct Requirement {
-    #[serde(rename = "name")]
-    #[serde(serialize_with = "pattern_text")]
     pub(crate) pattern: Pattern,
     /// Only check runs of this app satisfy it (commit statuses carry no app and match by name).
     pub(crate) app_id: Option<u64>,
     pub(crate) origins: Vec<Origin>,
 }
 
-fn pattern_text<S: serde::Serializer>(pattern: &Pattern, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(pattern.as_str())
-}
-
 impl Requirement {
+    /// As recorded in `gate.json`.
+    pub(crate) fn to_state(&self) -> RequiredCheck {
+        RequiredCheck {
+            name: self.pattern.as_str().to_string(),
+            app_id: self.app_id,
+            origins: self.origins.clone(),
+        }
+    }
+
     pub(crate) fn matches(&self, entry: &Entry) -> bool {
         if !self.pattern.matches(&entry.name) {
             return false;

@@ -25,7 +25,31 @@ pub fn dir(root: &Path, id: &str) -> PathBuf {
     dir
 }
 
+/// Validates a hand-written state file against the schema generated from the type that reads it
+/// (`schema/<file>.schema.json`), so fixtures cannot drift from what the commands write.
+pub fn assert_conforms(name: &str, value: &Value) {
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(format!("{}.schema.json", name.trim_end_matches(".json")));
+    let Ok(text) = std::fs::read_to_string(&schema_path) else {
+        return; // not yet part of the typed contract
+    };
+    let schema: Value = serde_json::from_str(&text).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "fixture `{name}` does not match {}:\n{}",
+        schema_path.display(),
+        errors.join("\n")
+    );
+}
+
 pub fn write(root: &Path, id: &str, name: &str, value: &Value) {
+    assert_conforms(name, value);
     std::fs::write(
         dir(root, id).join(name),
         serde_json::to_string_pretty(value).expect("json"),
@@ -39,21 +63,46 @@ pub fn validate(id: &str, minutes_ago: i64) -> Value {
         "duration_ms": 812, "deployment_id": id, "environment": "production",
         "repository": "octo/app", "version": "1.4.0", "major": 1, "minor": 4, "patch": 0,
         "prerelease": "", "build": "", "tag": "v1.4.0", "sha": SHA, "tag_type": "annotated",
+        "tag_message": "Release 1.4.0", "signature": { "signed": false, "verified": null, "reason": "unsigned" },
+        "default_branch": "main", "reachable_from_default_branch": true,
         "previous": { "version": "1.3.2", "deployment_id": 998, "sha": "1111111111111111111111111111111111111111", "created_at": "2026-01-01T00:00:00Z" },
-        "checked_with": "github-api"
+        "downgrade_allowed": false, "source": "git_ref", "checked_with": "github-api"
     })
 }
 
+/// `gate.json` as `gate` writes it: `ci/build` a commit status, `test` a check run.
 pub fn gate(minutes_ago: i64, result: &str) -> Value {
+    let passed = result == "pass";
+    let check = |name: &str,
+                 source: &str,
+                 status: &str,
+                 conclusion: Option<&str>,
+                 outcome: &str| {
+        json!({
+            "name": name, "source": source, "app": if source == "check_run" { json!("github-actions") } else { Value::Null },
+            "status": status, "conclusion": conclusion, "result": outcome, "required": true,
+            "started_at": ago(minutes_ago + 5), "completed_at": ago(minutes_ago + 1),
+            "duration_seconds": 240, "url": null, "attempts": 1
+        })
+    };
+    let listed =
+        |name: &str| json!({ "name": name, "app_id": null, "origins": [{ "kind": "listed" }] });
     json!({
         "schema_version": 1, "command": "gate", "result": result, "timestamp": ago(minutes_ago),
-        "duration_ms": 64_000,
-        "required": ["ci/build", "test"], "failed": if result == "pass" { json!([]) } else { json!(["test"]) },
-        "pending": [], "missing": [],
+        "reason": if passed { "2 required check(s) passed" } else { "required check `test` failed" },
+        "deployment_id": "x", "environment": "production", "repository": "octo/app", "sha": SHA,
+        "sha_source": "validate",
+        "required": { "mode": "listed", "branch": null, "checks": [listed("ci/build"), listed("test")] },
+        "allowed_conclusions": ["success", "neutral", "skipped"],
         "checks": [
-            { "name": "ci/build", "kind": "status", "conclusion": "success" },
-            { "name": "test", "kind": "check_run", "conclusion": if result == "pass" { "success" } else { "failure" } }
-        ]
+            check("ci/build", "status", "success", None, "passed"),
+            check("test", "check_run", "completed", Some(if passed { "success" } else { "failure" }), if passed { "passed" } else { "failed" }),
+        ],
+        "failed": if passed { json!([]) } else { json!(["test"]) },
+        "pending": [], "missing": [], "ignored": [],
+        "own_run": { "run_id": 4242, "attempt": 1, "method": "jobs-api", "job_check_run_ids": [], "job_names": ["gate"] },
+        "promotion": null, "polls": 3, "waited_seconds": 64,
+        "requests": { "sent": 7, "not_modified": 2, "charged": 5, "rate_limit_remaining": 4990 }
     })
 }
 

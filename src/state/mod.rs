@@ -1,0 +1,277 @@
+//! The state directory `<root>/<deployment-id>/` and the contract between commands: every
+//! command writes its result there as `<command>.json` (atomically, redacted); later commands —
+//! in the same job, another container or another job through artifacts — read it back.
+//!
+//! Each file has one Rust type here (a [`StateFile`]): the writer serializes it, every reader
+//! deserializes the same type, and `schema/<file>.schema.json` is generated from it. A file of
+//! another `schema_version`, or one edited by hand into another shape, is refused with an error
+//! naming the file and the field.
+
+pub(crate) mod gate;
+mod header;
+pub(crate) mod validate;
+
+pub(crate) use header::Header;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// One state file's shape: its name, the command that writes it and the schema version this
+/// build reads and writes.
+pub(crate) trait StateFile: Serialize + DeserializeOwned + schemars::JsonSchema {
+    /// `gate.json`.
+    const FILE: &'static str;
+    /// `gate`.
+    const COMMAND: &'static str;
+    /// The version written in `schema_version`; readers refuse any other.
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+
+/// The file in the root that names the most recent deployment id, for local use.
+const LATEST: &str = "latest";
+
+/// Deployment ids end up in paths, object keys and artifact names: keep them plain.
+pub(crate) fn check_deployment_id(id: &str) -> Result<()> {
+    crate::settings::check_name("deployment id", id)
+}
+
+#[allow(dead_code)] // shared API: used by the commands of the next issues
+#[derive(Debug, Clone)]
+pub(crate) struct StateDir {
+    dir: PathBuf,
+    id: String,
+}
+
+#[allow(dead_code)] // shared API: used by the commands of the next issues
+impl StateDir {
+    /// Creates (or reuses) the state directory of deployment `id` and marks it the latest.
+    pub(crate) fn create(root: &Path, id: &str) -> Result<StateDir> {
+        check_deployment_id(id)?;
+        let dir = root.join(id);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::usage(format!(
+                "cannot create the state directory `{}`: {e}; set `--state-dir` to a writable place",
+                dir.display()
+            ))
+        })?;
+        crate::util::write_atomic(&root.join(LATEST), format!("{id}\n").as_bytes()).map_err(
+            |e| {
+                Error::usage(format!(
+                    "cannot write `{}`: {e}",
+                    root.join(LATEST).display()
+                ))
+            },
+        )?;
+        Ok(StateDir {
+            dir,
+            id: id.to_string(),
+        })
+    }
+
+    /// The state directory of this run's deployment: `--deployment-id` / input /
+    /// `SHIPGATE_DEPLOYMENT_ID`, else the latest one `validate` created.
+    pub(crate) fn open(settings: &Settings) -> Result<StateDir> {
+        let id = match &settings.deployment_id {
+            Some(id) => id.clone(),
+            None => std::fs::read_to_string(settings.state_root.join(LATEST))
+                .map(|s| s.trim().to_string())
+                .map_err(|_| {
+                    Error::usage(format!(
+                        "no deployment id: run `shipgate validate` first, or pass `--deployment-id` (input `deployment-id`); looked in `{}`",
+                        settings.state_root.display()
+                    ))
+                })?,
+        };
+        StateDir::create(&settings.state_root, &id)
+    }
+
+    /// The state directory of this run's deployment if it already exists; never creates one
+    /// (for commands that only look, such as `rollout --dry-run`).
+    pub(crate) fn peek(settings: &Settings) -> Option<StateDir> {
+        let id = match &settings.deployment_id {
+            Some(id) => id.clone(),
+            None => std::fs::read_to_string(settings.state_root.join(LATEST))
+                .ok()?
+                .trim()
+                .to_string(),
+        };
+        check_deployment_id(&id).ok()?;
+        let dir = settings.state_root.join(&id);
+        dir.is_dir().then_some(StateDir { dir, id })
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes `value` as pretty JSON to `name`, atomically, with every secret redacted.
+    pub(crate) fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<PathBuf> {
+        let json = serde_json::to_string_pretty(value)
+            .map_err(|e| Error::usage(format!("cannot serialize `{name}`: {e}")))?;
+        let path = self.path(name);
+        let text = crate::secret::redact(&json) + "\n";
+        crate::util::write_atomic(&path, text.as_bytes()).map_err(|e| {
+            Error::usage(format!(
+                "cannot write the state file `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(path)
+    }
+
+    /// Writes a state file of the contract under its own name.
+    pub(crate) fn save<T: StateFile>(&self, value: &T) -> Result<PathBuf> {
+        self.write_json(T::FILE, value)
+    }
+
+    /// Reads a state file of the contract; `None` when its command has not run for this
+    /// deployment. A file of another `schema_version`, or one that does not have the shape this
+    /// build writes, is a usage error naming the file and the field.
+    pub(crate) fn load<T: StateFile>(&self) -> Result<Option<T>> {
+        let path = self.path(T::FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::usage(format!(
+                    "cannot read the state file `{}`: {e}",
+                    path.display()
+                )));
+            }
+        };
+        parse::<T>(&path, &text).map(Some)
+    }
+
+    /// Reads `name` back; `None` when that command has not run for this deployment.
+    pub(crate) fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let path = self.path(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                Error::usage(format!(
+                    "the state file `{}` is not valid: {e}; delete it and re-run the command that wrote it",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::usage(format!(
+                "cannot read the state file `{}`: {e}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// Only the version, read before the whole shape so an older or newer file gets the right message.
+#[derive(serde::Deserialize)]
+struct Version {
+    schema_version: Option<serde_json::Value>,
+}
+
+/// Parses the text of state file `T` read from `path`.
+pub(crate) fn parse<T: StateFile>(path: &Path, text: &str) -> Result<T> {
+    let rerun = || {
+        format!(
+            "re-run `shipgate {}` with this shipgate, or delete the file",
+            T::COMMAND
+        )
+    };
+    let version: Version = serde_json::from_str(text).map_err(|e| {
+        Error::usage(format!(
+            "the state file `{}` is not a JSON object: {e}; {}",
+            path.display(),
+            rerun()
+        ))
+    })?;
+    match version.schema_version {
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(T::SCHEMA_VERSION.into()) => {}
+        found => {
+            let found = match found {
+                None => "no `schema_version`".to_string(),
+                Some(v) => format!("`schema_version` {v}"),
+            };
+            return Err(Error::usage(format!(
+                "the state file `{}` has {found}, but this shipgate reads `schema_version` {} of `{}`; {}",
+                path.display(),
+                T::SCHEMA_VERSION,
+                T::FILE,
+                rerun()
+            )));
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        Error::usage(format!(
+            "the state file `{}` is not what `shipgate {}` writes: field `{field}`: {}; {}",
+            path.display(),
+            T::COMMAND,
+            e.inner(),
+            rerun()
+        ))
+    })
+}
+
+/// Every state file type, for the generated schemas (`schema/`).
+#[cfg(test)]
+pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    fn one<T: StateFile>() -> (&'static str, serde_json::Value) {
+        let schema = schemars::schema_for!(T);
+        (T::FILE, schema.to_value())
+    }
+    vec![one::<validate::ValidateFile>(), one::<gate::GateFile>()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `schema/<file>.schema.json` is generated from the types: run
+    /// `SHIPGATE_BLESS=1 cargo test --bin shipgate state::tests::schemas` after changing one.
+    #[test]
+    fn schemas_in_the_repository_match_the_types() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+        let bless = std::env::var_os("SHIPGATE_BLESS").is_some();
+        let mut stale = Vec::new();
+        for (file, schema) in schemas() {
+            let name = format!("{}.schema.json", file.trim_end_matches(".json"));
+            let path = dir.join(&name);
+            let text = serde_json::to_string_pretty(&schema).expect("schema serializes") + "\n";
+            if bless {
+                std::fs::write(&path, &text).expect("write schema");
+            } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                stale.push(name);
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "schema files out of date: {stale:?}; run `SHIPGATE_BLESS=1 cargo test --bin shipgate state::tests` and commit `schema/`"
+        );
+    }
+
+    #[test]
+    fn another_schema_version_or_a_wrong_field_names_the_file_and_field() {
+        let path = Path::new("/state/x/validate.json");
+        let err = parse::<validate::ValidateFile>(path, r#"{"schema_version": 2}"#)
+            .expect_err("version 2 refused")
+            .to_string();
+        assert!(err.contains("`schema_version` 2"), "{err}");
+        assert!(err.contains("/state/x/validate.json"), "{err}");
+        let err = parse::<validate::ValidateFile>(path, r#"{"schema_version": 1, "command": "validate", "result": "pass", "timestamp": "t", "deployment_id": 7}"#)
+            .expect_err("a number for a string refused")
+            .to_string();
+        assert!(err.contains("field `deployment_id`"), "{err}");
+    }
+}
