@@ -47,12 +47,17 @@ pub(crate) struct Settings {
     pub(crate) state_root: PathBuf,
     pub(crate) deployment_id: Option<String>,
     pub(crate) repository: Option<String>,
+    /// The config file named by `--config` / input `config` (none: `shipgate.yml` if present).
+    pub(crate) config: Option<String>,
+    /// `-v` count.
+    pub(crate) verbose: u8,
 }
 
 #[allow(dead_code)] // shared API: used by the commands of the next issues
 impl Settings {
     pub(crate) fn load(global: &GlobalArgs) -> Result<Settings> {
-        let file = load_config(global.config.clone().or_else(|| input("config")).as_deref())?;
+        let config = global.config.clone().or_else(|| input("config"));
+        let file = load_config(config.as_deref())?;
         let environment = global
             .environment
             .clone()
@@ -86,7 +91,40 @@ impl Settings {
             state_root,
             deployment_id,
             repository,
+            config,
+            verbose: global.verbose,
         })
+    }
+
+    /// The command line that runs this very executable as a child (a pipeline stage, the
+    /// restore of a rollback) with the same global settings — config file, state dir,
+    /// environment, repository, deployment id and verbosity — followed by `command`.
+    pub(crate) fn shipgate_argv(
+        &self,
+        deployment_id: Option<&str>,
+        command: &[&str],
+    ) -> Result<Vec<String>> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::dependency(format!("cannot find the shipgate executable: {e}")))?;
+        let mut argv = vec![exe.display().to_string()];
+        if let Some(config) = &self.config {
+            argv.extend(["--config".to_string(), config.clone()]);
+        }
+        argv.extend([
+            "--state-dir".to_string(),
+            self.state_root.display().to_string(),
+            "--environment".to_string(),
+            self.environment.clone(),
+        ]);
+        if let Some(repo) = &self.repository {
+            argv.extend(["--repository".to_string(), repo.clone()]);
+        }
+        if let Some(id) = deployment_id.or(self.deployment_id.as_deref()) {
+            argv.extend(["--deployment-id".to_string(), id.to_string()]);
+        }
+        argv.extend((0..self.verbose).map(|_| "-v".to_string()));
+        argv.extend(command.iter().map(|s| s.to_string()));
+        Ok(argv)
     }
 
     /// Flag > input > file for a value that parses from text.

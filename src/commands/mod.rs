@@ -42,7 +42,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
     let result = async {
         let settings = Settings::load(&cli.global)?;
         match &cli.command {
-            Command::Pipeline(args) => pipeline::run(args, &settings, &cli.global).await,
+            Command::Pipeline(args) => pipeline::run(args, &settings).await,
             Command::Validate(args) => validate::run(args, &settings).await,
             Command::Migrate(args) => migrate::run(args, &settings).await,
             Command::Gate(args) => gate::run(args, &settings).await,

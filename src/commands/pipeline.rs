@@ -12,7 +12,6 @@ use serde_json::json;
 
 use super::Outcome;
 use crate::actions::{self, Table};
-use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::process::{self, Spec};
 use crate::settings::{self, Settings};
@@ -102,7 +101,7 @@ struct PipelineResult {
     stages: Vec<StageRun>,
 }
 
-pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -> Result<Outcome> {
+pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let file = settings.file.pipeline.as_ref();
     let from_input = match settings::input("pipeline-stages") {
@@ -146,9 +145,6 @@ pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -
         file.and_then(|f| f.restore_database),
         false,
     )?;
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::dependency(format!("cannot find the shipgate executable: {e}")))?;
-    let exe = exe.display().to_string();
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -167,9 +163,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -
     let mut failure: Option<(Stage, i32)> = None;
     for &stage in stages.iter().filter(|s| !s.is_final()) {
         let outcome = run_stage(
-            &exe,
             stage.name(),
-            global,
             settings,
             deployment_id.as_deref(),
             &[],
@@ -214,16 +208,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -
             extra.extend(["--status".to_string(), "cancelled".to_string()]);
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let outcome = run_stage(
-            &exe,
-            "record",
-            global,
-            settings,
-            Some(&id),
-            &extra,
-            cancelled(),
-        )
-        .await?;
+        let outcome = run_stage("record", settings, Some(&id), &extra, cancelled()).await?;
         if failure.is_none() && outcome.exit_code != Some(0) {
             failure = Some((Stage::Record, outcome.exit_code.unwrap_or(1)));
             exit_code = outcome.exit_code.unwrap_or(1);
@@ -257,16 +242,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -
             }
             ("rollback", extra)
         };
-        let outcome = run_stage(
-            &exe,
-            command,
-            global,
-            settings,
-            Some(&id),
-            &extra,
-            cancelled(),
-        )
-        .await?;
+        let outcome = run_stage(command, settings, Some(&id), &extra, cancelled()).await?;
         rolled_back = outcome.exit_code == Some(0);
         if !rolled_back {
             exit_code = crate::exit::ROLLBACK_FAILED as i32;
@@ -288,16 +264,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings, global: &GlobalArgs) -
         rolled_back = true;
     }
     if stages.contains(&Stage::Notify) {
-        let outcome = run_stage(
-            &exe,
-            "notify",
-            global,
-            settings,
-            Some(&id),
-            &[],
-            cancelled(),
-        )
-        .await?;
+        let outcome = run_stage("notify", settings, Some(&id), &[], cancelled()).await?;
         runs.push(outcome);
     }
     finish(
@@ -347,35 +314,15 @@ fn finish(
 }
 
 async fn run_stage(
-    exe: &str,
     name: &str,
-    global: &GlobalArgs,
     settings: &Settings,
     deployment_id: Option<&str>,
     extra: &[&str],
     cancel: impl std::future::Future<Output = ()>,
 ) -> Result<StageRun> {
-    let mut argv = vec![exe.to_string()];
-    if let Some(config) = global.config.clone().or_else(|| settings::input("config")) {
-        argv.extend(["--config".to_string(), config]);
-    }
-    argv.extend([
-        "--state-dir".to_string(),
-        settings.state_root.display().to_string(),
-        "--environment".to_string(),
-        settings.environment.clone(),
-    ]);
-    if let Some(repo) = &settings.repository {
-        argv.extend(["--repository".to_string(), repo.clone()]);
-    }
-    if let Some(id) = deployment_id {
-        argv.extend(["--deployment-id".to_string(), id.to_string()]);
-    }
-    for _ in 0..global.verbose {
-        argv.push("-v".to_string());
-    }
-    argv.push(name.to_string());
-    argv.extend(extra.iter().map(|s| s.to_string()));
+    let mut command = vec![name];
+    command.extend_from_slice(extra);
+    let argv = settings.shipgate_argv(deployment_id, &command)?;
     tracing::info!("pipeline: `shipgate {name}`");
     let finished = process::run_inherited(&Spec::new(name, argv).shipgate_child(), cancel).await?;
     let result = if finished.success() { "pass" } else { "fail" };

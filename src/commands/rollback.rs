@@ -593,30 +593,14 @@ fn restore_spec(
 ) -> Result<Spec> {
     let mut spec = match &options.restore_command {
         Some(script) => Spec::shell("restore", script),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| {
-                Error::dependency(format!(
-                    "cannot find the shipgate executable to run `restore`: {e}"
-                ))
-            })?;
-            Spec::new(
-                "restore",
-                vec![
-                    exe.display().to_string(),
-                    "--state-dir".into(),
-                    settings.state_root.display().to_string(),
-                    "--deployment-id".into(),
-                    state.id().to_string(),
-                    "--environment".into(),
-                    settings.environment.clone(),
-                    "restore".into(),
-                    "--backup-id".into(),
-                    backup.backup_id.clone(),
-                    "--yes".into(),
-                ],
-            )
-            .shipgate_child()
-        }
+        None => Spec::new(
+            "restore",
+            settings.shipgate_argv(
+                Some(state.id()),
+                &["restore", "--backup-id", &backup.backup_id, "--yes"],
+            )?,
+        )
+        .shipgate_child(),
     };
     for var in [
         "GITHUB_OUTPUT",

@@ -488,7 +488,16 @@ fn a_failed_smoke_test_after_the_rollout_rolls_back_and_restores() {
         text.replace("expect: [value > 0]", "expect: [value > 1000000]"),
     )
     .expect("suite");
+    // The config lives where a team with several environments keeps it: every stage, and the
+    // restore that the rollback runs, must read it (the destination of the backup is only there).
+    std::fs::rename(
+        world.ws.path().join("shipgate.yml"),
+        world.ws.path().join("deploy/production.yml"),
+    )
+    .expect("move the config");
     let run = world.step(&[
+        "--config",
+        "deploy/production.yml",
         "pipeline",
         "--stages",
         "validate,backup,migrate,rollout,smoke,record",
