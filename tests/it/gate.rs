@@ -753,21 +753,30 @@ fn rate_limits_and_server_errors_are_survived() {
 
 #[test]
 fn a_low_rate_limit_slows_the_polling_down() {
-    let gh = world();
-    let build = gh.check(SHA, "build", "in_progress");
-    gh.schedule(
-        When::after_requests(&runs_path(), 2),
-        Change::check_run(build, "success"),
-    );
-    gh.set_rate_limit(60, now() as u64 + 3600);
-    let dir = tempfile::tempdir().expect("workdir");
-    let run = gate(&gh, dir.path()).run();
-    run.expect_code(0);
+    // The same never-finishing check polled for the same 3 s at a 100 ms interval: with fewer
+    // than 100 requests left the gate polls at a quarter of the rate, so it polls far fewer times.
+    let polls = |remaining: u64| {
+        let gh = world();
+        gh.check(SHA, "build", "in_progress");
+        gh.set_rate_limit(remaining, now() as u64 + 3600);
+        let dir = tempfile::tempdir().expect("workdir");
+        let run = gate(&gh, dir.path()).args(["--timeout", "3s"]).run();
+        run.expect_code(4);
+        let slowed = run
+            .stderr
+            .contains("fewer than 100 GitHub API requests left for this token; polling every");
+        (
+            gate_json(dir.path())["polls"].as_u64().expect("polls"),
+            slowed,
+        )
+    };
+    let (normal, normal_slowed) = polls(5000);
+    let (low, low_slowed) = polls(60);
+    assert!(!normal_slowed, "a full rate limit does not slow down");
+    assert!(low_slowed, "the slowdown is said");
     assert!(
-        run.stderr
-            .contains("fewer than 100 GitHub API requests left for this token; polling every"),
-        "{}",
-        run.stderr
+        low * 2 <= normal,
+        "{low} polls with 60 requests left vs {normal} with 5000"
     );
 }
 
