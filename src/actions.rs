@@ -34,6 +34,12 @@ pub(crate) enum ActionsError {
     Key { key: String },
 }
 
+impl crate::error::Classify for ActionsError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Usage
+    }
+}
+
 /// Whether shipgate runs inside a GitHub Actions job (`GITHUB_ACTIONS=true`).
 pub(crate) fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"))
@@ -74,20 +80,7 @@ pub(crate) fn quote(untrusted: &str) -> String {
     format!("`{}`", one_line(untrusted))
 }
 
-/// Untrusted text as one redacted line, control characters escaped (`\n`, `\u{1b}`).
-pub(crate) fn one_line(untrusted: &str) -> String {
-    let mut out = String::with_capacity(untrusted.len());
-    for ch in untrusted.chars() {
-        match ch {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    redact(&out)
-}
+pub(crate) use crate::text::one_line;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(dead_code)] // shared API: used by the commands of the next issues

@@ -253,8 +253,8 @@ impl Service {
     /// local run, GHES, or a `run:` step, which never gets the runtime token).
     pub(crate) fn from_env() -> Result<Option<Service>, ArtifactError> {
         let (Some(url), Some(token)) = (
-            crate::settings::env("ACTIONS_RESULTS_URL"),
-            crate::settings::env("ACTIONS_RUNTIME_TOKEN"),
+            crate::inputs::env("ACTIONS_RESULTS_URL"),
+            crate::inputs::env("ACTIONS_RUNTIME_TOKEN"),
         ) else {
             return Ok(None);
         };
@@ -538,7 +538,7 @@ pub(crate) async fn publish(
     artifacts: &[Artifact],
     retention_days: u32,
 ) -> Publication {
-    let repository_max = crate::settings::env("GITHUB_RETENTION_DAYS").and_then(|d| d.parse().ok());
+    let repository_max = crate::inputs::env("GITHUB_RETENTION_DAYS").and_then(|d| d.parse().ok());
     let (days, expires_at) = expiry(retention_days, repository_max);
     if days < retention_days {
         tracing::info!(

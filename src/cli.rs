@@ -1,12 +1,15 @@
-//! The command line: global options shared by every command, and one subcommand per module.
+//! The command line, at the top of the layers: global options shared by every command, one
+//! subcommand per module, and the dispatch from one to the other.
 
-use std::path::PathBuf;
-
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    backup, gate, migrate, notify, pipeline, record, restore, rollback, rollout, smoke, validate,
+    self, Outcome, backup, gate, migrate, notify, pipeline, record, restore, rollback, rollout,
+    smoke, validate,
 };
+use crate::error::Result;
+use crate::settings::GlobalArgs;
+use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,39 +24,6 @@ pub(crate) struct Cli {
     pub(crate) global: GlobalArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct GlobalArgs {
-    /// Print the command's result object as JSON on stdout (logs stay on stderr)
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    pub(crate) format: Format,
-    /// Config file (input `config`) [default: shipgate.yml, if present]
-    #[arg(long, global = true, value_name = "FILE")]
-    pub(crate) config: Option<String>,
-    /// Root of the per-deployment state directories (input `state-dir`) [default: .shipgate]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub(crate) state_dir: Option<PathBuf>,
-    /// Target environment (input `environment`) [default: production]
-    #[arg(long, global = true, value_name = "NAME")]
-    pub(crate) environment: Option<String>,
-    /// Deployment id (input `deployment-id`) [default: computed by `validate`, then reused]
-    #[arg(long, global = true, value_name = "ID")]
-    pub(crate) deployment_id: Option<String>,
-    /// Repository as `owner/name` (input `repository`) [default: GITHUB_REPOSITORY]
-    #[arg(long, global = true, value_name = "OWNER/NAME")]
-    pub(crate) repository: Option<String>,
-    /// More detail on stderr (-v debug, -vv trace); `SHIPGATE_LOG` takes a filter
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub(crate) verbose: u8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Format {
-    /// Human-readable logs on stderr; nothing on stdout
-    Text,
-    /// The result object as JSON on stdout
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,4 +72,27 @@ impl Command {
             Command::Restore(_) => "restore",
         }
     }
+}
+
+/// Runs the command and returns the process exit code.
+pub(crate) async fn run(cli: Cli) -> u8 {
+    let name = cli.command.name();
+    let result: Result<Outcome> = async {
+        let settings = Settings::load(&cli.global)?;
+        match &cli.command {
+            Command::Pipeline(args) => pipeline::run(args, &settings).await,
+            Command::Validate(args) => validate::run(args, &settings).await,
+            Command::Migrate(args) => migrate::run(args, &settings).await,
+            Command::Gate(args) => gate::run(args, &settings).await,
+            Command::Smoke(args) => smoke::run(args, &settings).await,
+            Command::Record(args) => record::run(args, &settings).await,
+            Command::Rollback(args) => rollback::run(args, &settings).await,
+            Command::Notify(args) => notify::run(args, &settings).await,
+            Command::Rollout(args) => rollout::run(args, &settings).await,
+            Command::Backup(args) => backup::run(args, &settings).await,
+            Command::Restore(args) => restore::run(args, &settings).await,
+        }
+    }
+    .await;
+    commands::report(name, result, cli.global.format)
 }

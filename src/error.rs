@@ -127,12 +127,6 @@ where
     }
 }
 
-impl Classify for crate::actions::ActionsError {
-    fn kind(&self) -> Kind {
-        Kind::Usage
-    }
-}
-
 /// `result.context("what was being done")` for any result whose error converts into [`Error`].
 pub(crate) trait ResultExt<T> {
     fn context(self, message: impl fmt::Display + Send + Sync + 'static) -> Result<T>;

@@ -11,6 +11,7 @@ mod git;
 mod github;
 mod health;
 mod hooks;
+mod inputs;
 mod log;
 mod postgres;
 mod process;
@@ -20,6 +21,7 @@ mod settings;
 mod smoke;
 mod state;
 mod storage;
+mod text;
 mod util;
 mod version;
 
@@ -30,6 +32,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // Masks first: nothing may be printed before the runner knows every secret.
+    secret::on_register(actions::add_mask);
     settings::register_known_secrets();
     log::init(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -47,5 +50,5 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::DEPENDENCY);
         }
     };
-    ExitCode::from(runtime.block_on(commands::run(cli)))
+    ExitCode::from(runtime.block_on(cli::run(cli)))
 }

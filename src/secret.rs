@@ -3,7 +3,7 @@
 //! outputs, summaries, state files — can be redacted in one place.
 
 use std::fmt;
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 
 use url::Url;
 
@@ -15,6 +15,15 @@ pub(crate) const MASK: &str = "***";
 const MIN_REDACT_LEN: usize = 3;
 
 static REGISTRY: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Told of every new secret form as it is registered: `main` installs the runner's
+/// `::add-mask::` here first thing, so this module needs nothing above it.
+static ON_REGISTER: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Installs what tells the outside world of each new secret form (once, before any secret).
+pub(crate) fn on_register(mask: fn(&str)) {
+    let _ = ON_REGISTER.set(mask);
+}
 
 /// A secret value: `Debug` and `Display` print `***`; the value is reachable only through
 /// [`Secret::expose`], which makes every use greppable.
@@ -80,7 +89,9 @@ pub(crate) fn register(value: &str) {
         if form.is_empty() || registry.contains(&form) {
             continue;
         }
-        crate::actions::add_mask(&form);
+        if let Some(mask) = ON_REGISTER.get() {
+            mask(&form);
+        }
         registry.push(form);
     }
     // Longest first, so that a value containing another is replaced whole.

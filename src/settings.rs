@@ -6,13 +6,14 @@
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
 use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
-use crate::secret::Secret;
+pub(crate) use crate::inputs::{check_name, env, input, parse_bool, parse_yaml, secret};
 
 /// The default config file, read when present.
 pub(crate) const DEFAULT_CONFIG: &str = "shipgate.yml";
@@ -39,6 +40,41 @@ pub(crate) struct FileConfig {
     pub(crate) backup: Option<crate::commands::backup::FileConfig>,
 }
 
+/// The global flags every command takes (`shipgate --config … <command>`), as clap parsed them;
+/// [`Settings::load`] resolves them against inputs and the config file.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GlobalArgs {
+    /// Print the command's result object as JSON on stdout (logs stay on stderr)
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+    /// Config file (input `config`) [default: shipgate.yml, if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<String>,
+    /// Root of the per-deployment state directories (input `state-dir`) [default: .shipgate]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Target environment (input `environment`) [default: production]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) environment: Option<String>,
+    /// Deployment id (input `deployment-id`) [default: computed by `validate`, then reused]
+    #[arg(long, global = true, value_name = "ID")]
+    pub(crate) deployment_id: Option<String>,
+    /// Repository as `owner/name` (input `repository`) [default: GITHUB_REPOSITORY]
+    #[arg(long, global = true, value_name = "OWNER/NAME")]
+    pub(crate) repository: Option<String>,
+    /// More detail on stderr (-v debug, -vv trace); `SHIPGATE_LOG` takes a filter
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Human-readable logs on stderr; nothing on stdout
+    Text,
+    /// The result object as JSON on stdout
+    Json,
+}
+
 /// Settings shared by every command, resolved once.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -51,6 +87,16 @@ pub(crate) struct Settings {
     pub(crate) config: Option<String>,
     /// `-v` count.
     pub(crate) verbose: u8,
+}
+
+impl crate::state::StateRoot for Settings {
+    fn state_root(&self) -> &Path {
+        &self.state_root
+    }
+
+    fn deployment_id(&self) -> Option<&str> {
+        self.deployment_id.as_deref()
+    }
 }
 
 #[allow(dead_code)] // shared API: used by the commands of the next issues
@@ -210,13 +256,6 @@ impl Settings {
     }
 }
 
-/// A secret: the `name` input, else the first set environment variable of `env_vars`.
-pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
-    input(name)
-        .or_else(|| env_vars.iter().find_map(|var| env(var)))
-        .map(Secret::new)
-}
-
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
     const SECRET_INPUTS: &[&str] = &[
@@ -257,48 +296,6 @@ pub(crate) fn register_known_secrets() {
     }
 }
 
-/// The runner's input variable: `INPUT_` + the name upper-cased with spaces as `_` (hyphens
-/// kept); empty and unset are the same (the runner sets declared inputs to `""`). Trimmed, as
-/// the toolkit's `getInput` does.
-pub(crate) fn input(name: &str) -> Option<String> {
-    let var = format!("INPUT_{}", name.replace(' ', "_").to_uppercase());
-    env(&var)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// A non-empty environment variable.
-pub(crate) fn env(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.is_empty())
-}
-
-/// YAML 1.2 core-schema booleans, as the toolkit accepts them.
-pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
-    match raw.trim() {
-        "true" | "True" | "TRUE" => Some(true),
-        "false" | "False" | "FALSE" => Some(false),
-        _ => None,
-    }
-}
-
-/// Names used in paths, keys and artifact names: letters, digits, `.`, `_`, `-`.
-pub(crate) fn check_name(what: &str, value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && !value.starts_with(['.', '-'])
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::usage(format!(
-            "{what} `{}` is not valid: use 1-128 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`",
-            crate::actions::one_line(value)
-        )))
-    }
-}
-
 fn load_config(explicit: Option<&str>) -> Result<FileConfig> {
     let path = Path::new(explicit.unwrap_or(DEFAULT_CONFIG));
     let text = match std::fs::read_to_string(path) {
@@ -322,44 +319,6 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> Result<FileConfig> {
         return Ok(FileConfig::default());
     }
     parse_yaml(path, text)
-}
-
-/// Parses any YAML file shipgate reads (the config, smoke suites); errors read
-/// `file:line:column: message`, so a user can jump to the problem.
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
-    serde_yaml_ng::from_str(text).map_err(|e| {
-        let message = e.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_string();
-        match e.location() {
-            Some(at) => {
-                let (line, column) = refine_location(text, at.line(), at.column(), &message);
-                Error::usage(format!("{}:{line}:{column}: {message}", path.display()))
-            }
-            None => Error::usage(format!("{}: {message}", path.display())),
-        }
-    })
-}
-
-/// serde reports a value that fails to convert (a bad duration inside a map) at the start of
-/// the enclosing map. When the message quotes the value in backticks, point at the first line
-/// from there on that holds it.
-fn refine_location(text: &str, line: usize, column: usize, message: &str) -> (usize, usize) {
-    let quoted = message
-        .split('`')
-        .nth(1)
-        .filter(|q| q.len() >= 2 && !q.contains('\n'));
-    let Some(quoted) = quoted else {
-        return (line, column);
-    };
-    text.lines()
-        .enumerate()
-        .skip(line.saturating_sub(1))
-        .find_map(|(i, l)| l.find(quoted).map(|c| (i + 1, c + 1)))
-        .unwrap_or((line, column))
 }
 
 #[cfg(test)]

@@ -15,9 +15,8 @@ pub(crate) mod validate;
 use serde_json::json;
 
 use crate::actions::{self, Level};
-use crate::cli::{Cli, Command, Format};
 use crate::error::{Error, Kind, Result};
-use crate::settings::Settings;
+use crate::settings::Format;
 
 /// What a command produced: its result object (for `--format json` and the state dir) and its
 /// exit code (a command may finish its work and still report a gate that said no).
@@ -36,35 +35,18 @@ impl Outcome {
     }
 }
 
-/// Runs the command and returns the process exit code.
-pub(crate) async fn run(cli: Cli) -> u8 {
-    let name = cli.command.name();
-    let result = async {
-        let settings = Settings::load(&cli.global)?;
-        match &cli.command {
-            Command::Pipeline(args) => pipeline::run(args, &settings).await,
-            Command::Validate(args) => validate::run(args, &settings).await,
-            Command::Migrate(args) => migrate::run(args, &settings).await,
-            Command::Gate(args) => gate::run(args, &settings).await,
-            Command::Smoke(args) => smoke::run(args, &settings).await,
-            Command::Record(args) => record::run(args, &settings).await,
-            Command::Rollback(args) => rollback::run(args, &settings).await,
-            Command::Notify(args) => notify::run(args, &settings).await,
-            Command::Rollout(args) => rollout::run(args, &settings).await,
-            Command::Backup(args) => backup::run(args, &settings).await,
-            Command::Restore(args) => restore::run(args, &settings).await,
-        }
-    }
-    .await;
+/// Reports a command's result — the JSON object on stdout when asked, or the failure — and
+/// returns the process exit code.
+pub(crate) fn report(name: &str, result: Result<Outcome>, format: Format) -> u8 {
     match result {
         Ok(outcome) => {
-            if cli.global.format == Format::Json {
+            if format == Format::Json {
                 print_json(&outcome.json);
             }
             outcome.code
         }
         Err(error) => {
-            report_failure(name, &error, cli.global.format);
+            report_failure(name, &error, format);
             error.kind().exit_code()
         }
     }

@@ -354,7 +354,7 @@ pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Suite> 
             let def: SuiteFile = if text.trim().is_empty() {
                 SuiteFile::default()
             } else {
-                crate::settings::parse_yaml(path, &text)?
+                crate::inputs::parse_yaml(path, &text)?
             };
             (def, text)
         }
@@ -481,7 +481,7 @@ fn build(def: SuiteFile, at: &Locator, o: &Overrides) -> Result<Suite> {
                             format!("variable `{name}` has both `env` and `value`; keep one"),
                         ));
                     }
-                    (Some(env), None) => match crate::settings::env(env) {
+                    (Some(env), None) => match crate::inputs::env(env) {
                         Some(value) => value,
                         None => match &from.default {
                             Some(d) => d.0.clone(),
@@ -617,7 +617,7 @@ fn build(def: SuiteFile, at: &Locator, o: &Overrides) -> Result<Suite> {
         let uses_snapshot = t.expect.iter().any(Assert::uses_snapshot);
         match (&t.snapshot, uses_snapshot) {
             (Some(s), _) => {
-                crate::settings::check_name("snapshot name", s).map_err(|e| fail(e.to_string()))?
+                crate::inputs::check_name("snapshot name", s).map_err(|e| fail(e.to_string()))?
             }
             (None, true) => {
                 return Err(fail("an assert uses `before` or `growth` but the test names no `snapshot:`; add `snapshot: NAME` and take it with `shipgate smoke --snapshot NAME` before the deploy".into()));
@@ -1014,7 +1014,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Suite> {
-        let def: SuiteFile = crate::settings::parse_yaml(Path::new("smoke.yml"), text)?;
+        let def: SuiteFile = crate::inputs::parse_yaml(Path::new("smoke.yml"), text)?;
         build(
             def,
             &Locator {

@@ -18,6 +18,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Where the state of this run lives: the root directory and, when given, the deployment id
+/// (else the `latest` pointer names it). `Settings` resolves both.
+pub(crate) trait StateRoot {
+    fn state_root(&self) -> &Path;
+    fn deployment_id(&self) -> Option<&str>;
+}
+
 /// One state file's shape: its name, the command that writes it and the schema version this
 /// build reads and writes.
 pub(crate) trait StateFile: Serialize + DeserializeOwned + schemars::JsonSchema {
@@ -30,14 +37,13 @@ pub(crate) trait StateFile: Serialize + DeserializeOwned + schemars::JsonSchema 
 }
 
 use crate::error::{Error, Result};
-use crate::settings::Settings;
 
 /// The file in the root that names the most recent deployment id, for local use.
 const LATEST: &str = "latest";
 
 /// Deployment ids end up in paths, object keys and artifact names: keep them plain.
 pub(crate) fn check_deployment_id(id: &str) -> Result<()> {
-    crate::settings::check_name("deployment id", id)
+    crate::inputs::check_name("deployment id", id)
 }
 
 #[allow(dead_code)] // shared API: used by the commands of the next issues
@@ -75,33 +81,33 @@ impl StateDir {
 
     /// The state directory of this run's deployment: `--deployment-id` / input /
     /// `SHIPGATE_DEPLOYMENT_ID`, else the latest one `validate` created.
-    pub(crate) fn open(settings: &Settings) -> Result<StateDir> {
-        let id = match &settings.deployment_id {
-            Some(id) => id.clone(),
-            None => std::fs::read_to_string(settings.state_root.join(LATEST))
+    pub(crate) fn open(settings: &impl StateRoot) -> Result<StateDir> {
+        let id = match settings.deployment_id() {
+            Some(id) => id.to_string(),
+            None => std::fs::read_to_string(settings.state_root().join(LATEST))
                 .map(|s| s.trim().to_string())
                 .map_err(|_| {
                     Error::usage(format!(
                         "no deployment id: run `shipgate validate` first, or pass `--deployment-id` (input `deployment-id`); looked in `{}`",
-                        settings.state_root.display()
+                        settings.state_root().display()
                     ))
                 })?,
         };
-        StateDir::create(&settings.state_root, &id)
+        StateDir::create(settings.state_root(), &id)
     }
 
     /// The state directory of this run's deployment if it already exists; never creates one
     /// (for commands that only look, such as `rollout --dry-run`).
-    pub(crate) fn peek(settings: &Settings) -> Option<StateDir> {
-        let id = match &settings.deployment_id {
-            Some(id) => id.clone(),
-            None => std::fs::read_to_string(settings.state_root.join(LATEST))
+    pub(crate) fn peek(settings: &impl StateRoot) -> Option<StateDir> {
+        let id = match settings.deployment_id() {
+            Some(id) => id.to_string(),
+            None => std::fs::read_to_string(settings.state_root().join(LATEST))
                 .ok()?
                 .trim()
                 .to_string(),
         };
         check_deployment_id(&id).ok()?;
-        let dir = settings.state_root.join(&id);
+        let dir = settings.state_root().join(&id);
         dir.is_dir().then_some(StateDir { dir, id })
     }
 

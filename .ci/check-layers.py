@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Fails when the modules under src/ import each other in a circle, or a module imports one of a
+higher layer (ARCHITECTURE.md, "Layers").
+
+A module is a file under src/ (a folder's mod.rs stands for the folder). An edge A -> B is any
+`crate::B...` path in A's code (use lines and inline paths alike, tests included; comments
+excluded), `super::` resolved, and a child module's own parent excluded (a folder may use what its
+mod.rs declares). Prints every cycle found (as strongly connected components) and every upward
+import, then exits 1; prints a one-line summary and exits 0 when there are none.
+"""
+import os
+import re
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+
+# Lower number = lower layer. A module may import its own layer or lower ones, never higher.
+# The first matching prefix wins.
+LAYERS = [
+    ("main", 6),
+    ("cli", 5),
+    ("commands", 5),
+    ("settings", 4),
+]
+DEFAULT_LAYER = 0  # everything else is a building block below the commands
+
+
+def module_of(path):
+    rel = os.path.relpath(path, ROOT)[:-3]  # strip .rs
+    parts = rel.split(os.sep)
+    if parts[-1] == "mod":
+        parts = parts[:-1]
+    return "::".join(parts)
+
+
+def strip_comments(text):
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return "\n".join(line.split("//", 1)[0] for line in text.splitlines())
+
+
+def main():
+    files = {}
+    for dirpath, _, names in os.walk(ROOT):
+        for name in names:
+            if name.endswith(".rs"):
+                path = os.path.join(dirpath, name)
+                files[module_of(path)] = path
+    modules = set(files)
+
+    def resolve(path_parts):
+        # the longest prefix of the path that is a module file
+        for n in range(len(path_parts), 0, -1):
+            cand = "::".join(path_parts[:n])
+            if cand in modules:
+                return cand
+        return None
+
+    edges = {m: set() for m in modules}
+    for mod, path in files.items():
+        with open(path, encoding="utf-8") as f:
+            code = strip_comments(f.read())
+        # expand `use crate::{a, b::c}` groups one level
+        for group in re.finditer(r"crate::\{([^}]*)\}", code):
+            for item in group.group(1).split(","):
+                item = item.strip().split(" as ")[0]
+                if item:
+                    code += f"\ncrate::{item}"
+        targets = [m.group(1).split("::") for m in re.finditer(r"\bcrate::((?:[a-z_][a-z0-9_]*::)*[a-z_][a-z0-9_]*)", code)]
+        here = mod.split("::") if mod != "main" else []
+        for m in re.finditer(r"\b((?:super::)+)((?:[a-z_][a-z0-9_]*::)*[a-z_][a-z0-9_]*)", code):
+            ups = m.group(1).count("super::")
+            is_dir = path.endswith("mod.rs") or mod == "main"
+            base = here if is_dir else here[:-1] if here else []
+            base = base[: len(base) - (ups - 1)] if ups > 1 else base
+            targets.append(base + m.group(2).split("::"))
+        for parts in targets:
+            target = resolve(parts)
+            if target and target != mod and not mod.startswith(target + "::"):
+                edges[mod].add(target)
+
+    # Tarjan's strongly connected components
+    index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]
+    sys.setrecursionlimit(10000)
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    for v in sorted(modules):
+        if v not in index:
+            visit(v)
+
+    def layer(m):
+        for prefix, n in LAYERS:
+            if m == prefix or m.startswith(prefix + "::"):
+                return n
+        return DEFAULT_LAYER
+
+    upward = sorted(
+        (a, b) for a in edges for b in edges[a] if layer(b) > layer(a)
+    )
+    for comp in sccs:
+        print(f"import cycle among {len(comp)} modules: {', '.join(comp)}")
+        for a in comp:
+            inside = sorted(b for b in edges[a] if b in comp)
+            print(f"  {a} -> {', '.join(inside)}")
+    for a, b in upward:
+        print(f"upward import: {a} (layer {layer(a)}) uses {b} (layer {layer(b)})")
+    if sccs or upward:
+        sys.exit(1)
+    print(f"layers: {len(modules)} modules, {sum(len(e) for e in edges.values())} imports, no cycle, no upward import")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+//! Text safe to show: untrusted values made one redacted line.
+
+use crate::secret::redact;
+
+/// Untrusted text as one redacted line, control characters escaped (`\n`, `\u{1b}`).
+pub(crate) fn one_line(untrusted: &str) -> String {
+    let mut out = String::with_capacity(untrusted.len());
+    for ch in untrusted.chars() {
+        match ch {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    redact(&out)
+}
