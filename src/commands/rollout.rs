@@ -721,13 +721,12 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
         ));
         if stage.pause {
             let waited = Instant::now();
-            let deadline = waited + stage.approval_timeout;
+            let deadline = crate::util::instant_after(stage.approval_timeout);
             let pause = Pause {
                 stage: stage.name.clone(),
                 waiting_since: crate::util::now_rfc3339(),
-                deadline: (jiff::Timestamp::now()
-                    + jiff::SignedDuration::from_secs(stage.approval_timeout.as_secs() as i64))
-                .to_string(),
+                deadline: crate::util::rfc3339_after(stage.approval_timeout)
+                    .unwrap_or_else(|| "never".to_string()),
                 approval_file: approval_path.clone(),
                 pid: std::process::id(),
             };

@@ -338,7 +338,13 @@ impl Monitor {
         }
         drop(tx);
         let (end, waiting) = match &until {
-            Until::End => (watch.started + stage.duration, false),
+            Until::End => (
+                watch
+                    .started
+                    .checked_add(stage.duration)
+                    .unwrap_or_else(|| crate::util::instant_after(stage.duration)),
+                false,
+            ),
             Until::Approval { deadline, .. } => (*deadline, true),
         };
         let stage_end = tokio::time::sleep_until(end.into());

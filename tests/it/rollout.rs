@@ -1167,3 +1167,97 @@ fn hooks_never_see_the_action_inputs_or_runner_tokens() {
         "the hook saw action inputs:\n{env}"
     );
 }
+
+/// Issue 18, item 1: `--approval-timeout 99999999999h` panicked (exit 101) at the pause with the
+/// canary's 5% already shifted, no rollback hook and no `rollout.json`; `--dry-run` accepted it.
+/// Every duration and count is now bounded when it is read, before anything runs.
+#[test]
+fn absurd_durations_and_counts_are_usage_errors_before_any_traffic_moves() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let issue_command = |dry_run: bool| {
+        let mut cmd = Shipgate::new(world.path());
+        cmd.args(["--deployment-id", "x", "rollout"])
+            .args(["--endpoint", &server.url("/health")])
+            .args(["--hook", "./stage-hook.sh"])
+            .args(["--version", "2.0.0", "--previous-version", "1.0.0"])
+            .args(["--min-samples", "3"])
+            .args(stages(&["canary:5:2s:200ms", "full:100:2s:200ms"]))
+            .args(["--pause-before", "full"])
+            .args(["--approval-timeout", "99999999999h"]);
+        if dry_run {
+            cmd.args(["--dry-run"]);
+        }
+        cmd.run()
+    };
+    for dry_run in [false, true] {
+        let run = issue_command(dry_run);
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("`99999999999h`") && run.stderr.contains("maximum `30d`"),
+            "the error names the value and the limit (dry run: {dry_run}):\n{}",
+            run.stderr
+        );
+    }
+    assert!(world.hook_calls().is_empty(), "no traffic moved");
+    assert!(!world.path().join(".shipgate/x/rollout.json").exists());
+
+    // The same bound through an action input, a stage flag and shipgate.yml.
+    let run = world
+        .shipgate()
+        .input("approval-timeout", "99999999999h")
+        .args(["--endpoint", &server.url("/health")])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("input `approval-timeout` has the value `99999999999h`"),
+        "{}",
+        run.stderr
+    );
+    let run = world
+        .shipgate()
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:40d"]))
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("`40d` is longer than the maximum `30d`"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(
+        world.path().join("shipgate.yml"),
+        "rollout:\n  verify-timeout: 18446744073709551615\n",
+    )
+    .expect("config");
+    let run = world
+        .shipgate()
+        .args(["--endpoint", &server.url("/health")])
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("maximum `30d`"), "{}", run.stderr);
+    std::fs::remove_file(world.path().join("shipgate.yml")).expect("config removed");
+
+    for (flag, value) in [
+        ("--consecutive-failures", "4294967295"),
+        ("--min-samples", "18446744073709551615"),
+        ("--verify-successes", "4000000000"),
+    ] {
+        let run = world
+            .shipgate()
+            .args(["--endpoint", &server.url("/health")])
+            .args([flag, value])
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("is `{value}`, more than the maximum `1000000`")),
+            "{flag} {value}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(world.hook_calls().is_empty(), "no traffic moved");
+    assert!(!world.state_dir().join("rollout.json").exists());
+}
