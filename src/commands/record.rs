@@ -24,6 +24,9 @@ pub(crate) const SCHEMA_VERSION: u32 = 1;
 pub(crate) const STAGES: [&str; 6] = ["validate", "gate", "backup", "migrate", "rollout", "smoke"];
 /// The seed's rollback window.
 const DEFAULT_WINDOW_MINUTES: u64 = 60;
+/// The longest rollback window: a week. A rollback restores the previous version (and maybe a
+/// backup) as the deployment left them; after a week of other changes that is a new deployment.
+const MAX_WINDOW_MINUTES: u64 = 7 * 24 * 60;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -46,7 +49,8 @@ pub(crate) struct Args {
     #[arg(long = "version", value_name = "VERSION")]
     pub(crate) version: Option<String>,
     /// Minutes after completion during which `shipgate rollback` runs without `--force` (input
-    /// `rollback-window-minutes`, env ROLLBACK_WINDOW_MINUTES) [default: 60]
+    /// `rollback-window-minutes`, env ROLLBACK_WINDOW_MINUTES; at most 10080, a week)
+    /// [default: 60]
     #[arg(long, value_name = "MINUTES")]
     pub(crate) rollback_window_minutes: Option<u64>,
     /// Artifact retention in days, capped by the repository's setting (input `retention-days`)
@@ -310,6 +314,11 @@ impl Options {
                 None => DEFAULT_WINDOW_MINUTES,
             },
         };
+        if window_minutes > MAX_WINDOW_MINUTES {
+            return Err(Error::usage(format!(
+                "the rollback window `{window_minutes}` (minutes; `rollback-window-minutes` or ROLLBACK_WINDOW_MINUTES) is longer than the maximum `{MAX_WINDOW_MINUTES}` (7 days); use at most {MAX_WINDOW_MINUTES}, and an emergency redeploy after that"
+            )));
+        }
         let retention_days = settings
             .value("retention-days", args.retention_days, file.retention_days)?
             .unwrap_or(artifacts::DEFAULT_RETENTION_DAYS);

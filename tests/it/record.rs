@@ -695,3 +695,50 @@ fn github_refusing_the_deployment_is_reported_after_the_record_is_written() {
     assert_valid(&read_record(&root, ID));
     assert!(gh.deployments().is_empty());
 }
+
+/// Issue 18, item 8: `--rollback-window-minutes 4294967295` (or the env var) overflowed the
+/// deadline, which fell back to "now": the window closed at once. The window is at most a week.
+#[test]
+fn an_absurd_rollback_window_is_a_usage_error_naming_the_maximum() {
+    let work = tempfile::tempdir().expect("workdir");
+    let root = work.path().join(".shipgate");
+    state_files::full(&root, ID, 2);
+    let cases: [(&str, Option<&str>, Option<&str>); 3] = [
+        ("4294967295", Some("4294967295"), None),
+        ("999999999999", None, Some("999999999999")),
+        ("10081", Some("10081"), None),
+    ];
+    for (value, flag, env) in cases {
+        let mut cmd = shipgate(work.path(), None);
+        cmd.args(["record"]);
+        if let Some(flag) = flag {
+            cmd.args(["--rollback-window-minutes", flag]);
+        }
+        if let Some(env) = env {
+            cmd.env("ROLLBACK_WINDOW_MINUTES", env);
+        }
+        let run = cmd.run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains(&format!("`{value}`")) && run.stderr.contains("10080"),
+            "{value}:\n{}",
+            run.stderr
+        );
+        assert!(
+            !root
+                .join(ID)
+                .join(format!("deployment-record-{ID}.json"))
+                .exists(),
+            "nothing written"
+        );
+    }
+    // The maximum itself is fine: the deadline is a week after completion.
+    let run = shipgate(work.path(), None)
+        .args(["record", "--rollback-window-minutes", "10080"])
+        .run();
+    run.expect_code(0);
+    let record = read_record(&root, ID);
+    assert_eq!(record["rollback_window_minutes"], 10080);
+    let days = days_from_now(record["rollback_deadline"].as_str().expect("deadline"));
+    assert!((6.9..7.0).contains(&days), "{days}");
+}
