@@ -300,6 +300,12 @@ impl Plan {
             "the rollout",
             u64::from(verify_successes),
         )?;
+        check_verification(
+            !verify.is_empty(),
+            verify_successes,
+            interval,
+            verify_timeout,
+        )?;
 
         Ok(Plan {
             stages,
@@ -445,6 +451,29 @@ pub(crate) struct TimelineStage {
     /// The longest the stage's weight can be on a bad version: the stage hook at its slowest,
     /// the whole stage (a breach in its last moment), and the rollback hook at its slowest.
     pub(crate) worst_case_exposure_ms: u64,
+}
+
+/// The check after a rollback probes each verify endpoint every `interval` (the first at once)
+/// until `successes` healthy answers in a row: the last one comes `(successes - 1) × interval`
+/// after the start at the earliest, so a `timeout` not longer than that can only fail — and
+/// would report a healthy service as a failed rollback (exit 5).
+fn check_verification(
+    any: bool,
+    successes: u32,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<()> {
+    let needed = interval.saturating_mul(successes.saturating_sub(1));
+    if any && needed >= timeout {
+        return Err(Error::usage(format!(
+            "the health check after a rollback can never pass: `verify-successes` `{successes}` healthy probes in a row, one every `{}` (`interval`), take at least `{}`, but `verify-timeout` is `{}`; set `verify-timeout` above `{}`, lower `verify-successes` or probe more often",
+            format_duration(interval),
+            format_duration(needed),
+            format_duration(timeout),
+            format_duration(needed)
+        )));
+    }
+    Ok(())
 }
 
 /// A count the user gave, at most [`MAX_COUNT`].
@@ -692,6 +721,28 @@ mod tests {
         assert!(error.to_string().contains("`150`"), "{error}");
         let error = parse_stage_flag("canary:5:5 minutes").expect_err("duration");
         assert!(error.to_string().contains("duration"), "{error}");
+    }
+
+    #[test]
+    fn a_verification_that_cannot_fit_its_timeout_is_refused() {
+        let secs = Duration::from_secs;
+        let error = check_verification(true, 3, secs(10), secs(10)).expect_err("20s > 10s");
+        let text = error.to_string();
+        assert!(
+            text.contains("`3`") && text.contains("`10s`") && text.contains("at least `20s`"),
+            "{text}"
+        );
+        assert!(
+            check_verification(true, 2, secs(10), secs(10)).is_err(),
+            "10s is not < 10s"
+        );
+        assert!(check_verification(true, 3, secs(10), secs(21)).is_ok());
+        assert!(check_verification(true, 1, secs(10), secs(1)).is_ok());
+        assert!(
+            check_verification(false, 3, secs(10), secs(1)).is_ok(),
+            "nothing to verify"
+        );
+        assert!(check_verification(true, 1, secs(10), Duration::ZERO).is_err());
     }
 
     #[test]

@@ -1261,3 +1261,33 @@ fn absurd_durations_and_counts_are_usage_errors_before_any_traffic_moves() {
     assert!(world.hook_calls().is_empty(), "no traffic moved");
     assert!(!world.state_dir().join("rollout.json").exists());
 }
+
+/// Issue 18, item 7: `--verify-timeout 10s` with a probe every 10 s cannot see 3 healthy probes
+/// in a row (at least 20 s): the plan is refused before anything runs, naming the values.
+#[test]
+fn a_verification_that_cannot_fit_its_timeout_is_refused() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    for dry_run in [false, true] {
+        let mut cmd = world.shipgate();
+        cmd.args(["--endpoint", &server.url("/health")])
+            .args(["--interval", "10s", "--min-samples", "1"])
+            .args(["--verify-timeout", "10s", "--verify-successes", "3"])
+            .args(stages(&["canary:5:1s"]));
+        if dry_run {
+            cmd.args(["--dry-run"]);
+        }
+        let run = cmd.run();
+        run.expect_code(2);
+        for needle in [
+            "`verify-successes` `3`",
+            "one every `10s`",
+            "at least `20s`",
+            "`verify-timeout` is `10s`",
+        ] {
+            assert!(run.stderr.contains(needle), "`{needle}`:\n{}", run.stderr);
+        }
+    }
+    assert!(world.hook_calls().is_empty(), "no traffic moved");
+    assert!(!world.state_dir().join("rollout.json").exists());
+}
