@@ -1525,3 +1525,50 @@ fn a_failed_verification_reports_the_real_last_answer() {
     );
     assert!(!detail.contains("no answer yet"), "{detail}");
 }
+
+/// Issue 18, item 3: after a signal the check after the rollback ends within the runner's grace
+/// period and says so in the log and `rollout.json`: a verify endpoint that never answers leaves
+/// health "not confirmed" (`cut_short`), not two minutes of probing cut off by SIGKILL.
+#[test]
+fn a_cancel_cuts_the_verification_short_and_says_so() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let verify = HealthServer::start(vec![Reply::Hang]);
+    let running = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health")])
+        .args(["--verify-endpoint", &verify.url("/health")])
+        .args(["--probe-timeout", "30s", "--verify-timeout", "2m"])
+        .args(stages(&["canary:5:120s"]))
+        .spawn();
+    eventually("the canary stage to be probed", || {
+        world.log().contains("canary 5% canary http://")
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("send SIGINT");
+    let run = running.wait_at_most(Duration::from_secs(60));
+    run.expect_code(1);
+    let result = world.result();
+    assert_eq!(result["result"], "rolled_back", "{result:#}");
+    let verification = &result["rollback"]["verification"];
+    assert_eq!(verification["cut_short"], true, "{result:#}");
+    assert_eq!(verification["ok"], false);
+    let detail = verification["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("health after the rollback NOT confirmed")
+            && detail.contains("SIGINT")
+            && detail.contains("no answer yet"),
+        "{detail}"
+    );
+    assert!(world.log().contains("NOT confirmed"), "{}", world.log());
+    assert!(
+        run.stderr
+            .contains("::warning title=shipgate rollout::health after the rollback NOT confirmed"),
+        "{}",
+        run.stderr
+    );
+}
