@@ -45,15 +45,31 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The longest duration any flag, input or `shipgate.yml` key may give: 30 days. Longer than
+/// any GitHub Actions job may run (6 h hosted, 5 days self-hosted) and than any soak worth
+/// waiting for; short enough that no deadline computed from it can overflow a clock.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+
 /// Parses a duration such as `90s`, `5m`, `1h30m`, `7d` or `250ms`; a bare number is seconds.
-#[allow(dead_code)] // shared API: used by the commands of the next issues
+/// At most [`MAX_DURATION`]: a longer one is an error naming the value and the limit.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration; use a value such as `30s`, `5m` or `7d`".into());
     }
+    let too_long = || {
+        format!(
+            "`{text}` is longer than the maximum `{}`; use at most `{}`",
+            format_duration(MAX_DURATION),
+            format_duration(MAX_DURATION)
+        )
+    };
     if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+        return bounded(Duration::from_secs(secs)).ok_or_else(too_long);
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only, yet not a u64: far too many seconds.
+        return Err(too_long());
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -66,30 +82,69 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
                 "`{text}` is not a duration; use a value such as `30s`, `5m` or `7d`"
             ));
         }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}` is too large a duration"))?;
+        let number: Option<u64> = rest[..digits].parse().ok();
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number * 60),
-            "h" => Duration::from_secs(number * 3600),
-            "d" => Duration::from_secs(number * 86_400),
+        let (millis_per_unit, secs_per_unit) = match unit {
+            "ms" => (true, 1),
+            "s" => (false, 1),
+            "m" => (false, 60),
+            "h" => (false, 3600),
+            "d" => (false, 86_400),
             _ => {
                 return Err(format!(
                     "`{text}` has the unknown unit `{unit}`; use ms, s, m, h or d"
                 ));
             }
         };
-        total += part;
+        // Every step is checked: an absurd value is an error, never an overflow.
+        let part = number
+            .and_then(|n| n.checked_mul(secs_per_unit))
+            .map(|n| {
+                if millis_per_unit {
+                    Duration::from_millis(n)
+                } else {
+                    Duration::from_secs(n)
+                }
+            })
+            .and_then(bounded)
+            .ok_or_else(too_long)?;
+        total = total
+            .checked_add(part)
+            .and_then(bounded)
+            .ok_or_else(too_long)?;
     }
     Ok(total)
+}
+
+/// `duration` when it is at most [`MAX_DURATION`].
+fn bounded(duration: Duration) -> Option<Duration> {
+    (duration <= MAX_DURATION).then_some(duration)
+}
+
+/// `now + after`, or a moment so far ahead that it never comes when that would overflow the
+/// clock: deadlines never panic.
+pub(crate) fn instant_after(after: Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(MAX_DURATION.saturating_mul(12)))
+        .unwrap_or(now)
+}
+
+/// The wall-clock time `after` from now as RFC 3339 UTC; `None` when that is past the end of
+/// the calendar (never a panic).
+pub(crate) fn rfc3339_after(after: Duration) -> Option<String> {
+    let after = jiff::SignedDuration::try_from(after).ok()?;
+    jiff::Timestamp::now()
+        .checked_add(after)
+        .ok()?
+        .round(jiff::Unit::Second)
+        .ok()
+        .map(|t| t.to_string())
 }
 
 /// A duration as people write it: `250ms`, `42s`, `5m`, `1h30m`, `7d2h`.
@@ -162,7 +217,9 @@ impl<'de> serde::Deserialize<'de> for HumanDuration {
             Text(String),
         }
         match Raw::deserialize(deserializer)? {
-            Raw::Seconds(secs) => Ok(HumanDuration(Duration::from_secs(secs))),
+            Raw::Seconds(secs) => parse_duration(&secs.to_string())
+                .map(HumanDuration)
+                .map_err(serde::de::Error::custom),
             Raw::Text(text) => parse_duration(&text)
                 .map(HumanDuration)
                 .map_err(serde::de::Error::custom),
@@ -197,6 +254,38 @@ mod tests {
         let from_yaml: HumanDuration = serde_yaml_ng::from_str("90").expect("seconds");
         assert_eq!(from_yaml.to_string(), "1m30s");
         assert!(serde_yaml_ng::from_str::<HumanDuration>("5 minutes").is_err());
+    }
+
+    #[test]
+    fn durations_are_bounded_and_never_overflow() {
+        assert_eq!(parse_duration("30d"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("29d23h59m59s1000ms"), Ok(MAX_DURATION));
+        for text in [
+            "30d1ms",
+            "31d",
+            "99999999999h",
+            "2592001",
+            "18446744073709551616",
+            "99999999999999999999s",
+            "18446744073709551615d",
+            "18446744073709551615ms18446744073709551615ms",
+            "20d20d",
+        ] {
+            let error = parse_duration(text).expect_err(text);
+            assert!(
+                error.contains(&format!("`{text}`")) && error.contains("maximum `30d`"),
+                "{text}: {error}"
+            );
+        }
+        let error = "99999999999h"
+            .parse::<HumanDuration>()
+            .expect_err("too long");
+        assert!(error.contains("`99999999999h`"), "{error}");
+        let error = serde_yaml_ng::from_str::<HumanDuration>("99999999999").expect_err("seconds");
+        assert!(error.to_string().contains("maximum `30d`"), "{error}");
+        assert!(rfc3339_after(MAX_DURATION).is_some());
+        assert!(rfc3339_after(Duration::MAX).is_none());
+        let _never_panics = instant_after(Duration::MAX);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub(crate) const SCHEMA_VERSION: u32 = 1;
 pub(crate) const STAGES: [&str; 6] = ["validate", "gate", "backup", "migrate", "rollout", "smoke"];
 /// The seed's rollback window.
 const DEFAULT_WINDOW_MINUTES: u64 = 60;
+/// The longest rollback window: a week. A rollback restores the previous version (and maybe a
+/// backup) as the deployment left them; after a week of other changes that is a new deployment.
+const MAX_WINDOW_MINUTES: u64 = 7 * 24 * 60;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -48,7 +51,8 @@ pub(crate) struct Args {
     #[arg(long = "version", value_name = "VERSION")]
     pub(crate) version: Option<String>,
     /// Minutes after completion during which `shipgate rollback` runs without `--force` (input
-    /// `rollback-window-minutes`, env ROLLBACK_WINDOW_MINUTES) [default: 60]
+    /// `rollback-window-minutes`, env ROLLBACK_WINDOW_MINUTES; at most 10080, a week)
+    /// [default: 60]
     #[arg(long, value_name = "MINUTES")]
     pub(crate) rollback_window_minutes: Option<u64>,
     /// Artifact retention in days, capped by the repository's setting (input `retention-days`)
@@ -312,6 +316,11 @@ impl Options {
                 None => DEFAULT_WINDOW_MINUTES,
             },
         };
+        if window_minutes > MAX_WINDOW_MINUTES {
+            return Err(Error::usage(format!(
+                "the rollback window `{window_minutes}` (minutes; `rollback-window-minutes` or ROLLBACK_WINDOW_MINUTES) is longer than the maximum `{MAX_WINDOW_MINUTES}` (7 days); use at most {MAX_WINDOW_MINUTES}, and an emergency redeploy after that"
+            )));
+        }
         let retention_days = settings
             .value("retention-days", args.retention_days, file.retention_days)?
             .unwrap_or(artifacts::DEFAULT_RETENTION_DAYS);
@@ -462,6 +471,39 @@ fn failed(result: &str) -> bool {
     matches!(
         result,
         "fail" | "failed" | "rolled_back" | "rollback_failed"
+    ) || interrupted(result)
+}
+
+/// A rollout that never wrote its end: it was killed (a cancelled workflow's SIGKILL,
+/// `kill -9`, a crash) while shifting traffic or rolling back. Always a failure.
+fn interrupted(result: &str) -> bool {
+    matches!(result, "in_progress" | "rolling_back")
+}
+
+/// Why an interrupted rollout failed, from what its `rollout.json` last said.
+fn interrupted_reason(rollout: &Value, result: &str) -> String {
+    let stage = rollout
+        .get("current_stage")
+        .and_then(Value::as_str)
+        .map(actions::one_line);
+    let weight = rollout.get("current_weight").and_then(Value::as_u64);
+    let at = match (&stage, weight) {
+        (Some(stage), Some(weight)) => format!("at stage `{stage}` ({weight}% of traffic)"),
+        (Some(stage), None) => format!("at stage `{stage}`"),
+        _ => "before its first stage".to_string(),
+    };
+    let what = if result == "rolling_back" {
+        "while rolling back; the rollback was not seen to finish"
+    } else {
+        "and did not roll back"
+    };
+    let why = rollout
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(|r| format!(" (it was rolling back because: {})", actions::one_line(r)))
+        .unwrap_or_default();
+    format!(
+        "the rollout was interrupted {at} {what}: `rollout.json` still says `{result}` (shipgate was killed or crashed before it finished){why}"
     )
 }
 
@@ -722,13 +764,17 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .iter()
         .map(|stage| StageResult {
             stage: stage.to_string(),
-            result: files.result(stage).unwrap_or_else(|| {
-                if files.get(stage).is_some() {
-                    "unknown".into()
-                } else {
-                    "not_run".into()
-                }
-            }),
+            // An interrupted rollout failed (`failure.error` says where it stopped).
+            result: files
+                .result(stage)
+                .map(|r| if interrupted(&r) { "fail".into() } else { r })
+                .unwrap_or_else(|| {
+                    if files.get(stage).is_some() {
+                        "unknown".into()
+                    } else {
+                        "not_run".into()
+                    }
+                }),
             timestamp: files.text(stage, "/timestamp"),
             duration_ms: files
                 .get(stage)
@@ -960,6 +1006,8 @@ fn rollout_stage(stage: &Value) -> Option<RolloutStage> {
         Some("passed" | "pass" | "healthy") => "healthy".to_string(),
         Some("failed" | "fail" | "unhealthy") => "unhealthy".to_string(),
         Some("not_run") | None => "not_run".to_string(),
+        // The rollout was killed during this stage.
+        Some("running") => "interrupted".to_string(),
         Some(other) => actions::one_line(other),
     };
     Some(RolloutStage {
@@ -1012,13 +1060,17 @@ fn failure_info(
         }
     };
     let file = files.get(&stage);
+    let rollout = files.result("rollout");
+    let interrupted_rollout = stage == "rollout" && rollout.as_deref().is_some_and(interrupted);
     let error = file
-        .and_then(|f| {
+        .filter(|_| interrupted_rollout)
+        .map(|f| interrupted_reason(f, rollout.as_deref().unwrap_or_default()))
+        .or_else(|| file.and_then(|f| {
             ["/reason", "/error/message", "/error", "/message"]
                 .iter()
                 .find_map(|p| f.pointer(p).and_then(Value::as_str))
                 .map(str::to_string)
-        })
+        }))
         .or_else(|| match stage.as_str() {
             "gate" => file.map(|g| {
                 let list = |key: &str| {
@@ -1063,7 +1115,6 @@ fn failure_info(
                 "no error message recorded; see the workflow logs".to_string()
             }
         });
-    let rollout = files.result("rollout");
     let backup_text = match backup {
         Some(b) => format!("the database backup `{}` is available", b.backup_id),
         None => "no database backup was recorded".to_string(),
@@ -1071,6 +1122,9 @@ fn failure_info(
     let action_required = match (stage.as_str(), rollout.as_deref()) {
         (_, Some("rollback_failed")) => format!(
             "ACT NOW: the automatic rollback failed and production may be half rolled out; run the rollback procedure by hand ({backup_text})"
+        ),
+        ("rollout", Some("in_progress" | "rolling_back")) => format!(
+            "ACT NOW: the rollout was interrupted and may have left traffic on the new version; check where traffic stands and run `shipgate rollback` (or the rollback hook by hand), then check health ({backup_text})"
         ),
         ("rollout", Some("rolled_back")) => format!(
             "The rollout was rolled back automatically; confirm production serves the previous version, then investigate `{stage}` before re-deploying ({backup_text})"

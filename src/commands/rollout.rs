@@ -282,6 +282,8 @@ struct RollbackRecord {
     reason: Option<String>,
     hook: Option<String>,
     hook_ok: Option<bool>,
+    /// Why the rollback hook could not run at all (a bug), when that happened.
+    error: Option<String>,
     /// The stage hook ran as the rollback hook (no separate one configured).
     stage_hook_reused: bool,
     verification: Option<Verification>,
@@ -292,7 +294,9 @@ struct RollbackRecord {
 struct RolloutResult {
     schema_version: u32,
     command: &'static str,
-    /// `pass`, `rolled_back` or `rollback_failed`.
+    /// `pass`, `rolled_back` or `rollback_failed`; while it runs, `in_progress` (before the
+    /// first hook, and at each stage's start and end) and `rolling_back` (the rollback started).
+    /// A file still saying one of those two was left by a rollout that was killed.
     result: &'static str,
     timestamp: String,
     duration_ms: u64,
@@ -303,11 +307,15 @@ struct RolloutResult {
     expect_version: Option<String>,
     failed_stage: Option<String>,
     reason: Option<String>,
-    /// What stopped the rollout: `gate`, `hook`, `approval_deadline` or `signal`.
+    /// What stopped the rollout: `gate`, `hook`, `approval_deadline`, `signal` or `panic` (a
+    /// bug in shipgate).
     cause: Option<&'static str>,
     /// The gate that failed (`success-rate`, `p95-latency`, `consecutive-failures`, `samples`,
     /// `baseline`), when a gate stopped the rollout.
     failed_gate: Option<&'static str>,
+    /// The stage whose hook ran last, and its weight: where traffic stood (before any rollback).
+    current_stage: Option<String>,
+    current_weight: Option<u8>,
     stages: Vec<StageRecord>,
     rollback: RollbackRecord,
     hooks: Vec<HookRun>,
@@ -629,6 +637,142 @@ fn fill(record: &mut StageRecord, watch: &StageWatch, status: &str, reason: Opti
     record.reason = reason;
 }
 
+/// What the rollout did so far: the content of every `rollout.json` it writes on its way.
+struct Progress {
+    records: Vec<StageRecord>,
+    hook_runs: Vec<HookRun>,
+    failure: Option<Failure>,
+    /// The stage whose hook ran last (its weight is what the new version gets), if any.
+    current: Option<usize>,
+    /// The `degraded` policy of the last stage that ran, for the verification after a rollback.
+    degraded_policy: DegradedPolicy,
+    rollback: RollbackRecord,
+}
+
+/// Writes `rollout.json` at every transition (in progress, each stage's start and end, rolling
+/// back, the end), atomically, so a kill at any moment leaves the truth for `record`.
+struct Journal<'a> {
+    state: &'a StateDir,
+    plan: &'a Plan,
+    started: Instant,
+    environment: String,
+    version: String,
+    previous_version: Option<String>,
+    log_file: String,
+}
+
+impl Journal<'_> {
+    fn result(&self, result: &'static str, progress: &Progress) -> RolloutResult {
+        let failure = progress.failure.as_ref();
+        let current = progress.current.map(|i| &self.plan.stages[i]);
+        RolloutResult {
+            schema_version: 1,
+            command: "rollout",
+            result,
+            timestamp: crate::util::now_rfc3339(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            deployment_id: self.state.id().to_string(),
+            environment: self.environment.clone(),
+            version: self.version.clone(),
+            previous_version: self.previous_version.clone(),
+            expect_version: self.plan.expect_version.clone(),
+            failed_stage: failure.map(|f| f.stage.clone()),
+            reason: failure.map(|f| f.reason.clone()),
+            cause: failure.map(|f| f.cause),
+            failed_gate: failure.and_then(|f| f.gate),
+            current_stage: current.map(|s| s.name.clone()),
+            current_weight: current.map(|s| s.weight),
+            stages: progress.records.clone(),
+            rollback: progress.rollback.clone(),
+            hooks: progress.hook_runs.clone(),
+            endpoints: endpoints_json(self.plan),
+            log_file: self.log_file.clone(),
+        }
+    }
+
+    /// Rewrites `rollout.json` as `in_progress` or `rolling_back`. Failing to write it is a
+    /// warning: the rollout must still reach its end or its rollback.
+    fn checkpoint(&self, result: &'static str, progress: &Progress) {
+        if let Err(e) = self
+            .state
+            .write_json(STATE_FILE, &self.result(result, progress))
+        {
+            tracing::warn!("cannot update `{STATE_FILE}` ({result}): {e}");
+        }
+    }
+
+    fn context(&self, stage: &Stage) -> Context {
+        Context {
+            event: "stage",
+            stage: stage.name.clone(),
+            weight: stage.weight,
+            version: self.version.clone(),
+            deployment_id: self.state.id().to_string(),
+            previous_version: self.previous_version.clone(),
+            environment: self.environment.clone(),
+            failed_stage: None,
+            reason: None,
+        }
+    }
+}
+
+/// What the stages need besides the progress they update.
+struct Walk<'a> {
+    plan: &'a Plan,
+    journal: &'a Journal<'a>,
+    monitor: &'a Monitor,
+    shutdown: &'a Shutdown,
+    hook_http: &'a reqwest::Client,
+    approval_path: &'a std::path::Path,
+}
+
+/// Polls a future and turns a panic inside it into `Err(message)`: a bug after traffic moved
+/// must still end in the rollback and a `rollout.json` that says so, never in exit 101 alone.
+struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> CatchPanic<F> {
+    fn new(future: F) -> Self {
+        CatchPanic(Box::pin(future))
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
+    type Output = std::result::Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                std::task::Poll::Ready(Err(actions::one_line(&message)))
+            }
+        }
+    }
+}
+
+/// Test-only (debug builds only; release builds ignore it): `SHIPGATE_TEST_PANIC_AT_STAGE=NAME`
+/// panics right after stage NAME's hook shifted traffic, so a test can check that a bug at the
+/// worst moment still rolls back and writes `rollout.json`.
+fn test_panic_after_hook(stage: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("SHIPGATE_TEST_PANIC_AT_STAGE").as_deref() == Ok(stage) {
+        panic!(
+            "SHIPGATE_TEST_PANIC_AT_STAGE: a deliberate panic after the hook of stage `{stage}`"
+        );
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = stage;
+}
+
 async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
     let started = Instant::now();
     let state = StateDir::open(settings)?;
@@ -690,270 +834,85 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
             .join(", ")
     );
 
-    let context = |stage: &Stage| Context {
-        event: "stage",
-        stage: stage.name.clone(),
-        weight: stage.weight,
-        version: version.clone(),
-        deployment_id: state.id().to_string(),
-        previous_version: previous_version.clone(),
+    let journal = Journal {
+        state: &state,
+        plan,
+        started,
         environment: settings.environment.clone(),
-        failed_stage: None,
-        reason: None,
+        version: version.clone(),
+        previous_version: previous_version.clone(),
+        log_file: log_path.display().to_string(),
     };
+    let mut progress = Progress {
+        records: plan.stages.iter().map(not_run).collect(),
+        hook_runs: Vec::new(),
+        failure: None,
+        current: None,
+        degraded_policy: plan
+            .stages
+            .first()
+            .map_or(DegradedPolicy::Fail, |s| s.thresholds.degraded),
+        rollback: RollbackRecord {
+            ran: false,
+            ok: false,
+            reason: None,
+            hook: None,
+            hook_ok: None,
+            error: None,
+            stage_hook_reused: plan.rollback_is_stage_hook,
+            verification: None,
+        },
+    };
+    // Before any traffic moves: a kill from here on leaves `in_progress`, never nothing.
+    state.write_json(STATE_FILE, &journal.result("in_progress", &progress))?;
 
-    let mut records: Vec<StageRecord> = plan.stages.iter().map(not_run).collect();
-    let mut hook_runs: Vec<HookRun> = Vec::new();
-    let mut failure: Option<Failure> = None;
-    // The last stage whose window passed: it holds its weight while the next stage waits.
-    let mut holding: Option<(usize, StageWatch)> = None;
-    let mut degraded_policy = plan
-        .stages
-        .first()
-        .map_or(DegradedPolicy::Fail, |s| s.thresholds.degraded);
-
-    for (index, stage) in plan.stages.iter().enumerate() {
-        let _group = actions::group(&format!(
-            "Rollout stage `{}`: {}% for {}",
-            stage.name,
-            stage.weight,
-            format_duration(stage.duration)
-        ));
-        if stage.pause {
-            let waited = Instant::now();
-            let deadline = waited + stage.approval_timeout;
-            let pause = Pause {
-                stage: stage.name.clone(),
-                waiting_since: crate::util::now_rfc3339(),
-                deadline: (jiff::Timestamp::now()
-                    + jiff::SignedDuration::from_secs(stage.approval_timeout.as_secs() as i64))
-                .to_string(),
-                approval_file: approval_path.clone(),
-                pid: std::process::id(),
-            };
-            state.write_json(PAUSE_FILE, &pause)?;
-            let message = format!(
-                "stage `{}` waits for approval: run `shipgate rollout --resume` (deployment `{}`) or create `{}` within {}",
-                stage.name,
-                state.id(),
-                approval_path.display(),
-                format_duration(stage.approval_timeout)
-            );
-            actions::annotate(Level::Notice, Some("shipgate rollout"), &message);
-            log.line(&format!("[{}] {message}", crate::util::now_rfc3339()));
-            let until = Until::Approval {
-                file: &approval_path,
-                next: &stage.name,
-                deadline,
-            };
-            let stop = match holding.as_mut() {
-                Some((held, watch)) => {
-                    monitor
-                        .watch(&plan.stages[*held], watch, until, &mut log)
-                        .await
-                }
-                None => wait_for_approval(&approval_path, &stage.name, deadline, &shutdown).await,
-            };
-            let _ = std::fs::remove_file(state.path(PAUSE_FILE));
-            if let Some((held, watch)) = &holding {
-                let status = if matches!(stop, Stop::Breach { .. }) {
-                    "failed"
-                } else {
-                    "passed"
-                };
-                let reason = match &stop {
-                    Stop::Breach { reason, .. } => Some(reason.clone()),
-                    _ => None,
-                };
-                fill(&mut records[*held], watch, status, reason);
-            }
-            match stop {
-                Stop::Approved(approval) => {
-                    let by = approval
-                        .approved_by
-                        .unwrap_or_else(|| "unknown".to_string());
-                    log.line(&format!(
-                        "[{}] stage `{}` approved by {} after {}",
-                        crate::util::now_rfc3339(),
-                        stage.name,
-                        actions::one_line(&by),
-                        format_duration(waited.elapsed())
-                    ));
-                    tracing::info!("stage `{}` approved by {}", stage.name, actions::quote(&by));
-                    records[index].approval = Some(ApprovalRecord {
-                        approved_by: by,
-                        waited_ms: waited.elapsed().as_millis() as u64,
-                    });
-                }
-                Stop::Deadline => {
-                    failure = Some(Failure {
-                        stage: stage.name.clone(),
-                        reason: format!(
-                            "stage `{}` was not approved within {} (approval deadline)",
-                            stage.name,
-                            format_duration(stage.approval_timeout)
-                        ),
-                        cause: "approval_deadline",
-                        gate: None,
-                    });
-                    records[index].status = "failed".to_string();
-                    records[index].reason = failure.as_ref().map(|f| f.reason.clone());
-                    break;
-                }
-                Stop::Signal(signal) => {
-                    failure = Some(Failure {
-                        stage: stage.name.clone(),
-                        reason: format!(
-                            "cancelled by {signal} while stage `{}` waited for approval",
-                            stage.name
-                        ),
-                        cause: "signal",
-                        gate: None,
-                    });
-                    records[index].status = "failed".to_string();
-                    records[index].reason = failure.as_ref().map(|f| f.reason.clone());
-                    break;
-                }
-                Stop::Breach { reason, verdict } => {
-                    let held = holding.as_ref().map_or(index, |(held, _)| *held);
-                    failure = Some(Failure {
-                        stage: plan.stages[held].name.clone(),
-                        reason,
-                        cause: "gate",
-                        gate: Some(verdict.gate),
-                    });
-                    break;
-                }
-                Stop::Completed => {}
-            }
-        }
-
-        tracing::info!(
-            "stage `{}`: shifting {}% of traffic to {} ({})",
-            stage.name,
-            stage.weight,
-            actions::quote(&version),
-            plan.stage_hook.display()
+    let walk = Walk {
+        plan,
+        journal: &journal,
+        monitor: &monitor,
+        shutdown: &shutdown,
+        hook_http: &hook_http,
+        approval_path: &approval_path,
+    };
+    if let Err(panic) = CatchPanic::new(walk_stages(&walk, &mut progress, &mut log)).await {
+        let at = progress.current.unwrap_or(0);
+        let stage = &plan.stages[at];
+        let reason = format!(
+            "shipgate hit a bug during stage `{}` ({}%): {panic}; rolling back as a precaution (please report this bug)",
+            stage.name, stage.weight
         );
-        let run = hooks::run(
-            &plan.stage_hook,
-            &context(stage),
-            &hook_http,
-            &mut log,
-            &shutdown,
-        )
-        .await;
-        let hook_ok = run.ok;
-        let hook_cancelled = run.cancelled;
-        let described = run.describe();
-        hook_runs.push(run);
-        if !hook_ok {
-            let reason = if hook_cancelled {
-                format!(
-                    "cancelled by {} during the stage hook of `{}`",
-                    shutdown.received().unwrap_or("a signal"),
-                    stage.name
-                )
-            } else {
-                format!(
-                    "the stage hook failed for stage `{}` ({}%): {described}",
-                    stage.name, stage.weight
-                )
-            };
-            records[index].status = "failed".to_string();
-            records[index].reason = Some(reason.clone());
-            failure = Some(Failure {
-                stage: stage.name.clone(),
-                reason,
-                cause: if hook_cancelled { "signal" } else { "hook" },
-                gate: None,
-            });
-            break;
+        log.line(&format!("[{}] PANIC: {reason}", crate::util::now_rfc3339()));
+        actions::annotate(Level::Error, Some("shipgate rollout — bug"), &reason);
+        let record = &mut progress.records[at];
+        if matches!(record.status.as_str(), "running" | "not_run") {
+            record.status = "failed".to_string();
+            record.reason = Some(reason.clone());
         }
-
-        degraded_policy = stage.thresholds.degraded;
-        let mut watch = StageWatch::new(stage, !plan.baseline.is_empty());
-        let stop = monitor.watch(stage, &mut watch, Until::End, &mut log).await;
-        match stop {
-            Stop::Completed => {
-                fill(&mut records[index], &watch, "passed", None);
-                tracing::info!(
-                    "stage `{}` passed: {}",
-                    stage.name,
-                    crate::rollout::monitor::summary_text(
-                        &watch.canary.stage_summary(),
-                        watch.baseline.as_ref().map(|b| b.stage_summary())
-                    )
-                );
-                if stage.thresholds.degraded == DegradedPolicy::Warn
-                    && watch.canary.stage_summary().degraded > 0
-                {
-                    let stats = watch.canary.stage_summary();
-                    actions::annotate(
-                        Level::Warning,
-                        Some("shipgate rollout"),
-                        &format!(
-                            "stage `{}`: the canary reported warn/Degraded in {} of {} probes (counted as passing: `degraded: warn`)",
-                            stage.name, stats.degraded, stats.samples
-                        ),
-                    );
-                }
-                holding = Some((index, watch));
-            }
-            Stop::Breach { reason, verdict } => {
-                fill(&mut records[index], &watch, "failed", Some(reason.clone()));
-                failure = Some(Failure {
-                    stage: stage.name.clone(),
-                    reason,
-                    cause: "gate",
-                    gate: Some(verdict.gate),
-                });
-                break;
-            }
-            Stop::Signal(signal) => {
-                let reason = format!(
-                    "cancelled by {signal} during stage `{}` ({}%)",
-                    stage.name, stage.weight
-                );
-                fill(&mut records[index], &watch, "failed", Some(reason.clone()));
-                failure = Some(Failure {
-                    stage: stage.name.clone(),
-                    reason,
-                    cause: "signal",
-                    gate: None,
-                });
-                break;
-            }
-            Stop::Approved(_) | Stop::Deadline => {}
-        }
+        progress.failure = Some(Failure {
+            stage: stage.name.clone(),
+            reason,
+            cause: "panic",
+            gate: None,
+        });
     }
 
-    let mut rollback = RollbackRecord {
-        ran: false,
-        ok: false,
-        reason: None,
-        hook: None,
-        hook_ok: None,
-        stage_hook_reused: plan.rollback_is_stage_hook,
-        verification: None,
-    };
-    let result = match &failure {
+    let result = match progress
+        .failure
+        .as_ref()
+        .map(|f| (f.stage.clone(), f.reason.clone()))
+    {
         None => "pass",
-        Some(failure) => {
+        Some((failed_stage, reason)) => {
             let _group = actions::group("Rollback");
-            tracing::error!(
-                "rolling back {}: {}",
-                actions::quote(&version),
-                failure.reason
-            );
+            tracing::error!("rolling back {}: {reason}", actions::quote(&version));
             log.line(&format!(
-                "[{}] ROLLBACK: {}",
-                crate::util::now_rfc3339(),
-                failure.reason
+                "[{}] ROLLBACK: {reason}",
+                crate::util::now_rfc3339()
             ));
-            rollback.ran = true;
-            rollback.reason = Some(failure.reason.clone());
-            rollback.hook = Some(plan.rollback_hook.display());
+            progress.rollback.ran = true;
+            progress.rollback.reason = Some(reason.clone());
+            progress.rollback.hook = Some(plan.rollback_hook.display());
+            journal.checkpoint("rolling_back", &progress);
             let context = Context {
                 event: "rollback",
                 stage: "rollback".to_string(),
@@ -962,39 +921,61 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
                 deployment_id: state.id().to_string(),
                 previous_version: previous_version.clone(),
                 environment: settings.environment.clone(),
-                failed_stage: Some(failure.stage.clone()),
-                reason: Some(failure.reason.clone()),
+                failed_stage: Some(failed_stage),
+                reason: Some(reason),
             };
             // A rollback is the answer to a signal: it is never itself interrupted by one.
-            let run = hooks::run(
+            let never = Shutdown::never();
+            let run = CatchPanic::new(hooks::run(
                 &plan.rollback_hook,
                 &context,
                 &hook_http,
                 &mut log,
-                &Shutdown::never(),
-            )
+                &never,
+            ))
             .await;
-            rollback.hook_ok = Some(run.ok);
-            let hook_ok = run.ok;
-            let described = run.describe();
-            hook_runs.push(run);
+            let hook_ok = match run {
+                Ok(run) => {
+                    let ok = run.ok;
+                    if !ok {
+                        tracing::error!("the rollback hook failed: {}", run.describe());
+                    }
+                    progress.hook_runs.push(run);
+                    ok
+                }
+                Err(panic) => {
+                    let error = format!("shipgate hit a bug running the rollback hook: {panic}");
+                    tracing::error!("{error}");
+                    log.line(&format!("[{}] PANIC: {error}", crate::util::now_rfc3339()));
+                    progress.rollback.error = Some(error);
+                    false
+                }
+            };
+            progress.rollback.hook_ok = Some(hook_ok);
             if hook_ok {
+                journal.checkpoint("rolling_back", &progress);
                 tracing::info!("rollback hook done; checking health after the rollback");
-                let verification = monitor
-                    .verify(
-                        plan.verify_successes,
-                        plan.verify_timeout,
-                        plan.verify_interval,
-                        degraded_policy,
-                        &mut log,
-                    )
-                    .await;
-                rollback.ok = verification.ok;
-                rollback.verification = Some(verification);
-            } else {
-                tracing::error!("the rollback hook failed: {described}");
+                let verification = CatchPanic::new(monitor.verify(
+                    plan.verify_successes,
+                    plan.verify_timeout,
+                    plan.verify_interval,
+                    progress.degraded_policy,
+                    &mut log,
+                ))
+                .await
+                .unwrap_or_else(|panic| Verification::failed_by_bug(&panic));
+                if verification.cut_short {
+                    let level = if verification.unconfirmed() {
+                        Level::Warning
+                    } else {
+                        Level::Error
+                    };
+                    actions::annotate(level, Some("shipgate rollout"), &verification.detail);
+                }
+                progress.rollback.ok = verification.ok || verification.unconfirmed();
+                progress.rollback.verification = Some(verification);
             }
-            if rollback.ok {
+            if progress.rollback.ok {
                 "rolled_back"
             } else {
                 "rollback_failed"
@@ -1002,27 +983,7 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
         }
     };
 
-    let record = RolloutResult {
-        schema_version: 1,
-        command: "rollout",
-        result,
-        timestamp: crate::util::now_rfc3339(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        deployment_id: state.id().to_string(),
-        environment: settings.environment.clone(),
-        version: version.clone(),
-        previous_version,
-        expect_version: plan.expect_version.clone(),
-        failed_stage: failure.as_ref().map(|f| f.stage.clone()),
-        reason: failure.as_ref().map(|f| f.reason.clone()),
-        cause: failure.as_ref().map(|f| f.cause),
-        failed_gate: failure.as_ref().and_then(|f| f.gate),
-        stages: records,
-        rollback,
-        hooks: hook_runs,
-        endpoints: endpoints_json(plan),
-        log_file: log_path.display().to_string(),
-    };
+    let record = journal.result(result, &progress);
     log.line(&format!(
         "[{}] result: {}{}",
         crate::util::now_rfc3339(),
@@ -1078,6 +1039,259 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
     Ok(Outcome { json, code })
 }
 
+/// The stages in order: pause, hook, watch. Sets `progress.failure` and returns at the first
+/// failure; rewrites `rollout.json` at each transition.
+async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile) {
+    let Walk {
+        plan,
+        journal,
+        monitor,
+        shutdown,
+        hook_http,
+        approval_path,
+    } = *walk;
+    let state = journal.state;
+    let version = &journal.version;
+    // The last stage whose window passed: it holds its weight while the next stage waits.
+    let mut holding: Option<(usize, StageWatch)> = None;
+
+    for (index, stage) in plan.stages.iter().enumerate() {
+        let _group = actions::group(&format!(
+            "Rollout stage `{}`: {}% for {}",
+            stage.name,
+            stage.weight,
+            format_duration(stage.duration)
+        ));
+        if stage.pause {
+            let waited = Instant::now();
+            let deadline = crate::util::instant_after(stage.approval_timeout);
+            let pause = Pause {
+                stage: stage.name.clone(),
+                waiting_since: crate::util::now_rfc3339(),
+                deadline: crate::util::rfc3339_after(stage.approval_timeout)
+                    .unwrap_or_else(|| "never".to_string()),
+                approval_file: approval_path.to_path_buf(),
+                pid: std::process::id(),
+            };
+            if let Err(e) = state.write_json(PAUSE_FILE, &pause) {
+                // Traffic may have moved already: wait anyway (the approval file still works).
+                tracing::warn!(
+                    "{e}; approve with `shipgate rollout --resume --approve-stage {}`",
+                    stage.name
+                );
+            }
+            journal.checkpoint("in_progress", progress);
+            let message = format!(
+                "stage `{}` waits for approval: run `shipgate rollout --resume` (deployment `{}`) or create `{}` within {}",
+                stage.name,
+                state.id(),
+                approval_path.display(),
+                format_duration(stage.approval_timeout)
+            );
+            actions::annotate(Level::Notice, Some("shipgate rollout"), &message);
+            log.line(&format!("[{}] {message}", crate::util::now_rfc3339()));
+            let until = Until::Approval {
+                file: approval_path,
+                next: &stage.name,
+                deadline,
+            };
+            let stop = match holding.as_mut() {
+                Some((held, watch)) => monitor.watch(&plan.stages[*held], watch, until, log).await,
+                None => wait_for_approval(approval_path, &stage.name, deadline, shutdown).await,
+            };
+            let _ = std::fs::remove_file(state.path(PAUSE_FILE));
+            if let Some((held, watch)) = &holding {
+                let status = if matches!(stop, Stop::Breach { .. }) {
+                    "failed"
+                } else {
+                    "passed"
+                };
+                let reason = match &stop {
+                    Stop::Breach { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                };
+                fill(&mut progress.records[*held], watch, status, reason);
+            }
+            match stop {
+                Stop::Approved(approval) => {
+                    let by = approval
+                        .approved_by
+                        .unwrap_or_else(|| "unknown".to_string());
+                    log.line(&format!(
+                        "[{}] stage `{}` approved by {} after {}",
+                        crate::util::now_rfc3339(),
+                        stage.name,
+                        actions::one_line(&by),
+                        format_duration(waited.elapsed())
+                    ));
+                    tracing::info!("stage `{}` approved by {}", stage.name, actions::quote(&by));
+                    progress.records[index].approval = Some(ApprovalRecord {
+                        approved_by: by,
+                        waited_ms: waited.elapsed().as_millis() as u64,
+                    });
+                }
+                Stop::Deadline => {
+                    let reason = format!(
+                        "stage `{}` was not approved within {} (approval deadline)",
+                        stage.name,
+                        format_duration(stage.approval_timeout)
+                    );
+                    progress.records[index].status = "failed".to_string();
+                    progress.records[index].reason = Some(reason.clone());
+                    progress.failure = Some(Failure {
+                        stage: stage.name.clone(),
+                        reason,
+                        cause: "approval_deadline",
+                        gate: None,
+                    });
+                    return;
+                }
+                Stop::Signal(signal) => {
+                    let reason = format!(
+                        "cancelled by {signal} while stage `{}` waited for approval",
+                        stage.name
+                    );
+                    progress.records[index].status = "failed".to_string();
+                    progress.records[index].reason = Some(reason.clone());
+                    progress.failure = Some(Failure {
+                        stage: stage.name.clone(),
+                        reason,
+                        cause: "signal",
+                        gate: None,
+                    });
+                    return;
+                }
+                Stop::Breach { reason, verdict } => {
+                    let held = holding.as_ref().map_or(index, |(held, _)| *held);
+                    progress.failure = Some(Failure {
+                        stage: plan.stages[held].name.clone(),
+                        reason,
+                        cause: "gate",
+                        gate: Some(verdict.gate),
+                    });
+                    return;
+                }
+                Stop::Completed => {}
+            }
+        }
+
+        tracing::info!(
+            "stage `{}`: shifting {}% of traffic to {} ({})",
+            stage.name,
+            stage.weight,
+            actions::quote(version),
+            plan.stage_hook.display()
+        );
+        // The stage starts: from here its weight may be on the new version.
+        progress.current = Some(index);
+        progress.records[index].status = "running".to_string();
+        journal.checkpoint("in_progress", progress);
+        let run = hooks::run(
+            &plan.stage_hook,
+            &journal.context(stage),
+            hook_http,
+            log,
+            shutdown,
+        )
+        .await;
+        let hook_ok = run.ok;
+        let hook_cancelled = run.cancelled;
+        let described = run.describe();
+        progress.hook_runs.push(run);
+        if !hook_ok {
+            let reason = if hook_cancelled {
+                format!(
+                    "cancelled by {} during the stage hook of `{}`",
+                    shutdown.received().unwrap_or("a signal"),
+                    stage.name
+                )
+            } else {
+                format!(
+                    "the stage hook failed for stage `{}` ({}%): {described}",
+                    stage.name, stage.weight
+                )
+            };
+            progress.records[index].status = "failed".to_string();
+            progress.records[index].reason = Some(reason.clone());
+            progress.failure = Some(Failure {
+                stage: stage.name.clone(),
+                reason,
+                cause: if hook_cancelled { "signal" } else { "hook" },
+                gate: None,
+            });
+            return;
+        }
+        test_panic_after_hook(&stage.name);
+
+        progress.degraded_policy = stage.thresholds.degraded;
+        let mut watch = StageWatch::new(stage, !plan.baseline.is_empty());
+        let stop = monitor.watch(stage, &mut watch, Until::End, log).await;
+        match stop {
+            Stop::Completed => {
+                fill(&mut progress.records[index], &watch, "passed", None);
+                tracing::info!(
+                    "stage `{}` passed: {}",
+                    stage.name,
+                    crate::rollout::monitor::summary_text(
+                        &watch.canary.stage_summary(),
+                        watch.baseline.as_ref().map(|b| b.stage_summary())
+                    )
+                );
+                if stage.thresholds.degraded == DegradedPolicy::Warn
+                    && watch.canary.stage_summary().degraded > 0
+                {
+                    let stats = watch.canary.stage_summary();
+                    actions::annotate(
+                        Level::Warning,
+                        Some("shipgate rollout"),
+                        &format!(
+                            "stage `{}`: the canary reported warn/Degraded in {} of {} probes (counted as passing: `degraded: warn`)",
+                            stage.name, stats.degraded, stats.samples
+                        ),
+                    );
+                }
+                journal.checkpoint("in_progress", progress);
+                holding = Some((index, watch));
+            }
+            Stop::Breach { reason, verdict } => {
+                fill(
+                    &mut progress.records[index],
+                    &watch,
+                    "failed",
+                    Some(reason.clone()),
+                );
+                progress.failure = Some(Failure {
+                    stage: stage.name.clone(),
+                    reason,
+                    cause: "gate",
+                    gate: Some(verdict.gate),
+                });
+                return;
+            }
+            Stop::Signal(signal) => {
+                let reason = format!(
+                    "cancelled by {signal} during stage `{}` ({}%)",
+                    stage.name, stage.weight
+                );
+                fill(
+                    &mut progress.records[index],
+                    &watch,
+                    "failed",
+                    Some(reason.clone()),
+                );
+                progress.failure = Some(Failure {
+                    stage: stage.name.clone(),
+                    reason,
+                    cause: "signal",
+                    gate: None,
+                });
+                return;
+            }
+            Stop::Approved(_) | Stop::Deadline => {}
+        }
+    }
+}
+
 fn rollback_failed_message(record: &RolloutResult, plan: &Plan) -> String {
     let weight = record
         .stages
@@ -1087,6 +1301,9 @@ fn rollback_failed_message(record: &RolloutResult, plan: &Plan) -> String {
         .max()
         .unwrap_or(0);
     let what = match (&record.rollback.hook_ok, &record.rollback.verification) {
+        (Some(false), _) if record.rollback.error.is_some() => {
+            record.rollback.error.clone().unwrap_or_default()
+        }
         (Some(false), _) => format!(
             "the rollback hook failed ({})",
             record
@@ -1241,6 +1458,7 @@ fn summary(record: &RolloutResult, plan: &Plan) -> String {
                     (Some("gate"), true, Some(gate)) => gate,
                     (Some("hook"), true, _) => "the stage hook failed".to_string(),
                     (Some("signal"), true, _) => "cancelled".to_string(),
+                    (Some("panic"), true, _) => "shipgate bug (panic)".to_string(),
                     (Some("approval_deadline"), true, _) => "not approved in time".to_string(),
                     _ => "failed".to_string(),
                 };
@@ -1311,8 +1529,9 @@ fn summary(record: &RolloutResult, plan: &Plan) -> String {
         }
     }
     if record.rollback.ran {
-        let hook = match record.rollback.hook_ok {
-            Some(true) => "the rollback hook succeeded".to_string(),
+        let hook = match (record.rollback.hook_ok, &record.rollback.error) {
+            (Some(true), _) => "the rollback hook succeeded".to_string(),
+            (_, Some(error)) => format!("**{error}**"),
             _ => format!(
                 "the rollback hook **failed** ({})",
                 record

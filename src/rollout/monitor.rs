@@ -24,6 +24,13 @@ use crate::util::format_duration;
 const APPROVAL_POLL: Duration = Duration::from_millis(200);
 /// Progress lines on stderr come at most this often (or once per probe interval, if longer).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// GitHub cancels a step with SIGINT, SIGTERM 7.5 s later and SIGKILL 2.5 s after that (GitHub
+/// docs, "workflow cancellation"): from the first signal shipgate has 10 s in all.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(10);
+/// What is kept of that grace for after the verification: `rollout.json`, outputs, summary.
+const EXIT_RESERVE: Duration = Duration::from_secs(2);
+/// The shortest probe interval of a verification squeezed into the grace period.
+const GRACE_MIN_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -85,9 +92,32 @@ pub(crate) struct Verification {
     /// Whether there was anything to check (an HTTP endpoint).
     pub(crate) checked: bool,
     pub(crate) ok: bool,
+    /// A signal (a cancelled workflow) cut the check short to fit the runner's grace period
+    /// before it could confirm every endpoint.
+    pub(crate) cut_short: bool,
     pub(crate) detail: String,
     pub(crate) endpoints: Vec<VerifiedEndpoint>,
     pub(crate) duration_ms: u64,
+}
+
+impl Verification {
+    /// Cut short with no endpoint seen unhealthy: health is not confirmed, but nothing says the
+    /// rollback did not work either.
+    pub(crate) fn unconfirmed(&self) -> bool {
+        self.cut_short && !self.ok && self.endpoints.iter().all(|e| e.last_healthy != Some(false))
+    }
+
+    /// The check itself hit a bug (a panic): nothing is confirmed.
+    pub(crate) fn failed_by_bug(panic: &str) -> Verification {
+        Verification {
+            checked: false,
+            ok: false,
+            cut_short: false,
+            detail: format!("shipgate hit a bug checking health after the rollback: {panic}"),
+            endpoints: Vec::new(),
+            duration_ms: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,7 +126,9 @@ pub(crate) struct VerifiedEndpoint {
     pub(crate) ok: bool,
     pub(crate) probes: u64,
     pub(crate) healthy_in_a_row: u32,
+    /// The last answer, healthy or not (`healthy: HTTP 200, status `UP``, `HTTP 500`, …).
     pub(crate) last: Option<String>,
+    pub(crate) last_healthy: Option<bool>,
 }
 
 pub(crate) struct Monitor {
@@ -107,6 +139,8 @@ pub(crate) struct Monitor {
     expect_version: Option<String>,
     timed: bool,
     shutdown: Shutdown,
+    /// When the first SIGTERM/SIGINT arrived.
+    signalled_at: Arc<std::sync::OnceLock<Instant>>,
 }
 
 fn spawn_probes(
@@ -149,7 +183,14 @@ fn millis(ms: Option<f64>) -> String {
 
 impl Monitor {
     pub(crate) fn new(plan: &Plan, prober: Prober, shutdown: Shutdown) -> Monitor {
+        let signalled_at = Arc::new(std::sync::OnceLock::new());
+        let (at, listener) = (signalled_at.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            listener.wait().await;
+            let _ = at.set(Instant::now());
+        });
         Monitor {
+            signalled_at,
             prober: Arc::new(prober),
             canary: Arc::new(plan.canary.clone()),
             baseline: Arc::new(plan.baseline.clone()),
@@ -338,7 +379,13 @@ impl Monitor {
         }
         drop(tx);
         let (end, waiting) = match &until {
-            Until::End => (watch.started + stage.duration, false),
+            Until::End => (
+                watch
+                    .started
+                    .checked_add(stage.duration)
+                    .unwrap_or_else(|| crate::util::instant_after(stage.duration)),
+                false,
+            ),
             Until::Approval { deadline, .. } => (*deadline, true),
         };
         let stage_end = tokio::time::sleep_until(end.into());
@@ -433,9 +480,25 @@ impl Monitor {
         stop
     }
 
+    /// When the runner will kill a cancelled step, less what is kept for writing the result:
+    /// `None` while no signal arrived.
+    fn grace_end(&self) -> Option<Instant> {
+        self.shutdown.received()?;
+        let at = self
+            .signalled_at
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now);
+        Some(
+            at.checked_add(CANCEL_GRACE - EXIT_RESERVE)
+                .unwrap_or_else(Instant::now),
+        )
+    }
+
     /// After a rollback: probes the verify endpoints until each gave `successes` healthy
-    /// answers in a row, or `timeout` passes. Not interrupted by signals (the rollback is the
-    /// answer to one).
+    /// answers in a row, or `timeout` passes. A signal (before or during it) does not stop it
+    /// but bounds it to the runner's grace period ([`CANCEL_GRACE`] from the signal), probing
+    /// more often to fit, and the result says when that cut it short.
     pub(crate) async fn verify(
         &self,
         successes: u32,
@@ -449,6 +512,7 @@ impl Monitor {
             return Verification {
                 checked: false,
                 ok: true,
+                cut_short: false,
                 detail: "no HTTP endpoint to check after the rollback".to_string(),
                 endpoints: Vec::new(),
                 duration_ms: 0,
@@ -463,8 +527,23 @@ impl Monitor {
                 probes: 0,
                 healthy_in_a_row: 0,
                 last: None,
+                last_healthy: None,
             })
             .collect();
+        let judge = Judge {
+            degraded,
+            expect_version: None,
+        };
+        let own_end = crate::util::instant_after(timeout);
+        // The interval that fits `successes` probes in what is left of the grace period.
+        let squeezed = |grace_end: Instant| {
+            let left = grace_end.saturating_duration_since(Instant::now());
+            interval
+                .min(left / successes.saturating_add(1))
+                .max(GRACE_MIN_INTERVAL)
+        };
+        let mut grace_end = self.grace_end();
+        let mut probe_every = grace_end.map_or(interval, squeezed);
         let (tx, mut rx) = mpsc::channel(256);
         let mut tasks = JoinSet::new();
         spawn_probes(
@@ -472,19 +551,36 @@ impl Monitor {
             &self.prober,
             &self.verify,
             Role::Canary,
-            interval,
+            probe_every,
             &tx,
         );
         drop(tx);
-        let judge = Judge {
-            degraded,
-            expect_version: None,
-        };
-        let deadline = tokio::time::sleep(timeout);
+        let deadline = tokio::time::sleep_until(own_end.min(grace_end.unwrap_or(own_end)).into());
         tokio::pin!(deadline);
         let ok = loop {
             tokio::select! {
+                biased;
                 _ = &mut deadline => break false,
+                _ = self.shutdown.wait(), if grace_end.is_none() => {
+                    // Cancelled while checking: finish within the runner's grace period.
+                    let end = self.grace_end().unwrap_or_else(Instant::now);
+                    grace_end = Some(end);
+                    deadline.as_mut().reset(own_end.min(end).into());
+                    let faster = squeezed(end);
+                    if faster < probe_every {
+                        probe_every = faster;
+                        tasks.abort_all();
+                        let (tx, fresh) = mpsc::channel(256);
+                        rx = fresh;
+                        spawn_probes(&mut tasks, &self.prober, &self.verify, Role::Canary, probe_every, &tx);
+                    }
+                    log.line(&format!(
+                        "[{}] verify after rollback: {} received; checking until the runner's grace period ends, a probe every {}",
+                        crate::util::now_rfc3339(),
+                        self.shutdown.received().unwrap_or("a signal"),
+                        format_duration(probe_every)
+                    ));
+                }
                 received = rx.recv() => {
                     let Some((_, observation)) = received else { break false };
                     let sample = judge.sample(&observation);
@@ -495,12 +591,12 @@ impl Monitor {
                         probe::log_line(&endpoint.endpoint, &observation, &sample)
                     ));
                     endpoint.probes += 1;
+                    endpoint.last = Some(probe::answer_text(&observation, &sample));
+                    endpoint.last_healthy = Some(sample.ok);
                     if sample.ok {
                         endpoint.healthy_in_a_row += 1;
-                        endpoint.last = None;
                     } else {
                         endpoint.healthy_in_a_row = 0;
-                        endpoint.last = sample.cause.clone();
                     }
                     if endpoint.healthy_in_a_row >= successes {
                         endpoint.ok = true;
@@ -512,26 +608,37 @@ impl Monitor {
             }
         };
         tasks.abort_all();
+        // The grace period, not the check's own timeout, ended it.
+        let cut_short = !ok && grace_end.is_some_and(|end| end < own_end);
+        let failing: Vec<String> = endpoints
+            .iter()
+            .filter(|e| !e.ok)
+            .map(|e| {
+                format!(
+                    "`{}` ({} probes, {} healthy in a row of {successes}, last: {})",
+                    e.endpoint,
+                    e.probes,
+                    e.healthy_in_a_row,
+                    e.last
+                        .clone()
+                        .unwrap_or_else(|| "no answer yet".to_string())
+                )
+            })
+            .collect();
         let detail = if ok {
             format!(
                 "{} endpoint(s) healthy after the rollback ({successes} healthy probes in a row each)",
                 endpoints.len()
             )
+        } else if cut_short {
+            format!(
+                "health after the rollback NOT confirmed: the check was cut short after {} because {} cancelled the step (the runner kills it {} after the first signal); check by hand: {}",
+                format_duration(started.elapsed()),
+                self.shutdown.received().unwrap_or("a signal"),
+                format_duration(CANCEL_GRACE),
+                failing.join(", ")
+            )
         } else {
-            let failing: Vec<String> = endpoints
-                .iter()
-                .filter(|e| !e.ok)
-                .map(|e| {
-                    format!(
-                        "`{}` ({} probes, last: {})",
-                        e.endpoint,
-                        e.probes,
-                        e.last
-                            .clone()
-                            .unwrap_or_else(|| "no answer yet".to_string())
-                    )
-                })
-                .collect();
             format!(
                 "still unhealthy {} after the rollback: {}",
                 format_duration(timeout),
@@ -546,6 +653,7 @@ impl Monitor {
         Verification {
             checked: true,
             ok,
+            cut_short,
             detail,
             endpoints,
             duration_ms: started.elapsed().as_millis() as u64,

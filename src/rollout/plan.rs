@@ -22,6 +22,9 @@ const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_VERIFY_SUCCESSES: u32 = 3;
+/// The most `min-samples`, `consecutive-failures` and `verify-successes` may ask for: a million
+/// probes is 116 days at the default interval, far past any plan that can finish.
+pub(crate) const MAX_COUNT: u64 = 1_000_000;
 
 /// A percentage written `99`, `99.5` or `99%`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -292,6 +295,17 @@ impl Plan {
             )?
             .unwrap_or(DEFAULT_VERIFY_SUCCESSES)
             .max(1);
+        check_count(
+            "verify-successes",
+            "the rollout",
+            u64::from(verify_successes),
+        )?;
+        check_verification(
+            !verify.is_empty(),
+            verify_successes,
+            interval,
+            verify_timeout,
+        )?;
 
         Ok(Plan {
             stages,
@@ -330,17 +344,19 @@ impl Plan {
                     unbounded = true;
                 }
                 let starts = at;
-                at += stage.duration;
+                at = at.saturating_add(stage.duration);
                 let t = &stage.thresholds;
+                // Counts are bounded (`MAX_COUNT`) and durations too, yet nothing here may panic.
+                let min_samples_u32 = u32::try_from(t.min_samples).unwrap_or(u32::MAX);
                 let dead_after = if t.consecutive_failures > 0 {
-                    stage.interval * t.consecutive_failures
+                    stage.interval.saturating_mul(t.consecutive_failures)
                 } else {
-                    stage.interval * t.min_samples as u32
+                    stage.interval.saturating_mul(min_samples_u32)
                 };
                 let min_samples = {
-                    let per_tick = self.canary.len().max(1) as u32;
-                    let ticks = (t.min_samples as u32).div_ceil(per_tick);
-                    stage.interval * ticks.saturating_sub(1)
+                    let per_tick = u32::try_from(self.canary.len().max(1)).unwrap_or(u32::MAX);
+                    let ticks = min_samples_u32.div_ceil(per_tick);
+                    stage.interval.saturating_mul(ticks.saturating_sub(1))
                 };
                 TimelineStage {
                     name: stage.name.clone(),
@@ -351,7 +367,10 @@ impl Plan {
                     duration_ms: stage.duration.as_millis() as u64,
                     dead_canary_detected_within_ms: dead_after.as_millis() as u64,
                     rate_gates_from_ms: min_samples.as_millis() as u64,
-                    worst_case_exposure_ms: (hook + stage.duration + rollback).as_millis() as u64,
+                    worst_case_exposure_ms: hook
+                        .saturating_add(stage.duration)
+                        .saturating_add(rollback)
+                        .as_millis() as u64,
                 }
             })
             .collect()
@@ -434,7 +453,46 @@ pub(crate) struct TimelineStage {
     pub(crate) worst_case_exposure_ms: u64,
 }
 
+/// The check after a rollback probes each verify endpoint every `interval` (the first at once)
+/// until `successes` healthy answers in a row: the last one comes `(successes - 1) × interval`
+/// after the start at the earliest, so a `timeout` not longer than that can only fail — and
+/// would report a healthy service as a failed rollback (exit 5).
+fn check_verification(
+    any: bool,
+    successes: u32,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<()> {
+    let needed = interval.saturating_mul(successes.saturating_sub(1));
+    if any && needed >= timeout {
+        return Err(Error::usage(format!(
+            "the health check after a rollback can never pass: `verify-successes` `{successes}` healthy probes in a row, one every `{}` (`interval`), take at least `{}`, but `verify-timeout` is `{}`; set `verify-timeout` above `{}`, lower `verify-successes` or probe more often",
+            format_duration(interval),
+            format_duration(needed),
+            format_duration(timeout),
+            format_duration(needed)
+        )));
+    }
+    Ok(())
+}
+
+/// A count the user gave, at most [`MAX_COUNT`].
+fn check_count(name: &str, whose: &str, value: u64) -> Result<()> {
+    if value > MAX_COUNT {
+        return Err(Error::usage(format!(
+            "`{name}` for {whose} is `{value}`, more than the maximum `{MAX_COUNT}`; use a smaller number"
+        )));
+    }
+    Ok(())
+}
+
 fn check_thresholds(whose: &str, t: &Thresholds) -> Result<()> {
+    check_count("min-samples", whose, t.min_samples)?;
+    check_count(
+        "consecutive-failures",
+        whose,
+        u64::from(t.consecutive_failures),
+    )?;
     if t.min_samples == 0 {
         return Err(Error::usage(format!(
             "`min-samples` for {whose} is 0; at least 1 sample is needed (no data is never a pass)"
@@ -663,6 +721,28 @@ mod tests {
         assert!(error.to_string().contains("`150`"), "{error}");
         let error = parse_stage_flag("canary:5:5 minutes").expect_err("duration");
         assert!(error.to_string().contains("duration"), "{error}");
+    }
+
+    #[test]
+    fn a_verification_that_cannot_fit_its_timeout_is_refused() {
+        let secs = Duration::from_secs;
+        let error = check_verification(true, 3, secs(10), secs(10)).expect_err("20s > 10s");
+        let text = error.to_string();
+        assert!(
+            text.contains("`3`") && text.contains("`10s`") && text.contains("at least `20s`"),
+            "{text}"
+        );
+        assert!(
+            check_verification(true, 2, secs(10), secs(10)).is_err(),
+            "10s is not < 10s"
+        );
+        assert!(check_verification(true, 3, secs(10), secs(21)).is_ok());
+        assert!(check_verification(true, 1, secs(10), secs(1)).is_ok());
+        assert!(
+            check_verification(false, 3, secs(10), secs(1)).is_ok(),
+            "nothing to verify"
+        );
+        assert!(check_verification(true, 1, secs(10), Duration::ZERO).is_err());
     }
 
     #[test]

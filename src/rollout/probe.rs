@@ -299,6 +299,21 @@ pub(crate) fn log_line(label: &str, observation: &Observation, sample: &Sample) 
     ))
 }
 
+/// The answer of one probe, short, for messages: `healthy: HTTP 200, status `UP``, `HTTP 500,
+/// status `fail``, `connection refused`.
+pub(crate) fn answer_text(observation: &Observation, sample: &Sample) -> String {
+    let what = match &observation.answer {
+        Answer::Health { detail, .. } => detail.clone(),
+        Answer::Failed { cause } => cause.clone(),
+    };
+    let text = match (&sample.cause, sample.ok) {
+        (_, true) => format!("healthy: {what}"),
+        (Some(cause), false) if !what.contains(cause.as_str()) => format!("{what} [{cause}]"),
+        _ => what,
+    };
+    crate::actions::one_line(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -738,3 +738,109 @@ fn github_refusing_the_deployment_is_reported_after_the_record_is_written() {
     assert_valid(&read_record(&root, ID));
     assert!(gh.deployments().is_empty());
 }
+
+/// Issue 18, item 3: a `rollout.json` still saying `in_progress` or `rolling_back` was left by a
+/// rollout that was killed: the deployment failed, whatever the other state files say.
+#[test]
+fn an_interrupted_rollout_is_recorded_as_a_failure() {
+    for (result, expected) in [
+        (
+            "in_progress",
+            "the rollout was interrupted at stage `progressive` (50% of traffic) and did not roll back",
+        ),
+        (
+            "rolling_back",
+            "the rollout was interrupted at stage `progressive` (50% of traffic) while rolling back",
+        ),
+    ] {
+        let work = tempfile::tempdir().expect("workdir");
+        let root = work.path().join(".shipgate");
+        state_files::full(&root, ID, 2);
+        std::fs::remove_file(root.join(ID).join("smoke.json")).expect("no smoke ran");
+        let mut rollout = state_files::rollout(3);
+        rollout["result"] = json!(result);
+        rollout["current_stage"] = json!("progressive");
+        rollout["current_weight"] = json!(50);
+        rollout["stages"][1]["status"] = json!("running");
+        rollout["stages"][2]["status"] = json!("not_run");
+        if result == "rolling_back" {
+            rollout["reason"] = json!("cancelled by SIGINT during stage `progressive` (50%)");
+        }
+        state_files::write(&root, ID, "rollout.json", &rollout);
+
+        let run = shipgate(work.path(), None).args(["record"]).run();
+        run.expect_code(0);
+        assert_eq!(run.outputs["status"], "failure", "{result}");
+        assert_eq!(run.outputs["failed-stage"], "rollout");
+        let record = read_record(&root, ID);
+        assert_valid(&record);
+        assert_eq!(record["status"], "failure");
+        let error = record["failure"]["error"].as_str().expect("error");
+        assert!(error.contains(expected), "{result}: {error}");
+        assert!(error.contains(&format!("`{result}`")), "{error}");
+        assert_eq!(record["rollout_stages"][0]["status"], "healthy");
+        assert_eq!(record["rollout_stages"][1]["status"], "interrupted");
+        assert_eq!(record["pipeline"][4]["stage"], "rollout");
+        assert_eq!(record["pipeline"][4]["result"], "fail");
+        assert!(
+            record["failure"]["action_required"]
+                .as_str()
+                .expect("action")
+                .starts_with("ACT NOW"),
+            "{record:#}"
+        );
+        assert_eq!(record["rollback_available"], true);
+        assert!(
+            root.join(ID)
+                .join(format!("deployment-failure-report-{ID}.md"))
+                .exists()
+        );
+    }
+}
+
+/// Issue 18, item 8: `--rollback-window-minutes 4294967295` (or the env var) overflowed the
+/// deadline, which fell back to "now": the window closed at once. The window is at most a week.
+#[test]
+fn an_absurd_rollback_window_is_a_usage_error_naming_the_maximum() {
+    let work = tempfile::tempdir().expect("workdir");
+    let root = work.path().join(".shipgate");
+    state_files::full(&root, ID, 2);
+    let cases: [(&str, Option<&str>, Option<&str>); 3] = [
+        ("4294967295", Some("4294967295"), None),
+        ("999999999999", None, Some("999999999999")),
+        ("10081", Some("10081"), None),
+    ];
+    for (value, flag, env) in cases {
+        let mut cmd = shipgate(work.path(), None);
+        cmd.args(["record"]);
+        if let Some(flag) = flag {
+            cmd.args(["--rollback-window-minutes", flag]);
+        }
+        if let Some(env) = env {
+            cmd.env("ROLLBACK_WINDOW_MINUTES", env);
+        }
+        let run = cmd.run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains(&format!("`{value}`")) && run.stderr.contains("10080"),
+            "{value}:\n{}",
+            run.stderr
+        );
+        assert!(
+            !root
+                .join(ID)
+                .join(format!("deployment-record-{ID}.json"))
+                .exists(),
+            "nothing written"
+        );
+    }
+    // The maximum itself is fine: the deadline is a week after completion.
+    let run = shipgate(work.path(), None)
+        .args(["record", "--rollback-window-minutes", "10080"])
+        .run();
+    run.expect_code(0);
+    let record = read_record(&root, ID);
+    assert_eq!(record["rollback_window_minutes"], 10080);
+    let days = days_from_now(record["rollback_deadline"].as_str().expect("deadline"));
+    assert!((6.9..7.0).contains(&days), "{days}");
+}

@@ -1167,3 +1167,408 @@ fn hooks_never_see_the_action_inputs_or_runner_tokens() {
         "the hook saw action inputs:\n{env}"
     );
 }
+
+/// Issue 18, item 1: `--approval-timeout 99999999999h` panicked (exit 101) at the pause with the
+/// canary's 5% already shifted, no rollback hook and no `rollout.json`; `--dry-run` accepted it.
+/// Every duration and count is now bounded when it is read, before anything runs.
+#[test]
+fn absurd_durations_and_counts_are_usage_errors_before_any_traffic_moves() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let issue_command = |dry_run: bool| {
+        let mut cmd = Shipgate::new(world.path());
+        cmd.args(["--deployment-id", "x", "rollout"])
+            .args(["--endpoint", &server.url("/health")])
+            .args(["--hook", "./stage-hook.sh"])
+            .args(["--version", "2.0.0", "--previous-version", "1.0.0"])
+            .args(["--min-samples", "3"])
+            .args(stages(&["canary:5:2s:200ms", "full:100:2s:200ms"]))
+            .args(["--pause-before", "full"])
+            .args(["--approval-timeout", "99999999999h"]);
+        if dry_run {
+            cmd.args(["--dry-run"]);
+        }
+        cmd.run()
+    };
+    for dry_run in [false, true] {
+        let run = issue_command(dry_run);
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("`99999999999h`") && run.stderr.contains("maximum `30d`"),
+            "the error names the value and the limit (dry run: {dry_run}):\n{}",
+            run.stderr
+        );
+    }
+    assert!(world.hook_calls().is_empty(), "no traffic moved");
+    assert!(!world.path().join(".shipgate/x/rollout.json").exists());
+
+    // The same bound through an action input, a stage flag and shipgate.yml.
+    let run = world
+        .shipgate()
+        .input("approval-timeout", "99999999999h")
+        .args(["--endpoint", &server.url("/health")])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("input `approval-timeout` has the value `99999999999h`"),
+        "{}",
+        run.stderr
+    );
+    let run = world
+        .shipgate()
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:40d"]))
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("`40d` is longer than the maximum `30d`"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(
+        world.path().join("shipgate.yml"),
+        "rollout:\n  verify-timeout: 18446744073709551615\n",
+    )
+    .expect("config");
+    let run = world
+        .shipgate()
+        .args(["--endpoint", &server.url("/health")])
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("maximum `30d`"), "{}", run.stderr);
+    std::fs::remove_file(world.path().join("shipgate.yml")).expect("config removed");
+
+    for (flag, value) in [
+        ("--consecutive-failures", "4294967295"),
+        ("--min-samples", "18446744073709551615"),
+        ("--verify-successes", "4000000000"),
+    ] {
+        let run = world
+            .shipgate()
+            .args(["--endpoint", &server.url("/health")])
+            .args([flag, value])
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("is `{value}`, more than the maximum `1000000`")),
+            "{flag} {value}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(world.hook_calls().is_empty(), "no traffic moved");
+    assert!(!world.state_dir().join("rollout.json").exists());
+}
+
+/// `shipgate record` for this world's deployment, as the `if: always()` record job runs it.
+fn record_after(world: &World) -> Value {
+    let run = Shipgate::new(world.path())
+        .args(["--format", "json", "record"])
+        .run();
+    run.expect_code(0);
+    let record = crate::record::read_record(&world.path().join(".shipgate"), ID);
+    crate::record::assert_valid(&record);
+    record
+}
+
+/// Sends `signal` to a running shipgate unless it has exited.
+fn signal(running: &mut crate::support::cli::Running, signal: nix::sys::signal::Signal) -> bool {
+    if running.exited() {
+        return false;
+    }
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(running.pid() as i32), signal);
+    true
+}
+
+/// Waits up to `limit` for the process to exit on its own.
+fn exits_within(running: &mut crate::support::cli::Running, limit: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if running.exited() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.exited()
+}
+
+/// Issue 18, item 1: a bug (panic) after the first hook shifted traffic still runs the rollback
+/// hook and writes `rollout.json`, instead of exit 101 with the canary's weight left in place.
+/// The panic comes from the debug-only test hook `SHIPGATE_TEST_PANIC_AT_STAGE`.
+#[test]
+fn a_panic_after_traffic_moved_still_rolls_back_and_writes_the_record() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .actions()
+        .env("SHIPGATE_TEST_PANIC_AT_STAGE", "progressive")
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:1s", "progressive:50:1s", "full:100:1s"]))
+        .run();
+    run.expect_code(1);
+    assert_eq!(
+        world.hook_calls(),
+        [
+            ("stage-hook.sh".to_string(), "canary".to_string()),
+            ("stage-hook.sh".to_string(), "progressive".to_string()),
+            ("rollback-hook.sh".to_string(), "rollback".to_string()),
+        ],
+        "the rollback hook ran after the panic"
+    );
+    let result = world.result();
+    assert_eq!(result["result"], "rolled_back");
+    assert_eq!(result["cause"], "panic");
+    assert_eq!(result["failed_stage"], "progressive");
+    assert_eq!(result["stages"][0]["status"], "passed");
+    assert_eq!(result["stages"][1]["status"], "failed");
+    assert_eq!(result["stages"][2]["status"], "not_run");
+    assert!(
+        result["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("shipgate hit a bug during stage `progressive` (50%)"),
+        "{result}"
+    );
+    assert_eq!(result["rollback"]["verification"]["ok"], true);
+    assert_eq!(run.outputs["result"], "rolled_back");
+    assert!(
+        run.stderr
+            .contains("::error title=shipgate rollout — bug::"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Issue 18, item 3: GitHub cancels a step with SIGINT, SIGTERM 7.5 s later and SIGKILL 2.5 s
+/// after that. With the default verification (3 healthy probes 10 s apart, at least 20 s) the
+/// old rollout was killed before it wrote `rollout.json`, and `record` then said `success`. The
+/// sequence is replayed with the real figures against a real `shipgate rollout`.
+#[test]
+fn githubs_cancel_sequence_rolls_back_and_record_says_it_failed() {
+    use nix::sys::signal::Signal;
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let mut running = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health")])
+        .args(["--interval", "10s", "--min-samples", "1"])
+        .args(["--verify-successes", "3", "--verify-timeout", "2m"])
+        .args(stages(&["canary:5:120s", "full:100:1s"]))
+        .spawn();
+    eventually("the canary stage to be probed", || {
+        world.log().contains("canary 5% canary http://")
+    });
+    let cancelled = Instant::now();
+    assert!(signal(&mut running, Signal::SIGINT), "still running");
+    let mut sent = vec!["SIGINT"];
+    if !exits_within(&mut running, Duration::from_millis(7500)) {
+        signal(&mut running, Signal::SIGTERM);
+        sent.push("SIGTERM");
+        if !exits_within(&mut running, Duration::from_millis(2500)) {
+            signal(&mut running, Signal::SIGKILL);
+            sent.push("SIGKILL");
+        }
+    }
+    let run = running.wait_at_most(Duration::from_secs(60));
+    // A measurement for the log, not an assertion.
+    eprintln!(
+        "cancel: signals {sent:?}; exit {} after {:?}",
+        run.code,
+        cancelled.elapsed()
+    );
+
+    assert!(
+        world
+            .hook_calls()
+            .iter()
+            .any(|(script, stage)| script == "rollback-hook.sh" && stage == "rollback"),
+        "the rollback hook ran: {:?}\n{}",
+        world.hook_calls(),
+        run.stderr
+    );
+    let result = world.result();
+    assert_ne!(result["result"], "pass", "{result}");
+    assert_ne!(result["result"], "in_progress", "{result}");
+    assert_eq!(result["cause"], "signal");
+    assert_eq!(result["failed_stage"], "canary");
+
+    let record = record_after(&world);
+    assert_ne!(record["status"], "success", "{record:#}");
+    assert!(
+        ["rolled_back", "failure"].contains(&record["status"].as_str().unwrap_or_default()),
+        "{record:#}"
+    );
+    assert_eq!(record["rollout_stages"][0]["status"], "unhealthy");
+    assert_eq!(record["rollout_stages"][1]["status"], "not_run");
+}
+
+/// Issue 18, item 3: `kill -9` mid-stage leaves `rollout.json` saying `in_progress` at the stage
+/// that was running, and `record` reports a failure that says the rollout was interrupted there.
+#[test]
+fn kill_9_mid_stage_leaves_in_progress_and_record_reports_a_failure() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let mut running = world
+        .shipgate()
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&[
+            "canary:5:1s",
+            "progressive:50:120s",
+            "full:100:1s",
+        ]))
+        .spawn();
+    eventually("the progressive stage to be probed", || {
+        world.log().contains("progressive 50% canary http://")
+    });
+    running.kill();
+    let _ = running.wait_at_most(Duration::from_secs(60));
+
+    let result = world.result();
+    assert_eq!(result["result"], "in_progress", "{result}");
+    assert_eq!(result["current_stage"], "progressive");
+    assert_eq!(result["current_weight"], 50);
+    assert_eq!(result["stages"][0]["status"], "passed");
+    assert_eq!(result["stages"][1]["status"], "running");
+    assert_eq!(result["stages"][2]["status"], "not_run");
+    assert_eq!(
+        world.hook_calls().last().map(|c| c.1.as_str()),
+        Some("progressive"),
+        "killed: no rollback ran"
+    );
+
+    let record = record_after(&world);
+    assert_eq!(record["status"], "failure", "{record:#}");
+    assert_eq!(record["failure"]["stage"], "rollout");
+    let error = record["failure"]["error"].as_str().expect("error");
+    assert!(
+        error.contains("interrupted at stage `progressive` (50% of traffic)")
+            && error.contains("in_progress"),
+        "{error}"
+    );
+    assert!(
+        record["failure"]["action_required"]
+            .as_str()
+            .expect("action")
+            .starts_with("ACT NOW"),
+        "{record:#}"
+    );
+    assert_eq!(record["rollout_stages"][1]["status"], "interrupted");
+    assert!(
+        world
+            .state_dir()
+            .join(format!("deployment-failure-report-{ID}.md"))
+            .exists(),
+        "the failure report is written"
+    );
+}
+
+/// Issue 18, item 7: `--verify-timeout 10s` with a probe every 10 s cannot see 3 healthy probes
+/// in a row (at least 20 s): the plan is refused before anything runs, naming the values.
+#[test]
+fn a_verification_that_cannot_fit_its_timeout_is_refused() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    for dry_run in [false, true] {
+        let mut cmd = world.shipgate();
+        cmd.args(["--endpoint", &server.url("/health")])
+            .args(["--interval", "10s", "--min-samples", "1"])
+            .args(["--verify-timeout", "10s", "--verify-successes", "3"])
+            .args(stages(&["canary:5:1s"]));
+        if dry_run {
+            cmd.args(["--dry-run"]);
+        }
+        let run = cmd.run();
+        run.expect_code(2);
+        for needle in [
+            "`verify-successes` `3`",
+            "one every `10s`",
+            "at least `20s`",
+            "`verify-timeout` is `10s`",
+        ] {
+            assert!(run.stderr.contains(needle), "`{needle}`:\n{}", run.stderr);
+        }
+    }
+    assert!(world.hook_calls().is_empty(), "no traffic moved");
+    assert!(!world.state_dir().join("rollout.json").exists());
+}
+
+/// Issue 18, item 7: a verification that times out reports each endpoint's real last answer,
+/// not "no answer yet" when that answer was healthy.
+#[test]
+fn a_failed_verification_reports_the_real_last_answer() {
+    let world = World::new();
+    let server = HealthServer::start(vec![Reply::error()]);
+    // Healthy once, then no answer at all (each later probe hangs past the check's timeout).
+    let verify = HealthServer::start(vec![Reply::healthy(PREVIOUS), Reply::Hang]);
+    let run = world
+        .shipgate()
+        .args(["--format", "json", "--endpoint", &server.url("/health")])
+        .args(["--verify-endpoint", &verify.url("/health")])
+        .args(["--verify-timeout", "3s", "--verify-successes", "2"])
+        .args(stages(&["canary:5:30s"]))
+        .run();
+    run.expect_code(5);
+    let result = run.json();
+    let endpoint = &result["rollback"]["verification"]["endpoints"][0];
+    assert_eq!(endpoint["probes"], 1, "{result:#}");
+    assert_eq!(endpoint["last_healthy"], true);
+    let detail = result["rollback"]["verification"]["detail"]
+        .as_str()
+        .expect("detail");
+    assert!(
+        detail.contains("1 probes, 1 healthy in a row of 2, last: healthy: HTTP 200"),
+        "{detail}"
+    );
+    assert!(!detail.contains("no answer yet"), "{detail}");
+}
+
+/// Issue 18, item 3: after a signal the check after the rollback ends within the runner's grace
+/// period and says so in the log and `rollout.json`: a verify endpoint that never answers leaves
+/// health "not confirmed" (`cut_short`), not two minutes of probing cut off by SIGKILL.
+#[test]
+fn a_cancel_cuts_the_verification_short_and_says_so() {
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let verify = HealthServer::start(vec![Reply::Hang]);
+    let running = world
+        .shipgate()
+        .actions()
+        .args(["--endpoint", &server.url("/health")])
+        .args(["--verify-endpoint", &verify.url("/health")])
+        .args(["--probe-timeout", "30s", "--verify-timeout", "2m"])
+        .args(stages(&["canary:5:120s"]))
+        .spawn();
+    eventually("the canary stage to be probed", || {
+        world.log().contains("canary 5% canary http://")
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("send SIGINT");
+    let run = running.wait_at_most(Duration::from_secs(60));
+    run.expect_code(1);
+    let result = world.result();
+    assert_eq!(result["result"], "rolled_back", "{result:#}");
+    let verification = &result["rollback"]["verification"];
+    assert_eq!(verification["cut_short"], true, "{result:#}");
+    assert_eq!(verification["ok"], false);
+    let detail = verification["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("health after the rollback NOT confirmed")
+            && detail.contains("SIGINT")
+            && detail.contains("no answer yet"),
+        "{detail}"
+    );
+    assert!(world.log().contains("NOT confirmed"), "{}", world.log());
+    assert!(
+        run.stderr
+            .contains("::warning title=shipgate rollout::health after the rollback NOT confirmed"),
+        "{}",
+        run.stderr
+    );
+}
