@@ -720,6 +720,10 @@ struct MigrateResult {
     /// The lock connection ended during the run (the database restarted or the connection was
     /// cut): another run may have overlapped.
     lock_lost: bool,
+    /// The command exited but left processes behind (stopped; see `warning`).
+    left_processes: bool,
+    /// What the command left behind, and what became of it.
+    warning: Option<String>,
     backup_required: bool,
     backup: Option<BackupRef>,
     log_file: String,
@@ -770,6 +774,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         lock_wait_ms: 0,
         lock_holders: Vec::new(),
         lock_lost: false,
+        left_processes: false,
+        warning: None,
         backup_required: options.backup_required,
         backup: None,
         log_file: log_path.display().to_string(),
@@ -890,7 +896,7 @@ async fn migrate(
         .env("SHIPGATE_ENVIRONMENT", &result.environment)
         .env_remove("INPUT_GITHUB-TOKEN")
         .timeout(Some(options.timeout))
-        .die_with_shipgate(session.keepalive().ok());
+        .die_with_shipgate(session.keepalive().ok(), None);
     let run_group = actions::group(&format!("Run {}", actions::quote(&options.shown())));
     tracing::info!(
         "running {} (timeout {})",
@@ -993,6 +999,8 @@ async fn migrate(
 }
 
 fn record_finish(result: &mut MigrateResult, finished: &Finished) {
+    result.left_processes = finished.left_processes;
+    result.warning = finished.warning.clone();
     result.exit_code = finished.exit_code;
     result.signal = finished.signal;
     result.timed_out = finished.timed_out;
@@ -1403,6 +1411,12 @@ fn summary(result: &MigrateResult, options: &Options) -> String {
     }
     if result.lock_lost {
         out.push_str("\n> [!WARNING]\n> The connection holding the migration lock was lost during the run; another run may have overlapped this one.\n");
+    }
+    if let Some(warning) = &result.warning {
+        out.push_str(&format!(
+            "\n> [!WARNING]\n> {}\n",
+            actions::one_line(warning)
+        ));
     }
     out
 }

@@ -969,3 +969,52 @@ fn a_lock_connection_lost_during_the_run_is_reported() {
     );
     assert_eq!(w.migrate_json("970-aaaaaaa")["lock_lost"], true);
 }
+
+#[test]
+fn a_command_that_exits_0_leaving_a_background_process_passes_at_once() {
+    let w = World::new("migrate_leftover");
+    w.verified_backup("980-aaaaaaa");
+    let script = w.path("m.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho migrating\n{}\nsleep 300 & echo $! > {}\n",
+            psql("CREATE TABLE leftover_ok (x int)"),
+            w.path("background.pid").display()
+        ),
+    )
+    .expect("m.sh");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _reaper = GroupReaper(w.path("background.pid"));
+    let mut cmd = w.migrate("980-aaaaaaa", &["--", "./m.sh"]);
+    cmd.actions();
+    // The watchdog: the `sleep 300` holds the command's output; shipgate must not wait for it.
+    let run = cmd.spawn().wait_at_most(Duration::from_secs(60));
+    run.expect_code(0);
+    assert_eq!(run.outputs["result"], "pass");
+    assert!(
+        run.stderr.contains("left 1 process behind"),
+        "{}",
+        run.stderr
+    );
+    let state = w.migrate_json("980-aaaaaaa");
+    assert_eq!(state["result"], "pass", "{state}");
+    assert_eq!(state["exit_code"], 0, "{state}");
+    assert_eq!(state["left_processes"], true, "{state}");
+    assert!(
+        state["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("holding its output")),
+        "{state}"
+    );
+    let log = std::fs::read_to_string(w.state("980-aaaaaaa", "migration-logs-980-aaaaaaa.log"))
+        .expect("log");
+    assert!(log.contains("[stdout] migrating"), "{log}");
+    assert!(log.contains("left 1 process behind"), "{log}");
+    // Nothing the command started outlives the lock.
+    let pid = read_pid(&w.path("background.pid"));
+    wait_for(&format!("the background sleep ({pid}) to be gone"), || {
+        is_gone(pid)
+    });
+}
