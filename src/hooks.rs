@@ -167,6 +167,11 @@ pub(crate) struct Attempt {
     pub(crate) duration_ms: u64,
     /// Why the attempt failed, when it did.
     pub(crate) error: Option<String>,
+    /// The command exited but left processes behind (in its process group, or holding its
+    /// output open); they were stopped, and the attempt is judged by the exit status alone.
+    pub(crate) left_processes: bool,
+    /// What it left behind, and what became of it.
+    pub(crate) warning: Option<String>,
 }
 
 /// A command as `shipgate.yml` writes it: one line (split like a shell would, without
@@ -533,6 +538,8 @@ async fn command_attempt(
                     timed_out: finished.timed_out,
                     duration_ms: finished.duration_ms,
                     error,
+                    left_processes: finished.left_processes,
+                    warning: finished.warning,
                 },
                 true,
             )
@@ -546,6 +553,8 @@ async fn command_attempt(
                     http_status: None,
                     timed_out: false,
                     duration_ms: started.elapsed().as_millis() as u64,
+                    left_processes: false,
+                    warning: None,
                     error: Some(error.to_string()),
                 },
                 retryable,
@@ -589,6 +598,8 @@ async fn webhook_attempt(
                     http_status: None,
                     timed_out: false,
                     duration_ms: started.elapsed().as_millis() as u64,
+                    left_processes: false,
+                    warning: None,
                     error: Some("was stopped because shipgate was cancelled".to_string()),
                 },
                 false,
@@ -616,6 +627,8 @@ async fn webhook_attempt(
                     http_status: Some(status),
                     timed_out: false,
                     duration_ms,
+                    left_processes: false,
+                    warning: None,
                     error: (!ok).then(|| format!("the webhook answered {status}")),
                 },
                 retryable,
@@ -631,6 +644,8 @@ async fn webhook_attempt(
                     http_status: None,
                     timed_out,
                     duration_ms,
+                    left_processes: false,
+                    warning: None,
                     error: Some(if timed_out {
                         format!(
                             "the webhook timed out after {}",

@@ -36,6 +36,14 @@ const INHERITED_PG_ENV: &[&str] = &[
 ];
 /// Tables counted per query by [`Database::row_counts`].
 const COUNT_BATCH: usize = 200;
+/// How long [`stop_sessions_sql`] waits for the sessions it stops to be gone.
+const STOP_SESSIONS_PATIENCE_SECS: u32 = 60;
+/// How long it lets a cancelled query end before terminating the session.
+const CANCEL_BEFORE_TERMINATE_MS: u32 = 1000;
+/// Runs psql with SIGPIPE ignored (dispositions set to "ignore" survive `exec`), so that a
+/// session whose reader (shipgate) is gone keeps running the input still written to it (see
+/// [`Session::keepalive`]) instead of dying at its next line of output.
+const IGNORE_SIGPIPE: &str = "trap '' PIPE; exec \"$0\" \"$@\"";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PgError {
@@ -210,13 +218,20 @@ impl Database {
     /// the first error, unit/record separators.
     fn psql(&self) -> Command {
         let mut command = self.tool("psql");
+        command.args(self.psql_args());
         command
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .arg(format!("--field-separator={FIELD_SEP}"))
-            .arg(format!("--record-separator={RECORD_SEP}"))
-            .arg("--dbname")
-            .arg(&self.conninfo);
-        command
+    }
+
+    fn psql_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        args.push(format!("--field-separator={FIELD_SEP}"));
+        args.push(format!("--record-separator={RECORD_SEP}"));
+        args.push("--dbname".into());
+        args.push(self.conninfo.clone());
+        args
     }
 
     /// The environment a client tool needs (for callers building a `process::Spec`).
@@ -306,10 +321,26 @@ impl Database {
         Ok(counts)
     }
 
-    /// Opens a long-lived session (one `psql` connection kept open).
+    /// Opens a long-lived session (one `psql` connection kept open). Its psql ignores SIGPIPE:
+    /// when shipgate dies, the session still runs what a guard holding [`Session::keepalive`]
+    /// writes before it lets go.
     pub(crate) async fn session(&self) -> Result<Session, PgError> {
-        let mut child = self
-            .psql()
+        let program = self.program("psql");
+        if !executable_exists(&program) {
+            // Said here: through `sh`, a missing psql would only show as a session that ended.
+            return Err(PgError::Tool {
+                tool: "psql".into(),
+                reason: format!("`{program}` is not an executable file or not on PATH"),
+            });
+        }
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", IGNORE_SIGPIPE])
+            .arg(&program)
+            .args(self.psql_args());
+        self.apply_env(&mut command);
+        let mut child = command
+            .kill_on_drop(true)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -442,9 +473,58 @@ impl Session {
             .collect())
     }
 
+    /// The other sessions named `application_name`, in every database of the server (what a
+    /// command given that `PGAPPNAME` opened): their queries are cancelled, those still there
+    /// after a second are terminated, and this waits (at most a minute) until they are gone —
+    /// all on this connection, so that a lock it holds outlives them. Returns the sessions found
+    /// and how many are still there.
+    pub(crate) async fn stop_sessions(
+        &mut self,
+        application_name: &str,
+    ) -> Result<StoppedSessions, PgError> {
+        let name = literal(application_name);
+        let found = self
+            .query(&format!(
+                "SELECT pid, coalesce(state, ''), coalesce(left(query, 200), '') \
+                 FROM pg_stat_activity WHERE application_name = {name} \
+                 AND pid <> pg_backend_pid() ORDER BY pid"
+            ))
+            .await?;
+        let mut stopped = StoppedSessions {
+            sessions: found
+                .into_iter()
+                .map(|row| {
+                    let field = |i: usize| row.get(i).cloned().filter(|v| !v.is_empty());
+                    SessionSeen {
+                        pid: field(0).and_then(|v| v.trim().parse().ok()),
+                        state: field(1),
+                        query: field(2).map(|q| redact(&crate::actions::one_line(&q))),
+                    }
+                })
+                .collect(),
+            remaining: 0,
+        };
+        if stopped.sessions.is_empty() {
+            return Ok(stopped);
+        }
+        self.query(&stop_sessions_sql(application_name)).await?;
+        stopped.remaining = self
+            .query(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = {name} \
+                 AND pid <> pg_backend_pid()"
+            ))
+            .await
+            .ok()
+            .and_then(|rows| first_field(&rows).and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        Ok(stopped)
+    }
+
     /// A duplicate of the write end of psql's stdin: while any copy is open, psql keeps the
     /// session (and every lock it holds) alive. Handed to a guard process that must outlive
-    /// shipgate for as long as it has work to do (see `process::Spec::die_with_shipgate`).
+    /// shipgate for as long as it has work to do (see `process::Spec::die_with_shipgate`); what
+    /// the guard writes there (e.g. [`stop_sessions_script`]) runs on this session before it
+    /// ends.
     pub(crate) fn keepalive(&self) -> std::io::Result<std::os::fd::OwnedFd> {
         use std::os::fd::AsFd as _;
         self.stdin.as_fd().try_clone_to_owned()
@@ -489,6 +569,72 @@ impl Session {
             message,
         }
     }
+}
+
+/// What [`Session::stop_sessions`] found and stopped.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct StoppedSessions {
+    pub(crate) sessions: Vec<SessionSeen>,
+    /// Still there after the wait.
+    pub(crate) remaining: u64,
+}
+
+/// A session found by [`Session::stop_sessions`], as it was before it was stopped.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct SessionSeen {
+    pub(crate) pid: Option<i64>,
+    /// `active`, `idle`, `idle in transaction`, …
+    pub(crate) state: Option<String>,
+    /// Its current or last query (200 characters, one line, redacted).
+    pub(crate) query: Option<String>,
+}
+
+impl SessionSeen {
+    /// Still running SQL (or holding a transaction open), not just closing.
+    pub(crate) fn busy(&self) -> bool {
+        self.state.as_deref().is_some_and(|s| s != "idle")
+    }
+}
+
+/// One statement (a `DO` block, no output, never an error) that stops the sessions named
+/// `application_name` from the session running it: cancels their queries, terminates those
+/// still there after a second, and returns once they are gone or after a minute. It polls
+/// `pg_stat_activity`, whose snapshot is refreshed with `pg_stat_clear_snapshot()` inside the
+/// block's one transaction.
+pub(crate) fn stop_sessions_sql(application_name: &str) -> String {
+    let name = literal(application_name);
+    let tag = format!("$shipgate_{}$", crate::util::random_hex(6));
+    let others = format!(
+        "FROM pg_stat_activity WHERE application_name = {name} AND pid <> pg_backend_pid()"
+    );
+    format!(
+        "DO {tag}\n\
+         DECLARE\n  \
+           give_up timestamptz := clock_timestamp() + interval '{STOP_SESSIONS_PATIENCE_SECS} seconds';\n  \
+           terminate_from timestamptz := clock_timestamp() + interval '{CANCEL_BEFORE_TERMINATE_MS} milliseconds';\n\
+         BEGIN\n  \
+           PERFORM set_config('client_min_messages', 'error', true);\n  \
+           PERFORM pg_cancel_backend(pid) {others};\n  \
+           LOOP\n    \
+             PERFORM pg_stat_clear_snapshot();\n    \
+             EXIT WHEN NOT EXISTS (SELECT 1 {others});\n    \
+             EXIT WHEN clock_timestamp() > give_up;\n    \
+             IF clock_timestamp() > terminate_from THEN\n      \
+               PERFORM pg_terminate_backend(pid) {others};\n    \
+             END IF;\n    \
+             PERFORM pg_sleep(0.05);\n  \
+           END LOOP;\n\
+         EXCEPTION WHEN OTHERS THEN NULL;\n\
+         END\n\
+         {tag}"
+    )
+}
+
+/// [`stop_sessions_sql`] as psql input: what a guard holding a session's
+/// [`Session::keepalive`] writes there when shipgate is gone, so that the session stops them
+/// before it ends (and releases its locks).
+pub(crate) fn stop_sessions_script(application_name: &str) -> String {
+    format!("{};\n", stop_sessions_sql(application_name))
 }
 
 /// A session holding an advisory lock, as another client sees it.
@@ -548,6 +694,20 @@ impl LockHolder {
             format!("{pid} ({})", parts.join(", "))
         }
     }
+}
+
+/// Whether `program` names an executable file: a path as is, a bare name on `PATH`.
+fn executable_exists(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &std::path::Path| {
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 fn first_field(rows: &[Vec<String>]) -> Option<&str> {
@@ -759,6 +919,22 @@ mod tests {
             queries[0]
                 .starts_with("SELECT 'public.t\"0', count(*) FROM \"public\".\"t\"\"0\" UNION ALL")
         );
+    }
+
+    #[test]
+    fn stopping_sessions_is_one_quiet_statement() {
+        let sql = stop_sessions_sql("shipgate-migrate-it's-1");
+        assert!(sql.starts_with("DO $shipgate_"), "{sql}");
+        assert!(
+            sql.contains("application_name = 'shipgate-migrate-it''s-1'"),
+            "{sql}"
+        );
+        // pg_stat_activity is a snapshot per transaction: refreshed on every round.
+        assert!(sql.contains("pg_stat_clear_snapshot()"), "{sql}");
+        assert!(sql.contains("EXCEPTION WHEN OTHERS THEN NULL"), "{sql}");
+        // A fresh dollar-quote tag each time, so no text inside can close it.
+        assert_ne!(sql, stop_sessions_sql("shipgate-migrate-it's-1"));
+        assert!(stop_sessions_script("x").ends_with("$;\n"));
     }
 
     #[test]

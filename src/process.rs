@@ -74,17 +74,28 @@ pub(crate) struct Spec {
     pub(crate) inherit_inputs: bool,
 }
 
-/// What the guard process of [`Spec::die_with_shipgate`] keeps open until the group is dead.
+/// What the guard process of [`Spec::die_with_shipgate`] keeps open until the group is dead,
+/// and what it writes there before letting go of it.
 #[derive(Debug, Clone)]
 pub(crate) struct Guard {
     hold: Option<Arc<OwnedFd>>,
+    farewell: Option<String>,
 }
 
-/// The guard: reads the child's process group id, then blocks on its stdin, a pipe whose only
-/// writer is shipgate. The pipe reaches end-of-file only when shipgate is gone (exit, crash,
-/// SIGKILL); the guard then kills the group. On the normal path shipgate kills the guard first.
-/// The descriptor to hold arrives as stdout and is moved to fd 3 so nothing is ever written to it.
-const GUARD_SCRIPT: &str = "exec 3>&1 >/dev/null 2>&1; read _ignored; kill -KILL \"-$0\"";
+/// The guard: gets the child's process group id (`$0`) and a farewell text (`$1`), then blocks
+/// on its stdin, a pipe whose only writer is shipgate. If the pipe reaches end-of-file first,
+/// shipgate is gone (exit, crash, SIGKILL) while the group may still run: the guard kills the
+/// group. If shipgate first writes a line, the group is over (its id may be reused: the guard
+/// must not signal it any more), and the guard only waits for shipgate to go. Either way, once
+/// shipgate is gone, the guard writes the farewell to the held descriptor (moved to fd 3; stdout
+/// is closed so nothing else is ever written there) and exits, closing it. On the normal path
+/// shipgate kills the guard, which then writes nothing.
+const GUARD_SCRIPT: &str = "exec 3>&1 >/dev/null 2>&1; if read _done; then read _gone; else kill -KILL \"-$0\"; fi; printf '%s' \"$1\" >&3";
+
+/// After a command's main process has exited: how long its pipes are still read (what it and
+/// its children had written), first before looking for processes it left behind, then again
+/// after stopping them.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 
 impl Spec {
     pub(crate) fn new(label: impl Into<String>, argv: Vec<String>) -> Spec {
@@ -139,9 +150,18 @@ impl Spec {
     /// group of its own) kills the group as soon as shipgate is gone. `hold`, when given, is
     /// kept open by the guard until the group is dead, e.g. [`crate::postgres::Session::keepalive`]
     /// so that a lock taken for the child outlives the child and is never released under it.
-    pub(crate) fn die_with_shipgate(mut self, hold: Option<OwnedFd>) -> Spec {
+    ///
+    /// `farewell`, when given, is written to `hold` by the guard once shipgate is gone (after
+    /// the group is killed), before the guard lets go of it: e.g. SQL that a held `psql` session
+    /// runs before it ends ([`crate::postgres::stop_sessions_script`]).
+    pub(crate) fn die_with_shipgate(
+        mut self,
+        hold: Option<OwnedFd>,
+        farewell: Option<String>,
+    ) -> Spec {
         self.guard = Some(Guard {
             hold: hold.map(Arc::new),
+            farewell,
         });
         self
     }
@@ -229,6 +249,13 @@ pub(crate) struct Finished {
     pub(crate) timed_out: bool,
     pub(crate) cancelled: bool,
     pub(crate) duration_ms: u64,
+    /// After the main process exited, processes it had started were still running (in its
+    /// process group, or holding its output open); [`Finished::warning`] says which and what
+    /// became of them. The command is still judged by its own exit status.
+    pub(crate) left_processes: bool,
+    /// What was left behind and what shipgate did about it, one line.
+    #[serde(skip)]
+    pub(crate) warning: Option<String>,
     /// The last lines of output, redacted.
     #[serde(skip)]
     pub(crate) tail: Vec<String>,
@@ -336,18 +363,179 @@ where
 }
 
 /// Runs `spec` to the end: output streamed to stderr inside a stop-commands fence (and into
-/// `log`), killed as a group at its timeout or when `cancel` resolves.
+/// `log`), killed as a group at its timeout or when `cancel` resolves. Judged by its main
+/// process's exit status: once it has exited, what it left running in its process group is
+/// stopped and its output is read only for a bounded time (see [`run_guarded`]).
 pub(crate) async fn run_logged(
+    spec: &Spec,
+    log: Option<&mut LogFile>,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Finished, ProcessError> {
+    let (finished, guard) = run_guarded(spec, log, cancel).await?;
+    if let Some(guard) = guard {
+        guard.dismiss().await;
+    }
+    Ok(finished)
+}
+
+/// The guard process of [`Spec::die_with_shipgate`] after the command has ended: it no longer
+/// signals the command's group, keeps holding its descriptor, and writes its farewell there if
+/// shipgate dies before [`GuardProcess::dismiss`].
+pub(crate) struct GuardProcess {
+    child: Child,
+    stdin: Option<tokio::process::ChildStdin>,
+}
+
+impl GuardProcess {
+    /// Tells the guard the group is over: from now on it only waits for shipgate to go.
+    async fn group_done(&mut self) {
+        use tokio::io::AsyncWriteExt as _;
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = stdin.write_all(b"done\n").await;
+            let _ = stdin.flush().await;
+        }
+    }
+
+    /// Ends the guard without its farewell: shipgate did (or no longer needs) what it would do.
+    pub(crate) async fn dismiss(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A process a command left running after its main process exited.
+#[derive(Debug)]
+struct Leftover {
+    pid: Option<i32>,
+    name: Option<String>,
+    /// It holds the command's stdout or stderr open.
+    holds_output: bool,
+}
+
+impl Leftover {
+    fn describe(&self) -> String {
+        let mut text = match (self.pid, &self.name) {
+            (Some(pid), Some(name)) => format!("pid {pid} {}", crate::actions::quote(name)),
+            (Some(pid), None) => format!("pid {pid}"),
+            _ => "processes of its group".to_string(),
+        };
+        if self.holds_output {
+            text.push_str(", holding its output");
+        }
+        text
+    }
+}
+
+/// The live members (zombies aside) of process group `group`, read from `/proc`; each says
+/// whether it holds one of `pipes` (the command's output pipes, as `pipe:[<inode>]`) open. Without
+/// `/proc`, a signal 0 to the group tells whether anything is left.
+fn group_members(group: i32, pipes: &[String]) -> Vec<Leftover> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return if killpg(Pid::from_raw(group), None).is_ok() {
+            vec![Leftover {
+                pid: None,
+                name: None,
+                holds_output: false,
+            }]
+        } else {
+            Vec::new()
+        };
+    };
+    let mut members = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(state), Some(pgrp)) = (fields.first(), fields.get(2)) else {
+            continue;
+        };
+        if *pgrp != group.to_string() || matches!(*state, "Z" | "X" | "x") {
+            continue;
+        }
+        let name = head.split_once('(').map(|(_, name)| name.to_string());
+        let holds_output = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|target| {
+                        pipes.iter().any(|pipe| target.as_os_str() == pipe.as_str())
+                    })
+                })
+            })
+            .unwrap_or(false);
+        members.push(Leftover {
+            pid: Some(pid),
+            name,
+            holds_output,
+        });
+    }
+    members
+}
+
+/// SIGTERM to what is left of a group whose leader has exited, SIGKILL after the grace period.
+async fn stop_leftovers(group: i32) {
+    let pgid = Pid::from_raw(group);
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let grace = crate::util::retry_delay(KILL_GRACE).max(Duration::from_millis(200));
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
+        if group_members(group, &[]).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+}
+
+/// One line of a child's output: redacted, shown inside the fence, logged, kept for the tail.
+fn take_line(line: &str, is_err: bool, log: Option<&mut LogFile>, tail: &mut Vec<String>) {
+    let line = redact(line);
+    crate::actions::emit(&format!("  {line}"));
+    if let Some(log) = log {
+        log.line(&format!(
+            "[{}] {line}",
+            if is_err { "stderr" } else { "stdout" }
+        ));
+    }
+    tail.push(line);
+    if tail.len() > TAIL_LINES {
+        tail.remove(0);
+    }
+}
+
+/// [`run_logged`], handing back the guard of [`Spec::die_with_shipgate`] (when the spec has one)
+/// still alive, so that it keeps its descriptor (e.g. a lock connection) and acts if shipgate
+/// dies before the caller is done; the caller ends it with [`GuardProcess::dismiss`].
+///
+/// The command is over when its main process exits, whatever its children do: its output is
+/// then read for at most [`DRAIN_AFTER_EXIT`] (what was already written), anything still
+/// running in its process group is stopped (SIGTERM, then SIGKILL after the grace period), the
+/// pipes are read again for at most as long, then closed. What was left behind is said in the
+/// log, on stderr and in [`Finished::warning`].
+pub(crate) async fn run_guarded(
     spec: &Spec,
     mut log: Option<&mut LogFile>,
     cancel: impl std::future::Future<Output = ()>,
-) -> Result<Finished, ProcessError> {
+) -> Result<(Finished, Option<GuardProcess>), ProcessError> {
     let started = Instant::now();
     let mut child = spec.spawn_piped()?;
     let pid = child.id();
     let mut guard = match &spec.guard {
         Some(guard) => match spawn_guard(guard, pid) {
-            Ok(process) => Some(process),
+            Ok(mut process) => Some(GuardProcess {
+                stdin: process.stdin.take(),
+                child: process,
+            }),
             Err(e) => {
                 terminate_group(pid, &mut child).await;
                 return Err(e);
@@ -364,7 +552,16 @@ pub(crate) async fn run_logged(
     }
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let pipes: Vec<String> = [
+        stdout.as_ref().and_then(|s| nix::sys::stat::fstat(s).ok()),
+        stderr.as_ref().and_then(|s| nix::sys::stat::fstat(s).ok()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stat| format!("pipe:[{}]", stat.st_ino))
+    .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, String)>();
+    let mut readers = Vec::new();
     for (is_err, stream) in [
         (
             false,
@@ -377,14 +574,14 @@ pub(crate) async fn run_logged(
     ] {
         if let Some(stream) = stream {
             let tx = tx.clone();
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if tx.send((is_err, line)).is_err() {
                         break;
                     }
                 }
-            });
+            }));
         }
     }
     drop(tx);
@@ -403,23 +600,15 @@ pub(crate) async fn run_logged(
     tokio::pin!(sleep_until_deadline);
     tokio::pin!(cancel);
     let mut streams_open = true;
+    // Judged by the exit of the main process, not by the end of its output: a background child
+    // may hold the pipes open for as long as it likes.
     let status = loop {
         tokio::select! {
             line = rx.recv(), if streams_open => match line {
-                Some((is_err, line)) => {
-                    let line = redact(&line);
-                    crate::actions::emit(&format!("  {line}"));
-                    if let Some(log) = log.as_deref_mut() {
-                        log.line(&format!("[{}] {line}", if is_err { "stderr" } else { "stdout" }));
-                    }
-                    tail.push(line);
-                    if tail.len() > TAIL_LINES {
-                        tail.remove(0);
-                    }
-                }
+                Some((is_err, line)) => take_line(&line, is_err, log.as_deref_mut(), &mut tail),
                 None => streams_open = false,
             },
-            status = child.wait(), if !streams_open => break status,
+            status = child.wait() => break status,
             _ = &mut sleep_until_deadline, if !timed_out && !cancelled => {
                 timed_out = true;
                 terminate_group(pid, &mut child).await;
@@ -430,24 +619,90 @@ pub(crate) async fn run_logged(
             }
         }
     };
+    let mut drain = async |log: &mut Option<&mut LogFile>, tail: &mut Vec<String>| {
+        let until = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
+        while streams_open {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some((is_err, line))) => take_line(&line, is_err, log.as_deref_mut(), tail),
+                Ok(None) => streams_open = false,
+                Err(_) => break,
+            }
+        }
+    };
+    drain(&mut log, &mut tail).await;
+    let left = pid.map_or_else(Vec::new, |pid| group_members(pid as i32, &pipes));
+    if let (Some(pid), false) = (pid, left.is_empty()) {
+        stop_leftovers(pid as i32).await;
+        drain(&mut log, &mut tail).await;
+    }
+    // Still open: a process outside the group (`setsid`) holds the output; stop reading it.
+    let held_outside = streams_open;
+    for reader in &readers {
+        reader.abort();
+    }
     drop(fence);
     if let Some(guard) = guard.as_mut() {
-        // The group is done: the guard must not act any more (a reused id could be another's).
-        let _ = guard.kill().await;
+        // The group is done: the guard must not signal it any more (a reused id could be
+        // another's), but keeps what it holds until it is dismissed or shipgate is gone.
+        guard.group_done().await;
     }
     let status = status.map_err(|e| ProcessError::Spawn {
         program: spec.argv[0].clone(),
         reason: e.to_string(),
     })?;
     use std::os::unix::process::ExitStatusExt as _;
-    let finished = Finished {
+    let mut finished = Finished {
         exit_code: status.code(),
         signal: status.signal(),
         timed_out,
         cancelled,
         duration_ms: started.elapsed().as_millis() as u64,
+        left_processes: !left.is_empty() || held_outside,
+        warning: None,
         tail,
     };
+    if finished.left_processes {
+        let mut parts = Vec::new();
+        if !left.is_empty() {
+            let count = left.iter().filter(|l| l.pid.is_some()).count();
+            let what = match count {
+                0 => "processes".to_string(),
+                1 => "1 process".to_string(),
+                n => format!("{n} processes"),
+            };
+            parts.push(format!(
+                "left {what} behind ({}); shipgate stopped {} (SIGTERM; SIGKILL if still running after {})",
+                left.iter()
+                    .map(Leftover::describe)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                if count == 1 { "it" } else { "them" },
+                crate::util::format_duration(
+                    crate::util::retry_delay(KILL_GRACE).max(Duration::from_millis(200))
+                )
+            ));
+        }
+        if held_outside {
+            parts.push(
+                "a process outside its process group still holds its output open; shipgate stopped reading it and left that process alone"
+                    .to_string(),
+            );
+        }
+        let warning = format!(
+            "{} ended ({}) but {}: a command must wait for what it starts, or start what must outlive it with `setsid`, its output redirected",
+            spec.label,
+            finished.describe(),
+            parts.join("; ")
+        );
+        if let Some(log) = log.as_deref_mut() {
+            log.line(&format!(
+                "[{}] warning: {warning}",
+                crate::util::now_rfc3339()
+            ));
+        }
+        crate::actions::annotate(crate::actions::Level::Warning, Some("shipgate"), &warning);
+        finished.warning = Some(warning);
+    }
     if let Some(log) = log {
         log.line(&format!(
             "[{}] {} {} after {}",
@@ -457,7 +712,7 @@ pub(crate) async fn run_logged(
             crate::util::format_duration(started.elapsed())
         ));
     }
-    Ok(finished)
+    Ok((finished, guard))
 }
 
 /// Runs a trusted child (shipgate itself) with stdout/stderr inherited, so its workflow commands
@@ -497,6 +752,8 @@ pub(crate) async fn run_inherited(
         timed_out: false,
         cancelled,
         duration_ms: started.elapsed().as_millis() as u64,
+        left_processes: false,
+        warning: None,
         tail: Vec::new(),
     })
 }
@@ -523,6 +780,7 @@ fn spawn_guard(guard: &Guard, pid: Option<u32>) -> Result<Child, ProcessError> {
     command
         .args(["-c", GUARD_SCRIPT])
         .arg(pid.to_string())
+        .arg(guard.farewell.as_deref().unwrap_or(""))
         .stdin(Stdio::piped())
         .stdout(stdout)
         .stderr(Stdio::null())
@@ -626,8 +884,21 @@ pub(crate) async fn run_quiet(
     if let Some(pid) = pid {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
-    let stdout = out_task.await.unwrap_or_default();
-    let stderr = err_task.await.unwrap_or_default();
+    // One that left the group (`setsid`) could hold them forever: read for a bounded time.
+    let collect = async |mut task: tokio::task::JoinHandle<Vec<u8>>| match tokio::time::timeout(
+        DRAIN_AFTER_EXIT,
+        &mut task,
+    )
+    .await
+    {
+        Ok(kept) => kept.unwrap_or_default(),
+        Err(_) => {
+            task.abort();
+            Vec::new()
+        }
+    };
+    let stdout = collect(out_task).await;
+    let stderr = collect(err_task).await;
     let tail = redact(&String::from_utf8_lossy(&stderr))
         .lines()
         .rev()
@@ -645,6 +916,8 @@ pub(crate) async fn run_quiet(
             timed_out,
             cancelled,
             duration_ms: started.elapsed().as_millis() as u64,
+            left_processes: false,
+            warning: None,
             tail,
         },
         redact(&String::from_utf8_lossy(&stdout)),
@@ -849,6 +1122,74 @@ mod tests {
         let text = std::fs::read_to_string(log.path()).expect("log text");
         assert!(text.contains("[stdout] out"), "{text}");
         assert!(text.contains("[stderr] err"), "{text}");
+    }
+
+    /// Whether `pid` still runs code (a zombie nobody reaps does not).
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| !matches!(state, "Z" | "X"))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_command_is_over_when_its_main_process_exits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut log = LogFile::append(&dir.path().join("run.log")).expect("log");
+        for (script, holds_output) in [
+            // The background child keeps stdout and stderr open.
+            ("echo before; sleep 1000 & echo $! > {pid}; exit 0", true),
+            // This one does not, but is left running all the same.
+            (
+                "echo before; sleep 1000 >/dev/null 2>&1 & echo $! > {pid}; exit 0",
+                false,
+            ),
+        ] {
+            let pid_file = dir.path().join("pid");
+            let script = script.replace("{pid}", &pid_file.display().to_string());
+            let spec = Spec::shell("test", &script);
+            let finished = run_logged(&spec, Some(&mut log), std::future::pending())
+                .await
+                .expect("runs");
+            let pid: i32 = std::fs::read_to_string(&pid_file)
+                .expect("pid")
+                .trim()
+                .parse()
+                .expect("a pid");
+            assert!(finished.success(), "{finished:?}");
+            assert_eq!(finished.exit_code, Some(0));
+            assert!(finished.left_processes, "{finished:?}");
+            assert_eq!(finished.tail, vec!["before".to_string()]);
+            let warning = finished.warning.clone().expect("a warning");
+            assert!(
+                warning.contains(&format!("left 1 process behind (pid {pid} `sleep`")),
+                "{warning}"
+            );
+            assert_eq!(
+                warning.contains("holding its output"),
+                holds_output,
+                "{warning}"
+            );
+            assert!(!alive(pid), "the leftover `sleep` ({pid}) was not stopped");
+        }
+        let text = std::fs::read_to_string(log.path()).expect("log text");
+        assert!(
+            text.contains("warning: test ended (exit code 0) but left 1 process behind"),
+            "{text}"
+        );
+
+        // A command that waits for its children leaves nothing and no warning.
+        let spec = Spec::shell("test", "sleep 0.1 & wait; echo done");
+        let finished = run_logged(&spec, None, std::future::pending())
+            .await
+            .expect("runs");
+        assert!(
+            finished.success() && !finished.left_processes,
+            "{finished:?}"
+        );
+        assert_eq!(finished.warning, None);
+        assert_eq!(finished.tail, vec!["done".to_string()]);
     }
 
     #[tokio::test]

@@ -36,6 +36,8 @@ const LOCK_PING_EVERY: Duration = Duration::from_secs(30);
 const LOCK_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// Names listed in the summary before "and N more".
 const SUMMARY_NAMES: usize = 50;
+/// PostgreSQL keeps the first 63 bytes of an `application_name`.
+const APPLICATION_NAME_MAX: usize = 63;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -720,6 +722,17 @@ struct MigrateResult {
     /// The lock connection ended during the run (the database restarted or the connection was
     /// cut): another run may have overlapped.
     lock_lost: bool,
+    /// `PGAPPNAME` of the command: the sessions it opens carry it, and the ones still there when
+    /// it ends (or when shipgate dies) are stopped before the lock is released.
+    application_name: String,
+    /// The command exited but left processes behind (stopped; see `warning`).
+    left_processes: bool,
+    /// Database sessions of the command still there after it ended, stopped before the lock
+    /// was released.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stopped_sessions: Vec<postgres::SessionSeen>,
+    /// What the command left behind, and what became of it.
+    warning: Option<String>,
     backup_required: bool,
     backup: Option<BackupRef>,
     log_file: String,
@@ -770,6 +783,10 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         lock_wait_ms: 0,
         lock_holders: Vec::new(),
         lock_lost: false,
+        application_name: application_name(state.id()),
+        left_processes: false,
+        stopped_sessions: Vec::new(),
+        warning: None,
         backup_required: options.backup_required,
         backup: None,
         log_file: log_path.display().to_string(),
@@ -884,13 +901,21 @@ async fn migrate(
         ));
     }
 
+    // The command's sessions carry PGAPPNAME (libpq, pgx, lib/pq, node-postgres, sqlx honour
+    // it), so that the ones it leaves running can be found and stopped under the lock: by
+    // shipgate when the command ends, by the guard (through the lock session, before the lock
+    // can go) when shipgate dies first.
     let spec = Spec::new("migration command", options.argv.clone())
         .secret_env("DATABASE_URL", url)
+        .env("PGAPPNAME", &result.application_name)
         .env("SHIPGATE_DEPLOYMENT_ID", state.id())
         .env("SHIPGATE_ENVIRONMENT", &result.environment)
         .env_remove("INPUT_GITHUB-TOKEN")
         .timeout(Some(options.timeout))
-        .die_with_shipgate(session.keepalive().ok());
+        .die_with_shipgate(
+            session.keepalive().ok(),
+            Some(postgres::stop_sessions_script(&result.application_name)),
+        );
     let run_group = actions::group(&format!("Run {}", actions::quote(&options.shown())));
     tracing::info!(
         "running {} (timeout {})",
@@ -898,7 +923,7 @@ async fn migrate(
         format_duration(options.timeout)
     );
     let finished = {
-        let run = process::run_logged(&spec, Some(&mut log), shutdown.as_mut());
+        let run = process::run_guarded(&spec, Some(&mut log), shutdown.as_mut());
         tokio::pin!(run);
         // The lock connection sits idle while the command runs: a query now and then keeps
         // proxies, NAT and `idle_session_timeout` from dropping it, and notices if it was.
@@ -922,8 +947,9 @@ async fn migrate(
         }
     };
     drop(run_group);
-    let finished = finished?;
+    let (finished, guard) = finished?;
     record_finish(result, &finished);
+    stop_sessions(&mut session, result, &mut log).await;
 
     let after = snapshot(&db, options.history_table.as_ref()).await;
     match (&before, after) {
@@ -969,6 +995,9 @@ async fn migrate(
         }
     }
     session.close().await;
+    if let Some(guard) = guard {
+        guard.dismiss().await;
+    }
     log.line(&format!(
         "[{}] result: {}; applied {}: {}",
         crate::util::now_rfc3339(),
@@ -992,7 +1021,85 @@ async fn migrate(
     })
 }
 
+/// `shipgate-migrate-<deployment id>-<random>`: distinct per run (two runs of one deployment,
+/// for two databases on one server, must not stop each other's sessions), within the 63 bytes
+/// PostgreSQL keeps.
+fn application_name(deployment_id: &str) -> String {
+    let suffix = format!("-{}", crate::util::random_hex(3));
+    let prefix = "shipgate-migrate-";
+    let room = APPLICATION_NAME_MAX - prefix.len() - suffix.len();
+    // Deployment ids are ASCII (letters, digits, `.`, `_`, `-`).
+    let id: String = deployment_id.chars().take(room).collect();
+    format!("{prefix}{id}{suffix}")
+}
+
+/// Stops what the command left running on the server (its sessions, found by
+/// `application_name`) while the lock is still held, and says so when it was more than
+/// connections closing.
+async fn stop_sessions(session: &mut Session, result: &mut MigrateResult, log: &mut LogFile) {
+    if result.lock_lost {
+        // The lock connection is gone (already reported): nothing to protect, no way to ask.
+        return;
+    }
+    let stopped = match session.stop_sessions(&result.application_name).await {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            actions::annotate(
+                Level::Warning,
+                Some("shipgate migrate"),
+                &format!(
+                    "{e}: cannot check for database sessions the migration command left running (application_name `{}`); check `pg_stat_activity` before the next migration",
+                    result.application_name
+                ),
+            );
+            return;
+        }
+    };
+    let busy: Vec<&postgres::SessionSeen> = stopped.sessions.iter().filter(|s| s.busy()).collect();
+    if busy.is_empty() && stopped.remaining == 0 {
+        return;
+    }
+    let listed = busy
+        .iter()
+        .map(|s| {
+            format!(
+                "pid {} ({}{})",
+                s.pid.map_or_else(|| "?".to_string(), |p| p.to_string()),
+                s.state.as_deref().unwrap_or("?"),
+                s.query
+                    .as_deref()
+                    .map(|q| format!(": {}", actions::quote(q)))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = if stopped.remaining == 0 {
+        format!(
+            "{} database session(s) of the migration command were still running SQL after it ended ({listed}); they were cancelled (terminated if needed) before the migration lock was released",
+            busy.len()
+        )
+    } else {
+        format!(
+            "database sessions of the migration command were still running after it ended ({listed}); {} still there after a minute of cancelling and terminating them: the lock is released anyway, check `pg_stat_activity` for application_name `{}` before the next migration",
+            stopped.remaining, result.application_name
+        )
+    };
+    log.line(&format!(
+        "[{}] warning: {message}",
+        crate::util::now_rfc3339()
+    ));
+    actions::annotate(Level::Warning, Some("shipgate migrate"), &message);
+    result.stopped_sessions = busy.into_iter().cloned().collect();
+    result.warning = Some(match result.warning.take() {
+        Some(earlier) => format!("{earlier}; {message}"),
+        None => message,
+    });
+}
+
 fn record_finish(result: &mut MigrateResult, finished: &Finished) {
+    result.left_processes = finished.left_processes;
+    result.warning = finished.warning.clone();
     result.exit_code = finished.exit_code;
     result.signal = finished.signal;
     result.timed_out = finished.timed_out;
@@ -1403,6 +1510,12 @@ fn summary(result: &MigrateResult, options: &Options) -> String {
     }
     if result.lock_lost {
         out.push_str("\n> [!WARNING]\n> The connection holding the migration lock was lost during the run; another run may have overlapped this one.\n");
+    }
+    if let Some(warning) = &result.warning {
+        out.push_str(&format!(
+            "\n> [!WARNING]\n> {}\n",
+            actions::one_line(warning)
+        ));
     }
     out
 }

@@ -9,6 +9,7 @@ mod e2e;
 mod fake_github_selftest;
 mod gate;
 mod gate_bench;
+mod hooks;
 mod migrate;
 mod notify;
 mod record;

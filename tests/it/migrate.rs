@@ -969,3 +969,173 @@ fn a_lock_connection_lost_during_the_run_is_reported() {
     );
     assert_eq!(w.migrate_json("970-aaaaaaa")["lock_lost"], true);
 }
+
+#[test]
+fn a_command_that_exits_0_leaving_a_background_process_passes_at_once() {
+    let w = World::new("migrate_leftover");
+    w.verified_backup("980-aaaaaaa");
+    let script = w.path("m.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho migrating\n{}\nsleep 300 & echo $! > {}\n",
+            psql("CREATE TABLE leftover_ok (x int)"),
+            w.path("background.pid").display()
+        ),
+    )
+    .expect("m.sh");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _reaper = GroupReaper(w.path("background.pid"));
+    let mut cmd = w.migrate("980-aaaaaaa", &["--", "./m.sh"]);
+    cmd.actions();
+    // The watchdog: the `sleep 300` holds the command's output; shipgate must not wait for it.
+    let run = cmd.spawn().wait_at_most(Duration::from_secs(60));
+    run.expect_code(0);
+    assert_eq!(run.outputs["result"], "pass");
+    assert!(
+        run.stderr.contains("left 1 process behind"),
+        "{}",
+        run.stderr
+    );
+    let state = w.migrate_json("980-aaaaaaa");
+    assert_eq!(state["result"], "pass", "{state}");
+    assert_eq!(state["exit_code"], 0, "{state}");
+    assert_eq!(state["left_processes"], true, "{state}");
+    assert!(
+        state["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("holding its output")),
+        "{state}"
+    );
+    let log = std::fs::read_to_string(w.state("980-aaaaaaa", "migration-logs-980-aaaaaaa.log"))
+        .expect("log");
+    assert!(log.contains("[stdout] migrating"), "{log}");
+    assert!(log.contains("left 1 process behind"), "{log}");
+    // Nothing the command started outlives the lock.
+    let pid = read_pid(&w.path("background.pid"));
+    wait_for(&format!("the background sleep ({pid}) to be gone"), || {
+        is_gone(pid)
+    });
+}
+
+/// Terminates, when dropped, every backend whose query contains `marker` (a failing test must
+/// not leave a `pg_sleep(300)` on the shared cluster).
+struct BackendReaper<'a>(&'a World, String);
+
+impl Drop for BackendReaper<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.pg.try_psql(
+            &self.0.db,
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%{}%' AND pid <> pg_backend_pid()",
+                self.1
+            ),
+        );
+    }
+}
+
+#[test]
+fn killing_shipgate_stops_the_migrations_sql_before_the_lock_is_released() {
+    let w = World::new("migrate_killed_sql");
+    w.verified_backup("990-aaaaaaa");
+    w.verified_backup("991-bbbbbbb");
+    let marker = format!("shipgate_test_{}", crate::support::watchdog::random_hex(6));
+    let running_sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid()"
+    );
+    let _backends = BackendReaper(&w, marker.clone());
+    let script = format!(
+        "echo $$ > {leader}; {sql}",
+        leader = w.path("leader.pid").display(),
+        sql = psql(&format!("SELECT pg_sleep(300) /* {marker} */"))
+    );
+    let _reaper = GroupReaper(w.path("leader.pid"));
+    let mut first = w.migrate("990-aaaaaaa", &["--shell", "--", &script]);
+    let mut first = first.spawn();
+    wait_for("the migration's query to run on the server", || {
+        w.sql(&running_sql) == "1"
+    });
+    first.kill();
+    assert_eq!(first.wait().code, -1, "killed by a signal");
+
+    // The next run sees the query gone by the time it holds the lock.
+    let seen = w.path("seen-by-second");
+    let second = w
+        .migrate(
+            "991-bbbbbbb",
+            &[
+                "--lock-timeout",
+                "2m",
+                "--shell",
+                "--",
+                &format!(
+                    "psql \"$DATABASE_URL\" -X -q -A -t -c {} > {}",
+                    shell_quote(&running_sql),
+                    seen.display()
+                ),
+            ],
+        )
+        .run();
+    second.expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(&seen)
+            .expect("second run's view")
+            .trim(),
+        "0",
+        "the killed run's SQL was still running when the next migration took the lock"
+    );
+    wait_for("no backend to run the killed migration's query", || {
+        w.sql(&running_sql) == "0"
+    });
+}
+
+#[test]
+fn a_timed_out_commands_sql_is_stopped_before_the_lock_is_released() {
+    let w = World::new("migrate_timeout_sql");
+    w.verified_backup("995-aaaaaaa");
+    let marker = format!("shipgate_test_{}", crate::support::watchdog::random_hex(6));
+    let _backends = BackendReaper(&w, marker.clone());
+    let script = format!(
+        "echo $$ > {leader}; {sql}",
+        leader = w.path("leader.pid").display(),
+        sql = psql(&format!("SELECT pg_sleep(300) /* {marker} */"))
+    );
+    let _reaper = GroupReaper(w.path("leader.pid"));
+    let run = w
+        .migrate(
+            "995-aaaaaaa",
+            &["--timeout", "2s", "--shell", "--", &script],
+        )
+        .actions()
+        .run();
+    run.expect_code(4);
+    // Killing psql does not stop its query on the server: shipgate did, before it let go of
+    // the lock (and so before it exited).
+    assert_eq!(
+        w.sql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid()"
+        )),
+        "0"
+    );
+    let state = w.migrate_json("995-aaaaaaa");
+    assert_eq!(state["timed_out"], true, "{state}");
+    let name = state["application_name"]
+        .as_str()
+        .expect("application_name");
+    assert!(name.starts_with("shipgate-migrate-995-aaaaaaa-"), "{name}");
+    let stopped = &state["stopped_sessions"][0];
+    assert_eq!(stopped["state"], "active", "{state}");
+    assert!(
+        stopped["query"]
+            .as_str()
+            .is_some_and(|q| q.contains(&marker)),
+        "{state}"
+    );
+    assert!(
+        run.stderr
+            .contains("1 database session(s) of the migration command were still running SQL"),
+        "{}",
+        run.stderr
+    );
+}
