@@ -17,7 +17,7 @@ use crate::settings::Settings;
     version,
     about = "GitHub Actions-native deployment pipeline: validate, gate, backup, migrate, roll out, smoke-test, record",
     long_about = "GitHub Actions-native deployment pipeline.\n\nEvery option can also come from the action input of the same name (the runner's `INPUT_<NAME>` variable, hyphens kept) or from `shipgate.yml`; a flag wins over an input, an input over the file. Secrets (`github-token`, database URLs, webhooks) are read only from inputs or the environment, never from flags.",
-    after_help = crate::exit::TABLE
+    after_help = crate::exit::table()
 )]
 pub(crate) struct Cli {
     #[command(flatten)]

@@ -22,13 +22,18 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The process exit code of this kind of failure.
     pub(crate) fn exit_code(self) -> u8 {
+        self.status().code()
+    }
+
+    pub(crate) fn status(self) -> exit::Status {
         match self {
-            Kind::Gate => exit::GATE_FAILED,
-            Kind::Usage => exit::USAGE,
-            Kind::Dependency => exit::DEPENDENCY,
-            Kind::Timeout => exit::TIMEOUT,
-            Kind::RollbackFailed => exit::ROLLBACK_FAILED,
+            Kind::Gate => exit::Status::GateFailed,
+            Kind::Usage => exit::Status::Usage,
+            Kind::Dependency => exit::Status::Dependency,
+            Kind::Timeout => exit::Status::Timeout,
+            Kind::RollbackFailed => exit::Status::RollbackFailed,
         }
     }
 }

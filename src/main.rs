@@ -47,7 +47,7 @@ fn main() -> ExitCode {
                 None,
                 &format!("cannot start the async runtime: {e}"),
             );
-            return ExitCode::from(exit::DEPENDENCY);
+            return ExitCode::from(exit::Status::Dependency.code());
         }
     };
     ExitCode::from(runtime.block_on(cli::run(cli)))

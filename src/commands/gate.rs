@@ -302,11 +302,11 @@ impl Decision {
         }
     }
 
-    fn code(self) -> u8 {
+    fn status(self) -> crate::exit::Status {
         match self {
-            Decision::Pass | Decision::PassNoChecks => crate::exit::SUCCESS,
-            Decision::Timeout => crate::exit::TIMEOUT,
-            _ => crate::exit::GATE_FAILED,
+            Decision::Pass | Decision::PassNoChecks => crate::exit::Status::Success,
+            Decision::Timeout => crate::exit::Status::Timeout,
+            _ => crate::exit::Status::GateFailed,
         }
     }
 }
@@ -803,7 +803,7 @@ impl Report<'_> {
         );
         Ok(Outcome {
             json: serde_json::to_value(&result).unwrap_or_else(|_| json!({})),
-            code: decision.code(),
+            status: decision.status(),
         })
     }
 

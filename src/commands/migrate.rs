@@ -819,7 +819,7 @@ async fn migrate(
     state: &StateDir,
     log_path: &Path,
     result: &mut MigrateResult,
-) -> Result<u8> {
+) -> Result<exit::Status> {
     result.backup = check_backup(state, options.backup_required)?;
     let mut log = LogFile::append(log_path)?;
     log.line(&format!(
@@ -1013,11 +1013,11 @@ async fn migrate(
     ));
 
     Ok(if finished.success() {
-        exit::SUCCESS
+        exit::Status::Success
     } else if finished.timed_out {
-        exit::TIMEOUT
+        exit::Status::Timeout
     } else {
-        exit::DEPENDENCY
+        exit::Status::Dependency
     })
 }
 
@@ -1286,7 +1286,7 @@ fn finish(
     state: &StateDir,
     options: &Options,
     result: &MigrateResult,
-    code: u8,
+    status: exit::Status,
 ) -> Result<Outcome> {
     let path = state.write_json("migrate.json", result)?;
     let applied_json = serde_json::to_string(&result.applied).unwrap_or_else(|_| "[]".into());
@@ -1308,7 +1308,7 @@ fn finish(
         Some(n) => format!("{n} migrations"),
         None => "an unknown number of migrations".to_string(),
     };
-    if code == exit::SUCCESS {
+    if status == exit::Status::Success {
         tracing::info!(
             "applied {count}{}; state in `{}`",
             result
@@ -1337,7 +1337,7 @@ fn finish(
         );
     }
     let json = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
-    Ok(Outcome { json, code })
+    Ok(Outcome { json, status })
 }
 
 fn how_it_ended(result: &MigrateResult) -> String {

@@ -23,14 +23,14 @@ use crate::settings::Format;
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub(crate) json: serde_json::Value,
-    pub(crate) code: u8,
+    pub(crate) status: crate::exit::Status,
 }
 
 impl Outcome {
     pub(crate) fn success(json: serde_json::Value) -> Self {
         Outcome {
             json,
-            code: crate::exit::SUCCESS,
+            status: crate::exit::Status::Success,
         }
     }
 }
@@ -38,16 +38,20 @@ impl Outcome {
 /// Reports a command's result — the JSON object on stdout when asked, or the failure — and
 /// returns the process exit code.
 pub(crate) fn report(name: &str, result: Result<Outcome>, format: Format) -> u8 {
+    status(name, result, format).code()
+}
+
+fn status(name: &str, result: Result<Outcome>, format: Format) -> crate::exit::Status {
     match result {
         Ok(outcome) => {
             if format == Format::Json {
                 print_json(&outcome.json);
             }
-            outcome.code
+            outcome.status
         }
         Err(error) => {
             report_failure(name, &error, format);
-            error.kind().exit_code()
+            error.kind().status()
         }
     }
 }

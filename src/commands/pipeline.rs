@@ -13,6 +13,7 @@ use serde_json::json;
 use super::Outcome;
 use crate::actions::{self, Table};
 use crate::error::{Error, Result};
+use crate::exit::Status;
 use crate::process::{self, Spec};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
@@ -170,7 +171,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             cancelled(),
         )
         .await?;
-        let code = outcome.exit_code.unwrap_or(crate::exit::DEPENDENCY as i32);
+        let code = outcome
+            .exit_code
+            .unwrap_or(i32::from(Status::Dependency.code()));
         runs.push(outcome);
         if stage == Stage::Validate && code == 0 {
             deployment_id = latest_id(settings);
@@ -180,7 +183,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             break;
         }
         if *cancel_rx.borrow() {
-            failure = Some((stage, crate::exit::GATE_FAILED as i32));
+            failure = Some((stage, i32::from(Status::GateFailed.code())));
             break;
         }
     }
@@ -245,7 +248,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         let outcome = run_stage(command, settings, Some(&id), &extra, cancelled()).await?;
         rolled_back = outcome.exit_code == Some(0);
         if !rolled_back {
-            exit_code = crate::exit::ROLLBACK_FAILED as i32;
+            exit_code = i32::from(Status::RollbackFailed.code());
             actions::annotate(
                 actions::Level::Error,
                 Some(&format!("{command} failed")),
@@ -259,7 +262,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
     // A failed rollout exits 1 once it has rolled itself back (5 when that failed).
     if matches!(failure, Some((Stage::Rollout, 1)))
-        && exit_code != crate::exit::ROLLBACK_FAILED as i32
+        && exit_code != i32::from(Status::RollbackFailed.code())
     {
         rolled_back = true;
     }
@@ -309,7 +312,8 @@ fn finish(
     let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
     Ok(Outcome {
         json,
-        code: u8::try_from(exit_code).unwrap_or(crate::exit::DEPENDENCY),
+        // A child that ended outside the table (a panic, a signal) is a failed dependency.
+        status: Status::from_code(exit_code).unwrap_or(Status::Dependency),
     })
 }
 

@@ -1005,14 +1005,14 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
         ("log-file", record.log_file.clone()),
     ])?;
     actions::append_summary(&summary(&record, plan))?;
-    let code = match record.result {
+    let status = match record.result {
         "pass" => {
             tracing::info!(
                 "rollout of {} passed every stage; log in `{}`",
                 actions::quote(&record.version),
                 record.log_file
             );
-            exit::SUCCESS
+            exit::Status::Success
         }
         "rolled_back" => {
             actions::annotate(
@@ -1024,7 +1024,7 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
                     record.reason.as_deref().unwrap_or("")
                 ),
             );
-            exit::GATE_FAILED
+            exit::Status::GateFailed
         }
         _ => {
             actions::annotate(
@@ -1032,11 +1032,11 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
                 Some("shipgate rollout — ROLLBACK FAILED"),
                 &rollback_failed_message(&record, plan),
             );
-            exit::ROLLBACK_FAILED
+            exit::Status::RollbackFailed
         }
     };
     let json = serde_json::to_value(&record).unwrap_or_else(|_| json!({}));
-    Ok(Outcome { json, code })
+    Ok(Outcome { json, status })
 }
 
 /// The stages in order: pause, hook, watch. Sets `progress.failure` and returns at the first

@@ -584,7 +584,7 @@ fn finish_run(
         );
         Ok(Outcome {
             json,
-            code: exit::GATE_FAILED,
+            status: exit::Status::GateFailed,
         })
     }
 }
