@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod error;
 mod exit;
+mod gate;
 mod git;
 mod github;
 mod health;

@@ -12,12 +12,6 @@
 //!   answered `304` and costs nothing against the rate limit), the adapter's `retry-after` /
 //!   `x-ratelimit-*` handling and 5xx backoff, and a slower pace when the rate limit runs low.
 
-mod checks;
-mod own_run;
-mod promotion;
-mod required;
-mod verdict;
-
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -29,6 +23,7 @@ use serde_json::json;
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Level, Table};
 use crate::error::{Error, Kind, Result};
+use crate::gate::{checks, own_run, promotion, required, verdict};
 use crate::github::{GitHub, Stats};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;

@@ -28,10 +28,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::CheckRun;
+use super::api::CheckRun;
 use super::verdict::Pattern;
 use crate::github::GitHub;
-use crate::settings;
 
 /// How many earlier attempts of this workflow run are read.
 const EARLIER_ATTEMPTS: u32 = 3;
@@ -126,16 +125,16 @@ impl OwnRun {
         if !crate::actions::enabled() {
             return own;
         }
-        let job_key = settings::env("GITHUB_JOB");
+        let job_key = crate::inputs::env("GITHUB_JOB");
         if let Some(job) = &job_key {
             own.name_forms = name_forms(job);
             own.method = format!("recognised by the name forms of GITHUB_JOB `{job}`");
         }
-        own.run_id = settings::env("GITHUB_RUN_ID").and_then(|v| v.parse().ok());
+        own.run_id = crate::inputs::env("GITHUB_RUN_ID").and_then(|v| v.parse().ok());
         if own.run_id.is_none() && job_key.is_none() {
             own.method = "not recognised: neither GITHUB_RUN_ID nor GITHUB_JOB is set".into();
         }
-        let attempt = settings::env("GITHUB_RUN_ATTEMPT")
+        let attempt = crate::inputs::env("GITHUB_RUN_ATTEMPT")
             .and_then(|v| v.parse().ok())
             .filter(|a| *a >= 1)
             .unwrap_or(1);
@@ -167,7 +166,7 @@ impl OwnRun {
             }
         }
         let unfinished: Vec<&Job> = jobs.iter().filter(|j| j.status != "completed").collect();
-        let runner = settings::env("RUNNER_NAME");
+        let runner = crate::inputs::env("RUNNER_NAME");
         let mut mine: Vec<&Job> = unfinished
             .iter()
             .copied()
@@ -284,7 +283,7 @@ async fn read_jobs(
 
 #[cfg(test)]
 mod tests {
-    use super::super::checks::{App, SuiteRef};
+    use super::super::api::{App, SuiteRef};
     use super::*;
 
     fn run(id: u64, name: &str, suite: u64, url: &str) -> CheckRun {

@@ -29,42 +29,7 @@ const MAX_RUN_PAGES: usize = 30;
 const MAX_STATUS_PAGES: usize = 10;
 const MAX_SUITE_PAGES: usize = 30;
 
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct App {
-    pub(crate) id: u64,
-    #[serde(default)]
-    pub(crate) slug: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct SuiteRef {
-    pub(crate) id: u64,
-}
-
-/// A check run as the REST API returns it (the fields the gate reads).
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct CheckRun {
-    pub(crate) id: u64,
-    pub(crate) name: String,
-    pub(crate) status: String,
-    pub(crate) conclusion: Option<String>,
-    pub(crate) started_at: Option<String>,
-    pub(crate) completed_at: Option<String>,
-    pub(crate) html_url: Option<String>,
-    pub(crate) details_url: Option<String>,
-    pub(crate) check_suite: Option<SuiteRef>,
-    pub(crate) app: Option<App>,
-}
-
-/// A commit status.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct Status {
-    pub(crate) id: u64,
-    pub(crate) context: String,
-    pub(crate) state: String,
-    pub(crate) target_url: Option<String>,
-    pub(crate) created_at: Option<String>,
-}
+pub(crate) use super::api::{CheckRun, Status};
 
 #[derive(Debug, Clone, Deserialize)]
 struct Suite {

@@ -1,0 +1,12 @@
+//! The gate's domain (seed 004 §2, seed 002's promotion gate): reading a commit's check runs and
+//! commit statuses ([`checks`], shapes in [`api`]), recognising the workflow run executing
+//! shipgate ([`own_run`]), what a branch requires ([`required`]), the promotion gate over the
+//! Deployments API ([`promotion`]) and the pure judgement ([`verdict`]). `commands::gate` polls
+//! and reports; `gate.json`'s shape lives in `state::gate`.
+
+pub(crate) mod api;
+pub(crate) mod checks;
+pub(crate) mod own_run;
+pub(crate) mod promotion;
+pub(crate) mod required;
+pub(crate) mod verdict;
