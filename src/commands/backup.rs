@@ -184,20 +184,26 @@ fn file_config(settings: &Settings) -> &FileConfig {
         .unwrap_or_else(|| EMPTY.get_or_init(FileConfig::default))
 }
 
-/// The destination and S3 settings, resolved (flag > input > `backup:` in shipgate.yml).
-pub(crate) fn resolve_store(
-    args: &StoreArgs,
-    settings: &Settings,
-) -> Result<Option<(Location, S3Options)>> {
+/// The destination (flag > input > `backup:` in shipgate.yml), when one is configured.
+pub(crate) fn destination(args: &StoreArgs, settings: &Settings) -> Result<Option<Location>> {
     let file = file_config(settings);
-    let Some(destination) = settings.text(
-        "destination",
-        args.destination.clone(),
-        file.destination.as_ref(),
-    ) else {
-        return Ok(None);
-    };
-    let location = Location::parse(&destination)?;
+    settings
+        .text(
+            "destination",
+            args.destination.clone(),
+            file.destination.as_ref(),
+        )
+        .map(|text| Location::parse(&text).map_err(Error::from))
+        .transpose()
+}
+
+/// How to reach S3 (endpoint URL, region, path-style, SSE, checksum; credentials come from the
+/// default AWS chain), resolved flag > input > `backup:` in shipgate.yml > environment. The one
+/// place every command resolves it, whatever names the backup (`--destination`, `--backup-id`,
+/// `--location`, `--record` or the state directory's `backup.json`): open storage only through
+/// [`open_storage`].
+fn s3_options(args: &StoreArgs, settings: &Settings) -> Result<S3Options> {
+    let file = file_config(settings);
     let endpoint_url = settings.text(
         "s3-endpoint-url",
         args.endpoint_url.clone(),
@@ -247,19 +253,27 @@ pub(crate) fn resolve_store(
             )));
         }
     };
-    if sse.is_some() && matches!(location, Location::File { .. }) {
+    Ok(S3Options {
+        endpoint_url,
+        region,
+        path_style,
+        sse,
+        checksum,
+    })
+}
+
+/// Opens `location` with the S3 settings of `args` and `settings` (see [`s3_options`]); the
+/// only way `backup`, `backup prune` and `restore` reach a destination.
+pub(crate) async fn open_storage(
+    location: &Location,
+    args: &StoreArgs,
+    settings: &Settings,
+) -> Result<Storage> {
+    let s3 = s3_options(args, settings)?;
+    if s3.sse.is_some() && matches!(location, Location::File { .. }) {
         tracing::warn!("`s3-sse` has no effect on a `file://` destination");
     }
-    Ok(Some((
-        location,
-        S3Options {
-            endpoint_url,
-            region,
-            path_style,
-            sse,
-            checksum,
-        },
-    )))
+    Ok(Storage::open(location, &s3).await)
 }
 
 fn parse_opt<T>(text: Option<&str>, what: &str) -> Result<Option<T>>
@@ -336,7 +350,7 @@ pub(crate) fn source_database(bin_dir: Option<PathBuf>) -> Result<Database> {
 /// Resolved options.
 struct Options {
     location: Location,
-    s3: S3Options,
+    store: StoreArgs,
     format: DumpFormat,
     level: u32,
     verify: VerifyMode,
@@ -348,11 +362,13 @@ struct Options {
 impl Options {
     fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
         let file = file_config(settings);
-        let (location, s3) = resolve_store(&args.store, settings)?.ok_or_else(|| {
+        let location = destination(&args.store, settings)?.ok_or_else(|| {
             Error::usage(
                 "no backup destination: pass `--destination s3://bucket/prefix` (input `destination`, or `backup.destination` in shipgate.yml)",
             )
         })?;
+        // Checked before anything runs, so a bad S3 setting is a usage error up front.
+        s3_options(&args.store, settings)?;
         let format = settings
             .value(
                 "dump-format",
@@ -401,7 +417,7 @@ impl Options {
         let bin_dir = pg_bin_dir(settings, args.pg_bin_dir.as_ref());
         Ok(Options {
             location,
-            s3,
+            store: args.store.clone(),
             format,
             level,
             verify,
@@ -566,7 +582,7 @@ async fn backup(
     let sidecar_name = format!("{backup_id}.json");
     let object = format!("{backup_id}{}", options.format.extension());
     let db = source_database(options.bin_dir.clone())?;
-    let storage = Storage::open(&options.location, &options.s3).await;
+    let storage = open_storage(&options.location, &options.store, settings).await?;
     known.backup_id = Some(backup_id.clone());
     known.location = Some(storage.url(&object));
 
@@ -1504,7 +1520,7 @@ struct Found {
 async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let file = file_config(settings);
-    let (location, s3) = resolve_store(&args.store, settings)?.ok_or_else(|| {
+    let location = destination(&args.store, settings)?.ok_or_else(|| {
         Error::usage(
             "no backup destination to prune: pass `--destination s3://bucket/prefix` (input `destination`)",
         )
@@ -1517,7 +1533,7 @@ async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {
         ));
     }
     let dry_run = settings.switch("dry-run", args.dry_run, None, false)?;
-    let storage = Storage::open(&location, &s3).await;
+    let storage = open_storage(&location, &args.store, settings).await?;
     let shutdown = Shutdown::listen();
     let listing = tokio::select! {
         listing = storage.list("backup-") => listing.context(format!("cannot list `{}`", location.display()))?,

@@ -77,7 +77,8 @@ impl std::str::FromStr for Checksum {
     }
 }
 
-/// How to reach S3.
+/// How to reach S3. Built only by `commands::backup::open_storage` (no `Default`: a client
+/// built from defaults would ignore `--endpoint-url` and go to AWS).
 #[derive(Debug, Clone)]
 pub(crate) struct S3Options {
     /// `--endpoint-url`; else the default chain (`AWS_ENDPOINT_URL[_S3]`, shared config).
@@ -87,18 +88,6 @@ pub(crate) struct S3Options {
     pub(crate) path_style: Option<bool>,
     pub(crate) sse: Option<Sse>,
     pub(crate) checksum: Checksum,
-}
-
-impl Default for S3Options {
-    fn default() -> Self {
-        S3Options {
-            endpoint_url: None,
-            region: None,
-            path_style: None,
-            sse: None,
-            checksum: Checksum::Sha256,
-        }
-    }
 }
 
 /// What every request of one destination shares.

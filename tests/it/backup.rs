@@ -46,16 +46,16 @@ CREATE VIEW rich AS SELECT email FROM accounts WHERE balance > 6000;
 CREATE INDEX accounts_created ON accounts (created);
 "#;
 
-fn pg() -> &'static PgCluster {
+pub(crate) fn pg() -> &'static PgCluster {
     PgCluster::shared()
 }
 
-fn s3() -> &'static S3Server {
+pub(crate) fn s3() -> &'static S3Server {
     S3Server::shared()
 }
 
 /// A seeded source database.
-fn seeded(prefix: &str) -> String {
+pub(crate) fn seeded(prefix: &str) -> String {
     let db = pg().create_database(prefix);
     pg().psql(&db, SEED);
     db
@@ -63,7 +63,7 @@ fn seeded(prefix: &str) -> String {
 
 /// A database big enough (about 210 MB as SQL, 90 MB gzipped) that its upload is still in
 /// flight when a test acts on it; created once per test process.
-fn big_database() -> &'static str {
+pub(crate) fn big_database() -> &'static str {
     static BIG: OnceLock<String> = OnceLock::new();
     BIG.get_or_init(|| {
         let db = pg().create_database("big");
@@ -77,7 +77,7 @@ fn big_database() -> &'static str {
 }
 
 /// Every user table: (row count, md5 of its rows in a stable order).
-fn contents(db: &str) -> BTreeMap<String, (u64, String)> {
+pub(crate) fn contents(db: &str) -> BTreeMap<String, (u64, String)> {
     let tables = pg().psql(
         db,
         "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
@@ -102,40 +102,54 @@ fn contents(db: &str) -> BTreeMap<String, (u64, String)> {
 }
 
 /// A workdir and a deployment id for one test.
-struct Case {
+pub(crate) struct Case {
     dir: tempfile::TempDir,
-    id: String,
+    pub(crate) id: String,
 }
 
 impl Case {
-    fn new() -> Case {
+    pub(crate) fn new() -> Case {
         let dir = tempfile::tempdir().expect("workdir");
         let id = format!("{}-{}", 1000 + next(), "abcdef0");
         Case { dir, id }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.path().join(".shipgate").join(&self.id)
     }
 
-    fn backup_json(&self) -> Value {
+    pub(crate) fn backup_json(&self) -> Value {
         read_json(&self.state().join("backup.json"))
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.state().join(format!("backup-logs-{}.log", self.id)))
             .unwrap_or_default()
     }
 
     /// `shipgate` in this workdir with S3 credentials, the database URL and the deployment id.
-    fn shipgate(&self, db: &str) -> Shipgate {
+    pub(crate) fn shipgate(&self, db: &str) -> Shipgate {
         let mut cmd = Shipgate::new(self.path());
         for (key, value) in s3().aws_env() {
             cmd.env(key, value);
+        }
+        cmd.input("database-url", &pg().url(db))
+            .input("deployment-id", &self.id);
+        cmd
+    }
+
+    /// [`Case::shipgate`] without `AWS_ENDPOINT_URL`: S3 is reached only if shipgate passes
+    /// the `--endpoint-url` flag or the `s3-endpoint-url` input on to the client.
+    pub(crate) fn shipgate_without_endpoint_env(&self, db: &str) -> Shipgate {
+        let mut cmd = Shipgate::new(self.path());
+        for (key, value) in s3().aws_env() {
+            if key != "AWS_ENDPOINT_URL" {
+                cmd.env(key, value);
+            }
         }
         cmd.input("database-url", &pg().url(db))
             .input("deployment-id", &self.id);
@@ -149,13 +163,13 @@ fn next() -> u64 {
     N.fetch_add(1, Ordering::Relaxed) * 1000 + u64::from(std::process::id() % 1000)
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -572,7 +586,7 @@ fn restore_refuses_without_confirmation_when_not_interactive() {
 }
 
 /// Waits until `check` holds, panicking with `what` after a minute.
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

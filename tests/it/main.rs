@@ -12,6 +12,7 @@ mod gate_bench;
 mod migrate;
 mod notify;
 mod record;
+mod restore;
 mod rollback;
 mod rollout;
 mod smoke;
