@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
-use crate::archive::{self, DumpFormat, Progress, Sidecar, Source, Verification};
+use crate::archive::{self, DatabaseIdentity, DumpFormat, Progress, Sidecar, Source, Verification};
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::{self, Database};
 use crate::process::{self, LogFile, SharedLog, Shutdown};
@@ -665,11 +665,16 @@ async fn backup(
             db.name()
         )));
     }
+    let identity = guard
+        .run("reading the database's identity", async {
+            Ok(database_identity(&db, log).await)
+        })
+        .await?;
     say(
         log,
         &format!(
-            "database `{}` on PostgreSQL {server_version}, pg_dump {client_version}",
-            db.name()
+            "database {} on PostgreSQL {server_version}, pg_dump {client_version}",
+            identity.describe()
         ),
     );
     drop(group);
@@ -826,6 +831,7 @@ async fn backup(
         compression_level: options.level,
         format: options.format,
         database: db.name().to_string(),
+        database_identity: Some(identity),
         server_version: server_version.clone(),
         client_version: client_version.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
@@ -867,6 +873,108 @@ fn other_extension(format: DumpFormat) -> &'static str {
     match format {
         DumpFormat::Plain => DumpFormat::Custom.extension(),
         DumpFormat::Custom => DumpFormat::Plain.extension(),
+    }
+}
+
+/// What identifies `db` in a sidecar: host, port and name from `database-url`, and the server's
+/// `system_identifier` (left out, with a warning, when the role may not read it).
+async fn database_identity(db: &Database, log: &SharedLog) -> DatabaseIdentity {
+    let url = url::Url::parse(db.conninfo()).ok();
+    let query = |key: &str| {
+        url.as_ref().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    let host = url
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .or_else(|| query("host"))
+        .unwrap_or_default();
+    let port = url
+        .as_ref()
+        .and_then(|u| u.port())
+        .or_else(|| query("port").and_then(|p| p.parse().ok()))
+        .unwrap_or(5432);
+    let system_identifier = match db
+        .scalar("SELECT system_identifier FROM pg_control_system()")
+        .await
+    {
+        Ok(id) => id
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty()),
+        Err(e) => {
+            let message = format!(
+                "cannot read the server's system identifier ({e}); the backup records the database by host, port and name only"
+            );
+            tracing::warn!("{message}");
+            log_line(log, &message);
+            None
+        }
+    };
+    DatabaseIdentity {
+        host,
+        port,
+        database: db.name().to_string(),
+        system_identifier,
+    }
+}
+
+/// Refuses to reuse `sidecar`'s backup for another database than `db` (a usage error naming
+/// both). A sidecar written before shipgate recorded the identity is compared by database name
+/// only, with a warning.
+async fn check_same_database(
+    sidecar: &Sidecar,
+    db: &Database,
+    guard: &mut Guard<'_>,
+    log: &SharedLog,
+) -> Result<()> {
+    guard
+        .run("connecting to the database", async {
+            db.server_version().await.context(format!(
+                "cannot connect to the database `{}` to check that the earlier backup is of it",
+                db.display()
+            ))
+        })
+        .await?;
+    let current = guard
+        .run("reading the database's identity", async {
+            Ok(database_identity(db, log).await)
+        })
+        .await?;
+    let recorded = sidecar.database_identity.clone();
+    let verdict = match &recorded {
+        Some(recorded) => recorded.same_as(&current),
+        None if sidecar.database == current.database => Ok(Some(format!(
+            "the sidecar `{}` was written by an older shipgate and records only the database name `{}`, which matches; the server could not be compared, so make sure `database-url` names the database that was backed up",
+            sidecar.sidecar_location, sidecar.database
+        ))),
+        None => Err("the database names differ".to_string()),
+    };
+    match verdict {
+        Ok(None) => Ok(()),
+        Ok(Some(warning)) => {
+            actions::annotate(actions::Level::Warning, Some("shipgate backup"), &warning);
+            log_line(log, &warning);
+            Ok(())
+        }
+        Err(why) => {
+            let was = match &recorded {
+                Some(recorded) => recorded.describe(),
+                None => format!(
+                    "`{}` (an older sidecar: no server recorded)",
+                    sidecar.database
+                ),
+            };
+            Err(Error::usage(format!(
+                "this deployment's backup `{}` is of the database {was}, but `database-url` names {} ({why}); a re-run with the same deployment id must back up the same database: fix `database-url`, or use another deployment id for the other database. The earlier backup is left untouched",
+                sidecar.location,
+                current.describe()
+            )))
+        }
     }
 }
 
@@ -1298,6 +1406,7 @@ async fn reuse(
     ran_at: &str,
 ) -> Result<Outcome> {
     known.location = Some(sidecar.location.clone());
+    check_same_database(&sidecar, db, guard, log).await?;
     known.published = true;
     say(
         log,

@@ -1427,3 +1427,102 @@ fn a_table_locked_too_long_fails_the_dump_within_the_lock_wait() {
     assert!(stderr.contains("LOCK TABLE public.accounts"), "{stderr}");
     assert_eq!(names_in(store.path()), Vec::<String>::new());
 }
+
+#[test]
+fn a_rerun_against_another_database_is_a_usage_error_naming_both() {
+    let source = seeded("identity");
+    let store = tempfile::tempdir().expect("store");
+    let destination = format!("file://{}", store.path().display());
+    let case = Case::new();
+    case.shipgate(&source)
+        .args(["backup", "--destination", &destination])
+        .run()
+        .expect_code(0);
+    let sidecar_path = store.path().join(format!("backup-{}.json", case.id));
+    let sidecar = read_json(&sidecar_path);
+    let identity = &sidecar["database_identity"];
+    assert_eq!(identity["database"], source.as_str());
+    assert_eq!(identity["host"], "127.0.0.1");
+    assert_eq!(identity["port"], pg().port());
+    let system_identifier = pg().psql(
+        "postgres",
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    assert_eq!(identity["system_identifier"], system_identifier.as_str());
+    let before = names_in(store.path());
+    let dump =
+        std::fs::read(store.path().join(format!("backup-{}.sql.gz", case.id))).expect("the dump");
+
+    // Another database on the same server.
+    let other = pg().create_database("identity_other");
+    let run = case
+        .shipgate(&other)
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(2);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains(&format!("`{source}`")), "{stderr}");
+    assert!(stderr.contains(&format!("`{other}`")), "{stderr}");
+    assert!(stderr.contains("the database names differ"), "{stderr}");
+    assert_eq!(case.backup_json()["exit_code"], 2);
+
+    // A database of the same name on another server (another initdb, another port).
+    let second = PgCluster::start();
+    second.psql("postgres", &format!("CREATE DATABASE \"{source}\""));
+    let run = case
+        .shipgate(&source)
+        .input("database-url", &second.url(&source))
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(2);
+    let stderr = run.visible_stderr();
+    let second_identifier = second.psql(
+        "postgres",
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    assert!(stderr.contains(&system_identifier), "{stderr}");
+    assert!(stderr.contains(&second_identifier), "{stderr}");
+    assert!(stderr.contains("system identifiers differ"), "{stderr}");
+    drop(second);
+
+    // The earlier backup is untouched, and the right database still reuses it.
+    assert_eq!(names_in(store.path()), before);
+    assert_eq!(
+        std::fs::read(store.path().join(format!("backup-{}.sql.gz", case.id))).expect("dump"),
+        dump
+    );
+    let run = case
+        .shipgate(&source)
+        .args(["--format", "json", "backup", "--destination", &destination])
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.json()["reused"], true);
+
+    // A sidecar from before the identity was recorded: compared by name, with a warning.
+    let mut old = sidecar.clone();
+    old.as_object_mut()
+        .expect("sidecar object")
+        .remove("database_identity");
+    std::fs::write(&sidecar_path, old.to_string()).expect("write the old sidecar");
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(0);
+    assert!(
+        run.visible_stderr()
+            .contains("records only the database name"),
+        "{}",
+        run.stderr
+    );
+    let run = case
+        .shipgate(&other)
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.visible_stderr().contains(&format!("`{other}`")),
+        "{}",
+        run.stderr
+    );
+}
