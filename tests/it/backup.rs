@@ -666,7 +666,8 @@ fn sigterm_mid_upload_aborts_the_upload_and_stops_pg_dump() {
         pg().psql(
             "postgres",
             &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'shipgate'"
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'shipgate backup {}'",
+                case.id
             ),
         ) == "0"
     });
@@ -688,7 +689,8 @@ fn a_backend_terminated_mid_dump_publishes_nothing() {
         "postgres",
         &format!(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE datname = '{db}' AND application_name = 'shipgate' AND query LIKE 'COPY %'"
+             WHERE datname = '{db}' AND application_name = 'shipgate backup {}' AND query LIKE 'COPY %'",
+            case.id
         ),
     );
     assert_eq!(killed, "1", "pg_dump was not copying any more");
@@ -906,26 +908,78 @@ fn storage_problems_are_clear_dependency_errors() {
 }
 
 #[test]
-fn an_incomplete_backup_is_never_overwritten() {
-    let source = pg().create_database("incomplete");
+fn a_dump_without_its_sidecar_is_replaced_by_the_next_run() {
+    let source = seeded("unpublished");
     let bucket = s3().create_bucket();
     let case = Case::new();
     let key = format!("backup-{}.sql.gz", case.id);
-    s3().put(&bucket, &key, b"left by a crashed run");
+    // What a run that failed after uploading (and could not withdraw its dump) leaves.
+    s3().put(
+        &bucket,
+        &key,
+        b"left by a run that failed during verification",
+    );
     let run = case
         .shipgate(&source)
+        .actions()
         .args(["backup", "--destination", &format!("s3://{bucket}")])
         .run();
-    run.expect_code(1);
+    run.expect_code(0);
+    let stored = s3().get(&bucket, &key).expect("the new dump");
+    assert_eq!(run.outputs["sha256"], sha256_hex(&stored));
+    assert!(gunzip(&stored).contains("PostgreSQL database dump complete"));
     assert!(
-        run.visible_stderr().contains("has no sidecar"),
+        case.log().contains("has no sidecar") && case.log().contains("was never a backup"),
         "{}",
-        run.stderr
+        case.log()
     );
-    assert_eq!(
-        s3().get(&bucket, &key).as_deref(),
-        Some(&b"left by a crashed run"[..])
+    let mut keys = s3().list_keys(&bucket);
+    keys.sort();
+    assert_eq!(keys, vec![format!("backup-{}.json", case.id), key]);
+}
+
+#[test]
+fn s3_down_during_verification_leaves_no_dump_without_its_sidecar() {
+    let db = big_database();
+    let mut server = S3Server::start();
+    let bucket = server.create_bucket();
+    let case = Case::new();
+    let key = format!("backup-{}.sql.gz", case.id);
+    let mut cmd = Shipgate::new(case.path());
+    for (name, value) in server.aws_env() {
+        cmd.env(name, value);
+    }
+    let mut running = cmd
+        .input("database-url", &pg().url(db))
+        .input("deployment-id", &case.id)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .spawn();
+    // The dump is at its final key once the upload completes; reading its 90 MB back takes a
+    // while, so S3 stops in the middle of the verification.
+    wait_for("the dump to be uploaded", || {
+        server.list_keys(&bucket).contains(&key) || running.exited()
+    });
+    server.kill();
+    wait_for("shipgate to withdraw the dump", || {
+        case.log().contains("withdrawing") || running.exited()
+    });
+    // S3 comes back while shipgate is still trying to delete the unverified dump.
+    server.restart();
+    let run = running.wait();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(
+        stderr.contains("back") && stderr.contains("cannot reach"),
+        "verification could not read the dump back: {stderr}"
     );
+    assert!(case.log().contains("withdrew"), "{}", case.log());
+    assert!(
+        server.list_keys(&bucket).is_empty(),
+        "{:?}",
+        server.list_keys(&bucket)
+    );
+    assert!(server.list_multipart_uploads(&bucket).is_empty());
+    assert_eq!(case.backup_json()["published"], false);
 }
 
 #[test]
@@ -1246,12 +1300,105 @@ fn a_truncated_dump_that_pg_dump_reports_as_fine_is_caught() {
 }
 
 #[test]
-fn an_upload_left_open_by_a_killed_run_is_aborted_by_the_next_one() {
-    let source = pg().create_database("stale_upload");
+fn a_concurrent_run_with_the_same_id_is_refused_and_never_touches_the_live_upload() {
+    let db = big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let key = format!("backup-{}.sql.gz", case.id);
+    let first = case
+        .shipgate(db)
+        .args([
+            "--format",
+            "json",
+            "backup",
+            "--destination",
+            &format!("s3://{bucket}"),
+        ])
+        .spawn();
+    wait_for("the first run's multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    let live = s3().list_multipart_uploads(&bucket)[0].upload_id.clone();
+    let second = case
+        .shipgate(db)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    second.expect_code(2);
+    let stderr = second.visible_stderr();
+    assert!(stderr.contains("another `shipgate backup`"), "{stderr}");
+    assert!(stderr.contains(&live), "names the live upload: {stderr}");
+    assert!(stderr.contains("initiated at 20"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    let run = first.wait();
+    run.expect_code(0);
+    let result = run.json();
+    assert_eq!(result["verified"], true);
+    assert_eq!(result["reused"], false);
+    let stored = s3().get(&bucket, &key).expect("the first run's dump");
+    assert_eq!(result["sha256"], sha256_hex(&stored));
+    // Only the backup and its sidecar: no run marker, no unfinished upload.
+    let mut keys = s3().list_keys(&bucket);
+    keys.sort();
+    assert_eq!(keys, vec![format!("backup-{}.json", case.id), key]);
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+}
+
+#[test]
+fn an_upload_left_by_a_killed_run_is_aborted_once_its_marker_expires() {
+    let db = big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let mut killed = case
+        .shipgate(db)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .spawn();
+    wait_for("the multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    let left = s3().list_multipart_uploads(&bucket)[0].upload_id.clone();
+    // SIGKILL: no chance to abort the upload or end the marker.
+    killed.kill();
+    let _ = killed.wait();
+    let source = pg().create_database("after_kill");
+    // Right away, the killed run cannot be told from a live one: refused.
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    run.expect_code(2);
+    assert!(run.visible_stderr().contains(&left), "{}", run.stderr);
+    assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
+    // Its marker expires (6 s in tests: SHIPGATE_RETRY_SCALE); then the upload is aborted,
+    // with the reason.
+    std::thread::sleep(Duration::from_secs(8));
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    run.expect_code(0);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains(&left), "{stderr}");
+    assert!(stderr.contains("stopped renewing its marker"), "{stderr}");
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    let mut keys = s3().list_keys(&bucket);
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            format!("backup-{}.json", case.id),
+            format!("backup-{}.sql.gz", case.id)
+        ]
+    );
+}
+
+#[test]
+fn an_unclaimed_young_upload_is_refused_not_aborted() {
+    let source = pg().create_database("unclaimed");
     let bucket = s3().create_bucket();
     let case = Case::new();
     let key = format!("backup-{}.sql.gz", case.id);
     let client = s3().client();
+    // An upload no shipgate run marker claims (an older shipgate, another tool).
     let upload_id = s3().block_on(async {
         let created = client
             .create_multipart_upload()
@@ -1260,27 +1407,18 @@ fn an_upload_left_open_by_a_killed_run_is_aborted_by_the_next_one() {
             .send()
             .await
             .expect("create upload");
-        let id = created.upload_id().expect("upload id").to_string();
-        client
-            .upload_part()
-            .bucket(&bucket)
-            .key(&key)
-            .upload_id(&id)
-            .part_number(1)
-            .body(aws_sdk_s3::primitives::ByteStream::from(vec![7u8; 5 << 20]))
-            .send()
-            .await
-            .expect("upload part");
-        id
+        created.upload_id().expect("upload id").to_string()
     });
-    assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
     let run = case
         .shipgate(&source)
         .args(["backup", "--destination", &format!("s3://{bucket}")])
         .run();
-    run.expect_code(0);
-    assert!(run.visible_stderr().contains(&upload_id), "{}", run.stderr);
-    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    run.expect_code(2);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains(&upload_id), "{stderr}");
+    assert!(stderr.contains("abort-multipart-upload"), "{stderr}");
+    assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
+    assert!(s3().list_keys(&bucket).is_empty(), "no marker left behind");
 }
 
 #[test]
