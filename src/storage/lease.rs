@@ -27,7 +27,7 @@ use super::{ObjectInfo, PendingUpload, Storage};
 /// How long a marker stays fresh after its last renewal. Scaled by `SHIPGATE_RETRY_SCALE`
 /// (tests), never below [`LEASE_FLOOR`]: S3 times have a resolution of one second.
 const LEASE: Duration = Duration::from_secs(90);
-const LEASE_FLOOR: Duration = Duration::from_secs(6);
+const LEASE_FLOOR: Duration = Duration::from_secs(9);
 /// Markers are small; anything bigger is not one.
 const MARKER_LIMIT: usize = 64 * 1024;
 const KIND: &str = "shipgate-backup-run";
@@ -44,7 +44,7 @@ pub(crate) struct Timing {
 }
 
 impl Timing {
-    /// 90 s / 15 s / 60 s (in tests, scaled down to 6 s / 1 s / 4 s).
+    /// 90 s / 15 s / 60 s (in tests, scaled down to 9 s / 1.5 s / 6 s).
     pub(crate) fn current() -> Timing {
         let lease = crate::util::retry_delay(LEASE).max(LEASE_FLOOR);
         Timing {

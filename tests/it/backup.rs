@@ -1368,9 +1368,9 @@ fn an_upload_left_by_a_killed_run_is_aborted_once_its_marker_expires() {
     run.expect_code(2);
     assert!(run.visible_stderr().contains(&left), "{}", run.stderr);
     assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
-    // Its marker expires (6 s in tests: SHIPGATE_RETRY_SCALE); then the upload is aborted,
+    // Its marker expires (9 s in tests: SHIPGATE_RETRY_SCALE); then the upload is aborted,
     // with the reason.
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(11));
     let run = case
         .shipgate(&source)
         .args(["backup", "--destination", &format!("s3://{bucket}")])
