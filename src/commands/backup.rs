@@ -15,13 +15,14 @@ use tokio::sync::mpsc;
 
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
-use crate::archive::{self, DumpFormat, Progress, Sidecar, Source, Verification};
+use crate::archive::{self, DatabaseIdentity, DumpFormat, Progress, Sidecar, Source, Verification};
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::{self, Database};
 use crate::process::{self, LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
-use crate::storage::{Checksum, Location, S3Options, Sse, Storage, Upload};
+use crate::storage::lease::{self, Lease, LostWatch};
+use crate::storage::{Checksum, Location, PendingUpload, S3Options, Sse, Storage, Upload};
 
 /// Sidecars are small; anything bigger at that name is not one.
 pub(crate) const SIDECAR_LIMIT: usize = 1024 * 1024;
@@ -184,20 +185,26 @@ fn file_config(settings: &Settings) -> &FileConfig {
         .unwrap_or_else(|| EMPTY.get_or_init(FileConfig::default))
 }
 
-/// The destination and S3 settings, resolved (flag > input > `backup:` in shipgate.yml).
-pub(crate) fn resolve_store(
-    args: &StoreArgs,
-    settings: &Settings,
-) -> Result<Option<(Location, S3Options)>> {
+/// The destination (flag > input > `backup:` in shipgate.yml), when one is configured.
+pub(crate) fn destination(args: &StoreArgs, settings: &Settings) -> Result<Option<Location>> {
     let file = file_config(settings);
-    let Some(destination) = settings.text(
-        "destination",
-        args.destination.clone(),
-        file.destination.as_ref(),
-    ) else {
-        return Ok(None);
-    };
-    let location = Location::parse(&destination)?;
+    settings
+        .text(
+            "destination",
+            args.destination.clone(),
+            file.destination.as_ref(),
+        )
+        .map(|text| Location::parse(&text).map_err(Error::from))
+        .transpose()
+}
+
+/// How to reach S3 (endpoint URL, region, path-style, SSE, checksum; credentials come from the
+/// default AWS chain), resolved flag > input > `backup:` in shipgate.yml > environment. The one
+/// place every command resolves it, whatever names the backup (`--destination`, `--backup-id`,
+/// `--location`, `--record` or the state directory's `backup.json`): open storage only through
+/// [`open_storage`].
+fn s3_options(args: &StoreArgs, settings: &Settings) -> Result<S3Options> {
+    let file = file_config(settings);
     let endpoint_url = settings.text(
         "s3-endpoint-url",
         args.endpoint_url.clone(),
@@ -247,19 +254,27 @@ pub(crate) fn resolve_store(
             )));
         }
     };
-    if sse.is_some() && matches!(location, Location::File { .. }) {
+    Ok(S3Options {
+        endpoint_url,
+        region,
+        path_style,
+        sse,
+        checksum,
+    })
+}
+
+/// Opens `location` with the S3 settings of `args` and `settings` (see [`s3_options`]); the
+/// only way `backup`, `backup prune` and `restore` reach a destination.
+pub(crate) async fn open_storage(
+    location: &Location,
+    args: &StoreArgs,
+    settings: &Settings,
+) -> Result<Storage> {
+    let s3 = s3_options(args, settings)?;
+    if s3.sse.is_some() && matches!(location, Location::File { .. }) {
         tracing::warn!("`s3-sse` has no effect on a `file://` destination");
     }
-    Ok(Some((
-        location,
-        S3Options {
-            endpoint_url,
-            region,
-            path_style,
-            sse,
-            checksum,
-        },
-    )))
+    Ok(Storage::open(location, &s3).await)
 }
 
 fn parse_opt<T>(text: Option<&str>, what: &str) -> Result<Option<T>>
@@ -336,7 +351,7 @@ pub(crate) fn source_database(bin_dir: Option<PathBuf>) -> Result<Database> {
 /// Resolved options.
 struct Options {
     location: Location,
-    s3: S3Options,
+    store: StoreArgs,
     format: DumpFormat,
     level: u32,
     verify: VerifyMode,
@@ -348,11 +363,13 @@ struct Options {
 impl Options {
     fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
         let file = file_config(settings);
-        let (location, s3) = resolve_store(&args.store, settings)?.ok_or_else(|| {
+        let location = destination(&args.store, settings)?.ok_or_else(|| {
             Error::usage(
                 "no backup destination: pass `--destination s3://bucket/prefix` (input `destination`, or `backup.destination` in shipgate.yml)",
             )
         })?;
+        // Checked before anything runs, so a bad S3 setting is a usage error up front.
+        s3_options(&args.store, settings)?;
         let format = settings
             .value(
                 "dump-format",
@@ -401,7 +418,7 @@ impl Options {
         let bin_dir = pg_bin_dir(settings, args.pg_bin_dir.as_ref());
         Ok(Options {
             location,
-            s3,
+            store: args.store.clone(),
             format,
             level,
             verify,
@@ -449,6 +466,8 @@ struct Guard<'a> {
     shutdown: &'a mut Shutdown,
     deadline: tokio::time::Instant,
     timeout: Duration,
+    /// Fires when this run's marker could not be renewed (see `storage::lease`).
+    lease: Option<LostWatch>,
 }
 
 impl Guard<'_> {
@@ -467,7 +486,17 @@ impl Guard<'_> {
                 "the backup did not finish within {} (`backup-timeout`) while {what}",
                 crate::util::format_duration(self.timeout)
             ))),
+            reason = lease_lost(&mut self.lease) => Err(Error::dependency(format!(
+                "{reason} (while {what})"
+            ))),
         }
+    }
+}
+
+async fn lease_lost(lease: &mut Option<LostWatch>) -> String {
+    match lease {
+        Some(watch) => watch.lost().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -477,6 +506,8 @@ struct Known {
     backup_id: Option<String>,
     location: Option<String>,
     published: bool,
+    /// What a failed run could not clean up (kept in its run marker for later runs).
+    left: Option<String>,
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
@@ -507,6 +538,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         shutdown: &mut shutdown,
         deadline: tokio::time::Instant::now() + options.timeout,
         timeout: options.timeout,
+        lease: None,
     };
     let result = backup(
         &options, settings, &state, &log, &mut guard, &mut known, started, &ran_at,
@@ -565,42 +597,169 @@ async fn backup(
     let backup_id = format!("backup-{id}");
     let sidecar_name = format!("{backup_id}.json");
     let object = format!("{backup_id}{}", options.format.extension());
-    let db = source_database(options.bin_dir.clone())?;
-    let storage = Storage::open(&options.location, &options.s3).await;
+    // Named in `pg_stat_activity`, so a DBA (or a test) can tell this run's sessions apart.
+    let db = source_database(options.bin_dir.clone())?
+        .with_application_name(&format!("shipgate backup {id}"));
+    let storage = open_storage(&options.location, &options.store, settings).await?;
     known.backup_id = Some(backup_id.clone());
     known.location = Some(storage.url(&object));
 
     // An earlier run with this deployment id: reuse its backup, never overwrite it.
     let existing = {
         let _group = actions::group(&format!("Look for `{backup_id}`"));
-        guard
-            .run("looking for an earlier backup", async {
-                let sidecar = storage
-                    .read_small(&sidecar_name, SIDECAR_LIMIT)
-                    .await
-                    .context("cannot check the destination for an earlier backup")?;
-                Ok(sidecar)
-            })
-            .await?
+        read_sidecar(&storage, &sidecar_name, guard).await?
     };
-    if let Some(bytes) = existing {
-        let sidecar: Sidecar = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::gate(format!(
-                "`{}` exists but is not a shipgate backup sidecar ({e}); it is left untouched: move it away or use another deployment id",
-                storage.url(&sidecar_name)
-            ))
-        })?;
-        check_sidecar(&sidecar, &storage.url(&sidecar_name))?;
+    if let Some(sidecar) = existing {
         return reuse(
             options, settings, state, log, guard, known, &storage, sidecar, &db, started, ran_at,
         )
         .await;
     }
+    // This run's marker, so that a concurrent run never mistakes this one's upload for a
+    // leftover (and this one never aborts a live run's upload): see `storage::lease`.
+    let mut lease = Lease::new(&storage, &backup_id);
+    let mut begin = tokio::spawn(lease.begin());
+    let found = guard
+        .run("writing this run's marker", async {
+            (&mut begin)
+                .await
+                .map_err(|e| Error::dependency(format!("writing this run's marker failed: {e}")))?
+                .context("cannot write this run's marker next to the backup")
+        })
+        .await;
+    let found = match found {
+        Ok(found) => found,
+        Err(error) => {
+            // Also when cancelled halfway: let the write land, then remove the marker (left
+            // behind, it would hold off a re-run until it expires).
+            if !begin.is_finished() {
+                let _ = tokio::time::timeout(lease.timing().hold, &mut begin).await;
+            }
+            lease.release(None).await;
+            return Err(error);
+        }
+    };
+    let result = take(
+        options, settings, state, log, guard, known, started, ran_at, &storage, &db, &mut lease,
+        &found,
+    )
+    .await;
+    guard.lease = None;
+    let left = if result.is_err() {
+        known.left.clone()
+    } else {
+        None
+    };
+    lease.release(left).await;
+    result
+}
+
+/// The sidecar at `name`, checked; `None` when there is none.
+async fn read_sidecar(
+    storage: &Storage,
+    name: &str,
+    guard: &mut Guard<'_>,
+) -> Result<Option<Sidecar>> {
+    let bytes = guard
+        .run("looking for an earlier backup", async {
+            storage
+                .read_small(name, SIDECAR_LIMIT)
+                .await
+                .context("cannot check the destination for an earlier backup")
+        })
+        .await?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let sidecar: Sidecar = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::gate(format!(
+            "`{}` exists but is not a shipgate backup sidecar ({e}); it is left untouched: move it away or use another deployment id",
+            storage.url(name)
+        ))
+    })?;
+    check_sidecar(&sidecar, &storage.url(name))?;
+    Ok(Some(sidecar))
+}
+
+/// Refuses to run beside another live run of the same backup, clears what dead runs left
+/// (unfinished uploads, a dump without its sidecar), then takes the backup.
+#[allow(clippy::too_many_arguments)]
+async fn take(
+    options: &Options,
+    settings: &Settings,
+    state: &StateDir,
+    log: &SharedLog,
+    guard: &mut Guard<'_>,
+    known: &mut Known,
+    started: Instant,
+    ran_at: &str,
+    storage: &Storage,
+    db: &Database,
+    lease: &mut Lease,
+    found: &lease::Found,
+) -> Result<Outcome> {
+    let id = state.id().to_string();
+    let backup_id = format!("backup-{id}");
+    let sidecar_name = format!("{backup_id}.json");
+    let object = format!("{backup_id}{}", options.format.extension());
+
+    // Another live run? Whose are the unfinished uploads?
+    let uploads = guard
+        .run("looking for unfinished uploads", async {
+            storage.list_uploads(&object).await.context(format!(
+                "cannot list the unfinished uploads of `{}`",
+                storage.url(&object)
+            ))
+        })
+        .await?;
+    let assessment = lease::assess(
+        &found.mine,
+        &found.others,
+        &uploads,
+        found.now,
+        lease.timing(),
+        options.timeout,
+    );
+    if let Some(live) = &assessment.live {
+        return Err(conflict(
+            storage,
+            &object,
+            &backup_id,
+            live,
+            &assessment.live_uploads,
+            lease,
+        ));
+    }
+    if let Some(upload) = assessment.unknown.first() {
+        return Err(Error::usage(format!(
+            "`{}` has an unfinished upload `{}` initiated at {} that no shipgate run marker claims and that is younger than the backup timeout ({}): a run of an older shipgate, or another tool, may still be writing it. Nothing was changed. If nothing is, remove it ({}) and re-run; once it is older than the backup timeout, a re-run aborts it by itself",
+            storage.url(&object),
+            upload.id,
+            upload
+                .initiated
+                .map(lease::time)
+                .unwrap_or_else(|| "an unknown time".into()),
+            crate::util::format_duration(options.timeout),
+            storage.abort_hint(&object, &upload.id)
+        )));
+    }
+    // A run that finished between the first look and now.
+    if let Some(sidecar) = read_sidecar(storage, &sidecar_name, guard).await? {
+        return reuse(
+            options, settings, state, log, guard, known, storage, sidecar, db, started, ran_at,
+        )
+        .await;
+    }
+    lease.start();
+    guard.lease = Some(lease.watch());
+
+    // A dump without its sidecar was never a backup (its run failed after uploading it, e.g.
+    // S3 went away during verification): replace it.
     for name in [
         object.clone(),
         format!("{backup_id}{}", other_extension(options.format)),
     ] {
-        let found = guard
+        let info = guard
             .run("looking for an earlier backup", async {
                 storage
                     .head(&name)
@@ -608,21 +767,68 @@ async fn backup(
                     .context("cannot check the destination for an earlier backup")
             })
             .await?;
-        if found.is_some() {
-            return Err(Error::gate(format!(
-                "`{}` exists but has no sidecar `{sidecar_name}`: an earlier attempt uploaded it and then failed, so it is incomplete and never overwritten; inspect it, delete it, and re-run (or use another deployment id)",
-                storage.url(&name)
+        let Some(info) = info else {
+            continue;
+        };
+        if info.modified.is_some_and(|at| at > found.now) {
+            return Err(Error::usage(format!(
+                "`{}` appeared at {}, after this run started and without its sidecar: another run is publishing it right now. Nothing was changed; wait for that run, then re-run (it reuses that backup)",
+                storage.url(&name),
+                info.modified.map(lease::time).unwrap_or_default()
             )));
         }
-    }
-    match storage.abort_stale_uploads(&object).await {
-        Ok(0) => {}
-        Ok(n) => say(
+        say(
             log,
-            &format!("cleaned up {n} unfinished upload(s) of `{object}` left by an earlier run"),
-        ),
-        Err(e) => {
-            tracing::warn!("cannot look for unfinished uploads of `{object}` ({e}); continuing")
+            &format!(
+                "`{}` ({}, stored {}) has no sidecar `{sidecar_name}`: an earlier attempt uploaded it and then failed before publishing it, so it was never a backup; deleting it and taking the backup again",
+                storage.url(&name),
+                archive::bytes(info.size),
+                info.modified
+                    .map(lease::time)
+                    .unwrap_or_else(|| "at an unknown time".into())
+            ),
+        );
+        guard
+            .run("deleting a dump without its sidecar", async {
+                storage
+                    .delete_patiently(&name, ABORT_PATIENCE)
+                    .await
+                    .context(format!(
+                        "cannot delete `{}`, an unpublished dump without its sidecar; delete it by hand and re-run",
+                        storage.url(&name)
+                    ))
+            })
+            .await?;
+    }
+    let mut all_aborted = true;
+    for stale in &assessment.stale {
+        say(
+            log,
+            &format!(
+                "aborting the unfinished upload `{}` of `{}`{}: {}",
+                stale.upload.id,
+                storage.url(&object),
+                stale
+                    .upload
+                    .initiated
+                    .map(|at| format!(" (initiated at {})", lease::time(at)))
+                    .unwrap_or_default(),
+                stale.reason
+            ),
+        );
+        if let Err(e) = storage.abort_upload(&object, &stale.upload.id).await {
+            all_aborted = false;
+            tracing::warn!(
+                "cannot abort `{}` ({e}); continuing: it does not stand in the way of this run",
+                stale.upload.id
+            );
+        }
+    }
+    if all_aborted {
+        for name in &assessment.leftovers {
+            if let Err(e) = storage.delete(name).await {
+                tracing::debug!("cannot delete the old run marker `{name}`: {e}");
+            }
         }
     }
 
@@ -649,11 +855,16 @@ async fn backup(
             db.name()
         )));
     }
+    let identity = guard
+        .run("reading the database's identity", async {
+            Ok(database_identity(db, log).await)
+        })
+        .await?;
     say(
         log,
         &format!(
-            "database `{}` on PostgreSQL {server_version}, pg_dump {client_version}",
-            db.name()
+            "database {} on PostgreSQL {server_version}, pg_dump {client_version}",
+            identity.describe()
         ),
     );
     drop(group);
@@ -663,7 +874,7 @@ async fn backup(
     let mut source_counts = None;
     if options.verify == VerifyMode::Restore {
         let (session, name, counts) = guard
-            .run("counting rows in the source", export_snapshot(&db))
+            .run("counting rows in the source", export_snapshot(db))
             .await?;
         say(
             log,
@@ -711,7 +922,8 @@ async fn backup(
         })
         .await?;
     let progress = Arc::new(Progress::new());
-    let dumped = dump(&spec, options, &mut upload, &progress, guard, log).await;
+    lease.note_upload(upload.id());
+    let dumped = dump(&spec, options, &mut upload, &progress, guard, log, lease).await;
     let (compressed, finished) = match dumped {
         Ok(compressed) => {
             let finished = guard
@@ -722,12 +934,12 @@ async fn backup(
             match finished {
                 Ok(finished) => (compressed, finished),
                 Err(error) => {
-                    let error = abort(&mut upload, log, error).await;
+                    let error = abort(&mut upload, log, known, error).await;
                     return Err(error);
                 }
             }
         }
-        Err(error) => return Err(abort(&mut upload, log, error).await),
+        Err(error) => return Err(abort(&mut upload, log, known, error).await),
     };
     if let Some((session, _)) = snapshot.take() {
         session.close().await;
@@ -738,7 +950,7 @@ async fn backup(
         .store(finished.size, std::sync::atomic::Ordering::Relaxed);
     say(log, &progress.line());
     if finished.size != compressed.compressed {
-        withdraw(&storage, &object, log).await;
+        withdraw(storage, &object, log, known).await;
         known.published = false;
         return Err(Error::dependency(format!(
             "`{}` holds {} bytes but {} were compressed; the destination lost data, so the object was withdrawn",
@@ -775,10 +987,10 @@ async fn backup(
             .run(
                 "verifying the backup",
                 verify(
-                    &storage,
+                    storage,
                     &expected,
                     options.verify,
-                    &db,
+                    db,
                     source_counts.as_ref(),
                     log,
                 ),
@@ -787,7 +999,7 @@ async fn backup(
         match check {
             Ok(verification) => Some(verification),
             Err(error) => {
-                withdraw(&storage, &object, log).await;
+                withdraw(storage, &object, log, known).await;
                 known.published = false;
                 return Err(error);
             }
@@ -810,6 +1022,7 @@ async fn backup(
         compression_level: options.level,
         format: options.format,
         database: db.name().to_string(),
+        database_identity: Some(identity),
         server_version: server_version.clone(),
         client_version: client_version.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
@@ -833,7 +1046,7 @@ async fn backup(
         })
         .await;
     if let Err(error) = written {
-        withdraw(&storage, &object, log).await;
+        withdraw(storage, &object, log, known).await;
         known.published = false;
         return Err(error.context(format!(
             "the backup was uploaded but its sidecar `{}` could not be written, so it was withdrawn",
@@ -854,14 +1067,153 @@ fn other_extension(format: DumpFormat) -> &'static str {
     }
 }
 
+/// What identifies `db` in a sidecar: host, port and name from `database-url`, and the server's
+/// `system_identifier` (left out, with a warning, when the role may not read it).
+async fn database_identity(db: &Database, log: &SharedLog) -> DatabaseIdentity {
+    let url = url::Url::parse(db.conninfo()).ok();
+    let query = |key: &str| {
+        url.as_ref().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    let host = url
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .or_else(|| query("host"))
+        .unwrap_or_default();
+    let port = url
+        .as_ref()
+        .and_then(|u| u.port())
+        .or_else(|| query("port").and_then(|p| p.parse().ok()))
+        .unwrap_or(5432);
+    let system_identifier = match db
+        .scalar("SELECT system_identifier FROM pg_control_system()")
+        .await
+    {
+        Ok(id) => id
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty()),
+        Err(e) => {
+            let message = format!(
+                "cannot read the server's system identifier ({e}); the backup records the database by host, port and name only"
+            );
+            tracing::warn!("{message}");
+            log_line(log, &message);
+            None
+        }
+    };
+    DatabaseIdentity {
+        host,
+        port,
+        database: db.name().to_string(),
+        system_identifier,
+    }
+}
+
+/// Refuses to reuse `sidecar`'s backup for another database than `db` (a usage error naming
+/// both). A sidecar written before shipgate recorded the identity is compared by database name
+/// only, with a warning.
+async fn check_same_database(
+    sidecar: &Sidecar,
+    db: &Database,
+    guard: &mut Guard<'_>,
+    log: &SharedLog,
+) -> Result<()> {
+    guard
+        .run("connecting to the database", async {
+            db.server_version().await.context(format!(
+                "cannot connect to the database `{}` to check that the earlier backup is of it",
+                db.display()
+            ))
+        })
+        .await?;
+    let current = guard
+        .run("reading the database's identity", async {
+            Ok(database_identity(db, log).await)
+        })
+        .await?;
+    let recorded = sidecar.database_identity.clone();
+    let verdict = match &recorded {
+        Some(recorded) => recorded.same_as(&current),
+        None if sidecar.database == current.database => Ok(Some(format!(
+            "the sidecar `{}` was written by an older shipgate and records only the database name `{}`, which matches; the server could not be compared, so make sure `database-url` names the database that was backed up",
+            sidecar.sidecar_location, sidecar.database
+        ))),
+        None => Err("the database names differ".to_string()),
+    };
+    match verdict {
+        Ok(None) => Ok(()),
+        Ok(Some(warning)) => {
+            actions::annotate(actions::Level::Warning, Some("shipgate backup"), &warning);
+            log_line(log, &warning);
+            Ok(())
+        }
+        Err(why) => {
+            let was = match &recorded {
+                Some(recorded) => recorded.describe(),
+                None => format!(
+                    "`{}` (an older sidecar: no server recorded)",
+                    sidecar.database
+                ),
+            };
+            Err(Error::usage(format!(
+                "this deployment's backup `{}` is of the database {was}, but `database-url` names {} ({why}); a re-run with the same deployment id must back up the same database: fix `database-url`, or use another deployment id for the other database. The earlier backup is left untouched",
+                sidecar.location,
+                current.describe()
+            )))
+        }
+    }
+}
+
+/// Another run of the same backup is alive: what it is doing, and what to do.
+fn conflict(
+    storage: &Storage,
+    object: &str,
+    backup_id: &str,
+    live: &lease::Marker,
+    uploads: &[PendingUpload],
+    lease: &Lease,
+) -> Error {
+    let doing = match (uploads.first(), &live.body.upload_id) {
+        (Some(upload), _) => format!(
+            "; its upload `{}` of `{}` was initiated at {}",
+            upload.id,
+            storage.url(object),
+            upload
+                .initiated
+                .map(lease::time)
+                .unwrap_or_else(|| "an unknown time".into())
+        ),
+        (None, Some(id)) => format!(
+            "; its upload `{id}` of `{}` is complete and being verified",
+            storage.url(object)
+        ),
+        (None, None) => "; it has not started uploading yet".to_string(),
+    };
+    Error::usage(format!(
+        "another `shipgate backup` of `{backup_id}` is running ({}; its marker `{}` was renewed at {}){doing}. Refusing to start a second one, which could only abort its upload or race it to publish; nothing was changed. Wait for it to finish (a re-run afterwards reuses its backup), or, if that run is dead, re-run once its marker is older than {}. A `concurrency:` group on the deployment workflow prevents this",
+        live.describe(),
+        storage.url(&live.name),
+        live.modified
+            .map(lease::time)
+            .unwrap_or_else(|| "an unknown time".into()),
+        crate::util::format_duration(lease.timing().lease)
+    ))
+}
+
 /// Aborts the upload after `error`, and says what could not be cleaned up.
-async fn abort(upload: &mut Upload, log: &SharedLog, error: Error) -> Error {
+async fn abort(upload: &mut Upload, log: &SharedLog, known: &mut Known, error: Error) -> Error {
     say(log, "aborting the upload: nothing will be published");
     match upload.abort(ABORT_PATIENCE).await {
         Ok(()) => Error::new(error.kind(), format!("{error}; nothing was published")),
         Err(left) => {
             actions::annotate(actions::Level::Warning, Some("shipgate backup"), &left);
             log_line(log, &left);
+            known.left = Some(left.clone());
             Error::new(
                 error.kind(),
                 format!("{error}; nothing was published, but {left}"),
@@ -871,23 +1223,25 @@ async fn abort(upload: &mut Upload, log: &SharedLog, error: Error) -> Error {
 }
 
 /// Deletes an object this run uploaded but could not vouch for (not a backup anyone relies on:
-/// it has no sidecar).
-async fn withdraw(storage: &Storage, object: &str, log: &SharedLog) {
-    match storage.delete(object).await {
-        Ok(()) => say(
-            log,
-            &format!(
-                "withdrew `{}`: it failed verification or could not be completed",
-                storage.url(object)
-            ),
+/// it has no sidecar), trying again for a while when the destination is unreachable.
+async fn withdraw(storage: &Storage, object: &str, log: &SharedLog, known: &mut Known) {
+    say(
+        log,
+        &format!(
+            "withdrawing `{}`: it failed verification or could not be completed",
+            storage.url(object)
         ),
+    );
+    match storage.delete_patiently(object, ABORT_PATIENCE).await {
+        Ok(()) => say(log, &format!("withdrew `{}`", storage.url(object))),
         Err(e) => {
             let message = format!(
-                "`{}` failed verification or could not be completed and could not be deleted ({e}); it has no sidecar, so it is incomplete: delete it by hand",
+                "`{}` failed verification or could not be completed and could not be deleted ({e}); it has no sidecar, so it is not a backup: the next `shipgate backup` with this deployment id replaces it, or delete it by hand",
                 storage.url(object)
             );
             actions::annotate(actions::Level::Warning, Some("shipgate backup"), &message);
             log_line(log, &message);
+            known.left = Some(message);
         }
     }
 }
@@ -901,6 +1255,7 @@ async fn dump(
     progress: &Arc<Progress>,
     guard: &mut Guard<'_>,
     log: &SharedLog,
+    lease: &Lease,
 ) -> Result<archive::Compressed> {
     let mut child = spec.spawn_piped()?;
     let pid = child.id();
@@ -924,7 +1279,7 @@ async fn dump(
         tokio::task::spawn_blocking(move || archive::compress(stdout, level, tx, &thread_progress));
 
     let work = async {
-        pump(upload, &mut rx, progress, log).await?;
+        pump(upload, &mut rx, progress, log, lease).await?;
         let compressed = compressor
             .await
             .map_err(|e| Error::dependency(format!("the compressor failed: {e}")))?
@@ -982,6 +1337,7 @@ async fn pump(
     rx: &mut mpsc::Receiver<Bytes>,
     progress: &Progress,
     log: &SharedLog,
+    lease: &Lease,
 ) -> Result<()> {
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     ticker.tick().await;
@@ -990,6 +1346,7 @@ async fn pump(
             part = rx.recv() => match part {
                 Some(part) => {
                     upload.write_part(part).await?;
+                    lease.note_upload(upload.id());
                     progress.uploaded.store(upload.uploaded(), std::sync::atomic::Ordering::Relaxed);
                 }
                 None => return Ok(()),
@@ -1282,6 +1639,7 @@ async fn reuse(
     ran_at: &str,
 ) -> Result<Outcome> {
     known.location = Some(sidecar.location.clone());
+    check_same_database(&sidecar, db, guard, log).await?;
     known.published = true;
     say(
         log,
@@ -1504,7 +1862,7 @@ struct Found {
 async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let file = file_config(settings);
-    let (location, s3) = resolve_store(&args.store, settings)?.ok_or_else(|| {
+    let location = destination(&args.store, settings)?.ok_or_else(|| {
         Error::usage(
             "no backup destination to prune: pass `--destination s3://bucket/prefix` (input `destination`)",
         )
@@ -1517,7 +1875,7 @@ async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {
         ));
     }
     let dry_run = settings.switch("dry-run", args.dry_run, None, false)?;
-    let storage = Storage::open(&location, &s3).await;
+    let storage = open_storage(&location, &args.store, settings).await?;
     let shutdown = Shutdown::listen();
     let listing = tokio::select! {
         listing = storage.list("backup-") => listing.context(format!("cannot list `{}`", location.display()))?,
@@ -1543,7 +1901,9 @@ async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {
         } else {
             None
         };
-        let dump = objects.iter().find(|o| o.name != sidecar_name);
+        let dump = objects
+            .iter()
+            .find(|o| o.name != sidecar_name && lease::marker_stem(&o.name).is_none());
         let complete = sidecar
             .as_ref()
             .is_some_and(|s| objects.iter().any(|o| o.name == s.object));
@@ -1662,11 +2022,13 @@ async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {
     Ok(Outcome::success(result))
 }
 
-/// `backup-<id>` for `backup-<id>.sql.gz`, `.dump.gz` and `.json`.
+/// `backup-<id>` for `backup-<id>.sql.gz`, `.dump.gz`, `.json` and the run markers
+/// `.run-<token>` (deleted with the backup they belong to).
 fn backup_stem(name: &str) -> Option<&str> {
     [".sql.gz", ".dump.gz", ".json"]
         .iter()
         .find_map(|ext| name.strip_suffix(ext))
+        .or_else(|| lease::marker_stem(name))
         .filter(|stem| stem.len() > "backup-".len() && stem.starts_with("backup-"))
 }
 
@@ -1704,6 +2066,10 @@ mod tests {
         assert_eq!(backup_stem("backup-1-abc.sql.gz"), Some("backup-1-abc"));
         assert_eq!(backup_stem("backup-1-abc.dump.gz"), Some("backup-1-abc"));
         assert_eq!(backup_stem("backup-1-abc.json"), Some("backup-1-abc"));
+        assert_eq!(
+            backup_stem("backup-1-abc.run-0123456789abcdef"),
+            Some("backup-1-abc")
+        );
         assert_eq!(backup_stem("backup-.json"), None);
         assert_eq!(backup_stem("other.json"), None);
         assert_eq!(backup_stem("backup-1.txt"), None);

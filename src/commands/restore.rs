@@ -103,8 +103,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         None => DEFAULT_TIMEOUT,
     };
     let deadline = tokio::time::Instant::now() + timeout;
-    let (chosen, s3) = choose(args, settings)?;
-    let storage = Storage::open(&chosen.location, &s3).await;
+    let chosen = choose(args, settings)?;
+    // The same S3 settings (`--endpoint-url`, region, path style) however the backup is named.
+    let storage = backup::open_storage(&chosen.location, &args.store, settings).await?;
     let sidecar_url = storage.url(&chosen.sidecar);
     let sidecar_bytes = tokio::select! {
         read = storage.read_small(&chosen.sidecar, SIDECAR_LIMIT) => read.context(format!("cannot read the backup's sidecar `{sidecar_url}`"))?,
@@ -267,7 +268,7 @@ fn say(log: &SharedLog, text: &str) {
 
 /// Picks the backup: `--location`, `--backup-id` (in the destination), `--record`, else the
 /// state directory's `backup.json`. Exactly one way.
-fn choose(args: &Args, settings: &Settings) -> Result<(Chosen, crate::storage::S3Options)> {
+fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
     let location = settings.text("backup-location", args.location.clone(), None);
     let backup_id = settings.text("backup-id", args.backup_id.clone(), None);
     let record = settings
@@ -286,8 +287,7 @@ fn choose(args: &Args, settings: &Settings) -> Result<(Chosen, crate::storage::S
             "name the backup one way only: `--backup-id`, `--location` or `--record`",
         ));
     }
-    let store = backup::resolve_store(&args.store, settings)?;
-    let s3 = store.as_ref().map(|(_, s3)| s3.clone()).unwrap_or_default();
+    let destination = backup::destination(&args.store, settings)?;
     let from_url = |url: &str, named: String| -> Result<Chosen> {
         let (location, name) = Location::split_object(url)?;
         let stem = [".sql.gz", ".dump.gz", ".json"]
@@ -306,31 +306,25 @@ fn choose(args: &Args, settings: &Settings) -> Result<(Chosen, crate::storage::S
         })
     };
     if let Some(url) = location {
-        return Ok((from_url(&url, format!("at {}", actions::quote(&url)))?, s3));
+        return from_url(&url, format!("at {}", actions::quote(&url)));
     }
     if let Some(id) = backup_id {
         let id = id.strip_prefix("backup-").unwrap_or(&id).to_string();
         crate::state::check_deployment_id(&id)?;
-        let Some((location, _)) = store else {
+        let Some(location) = destination else {
             return Err(Error::usage(format!(
                 "`--backup-id backup-{id}` needs the destination it lives in: pass `--destination s3://bucket/prefix` (input `destination`)"
             )));
         };
-        return Ok((
-            Chosen {
-                sidecar: format!("backup-{id}.json"),
-                named: format!("`backup-{id}` in `{}`", location.display()),
-                location,
-            },
-            s3,
-        ));
+        return Ok(Chosen {
+            sidecar: format!("backup-{id}.json"),
+            named: format!("`backup-{id}` in `{}`", location.display()),
+            location,
+        });
     }
     if let Some(path) = record {
         let url = location_in_record(&path)?;
-        return Ok((
-            from_url(&url, format!("from the record `{}`", path.display()))?,
-            s3,
-        ));
+        return from_url(&url, format!("from the record `{}`", path.display()));
     }
     let state = StateDir::open(settings).map_err(|_| {
         Error::usage(
@@ -356,10 +350,7 @@ fn choose(args: &Args, settings: &Settings) -> Result<(Chosen, crate::storage::S
             ))
         })?
         .to_string();
-    Ok((
-        from_url(&url, format!("of deployment `{}`", state.id()))?,
-        s3,
-    ))
+    from_url(&url, format!("of deployment `{}`", state.id()))
 }
 
 /// `database_backup.location` of a deployment record (seed 004 §8), or a top-level

@@ -8,13 +8,29 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{Finished, ObjectInfo, StorageError};
+use super::{Finished, ObjectInfo, PendingUpload, StorageError};
 
 /// Bytes read per chunk of a download.
 const READ_CHUNK: usize = 1024 * 1024;
 
+#[derive(Clone)]
 pub(crate) struct FileStore {
     dir: PathBuf,
+}
+
+/// `.<name>.<id>.partial`: an unfinished upload of `name`.
+fn temp_name(name: &str, id: &str) -> String {
+    format!(".{name}.{id}.partial")
+}
+
+/// The id of an unfinished upload of `name`, if `file_name` is one.
+fn temp_id<'a>(name: &str, file_name: &'a str) -> Option<&'a str> {
+    file_name
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix('.')?
+        .strip_suffix(".partial")
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn io_error(op: &str, path: &Path, e: std::io::Error) -> StorageError {
@@ -98,9 +114,8 @@ impl FileStore {
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| io_error("create the directory", &self.dir, e))?;
-        let temp = self
-            .dir
-            .join(format!(".{name}.{}.partial", crate::util::random_hex(6)));
+        let id = crate::util::random_hex(6);
+        let temp = self.dir.join(temp_name(name, &id));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -109,6 +124,7 @@ impl FileStore {
             .await
             .map_err(|e| io_error("create", &temp, e))?;
         Ok(FileUpload {
+            id,
             file: Some(file),
             temp,
             target: self.path(name),
@@ -118,12 +134,14 @@ impl FileStore {
         })
     }
 
-    pub(crate) async fn remove_stale_temp_files(&self, name: &str) -> Result<usize, StorageError> {
-        let start = format!(".{name}.");
-        let mut removed = 0;
+    pub(crate) async fn list_uploads(
+        &self,
+        name: &str,
+    ) -> Result<Vec<PendingUpload>, StorageError> {
+        let mut found = Vec::new();
         let mut entries = match tokio::fs::read_dir(&self.dir).await {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
             Err(e) => return Err(io_error("list", &self.dir, e)),
         };
         while let Some(entry) = entries
@@ -132,18 +150,64 @@ impl FileStore {
             .map_err(|e| io_error("list", &self.dir, e))?
         {
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            if file_name.starts_with(&start) && file_name.ends_with(".partial") {
-                tracing::warn!(
-                    "removing `{}`, an unfinished backup left by an earlier run",
-                    entry.path().display()
-                );
-                tokio::fs::remove_file(entry.path())
-                    .await
-                    .map_err(|e| io_error("remove", &entry.path(), e))?;
-                removed += 1;
-            }
+            let Some(id) = temp_id(name, &file_name) else {
+                continue;
+            };
+            let initiated = entry.metadata().await.ok().and_then(|meta| {
+                meta.created()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+                    .or_else(|| modified(&meta))
+            });
+            found.push(PendingUpload {
+                id: id.to_string(),
+                initiated,
+            });
         }
-        Ok(removed)
+        Ok(found)
+    }
+
+    pub(crate) async fn abort_upload(&self, name: &str, id: &str) -> Result<(), StorageError> {
+        let file_name = temp_name(name, id);
+        if temp_id(name, &file_name) != Some(id) {
+            return Err(StorageError::BadLocation {
+                location: crate::actions::quote(&file_name),
+                reason: "it is not an unfinished upload".into(),
+            });
+        }
+        self.delete(&file_name).await
+    }
+
+    pub(crate) fn abort_hint(&self, name: &str, id: &str) -> String {
+        format!("delete `{}`", self.path(&temp_name(name, id)).display())
+    }
+
+    /// Writes a temporary file and renames it over `name`.
+    pub(crate) async fn put_replace(&self, name: &str, body: &[u8]) -> Result<(), StorageError> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| io_error("create the directory", &self.dir, e))?;
+        let temp = self
+            .dir
+            .join(format!(".{name}.{}.tmp", crate::util::random_hex(6)));
+        let written = async {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .await?;
+            file.write_all(body).await?;
+            file.sync_all().await?;
+            tokio::fs::rename(&temp, self.path(name)).await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(io_error("write", &self.path(name), e));
+        }
+        Ok(())
     }
 
     pub(crate) async fn get(&self, name: &str) -> Result<Option<FileDownload>, StorageError> {
@@ -197,6 +261,8 @@ impl FileStore {
 }
 
 pub(crate) struct FileUpload {
+    /// The random part of the temporary file's name.
+    id: String,
     file: Option<tokio::fs::File>,
     temp: PathBuf,
     target: PathBuf,
@@ -206,6 +272,10 @@ pub(crate) struct FileUpload {
 }
 
 impl FileUpload {
+    pub(crate) fn id(&self) -> String {
+        self.id.clone()
+    }
+
     pub(crate) fn uploaded(&self) -> u64 {
         self.written
     }

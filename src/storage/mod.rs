@@ -5,9 +5,12 @@
 //! - nothing is ever overwritten: finishing an upload (or [`Storage::put_new`]) fails with
 //!   [`StorageError::Exists`] when the name is taken (S3 `If-None-Match: *`, a hard link
 //!   locally);
-//! - an aborted upload leaves nothing behind (S3 `AbortMultipartUpload`, temp file removed).
+//! - an aborted upload leaves nothing behind (S3 `AbortMultipartUpload`, temp file removed);
+//! - unfinished uploads can be listed with their start time and aborted one by one, so a run
+//!   aborts only those no live run owns ([`lease`]: each run's marker, renewed while it runs).
 
 mod file;
+pub(crate) mod lease;
 mod s3;
 
 use std::time::Duration;
@@ -219,6 +222,15 @@ pub(crate) struct ObjectInfo {
     pub(crate) modified: Option<i64>,
 }
 
+/// An unfinished upload (an S3 multipart upload, or a local temporary file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingUpload {
+    /// The S3 upload id, or the temporary file's random part.
+    pub(crate) id: String,
+    /// When it was started, seconds since the Unix epoch (the server's clock), when known.
+    pub(crate) initiated: Option<i64>,
+}
+
 /// A finished upload.
 #[derive(Debug, Clone)]
 pub(crate) struct Finished {
@@ -226,7 +238,8 @@ pub(crate) struct Finished {
     pub(crate) size: u64,
 }
 
-/// An open destination.
+/// An open destination (cheap to clone: clones share the S3 client).
+#[derive(Clone)]
 pub(crate) enum Storage {
     S3(s3::S3Store),
     File(file::FileStore),
@@ -305,11 +318,44 @@ impl Storage {
         })
     }
 
-    /// Aborts unfinished uploads to `name` left by an earlier, killed run; returns how many.
-    pub(crate) async fn abort_stale_uploads(&self, name: &str) -> Result<usize, StorageError> {
+    /// The unfinished uploads to `name` (whoever started them).
+    pub(crate) async fn list_uploads(
+        &self,
+        name: &str,
+    ) -> Result<Vec<PendingUpload>, StorageError> {
         match self {
-            Storage::S3(s) => s.abort_stale_uploads(name).await,
-            Storage::File(f) => f.remove_stale_temp_files(name).await,
+            Storage::S3(s) => s.list_uploads(name).await,
+            Storage::File(f) => f.list_uploads(name).await,
+        }
+    }
+
+    /// Aborts one unfinished upload to `name`; one that is already gone is fine.
+    pub(crate) async fn abort_upload(&self, name: &str, id: &str) -> Result<(), StorageError> {
+        match self {
+            Storage::S3(s) => s.abort_upload(name, id).await,
+            Storage::File(f) => f.abort_upload(name, id).await,
+        }
+    }
+
+    /// How to remove an unfinished upload by hand, for messages.
+    pub(crate) fn abort_hint(&self, name: &str, id: &str) -> String {
+        match self {
+            Storage::S3(s) => s.abort_hint(name, id),
+            Storage::File(f) => f.abort_hint(name, id),
+        }
+    }
+
+    /// Stores `body` at `name`, replacing what is there. Only for shipgate's own bookkeeping
+    /// (run markers, see [`lease`]), never for a backup or a sidecar.
+    pub(crate) async fn put_replace(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        match self {
+            Storage::S3(s) => s.put_replace(name, body, content_type).await,
+            Storage::File(f) => f.put_replace(name, &body).await,
         }
     }
 
@@ -335,10 +381,34 @@ impl Storage {
             Storage::File(f) => f.delete(name).await,
         }
     }
+
+    /// Deletes `name`, trying again for `patience` while the destination fails (as
+    /// [`Upload::abort`] does); the last error when it never worked.
+    pub(crate) async fn delete_patiently(
+        &self,
+        name: &str,
+        patience: Duration,
+    ) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        loop {
+            let error = match self.delete(name).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if started.elapsed() >= patience {
+                return Err(error);
+            }
+            tracing::warn!("{error}; retrying");
+            tokio::time::sleep(
+                crate::util::retry_delay(Duration::from_secs(2)).max(Duration::from_millis(200)),
+            )
+            .await;
+        }
+    }
 }
 
 /// A streamed upload in progress. Dropping it without [`Upload::finish`] or [`Upload::abort`]
-/// leaves cleanup to the next run ([`Storage::abort_stale_uploads`]); always call one of them.
+/// leaves cleanup to a later run (see [`lease`]); always call one of them.
 pub(crate) enum Upload {
     S3(s3::S3Upload),
     File(file::FileUpload),
@@ -352,6 +422,15 @@ impl Upload {
         match self {
             Upload::S3(u) => u.write_part(data).await,
             Upload::File(u) => u.write_part(&data).await,
+        }
+    }
+
+    /// The id of the unfinished upload at the destination, once there is one (an S3 multipart
+    /// upload is created with the second part).
+    pub(crate) fn id(&self) -> Option<String> {
+        match self {
+            Upload::S3(u) => u.id(),
+            Upload::File(u) => Some(u.id()),
         }
     }
 

@@ -31,7 +31,9 @@ use bytes::Bytes;
 use sha2::Digest as _;
 use tokio::task::JoinSet;
 
-use super::{CHUNK_TIMEOUT, Finished, MAX_PARTS, ObjectInfo, StorageError, parts_in_flight};
+use super::{
+    CHUNK_TIMEOUT, Finished, MAX_PARTS, ObjectInfo, PendingUpload, StorageError, parts_in_flight,
+};
 use crate::secret::redact;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,7 +79,8 @@ impl std::str::FromStr for Checksum {
     }
 }
 
-/// How to reach S3.
+/// How to reach S3. Built only by `commands::backup::open_storage` (no `Default`: a client
+/// built from defaults would ignore `--endpoint-url` and go to AWS).
 #[derive(Debug, Clone)]
 pub(crate) struct S3Options {
     /// `--endpoint-url`; else the default chain (`AWS_ENDPOINT_URL[_S3]`, shared config).
@@ -87,18 +90,6 @@ pub(crate) struct S3Options {
     pub(crate) path_style: Option<bool>,
     pub(crate) sse: Option<Sse>,
     pub(crate) checksum: Checksum,
-}
-
-impl Default for S3Options {
-    fn default() -> Self {
-        S3Options {
-            endpoint_url: None,
-            region: None,
-            path_style: None,
-            sse: None,
-            checksum: Checksum::Sha256,
-        }
-    }
 }
 
 /// What every request of one destination shares.
@@ -136,6 +127,7 @@ impl Ctx {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct S3Store {
     ctx: Ctx,
 }
@@ -239,7 +231,7 @@ impl S3Store {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        put_new(&self.ctx, name, Bytes::from(body), content_type).await
+        put(&self.ctx, name, Bytes::from(body), content_type, true).await
     }
 
     pub(crate) fn begin(&self, name: &str, content_type: &str) -> S3Upload {
@@ -257,10 +249,13 @@ impl S3Store {
         }
     }
 
-    pub(crate) async fn abort_stale_uploads(&self, name: &str) -> Result<usize, StorageError> {
+    pub(crate) async fn list_uploads(
+        &self,
+        name: &str,
+    ) -> Result<Vec<PendingUpload>, StorageError> {
         let ctx = &self.ctx;
         let key = ctx.key(name);
-        let mut stale = Vec::new();
+        let mut found = Vec::new();
         let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
         loop {
             let out = ctx
@@ -273,11 +268,16 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| ctx.error("list the unfinished uploads of", name, e))?;
-            stale.extend(
+            found.extend(
                 out.uploads()
                     .iter()
                     .filter(|u| u.key() == Some(key.as_str()))
-                    .filter_map(|u| u.upload_id().map(str::to_string)),
+                    .filter_map(|u| {
+                        u.upload_id().map(|id| PendingUpload {
+                            id: id.to_string(),
+                            initiated: u.initiated().map(|t| t.secs()),
+                        })
+                    }),
             );
             key_marker = out.next_key_marker().map(str::to_string);
             id_marker = out.next_upload_id_marker().map(str::to_string);
@@ -285,26 +285,45 @@ impl S3Store {
                 break;
             }
         }
-        for upload_id in &stale {
-            tracing::warn!(
-                "aborting the unfinished multipart upload `{upload_id}` of `{}` left by an earlier run",
-                self.url(name)
-            );
-            match ctx
-                .client
-                .abort_multipart_upload()
-                .bucket(&ctx.bucket)
-                .key(&key)
-                .upload_id(upload_id)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if status(&e) == Some(404) => {}
-                Err(e) => return Err(ctx.error("abort an unfinished upload of", name, e)),
-            }
+        Ok(found)
+    }
+
+    pub(crate) async fn abort_upload(
+        &self,
+        name: &str,
+        upload_id: &str,
+    ) -> Result<(), StorageError> {
+        let ctx = &self.ctx;
+        match ctx
+            .client
+            .abort_multipart_upload()
+            .bucket(&ctx.bucket)
+            .key(ctx.key(name))
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(ctx.error("abort an unfinished upload of", name, e)),
         }
-        Ok(stale.len())
+    }
+
+    pub(crate) fn abort_hint(&self, name: &str, upload_id: &str) -> String {
+        format!(
+            "`aws s3api abort-multipart-upload --bucket {} --key {} --upload-id {upload_id}`",
+            self.ctx.bucket,
+            self.ctx.key(name)
+        )
+    }
+
+    pub(crate) async fn put_replace(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        put(&self.ctx, name, Bytes::from(body), content_type, false).await
     }
 
     pub(crate) async fn get(&self, name: &str) -> Result<Option<S3Download>, StorageError> {
@@ -375,15 +394,17 @@ impl S3Store {
     }
 }
 
-/// `PutObject` with `If-None-Match: *` (or a HEAD check where the server lacks it).
-async fn put_new(
+/// `PutObject`; when `new`, with `If-None-Match: *` (or a HEAD check where the server lacks
+/// it).
+async fn put(
     ctx: &Ctx,
     name: &str,
     body: Bytes,
     content_type: &str,
+    new: bool,
 ) -> Result<(), StorageError> {
-    let conditional = ctx.conditional.load(Ordering::Relaxed);
-    if !conditional {
+    let conditional = new && ctx.conditional.load(Ordering::Relaxed);
+    if new && !conditional {
         refuse_if_exists(ctx, name).await?;
     }
     let mut request = ctx
@@ -413,7 +434,7 @@ async fn put_new(
         }),
         Err(e) if conditional && not_implemented(&e) => {
             no_conditional_writes(ctx);
-            Box::pin(put_new(ctx, name, body, content_type)).await
+            Box::pin(put(ctx, name, body, content_type, new)).await
         }
         Err(e) => Err(ctx.error("write", name, e)),
     }
@@ -461,6 +482,10 @@ pub(crate) struct S3Upload {
 }
 
 impl S3Upload {
+    pub(crate) fn id(&self) -> Option<String> {
+        self.upload_id.clone()
+    }
+
     pub(crate) fn uploaded(&self) -> u64 {
         self.uploaded.load(Ordering::Relaxed)
     }
@@ -563,7 +588,7 @@ impl S3Upload {
         let Some(upload_id) = self.upload_id.clone() else {
             let body = self.first.take().unwrap_or_default();
             let size = body.len() as u64;
-            put_new(&self.ctx, &self.name, body, &self.content_type).await?;
+            put(&self.ctx, &self.name, body, &self.content_type, true).await?;
             self.uploaded.fetch_add(size, Ordering::Relaxed);
             return Ok(Finished { parts: 1, size });
         };
@@ -656,7 +681,7 @@ impl S3Upload {
             .await;
         }
         Err(format!(
-            "the unfinished multipart upload `{upload_id}` of `{}` could not be aborted ({last}); the next `shipgate backup` with this deployment id aborts it, or run `aws s3api abort-multipart-upload --bucket {} --key {} --upload-id {upload_id}` (an `AbortIncompleteMultipartUpload` lifecycle rule also removes it)",
+            "the unfinished multipart upload `{upload_id}` of `{}` could not be aborted ({last}); a later `shipgate backup` with this deployment id aborts it (its run marker says this run ended, or has expired), or run `aws s3api abort-multipart-upload --bucket {} --key {} --upload-id {upload_id}` (an `AbortIncompleteMultipartUpload` lifecycle rule also removes it)",
             ctx.url(&self.name),
             ctx.bucket,
             ctx.key(&self.name)

@@ -46,16 +46,16 @@ CREATE VIEW rich AS SELECT email FROM accounts WHERE balance > 6000;
 CREATE INDEX accounts_created ON accounts (created);
 "#;
 
-fn pg() -> &'static PgCluster {
+pub(crate) fn pg() -> &'static PgCluster {
     PgCluster::shared()
 }
 
-fn s3() -> &'static S3Server {
+pub(crate) fn s3() -> &'static S3Server {
     S3Server::shared()
 }
 
 /// A seeded source database.
-fn seeded(prefix: &str) -> String {
+pub(crate) fn seeded(prefix: &str) -> String {
     let db = pg().create_database(prefix);
     pg().psql(&db, SEED);
     db
@@ -63,7 +63,7 @@ fn seeded(prefix: &str) -> String {
 
 /// A database big enough (about 210 MB as SQL, 90 MB gzipped) that its upload is still in
 /// flight when a test acts on it; created once per test process.
-fn big_database() -> &'static str {
+pub(crate) fn big_database() -> &'static str {
     static BIG: OnceLock<String> = OnceLock::new();
     BIG.get_or_init(|| {
         let db = pg().create_database("big");
@@ -77,7 +77,7 @@ fn big_database() -> &'static str {
 }
 
 /// Every user table: (row count, md5 of its rows in a stable order).
-fn contents(db: &str) -> BTreeMap<String, (u64, String)> {
+pub(crate) fn contents(db: &str) -> BTreeMap<String, (u64, String)> {
     let tables = pg().psql(
         db,
         "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
@@ -102,40 +102,54 @@ fn contents(db: &str) -> BTreeMap<String, (u64, String)> {
 }
 
 /// A workdir and a deployment id for one test.
-struct Case {
+pub(crate) struct Case {
     dir: tempfile::TempDir,
-    id: String,
+    pub(crate) id: String,
 }
 
 impl Case {
-    fn new() -> Case {
+    pub(crate) fn new() -> Case {
         let dir = tempfile::tempdir().expect("workdir");
         let id = format!("{}-{}", 1000 + next(), "abcdef0");
         Case { dir, id }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.path().join(".shipgate").join(&self.id)
     }
 
-    fn backup_json(&self) -> Value {
+    pub(crate) fn backup_json(&self) -> Value {
         read_json(&self.state().join("backup.json"))
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.state().join(format!("backup-logs-{}.log", self.id)))
             .unwrap_or_default()
     }
 
     /// `shipgate` in this workdir with S3 credentials, the database URL and the deployment id.
-    fn shipgate(&self, db: &str) -> Shipgate {
+    pub(crate) fn shipgate(&self, db: &str) -> Shipgate {
         let mut cmd = Shipgate::new(self.path());
         for (key, value) in s3().aws_env() {
             cmd.env(key, value);
+        }
+        cmd.input("database-url", &pg().url(db))
+            .input("deployment-id", &self.id);
+        cmd
+    }
+
+    /// [`Case::shipgate`] without `AWS_ENDPOINT_URL`: S3 is reached only if shipgate passes
+    /// the `--endpoint-url` flag or the `s3-endpoint-url` input on to the client.
+    pub(crate) fn shipgate_without_endpoint_env(&self, db: &str) -> Shipgate {
+        let mut cmd = Shipgate::new(self.path());
+        for (key, value) in s3().aws_env() {
+            if key != "AWS_ENDPOINT_URL" {
+                cmd.env(key, value);
+            }
         }
         cmd.input("database-url", &pg().url(db))
             .input("deployment-id", &self.id);
@@ -149,13 +163,13 @@ fn next() -> u64 {
     N.fetch_add(1, Ordering::Relaxed) * 1000 + u64::from(std::process::id() % 1000)
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -572,7 +586,7 @@ fn restore_refuses_without_confirmation_when_not_interactive() {
 }
 
 /// Waits until `check` holds, panicking with `what` after a minute.
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -652,7 +666,8 @@ fn sigterm_mid_upload_aborts_the_upload_and_stops_pg_dump() {
         pg().psql(
             "postgres",
             &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'shipgate'"
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'shipgate backup {}'",
+                case.id
             ),
         ) == "0"
     });
@@ -674,7 +689,8 @@ fn a_backend_terminated_mid_dump_publishes_nothing() {
         "postgres",
         &format!(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE datname = '{db}' AND application_name = 'shipgate' AND query LIKE 'COPY %'"
+             WHERE datname = '{db}' AND application_name = 'shipgate backup {}' AND query LIKE 'COPY %'",
+            case.id
         ),
     );
     assert_eq!(killed, "1", "pg_dump was not copying any more");
@@ -892,26 +908,78 @@ fn storage_problems_are_clear_dependency_errors() {
 }
 
 #[test]
-fn an_incomplete_backup_is_never_overwritten() {
-    let source = pg().create_database("incomplete");
+fn a_dump_without_its_sidecar_is_replaced_by_the_next_run() {
+    let source = seeded("unpublished");
     let bucket = s3().create_bucket();
     let case = Case::new();
     let key = format!("backup-{}.sql.gz", case.id);
-    s3().put(&bucket, &key, b"left by a crashed run");
+    // What a run that failed after uploading (and could not withdraw its dump) leaves.
+    s3().put(
+        &bucket,
+        &key,
+        b"left by a run that failed during verification",
+    );
     let run = case
         .shipgate(&source)
+        .actions()
         .args(["backup", "--destination", &format!("s3://{bucket}")])
         .run();
-    run.expect_code(1);
+    run.expect_code(0);
+    let stored = s3().get(&bucket, &key).expect("the new dump");
+    assert_eq!(run.outputs["sha256"], sha256_hex(&stored));
+    assert!(gunzip(&stored).contains("PostgreSQL database dump complete"));
     assert!(
-        run.visible_stderr().contains("has no sidecar"),
+        case.log().contains("has no sidecar") && case.log().contains("was never a backup"),
         "{}",
-        run.stderr
+        case.log()
     );
-    assert_eq!(
-        s3().get(&bucket, &key).as_deref(),
-        Some(&b"left by a crashed run"[..])
+    let mut keys = s3().list_keys(&bucket);
+    keys.sort();
+    assert_eq!(keys, vec![format!("backup-{}.json", case.id), key]);
+}
+
+#[test]
+fn s3_down_during_verification_leaves_no_dump_without_its_sidecar() {
+    let db = big_database();
+    let mut server = S3Server::start();
+    let bucket = server.create_bucket();
+    let case = Case::new();
+    let key = format!("backup-{}.sql.gz", case.id);
+    let mut cmd = Shipgate::new(case.path());
+    for (name, value) in server.aws_env() {
+        cmd.env(name, value);
+    }
+    let mut running = cmd
+        .input("database-url", &pg().url(db))
+        .input("deployment-id", &case.id)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .spawn();
+    // The dump is at its final key once the upload completes; reading its 90 MB back takes a
+    // while, so S3 stops in the middle of the verification.
+    wait_for("the dump to be uploaded", || {
+        server.list_keys(&bucket).contains(&key) || running.exited()
+    });
+    server.kill();
+    wait_for("shipgate to withdraw the dump", || {
+        case.log().contains("withdrawing") || running.exited()
+    });
+    // S3 comes back while shipgate is still trying to delete the unverified dump.
+    server.restart();
+    let run = running.wait();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(
+        stderr.contains("back") && stderr.contains("cannot reach"),
+        "verification could not read the dump back: {stderr}"
     );
+    assert!(case.log().contains("withdrew"), "{}", case.log());
+    assert!(
+        server.list_keys(&bucket).is_empty(),
+        "{:?}",
+        server.list_keys(&bucket)
+    );
+    assert!(server.list_multipart_uploads(&bucket).is_empty());
+    assert_eq!(case.backup_json()["published"], false);
 }
 
 #[test]
@@ -1232,12 +1300,105 @@ fn a_truncated_dump_that_pg_dump_reports_as_fine_is_caught() {
 }
 
 #[test]
-fn an_upload_left_open_by_a_killed_run_is_aborted_by_the_next_one() {
-    let source = pg().create_database("stale_upload");
+fn a_concurrent_run_with_the_same_id_is_refused_and_never_touches_the_live_upload() {
+    let db = big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let key = format!("backup-{}.sql.gz", case.id);
+    let first = case
+        .shipgate(db)
+        .args([
+            "--format",
+            "json",
+            "backup",
+            "--destination",
+            &format!("s3://{bucket}"),
+        ])
+        .spawn();
+    wait_for("the first run's multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    let live = s3().list_multipart_uploads(&bucket)[0].upload_id.clone();
+    let second = case
+        .shipgate(db)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    second.expect_code(2);
+    let stderr = second.visible_stderr();
+    assert!(stderr.contains("another `shipgate backup`"), "{stderr}");
+    assert!(stderr.contains(&live), "names the live upload: {stderr}");
+    assert!(stderr.contains("initiated at 20"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    let run = first.wait();
+    run.expect_code(0);
+    let result = run.json();
+    assert_eq!(result["verified"], true);
+    assert_eq!(result["reused"], false);
+    let stored = s3().get(&bucket, &key).expect("the first run's dump");
+    assert_eq!(result["sha256"], sha256_hex(&stored));
+    // Only the backup and its sidecar: no run marker, no unfinished upload.
+    let mut keys = s3().list_keys(&bucket);
+    keys.sort();
+    assert_eq!(keys, vec![format!("backup-{}.json", case.id), key]);
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+}
+
+#[test]
+fn an_upload_left_by_a_killed_run_is_aborted_once_its_marker_expires() {
+    let db = big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let mut killed = case
+        .shipgate(db)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .spawn();
+    wait_for("the multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    let left = s3().list_multipart_uploads(&bucket)[0].upload_id.clone();
+    // SIGKILL: no chance to abort the upload or end the marker.
+    killed.kill();
+    let _ = killed.wait();
+    let source = pg().create_database("after_kill");
+    // Right away, the killed run cannot be told from a live one: refused.
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    run.expect_code(2);
+    assert!(run.visible_stderr().contains(&left), "{}", run.stderr);
+    assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
+    // Its marker expires (9 s in tests: SHIPGATE_RETRY_SCALE); then the upload is aborted,
+    // with the reason.
+    std::thread::sleep(Duration::from_secs(11));
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &format!("s3://{bucket}")])
+        .run();
+    run.expect_code(0);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains(&left), "{stderr}");
+    assert!(stderr.contains("stopped renewing its marker"), "{stderr}");
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    let mut keys = s3().list_keys(&bucket);
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            format!("backup-{}.json", case.id),
+            format!("backup-{}.sql.gz", case.id)
+        ]
+    );
+}
+
+#[test]
+fn an_unclaimed_young_upload_is_refused_not_aborted() {
+    let source = pg().create_database("unclaimed");
     let bucket = s3().create_bucket();
     let case = Case::new();
     let key = format!("backup-{}.sql.gz", case.id);
     let client = s3().client();
+    // An upload no shipgate run marker claims (an older shipgate, another tool).
     let upload_id = s3().block_on(async {
         let created = client
             .create_multipart_upload()
@@ -1246,27 +1407,18 @@ fn an_upload_left_open_by_a_killed_run_is_aborted_by_the_next_one() {
             .send()
             .await
             .expect("create upload");
-        let id = created.upload_id().expect("upload id").to_string();
-        client
-            .upload_part()
-            .bucket(&bucket)
-            .key(&key)
-            .upload_id(&id)
-            .part_number(1)
-            .body(aws_sdk_s3::primitives::ByteStream::from(vec![7u8; 5 << 20]))
-            .send()
-            .await
-            .expect("upload part");
-        id
+        created.upload_id().expect("upload id").to_string()
     });
-    assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
     let run = case
         .shipgate(&source)
         .args(["backup", "--destination", &format!("s3://{bucket}")])
         .run();
-    run.expect_code(0);
-    assert!(run.visible_stderr().contains(&upload_id), "{}", run.stderr);
-    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    run.expect_code(2);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains(&upload_id), "{stderr}");
+    assert!(stderr.contains("abort-multipart-upload"), "{stderr}");
+    assert_eq!(s3().list_multipart_uploads(&bucket).len(), 1);
+    assert!(s3().list_keys(&bucket).is_empty(), "no marker left behind");
 }
 
 #[test]
@@ -1412,4 +1564,103 @@ fn a_table_locked_too_long_fails_the_dump_within_the_lock_wait() {
     assert!(stderr.contains("pg_dump failed (exit code 1)"), "{stderr}");
     assert!(stderr.contains("LOCK TABLE public.accounts"), "{stderr}");
     assert_eq!(names_in(store.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_rerun_against_another_database_is_a_usage_error_naming_both() {
+    let source = seeded("identity");
+    let store = tempfile::tempdir().expect("store");
+    let destination = format!("file://{}", store.path().display());
+    let case = Case::new();
+    case.shipgate(&source)
+        .args(["backup", "--destination", &destination])
+        .run()
+        .expect_code(0);
+    let sidecar_path = store.path().join(format!("backup-{}.json", case.id));
+    let sidecar = read_json(&sidecar_path);
+    let identity = &sidecar["database_identity"];
+    assert_eq!(identity["database"], source.as_str());
+    assert_eq!(identity["host"], "127.0.0.1");
+    assert_eq!(identity["port"], pg().port());
+    let system_identifier = pg().psql(
+        "postgres",
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    assert_eq!(identity["system_identifier"], system_identifier.as_str());
+    let before = names_in(store.path());
+    let dump =
+        std::fs::read(store.path().join(format!("backup-{}.sql.gz", case.id))).expect("the dump");
+
+    // Another database on the same server.
+    let other = pg().create_database("identity_other");
+    let run = case
+        .shipgate(&other)
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(2);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains(&format!("`{source}`")), "{stderr}");
+    assert!(stderr.contains(&format!("`{other}`")), "{stderr}");
+    assert!(stderr.contains("the database names differ"), "{stderr}");
+    assert_eq!(case.backup_json()["exit_code"], 2);
+
+    // A database of the same name on another server (another initdb, another port).
+    let second = PgCluster::start();
+    second.psql("postgres", &format!("CREATE DATABASE \"{source}\""));
+    let run = case
+        .shipgate(&source)
+        .input("database-url", &second.url(&source))
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(2);
+    let stderr = run.visible_stderr();
+    let second_identifier = second.psql(
+        "postgres",
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    assert!(stderr.contains(&system_identifier), "{stderr}");
+    assert!(stderr.contains(&second_identifier), "{stderr}");
+    assert!(stderr.contains("system identifiers differ"), "{stderr}");
+    drop(second);
+
+    // The earlier backup is untouched, and the right database still reuses it.
+    assert_eq!(names_in(store.path()), before);
+    assert_eq!(
+        std::fs::read(store.path().join(format!("backup-{}.sql.gz", case.id))).expect("dump"),
+        dump
+    );
+    let run = case
+        .shipgate(&source)
+        .args(["--format", "json", "backup", "--destination", &destination])
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.json()["reused"], true);
+
+    // A sidecar from before the identity was recorded: compared by name, with a warning.
+    let mut old = sidecar.clone();
+    old.as_object_mut()
+        .expect("sidecar object")
+        .remove("database_identity");
+    std::fs::write(&sidecar_path, old.to_string()).expect("write the old sidecar");
+    let run = case
+        .shipgate(&source)
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(0);
+    assert!(
+        run.visible_stderr()
+            .contains("records only the database name"),
+        "{}",
+        run.stderr
+    );
+    let run = case
+        .shipgate(&other)
+        .args(["backup", "--destination", &destination])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.visible_stderr().contains(&format!("`{other}`")),
+        "{}",
+        run.stderr
+    );
 }

@@ -13,6 +13,7 @@ mod hooks;
 mod migrate;
 mod notify;
 mod record;
+mod restore;
 mod rollback;
 mod rollout;
 mod smoke;
