@@ -65,7 +65,7 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) restore_database: bool,
     /// Restore with this script (`sh -c`, SHIPGATE_BACKUP_* in its environment) instead of
-    /// `shipgate restore --backup-id <id> --yes` (input `restore-command`)
+    /// `shipgate restore --location <the backup's location> --yes` (input `restore-command`)
     #[arg(long, value_name = "SCRIPT")]
     pub(crate) restore_command: Option<String>,
     /// Health endpoint to verify after the rollback; repeat for several (input `health-urls`,
@@ -579,7 +579,7 @@ fn backup_of(state: &StateDir, record: &Record) -> Result<record::Backup> {
     })
 }
 
-/// The restore: the user's script, or this very executable's `restore --backup-id <id> --yes`,
+/// The restore: the user's script, or this very executable's `restore --location <location> --yes`,
 /// run as a plain CLI child (no runner files, so its outputs and annotations do not mix with
 /// ours; its output is streamed, redacted, into this step's log). Its environment is the hook's
 /// (`SHIPGATE_*` of the rollback) plus `SHIPGATE_BACKUP_ID`, `SHIPGATE_BACKUP_LOCATION` and
@@ -597,7 +597,7 @@ fn restore_spec(
             "restore",
             settings.shipgate_argv(
                 Some(state.id()),
-                &["restore", "--backup-id", &backup.backup_id, "--yes"],
+                &["restore", "--location", &backup.location, "--yes"],
             )?,
         )
         .shipgate_child(),

@@ -297,7 +297,7 @@ fn a_failing_hook_or_restore_exits_5_and_leaves_the_record_alone() {
         run.stderr
     );
 
-    // The default restore runs this very executable: `shipgate restore --backup-id … --yes`.
+    // The default restore runs this very executable: `shipgate restore --location … --yes`.
     let run = rollback(work.path())
         .input("rollback-hook", "true")
         .args(["rollback", "--restore-database"])
@@ -313,7 +313,9 @@ fn a_failing_hook_or_restore_exits_5_and_leaves_the_record_alone() {
     let log = std::fs::read_to_string(root.join(ID).join(format!("rollback-logs-{ID}.log")))
         .expect("log");
     assert!(
-        log.contains(&format!("restore --backup-id backup-{ID} --yes")),
+        log.contains(&format!(
+            "restore --location s3://acme-backups/prod/backup-{ID}.sql.gz --yes"
+        )),
         "{log}"
     );
     assert_eq!(read_record(&root, ID)["status"], "success");
