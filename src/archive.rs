@@ -34,7 +34,7 @@ pub(crate) const PLAIN_COMPLETE: &str = "-- PostgreSQL database dump complete";
 pub(crate) const CUSTOM_MAGIC: &[u8] = b"PGDMP";
 
 /// pg_dump's output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum DumpFormat {
     /// SQL text (`--format=plain --clean --if-exists`): `gunzip | psql` restores it.
@@ -76,7 +76,7 @@ impl std::str::FromStr for DumpFormat {
 }
 
 /// How a backup was verified.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub(crate) struct Verification {
     /// `sha256` (read back, hash, full decompression and read) or `restore` (also restored
     /// into a scratch database and row counts compared).

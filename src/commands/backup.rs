@@ -20,7 +20,8 @@ use crate::error::{Error, Result, ResultExt};
 use crate::postgres::{self, Database};
 use crate::process::{self, LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
-use crate::state::StateDir;
+use crate::state::backup::{BackupFile, BackupOutcome, Failed, Taken};
+use crate::state::{Header, StateDir};
 use crate::storage::lease::{self, Lease, LostWatch};
 use crate::storage::{Checksum, Location, PendingUpload, S3Options, Sse, Storage, Upload};
 
@@ -429,38 +430,6 @@ impl Options {
     }
 }
 
-/// `backup.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct BackupResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    /// When the backup was taken (for a reused backup: when it was first taken).
-    timestamp: String,
-    /// When this run started.
-    ran_at: String,
-    duration_ms: u64,
-    deployment_id: String,
-    environment: String,
-    backup_id: String,
-    location: String,
-    sidecar_location: String,
-    size: u64,
-    uncompressed_size: u64,
-    sha256: String,
-    compression: String,
-    compression_level: u32,
-    format: DumpFormat,
-    parts: u32,
-    verified: bool,
-    verification: Option<Verification>,
-    reused: bool,
-    database: String,
-    server_version: String,
-    client_version: String,
-    log_file: String,
-}
-
 /// A phase of the run, for messages about where a failure, signal or deadline struck.
 struct Guard<'a> {
     shutdown: &'a mut Shutdown,
@@ -549,22 +518,22 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         Err(error) => {
             let reason = error.to_string();
             log_line(&log, &format!("failed: {reason}"));
-            let record = json!({
-                "schema_version": 1,
-                "command": "backup",
-                "result": "fail",
-                "timestamp": ran_at,
-                "ran_at": ran_at,
-                "duration_ms": started.elapsed().as_millis() as u64,
-                "deployment_id": state.id(),
-                "backup_id": known.backup_id,
-                "location": known.location,
-                "published": known.published,
-                "reason": reason,
-                "exit_code": error.kind().exit_code(),
-                "log_file": log_path.display().to_string(),
-            });
-            state.write_json("backup.json", &record)?;
+            let mut header = Header::now::<BackupFile>("fail");
+            header.timestamp = ran_at.clone();
+            header.duration_ms = Some(started.elapsed().as_millis() as u64);
+            state.save(&BackupFile {
+                header,
+                ran_at: ran_at.clone(),
+                deployment_id: state.id().to_string(),
+                log_file: log_path.display().to_string(),
+                outcome: BackupOutcome::Failed(Failed {
+                    backup_id: known.backup_id.clone(),
+                    location: known.location.clone(),
+                    published: known.published,
+                    reason,
+                    exit_code: error.kind().exit_code(),
+                }),
+            })?;
             Err(error)
         }
     }
@@ -1717,14 +1686,10 @@ fn finish(
         .path(&format!("backup-logs-{}.log", state.id()))
         .display()
         .to_string();
-    let result = BackupResult {
-        schema_version: 1,
-        command: "backup",
-        result: "pass",
-        timestamp: sidecar.timestamp.clone(),
-        ran_at: ran_at.to_string(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        deployment_id: state.id().to_string(),
+    let mut header = Header::now::<BackupFile>("pass");
+    header.timestamp = sidecar.timestamp.clone();
+    header.duration_ms = Some(started.elapsed().as_millis() as u64);
+    let taken = Taken {
         environment: settings.environment.clone(),
         backup_id: sidecar.backup_id.clone(),
         location: sidecar.location.clone(),
@@ -1742,9 +1707,16 @@ fn finish(
         database: sidecar.database.clone(),
         server_version: sidecar.server_version.clone(),
         client_version: sidecar.client_version.clone(),
-        log_file,
     };
-    state.write_json("backup.json", &result)?;
+    let file = BackupFile {
+        header,
+        ran_at: ran_at.to_string(),
+        deployment_id: state.id().to_string(),
+        log_file,
+        outcome: BackupOutcome::Taken(Box::new(taken.clone())),
+    };
+    state.save(&file)?;
+    let result = &taken;
     set_outputs(&[
         ("result", "pass".to_string()),
         ("backup-id", result.backup_id.clone()),
@@ -1755,7 +1727,7 @@ fn finish(
         ("reused", result.reused.to_string()),
         ("verified", result.verified.to_string()),
     ])?;
-    actions::append_summary(&summary(&result))?;
+    actions::append_summary(&summary(&file, result))?;
     say(
         log,
         &format!(
@@ -1767,11 +1739,11 @@ fn finish(
             result.sha256
         ),
     );
-    let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
+    let json = serde_json::to_value(&file).unwrap_or_else(|_| json!({}));
     Ok(Outcome::success(json))
 }
 
-fn summary(result: &BackupResult) -> String {
+fn summary(file: &BackupFile, result: &Taken) -> String {
     let mut table = Table::new(&["", ""]);
     table.row(&["Backup id", &format!("`{}`", result.backup_id)]);
     table.row(&["Location", &format!("`{}`", result.location)]);
@@ -1805,7 +1777,7 @@ fn summary(result: &BackupResult) -> String {
             result.database, result.server_version, result.client_version
         ),
     ]);
-    table.row(&["Taken", &result.timestamp]);
+    table.row(&["Taken", &file.header.timestamp]);
     table.row(&[
         "Reused",
         if result.reused {

@@ -22,6 +22,7 @@ use crate::postgres::Database;
 use crate::process::{LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
+use crate::state::backup::BackupFile;
 use crate::storage::{Location, Storage};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
@@ -331,25 +332,23 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
             "which backup? pass `--backup-id`, `--location` or `--record`, or `--deployment-id` of a deployment whose `backup.json` is in the state directory",
         )
     })?;
-    let Some(result) = state.read_json::<serde_json::Value>("backup.json")? else {
+    let Some(backup) = state.load::<BackupFile>()? else {
         return Err(Error::usage(format!(
             "deployment `{}` has no `backup.json` in `{}`; pass `--backup-id`, `--location` or `--record`",
             state.id(),
             state.dir().display()
         )));
     };
-    let url = result
-        .get("location")
-        .and_then(|v| v.as_str())
-        .filter(|_| result.get("result").and_then(|r| r.as_str()) == Some("pass"))
+    let url = backup
+        .taken()
+        .map(|taken| taken.location.clone())
         .ok_or_else(|| {
             Error::gate(format!(
                 "the backup of deployment `{}` did not succeed (see `{}`); there is nothing to restore from it",
                 state.id(),
                 state.path("backup.json").display()
             ))
-        })?
-        .to_string();
+        })?;
     from_url(&url, format!("of deployment `{}`", state.id()))
 }
 

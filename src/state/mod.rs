@@ -7,6 +7,7 @@
 //! another `schema_version`, or one edited by hand into another shape, is refused with an error
 //! naming the file and the field.
 
+pub(crate) mod backup;
 pub(crate) mod gate;
 mod header;
 pub(crate) mod validate;
@@ -237,7 +238,11 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         let schema = schemars::schema_for!(T);
         (T::FILE, schema.to_value())
     }
-    vec![one::<validate::ValidateFile>(), one::<gate::GateFile>()]
+    vec![
+        one::<validate::ValidateFile>(),
+        one::<gate::GateFile>(),
+        one::<backup::BackupFile>(),
+    ]
 }
 
 #[cfg(test)]

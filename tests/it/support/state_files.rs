@@ -109,12 +109,16 @@ pub fn gate(minutes_ago: i64, result: &str) -> Value {
 pub fn backup(id: &str, minutes_ago: i64) -> Value {
     json!({
         "schema_version": 1, "command": "backup", "result": "pass", "timestamp": ago(minutes_ago),
-        "duration_ms": 95_000, "backup_id": format!("backup-{id}"),
+        "duration_ms": 95_000, "ran_at": ago(minutes_ago + 2), "deployment_id": id,
+        "log_file": format!(".shipgate/{id}/backup-logs-{id}.log"),
+        "environment": "production", "backup_id": format!("backup-{id}"),
         "location": format!("s3://acme-backups/prod/backup-{id}.sql.gz"),
         "sidecar_location": format!("s3://acme-backups/prod/backup-{id}.sql.gz.json"),
-        "size": 48_213_344, "sha256": BACKUP_SHA256, "compression": "gzip", "format": "plain",
-        "verified": true, "reused": false, "database": "app", "server_version": "17.2",
-        "client_version": "17.2"
+        "size": 48_213_344, "uncompressed_size": 312_000_000, "sha256": BACKUP_SHA256,
+        "compression": "gzip", "compression_level": 6, "format": "plain", "parts": 3,
+        "verified": true,
+        "verification": { "mode": "sha256", "checked_at": ago(minutes_ago), "read_bytes": 312_000_000 },
+        "reused": false, "database": "app", "server_version": "17.2", "client_version": "17.2"
     })
 }
 

@@ -1,0 +1,79 @@
+//! `backup.json`: the backup taken before the deployment (or why there is none).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Header, StateFile};
+use crate::archive::{DumpFormat, Verification};
+
+/// `backup.json`, and `backup`'s `--format json` object.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct BackupFile {
+    /// `timestamp`: when the backup was taken (for a reused backup: when it was first taken).
+    #[serde(flatten)]
+    pub(crate) header: Header,
+    /// When this run started.
+    pub(crate) ran_at: String,
+    pub(crate) deployment_id: String,
+    pub(crate) log_file: String,
+    #[serde(flatten)]
+    pub(crate) outcome: BackupOutcome,
+}
+
+impl StateFile for BackupFile {
+    const FILE: &'static str = "backup.json";
+    const COMMAND: &'static str = "backup";
+}
+
+impl BackupFile {
+    /// The backup, when this run took (or reused) one.
+    pub(crate) fn taken(&self) -> Option<&Taken> {
+        match &self.outcome {
+            BackupOutcome::Taken(taken) if self.header.result == "pass" => Some(taken.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// A backup (`result: pass`), or why the run failed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum BackupOutcome {
+    Taken(Box<Taken>),
+    Failed(Failed),
+}
+
+/// A verified backup at its destination.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Taken {
+    pub(crate) environment: String,
+    pub(crate) backup_id: String,
+    /// `s3://…` or `file://…` of the dump.
+    pub(crate) location: String,
+    pub(crate) sidecar_location: String,
+    pub(crate) size: u64,
+    pub(crate) uncompressed_size: u64,
+    pub(crate) sha256: String,
+    pub(crate) compression: String,
+    pub(crate) compression_level: u32,
+    pub(crate) format: DumpFormat,
+    pub(crate) parts: u32,
+    pub(crate) verified: bool,
+    pub(crate) verification: Option<Verification>,
+    /// An earlier run's backup of the same deployment and database, reused.
+    pub(crate) reused: bool,
+    pub(crate) database: String,
+    pub(crate) server_version: String,
+    pub(crate) client_version: String,
+}
+
+/// A run that took no backup.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Failed {
+    pub(crate) backup_id: Option<String>,
+    pub(crate) location: Option<String>,
+    /// Whether a dump had been published at `location` when it failed (it is withdrawn).
+    pub(crate) published: bool,
+    pub(crate) reason: String,
+    pub(crate) exit_code: u8,
+}
