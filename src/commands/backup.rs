@@ -1787,29 +1787,13 @@ fn summary(file: &BackupFile, result: &Taken) -> String {
         },
     ]);
     format!(
-        "### ✅ Database backup `{}`\n\n{}\nRestore with `shipgate restore --location {} --yes`, or by hand:\n\n```sh\n{}\n```\n",
+        "### ✅ Database backup `{}`\n\n{}\nRestore with `shipgate restore --location {} --yes`, or by hand:\n\n```sh\n{}```\n",
         result.backup_id,
         table.render(),
         result.location,
-        manual_restore(&result.location, result.format)
+        archive::manual_restore(&result.location, result.format, Some(&result.sha256))
+            .unwrap_or_default()
     )
-}
-
-/// The shell pipeline that restores a backup without shipgate (no SHA-256 check).
-fn manual_restore(location: &str, format: DumpFormat) -> String {
-    let fetch = match location.strip_prefix("file://") {
-        Some(path) => format!("gunzip -c '{path}'"),
-        None => format!("aws s3 cp '{location}' - | gunzip"),
-    };
-    let apply = match format {
-        DumpFormat::Plain => {
-            "psql -X -v ON_ERROR_STOP=1 --single-transaction -f - -d \"$DATABASE_URL\""
-        }
-        DumpFormat::Custom => {
-            "pg_restore --clean --if-exists --single-transaction -d \"$DATABASE_URL\""
-        }
-    };
-    format!("set -o pipefail\n{fetch} | {apply}")
 }
 
 // ---------------------------------------------------------------------------------------------

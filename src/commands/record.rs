@@ -1534,32 +1534,12 @@ pub(crate) fn rollback_instructions(record: &Record, on_call: Option<&str>) -> S
     out
 }
 
-/// The backup restore as plain shell, for the formats the contract names.
+/// The backup's manual restore (the one text, `archive::manual_restore`), indented for the
+/// instructions' list.
 fn manual_restore(backup: &Backup) -> Option<String> {
-    let fetch = if let Some(path) = backup.location.strip_prefix("file://") {
-        format!("cat '{path}'")
-    } else if backup.location.starts_with("s3://") {
-        format!("aws s3 cp '{}' -", backup.location)
-    } else {
-        return None;
-    };
-    let unpack = match backup.compression.as_deref() {
-        Some("gzip") | None if backup.location.ends_with(".gz") => " | gunzip",
-        Some("gzip") => " | gunzip",
-        _ => "",
-    };
-    let apply = match backup.format.as_deref() {
-        Some("custom") | Some("directory") | Some("tar") => {
-            "pg_restore --clean --if-exists --no-owner -d \"$DATABASE_URL\""
-        }
-        _ => "psql --set ON_ERROR_STOP=1 \"$DATABASE_URL\"",
-    };
-    let check = backup
-        .sha256
-        .as_ref()
-        .map(|sha| format!("   {fetch} | sha256sum   # expect {sha}\n"))
-        .unwrap_or_default();
-    Some(format!("{check}   {fetch}{unpack} | {apply}\n"))
+    let format = crate::archive::DumpFormat::of(backup.format.as_deref(), &backup.location);
+    let text = crate::archive::manual_restore(&backup.location, format, backup.sha256.as_deref())?;
+    Some(text.lines().map(|line| format!("   {line}\n")).collect())
 }
 
 /// Seed 004 §10: the failure report.

@@ -322,6 +322,7 @@ fn custom_format_to_a_directory_restores_and_verifies_by_restoring() {
     let case = Case::new();
     let run = case
         .shipgate(&source)
+        .actions()
         .args([
             "--format",
             "json",
@@ -380,6 +381,32 @@ fn custom_format_to_a_directory_restores_and_verifies_by_restoring() {
     restore.expect_code(0);
     assert_eq!(restore.json()["counts_match"], true);
     assert_eq!(contents(&source), contents(&target));
+
+    // The summary's restore by hand (the same text as the rollback instructions') works as
+    // written: its SHA-256 line prints the recorded hash, its pipeline restores the rows.
+    let manual = run
+        .summary
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a manual restore in the summary");
+    let by_hand = pg().create_database("custom_by_hand");
+    let out = std::process::Command::new("bash")
+        .args(["-c", manual])
+        .env("DATABASE_URL", pg().url(&by_hand))
+        .env("PATH", path_with(PgCluster::bin_dir()))
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{manual}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(result["sha256"].as_str().expect("sha")),
+        "{manual}"
+    );
+    assert_eq!(contents(&source), contents(&by_hand));
 
     // Restoring again over the restored database works (the archive cleans up first), here
     // named by a deployment record as `record` writes it.
