@@ -11,14 +11,14 @@ use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
 use crate::error::{Error, Result, ResultExt};
 use crate::git::Git;
-use crate::github::{GitHub, GitHubError};
+use crate::github::{GitHub, GitHubError, deployments};
 use crate::settings::{self, Settings};
 use crate::state::validate::{Previous, Signature, TagType, ValidateFile, VersionSource};
 use crate::state::{Header, StateDir};
 use crate::version::{self, Release};
 
 /// How many deployments of the environment are read to find what runs there now.
-const DEPLOYMENTS_SCANNED: usize = 30;
+const DEPLOYMENTS_SCANNED: u32 = 30;
 /// Annotated tags pointing at tags are peeled at most this deep.
 const MAX_TAG_DEPTH: usize = 5;
 
@@ -384,21 +384,6 @@ struct Compare {
     status: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct Deployment {
-    id: u64,
-    sha: String,
-    #[serde(rename = "ref")]
-    reference: String,
-    payload: serde_json::Value,
-    created_at: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct DeploymentStatus {
-    state: String,
-}
-
 async fn resolve_with_github(
     github: &GitHub,
     release: &Release,
@@ -545,31 +530,20 @@ async fn newest_successful(
     environment: &str,
     prefix: &str,
 ) -> Result<Option<Previous>> {
-    let path = github.repo_path(&format!(
-        "/deployments?environment={environment}&per_page={DEPLOYMENTS_SCANNED}"
-    ));
-    let deployments: Vec<Deployment> = github
-        .get_pages(&path, 1)
+    let found = deployments::list(github, environment, None, DEPLOYMENTS_SCANNED, 1)
         .await
         .context(format!("cannot list the deployments of `{environment}`"))?;
-    for deployment in deployments {
-        let statuses: Vec<DeploymentStatus> = github
-            .get(&github.repo_path(&format!(
-                "/deployments/{}/statuses?per_page=1",
-                deployment.id
-            )))
+    for deployment in found {
+        let latest = deployments::latest_status(github, deployment.id)
             .await
             .context(format!(
                 "cannot read the statuses of deployment {}",
                 deployment.id
             ))?;
-        if statuses.first().map(|s| s.state.as_str()) != Some("success") {
+        if latest.map(|s| s.state).as_deref() != Some("success") {
             continue;
         }
-        let payload = match &deployment.payload {
-            serde_json::Value::String(text) => serde_json::from_str(text).unwrap_or_default(),
-            other => other.clone(),
-        };
+        let payload = deployment.payload();
         let candidates = [
             payload
                 .get("version")

@@ -14,27 +14,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 pub(crate) use crate::state::gate::Promotion;
 
 use crate::error::{Result, ResultExt};
-use crate::github::GitHub;
+use crate::github::{GitHub, deployments};
 use crate::util::format_duration;
 
 const MAX_DEPLOYMENT_PAGES: usize = 3;
-
-#[derive(Debug, Deserialize)]
-struct Deployment {
-    id: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct DeploymentStatus {
-    id: u64,
-    state: String,
-    created_at: String,
-}
 
 struct Event {
     status_id: u64,
@@ -49,26 +35,13 @@ pub(crate) async fn check(
     environment: &str,
     soak: Option<Duration>,
 ) -> Result<Promotion> {
-    let env_query = crate::secret::percent_encode(environment);
-    let deployments: Vec<Deployment> = github
-        .list(
-            &github.repo_path(&format!(
-                "/deployments?sha={sha}&environment={env_query}&per_page=100"
-            )),
-            None,
-            MAX_DEPLOYMENT_PAGES,
-        )
+    let deployments = deployments::list(github, environment, Some(sha), 100, MAX_DEPLOYMENT_PAGES)
         .await
-        .context(format!("cannot list the deployments of `{environment}`"))?
-        .items;
+        .context(format!("cannot list the deployments of `{environment}`"))?;
     let mut events = Vec::new();
     let mut unfinished = None;
     for deployment in &deployments {
-        let statuses: Vec<DeploymentStatus> = github
-            .get(&github.repo_path(&format!(
-                "/deployments/{}/statuses?per_page=100",
-                deployment.id
-            )))
+        let statuses = deployments::statuses(github, deployment.id)
             .await
             .context(format!(
                 "cannot read the statuses of deployment {}",

@@ -13,6 +13,8 @@ use octocrab::Octocrab;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub(crate) mod deployments;
+
 use crate::error::{Classify, Kind};
 use crate::secret::Secret;
 
