@@ -17,8 +17,9 @@ use crate::error::{Error, Result};
 use crate::github::{GitHub, GitHubError};
 use crate::settings::{self, Settings};
 use crate::state::gate::GateFile;
+use crate::state::rollout::{RolloutFile, StageRecord as RolloutStageRecord, StageStatus};
 use crate::state::validate::ValidateFile;
-use crate::state::{StateDir, StateFile};
+use crate::state::{Header, StateDir, StateFile};
 
 /// The record's own schema version (`schema/deployment-record.schema.json`).
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -401,20 +402,40 @@ pub(crate) fn normalize_status(status: &str) -> Option<&'static str> {
     }
 }
 
-/// What the state dir holds: each stage's file, read tolerantly.
+/// What the state dir holds: each stage's file, read through its type (the state contract);
+/// a file that does not read is a warning and its stage counts as not run.
 pub(crate) struct StateFiles {
-    pub(crate) files: BTreeMap<&'static str, Value>,
-    /// The files already read through their types (the state contract).
+    /// The files not yet typed, read as JSON.
+    files: BTreeMap<&'static str, Value>,
     validate: Option<ValidateFile>,
     gate: Option<GateFile>,
+    rollout: Option<RolloutFile>,
     pub(crate) warnings: Vec<String>,
+}
+
+/// The header fields of a stage's file.
+struct Ran {
+    result: Option<String>,
+    timestamp: Option<String>,
+    duration_ms: Option<u64>,
+}
+
+impl Ran {
+    fn of(header: &Header) -> Ran {
+        let text = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        Ran {
+            result: text(&header.result),
+            timestamp: text(&header.timestamp),
+            duration_ms: header.duration_ms,
+        }
+    }
 }
 
 impl StateFiles {
     pub(crate) fn read(state: &StateDir) -> StateFiles {
         let mut files = BTreeMap::new();
         let mut warnings = Vec::new();
-        for stage in STAGES {
+        for stage in ["backup", "migrate", "smoke"] {
             match state.read_json::<Value>(&format!("{stage}.json")) {
                 Ok(Some(value)) if value.is_object() => {
                     files.insert(stage, value);
@@ -426,45 +447,94 @@ impl StateFiles {
                 Err(e) => warnings.push(format!("{e}; treating `{stage}` as not run")),
             }
         }
-        fn typed<T: StateFile>(
-            state: &StateDir,
-            files: &mut BTreeMap<&'static str, Value>,
-            warnings: &mut Vec<String>,
-        ) -> Option<T> {
+        fn typed<T: StateFile>(state: &StateDir, warnings: &mut Vec<String>) -> Option<T> {
             state.load::<T>().unwrap_or_else(|e| {
-                files.remove(T::COMMAND);
                 warnings.push(format!("{e}; treating `{}` as not run", T::COMMAND));
                 None
             })
         }
-        let validate = typed::<ValidateFile>(state, &mut files, &mut warnings);
-        let gate = typed::<GateFile>(state, &mut files, &mut warnings);
+        let validate = typed::<ValidateFile>(state, &mut warnings);
+        let gate = typed::<GateFile>(state, &mut warnings);
+        let rollout = typed::<RolloutFile>(state, &mut warnings);
         StateFiles {
             files,
             validate,
             gate,
+            rollout,
             warnings,
         }
     }
 
-    pub(crate) fn get(&self, stage: &str) -> Option<&Value> {
-        self.files.get(stage)
+    /// Whether `stage` left a file.
+    fn has(&self, stage: &str) -> bool {
+        match stage {
+            "validate" => self.validate.is_some(),
+            "gate" => self.gate.is_some(),
+            "rollout" => self.rollout.is_some(),
+            _ => self.files.contains_key(stage),
+        }
     }
 
-    fn text(&self, stage: &str, pointer: &str) -> Option<String> {
-        self.get(stage)?
-            .pointer(pointer)
-            .and_then(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .filter(|s| !s.is_empty())
+    /// The header of `stage`'s file, if it ran.
+    fn ran(&self, stage: &str) -> Option<Ran> {
+        match stage {
+            "validate" => self.validate.as_ref().map(|f| Ran::of(&f.header)),
+            "gate" => self.gate.as_ref().map(|f| Ran::of(&f.header)),
+            "rollout" => self.rollout.as_ref().map(|f| Ran::of(&f.header)),
+            _ => {
+                let file = self.files.get(stage)?;
+                Some(Ran {
+                    result: json_text(file, "/result"),
+                    timestamp: json_text(file, "/timestamp"),
+                    duration_ms: file.get("duration_ms").and_then(Value::as_u64),
+                })
+            }
+        }
     }
 
     fn result(&self, stage: &str) -> Option<String> {
-        self.text(stage, "/result")
+        self.ran(stage)?.result
     }
+
+    /// The log file `stage`'s file names.
+    fn log_file(&self, stage: &str) -> Option<String> {
+        match stage {
+            "rollout" => self
+                .rollout
+                .as_ref()
+                .map(|r| r.log_file.clone())
+                .filter(|l| !l.is_empty()),
+            _ => json_text(self.files.get(stage)?, "/log_file"),
+        }
+    }
+
+    /// What `stage`'s file says went wrong, in its own words.
+    fn error(&self, stage: &str) -> Option<String> {
+        match stage {
+            "validate" => None,
+            "gate" => self.gate.as_ref().map(|g| g.reason.clone()),
+            "rollout" => self.rollout.as_ref().and_then(|r| r.reason.clone()),
+            _ => {
+                let file = self.files.get(stage)?;
+                ["/reason", "/error/message", "/error", "/message"]
+                    .iter()
+                    .find_map(|p| file.pointer(p).and_then(Value::as_str))
+                    .map(str::to_string)
+            }
+        }
+    }
+}
+
+/// A string (or number) at `pointer` of an untyped file, never empty.
+fn json_text(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .filter(|s| !s.is_empty())
 }
 
 fn failed(result: &str) -> bool {
@@ -481,13 +551,10 @@ fn interrupted(result: &str) -> bool {
 }
 
 /// Why an interrupted rollout failed, from what its `rollout.json` last said.
-fn interrupted_reason(rollout: &Value, result: &str) -> String {
-    let stage = rollout
-        .get("current_stage")
-        .and_then(Value::as_str)
-        .map(actions::one_line);
-    let weight = rollout.get("current_weight").and_then(Value::as_u64);
-    let at = match (&stage, weight) {
+fn interrupted_reason(rollout: &RolloutFile) -> String {
+    let result = rollout.header.result.as_str();
+    let stage = rollout.current_stage.as_deref().map(actions::one_line);
+    let at = match (&stage, rollout.current_weight) {
         (Some(stage), Some(weight)) => format!("at stage `{stage}` ({weight}% of traffic)"),
         (Some(stage), None) => format!("at stage `{stage}`"),
         _ => "before its first stage".to_string(),
@@ -498,8 +565,8 @@ fn interrupted_reason(rollout: &Value, result: &str) -> String {
         "and did not roll back"
     };
     let why = rollout
-        .get("reason")
-        .and_then(Value::as_str)
+        .reason
+        .as_deref()
         .map(|r| format!(" (it was rolling back because: {})", actions::one_line(r)))
         .unwrap_or_default();
     format!(
@@ -739,7 +806,13 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .clone()
         .or_else(|| tag.clone())
         .or_else(|| validated.map(|v| v.version.clone()))
-        .or_else(|| files.text("rollout", "/version"))
+        .or_else(|| {
+            files
+                .rollout
+                .as_ref()
+                .map(|r| r.version.clone())
+                .filter(|v| !v.is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_string());
     let git_sha = validated
         .map(|v| v.sha.clone())
@@ -769,17 +842,14 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
                 .result(stage)
                 .map(|r| if interrupted(&r) { "fail".into() } else { r })
                 .unwrap_or_else(|| {
-                    if files.get(stage).is_some() {
+                    if files.has(stage) {
                         "unknown".into()
                     } else {
                         "not_run".into()
                     }
                 }),
-            timestamp: files.text(stage, "/timestamp"),
-            duration_ms: files
-                .get(stage)
-                .and_then(|v| v.get("duration_ms"))
-                .and_then(Value::as_u64),
+            timestamp: files.ran(stage).and_then(|r| r.timestamp),
+            duration_ms: files.ran(stage).and_then(|r| r.duration_ms),
         })
         .collect();
     let not_run: Vec<String> = pipeline
@@ -803,6 +873,7 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .to_string();
 
     let database_backup = files
+        .files
         .get("backup")
         .filter(|b| b.get("result").and_then(Value::as_str) != Some("fail"))
         .and_then(|b| {
@@ -821,14 +892,13 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         });
 
     let rollout_stages = files
-        .get("rollout")
-        .and_then(|r| r.get("stages"))
-        .and_then(Value::as_array)
-        .map(|stages| stages.iter().filter_map(rollout_stage).collect())
+        .rollout
+        .as_ref()
+        .map(|r| r.stages.iter().map(rollout_stage).collect())
         .unwrap_or_default();
 
     let mut health_checks = BTreeMap::new();
-    match files.get("smoke") {
+    match files.files.get("smoke") {
         Some(smoke) => {
             for test in smoke
                 .get("tests")
@@ -859,8 +929,9 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
     }
 
     let completed_at = files
-        .text("smoke", "/timestamp")
-        .or_else(|| files.text("rollout", "/timestamp"))
+        .ran("smoke")
+        .and_then(|r| r.timestamp)
+        .or_else(|| files.ran("rollout").and_then(|r| r.timestamp))
         .filter(|t| t.parse::<jiff::Timestamp>().is_ok())
         .unwrap_or_else(|| now.clone());
     let rollback_deadline = completed_at
@@ -899,13 +970,18 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         attempt: settings::env("GITHUB_RUN_ATTEMPT"),
         id: run_id,
     });
-    let previous_version = files.text("rollout", "/previous_version").or_else(|| {
-        validated
-            .and_then(|v| v.previous.as_ref())
-            .map(|p| p.version.clone())
-    });
+    let previous_version = files
+        .rollout
+        .as_ref()
+        .and_then(|r| r.previous_version.clone())
+        .filter(|p| !p.is_empty())
+        .or_else(|| {
+            validated
+                .and_then(|v| v.previous.as_ref())
+                .map(|p| p.version.clone())
+        });
 
-    let section = |stage: &str| files.get(stage).cloned();
+    let section = |stage: &str| files.files.get(stage).cloned();
     Record {
         schema_version: SCHEMA_VERSION,
         timestamp: now,
@@ -920,6 +996,7 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         services_deployed: options.services.clone(),
         database_backup,
         migrations_applied: files
+            .files
             .get("migrate")
             .and_then(|m| m.get("applied_count"))
             .and_then(Value::as_u64),
@@ -936,8 +1013,15 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         pipeline,
         not_run,
         failure,
-        gate: section("gate")
-            .map(|g| pick(&g, &["result", "required", "failed", "pending", "missing"])),
+        gate: files.gate.as_ref().map(|g| {
+            json!({
+                "result": g.header.result,
+                "required": g.required,
+                "failed": g.failed,
+                "pending": g.pending,
+                "missing": g.missing,
+            })
+        }),
         migrations: section("migrate").map(|m| {
             pick(
                 &m,
@@ -951,18 +1035,15 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
                 ],
             )
         }),
-        rollout: section("rollout").map(|r| {
-            pick(
-                &r,
-                &[
-                    "result",
-                    "version",
-                    "previous_version",
-                    "failed_stage",
-                    "reason",
-                    "rollback",
-                ],
-            )
+        rollout: files.rollout.as_ref().map(|r| {
+            json!({
+                "result": r.header.result,
+                "version": r.version,
+                "previous_version": r.previous_version,
+                "failed_stage": r.failed_stage,
+                "reason": r.reason,
+                "rollback": r.rollback,
+            })
         }),
         smoke: section("smoke").map(|s| {
             let mut picked = pick(&s, &["result", "total", "passed", "failed"]);
@@ -994,32 +1075,25 @@ fn pick(value: &Value, keys: &[&str]) -> Value {
     Value::Object(out)
 }
 
-fn rollout_stage(stage: &Value) -> Option<RolloutStage> {
-    let name = stage.get("name").and_then(Value::as_str)?;
-    let minutes = |key: &str| {
-        stage
-            .get(key)
-            .and_then(Value::as_f64)
-            .map(|ms| (ms / 600.0).round() / 100.0)
-    };
-    let status = match stage.get("status").and_then(Value::as_str) {
-        Some("passed" | "pass" | "healthy") => "healthy".to_string(),
-        Some("failed" | "fail" | "unhealthy") => "unhealthy".to_string(),
-        Some("not_run") | None => "not_run".to_string(),
+fn rollout_stage(stage: &RolloutStageRecord) -> RolloutStage {
+    let minutes = |ms: u64| (ms as f64 / 600.0).round() / 100.0;
+    let status = match stage.status {
+        StageStatus::Passed => "healthy",
+        StageStatus::Failed => "unhealthy",
+        StageStatus::NotRun => "not_run",
         // The rollout was killed during this stage.
-        Some("running") => "interrupted".to_string(),
-        Some(other) => actions::one_line(other),
+        StageStatus::Running => "interrupted",
     };
-    Some(RolloutStage {
-        stage: actions::one_line(name),
-        traffic_percentage: stage.get("weight").and_then(Value::as_f64).unwrap_or(0.0),
-        duration_minutes: minutes("elapsed_ms").unwrap_or(0.0),
-        status,
-        planned_duration_minutes: minutes("planned_duration_ms"),
-        samples: stage.get("samples").and_then(Value::as_u64),
-        success_rate: stage.get("success_rate").and_then(Value::as_f64),
-        p95_ms: stage.get("p95_ms").and_then(Value::as_f64),
-    })
+    RolloutStage {
+        stage: actions::one_line(&stage.name),
+        traffic_percentage: f64::from(stage.weight),
+        duration_minutes: minutes(stage.elapsed_ms),
+        status: status.to_string(),
+        planned_duration_minutes: Some(minutes(stage.planned_duration_ms)),
+        samples: Some(stage.samples),
+        success_rate: stage.success_rate,
+        p95_ms: stage.p95_ms,
+    }
 }
 
 /// `API Gateway` → `api_gateway`.
@@ -1059,36 +1133,21 @@ fn failure_info(
             }
         }
     };
-    let file = files.get(&stage);
+    let file = files.files.get(stage.as_str());
     let rollout = files.result("rollout");
-    let interrupted_rollout = stage == "rollout" && rollout.as_deref().is_some_and(interrupted);
-    let error = file
-        .filter(|_| interrupted_rollout)
-        .map(|f| interrupted_reason(f, rollout.as_deref().unwrap_or_default()))
-        .or_else(|| file.and_then(|f| {
-            ["/reason", "/error/message", "/error", "/message"]
-                .iter()
-                .find_map(|p| f.pointer(p).and_then(Value::as_str))
-                .map(str::to_string)
-        }))
+    let error = files
+        .rollout
+        .as_ref()
+        .filter(|r| stage == "rollout" && r.interrupted())
+        .map(interrupted_reason)
+        .or_else(|| files.error(&stage))
         .or_else(|| match stage.as_str() {
-            "gate" => file.map(|g| {
-                let list = |key: &str| {
-                    g.get(key)
-                        .and_then(Value::as_array)
-                        .map(|l| {
-                            l.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default()
-                };
+            "gate" => files.gate.as_ref().map(|g| {
                 format!(
                     "failed checks: [{}]; missing: [{}]; pending: [{}]",
-                    list("failed"),
-                    list("missing"),
-                    list("pending")
+                    g.failed.join(", "),
+                    g.missing.join(", "),
+                    g.pending.join(", ")
                 )
             }),
             "smoke" => file.map(|s| {
@@ -1109,7 +1168,7 @@ fn failure_info(
         })
         .map(|e| actions::one_line(&e))
         .unwrap_or_else(|| {
-            if file.is_none() {
+            if !files.has(&stage) {
                 format!("`{stage}` left no state file: it failed before writing it, or did not run; see the workflow logs")
             } else {
                 "no error message recorded; see the workflow logs".to_string()
@@ -1186,14 +1245,17 @@ fn artifact_list(
         let conventional = state.path(&format!("{stem}-{id}.log"));
         if conventional.is_file() {
             paths.push(conventional);
-        } else if let Some(log) = files.text(stage, "/log_file") {
+        } else if let Some(log) = files.log_file(stage) {
             let path = resolve(state, &log);
             if path.is_file() {
                 paths.push(path);
             }
         }
         if stage == "smoke"
-            && let Some(junit) = files.text("smoke", "/junit")
+            && let Some(junit) = files
+                .files
+                .get("smoke")
+                .and_then(|s| json_text(s, "/junit"))
         {
             let path = resolve(state, &junit);
             if path.is_file() && !paths.contains(&path) {

@@ -9,6 +9,8 @@
 
 pub(crate) mod gate;
 mod header;
+pub(crate) mod hook;
+pub(crate) mod rollout;
 pub(crate) mod validate;
 
 pub(crate) use header::Header;
@@ -237,7 +239,11 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         let schema = schemars::schema_for!(T);
         (T::FILE, schema.to_value())
     }
-    vec![one::<validate::ValidateFile>(), one::<gate::GateFile>()]
+    vec![
+        one::<validate::ValidateFile>(),
+        one::<gate::GateFile>(),
+        one::<rollout::RolloutFile>(),
+    ]
 }
 
 #[cfg(test)]
