@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::github::{GitHub, GitHubError};
 use crate::settings::{self, Settings};
 use crate::state::gate::GateFile;
+use crate::state::migrate::MigrateFile;
 use crate::state::rollout::{RolloutFile, StageRecord as RolloutStageRecord, StageStatus};
+use crate::state::smoke::{SmokeFile, Status as SmokeStatus};
 use crate::state::validate::ValidateFile;
 use crate::state::{Header, StateDir, StateFile};
 
@@ -405,11 +407,13 @@ pub(crate) fn normalize_status(status: &str) -> Option<&'static str> {
 /// What the state dir holds: each stage's file, read through its type (the state contract);
 /// a file that does not read is a warning and its stage counts as not run.
 pub(crate) struct StateFiles {
-    /// The files not yet typed, read as JSON.
-    files: BTreeMap<&'static str, Value>,
+    /// `backup.json`, not yet typed, read as JSON.
+    backup: Option<Value>,
     validate: Option<ValidateFile>,
     gate: Option<GateFile>,
+    migrate: Option<MigrateFile>,
     rollout: Option<RolloutFile>,
+    smoke: Option<SmokeFile>,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -433,20 +437,21 @@ impl Ran {
 
 impl StateFiles {
     pub(crate) fn read(state: &StateDir) -> StateFiles {
-        let mut files = BTreeMap::new();
         let mut warnings = Vec::new();
-        for stage in ["backup", "migrate", "smoke"] {
-            match state.read_json::<Value>(&format!("{stage}.json")) {
-                Ok(Some(value)) if value.is_object() => {
-                    files.insert(stage, value);
-                }
-                Ok(Some(_)) => warnings.push(format!(
-                    "`{stage}.json` is not a JSON object; treating `{stage}` as not run"
-                )),
-                Ok(None) => {}
-                Err(e) => warnings.push(format!("{e}; treating `{stage}` as not run")),
+        let backup = match state.read_json::<Value>("backup.json") {
+            Ok(Some(value)) if value.is_object() => Some(value),
+            Ok(Some(_)) => {
+                warnings.push(
+                    "`backup.json` is not a JSON object; treating `backup` as not run".to_string(),
+                );
+                None
             }
-        }
+            Ok(None) => None,
+            Err(e) => {
+                warnings.push(format!("{e}; treating `backup` as not run"));
+                None
+            }
+        };
         fn typed<T: StateFile>(state: &StateDir, warnings: &mut Vec<String>) -> Option<T> {
             state.load::<T>().unwrap_or_else(|e| {
                 warnings.push(format!("{e}; treating `{}` as not run", T::COMMAND));
@@ -455,12 +460,16 @@ impl StateFiles {
         }
         let validate = typed::<ValidateFile>(state, &mut warnings);
         let gate = typed::<GateFile>(state, &mut warnings);
+        let migrate = typed::<MigrateFile>(state, &mut warnings);
         let rollout = typed::<RolloutFile>(state, &mut warnings);
+        let smoke = typed::<SmokeFile>(state, &mut warnings);
         StateFiles {
-            files,
+            backup,
             validate,
             gate,
+            migrate,
             rollout,
+            smoke,
             warnings,
         }
     }
@@ -470,8 +479,11 @@ impl StateFiles {
         match stage {
             "validate" => self.validate.is_some(),
             "gate" => self.gate.is_some(),
+            "backup" => self.backup.is_some(),
+            "migrate" => self.migrate.is_some(),
             "rollout" => self.rollout.is_some(),
-            _ => self.files.contains_key(stage),
+            "smoke" => self.smoke.is_some(),
+            _ => false,
         }
     }
 
@@ -480,15 +492,18 @@ impl StateFiles {
         match stage {
             "validate" => self.validate.as_ref().map(|f| Ran::of(&f.header)),
             "gate" => self.gate.as_ref().map(|f| Ran::of(&f.header)),
+            "migrate" => self.migrate.as_ref().map(|f| Ran::of(&f.header)),
             "rollout" => self.rollout.as_ref().map(|f| Ran::of(&f.header)),
-            _ => {
-                let file = self.files.get(stage)?;
+            "smoke" => self.smoke.as_ref().map(|f| Ran::of(&f.header)),
+            "backup" => {
+                let file = self.backup.as_ref()?;
                 Some(Ran {
                     result: json_text(file, "/result"),
                     timestamp: json_text(file, "/timestamp"),
                     duration_ms: file.get("duration_ms").and_then(Value::as_u64),
                 })
             }
+            _ => None,
         }
     }
 
@@ -498,29 +513,30 @@ impl StateFiles {
 
     /// The log file `stage`'s file names.
     fn log_file(&self, stage: &str) -> Option<String> {
-        match stage {
-            "rollout" => self
-                .rollout
-                .as_ref()
-                .map(|r| r.log_file.clone())
-                .filter(|l| !l.is_empty()),
-            _ => json_text(self.files.get(stage)?, "/log_file"),
-        }
+        let log = match stage {
+            "migrate" => self.migrate.as_ref().map(|m| m.log_file.clone()),
+            "rollout" => self.rollout.as_ref().map(|r| r.log_file.clone()),
+            "smoke" => self.smoke.as_ref().map(|s| s.log_file.clone()),
+            "backup" => return json_text(self.backup.as_ref()?, "/log_file"),
+            _ => None,
+        };
+        log.filter(|l| !l.is_empty())
     }
 
     /// What `stage`'s file says went wrong, in its own words.
     fn error(&self, stage: &str) -> Option<String> {
         match stage {
-            "validate" => None,
             "gate" => self.gate.as_ref().map(|g| g.reason.clone()),
+            "migrate" => self.migrate.as_ref().and_then(|m| m.error.clone()),
             "rollout" => self.rollout.as_ref().and_then(|r| r.reason.clone()),
-            _ => {
-                let file = self.files.get(stage)?;
+            "backup" => {
+                let file = self.backup.as_ref()?;
                 ["/reason", "/error/message", "/error", "/message"]
                     .iter()
                     .find_map(|p| file.pointer(p).and_then(Value::as_str))
                     .map(str::to_string)
             }
+            _ => None,
         }
     }
 }
@@ -873,8 +889,8 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .to_string();
 
     let database_backup = files
-        .files
-        .get("backup")
+        .backup
+        .as_ref()
         .filter(|b| b.get("result").and_then(Value::as_str) != Some("fail"))
         .and_then(|b| {
             let text = |key: &str| b.get(key).and_then(Value::as_str).map(str::to_string);
@@ -898,24 +914,15 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .unwrap_or_default();
 
     let mut health_checks = BTreeMap::new();
-    match files.files.get("smoke") {
+    match &files.smoke {
         Some(smoke) => {
-            for test in smoke
-                .get("tests")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let Some(name) = test.get("name").and_then(Value::as_str) else {
-                    continue;
+            for test in &smoke.tests {
+                let status = match test.status {
+                    SmokeStatus::Passed => "healthy",
+                    SmokeStatus::Failed => "unhealthy",
+                    SmokeStatus::Skipped => "skipped",
                 };
-                let status = match test.get("status").and_then(Value::as_str) {
-                    Some("passed" | "pass") => "healthy",
-                    Some("failed" | "fail") => "unhealthy",
-                    Some(other) => other,
-                    None => "unknown",
-                };
-                health_checks.insert(snake(name), actions::one_line(status));
+                health_checks.insert(snake(&test.name), status.to_string());
             }
             let passed = files.result("smoke").as_deref() == Some("pass");
             health_checks.insert(
@@ -981,7 +988,6 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
                 .map(|p| p.version.clone())
         });
 
-    let section = |stage: &str| files.files.get(stage).cloned();
     Record {
         schema_version: SCHEMA_VERSION,
         timestamp: now,
@@ -995,11 +1001,7 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         triggered_by: options.triggered_by.clone(),
         services_deployed: options.services.clone(),
         database_backup,
-        migrations_applied: files
-            .files
-            .get("migrate")
-            .and_then(|m| m.get("applied_count"))
-            .and_then(Value::as_u64),
+        migrations_applied: files.migrate.as_ref().and_then(|m| m.applied_count),
         rollout_stages,
         health_checks,
         rollback_window_minutes: options.window_minutes,
@@ -1022,18 +1024,15 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
                 "missing": g.missing,
             })
         }),
-        migrations: section("migrate").map(|m| {
-            pick(
-                &m,
-                &[
-                    "result",
-                    "tool",
-                    "applied_count",
-                    "applied",
-                    "lock_wait_ms",
-                    "exit_code",
-                ],
-            )
+        migrations: files.migrate.as_ref().map(|m| {
+            json!({
+                "result": m.header.result,
+                "tool": m.tool,
+                "applied_count": m.applied_count,
+                "applied": m.applied,
+                "lock_wait_ms": m.lock_wait_ms,
+                "exit_code": m.exit_code,
+            })
         }),
         rollout: files.rollout.as_ref().map(|r| {
             json!({
@@ -1045,34 +1044,32 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
                 "rollback": r.rollback,
             })
         }),
-        smoke: section("smoke").map(|s| {
-            let mut picked = pick(&s, &["result", "total", "passed", "failed"]);
+        smoke: files.smoke.as_ref().map(|s| {
             let tests: Vec<Value> = s
-                .get("tests")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|t| pick(t, &["name", "status", "duration_ms", "time_to_ready_ms"]))
+                .tests
+                .iter()
+                .map(|t| {
+                    json!({
+                        "name": t.name,
+                        "status": t.status,
+                        "duration_ms": t.duration_ms,
+                        "time_to_ready_ms": t.time_to_ready_ms,
+                    })
+                })
                 .collect();
-            picked["tests"] = json!(tests);
-            picked
+            json!({
+                "result": s.header.result,
+                "total": s.total,
+                "passed": s.passed,
+                "failed": s.failed,
+                "tests": tests,
+            })
         }),
         timings,
         github_deployment: None,
         rollback: None,
         generator: concat!("shipgate ", env!("CARGO_PKG_VERSION")).to_string(),
     }
-}
-
-/// The keys of `value` that exist, in a new object.
-fn pick(value: &Value, keys: &[&str]) -> Value {
-    let mut out = serde_json::Map::new();
-    for key in keys {
-        if let Some(v) = value.get(*key) {
-            out.insert((*key).to_string(), v.clone());
-        }
-    }
-    Value::Object(out)
 }
 
 fn rollout_stage(stage: &RolloutStageRecord) -> RolloutStage {
@@ -1133,7 +1130,6 @@ fn failure_info(
             }
         }
     };
-    let file = files.files.get(stage.as_str());
     let rollout = files.result("rollout");
     let error = files
         .rollout
@@ -1150,20 +1146,19 @@ fn failure_info(
                     g.pending.join(", ")
                 )
             }),
-            "smoke" => file.map(|s| {
+            "smoke" => files.smoke.as_ref().map(|s| {
                 let names: Vec<&str> = s
-                    .get("tests")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| t.get("status").and_then(Value::as_str) == Some("failed"))
-                    .filter_map(|t| t.get("name").and_then(Value::as_str))
+                    .tests
+                    .iter()
+                    .filter(|t| t.status == SmokeStatus::Failed)
+                    .map(|t| t.name.as_str())
                     .collect();
                 format!("failed smoke tests: {}", names.join(", "))
             }),
-            "migrate" => file
-                .and_then(|m| m.get("exit_code"))
-                .map(|code| format!("the migration command ended with exit code {code}")),
+            "migrate" => files.migrate.as_ref().map(|m| {
+                let code = m.exit_code.map_or_else(|| "null".to_string(), |c| c.to_string());
+                format!("the migration command ended with exit code {code}")
+            }),
             _ => None,
         })
         .map(|e| actions::one_line(&e))
@@ -1253,9 +1248,10 @@ fn artifact_list(
         }
         if stage == "smoke"
             && let Some(junit) = files
-                .files
-                .get("smoke")
-                .and_then(|s| json_text(s, "/junit"))
+                .smoke
+                .as_ref()
+                .map(|s| s.junit.clone())
+                .filter(|j| !j.is_empty())
         {
             let path = resolve(state, &junit);
             if path.is_file() && !paths.contains(&path) {

@@ -10,7 +10,9 @@
 pub(crate) mod gate;
 mod header;
 pub(crate) mod hook;
+pub(crate) mod migrate;
 pub(crate) mod rollout;
+pub(crate) mod smoke;
 pub(crate) mod validate;
 
 pub(crate) use header::Header;
@@ -242,7 +244,9 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
     vec![
         one::<validate::ValidateFile>(),
         one::<gate::GateFile>(),
+        one::<migrate::MigrateFile>(),
         one::<rollout::RolloutFile>(),
+        one::<smoke::SmokeFile>(),
     ]
 }
 

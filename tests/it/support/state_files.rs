@@ -118,15 +118,33 @@ pub fn backup(id: &str, minutes_ago: i64) -> Value {
     })
 }
 
+/// `migrate.json` as `migrate` writes it: Prisma, three migrations applied (one on failure).
 pub fn migrate(result: &str, minutes_ago: i64, log: &str) -> Value {
+    let passed = result == "pass";
+    let applied = if passed {
+        json!(["20260101_users", "20260102_orders", "20260103_index"])
+    } else {
+        json!(["20260101_users"])
+    };
     json!({
         "schema_version": 1, "command": "migrate", "result": result, "timestamp": ago(minutes_ago),
-        "duration_ms": 12_500, "tool": "prisma",
-        "applied_count": if result == "pass" { 3 } else { 1 },
-        "applied": if result == "pass" { json!(["20260101_users", "20260102_orders", "20260103_index"]) } else { json!(["20260101_users"]) },
-        "lock_wait_ms": 15, "exit_code": if result == "pass" { 0 } else { 1 },
+        "duration_ms": 12_500, "deployment_id": "x", "environment": "production",
+        "repository": "octo/app", "database": "postgres://app@db.internal:5432/app",
+        "tool": "prisma", "applied_count": if passed { 3 } else { 1 }, "applied": applied,
+        "failed": if passed { json!([]) } else { json!(["20260102_orders"]) },
+        "history_tables": [{
+            "schema": "public", "table": "_prisma_migrations", "tool": "prisma",
+            "rows_before": 12, "rows_after": if passed { 15 } else { 13 }
+        }],
+        "migration_command": "npx prisma migrate deploy", "shell": false,
+        "exit_code": if passed { 0 } else { 1 }, "signal": null, "timed_out": false,
+        "cancelled": false, "command_duration_ms": 11_900, "timeout_ms": 1_800_000,
+        "lock_key": "7235198311", "lock_key_source": "default", "lock_wait_ms": 15,
+        "lock_holders": [], "lock_lost": false, "application_name": "shipgate migrate x",
+        "left_processes": false, "warning": null, "backup_required": true,
+        "backup": { "backup_id": "backup-x", "location": "s3://acme-backups/prod/backup-x.sql.gz", "verified": true },
         "log_file": log,
-        "reason": if result == "pass" { Value::Null } else { json!("prisma migrate deploy exited with code 1: relation \"orders\" already exists") }
+        "error": if passed { Value::Null } else { json!("prisma migrate deploy exited with code 1: relation \"orders\" already exists") }
     })
 }
 
@@ -188,17 +206,23 @@ pub fn rollout(minutes_ago: i64) -> Value {
     })
 }
 
+/// `smoke.json` as `smoke` writes it: four HTTP tests passed.
 pub fn smoke(minutes_ago: i64) -> Value {
     let test = |name: &str| {
         json!({
-            "name": name, "status": "passed", "duration_ms": 140, "time_to_ready_ms": 0, "failures": []
+            "name": name, "kind": "http", "status": "passed",
+            "target": "GET https://app.example/health", "duration_ms": 140,
+            "time_to_ready_ms": 0, "ready_timed_out": false, "attempts": 1, "http_status": 200,
+            "failures": [], "failed_checks": []
         })
     };
     json!({
         "schema_version": 1, "command": "smoke", "result": "pass", "timestamp": ago(minutes_ago),
-        "duration_ms": 4_100, "total": 4, "passed": 4, "failed": 0,
+        "duration_ms": 4_100, "deployment_id": "x", "environment": "production",
+        "suite": "smoke.yml", "concurrency": 4, "total": 4, "passed": 4, "failed": 0,
+        "skipped": 0,
         "tests": [test("API Gateway"), test("Auth Service"), test("Database"), test("Marketplace Service")],
-        "junit": "smoke-junit.xml"
+        "junit": "smoke-junit.xml", "log_file": "smoke-test-logs.log"
     })
 }
 
