@@ -18,6 +18,7 @@ use crate::github::{GitHub, GitHubError};
 use crate::settings::{self, Settings};
 use crate::state::gate::GateFile;
 use crate::state::migrate::MigrateFile;
+use crate::state::record::{DeploymentSummary, RecordFile};
 use crate::state::rollout::{RolloutFile, StageRecord as RolloutStageRecord, StageStatus};
 use crate::state::smoke::{SmokeFile, Status as SmokeStatus};
 use crate::state::validate::ValidateFile;
@@ -235,26 +236,6 @@ pub(crate) fn instructions_file(id: &str) -> String {
 
 pub(crate) fn failure_file(id: &str) -> String {
     format!("deployment-failure-report-{id}.md")
-}
-
-/// `record.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct RecordResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: String,
-    status: String,
-    record: String,
-    rollback_instructions: String,
-    failure_report: Option<String>,
-    rollback_deadline: String,
-    not_run: Vec<String>,
-    artifacts: Publication,
-    github_deployment: Option<Value>,
-    warnings: Vec<String>,
 }
 
 /// Resolved options.
@@ -632,7 +613,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         let _group = actions::group("GitHub deployment");
         match create_deployment(github, &record, &options, &files).await {
             Ok(created) => {
-                github_summary = Some(json!({ "id": created.id, "created": true }));
+                github_summary = Some(DeploymentSummary {
+                    id: created.id,
+                    created: true,
+                    state: None,
+                });
                 record.github_deployment = Some(created);
             }
             Err(e) => github_error = Some(e),
@@ -703,16 +688,15 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         {
             github_error = Some(e);
         } else if let Some(summary) = github_summary.as_mut() {
-            summary["state"] = json!(state_name);
+            summary.state = Some(state_name.to_string());
         }
     }
 
-    let result = RecordResult {
-        schema_version: 1,
-        command: "record",
-        result: "pass",
-        timestamp: crate::util::now_rfc3339(),
-        duration_ms: started.elapsed().as_millis() as u64,
+    let result = RecordFile {
+        header: Header {
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            ..Header::now::<RecordFile>("pass")
+        },
         deployment_id: id.clone(),
         status: record.status.clone(),
         record: record_path.display().to_string(),
@@ -728,17 +712,17 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let failed = upload_failed || github_error.is_some();
     let mut result = result;
     if failed {
-        result.result = "fail";
+        result.header.result = "fail".to_string();
     }
-    state.write_json("record.json", &result)?;
+    state.save(&result)?;
     let uploaded: Vec<&str> = publication
         .artifacts
         .iter()
-        .filter(|a| matches!(a.state, "uploaded" | "exists"))
+        .filter(|a| matches!(a.state.as_str(), "uploaded" | "exists"))
         .map(|a| a.name.as_str())
         .collect();
     set_outputs(&[
-        ("result", result.result.to_string()),
+        ("result", result.header.result.clone()),
         ("status", record.status.clone()),
         ("record-path", record_path.display().to_string()),
         ("rollback-deadline", record.rollback_deadline.clone()),

@@ -11,6 +11,10 @@ pub(crate) mod gate;
 mod header;
 pub(crate) mod hook;
 pub(crate) mod migrate;
+pub(crate) mod notify;
+pub(crate) mod pipeline;
+pub(crate) mod record;
+pub(crate) mod rollback;
 pub(crate) mod rollout;
 pub(crate) mod smoke;
 pub(crate) mod validate;
@@ -245,7 +249,11 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         one::<validate::ValidateFile>(),
         one::<gate::GateFile>(),
         one::<migrate::MigrateFile>(),
+        one::<pipeline::PipelineFile>(),
+        one::<notify::NotifyFile>(),
         one::<rollout::RolloutFile>(),
+        one::<rollback::RollbackFile>(),
+        one::<record::RecordFile>(),
         one::<smoke::SmokeFile>(),
     ]
 }
