@@ -16,10 +16,13 @@ use crate::artifacts::{self, Artifact, Publication};
 use crate::error::{Error, Result};
 use crate::github::{GitHub, GitHubError};
 use crate::settings::{self, Settings};
-use crate::state::gate::GateFile;
+use crate::state::gate::{GateFile, RequiredSet};
 use crate::state::migrate::MigrateFile;
 use crate::state::record::{DeploymentSummary, RecordFile};
-use crate::state::rollout::{RolloutFile, StageRecord as RolloutStageRecord, StageStatus};
+use crate::state::rollback::{Health as RollbackHealth, Step as RollbackStep};
+use crate::state::rollout::{
+    RollbackRecord, RolloutFile, StageRecord as RolloutStageRecord, StageStatus,
+};
 use crate::state::smoke::{SmokeFile, Status as SmokeStatus};
 use crate::state::validate::ValidateFile;
 use crate::state::{Header, StateDir, StateFile};
@@ -205,16 +208,83 @@ pub(crate) struct Record {
     /// Stages with no state file: they did not run (or ran elsewhere without sharing state).
     pub(crate) not_run: Vec<String>,
     pub(crate) failure: Option<Failure>,
-    pub(crate) gate: Option<Value>,
-    pub(crate) migrations: Option<Value>,
-    pub(crate) rollout: Option<Value>,
-    pub(crate) smoke: Option<Value>,
+    pub(crate) gate: Option<GateSection>,
+    pub(crate) migrations: Option<MigrationsSection>,
+    pub(crate) rollout: Option<RolloutSection>,
+    pub(crate) smoke: Option<SmokeSection>,
     pub(crate) timings: Timings,
     pub(crate) github_deployment: Option<GitHubDeployment>,
     /// Set by `shipgate rollback`.
     #[serde(default)]
-    pub(crate) rollback: Option<Value>,
+    pub(crate) rollback: Option<RecordRollback>,
     pub(crate) generator: String,
+}
+
+/// `gate`: what `gate.json` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GateSection {
+    pub(crate) result: String,
+    pub(crate) required: RequiredSet,
+    pub(crate) failed: Vec<String>,
+    pub(crate) pending: Vec<String>,
+    pub(crate) missing: Vec<String>,
+}
+
+/// `migrations`: what `migrate.json` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MigrationsSection {
+    pub(crate) result: String,
+    pub(crate) tool: Option<String>,
+    pub(crate) applied_count: Option<u64>,
+    pub(crate) applied: Vec<String>,
+    pub(crate) lock_wait_ms: u64,
+    pub(crate) exit_code: Option<i32>,
+}
+
+/// `rollout`: what `rollout.json` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RolloutSection {
+    pub(crate) result: String,
+    pub(crate) version: String,
+    pub(crate) previous_version: Option<String>,
+    pub(crate) failed_stage: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) rollback: RollbackRecord,
+}
+
+/// `smoke`: what `smoke.json` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SmokeSection {
+    pub(crate) result: String,
+    pub(crate) total: usize,
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
+    pub(crate) tests: Vec<SmokeTestSection>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SmokeTestSection {
+    pub(crate) name: String,
+    pub(crate) status: SmokeStatus,
+    pub(crate) duration_ms: u64,
+    pub(crate) time_to_ready_ms: Option<u64>,
+}
+
+/// `rollback`: who rolled the deployment back, when, why and how it went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RecordRollback {
+    pub(crate) timestamp: String,
+    pub(crate) by: String,
+    pub(crate) reason: String,
+    pub(crate) forced: bool,
+    #[serde(default)]
+    pub(crate) steps: Vec<RollbackStep>,
+    #[serde(default)]
+    pub(crate) database_restored: Option<bool>,
+    #[serde(default)]
+    pub(crate) health: Vec<RollbackHealth>,
+    #[serde(default)]
+    pub(crate) run_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -999,55 +1069,44 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         pipeline,
         not_run,
         failure,
-        gate: files.gate.as_ref().map(|g| {
-            json!({
-                "result": g.header.result,
-                "required": g.required,
-                "failed": g.failed,
-                "pending": g.pending,
-                "missing": g.missing,
-            })
+        gate: files.gate.as_ref().map(|g| GateSection {
+            result: g.header.result.clone(),
+            required: g.required.clone(),
+            failed: g.failed.clone(),
+            pending: g.pending.clone(),
+            missing: g.missing.clone(),
         }),
-        migrations: files.migrate.as_ref().map(|m| {
-            json!({
-                "result": m.header.result,
-                "tool": m.tool,
-                "applied_count": m.applied_count,
-                "applied": m.applied,
-                "lock_wait_ms": m.lock_wait_ms,
-                "exit_code": m.exit_code,
-            })
+        migrations: files.migrate.as_ref().map(|m| MigrationsSection {
+            result: m.header.result.clone(),
+            tool: m.tool.clone(),
+            applied_count: m.applied_count,
+            applied: m.applied.clone(),
+            lock_wait_ms: m.lock_wait_ms,
+            exit_code: m.exit_code,
         }),
-        rollout: files.rollout.as_ref().map(|r| {
-            json!({
-                "result": r.header.result,
-                "version": r.version,
-                "previous_version": r.previous_version,
-                "failed_stage": r.failed_stage,
-                "reason": r.reason,
-                "rollback": r.rollback,
-            })
+        rollout: files.rollout.as_ref().map(|r| RolloutSection {
+            result: r.header.result.clone(),
+            version: r.version.clone(),
+            previous_version: r.previous_version.clone(),
+            failed_stage: r.failed_stage.clone(),
+            reason: r.reason.clone(),
+            rollback: r.rollback.clone(),
         }),
-        smoke: files.smoke.as_ref().map(|s| {
-            let tests: Vec<Value> = s
+        smoke: files.smoke.as_ref().map(|s| SmokeSection {
+            result: s.header.result.clone(),
+            total: s.total,
+            passed: s.passed,
+            failed: s.failed,
+            tests: s
                 .tests
                 .iter()
-                .map(|t| {
-                    json!({
-                        "name": t.name,
-                        "status": t.status,
-                        "duration_ms": t.duration_ms,
-                        "time_to_ready_ms": t.time_to_ready_ms,
-                    })
+                .map(|t| SmokeTestSection {
+                    name: t.name.clone(),
+                    status: t.status,
+                    duration_ms: t.duration_ms,
+                    time_to_ready_ms: t.time_to_ready_ms,
                 })
-                .collect();
-            json!({
-                "result": s.header.result,
-                "total": s.total,
-                "passed": s.passed,
-                "failed": s.failed,
-                "tests": tests,
-            })
+                .collect(),
         }),
         timings,
         github_deployment: None,

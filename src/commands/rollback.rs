@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::record::{self, Record};
+use super::record::{self, Record, RecordRollback};
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
 use crate::artifacts::{self, Artifact};
@@ -396,19 +396,19 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let rolled_back_at = crate::util::now_rfc3339();
     record.status = "rolled_back".to_string();
     record.rollback_available = false;
-    record.rollback = Some(json!({
-        "timestamp": rolled_back_at,
-        "by": settings::env("GITHUB_TRIGGERING_ACTOR")
+    record.rollback = Some(RecordRollback {
+        timestamp: rolled_back_at,
+        by: settings::env("GITHUB_TRIGGERING_ACTOR")
             .or_else(|| settings::env("GITHUB_ACTOR"))
             .or_else(|| settings::env("USER"))
             .unwrap_or_else(|| "unknown".into()),
-        "reason": options.reason,
-        "forced": result.forced,
-        "steps": result.steps,
-        "database_restored": result.database_restored,
-        "health": result.health,
-        "run_url": record::log_url(),
-    }));
+        reason: options.reason.clone(),
+        forced: result.forced,
+        steps: result.steps.clone(),
+        database_restored: result.database_restored,
+        health: result.health.clone(),
+        run_url: record::log_url(),
+    });
     let written = state.write_json(&record::record_file(&id), &record)?;
     result.record = Some(written.display().to_string());
     if let Some(deployment) = &record.github_deployment {
@@ -484,13 +484,14 @@ fn open(
                     path.display()
                 ))
             })?;
-            let id = serde_json::from_str::<Value>(&text)
+            /// Only the id, read before the whole record to find its state dir.
+            #[derive(Deserialize)]
+            struct Id {
+                deployment_id: String,
+            }
+            let id = serde_json::from_str::<Id>(&text)
                 .ok()
-                .and_then(|v| {
-                    v.get("deployment_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
+                .map(|r| r.deployment_id)
                 .ok_or_else(|| {
                     Error::usage(format!(
                         "`{}` is not a deployment record (no `deployment_id`)",
@@ -872,14 +873,7 @@ fn incident(record: &Record, result: &RollbackFile) -> String {
     if let Some(rollback) = &record.rollback {
         table.row(&[
             "Rolled back",
-            &format!(
-                "`{}` by `{}`",
-                rollback
-                    .get("timestamp")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?"),
-                rollback.get("by").and_then(Value::as_str).unwrap_or("?")
-            ),
+            &format!("`{}` by `{}`", rollback.timestamp, rollback.by),
         ]);
     }
     table.row(&[
@@ -927,10 +921,8 @@ fn incident(record: &Record, result: &RollbackFile) -> String {
             out.push_str(&format!("- `{at}` {}: {}\n", stage.stage, stage.result));
         }
     }
-    if let Some(rollback) = &record.rollback
-        && let Some(at) = rollback.get("timestamp").and_then(Value::as_str)
-    {
-        out.push_str(&format!("- `{at}` rollback: done\n"));
+    if let Some(rollback) = &record.rollback {
+        out.push_str(&format!("- `{}` rollback: done\n", rollback.timestamp));
     }
     out.push_str("\n## Impact\n\n_Who and what was affected, and for how long._\n");
     out.push_str("\n## Root cause\n\n_What went wrong, and why checks did not catch it._\n");
