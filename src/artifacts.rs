@@ -27,12 +27,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Classify, Kind};
 use crate::secret::Secret;
+pub(crate) use crate::state::record::{Publication, Uploaded};
 
 /// The Twirp service path, after the results service origin.
 const SERVICE: &str = "/twirp/github.actions.results.api.v1.ArtifactService";
@@ -108,24 +109,6 @@ pub(crate) struct Artifact {
     pub(crate) name: String,
     /// `(path on disk, name inside the zip)`.
     pub(crate) files: Vec<(PathBuf, String)>,
-}
-
-/// What happened to one artifact.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Uploaded {
-    pub(crate) name: String,
-    /// `uploaded`, `exists` (a previous attempt uploaded it), `written` (left on disk for
-    /// `actions/upload-artifact`) or `failed`.
-    pub(crate) state: &'static str,
-    pub(crate) files: Vec<String>,
-    /// Bytes of the zip (uploaded or that would have been).
-    pub(crate) size: Option<u64>,
-    /// `sha256:<hex>` of the zip.
-    pub(crate) sha256: Option<String>,
-    pub(crate) artifact_id: Option<String>,
-    /// The directory holding the artifact's files, for `actions/upload-artifact`.
-    pub(crate) dir: String,
-    pub(crate) error: Option<String>,
 }
 
 /// The backend ids the results service keys artifacts by.
@@ -509,18 +492,6 @@ impl Service {
     }
 }
 
-/// What [`publish`] did.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Publication {
-    /// Whether the results service was there to upload to.
-    pub(crate) service: bool,
-    pub(crate) retention_days: u32,
-    pub(crate) expires_at: String,
-    /// Where the files are for `actions/upload-artifact` (one directory per artifact).
-    pub(crate) dir: String,
-    pub(crate) artifacts: Vec<Uploaded>,
-}
-
 impl Publication {
     /// The artifacts that neither were uploaded nor already existed, with why.
     pub(crate) fn failures(&self) -> Vec<&Uploaded> {
@@ -555,7 +526,7 @@ pub(crate) async fn publish(
             .collect();
         let mut entry = Uploaded {
             name: artifact.name.clone(),
-            state: "written",
+            state: "written".to_string(),
             files,
             size: None,
             sha256: None,
@@ -570,7 +541,7 @@ pub(crate) async fn publish(
                 staged.push(Some(zip));
             }
             Err(e) => {
-                entry.state = "failed";
+                entry.state = "failed".to_string();
                 entry.error = Some(e.to_string());
                 staged.push(None);
             }
@@ -581,7 +552,7 @@ pub(crate) async fn publish(
         Ok(service) => service,
         Err(e) => {
             for entry in results.iter_mut().filter(|e| e.state != "failed") {
-                entry.state = "failed";
+                entry.state = "failed".to_string();
                 entry.error = Some(e.to_string());
             }
             return Publication {
@@ -606,7 +577,7 @@ pub(crate) async fn publish(
         Ok(existing) => existing,
         Err(e) => {
             for entry in results.iter_mut().filter(|e| e.state != "failed") {
-                entry.state = "failed";
+                entry.state = "failed".to_string();
                 entry.error = Some(e.to_string());
             }
             return Publication {
@@ -625,7 +596,7 @@ pub(crate) async fn publish(
                 "artifact `{}` already exists (id {id}): not uploading it twice",
                 entry.name
             );
-            entry.state = "exists";
+            entry.state = "exists".to_string();
             entry.artifact_id = Some(id.clone()).filter(|id| !id.is_empty());
             continue;
         }
@@ -636,11 +607,11 @@ pub(crate) async fn publish(
                     entry.name,
                     zip.len()
                 );
-                entry.state = "uploaded";
+                entry.state = "uploaded".to_string();
                 entry.artifact_id = Some(id).filter(|id| !id.is_empty());
             }
             Err(e) => {
-                entry.state = "failed";
+                entry.state = "failed".to_string();
                 entry.error = Some(e.to_string());
             }
         }

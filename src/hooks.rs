@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::process::{self, LogFile, ProcessError, Shutdown, Spec};
 use crate::secret::Secret;
 use crate::settings::Settings;
+pub(crate) use crate::state::hook::{Attempt, HookRun};
 use crate::util::HumanDuration;
 
 /// Time limit of one attempt unless `hook-timeout` says otherwise.
@@ -155,23 +156,6 @@ impl Context {
             ("SHIPGATE_REASON", self.reason.clone().unwrap_or_default()),
         ]
     }
-}
-
-/// One attempt of a hook.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Attempt {
-    pub(crate) exit_code: Option<i32>,
-    pub(crate) signal: Option<i32>,
-    pub(crate) http_status: Option<u16>,
-    pub(crate) timed_out: bool,
-    pub(crate) duration_ms: u64,
-    /// Why the attempt failed, when it did.
-    pub(crate) error: Option<String>,
-    /// The command exited but left processes behind (in its process group, or holding its
-    /// output open); they were stopped, and the attempt is judged by the exit status alone.
-    pub(crate) left_processes: bool,
-    /// What it left behind, and what became of it.
-    pub(crate) warning: Option<String>,
 }
 
 /// A command as `shipgate.yml` writes it: one line (split like a shell would, without
@@ -368,24 +352,6 @@ impl CommandLine {
     }
 }
 
-/// What running a hook did: every attempt with its exit code or HTTP status and duration.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct HookRun {
-    pub(crate) hook: String,
-    pub(crate) kind: &'static str,
-    /// The command (redacted); absent for a webhook.
-    pub(crate) command: Option<String>,
-    pub(crate) event: &'static str,
-    pub(crate) stage: String,
-    pub(crate) weight: u8,
-    pub(crate) ok: bool,
-    /// Stopped by SIGTERM/SIGINT.
-    pub(crate) cancelled: bool,
-    pub(crate) started_at: String,
-    pub(crate) duration_ms: u64,
-    pub(crate) attempts: Vec<Attempt>,
-}
-
 impl HookRun {
     /// `exit code 0`, `exit code 3 (2 attempts)`, `timed out after 30s (3 attempts)`.
     pub(crate) fn describe(&self) -> String {
@@ -423,12 +389,12 @@ pub(crate) async fn run(
     let started = Instant::now();
     let mut run = HookRun {
         hook: hook.name.clone(),
-        kind: hook.kind(),
+        kind: hook.kind().to_string(),
         command: match &hook.target {
             Target::Command(_) => Some(hook.display()),
             Target::Webhook(_) => None,
         },
-        event: context.event,
+        event: context.event.to_string(),
         stage: context.stage.clone(),
         weight: context.weight,
         ok: false,

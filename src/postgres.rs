@@ -19,6 +19,7 @@ use url::Url;
 
 use crate::error::{Classify, Kind};
 use crate::secret::{Secret, redact};
+pub(crate) use crate::state::migrate::{LockHolder, SessionSeen};
 
 /// Field and record separators for machine-read psql output (ASCII unit/record separators).
 const FIELD_SEP: char = '\u{1f}';
@@ -579,16 +580,6 @@ pub(crate) struct StoppedSessions {
     pub(crate) remaining: u64,
 }
 
-/// A session found by [`Session::stop_sessions`], as it was before it was stopped.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub(crate) struct SessionSeen {
-    pub(crate) pid: Option<i64>,
-    /// `active`, `idle`, `idle in transaction`, …
-    pub(crate) state: Option<String>,
-    /// Its current or last query (200 characters, one line, redacted).
-    pub(crate) query: Option<String>,
-}
-
 impl SessionSeen {
     /// Still running SQL (or holding a transaction open), not just closing.
     pub(crate) fn busy(&self) -> bool {
@@ -635,21 +626,6 @@ pub(crate) fn stop_sessions_sql(application_name: &str) -> String {
 /// before it ends (and releases its locks).
 pub(crate) fn stop_sessions_script(application_name: &str) -> String {
     format!("{};\n", stop_sessions_sql(application_name))
-}
-
-/// A session holding an advisory lock, as another client sees it.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub(crate) struct LockHolder {
-    pub(crate) pid: Option<i64>,
-    pub(crate) application_name: Option<String>,
-    pub(crate) user: Option<String>,
-    /// Client address, `local socket`, or none when hidden.
-    pub(crate) client: Option<String>,
-    /// `active`, `idle`, `idle in transaction`, …
-    pub(crate) state: Option<String>,
-    /// When the holder's connection started (RFC 3339 UTC).
-    pub(crate) connected_since: Option<String>,
-    pub(crate) connected_for_secs: Option<u64>,
 }
 
 impl LockHolder {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
@@ -20,7 +20,9 @@ use crate::postgres::{self, Database, LockHolder, Session};
 use crate::process::{self, Finished, LogFile, Spec};
 use crate::secret::Secret;
 use crate::settings::{self, Settings};
+use crate::state::Header;
 use crate::state::StateDir;
+use crate::state::migrate::{BackupRef, HistoryTable, MigrateFile};
 use crate::util::{format_duration, parse_duration};
 
 /// Default deadline of the migration command.
@@ -591,22 +593,6 @@ struct Counted {
     tables: Vec<HistoryTable>,
 }
 
-/// One history table in `migrate.json`.
-#[derive(Debug, Clone, Serialize)]
-struct HistoryTable {
-    schema: String,
-    table: String,
-    tool: &'static str,
-    /// `None`: the table did not exist yet.
-    rows_before: Option<usize>,
-    rows_after: usize,
-    /// For tables that keep only the current version(s).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    versions_before: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    versions_after: Option<Vec<String>>,
-}
-
 fn count(before: &Snapshot, after: &Snapshot) -> Counted {
     let mut counted = Counted {
         // No history table at all: whatever the command did, it left no count to read.
@@ -642,7 +628,7 @@ fn count(before: &Snapshot, after: &Snapshot) -> Counted {
         let mut entry = HistoryTable {
             schema: now.schema.clone(),
             table: now.table.clone(),
-            tool: now.tool,
+            tool: now.tool.to_string(),
             rows_before: earlier.map(|t| t.rows.len()),
             rows_after: now.rows.len(),
             versions_before: None,
@@ -672,74 +658,9 @@ fn count(before: &Snapshot, after: &Snapshot) -> Counted {
 
 /// The tools whose tables were found, e.g. `prisma`.
 fn tools(counted: &Counted) -> Option<String> {
-    let mut names: Vec<&str> = counted.tables.iter().map(|t| t.tool).collect();
+    let mut names: Vec<&str> = counted.tables.iter().map(|t| t.tool.as_str()).collect();
     names.dedup();
     (!names.is_empty()).then(|| names.join(", "))
-}
-
-/// The backup this run relies on, from `backup.json`.
-#[derive(Debug, Clone, Serialize)]
-struct BackupRef {
-    backup_id: Option<String>,
-    location: Option<String>,
-    verified: bool,
-}
-
-/// `migrate.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct MigrateResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: String,
-    environment: String,
-    repository: Option<String>,
-    database: String,
-    /// The migration tool(s) whose history table was found; `null` when none was.
-    tool: Option<String>,
-    /// `null` when unknown (no history table, or one that keeps only the current version).
-    applied_count: Option<u64>,
-    applied: Vec<String>,
-    failed: Vec<String>,
-    history_tables: Vec<HistoryTable>,
-    migration_command: String,
-    shell: bool,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    timed_out: bool,
-    cancelled: bool,
-    command_duration_ms: Option<u64>,
-    /// The command's deadline (`timeout`).
-    timeout_ms: u64,
-    /// Decimal text: JSON readers may not hold 64-bit integers exactly.
-    lock_key: String,
-    lock_key_source: String,
-    lock_wait_ms: u64,
-    /// Who held the lock while this run waited.
-    lock_holders: Vec<LockHolder>,
-    /// The lock connection ended during the run (the database restarted or the connection was
-    /// cut): another run may have overlapped.
-    lock_lost: bool,
-    /// `PGAPPNAME` of the command: the sessions it opens carry it, and the ones still there when
-    /// it ends (or when shipgate dies) are stopped before the lock is released.
-    application_name: String,
-    /// The command exited but left processes behind (stopped; see `warning`).
-    left_processes: bool,
-    /// Database sessions of the command still there after it ended, stopped before the lock
-    /// was released.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    stopped_sessions: Vec<postgres::SessionSeen>,
-    /// What the command left behind, and what became of it.
-    warning: Option<String>,
-    backup_required: bool,
-    backup: Option<BackupRef>,
-    log_file: String,
-    /// The last lines of the command's output (redacted) when it failed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    output_tail: Vec<String>,
-    error: Option<String>,
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
@@ -755,12 +676,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     )?;
     let state = StateDir::open(settings)?;
     let log_path = state.path(&format!("migration-logs-{}.log", state.id()));
-    let mut result = MigrateResult {
-        schema_version: 1,
-        command: "migrate",
-        result: "fail",
-        timestamp: crate::util::now_rfc3339(),
-        duration_ms: 0,
+    let mut result = MigrateFile {
+        header: Header {
+            duration_ms: Some(0),
+            ..Header::now::<MigrateFile>("fail")
+        },
         deployment_id: state.id().to_string(),
         environment: settings.environment.clone(),
         repository: settings.repository.clone(),
@@ -795,14 +715,14 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     };
     let started = Instant::now();
     let outcome = migrate(&options, &db, &url, &state, &log_path, &mut result).await;
-    result.duration_ms = started.elapsed().as_millis() as u64;
+    result.header.duration_ms = Some(started.elapsed().as_millis() as u64);
     match outcome {
         Ok(code) => finish(&state, &options, &result, code),
         Err(error) => {
-            result.result = "fail";
+            result.header.result = "fail".to_string();
             result.error = Some(error.message());
             // The error itself is reported by the caller; the state file must still say why.
-            if let Err(e) = state.write_json("migrate.json", &result) {
+            if let Err(e) = state.save(&result) {
                 tracing::warn!("{e}");
             }
             Err(error)
@@ -818,7 +738,7 @@ async fn migrate(
     url: &Secret,
     state: &StateDir,
     log_path: &Path,
-    result: &mut MigrateResult,
+    result: &mut MigrateFile,
 ) -> Result<exit::Status> {
     result.backup = check_backup(state, options.backup_required)?;
     let mut log = LogFile::append(log_path)?;
@@ -1036,7 +956,7 @@ fn application_name(deployment_id: &str) -> String {
 /// Stops what the command left running on the server (its sessions, found by
 /// `application_name`) while the lock is still held, and says so when it was more than
 /// connections closing.
-async fn stop_sessions(session: &mut Session, result: &mut MigrateResult, log: &mut LogFile) {
+async fn stop_sessions(session: &mut Session, result: &mut MigrateFile, log: &mut LogFile) {
     if result.lock_lost {
         // The lock connection is gone (already reported): nothing to protect, no way to ask.
         return;
@@ -1097,7 +1017,7 @@ async fn stop_sessions(session: &mut Session, result: &mut MigrateResult, log: &
     });
 }
 
-fn record_finish(result: &mut MigrateResult, finished: &Finished) {
+fn record_finish(result: &mut MigrateFile, finished: &Finished) {
     result.left_processes = finished.left_processes;
     result.warning = finished.warning.clone();
     result.exit_code = finished.exit_code;
@@ -1106,7 +1026,7 @@ fn record_finish(result: &mut MigrateResult, finished: &Finished) {
     result.cancelled = finished.cancelled;
     result.command_duration_ms = Some(finished.duration_ms);
     if finished.success() {
-        result.result = "pass";
+        result.header.result = "pass".to_string();
     } else {
         result.output_tail = finished.tail.clone();
         result.error = Some(format!("the migration command {}", how_it_ended(result)));
@@ -1120,7 +1040,7 @@ async fn acquire(
     key: i64,
     timeout: Duration,
     mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    result: &mut MigrateResult,
+    result: &mut MigrateFile,
 ) -> std::result::Result<Duration, (Duration, Error)> {
     let started = Instant::now();
     let deadline = started + timeout;
@@ -1285,13 +1205,13 @@ fn check_backup(state: &StateDir, required: bool) -> Result<Option<BackupRef>> {
 fn finish(
     state: &StateDir,
     options: &Options,
-    result: &MigrateResult,
+    result: &MigrateFile,
     status: exit::Status,
 ) -> Result<Outcome> {
-    let path = state.write_json("migrate.json", result)?;
+    let path = state.save(result)?;
     let applied_json = serde_json::to_string(&result.applied).unwrap_or_else(|_| "[]".into());
     set_outputs(&[
-        ("result", result.result.to_string()),
+        ("result", result.header.result.clone()),
         (
             "migrations-applied",
             result
@@ -1340,7 +1260,7 @@ fn finish(
     Ok(Outcome { json, status })
 }
 
-fn how_it_ended(result: &MigrateResult) -> String {
+fn how_it_ended(result: &MigrateFile) -> String {
     let duration = format_duration(Duration::from_millis(
         result.command_duration_ms.unwrap_or(0),
     ));
@@ -1379,11 +1299,11 @@ fn fenced(text: &str) -> String {
     format!("{fence}text\n{text}\n{fence}\n")
 }
 
-fn summary(result: &MigrateResult, options: &Options) -> String {
+fn summary(result: &MigrateFile, options: &Options) -> String {
     let count = result
         .applied_count
         .map_or_else(|| "unknown".to_string(), |n| n.to_string());
-    let heading = if result.result == "pass" {
+    let heading = if result.header.result == "pass" {
         format!(
             "### ✅ Migrations: {count} applied{}",
             result
@@ -1447,7 +1367,7 @@ fn summary(result: &MigrateResult, options: &Options) -> String {
     if !result.failed.is_empty() {
         table.row(&["Failed", &list_names(&result.failed)]);
     }
-    let ended = match (result.exit_code, result.result) {
+    let ended = match (result.exit_code, result.header.result.as_str()) {
         (Some(0), "pass") => "exit code 0".to_string(),
         _ => how_it_ended(result),
     };

@@ -15,8 +15,9 @@ use crate::actions;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::settings::{self, Settings};
-use crate::state::StateDir;
+use crate::state::notify::{Delivery, NotifyFile};
 use crate::state::validate::ValidateFile;
+use crate::state::{Header, StateDir};
 
 /// Attempts per destination (transport errors, 429, 5xx).
 const ATTEMPTS: u32 = 4;
@@ -66,26 +67,6 @@ struct Message {
     backup_id: Option<String>,
     run_url: Option<String>,
     message: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Delivery {
-    destination: &'static str,
-    delivered: bool,
-    attempts: u32,
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct NotifyResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: String,
-    status: String,
-    deliveries: Vec<Delivery>,
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
@@ -204,22 +185,21 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     } else {
         "fail"
     };
-    let outcome = NotifyResult {
-        schema_version: 1,
-        command: "notify",
-        result,
-        timestamp: crate::util::now_rfc3339(),
-        duration_ms: started.elapsed().as_millis() as u64,
+    let outcome = NotifyFile {
+        header: Header {
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            ..Header::now::<NotifyFile>(result)
+        },
         deployment_id: message.deployment_id.clone(),
         status: message.status.clone(),
         deliveries,
     };
-    state.write_json("notify.json", &outcome)?;
+    state.save(&outcome)?;
     let delivered: Vec<&str> = outcome
         .deliveries
         .iter()
         .filter(|d| d.delivered)
-        .map(|d| d.destination)
+        .map(|d| d.destination.as_str())
         .collect();
     set_outputs(&[
         ("result", result.to_string()),
@@ -486,7 +466,7 @@ async fn deliver(
             Ok(response) if response.status().is_success() => {
                 tracing::info!("{destination} notification delivered");
                 return Delivery {
-                    destination,
+                    destination: destination.to_string(),
                     delivered: true,
                     attempts: attempt,
                     error: None,
@@ -526,7 +506,7 @@ async fn deliver(
         };
         if !retry || attempt >= ATTEMPTS {
             return Delivery {
-                destination,
+                destination: destination.to_string(),
                 delivered: false,
                 attempts: attempt,
                 error: Some(format!("{error} (after {attempt} attempt(s))")),

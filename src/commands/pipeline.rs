@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::exit::Status;
 use crate::process::{self, Spec};
 use crate::settings::{self, Settings};
-use crate::state::StateDir;
+use crate::state::pipeline::{PipelineFile, StageRun};
+use crate::state::{Header, StateDir};
 
 /// The stages, in the order they run.
 #[derive(
@@ -77,29 +78,6 @@ pub(crate) struct FileConfig {
     stages: Option<Vec<Stage>>,
     rollback_on_failure: Option<bool>,
     restore_database: Option<bool>,
-}
-
-/// One stage as it ran.
-#[derive(Debug, Clone, Serialize)]
-struct StageRun {
-    stage: String,
-    exit_code: Option<i32>,
-    result: &'static str,
-    duration_ms: u64,
-}
-
-/// `pipeline.json`.
-#[derive(Debug, Serialize)]
-struct PipelineResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: Option<String>,
-    failed_stage: Option<String>,
-    rolled_back: bool,
-    stages: Vec<StageRun>,
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
@@ -291,12 +269,11 @@ fn finish(
     runs: Vec<StageRun>,
     exit_code: i32,
 ) -> Result<Outcome> {
-    let result = PipelineResult {
-        schema_version: 1,
-        command: "pipeline",
-        result: if exit_code == 0 { "pass" } else { "fail" },
-        timestamp: crate::util::now_rfc3339(),
-        duration_ms: started.elapsed().as_millis() as u64,
+    let result = PipelineFile {
+        header: Header {
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            ..Header::now::<PipelineFile>(if exit_code == 0 { "pass" } else { "fail" })
+        },
         deployment_id: deployment_id.clone(),
         failed_stage: failure.map(|(stage, _)| stage.name().to_string()),
         rolled_back,
@@ -304,10 +281,10 @@ fn finish(
     };
     if let Some(id) = &deployment_id {
         let state = StateDir::create(&settings.state_root, id)?;
-        let path = state.write_json("pipeline.json", &result)?;
+        let path = state.save(&result)?;
         tracing::info!("pipeline result in `{}`", path.display());
     }
-    actions::set_output("result", result.result)?;
+    actions::set_output("result", &result.header.result)?;
     actions::append_summary(&summary(&result))?;
     let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
     Ok(Outcome {
@@ -342,7 +319,7 @@ async fn run_stage(
     Ok(StageRun {
         stage: name.to_string(),
         exit_code: finished.exit_code,
-        result,
+        result: result.to_string(),
         duration_ms: finished.duration_ms,
     })
 }
@@ -371,7 +348,7 @@ fn latest_id(settings: &Settings) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn summary(result: &PipelineResult) -> String {
+fn summary(result: &PipelineFile) -> String {
     let mut table = Table::new(&["Stage", "Result", "Exit code", "Duration"]);
     for run in &result.stages {
         table.row(&[

@@ -16,9 +16,16 @@ use crate::artifacts::{self, Artifact, Publication};
 use crate::error::{Error, Result};
 use crate::github::{GitHub, GitHubError};
 use crate::settings::{self, Settings};
-use crate::state::gate::GateFile;
+use crate::state::gate::{GateFile, RequiredSet};
+use crate::state::migrate::MigrateFile;
+use crate::state::record::{DeploymentSummary, RecordFile};
+use crate::state::rollback::{Health as RollbackHealth, Step as RollbackStep};
+use crate::state::rollout::{
+    RollbackRecord, RolloutFile, StageRecord as RolloutStageRecord, StageStatus,
+};
+use crate::state::smoke::{SmokeFile, Status as SmokeStatus};
 use crate::state::validate::ValidateFile;
-use crate::state::{StateDir, StateFile};
+use crate::state::{Header, StateDir, StateFile};
 
 /// The record's own schema version (`schema/deployment-record.schema.json`).
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -201,16 +208,83 @@ pub(crate) struct Record {
     /// Stages with no state file: they did not run (or ran elsewhere without sharing state).
     pub(crate) not_run: Vec<String>,
     pub(crate) failure: Option<Failure>,
-    pub(crate) gate: Option<Value>,
-    pub(crate) migrations: Option<Value>,
-    pub(crate) rollout: Option<Value>,
-    pub(crate) smoke: Option<Value>,
+    pub(crate) gate: Option<GateSection>,
+    pub(crate) migrations: Option<MigrationsSection>,
+    pub(crate) rollout: Option<RolloutSection>,
+    pub(crate) smoke: Option<SmokeSection>,
     pub(crate) timings: Timings,
     pub(crate) github_deployment: Option<GitHubDeployment>,
     /// Set by `shipgate rollback`.
     #[serde(default)]
-    pub(crate) rollback: Option<Value>,
+    pub(crate) rollback: Option<RecordRollback>,
     pub(crate) generator: String,
+}
+
+/// `gate`: what `gate.json` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GateSection {
+    pub(crate) result: String,
+    pub(crate) required: RequiredSet,
+    pub(crate) failed: Vec<String>,
+    pub(crate) pending: Vec<String>,
+    pub(crate) missing: Vec<String>,
+}
+
+/// `migrations`: what `migrate.json` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MigrationsSection {
+    pub(crate) result: String,
+    pub(crate) tool: Option<String>,
+    pub(crate) applied_count: Option<u64>,
+    pub(crate) applied: Vec<String>,
+    pub(crate) lock_wait_ms: u64,
+    pub(crate) exit_code: Option<i32>,
+}
+
+/// `rollout`: what `rollout.json` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RolloutSection {
+    pub(crate) result: String,
+    pub(crate) version: String,
+    pub(crate) previous_version: Option<String>,
+    pub(crate) failed_stage: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) rollback: RollbackRecord,
+}
+
+/// `smoke`: what `smoke.json` said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SmokeSection {
+    pub(crate) result: String,
+    pub(crate) total: usize,
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
+    pub(crate) tests: Vec<SmokeTestSection>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SmokeTestSection {
+    pub(crate) name: String,
+    pub(crate) status: SmokeStatus,
+    pub(crate) duration_ms: u64,
+    pub(crate) time_to_ready_ms: Option<u64>,
+}
+
+/// `rollback`: who rolled the deployment back, when, why and how it went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RecordRollback {
+    pub(crate) timestamp: String,
+    pub(crate) by: String,
+    pub(crate) reason: String,
+    pub(crate) forced: bool,
+    #[serde(default)]
+    pub(crate) steps: Vec<RollbackStep>,
+    #[serde(default)]
+    pub(crate) database_restored: Option<bool>,
+    #[serde(default)]
+    pub(crate) health: Vec<RollbackHealth>,
+    #[serde(default)]
+    pub(crate) run_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,26 +306,6 @@ pub(crate) fn instructions_file(id: &str) -> String {
 
 pub(crate) fn failure_file(id: &str) -> String {
     format!("deployment-failure-report-{id}.md")
-}
-
-/// `record.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct RecordResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: String,
-    status: String,
-    record: String,
-    rollback_instructions: String,
-    failure_report: Option<String>,
-    rollback_deadline: String,
-    not_run: Vec<String>,
-    artifacts: Publication,
-    github_deployment: Option<Value>,
-    warnings: Vec<String>,
 }
 
 /// Resolved options.
@@ -401,70 +455,153 @@ pub(crate) fn normalize_status(status: &str) -> Option<&'static str> {
     }
 }
 
-/// What the state dir holds: each stage's file, read tolerantly.
+/// What the state dir holds: each stage's file, read through its type (the state contract);
+/// a file that does not read is a warning and its stage counts as not run.
 pub(crate) struct StateFiles {
-    pub(crate) files: BTreeMap<&'static str, Value>,
-    /// The files already read through their types (the state contract).
+    /// `backup.json`, not yet typed, read as JSON.
+    backup: Option<Value>,
     validate: Option<ValidateFile>,
     gate: Option<GateFile>,
+    migrate: Option<MigrateFile>,
+    rollout: Option<RolloutFile>,
+    smoke: Option<SmokeFile>,
     pub(crate) warnings: Vec<String>,
+}
+
+/// The header fields of a stage's file.
+struct Ran {
+    result: Option<String>,
+    timestamp: Option<String>,
+    duration_ms: Option<u64>,
+}
+
+impl Ran {
+    fn of(header: &Header) -> Ran {
+        let text = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        Ran {
+            result: text(&header.result),
+            timestamp: text(&header.timestamp),
+            duration_ms: header.duration_ms,
+        }
+    }
 }
 
 impl StateFiles {
     pub(crate) fn read(state: &StateDir) -> StateFiles {
-        let mut files = BTreeMap::new();
         let mut warnings = Vec::new();
-        for stage in STAGES {
-            match state.read_json::<Value>(&format!("{stage}.json")) {
-                Ok(Some(value)) if value.is_object() => {
-                    files.insert(stage, value);
-                }
-                Ok(Some(_)) => warnings.push(format!(
-                    "`{stage}.json` is not a JSON object; treating `{stage}` as not run"
-                )),
-                Ok(None) => {}
-                Err(e) => warnings.push(format!("{e}; treating `{stage}` as not run")),
+        let backup = match state.read_json::<Value>("backup.json") {
+            Ok(Some(value)) if value.is_object() => Some(value),
+            Ok(Some(_)) => {
+                warnings.push(
+                    "`backup.json` is not a JSON object; treating `backup` as not run".to_string(),
+                );
+                None
             }
-        }
-        fn typed<T: StateFile>(
-            state: &StateDir,
-            files: &mut BTreeMap<&'static str, Value>,
-            warnings: &mut Vec<String>,
-        ) -> Option<T> {
+            Ok(None) => None,
+            Err(e) => {
+                warnings.push(format!("{e}; treating `backup` as not run"));
+                None
+            }
+        };
+        fn typed<T: StateFile>(state: &StateDir, warnings: &mut Vec<String>) -> Option<T> {
             state.load::<T>().unwrap_or_else(|e| {
-                files.remove(T::COMMAND);
                 warnings.push(format!("{e}; treating `{}` as not run", T::COMMAND));
                 None
             })
         }
-        let validate = typed::<ValidateFile>(state, &mut files, &mut warnings);
-        let gate = typed::<GateFile>(state, &mut files, &mut warnings);
+        let validate = typed::<ValidateFile>(state, &mut warnings);
+        let gate = typed::<GateFile>(state, &mut warnings);
+        let migrate = typed::<MigrateFile>(state, &mut warnings);
+        let rollout = typed::<RolloutFile>(state, &mut warnings);
+        let smoke = typed::<SmokeFile>(state, &mut warnings);
         StateFiles {
-            files,
+            backup,
             validate,
             gate,
+            migrate,
+            rollout,
+            smoke,
             warnings,
         }
     }
 
-    pub(crate) fn get(&self, stage: &str) -> Option<&Value> {
-        self.files.get(stage)
+    /// Whether `stage` left a file.
+    fn has(&self, stage: &str) -> bool {
+        match stage {
+            "validate" => self.validate.is_some(),
+            "gate" => self.gate.is_some(),
+            "backup" => self.backup.is_some(),
+            "migrate" => self.migrate.is_some(),
+            "rollout" => self.rollout.is_some(),
+            "smoke" => self.smoke.is_some(),
+            _ => false,
+        }
     }
 
-    fn text(&self, stage: &str, pointer: &str) -> Option<String> {
-        self.get(stage)?
-            .pointer(pointer)
-            .and_then(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .filter(|s| !s.is_empty())
+    /// The header of `stage`'s file, if it ran.
+    fn ran(&self, stage: &str) -> Option<Ran> {
+        match stage {
+            "validate" => self.validate.as_ref().map(|f| Ran::of(&f.header)),
+            "gate" => self.gate.as_ref().map(|f| Ran::of(&f.header)),
+            "migrate" => self.migrate.as_ref().map(|f| Ran::of(&f.header)),
+            "rollout" => self.rollout.as_ref().map(|f| Ran::of(&f.header)),
+            "smoke" => self.smoke.as_ref().map(|f| Ran::of(&f.header)),
+            "backup" => {
+                let file = self.backup.as_ref()?;
+                Some(Ran {
+                    result: json_text(file, "/result"),
+                    timestamp: json_text(file, "/timestamp"),
+                    duration_ms: file.get("duration_ms").and_then(Value::as_u64),
+                })
+            }
+            _ => None,
+        }
     }
 
     fn result(&self, stage: &str) -> Option<String> {
-        self.text(stage, "/result")
+        self.ran(stage)?.result
     }
+
+    /// The log file `stage`'s file names.
+    fn log_file(&self, stage: &str) -> Option<String> {
+        let log = match stage {
+            "migrate" => self.migrate.as_ref().map(|m| m.log_file.clone()),
+            "rollout" => self.rollout.as_ref().map(|r| r.log_file.clone()),
+            "smoke" => self.smoke.as_ref().map(|s| s.log_file.clone()),
+            "backup" => return json_text(self.backup.as_ref()?, "/log_file"),
+            _ => None,
+        };
+        log.filter(|l| !l.is_empty())
+    }
+
+    /// What `stage`'s file says went wrong, in its own words.
+    fn error(&self, stage: &str) -> Option<String> {
+        match stage {
+            "gate" => self.gate.as_ref().map(|g| g.reason.clone()),
+            "migrate" => self.migrate.as_ref().and_then(|m| m.error.clone()),
+            "rollout" => self.rollout.as_ref().and_then(|r| r.reason.clone()),
+            "backup" => {
+                let file = self.backup.as_ref()?;
+                ["/reason", "/error/message", "/error", "/message"]
+                    .iter()
+                    .find_map(|p| file.pointer(p).and_then(Value::as_str))
+                    .map(str::to_string)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A string (or number) at `pointer` of an untyped file, never empty.
+fn json_text(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .filter(|s| !s.is_empty())
 }
 
 fn failed(result: &str) -> bool {
@@ -481,13 +618,10 @@ fn interrupted(result: &str) -> bool {
 }
 
 /// Why an interrupted rollout failed, from what its `rollout.json` last said.
-fn interrupted_reason(rollout: &Value, result: &str) -> String {
-    let stage = rollout
-        .get("current_stage")
-        .and_then(Value::as_str)
-        .map(actions::one_line);
-    let weight = rollout.get("current_weight").and_then(Value::as_u64);
-    let at = match (&stage, weight) {
+fn interrupted_reason(rollout: &RolloutFile) -> String {
+    let result = rollout.header.result.as_str();
+    let stage = rollout.current_stage.as_deref().map(actions::one_line);
+    let at = match (&stage, rollout.current_weight) {
         (Some(stage), Some(weight)) => format!("at stage `{stage}` ({weight}% of traffic)"),
         (Some(stage), None) => format!("at stage `{stage}`"),
         _ => "before its first stage".to_string(),
@@ -498,8 +632,8 @@ fn interrupted_reason(rollout: &Value, result: &str) -> String {
         "and did not roll back"
     };
     let why = rollout
-        .get("reason")
-        .and_then(Value::as_str)
+        .reason
+        .as_deref()
         .map(|r| format!(" (it was rolling back because: {})", actions::one_line(r)))
         .unwrap_or_default();
     format!(
@@ -549,7 +683,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         let _group = actions::group("GitHub deployment");
         match create_deployment(github, &record, &options, &files).await {
             Ok(created) => {
-                github_summary = Some(json!({ "id": created.id, "created": true }));
+                github_summary = Some(DeploymentSummary {
+                    id: created.id,
+                    created: true,
+                    state: None,
+                });
                 record.github_deployment = Some(created);
             }
             Err(e) => github_error = Some(e),
@@ -620,16 +758,15 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         {
             github_error = Some(e);
         } else if let Some(summary) = github_summary.as_mut() {
-            summary["state"] = json!(state_name);
+            summary.state = Some(state_name.to_string());
         }
     }
 
-    let result = RecordResult {
-        schema_version: 1,
-        command: "record",
-        result: "pass",
-        timestamp: crate::util::now_rfc3339(),
-        duration_ms: started.elapsed().as_millis() as u64,
+    let result = RecordFile {
+        header: Header {
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            ..Header::now::<RecordFile>("pass")
+        },
         deployment_id: id.clone(),
         status: record.status.clone(),
         record: record_path.display().to_string(),
@@ -645,17 +782,17 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let failed = upload_failed || github_error.is_some();
     let mut result = result;
     if failed {
-        result.result = "fail";
+        result.header.result = "fail".to_string();
     }
-    state.write_json("record.json", &result)?;
+    state.save(&result)?;
     let uploaded: Vec<&str> = publication
         .artifacts
         .iter()
-        .filter(|a| matches!(a.state, "uploaded" | "exists"))
+        .filter(|a| matches!(a.state.as_str(), "uploaded" | "exists"))
         .map(|a| a.name.as_str())
         .collect();
     set_outputs(&[
-        ("result", result.result.to_string()),
+        ("result", result.header.result.clone()),
         ("status", record.status.clone()),
         ("record-path", record_path.display().to_string()),
         ("rollback-deadline", record.rollback_deadline.clone()),
@@ -739,7 +876,13 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .clone()
         .or_else(|| tag.clone())
         .or_else(|| validated.map(|v| v.version.clone()))
-        .or_else(|| files.text("rollout", "/version"))
+        .or_else(|| {
+            files
+                .rollout
+                .as_ref()
+                .map(|r| r.version.clone())
+                .filter(|v| !v.is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_string());
     let git_sha = validated
         .map(|v| v.sha.clone())
@@ -769,17 +912,14 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
                 .result(stage)
                 .map(|r| if interrupted(&r) { "fail".into() } else { r })
                 .unwrap_or_else(|| {
-                    if files.get(stage).is_some() {
+                    if files.has(stage) {
                         "unknown".into()
                     } else {
                         "not_run".into()
                     }
                 }),
-            timestamp: files.text(stage, "/timestamp"),
-            duration_ms: files
-                .get(stage)
-                .and_then(|v| v.get("duration_ms"))
-                .and_then(Value::as_u64),
+            timestamp: files.ran(stage).and_then(|r| r.timestamp),
+            duration_ms: files.ran(stage).and_then(|r| r.duration_ms),
         })
         .collect();
     let not_run: Vec<String> = pipeline
@@ -803,7 +943,8 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .to_string();
 
     let database_backup = files
-        .get("backup")
+        .backup
+        .as_ref()
         .filter(|b| b.get("result").and_then(Value::as_str) != Some("fail"))
         .and_then(|b| {
             let text = |key: &str| b.get(key).and_then(Value::as_str).map(str::to_string);
@@ -821,31 +962,21 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         });
 
     let rollout_stages = files
-        .get("rollout")
-        .and_then(|r| r.get("stages"))
-        .and_then(Value::as_array)
-        .map(|stages| stages.iter().filter_map(rollout_stage).collect())
+        .rollout
+        .as_ref()
+        .map(|r| r.stages.iter().map(rollout_stage).collect())
         .unwrap_or_default();
 
     let mut health_checks = BTreeMap::new();
-    match files.get("smoke") {
+    match &files.smoke {
         Some(smoke) => {
-            for test in smoke
-                .get("tests")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let Some(name) = test.get("name").and_then(Value::as_str) else {
-                    continue;
+            for test in &smoke.tests {
+                let status = match test.status {
+                    SmokeStatus::Passed => "healthy",
+                    SmokeStatus::Failed => "unhealthy",
+                    SmokeStatus::Skipped => "skipped",
                 };
-                let status = match test.get("status").and_then(Value::as_str) {
-                    Some("passed" | "pass") => "healthy",
-                    Some("failed" | "fail") => "unhealthy",
-                    Some(other) => other,
-                    None => "unknown",
-                };
-                health_checks.insert(snake(name), actions::one_line(status));
+                health_checks.insert(snake(&test.name), status.to_string());
             }
             let passed = files.result("smoke").as_deref() == Some("pass");
             health_checks.insert(
@@ -859,8 +990,9 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
     }
 
     let completed_at = files
-        .text("smoke", "/timestamp")
-        .or_else(|| files.text("rollout", "/timestamp"))
+        .ran("smoke")
+        .and_then(|r| r.timestamp)
+        .or_else(|| files.ran("rollout").and_then(|r| r.timestamp))
         .filter(|t| t.parse::<jiff::Timestamp>().is_ok())
         .unwrap_or_else(|| now.clone());
     let rollback_deadline = completed_at
@@ -899,13 +1031,17 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         attempt: settings::env("GITHUB_RUN_ATTEMPT"),
         id: run_id,
     });
-    let previous_version = files.text("rollout", "/previous_version").or_else(|| {
-        validated
-            .and_then(|v| v.previous.as_ref())
-            .map(|p| p.version.clone())
-    });
+    let previous_version = files
+        .rollout
+        .as_ref()
+        .and_then(|r| r.previous_version.clone())
+        .filter(|p| !p.is_empty())
+        .or_else(|| {
+            validated
+                .and_then(|v| v.previous.as_ref())
+                .map(|p| p.version.clone())
+        });
 
-    let section = |stage: &str| files.get(stage).cloned();
     Record {
         schema_version: SCHEMA_VERSION,
         timestamp: now,
@@ -919,10 +1055,7 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         triggered_by: options.triggered_by.clone(),
         services_deployed: options.services.clone(),
         database_backup,
-        migrations_applied: files
-            .get("migrate")
-            .and_then(|m| m.get("applied_count"))
-            .and_then(Value::as_u64),
+        migrations_applied: files.migrate.as_ref().and_then(|m| m.applied_count),
         rollout_stages,
         health_checks,
         rollback_window_minutes: options.window_minutes,
@@ -936,45 +1069,44 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         pipeline,
         not_run,
         failure,
-        gate: section("gate")
-            .map(|g| pick(&g, &["result", "required", "failed", "pending", "missing"])),
-        migrations: section("migrate").map(|m| {
-            pick(
-                &m,
-                &[
-                    "result",
-                    "tool",
-                    "applied_count",
-                    "applied",
-                    "lock_wait_ms",
-                    "exit_code",
-                ],
-            )
+        gate: files.gate.as_ref().map(|g| GateSection {
+            result: g.header.result.clone(),
+            required: g.required.clone(),
+            failed: g.failed.clone(),
+            pending: g.pending.clone(),
+            missing: g.missing.clone(),
         }),
-        rollout: section("rollout").map(|r| {
-            pick(
-                &r,
-                &[
-                    "result",
-                    "version",
-                    "previous_version",
-                    "failed_stage",
-                    "reason",
-                    "rollback",
-                ],
-            )
+        migrations: files.migrate.as_ref().map(|m| MigrationsSection {
+            result: m.header.result.clone(),
+            tool: m.tool.clone(),
+            applied_count: m.applied_count,
+            applied: m.applied.clone(),
+            lock_wait_ms: m.lock_wait_ms,
+            exit_code: m.exit_code,
         }),
-        smoke: section("smoke").map(|s| {
-            let mut picked = pick(&s, &["result", "total", "passed", "failed"]);
-            let tests: Vec<Value> = s
-                .get("tests")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|t| pick(t, &["name", "status", "duration_ms", "time_to_ready_ms"]))
-                .collect();
-            picked["tests"] = json!(tests);
-            picked
+        rollout: files.rollout.as_ref().map(|r| RolloutSection {
+            result: r.header.result.clone(),
+            version: r.version.clone(),
+            previous_version: r.previous_version.clone(),
+            failed_stage: r.failed_stage.clone(),
+            reason: r.reason.clone(),
+            rollback: r.rollback.clone(),
+        }),
+        smoke: files.smoke.as_ref().map(|s| SmokeSection {
+            result: s.header.result.clone(),
+            total: s.total,
+            passed: s.passed,
+            failed: s.failed,
+            tests: s
+                .tests
+                .iter()
+                .map(|t| SmokeTestSection {
+                    name: t.name.clone(),
+                    status: t.status,
+                    duration_ms: t.duration_ms,
+                    time_to_ready_ms: t.time_to_ready_ms,
+                })
+                .collect(),
         }),
         timings,
         github_deployment: None,
@@ -983,43 +1115,25 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
     }
 }
 
-/// The keys of `value` that exist, in a new object.
-fn pick(value: &Value, keys: &[&str]) -> Value {
-    let mut out = serde_json::Map::new();
-    for key in keys {
-        if let Some(v) = value.get(*key) {
-            out.insert((*key).to_string(), v.clone());
-        }
-    }
-    Value::Object(out)
-}
-
-fn rollout_stage(stage: &Value) -> Option<RolloutStage> {
-    let name = stage.get("name").and_then(Value::as_str)?;
-    let minutes = |key: &str| {
-        stage
-            .get(key)
-            .and_then(Value::as_f64)
-            .map(|ms| (ms / 600.0).round() / 100.0)
-    };
-    let status = match stage.get("status").and_then(Value::as_str) {
-        Some("passed" | "pass" | "healthy") => "healthy".to_string(),
-        Some("failed" | "fail" | "unhealthy") => "unhealthy".to_string(),
-        Some("not_run") | None => "not_run".to_string(),
+fn rollout_stage(stage: &RolloutStageRecord) -> RolloutStage {
+    let minutes = |ms: u64| (ms as f64 / 600.0).round() / 100.0;
+    let status = match stage.status {
+        StageStatus::Passed => "healthy",
+        StageStatus::Failed => "unhealthy",
+        StageStatus::NotRun => "not_run",
         // The rollout was killed during this stage.
-        Some("running") => "interrupted".to_string(),
-        Some(other) => actions::one_line(other),
+        StageStatus::Running => "interrupted",
     };
-    Some(RolloutStage {
-        stage: actions::one_line(name),
-        traffic_percentage: stage.get("weight").and_then(Value::as_f64).unwrap_or(0.0),
-        duration_minutes: minutes("elapsed_ms").unwrap_or(0.0),
-        status,
-        planned_duration_minutes: minutes("planned_duration_ms"),
-        samples: stage.get("samples").and_then(Value::as_u64),
-        success_rate: stage.get("success_rate").and_then(Value::as_f64),
-        p95_ms: stage.get("p95_ms").and_then(Value::as_f64),
-    })
+    RolloutStage {
+        stage: actions::one_line(&stage.name),
+        traffic_percentage: f64::from(stage.weight),
+        duration_minutes: minutes(stage.elapsed_ms),
+        status: status.to_string(),
+        planned_duration_minutes: Some(minutes(stage.planned_duration_ms)),
+        samples: Some(stage.samples),
+        success_rate: stage.success_rate,
+        p95_ms: stage.p95_ms,
+    }
 }
 
 /// `API Gateway` → `api_gateway`.
@@ -1059,57 +1173,40 @@ fn failure_info(
             }
         }
     };
-    let file = files.get(&stage);
     let rollout = files.result("rollout");
-    let interrupted_rollout = stage == "rollout" && rollout.as_deref().is_some_and(interrupted);
-    let error = file
-        .filter(|_| interrupted_rollout)
-        .map(|f| interrupted_reason(f, rollout.as_deref().unwrap_or_default()))
-        .or_else(|| file.and_then(|f| {
-            ["/reason", "/error/message", "/error", "/message"]
-                .iter()
-                .find_map(|p| f.pointer(p).and_then(Value::as_str))
-                .map(str::to_string)
-        }))
+    let error = files
+        .rollout
+        .as_ref()
+        .filter(|r| stage == "rollout" && r.interrupted())
+        .map(interrupted_reason)
+        .or_else(|| files.error(&stage))
         .or_else(|| match stage.as_str() {
-            "gate" => file.map(|g| {
-                let list = |key: &str| {
-                    g.get(key)
-                        .and_then(Value::as_array)
-                        .map(|l| {
-                            l.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default()
-                };
+            "gate" => files.gate.as_ref().map(|g| {
                 format!(
                     "failed checks: [{}]; missing: [{}]; pending: [{}]",
-                    list("failed"),
-                    list("missing"),
-                    list("pending")
+                    g.failed.join(", "),
+                    g.missing.join(", "),
+                    g.pending.join(", ")
                 )
             }),
-            "smoke" => file.map(|s| {
+            "smoke" => files.smoke.as_ref().map(|s| {
                 let names: Vec<&str> = s
-                    .get("tests")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| t.get("status").and_then(Value::as_str) == Some("failed"))
-                    .filter_map(|t| t.get("name").and_then(Value::as_str))
+                    .tests
+                    .iter()
+                    .filter(|t| t.status == SmokeStatus::Failed)
+                    .map(|t| t.name.as_str())
                     .collect();
                 format!("failed smoke tests: {}", names.join(", "))
             }),
-            "migrate" => file
-                .and_then(|m| m.get("exit_code"))
-                .map(|code| format!("the migration command ended with exit code {code}")),
+            "migrate" => files.migrate.as_ref().map(|m| {
+                let code = m.exit_code.map_or_else(|| "null".to_string(), |c| c.to_string());
+                format!("the migration command ended with exit code {code}")
+            }),
             _ => None,
         })
         .map(|e| actions::one_line(&e))
         .unwrap_or_else(|| {
-            if file.is_none() {
+            if !files.has(&stage) {
                 format!("`{stage}` left no state file: it failed before writing it, or did not run; see the workflow logs")
             } else {
                 "no error message recorded; see the workflow logs".to_string()
@@ -1186,14 +1283,18 @@ fn artifact_list(
         let conventional = state.path(&format!("{stem}-{id}.log"));
         if conventional.is_file() {
             paths.push(conventional);
-        } else if let Some(log) = files.text(stage, "/log_file") {
+        } else if let Some(log) = files.log_file(stage) {
             let path = resolve(state, &log);
             if path.is_file() {
                 paths.push(path);
             }
         }
         if stage == "smoke"
-            && let Some(junit) = files.text("smoke", "/junit")
+            && let Some(junit) = files
+                .smoke
+                .as_ref()
+                .map(|s| s.junit.clone())
+                .filter(|j| !j.is_empty())
         {
             let path = resolve(state, &junit);
             if path.is_file() && !paths.contains(&path) {

@@ -13,10 +13,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::record::{self, Record};
+use super::record::{self, Record, RecordRollback};
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
 use crate::artifacts::{self, Artifact};
@@ -24,7 +24,8 @@ use crate::error::{Error, Kind, Result};
 use crate::hooks::{self, CommandLine, Context, Hook, HookRun};
 use crate::process::{self, LogFile, Shutdown, Spec};
 use crate::settings::{self, Settings};
-use crate::state::StateDir;
+use crate::state::rollback::{Health, MarkedDeployment, RollbackFile, Step};
+use crate::state::{Header, StateDir};
 use crate::util::HumanDuration;
 
 const DEFAULT_RESTORE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -199,63 +200,16 @@ impl Options {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct Step {
-    name: String,
-    command: String,
-    ok: bool,
-    outcome: String,
-    duration_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Health {
-    url: String,
-    state: String,
-    detail: String,
-    attempts: u32,
-}
-
-#[derive(Debug, Serialize)]
-struct RollbackResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: String,
-    version: String,
-    previous_version: Option<String>,
-    reason: String,
-    rollback_deadline: String,
-    forced: bool,
-    refused: bool,
-    already_rolled_back: bool,
-    steps: Vec<Step>,
-    /// The rollback hook's run: every attempt with its exit code or HTTP status.
-    hook: Option<HookRun>,
-    /// No rollback hook is configured: the stage hook ran at weight 0.
-    stage_hook_reused: bool,
-    database_restored: Option<bool>,
-    health: Vec<Health>,
-    github_deployment: Option<Value>,
-    incident: Option<String>,
-    record: Option<String>,
-    artifacts: Option<artifacts::Publication>,
-    error: Option<String>,
-}
-
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let options = Options::resolve(args, settings)?;
     let (state, mut record, record_path) = open(settings, options.record.as_deref())?;
     let id = record.deployment_id.clone();
-    let mut result = RollbackResult {
-        schema_version: 1,
-        command: "rollback",
-        result: "fail",
-        timestamp: crate::util::now_rfc3339(),
-        duration_ms: 0,
+    let mut result = RollbackFile {
+        header: Header {
+            duration_ms: Some(0),
+            ..Header::now::<RollbackFile>("fail")
+        },
         deployment_id: id.clone(),
         version: record.version.clone(),
         previous_version: record.previous_version.clone(),
@@ -281,7 +235,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             "deployment `{id}` is already rolled back (see `{}`); nothing to do",
             record_path.display()
         );
-        result.result = "pass";
+        result.header.result = "pass".to_string();
         result.already_rolled_back = true;
         return finish(&state, result, started, &record, None);
     }
@@ -442,19 +396,19 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let rolled_back_at = crate::util::now_rfc3339();
     record.status = "rolled_back".to_string();
     record.rollback_available = false;
-    record.rollback = Some(json!({
-        "timestamp": rolled_back_at,
-        "by": settings::env("GITHUB_TRIGGERING_ACTOR")
+    record.rollback = Some(RecordRollback {
+        timestamp: rolled_back_at,
+        by: settings::env("GITHUB_TRIGGERING_ACTOR")
             .or_else(|| settings::env("GITHUB_ACTOR"))
             .or_else(|| settings::env("USER"))
             .unwrap_or_else(|| "unknown".into()),
-        "reason": options.reason,
-        "forced": result.forced,
-        "steps": result.steps,
-        "database_restored": result.database_restored,
-        "health": result.health,
-        "run_url": record::log_url(),
-    }));
+        reason: options.reason.clone(),
+        forced: result.forced,
+        steps: result.steps.clone(),
+        database_restored: result.database_restored,
+        health: result.health.clone(),
+        run_url: record::log_url(),
+    });
     let written = state.write_json(&record::record_file(&id), &record)?;
     result.record = Some(written.display().to_string());
     if let Some(deployment) = &record.github_deployment {
@@ -509,7 +463,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         );
     }
     result.artifacts = Some(publication);
-    result.result = "pass";
+    result.header.result = "pass".to_string();
     tracing::info!(
         "deployment `{id}` rolled back; incident stub `{}`",
         incident_path.display()
@@ -530,13 +484,14 @@ fn open(
                     path.display()
                 ))
             })?;
-            let id = serde_json::from_str::<Value>(&text)
+            /// Only the id, read before the whole record to find its state dir.
+            #[derive(Deserialize)]
+            struct Id {
+                deployment_id: String,
+            }
+            let id = serde_json::from_str::<Id>(&text)
                 .ok()
-                .and_then(|v| {
-                    v.get("deployment_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
+                .map(|r| r.deployment_id)
                 .ok_or_else(|| {
                     Error::usage(format!(
                         "`{}` is not a deployment record (no `deployment_id`)",
@@ -765,7 +720,7 @@ async fn mark_github(
     id: u64,
     reason: &str,
     environment_url: Option<&str>,
-) -> Value {
+) -> MarkedDeployment {
     let outcome = async {
         let github = record::github_client(settings)?;
         record::post_status(
@@ -779,7 +734,11 @@ async fn mark_github(
     }
     .await;
     match outcome {
-        Ok(()) => json!({ "id": id, "state": "inactive" }),
+        Ok(()) => MarkedDeployment {
+            id,
+            state: Some("inactive".to_string()),
+            error: None,
+        },
         Err(e) => {
             actions::annotate(
                 actions::Level::Warning,
@@ -788,14 +747,18 @@ async fn mark_github(
                     "production is rolled back, but GitHub deployment {id} could not be marked inactive: {e}"
                 ),
             );
-            json!({ "id": id, "error": e.to_string() })
+            MarkedDeployment {
+                id,
+                state: None,
+                error: Some(e.to_string()),
+            }
         }
     }
 }
 
 fn fail(
     state: StateDir,
-    mut result: RollbackResult,
+    mut result: RollbackFile,
     started: Instant,
     record: &Record,
     what: &str,
@@ -811,15 +774,15 @@ fn fail(
 
 fn finish(
     state: &StateDir,
-    mut result: RollbackResult,
+    mut result: RollbackFile,
     started: Instant,
     record: &Record,
     incident: Option<&std::path::Path>,
 ) -> Result<Outcome> {
-    result.duration_ms = started.elapsed().as_millis() as u64;
-    state.write_json("rollback.json", &result)?;
+    result.header.duration_ms = Some(started.elapsed().as_millis() as u64);
+    state.save(&result)?;
     set_outputs(&[
-        ("result", result.result.to_string()),
+        ("result", result.header.result.clone()),
         ("status", record.status.clone()),
         (
             "incident-path",
@@ -833,7 +796,7 @@ fn finish(
     Ok(Outcome::success(json))
 }
 
-fn summary(result: &RollbackResult, record: &Record) -> String {
+fn summary(result: &RollbackFile, record: &Record) -> String {
     let heading = if result.already_rolled_back {
         format!(
             "### ↩️ Deployment `{}` was already rolled back",
@@ -844,7 +807,7 @@ fn summary(result: &RollbackResult, record: &Record) -> String {
             "### ⛔ Rollback of `{}` refused: the window closed at `{}`",
             result.deployment_id, result.rollback_deadline
         )
-    } else if result.result == "pass" {
+    } else if result.header.result == "pass" {
         format!(
             "### ↩️ Deployment `{}` (`{}`) rolled back",
             result.deployment_id, result.version
@@ -888,7 +851,7 @@ fn summary(result: &RollbackResult, record: &Record) -> String {
 }
 
 /// The incident stub: the facts shipgate knows, and the sections a person completes.
-fn incident(record: &Record, result: &RollbackResult) -> String {
+fn incident(record: &Record, result: &RollbackFile) -> String {
     let id = &record.deployment_id;
     let mut out = format!("# Incident: rollback of deployment `{id}`\n\n");
     let mut table = Table::new(&["", ""]);
@@ -910,14 +873,7 @@ fn incident(record: &Record, result: &RollbackResult) -> String {
     if let Some(rollback) = &record.rollback {
         table.row(&[
             "Rolled back",
-            &format!(
-                "`{}` by `{}`",
-                rollback
-                    .get("timestamp")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?"),
-                rollback.get("by").and_then(Value::as_str).unwrap_or("?")
-            ),
+            &format!("`{}` by `{}`", rollback.timestamp, rollback.by),
         ]);
     }
     table.row(&[
@@ -965,10 +921,8 @@ fn incident(record: &Record, result: &RollbackResult) -> String {
             out.push_str(&format!("- `{at}` {}: {}\n", stage.stage, stage.result));
         }
     }
-    if let Some(rollback) = &record.rollback
-        && let Some(at) = rollback.get("timestamp").and_then(Value::as_str)
-    {
-        out.push_str(&format!("- `{at}` rollback: done\n"));
+    if let Some(rollback) = &record.rollback {
+        out.push_str(&format!("- `{}` rollback: done\n", rollback.timestamp));
     }
     out.push_str("\n## Impact\n\n_Who and what was affected, and for how long._\n");
     out.push_str("\n## Root cause\n\n_What went wrong, and why checks did not catch it._\n");

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{Outcome, set_outputs};
@@ -18,16 +18,19 @@ use crate::exit;
 use crate::hooks::{self, CommandLine, Context, HookRun};
 use crate::process::{LogFile, Shutdown};
 use crate::rollout::approval::{self, Approval, Pause};
-use crate::rollout::gates::{DegradedPolicy, Thresholds};
+use crate::rollout::gates::{DegradedPolicy, Status, Thresholds};
 use crate::rollout::monitor::{Monitor, StageWatch, Stop, Until, Verification};
 use crate::rollout::plan::{Percent, Plan, Stage, TimelineStage};
 use crate::rollout::probe::Prober;
-use crate::rollout::window::Summary;
 use crate::settings::{self, Settings};
-use crate::state::StateDir;
+use crate::state::rollout::{
+    ApprovalRecord, Cause, CauseCount, Endpoints, RollbackRecord, RolloutFile, StageRecord,
+    StageStatus,
+};
+use crate::state::validate::ValidateFile;
+use crate::state::{Header, StateDir, StateFile};
 use crate::util::{HumanDuration, format_duration};
 
-const STATE_FILE: &str = "rollout.json";
 const PAUSE_FILE: &str = "rollout-pause.json";
 const APPROVAL_FILE: &str = "rollout-approval.json";
 
@@ -230,104 +233,11 @@ impl FileConfig {
     }
 }
 
-/// One stage in `rollout.json`.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct StageRecord {
-    pub(crate) name: String,
-    pub(crate) weight: u8,
-    pub(crate) planned_duration_ms: u64,
-    /// How long the stage's weight was watched (a wait for the next stage's approval included).
-    pub(crate) elapsed_ms: u64,
-    /// `passed`, `failed` or `not_run`.
-    pub(crate) status: String,
-    pub(crate) samples: u64,
-    /// Percent of the stage's canary probes that passed.
-    pub(crate) success_rate: Option<f64>,
-    pub(crate) p95_ms: Option<f64>,
-    pub(crate) p50_ms: Option<f64>,
-    pub(crate) failures: u64,
-    pub(crate) degraded: u64,
-    pub(crate) interval_ms: u64,
-    pub(crate) thresholds: serde_json::Value,
-    /// The last window the gates judged.
-    pub(crate) window: Option<Summary>,
-    /// The baseline over the stage, when one was probed.
-    pub(crate) baseline: Option<Summary>,
-    /// Failure causes over the stage, most frequent first.
-    pub(crate) causes: Vec<CauseCount>,
-    /// The last evaluation of every gate: measured value against its threshold.
-    pub(crate) verdicts: Vec<serde_json::Value>,
-    pub(crate) reason: Option<String>,
-    pub(crate) approval: Option<ApprovalRecord>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct CauseCount {
-    pub(crate) cause: String,
-    pub(crate) count: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct ApprovalRecord {
-    pub(crate) approved_by: String,
-    pub(crate) waited_ms: u64,
-}
-
-/// `rollback` in `rollout.json`.
-#[derive(Debug, Clone, Serialize)]
-struct RollbackRecord {
-    ran: bool,
-    ok: bool,
-    /// Why the rollback ran.
-    reason: Option<String>,
-    hook: Option<String>,
-    hook_ok: Option<bool>,
-    /// Why the rollback hook could not run at all (a bug), when that happened.
-    error: Option<String>,
-    /// The stage hook ran as the rollback hook (no separate one configured).
-    stage_hook_reused: bool,
-    verification: Option<Verification>,
-}
-
-/// `rollout.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct RolloutResult {
-    schema_version: u32,
-    command: &'static str,
-    /// `pass`, `rolled_back` or `rollback_failed`; while it runs, `in_progress` (before the
-    /// first hook, and at each stage's start and end) and `rolling_back` (the rollback started).
-    /// A file still saying one of those two was left by a rollout that was killed.
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: String,
-    environment: String,
-    version: String,
-    previous_version: Option<String>,
-    expect_version: Option<String>,
-    failed_stage: Option<String>,
-    reason: Option<String>,
-    /// What stopped the rollout: `gate`, `hook`, `approval_deadline`, `signal` or `panic` (a
-    /// bug in shipgate).
-    cause: Option<&'static str>,
-    /// The gate that failed (`success-rate`, `p95-latency`, `consecutive-failures`, `samples`,
-    /// `baseline`), when a gate stopped the rollout.
-    failed_gate: Option<&'static str>,
-    /// The stage whose hook ran last, and its weight: where traffic stood (before any rollback).
-    current_stage: Option<String>,
-    current_weight: Option<u8>,
-    stages: Vec<StageRecord>,
-    rollback: RollbackRecord,
-    hooks: Vec<HookRun>,
-    endpoints: serde_json::Value,
-    log_file: String,
-}
-
 /// Why the rollout stopped.
 struct Failure {
     stage: String,
     reason: String,
-    cause: &'static str,
+    cause: Cause,
     /// The gate that failed, when a gate stopped the rollout.
     gate: Option<&'static str>,
 }
@@ -347,23 +257,17 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 fn release(
     args: &Args,
     settings: &Settings,
-    validated: Option<&serde_json::Value>,
+    validated: Option<&ValidateFile>,
 ) -> (Option<String>, Option<String>) {
     let version = settings
         .text("version", args.version.clone(), None)
-        .or_else(|| {
-            validated
-                .and_then(|v| v.get("version"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        });
+        .or_else(|| validated.map(|v| v.version.clone()));
     let previous = settings
         .text("previous-version", args.previous_version.clone(), None)
         .or_else(|| {
             validated
-                .and_then(|v| v.pointer("/previous/version"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
+                .and_then(|v| v.previous.as_ref())
+                .map(|p| p.version.clone())
         });
     (version, previous)
 }
@@ -467,7 +371,7 @@ fn hook_line(plan: &Plan) -> Vec<String> {
 /// `--dry-run`: the plan and its timeline; no hook runs, nothing is probed or written.
 fn dry_run(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
     let validated = StateDir::peek(settings)
-        .and_then(|state| state.read_json::<serde_json::Value>("validate.json").ok())
+        .and_then(|state| state.load::<ValidateFile>().ok())
         .flatten();
     let (version, previous) = release(args, settings, validated.as_ref());
     let timeline = plan.timeline();
@@ -517,15 +421,15 @@ fn dry_run(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
     })))
 }
 
-fn endpoints_json(plan: &Plan) -> serde_json::Value {
+fn endpoints_json(plan: &Plan) -> Endpoints {
     let labels = |targets: &[crate::rollout::probe::Target]| {
         targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>()
     };
-    json!({
-        "canary": labels(&plan.canary),
-        "baseline": labels(&plan.baseline),
-        "verify": labels(&plan.verify),
-    })
+    Endpoints {
+        canary: labels(&plan.canary),
+        baseline: labels(&plan.baseline),
+        verify: labels(&plan.verify),
+    }
 }
 
 fn dry_run_summary(
@@ -592,7 +496,7 @@ fn not_run(stage: &Stage) -> StageRecord {
         weight: stage.weight,
         planned_duration_ms: stage.duration.as_millis() as u64,
         elapsed_ms: 0,
-        status: "not_run".to_string(),
+        status: StageStatus::NotRun,
         samples: 0,
         success_rate: None,
         p95_ms: None,
@@ -600,7 +504,7 @@ fn not_run(stage: &Stage) -> StageRecord {
         failures: 0,
         degraded: 0,
         interval_ms: stage.interval.as_millis() as u64,
-        thresholds: serde_json::to_value(&stage.thresholds).unwrap_or_default(),
+        thresholds: (&stage.thresholds).into(),
         window: None,
         baseline: None,
         causes: Vec::new(),
@@ -611,10 +515,10 @@ fn not_run(stage: &Stage) -> StageRecord {
 }
 
 /// Fills a stage's record from what its watch saw.
-fn fill(record: &mut StageRecord, watch: &StageWatch, status: &str, reason: Option<String>) {
+fn fill(record: &mut StageRecord, watch: &StageWatch, status: StageStatus, reason: Option<String>) {
     let stage = watch.canary.stage_summary();
     record.elapsed_ms = watch.started.elapsed().as_millis() as u64;
-    record.status = status.to_string();
+    record.status = status;
     record.samples = stage.samples;
     record.success_rate = stage.success_rate;
     record.p95_ms = stage.p95_ms;
@@ -629,11 +533,7 @@ fn fill(record: &mut StageRecord, watch: &StageWatch, status: &str, reason: Opti
         .into_iter()
         .map(|(cause, count)| CauseCount { cause, count })
         .collect();
-    record.verdicts = watch
-        .verdicts
-        .iter()
-        .map(|v| serde_json::to_value(v).unwrap_or_default())
-        .collect();
+    record.verdicts = watch.verdicts.iter().map(Into::into).collect();
     record.reason = reason;
 }
 
@@ -662,15 +562,14 @@ struct Journal<'a> {
 }
 
 impl Journal<'_> {
-    fn result(&self, result: &'static str, progress: &Progress) -> RolloutResult {
+    fn result(&self, result: &'static str, progress: &Progress) -> RolloutFile {
         let failure = progress.failure.as_ref();
         let current = progress.current.map(|i| &self.plan.stages[i]);
-        RolloutResult {
-            schema_version: 1,
-            command: "rollout",
-            result,
-            timestamp: crate::util::now_rfc3339(),
-            duration_ms: self.started.elapsed().as_millis() as u64,
+        RolloutFile {
+            header: Header {
+                duration_ms: Some(self.started.elapsed().as_millis() as u64),
+                ..Header::now::<RolloutFile>(result)
+            },
             deployment_id: self.state.id().to_string(),
             environment: self.environment.clone(),
             version: self.version.clone(),
@@ -679,7 +578,7 @@ impl Journal<'_> {
             failed_stage: failure.map(|f| f.stage.clone()),
             reason: failure.map(|f| f.reason.clone()),
             cause: failure.map(|f| f.cause),
-            failed_gate: failure.and_then(|f| f.gate),
+            failed_gate: failure.and_then(|f| f.gate).map(str::to_string),
             current_stage: current.map(|s| s.name.clone()),
             current_weight: current.map(|s| s.weight),
             stages: progress.records.clone(),
@@ -693,11 +592,8 @@ impl Journal<'_> {
     /// Rewrites `rollout.json` as `in_progress` or `rolling_back`. Failing to write it is a
     /// warning: the rollout must still reach its end or its rollback.
     fn checkpoint(&self, result: &'static str, progress: &Progress) {
-        if let Err(e) = self
-            .state
-            .write_json(STATE_FILE, &self.result(result, progress))
-        {
-            tracing::warn!("cannot update `{STATE_FILE}` ({result}): {e}");
+        if let Err(e) = self.state.save(&self.result(result, progress)) {
+            tracing::warn!("cannot update `{}` ({result}): {e}", RolloutFile::FILE);
         }
     }
 
@@ -776,12 +672,12 @@ fn test_panic_after_hook(stage: &str) {
 async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
     let started = Instant::now();
     let state = StateDir::open(settings)?;
-    if let Some(previous) = state.read_json::<serde_json::Value>(STATE_FILE)?
-        && previous.get("result").and_then(|r| r.as_str()) == Some("pass")
+    if let Some(previous) = state.load::<RolloutFile>()?
+        && previous.header.result == "pass"
     {
         return already_done(&state, previous);
     }
-    let validated = state.read_json::<serde_json::Value>("validate.json")?;
+    let validated = state.load::<ValidateFile>()?;
     let (version, previous_version) = release(args, settings, validated.as_ref());
     let version = version.ok_or_else(|| {
         Error::usage(format!(
@@ -864,7 +760,7 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
         },
     };
     // Before any traffic moves: a kill from here on leaves `in_progress`, never nothing.
-    state.write_json(STATE_FILE, &journal.result("in_progress", &progress))?;
+    state.save(&journal.result("in_progress", &progress))?;
 
     let walk = Walk {
         plan,
@@ -884,14 +780,14 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
         log.line(&format!("[{}] PANIC: {reason}", crate::util::now_rfc3339()));
         actions::annotate(Level::Error, Some("shipgate rollout — bug"), &reason);
         let record = &mut progress.records[at];
-        if matches!(record.status.as_str(), "running" | "not_run") {
-            record.status = "failed".to_string();
+        if matches!(record.status, StageStatus::Running | StageStatus::NotRun) {
+            record.status = StageStatus::Failed;
             record.reason = Some(reason.clone());
         }
         progress.failure = Some(Failure {
             stage: stage.name.clone(),
             reason,
-            cause: "panic",
+            cause: Cause::Panic,
             gate: None,
         });
     }
@@ -987,16 +883,16 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
     log.line(&format!(
         "[{}] result: {}{}",
         crate::util::now_rfc3339(),
-        record.result,
+        record.header.result,
         record
             .reason
             .as_ref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default()
     ));
-    state.write_json(STATE_FILE, &record)?;
+    state.save(&record)?;
     set_outputs(&[
-        ("result", record.result.to_string()),
+        ("result", record.header.result.clone()),
         (
             "failed-stage",
             record.failed_stage.clone().unwrap_or_default(),
@@ -1005,7 +901,7 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
         ("log-file", record.log_file.clone()),
     ])?;
     actions::append_summary(&summary(&record, plan))?;
-    let status = match record.result {
+    let status = match record.header.result.as_str() {
         "pass" => {
             tracing::info!(
                 "rollout of {} passed every stage; log in `{}`",
@@ -1102,9 +998,9 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
             let _ = std::fs::remove_file(state.path(PAUSE_FILE));
             if let Some((held, watch)) = &holding {
                 let status = if matches!(stop, Stop::Breach { .. }) {
-                    "failed"
+                    StageStatus::Failed
                 } else {
-                    "passed"
+                    StageStatus::Passed
                 };
                 let reason = match &stop {
                     Stop::Breach { reason, .. } => Some(reason.clone()),
@@ -1136,12 +1032,12 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                         stage.name,
                         format_duration(stage.approval_timeout)
                     );
-                    progress.records[index].status = "failed".to_string();
+                    progress.records[index].status = StageStatus::Failed;
                     progress.records[index].reason = Some(reason.clone());
                     progress.failure = Some(Failure {
                         stage: stage.name.clone(),
                         reason,
-                        cause: "approval_deadline",
+                        cause: Cause::ApprovalDeadline,
                         gate: None,
                     });
                     return;
@@ -1151,12 +1047,12 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                         "cancelled by {signal} while stage `{}` waited for approval",
                         stage.name
                     );
-                    progress.records[index].status = "failed".to_string();
+                    progress.records[index].status = StageStatus::Failed;
                     progress.records[index].reason = Some(reason.clone());
                     progress.failure = Some(Failure {
                         stage: stage.name.clone(),
                         reason,
-                        cause: "signal",
+                        cause: Cause::Signal,
                         gate: None,
                     });
                     return;
@@ -1166,7 +1062,7 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                     progress.failure = Some(Failure {
                         stage: plan.stages[held].name.clone(),
                         reason,
-                        cause: "gate",
+                        cause: Cause::Gate,
                         gate: Some(verdict.gate),
                     });
                     return;
@@ -1184,7 +1080,7 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
         );
         // The stage starts: from here its weight may be on the new version.
         progress.current = Some(index);
-        progress.records[index].status = "running".to_string();
+        progress.records[index].status = StageStatus::Running;
         journal.checkpoint("in_progress", progress);
         let run = hooks::run(
             &plan.stage_hook,
@@ -1211,12 +1107,16 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                     stage.name, stage.weight
                 )
             };
-            progress.records[index].status = "failed".to_string();
+            progress.records[index].status = StageStatus::Failed;
             progress.records[index].reason = Some(reason.clone());
             progress.failure = Some(Failure {
                 stage: stage.name.clone(),
                 reason,
-                cause: if hook_cancelled { "signal" } else { "hook" },
+                cause: if hook_cancelled {
+                    Cause::Signal
+                } else {
+                    Cause::Hook
+                },
                 gate: None,
             });
             return;
@@ -1228,7 +1128,12 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
         let stop = monitor.watch(stage, &mut watch, Until::End, log).await;
         match stop {
             Stop::Completed => {
-                fill(&mut progress.records[index], &watch, "passed", None);
+                fill(
+                    &mut progress.records[index],
+                    &watch,
+                    StageStatus::Passed,
+                    None,
+                );
                 tracing::info!(
                     "stage `{}` passed: {}",
                     stage.name,
@@ -1257,13 +1162,13 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                 fill(
                     &mut progress.records[index],
                     &watch,
-                    "failed",
+                    StageStatus::Failed,
                     Some(reason.clone()),
                 );
                 progress.failure = Some(Failure {
                     stage: stage.name.clone(),
                     reason,
-                    cause: "gate",
+                    cause: Cause::Gate,
                     gate: Some(verdict.gate),
                 });
                 return;
@@ -1276,13 +1181,13 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                 fill(
                     &mut progress.records[index],
                     &watch,
-                    "failed",
+                    StageStatus::Failed,
                     Some(reason.clone()),
                 );
                 progress.failure = Some(Failure {
                     stage: stage.name.clone(),
                     reason,
-                    cause: "signal",
+                    cause: Cause::Signal,
                     gate: None,
                 });
                 return;
@@ -1292,11 +1197,11 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
     }
 }
 
-fn rollback_failed_message(record: &RolloutResult, plan: &Plan) -> String {
+fn rollback_failed_message(record: &RolloutFile, plan: &Plan) -> String {
     let weight = record
         .stages
         .iter()
-        .filter(|s| s.status != "not_run")
+        .filter(|s| s.status != StageStatus::NotRun)
         .map(|s| s.weight)
         .max()
         .unwrap_or(0);
@@ -1357,37 +1262,26 @@ async fn wait_for_approval(
 
 /// A re-run after a successful rollout changes nothing: walking the stages again would send
 /// traffic back down to the canary's weight.
-fn already_done(state: &StateDir, previous: serde_json::Value) -> Result<Outcome> {
-    let at = previous
-        .get("timestamp")
-        .and_then(|t| t.as_str())
-        .unwrap_or("earlier");
-    let version = previous
-        .get("version")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
+fn already_done(state: &StateDir, previous: RolloutFile) -> Result<Outcome> {
+    let at = previous.header.timestamp.as_str();
+    let version = previous.version.as_str();
     tracing::info!(
         "deployment `{}` already rolled out `{version}` at {at}; nothing to do (start a new deployment to roll out again)",
         state.id()
     );
-    let text = |key: &str| {
-        previous
-            .get(key)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
     set_outputs(&[
         ("result", "pass".to_string()),
         ("failed-stage", String::new()),
         ("reason", String::new()),
-        ("log-file", text("log_file")),
+        ("log-file", previous.log_file.clone()),
     ])?;
     actions::append_summary(&format!(
         "### ✅ Rollout of `{version}` already done\n\nDeployment `{}` passed every stage at {at}; this run changed nothing.\n",
         state.id()
     ))?;
-    Ok(Outcome::success(previous))
+    Ok(Outcome::success(
+        serde_json::to_value(&previous).unwrap_or_else(|_| json!({})),
+    ))
 }
 
 fn percent_text(rate: Option<f64>) -> String {
@@ -1404,8 +1298,8 @@ fn ms_text(ms: Option<f64>) -> String {
     ms.map_or_else(|| "—".to_string(), |ms| format!("{ms:.1} ms"))
 }
 
-fn summary(record: &RolloutResult, plan: &Plan) -> String {
-    let heading = match record.result {
+fn summary(record: &RolloutFile, plan: &Plan) -> String {
+    let heading = match record.header.result.as_str() {
         "pass" => format!("### ✅ Rollout of `{}` passed every stage", record.version),
         "rolled_back" => format!(
             "### ↩️ Rollout of `{}` rolled back at stage `{}`",
@@ -1422,7 +1316,7 @@ fn summary(record: &RolloutResult, plan: &Plan) -> String {
     if let Some(reason) = &record.reason {
         out.push_str(&format!("**Why:** {reason}\n\n"));
     }
-    if record.result == "rollback_failed" {
+    if record.header.result == "rollback_failed" {
         out.push_str(&format!(
             "> [!CAUTION]\n> {}\n\n",
             rollback_failed_message(record, plan)
@@ -1438,28 +1332,27 @@ fn summary(record: &RolloutResult, plan: &Plan) -> String {
         "Verdict",
     ]);
     for stage in &record.stages {
-        let verdict = match stage.status.as_str() {
-            "passed" => {
+        let verdict = match stage.status {
+            StageStatus::Passed => {
                 let mut text = "✅ passed".to_string();
                 if stage.degraded > 0 {
                     text.push_str(&format!(" ({} degraded)", stage.degraded));
                 }
                 text
             }
-            "failed" => {
+            StageStatus::Failed => {
                 let stopped_here = record.failed_stage.as_deref() == Some(stage.name.as_str());
                 let gate = stage
                     .verdicts
                     .iter()
-                    .filter_map(|v| serde_json::from_value::<VerdictView>(v.clone()).ok())
-                    .find(|v| v.status == "fail" || v.status == "no_data")
+                    .find(|v| matches!(v.status, Status::Fail | Status::NoData))
                     .map(|v| format!("{}: {} (needs {})", v.gate, v.measured, v.threshold));
                 let text = match (record.cause, stopped_here, gate) {
-                    (Some("gate"), true, Some(gate)) => gate,
-                    (Some("hook"), true, _) => "the stage hook failed".to_string(),
-                    (Some("signal"), true, _) => "cancelled".to_string(),
-                    (Some("panic"), true, _) => "shipgate bug (panic)".to_string(),
-                    (Some("approval_deadline"), true, _) => "not approved in time".to_string(),
+                    (Some(Cause::Gate), true, Some(gate)) => gate,
+                    (Some(Cause::Hook), true, _) => "the stage hook failed".to_string(),
+                    (Some(Cause::Signal), true, _) => "cancelled".to_string(),
+                    (Some(Cause::Panic), true, _) => "shipgate bug (panic)".to_string(),
+                    (Some(Cause::ApprovalDeadline), true, _) => "not approved in time".to_string(),
                     _ => "failed".to_string(),
                 };
                 format!("❌ {text}")
@@ -1469,7 +1362,7 @@ fn summary(record: &RolloutResult, plan: &Plan) -> String {
         table.row(&[
             format!("`{}`", stage.name),
             format!("{}%", stage.weight),
-            if stage.status == "not_run" {
+            if stage.status == StageStatus::NotRun {
                 format!(
                     "— / {}",
                     format_duration(Duration::from_millis(stage.planned_duration_ms))
@@ -1491,22 +1384,18 @@ fn summary(record: &RolloutResult, plan: &Plan) -> String {
     if let Some(failed) = record
         .stages
         .iter()
-        .find(|s| s.status == "failed" && !s.verdicts.is_empty())
+        .find(|s| s.status == StageStatus::Failed && !s.verdicts.is_empty())
     {
         let mut gates = Table::new(&["Gate", "Measured", "Threshold", "Verdict"]);
-        for view in failed
-            .verdicts
-            .iter()
-            .filter_map(|v| serde_json::from_value::<VerdictView>(v.clone()).ok())
-        {
+        for view in &failed.verdicts {
             gates.row(&[
                 view.gate.clone(),
                 view.measured.clone(),
                 view.threshold.clone(),
-                match view.status.as_str() {
-                    "pass" => "pass".to_string(),
-                    "fail" => "**fail**".to_string(),
-                    _ => "no data".to_string(),
+                match view.status {
+                    Status::Pass => "pass".to_string(),
+                    Status::Fail => "**fail**".to_string(),
+                    Status::NoData => "no data".to_string(),
                 },
             ]);
         }
@@ -1578,19 +1467,10 @@ fn summary(record: &RolloutResult, plan: &Plan) -> String {
     out
 }
 
-/// The fields of a [`Verdict`] the summary reads back.
-#[derive(Debug, Deserialize)]
-struct VerdictView {
-    gate: String,
-    status: String,
-    measured: String,
-    threshold: String,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::gates::{Status, Verdict};
+    use crate::rollout::gates::{StageVerdict, Verdict};
 
     #[test]
     fn config_section_parses_with_stage_overrides() {
@@ -1637,8 +1517,11 @@ rollout:
             threshold: "≥ 99%".into(),
             message: "no data".into(),
         };
-        let view: VerdictView =
-            serde_json::from_value(serde_json::to_value(&verdict).expect("json")).expect("view");
-        assert_eq!(view.status, "no_data");
+        let view = StageVerdict::from(&verdict);
+        assert_eq!(view.status, Status::NoData);
+        assert_eq!(
+            serde_json::to_value(&view).expect("json")["status"],
+            "no_data"
+        );
     }
 }

@@ -24,8 +24,9 @@ use crate::settings::{self, Settings};
 use crate::smoke::report;
 use crate::smoke::runner::{self, Context, SnapshotValues, Status, TestResult};
 use crate::smoke::suite::{self, Overrides, Suite};
-use crate::state::StateDir;
+use crate::state::smoke::SmokeFile;
 use crate::state::validate::ValidateFile;
+use crate::state::{Header, StateDir};
 
 /// The suite read when none is named and no `--url` is given.
 const DEFAULT_SUITE: &str = ".github/shipgate/smoke.yml";
@@ -212,27 +213,6 @@ impl Options {
                 .or_else(|| settings::input("junit").map(PathBuf::from)),
         })
     }
-}
-
-/// `smoke.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct SmokeResult<'a> {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: String,
-    environment: String,
-    suite: Option<String>,
-    concurrency: usize,
-    total: usize,
-    passed: usize,
-    failed: usize,
-    skipped: usize,
-    tests: Vec<&'a TestResult>,
-    junit: String,
-    log_file: String,
 }
 
 /// `smoke-snapshot-<name>.json`.
@@ -524,12 +504,12 @@ fn finish_run(
     if let Some(extra) = &options.junit {
         write(extra)?;
     }
-    let result = SmokeResult {
-        schema_version: 1,
-        command: "smoke",
-        result: if ok { "pass" } else { "fail" },
-        timestamp: timestamp.to_string(),
-        duration_ms,
+    let result = SmokeFile {
+        header: Header {
+            timestamp: timestamp.to_string(),
+            duration_ms: Some(duration_ms),
+            ..Header::now::<SmokeFile>(if ok { "pass" } else { "fail" })
+        },
         deployment_id: state.id().to_string(),
         environment: settings.environment.clone(),
         suite: options.suite.as_ref().map(|p| p.display().to_string()),
@@ -538,18 +518,18 @@ fn finish_run(
         passed,
         failed,
         skipped,
-        tests: results.to_vec(),
+        tests: results.iter().map(|r| (*r).clone()).collect(),
         junit: junit_path.display().to_string(),
         log_file: log_path.display().to_string(),
     };
-    state.write_json("smoke.json", &result)?;
+    state.save(&result)?;
     let failed_names: Vec<&str> = results
         .iter()
         .filter(|r| r.status != Status::Passed)
         .map(|r| r.name.as_str())
         .collect();
     set_outputs(&[
-        ("result", result.result.to_string()),
+        ("result", result.header.result.clone()),
         ("total", result.total.to_string()),
         ("passed", passed.to_string()),
         ("failed-count", failed.to_string()),

@@ -4,20 +4,11 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use super::window::Window;
+pub(crate) use crate::state::rollout::{DegradedPolicy, StageThresholds, StageVerdict, Status};
 use crate::util::format_duration;
-
-/// What a `warn`/`Degraded` answer counts as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum DegradedPolicy {
-    /// A failed probe.
-    Fail,
-    /// A passed probe, counted and reported as a warning.
-    Warn,
-}
 
 impl std::str::FromStr for DegradedPolicy {
     type Err = String;
@@ -65,16 +56,22 @@ impl Default for Thresholds {
     }
 }
 
-fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u64(duration.as_millis() as u64)
+impl From<&Thresholds> for StageThresholds {
+    fn from(t: &Thresholds) -> StageThresholds {
+        StageThresholds {
+            success_rate: t.success_rate,
+            max_p95_ms: t.max_p95.as_millis() as u64,
+            consecutive_failures: t.consecutive_failures,
+            min_samples: t.min_samples,
+            window_ms: t.window.as_millis() as u64,
+            baseline_ratio: t.baseline_ratio,
+            degraded: t.degraded,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    Pass,
-    Fail,
-    NoData,
+fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis() as u64)
 }
 
 /// One gate's decision: the measured value against its threshold, in words and numbers.
@@ -90,6 +87,19 @@ pub(crate) struct Verdict {
     pub(crate) threshold: String,
     /// One sentence a person reads in the summary.
     pub(crate) message: String,
+}
+
+impl From<&Verdict> for StageVerdict {
+    fn from(v: &Verdict) -> StageVerdict {
+        StageVerdict {
+            gate: v.gate.to_string(),
+            status: v.status,
+            value: v.value,
+            measured: v.measured.clone(),
+            threshold: v.threshold.clone(),
+            message: v.message.clone(),
+        }
+    }
 }
 
 /// What the gates see: the canary's window, the baseline's (when one is probed), and how to

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -18,6 +17,7 @@ use super::plan::{Plan, Stage};
 use super::probe::{self, Judge, Observation, Prober, Target};
 use super::window::{Summary, Window};
 use crate::process::{LogFile, Shutdown};
+pub(crate) use crate::state::rollout::{Verification, VerifiedEndpoint};
 use crate::util::format_duration;
 
 /// How often the approval file is looked at while a stage waits.
@@ -86,20 +86,6 @@ pub(crate) enum Stop {
     Deadline,
 }
 
-/// How the health check after a rollback went.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Verification {
-    /// Whether there was anything to check (an HTTP endpoint).
-    pub(crate) checked: bool,
-    pub(crate) ok: bool,
-    /// A signal (a cancelled workflow) cut the check short to fit the runner's grace period
-    /// before it could confirm every endpoint.
-    pub(crate) cut_short: bool,
-    pub(crate) detail: String,
-    pub(crate) endpoints: Vec<VerifiedEndpoint>,
-    pub(crate) duration_ms: u64,
-}
-
 impl Verification {
     /// Cut short with no endpoint seen unhealthy: health is not confirmed, but nothing says the
     /// rollback did not work either.
@@ -118,17 +104,6 @@ impl Verification {
             duration_ms: 0,
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct VerifiedEndpoint {
-    pub(crate) endpoint: String,
-    pub(crate) ok: bool,
-    pub(crate) probes: u64,
-    pub(crate) healthy_in_a_row: u32,
-    /// The last answer, healthy or not (`healthy: HTTP 200, status `UP``, `HTTP 500`, …).
-    pub(crate) last: Option<String>,
-    pub(crate) last_healthy: Option<bool>,
 }
 
 pub(crate) struct Monitor {

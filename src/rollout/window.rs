@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+pub(crate) use crate::state::rollout::Summary;
 
 /// One probe's result.
 #[derive(Debug, Clone)]
@@ -22,20 +22,6 @@ pub(crate) struct Sample {
     pub(crate) cause: Option<String>,
     /// Which target, when the failure causes must say it (several targets, command probes).
     pub(crate) source: Option<String>,
-}
-
-/// Counts over some set of samples.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub(crate) struct Summary {
-    pub(crate) samples: u64,
-    pub(crate) failures: u64,
-    /// Percent of samples that passed; `None` without samples.
-    pub(crate) success_rate: Option<f64>,
-    pub(crate) p50_ms: Option<f64>,
-    pub(crate) p95_ms: Option<f64>,
-    /// Samples timed (with a latency).
-    pub(crate) timed: u64,
-    pub(crate) degraded: u64,
 }
 
 /// Latencies in microseconds as a multiset, for exact nearest-rank percentiles.

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::jsonpath::Path;
 use super::template::{Template, Vars};
 use crate::health::{Reading, State};
+pub(crate) use crate::state::smoke::Failure;
 
 /// Longest actual value shown in a failure.
 const SHOWN_CHARS: usize = 200;
@@ -167,14 +168,6 @@ pub(crate) struct Observed<'a> {
     pub(crate) snapshot: Option<&'a BTreeMap<String, Value>>,
     /// Variables for `{{name}}` in compared values.
     pub(crate) vars: Option<&'a Vars>,
-}
-
-/// A failed assert: what was checked, expected and found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct Failure {
-    pub(crate) check: String,
-    pub(crate) expected: String,
-    pub(crate) actual: String,
 }
 
 impl Failure {

@@ -7,16 +7,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::assert::{Assert, Failure, Observed, Subject, excerpt};
-use super::suite::{Action, Body, Kind, Source, TestPlan};
+use super::suite::{Action, Body, Source, TestPlan};
 use super::template::{Template, Var, Vars};
 use crate::actions;
 use crate::process::LogFile;
 use crate::secret::{Secret, redact_url};
+pub(crate) use crate::state::smoke::{Status, TestResult};
 
 /// Bodies are read up to this size; asserts see the first part of a larger one.
 const MAX_BODY: usize = 1024 * 1024;
@@ -31,37 +31,6 @@ const SENSITIVE_HEADERS: &[&str] = &[
     "x-auth-token",
     "x-access-token",
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    Passed,
-    Failed,
-    Skipped,
-}
-
-/// The result of one test, as `smoke.json` records it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct TestResult {
-    pub(crate) name: String,
-    pub(crate) kind: Kind,
-    pub(crate) status: Status,
-    /// What was called: `GET https://…/health`, a redacted database URL, `tcp host:port`.
-    pub(crate) target: String,
-    pub(crate) duration_ms: u64,
-    /// With a readiness deadline: how long until the test first passed (`null` if it never did).
-    pub(crate) time_to_ready_ms: Option<u64>,
-    pub(crate) ready_timed_out: bool,
-    pub(crate) attempts: u32,
-    pub(crate) http_status: Option<u16>,
-    /// One line per failed check: `status: expected == 200, got 503`.
-    pub(crate) failures: Vec<String>,
-    /// The same, structured.
-    pub(crate) failed_checks: Vec<Failure>,
-    /// Snapshot values recorded (`--snapshot`), by JSON location.
-    #[serde(skip)]
-    pub(crate) recorded: BTreeMap<String, Value>,
-}
 
 /// Snapshot values: test name → JSON location → value.
 pub(crate) type SnapshotValues = BTreeMap<String, BTreeMap<String, Value>>;

@@ -16,6 +16,7 @@ use super::jsonpath;
 use super::template::{self, Template, Var, Vars};
 use crate::error::{Error, Result};
 use crate::health;
+pub(crate) use crate::state::smoke::Kind;
 
 /// Per-request timeout unless the suite or `--request-timeout` says otherwise.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -222,14 +223,6 @@ struct TestDef {
     database: Option<DatabaseDef>,
     tcp: Option<Template>,
     follow_redirects: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Kind {
-    Http,
-    Database,
-    Tcp,
 }
 
 /// Retry until ready: exponential backoff from `interval` up to `max_interval`, until `timeout`.

@@ -10,6 +10,14 @@
 pub(crate) mod backup;
 pub(crate) mod gate;
 mod header;
+pub(crate) mod hook;
+pub(crate) mod migrate;
+pub(crate) mod notify;
+pub(crate) mod pipeline;
+pub(crate) mod record;
+pub(crate) mod rollback;
+pub(crate) mod rollout;
+pub(crate) mod smoke;
 pub(crate) mod validate;
 
 pub(crate) use header::Header;
@@ -242,6 +250,13 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         one::<validate::ValidateFile>(),
         one::<gate::GateFile>(),
         one::<backup::BackupFile>(),
+        one::<migrate::MigrateFile>(),
+        one::<pipeline::PipelineFile>(),
+        one::<notify::NotifyFile>(),
+        one::<rollout::RolloutFile>(),
+        one::<rollback::RollbackFile>(),
+        one::<record::RecordFile>(),
+        one::<smoke::SmokeFile>(),
     ]
 }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::Shipgate;
 use crate::support::health_server::{HealthServer, Reply};
+use crate::support::{Shipgate, state_files};
 
 const ID: &str = "77-feedbee";
 const VERSION: &str = "2.0.0";
@@ -26,19 +26,10 @@ impl World {
         };
         let state = world.state_dir();
         std::fs::create_dir_all(&state).expect("state dir");
-        std::fs::write(
-            state.join("validate.json"),
-            json!({
-                "schema_version": 1,
-                "command": "validate",
-                "result": "pass",
-                "deployment_id": ID,
-                "version": VERSION,
-                "previous": {"version": PREVIOUS},
-            })
-            .to_string(),
-        )
-        .expect("validate.json");
+        let mut validated = state_files::validate(ID, 1);
+        validated["version"] = json!(VERSION);
+        validated["previous"]["version"] = json!(PREVIOUS);
+        std::fs::write(state.join("validate.json"), validated.to_string()).expect("validate.json");
         world.script(
             "rollback-hook.sh",
             &format!(

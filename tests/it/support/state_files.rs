@@ -122,47 +122,111 @@ pub fn backup(id: &str, minutes_ago: i64) -> Value {
     })
 }
 
+/// `migrate.json` as `migrate` writes it: Prisma, three migrations applied (one on failure).
 pub fn migrate(result: &str, minutes_ago: i64, log: &str) -> Value {
+    let passed = result == "pass";
+    let applied = if passed {
+        json!(["20260101_users", "20260102_orders", "20260103_index"])
+    } else {
+        json!(["20260101_users"])
+    };
     json!({
         "schema_version": 1, "command": "migrate", "result": result, "timestamp": ago(minutes_ago),
-        "duration_ms": 12_500, "tool": "prisma",
-        "applied_count": if result == "pass" { 3 } else { 1 },
-        "applied": if result == "pass" { json!(["20260101_users", "20260102_orders", "20260103_index"]) } else { json!(["20260101_users"]) },
-        "lock_wait_ms": 15, "exit_code": if result == "pass" { 0 } else { 1 },
+        "duration_ms": 12_500, "deployment_id": "x", "environment": "production",
+        "repository": "octo/app", "database": "postgres://app@db.internal:5432/app",
+        "tool": "prisma", "applied_count": if passed { 3 } else { 1 }, "applied": applied,
+        "failed": if passed { json!([]) } else { json!(["20260102_orders"]) },
+        "history_tables": [{
+            "schema": "public", "table": "_prisma_migrations", "tool": "prisma",
+            "rows_before": 12, "rows_after": if passed { 15 } else { 13 }
+        }],
+        "migration_command": "npx prisma migrate deploy", "shell": false,
+        "exit_code": if passed { 0 } else { 1 }, "signal": null, "timed_out": false,
+        "cancelled": false, "command_duration_ms": 11_900, "timeout_ms": 1_800_000,
+        "lock_key": "7235198311", "lock_key_source": "default", "lock_wait_ms": 15,
+        "lock_holders": [], "lock_lost": false, "application_name": "shipgate migrate x",
+        "left_processes": false, "warning": null, "backup_required": true,
+        "backup": { "backup_id": "backup-x", "location": "s3://acme-backups/prod/backup-x.sql.gz", "verified": true },
         "log_file": log,
-        "reason": if result == "pass" { Value::Null } else { json!("prisma migrate deploy exited with code 1: relation \"orders\" already exists") }
+        "error": if passed { Value::Null } else { json!("prisma migrate deploy exited with code 1: relation \"orders\" already exists") }
     })
 }
 
+/// `rollout.json` as `rollout` writes it after passing its three stages.
 pub fn rollout(minutes_ago: i64) -> Value {
     let stage = |name: &str, weight: u64, minutes: u64| {
+        let summary = json!({
+            "samples": minutes * 6, "failures": 0, "success_rate": 100.0, "p50_ms": 91.0,
+            "p95_ms": 182.5, "timed": minutes * 6, "degraded": 0
+        });
+        let verdict = |gate: &str, value: f64, measured: &str, threshold: &str| {
+            json!({
+                "gate": gate, "status": "pass", "value": value, "measured": measured,
+                "threshold": threshold, "message": format!("{gate} {measured} ({threshold})")
+            })
+        };
         json!({
             "name": name, "weight": weight, "planned_duration_ms": minutes * 60_000,
             "elapsed_ms": minutes * 60_000 + 1_200, "status": "passed", "samples": minutes * 6,
-            "success_rate": 1.0, "p95_ms": 182.5
+            "success_rate": 100.0, "p95_ms": 182.5, "p50_ms": 91.0, "failures": 0, "degraded": 0,
+            "interval_ms": 10_000,
+            "thresholds": {
+                "success_rate": 99.0, "max_p95_ms": 250, "consecutive_failures": 3,
+                "min_samples": 10, "window_ms": 300_000, "baseline_ratio": 2.0, "degraded": "fail"
+            },
+            "window": summary, "baseline": null, "causes": [],
+            "verdicts": [
+                verdict("success-rate", 100.0, "100%", "≥ 99%"),
+                verdict("p95-latency", 182.5, "182.5ms", "< 250ms"),
+            ],
+            "reason": null, "approval": null
+        })
+    };
+    let hook = |name: &str, weight: u64| {
+        json!({
+            "hook": "stage hook", "kind": "command", "command": "./shift-traffic.sh",
+            "event": "stage", "stage": name, "weight": weight, "ok": true, "cancelled": false,
+            "started_at": ago(minutes_ago + 30), "duration_ms": 850,
+            "attempts": [{
+                "exit_code": 0, "signal": null, "http_status": null, "timed_out": false,
+                "duration_ms": 850, "error": null, "left_processes": false, "warning": null
+            }]
         })
     };
     json!({
         "schema_version": 1, "command": "rollout", "result": "pass", "timestamp": ago(minutes_ago),
-        "duration_ms": 1_800_000, "version": "v1.4.0", "previous_version": "v1.3.2",
-        "failed_stage": null, "reason": null,
+        "duration_ms": 1_800_000, "deployment_id": "x", "environment": "production",
+        "version": "v1.4.0", "previous_version": "v1.3.2", "expect_version": null,
+        "failed_stage": null, "reason": null, "cause": null, "failed_gate": null,
+        "current_stage": "full", "current_weight": 100,
         "stages": [stage("canary", 5, 5), stage("progressive", 50, 10), stage("full", 100, 15)],
-        "rollback": { "ran": false, "ok": null, "reason": null },
+        "rollback": {
+            "ran": false, "ok": false, "reason": null, "hook": null, "hook_ok": null,
+            "error": null, "stage_hook_reused": false, "verification": null
+        },
+        "hooks": [hook("canary", 5), hook("progressive", 50), hook("full", 100)],
+        "endpoints": { "canary": ["https://canary.example/health"], "baseline": [], "verify": ["https://app.example/health"] },
         "log_file": "rollout-logs.log"
     })
 }
 
+/// `smoke.json` as `smoke` writes it: four HTTP tests passed.
 pub fn smoke(minutes_ago: i64) -> Value {
     let test = |name: &str| {
         json!({
-            "name": name, "status": "passed", "duration_ms": 140, "time_to_ready_ms": 0, "failures": []
+            "name": name, "kind": "http", "status": "passed",
+            "target": "GET https://app.example/health", "duration_ms": 140,
+            "time_to_ready_ms": 0, "ready_timed_out": false, "attempts": 1, "http_status": 200,
+            "failures": [], "failed_checks": []
         })
     };
     json!({
         "schema_version": 1, "command": "smoke", "result": "pass", "timestamp": ago(minutes_ago),
-        "duration_ms": 4_100, "total": 4, "passed": 4, "failed": 0,
+        "duration_ms": 4_100, "deployment_id": "x", "environment": "production",
+        "suite": "smoke.yml", "concurrency": 4, "total": 4, "passed": 4, "failed": 0,
+        "skipped": 0,
         "tests": [test("API Gateway"), test("Auth Service"), test("Database"), test("Marketplace Service")],
-        "junit": "smoke-junit.xml"
+        "junit": "smoke-junit.xml", "log_file": "smoke-test-logs.log"
     })
 }
 
