@@ -22,6 +22,7 @@ use crate::secret::Secret;
 use crate::settings::{self, Settings};
 use crate::state::Header;
 use crate::state::StateDir;
+use crate::state::backup::{BackupFile, BackupOutcome};
 use crate::state::migrate::{BackupRef, HistoryTable, MigrateFile};
 use crate::util::{format_duration, parse_duration};
 
@@ -1142,7 +1143,7 @@ fn display_table(name: &TableName) -> String {
 fn check_backup(state: &StateDir, required: bool) -> Result<Option<BackupRef>> {
     let path = state.path("backup.json");
     let fix = "run `shipgate backup` for this deployment first, or pass `--no-backup-required` (input `backup-required: false`) to migrate without one";
-    let backup: Option<serde_json::Value> = state.read_json("backup.json")?;
+    let backup: Option<BackupFile> = state.load()?;
     let Some(backup) = backup else {
         if required {
             return Err(Error::gate(format!(
@@ -1161,12 +1162,17 @@ fn check_backup(state: &StateDir, required: bool) -> Result<Option<BackupRef>> {
         );
         return Ok(None);
     };
-    let text = |key: &str| backup.get(key).and_then(|v| v.as_str()).map(str::to_string);
-    let reference = BackupRef {
-        backup_id: text("backup_id"),
-        location: text("location").map(|l| crate::secret::redact_url(&l)),
-        verified: backup.get("verified").and_then(|v| v.as_bool()) == Some(true)
-            && text("result").is_none_or(|r| r == "pass"),
+    let reference = match &backup.outcome {
+        BackupOutcome::Taken(taken) => BackupRef {
+            backup_id: Some(taken.backup_id.clone()),
+            location: Some(crate::secret::redact_url(&taken.location)),
+            verified: backup.taken().is_some_and(|t| t.verified),
+        },
+        BackupOutcome::Failed(failed) => BackupRef {
+            backup_id: failed.backup_id.clone(),
+            location: failed.location.as_deref().map(crate::secret::redact_url),
+            verified: false,
+        },
     };
     if !reference.verified {
         let id = reference

@@ -15,6 +15,7 @@ use crate::actions;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::settings::{self, Settings};
+use crate::state::backup::{BackupFile, BackupOutcome};
 use crate::state::notify::{Delivery, NotifyFile};
 use crate::state::validate::ValidateFile;
 use crate::state::{Header, StateDir};
@@ -278,13 +279,7 @@ fn from_record(record: &Record) -> Message {
 /// Without a record (notify before or instead of `record`): what `validate` and `backup` left.
 fn from_state(state: &StateDir, settings: &Settings) -> Result<Message> {
     let validate: Option<ValidateFile> = state.load().ok().flatten();
-    let backup: Option<Value> = state.read_json("backup.json").ok().flatten();
-    let text = |v: &Option<Value>, key: &str| {
-        v.as_ref()
-            .and_then(|v| v.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let backup: Option<BackupFile> = state.load().ok().flatten();
     Ok(Message {
         status: String::new(),
         deployment_id: state.id().to_string(),
@@ -298,7 +293,10 @@ fn from_state(state: &StateDir, settings: &Settings) -> Result<Message> {
         failed_stage: None,
         error: None,
         action_required: None,
-        backup_id: text(&backup, "backup_id"),
+        backup_id: backup.as_ref().and_then(|b| match &b.outcome {
+            BackupOutcome::Taken(taken) => Some(taken.backup_id.clone()),
+            BackupOutcome::Failed(failed) => failed.backup_id.clone(),
+        }),
         run_url: record::log_url(),
         message: None,
     })

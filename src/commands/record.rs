@@ -16,6 +16,7 @@ use crate::artifacts::{self, Artifact, Publication};
 use crate::error::{Error, Result};
 use crate::github::{GitHub, GitHubError};
 use crate::settings::{self, Settings};
+use crate::state::backup::{BackupFile, BackupOutcome};
 use crate::state::gate::{GateFile, RequiredSet};
 use crate::state::migrate::MigrateFile;
 use crate::state::record::{DeploymentSummary, RecordFile};
@@ -119,6 +120,24 @@ pub(crate) struct Backup {
     pub(crate) compression: Option<String>,
     #[serde(default)]
     pub(crate) sidecar_location: Option<String>,
+}
+
+impl Backup {
+    /// The record's view of the backup `backup.json` says was taken (none for a failed run).
+    pub(crate) fn of(file: &BackupFile) -> Option<Backup> {
+        let taken = file.taken()?;
+        Some(Backup {
+            backup_id: taken.backup_id.clone(),
+            location: crate::secret::redact_url(&taken.location),
+            timestamp: file.header.timestamp.clone(),
+            sha256: Some(taken.sha256.clone()),
+            size: Some(taken.size),
+            verified: Some(taken.verified),
+            format: Some(taken.format.name().to_string()),
+            compression: Some(taken.compression.clone()),
+            sidecar_location: Some(crate::secret::redact_url(&taken.sidecar_location)),
+        })
+    }
 }
 
 /// One entry of `rollout_stages`.
@@ -459,7 +478,7 @@ pub(crate) fn normalize_status(status: &str) -> Option<&'static str> {
 /// a file that does not read is a warning and its stage counts as not run.
 pub(crate) struct StateFiles {
     /// `backup.json`, not yet typed, read as JSON.
-    backup: Option<Value>,
+    backup: Option<BackupFile>,
     validate: Option<ValidateFile>,
     gate: Option<GateFile>,
     migrate: Option<MigrateFile>,
@@ -489,20 +508,6 @@ impl Ran {
 impl StateFiles {
     pub(crate) fn read(state: &StateDir) -> StateFiles {
         let mut warnings = Vec::new();
-        let backup = match state.read_json::<Value>("backup.json") {
-            Ok(Some(value)) if value.is_object() => Some(value),
-            Ok(Some(_)) => {
-                warnings.push(
-                    "`backup.json` is not a JSON object; treating `backup` as not run".to_string(),
-                );
-                None
-            }
-            Ok(None) => None,
-            Err(e) => {
-                warnings.push(format!("{e}; treating `backup` as not run"));
-                None
-            }
-        };
         fn typed<T: StateFile>(state: &StateDir, warnings: &mut Vec<String>) -> Option<T> {
             state.load::<T>().unwrap_or_else(|e| {
                 warnings.push(format!("{e}; treating `{}` as not run", T::COMMAND));
@@ -510,6 +515,7 @@ impl StateFiles {
             })
         }
         let validate = typed::<ValidateFile>(state, &mut warnings);
+        let backup = typed::<BackupFile>(state, &mut warnings);
         let gate = typed::<GateFile>(state, &mut warnings);
         let migrate = typed::<MigrateFile>(state, &mut warnings);
         let rollout = typed::<RolloutFile>(state, &mut warnings);
@@ -546,14 +552,7 @@ impl StateFiles {
             "migrate" => self.migrate.as_ref().map(|f| Ran::of(&f.header)),
             "rollout" => self.rollout.as_ref().map(|f| Ran::of(&f.header)),
             "smoke" => self.smoke.as_ref().map(|f| Ran::of(&f.header)),
-            "backup" => {
-                let file = self.backup.as_ref()?;
-                Some(Ran {
-                    result: json_text(file, "/result"),
-                    timestamp: json_text(file, "/timestamp"),
-                    duration_ms: file.get("duration_ms").and_then(Value::as_u64),
-                })
-            }
+            "backup" => self.backup.as_ref().map(|f| Ran::of(&f.header)),
             _ => None,
         }
     }
@@ -568,7 +567,7 @@ impl StateFiles {
             "migrate" => self.migrate.as_ref().map(|m| m.log_file.clone()),
             "rollout" => self.rollout.as_ref().map(|r| r.log_file.clone()),
             "smoke" => self.smoke.as_ref().map(|s| s.log_file.clone()),
-            "backup" => return json_text(self.backup.as_ref()?, "/log_file"),
+            "backup" => self.backup.as_ref().map(|b| b.log_file.clone()),
             _ => None,
         };
         log.filter(|l| !l.is_empty())
@@ -580,28 +579,13 @@ impl StateFiles {
             "gate" => self.gate.as_ref().map(|g| g.reason.clone()),
             "migrate" => self.migrate.as_ref().and_then(|m| m.error.clone()),
             "rollout" => self.rollout.as_ref().and_then(|r| r.reason.clone()),
-            "backup" => {
-                let file = self.backup.as_ref()?;
-                ["/reason", "/error/message", "/error", "/message"]
-                    .iter()
-                    .find_map(|p| file.pointer(p).and_then(Value::as_str))
-                    .map(str::to_string)
-            }
+            "backup" => match &self.backup.as_ref()?.outcome {
+                BackupOutcome::Failed(failed) => Some(failed.reason.clone()),
+                BackupOutcome::Taken(_) => None,
+            },
             _ => None,
         }
     }
-}
-
-/// A string (or number) at `pointer` of an untyped file, never empty.
-fn json_text(value: &Value, pointer: &str) -> Option<String> {
-    value
-        .pointer(pointer)
-        .and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
-        .filter(|s| !s.is_empty())
 }
 
 fn failed(result: &str) -> bool {
@@ -942,24 +926,7 @@ fn assemble(id: &str, settings: &Settings, options: &Options, files: &StateFiles
         .unwrap_or(derived)
         .to_string();
 
-    let database_backup = files
-        .backup
-        .as_ref()
-        .filter(|b| b.get("result").and_then(Value::as_str) != Some("fail"))
-        .and_then(|b| {
-            let text = |key: &str| b.get(key).and_then(Value::as_str).map(str::to_string);
-            Some(Backup {
-                backup_id: text("backup_id")?,
-                location: crate::secret::redact_url(&text("location")?),
-                timestamp: text("timestamp").unwrap_or_default(),
-                sha256: text("sha256"),
-                size: b.get("size").and_then(Value::as_u64),
-                verified: b.get("verified").and_then(Value::as_bool),
-                format: text("format"),
-                compression: text("compression"),
-                sidecar_location: text("sidecar_location").map(|l| crate::secret::redact_url(&l)),
-            })
-        });
+    let database_backup = files.backup.as_ref().and_then(Backup::of);
 
     let rollout_stages = files
         .rollout

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::record::{self, Record, RecordRollback};
 use super::{Outcome, set_outputs};
@@ -24,6 +24,7 @@ use crate::error::{Error, Kind, Result};
 use crate::hooks::{self, CommandLine, Context, Hook, HookRun};
 use crate::process::{self, LogFile, Shutdown, Spec};
 use crate::settings::{self, Settings};
+use crate::state::backup::BackupFile;
 use crate::state::rollback::{Health, MarkedDeployment, RollbackFile, Step};
 use crate::state::{Header, StateDir};
 use crate::util::HumanDuration;
@@ -523,9 +524,10 @@ fn backup_of(state: &StateDir, record: &Record) -> Result<record::Backup> {
     if let Some(backup) = &record.database_backup {
         return Ok(backup.clone());
     }
-    let from_state: Option<record::Backup> = state
-        .read_json::<Value>("backup.json")?
-        .and_then(|v| serde_json::from_value(v).ok());
+    let from_state = state
+        .load::<BackupFile>()?
+        .as_ref()
+        .and_then(record::Backup::of);
     from_state.ok_or_else(|| {
         Error::usage(format!(
             "`--restore-database` was given but deployment `{}` has no database backup (none in the record, no `backup.json`); roll back without it or restore from your own recovery point",
