@@ -357,13 +357,26 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
 fn location_in_record(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::usage(format!("cannot read the record `{}`: {e}", path.display())))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::usage(format!("the record `{}` is not JSON: {e}", path.display())))?;
-    value
-        .pointer("/database_backup/location")
-        .or_else(|| value.get("location"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
+    /// What restore reads of a deployment record (or of a `backup.json`).
+    #[derive(serde::Deserialize)]
+    struct Named {
+        database_backup: Option<Located>,
+        location: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Located {
+        location: String,
+    }
+    let named: Named = serde_json::from_str(&text).map_err(|e| {
+        Error::usage(format!(
+            "the record `{}` is not a deployment record: {e}",
+            path.display()
+        ))
+    })?;
+    named
+        .database_backup
+        .map(|b| b.location)
+        .or(named.location)
         .ok_or_else(|| {
             Error::usage(format!(
                 "the record `{}` names no backup (`database_backup.location`)",
