@@ -16,6 +16,8 @@ mod inputs;
 mod log;
 mod postgres;
 mod process;
+mod record;
+mod release;
 mod rollout;
 mod secret;
 mod settings;

@@ -14,8 +14,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use crate::state::Header;
 use crate::state::gate::{CheckResult, CheckRow, GateFile, Requests, RequiredSet};
 use serde_json::json;
@@ -92,21 +90,7 @@ pub(crate) struct Args {
     pub(crate) allow_no_checks: bool,
 }
 
-/// The `gate:` section of `shipgate.yml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    require: Option<Vec<String>>,
-    required_from: Option<String>,
-    ignore: Option<Vec<String>>,
-    allowed_conclusions: Option<Vec<String>>,
-    interval: Option<String>,
-    timeout: Option<String>,
-    discovery_timeout: Option<String>,
-    require_environment: Option<String>,
-    soak: Option<String>,
-    allow_no_checks: Option<bool>,
-}
+pub(crate) use crate::gate::config::FileConfig;
 
 /// Resolved options.
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::record::{self, Record};
@@ -44,13 +44,7 @@ pub(crate) struct Args {
     pub(crate) environment_url: Option<String>,
 }
 
-/// The `notify:` section of `shipgate.yml` (webhook URLs are secrets and never live here).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    required: Option<bool>,
-    message: Option<String>,
-}
+pub(crate) use crate::record::notify_config::FileConfig;
 
 /// What is announced.
 #[derive(Debug, Clone, Serialize)]

@@ -88,19 +88,7 @@ pub(crate) struct Args {
     pub(crate) on_call: Option<String>,
 }
 
-/// The `record:` section of `shipgate.yml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    services: Option<Vec<String>>,
-    rollback_window_minutes: Option<u64>,
-    retention_days: Option<u32>,
-    artifacts_required: Option<bool>,
-    github_deployment: Option<bool>,
-    environment_url: Option<String>,
-    required_contexts: Option<String>,
-    on_call: Option<String>,
-}
+pub(crate) use crate::record::config::FileConfig;
 
 /// `database_backup`: seed fields plus what makes the backup checkable.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -76,20 +76,7 @@ pub(crate) struct Args {
     pub(crate) junit: Option<PathBuf>,
 }
 
-/// The `smoke:` section of `shipgate.yml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    suite: Option<String>,
-    base_url: Option<String>,
-    #[serde(default)]
-    urls: Vec<String>,
-    #[serde(default)]
-    secrets: Vec<String>,
-    concurrency: Option<usize>,
-    request_timeout: Option<String>,
-    ready_timeout: Option<String>,
-}
+pub(crate) use crate::smoke::config::FileConfig;
 
 /// Resolved options.
 #[derive(Debug)]

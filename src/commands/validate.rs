@@ -52,17 +52,7 @@ pub(crate) struct Args {
     pub(crate) repo_path: Option<PathBuf>,
 }
 
-/// The `validate:` section of `shipgate.yml`. (`allow-downgrade` is deliberately absent: a
-/// downgrade is a decision for one run, never a standing setting.)
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    tag_prefix: Option<String>,
-    allow_prerelease: Option<bool>,
-    require_signed: Option<bool>,
-    allow_any_branch: Option<bool>,
-    default_branch: Option<String>,
-}
+pub(crate) use crate::release::config::FileConfig;
 
 /// Resolved options.
 #[derive(Debug)]

@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub(crate) mod checks;
+pub(crate) mod config;
 pub(crate) mod own_run;
 pub(crate) mod promotion;
 pub(crate) mod required;

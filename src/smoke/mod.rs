@@ -3,6 +3,7 @@
 //! readiness retries and captures (`runner`), and its reports (`report`).
 
 pub(crate) mod assert;
+pub(crate) mod config;
 pub(crate) mod jsonpath;
 pub(crate) mod report;
 pub(crate) mod runner;

@@ -1,0 +1,19 @@
+//! The `gate:` section of `shipgate.yml`, read by `shipgate gate`.
+
+use serde::Deserialize;
+
+/// The `gate:` section of `shipgate.yml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
+    pub(crate) require: Option<Vec<String>>,
+    pub(crate) required_from: Option<String>,
+    pub(crate) ignore: Option<Vec<String>>,
+    pub(crate) allowed_conclusions: Option<Vec<String>>,
+    pub(crate) interval: Option<String>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) discovery_timeout: Option<String>,
+    pub(crate) require_environment: Option<String>,
+    pub(crate) soak: Option<String>,
+    pub(crate) allow_no_checks: Option<bool>,
+}
