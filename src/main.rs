@@ -3,6 +3,7 @@
 mod actions;
 mod archive;
 mod artifacts;
+mod backup;
 mod cli;
 mod commands;
 mod error;
@@ -14,6 +15,7 @@ mod health;
 mod hooks;
 mod inputs;
 mod log;
+mod migrate;
 mod postgres;
 mod process;
 mod record;

@@ -29,7 +29,7 @@ pub(crate) struct FileConfig {
     /// `owner/name` of the repository (default: `GITHUB_REPOSITORY`).
     pub(crate) repository: Option<String>,
     pub(crate) validate: Option<crate::release::config::FileConfig>,
-    pub(crate) migrate: Option<crate::commands::migrate::FileConfig>,
+    pub(crate) migrate: Option<crate::migrate::config::FileConfig>,
     pub(crate) gate: Option<crate::gate::config::FileConfig>,
     pub(crate) smoke: Option<crate::smoke::config::FileConfig>,
     pub(crate) record: Option<crate::record::config::FileConfig>,
@@ -37,7 +37,7 @@ pub(crate) struct FileConfig {
     pub(crate) notify: Option<crate::record::notify_config::FileConfig>,
     pub(crate) rollout: Option<crate::commands::rollout::FileConfig>,
     pub(crate) pipeline: Option<crate::commands::pipeline::FileConfig>,
-    pub(crate) backup: Option<crate::commands::backup::FileConfig>,
+    pub(crate) backup: Option<crate::backup::config::FileConfig>,
 }
 
 /// The global flags every command takes (`shipgate --config … <command>`), as clap parsed them;

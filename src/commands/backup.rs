@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
 use crate::archive::{self, DatabaseIdentity, DumpFormat, Progress, Sidecar, Source, Verification};
+pub(crate) use crate::backup::config::FileConfig;
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::{self, Database};
 use crate::process::{self, LogFile, SharedLog, Shutdown};
@@ -154,27 +155,6 @@ impl VerifyMode {
             VerifyMode::None => "none",
         }
     }
-}
-
-/// The `backup:` section of `shipgate.yml` (also read by `restore` for the destination).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    destination: Option<String>,
-    s3_endpoint_url: Option<String>,
-    s3_region: Option<String>,
-    s3_path_style: Option<bool>,
-    s3_sse: Option<String>,
-    s3_sse_kms_key_id: Option<String>,
-    s3_checksum: Option<String>,
-    dump_format: Option<String>,
-    compression_level: Option<u32>,
-    verify: Option<String>,
-    lock_wait_timeout: Option<String>,
-    timeout: Option<String>,
-    pg_bin_dir: Option<PathBuf>,
-    keep_days: Option<u64>,
-    keep_last: Option<u64>,
 }
 
 fn file_config(settings: &Settings) -> &FileConfig {

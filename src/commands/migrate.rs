@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
@@ -16,6 +15,7 @@ use super::{Outcome, set_outputs};
 use crate::actions::{self, Level, Table};
 use crate::error::{Error, Result, ResultExt};
 use crate::exit;
+pub(crate) use crate::migrate::config::{CommandConfig, FileConfig, Scalar};
 use crate::postgres::{self, Database, LockHolder, Session};
 use crate::process::{self, Finished, LogFile, Spec};
 use crate::secret::Secret;
@@ -74,44 +74,6 @@ pub(crate) struct Args {
     /// `migrate.command`)
     #[arg(last = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,
-}
-
-/// The `migrate:` section of `shipgate.yml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    /// A list of argv strings, or one line (split into words; a script with `shell: true`).
-    command: Option<CommandConfig>,
-    shell: Option<bool>,
-    timeout: Option<Scalar>,
-    lock_timeout: Option<Scalar>,
-    lock_key: Option<Scalar>,
-    history_table: Option<String>,
-    backup_required: Option<bool>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum CommandConfig {
-    Argv(Vec<String>),
-    Line(String),
-}
-
-/// A YAML scalar read as text (`timeout: 90` and `timeout: 90s` both work).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    Text(String),
-    Integer(i64),
-}
-
-impl Scalar {
-    fn text(&self) -> String {
-        match self {
-            Scalar::Text(text) => text.clone(),
-            Scalar::Integer(n) => n.to_string(),
-        }
-    }
 }
 
 /// Where the command came from.
