@@ -1243,4 +1243,31 @@ mod tests {
             .expect("runs");
         assert!(finished.timed_out && !finished.success());
     }
+
+    #[test]
+    fn migration_commands_split_without_a_shell() {
+        assert_eq!(
+            split_command("npx prisma migrate deploy").expect("words"),
+            ["npx", "prisma", "migrate", "deploy"]
+        );
+        assert_eq!(
+            split_command(r#"migrate -path 'db/my migrations' -database "x\"y" a\ b ''"#)
+                .expect("words"),
+            [
+                "migrate",
+                "-path",
+                "db/my migrations",
+                "-database",
+                "x\"y",
+                "a b",
+                ""
+            ]
+        );
+        assert!(split_command("make migrate && echo ok").is_err());
+        assert!(split_command("migrate $DATABASE_URL").is_err());
+        assert!(split_command("migrate \"$DATABASE_URL\"").is_err());
+        assert!(split_command("migrate 'unclosed").is_err());
+        assert!(split_command("ls ~/x").is_err());
+        assert_eq!(split_command("a=~b").expect("words"), ["a=~b"]);
+    }
 }
