@@ -83,7 +83,6 @@ pub(crate) fn quote(untrusted: &str) -> String {
 pub(crate) use crate::text::one_line;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) enum Level {
     Error,
     Warning,
@@ -150,12 +149,10 @@ impl Drop for Group {
 
 /// Stops the runner from reading workflow commands until dropped: `::stop-commands::<token>`
 /// then `::<token>::`. Wrap any block of untrusted multi-line text (child process output) in one.
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) struct Fence {
     token: Option<String>,
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) fn fence() -> Fence {
     if !enabled() {
         return Fence { token: None };
@@ -174,7 +171,6 @@ impl Drop for Fence {
 }
 
 /// Prints untrusted multi-line text, redacted, inside a stop-commands fence.
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) fn print_untrusted(text: &str) {
     let _fence = fence();
     for line in redact(text).lines() {

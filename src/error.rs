@@ -7,7 +7,6 @@ use crate::exit;
 
 /// Which row of the exit-code table a failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) enum Kind {
     /// A gate said no.
     Gate,
@@ -46,7 +45,6 @@ pub(crate) struct Error {
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl Error {
     pub(crate) fn new(kind: Kind, message: impl fmt::Display) -> Self {
         Error {

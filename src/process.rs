@@ -5,7 +5,6 @@
 
 // Shared adapter whose commands land with the next issues (migrate, backup, rollout, smoke);
 // remove this allowance once they use it.
-#![allow(dead_code)]
 
 use std::io::Write as _;
 use std::os::fd::OwnedFd;

@@ -99,7 +99,6 @@ impl crate::state::StateRoot for Settings {
     }
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl Settings {
     pub(crate) fn load(global: &GlobalArgs) -> Result<Settings> {
         let config = global.config.clone().or_else(|| input("config"));

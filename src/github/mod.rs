@@ -88,7 +88,6 @@ pub(crate) struct Stats {
     pub(crate) rate_limit_remaining: Option<u64>,
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl Stats {
     /// Requests charged against the primary rate limit.
     pub(crate) fn charged(&self) -> u64 {
@@ -121,7 +120,6 @@ pub(crate) struct GitHub {
     stats: Mutex<Stats>,
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl GitHub {
     /// A client for `repo` (`owner/name`) at `api_url` (`GITHUB_API_URL`: github.com or GHES).
     pub(crate) fn new(api_url: &str, token: &Secret, repo: &str) -> Result<GitHub, GitHubError> {
@@ -166,15 +164,6 @@ impl GitHub {
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
         let (body, _) = self.get_raw(path).await?;
         decode(path, &body)
-    }
-
-    /// GET every page of a list endpoint (following `Link: rel="next"`), at most `max_pages`.
-    pub(crate) async fn get_pages<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        max_pages: usize,
-    ) -> Result<Vec<T>, GitHubError> {
-        Ok(self.list(path, None, max_pages).await?.items)
     }
 
     /// GET every page of a list endpoint whose items sit in the array `field` of an object, as

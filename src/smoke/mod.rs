@@ -7,5 +7,6 @@ pub(crate) mod config;
 pub(crate) mod jsonpath;
 pub(crate) mod report;
 pub(crate) mod runner;
+pub(crate) mod scalar;
 pub(crate) mod suite;
 pub(crate) mod template;

@@ -55,14 +55,12 @@ pub(crate) fn check_deployment_id(id: &str) -> Result<()> {
     crate::inputs::check_name("deployment id", id)
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 #[derive(Debug, Clone)]
 pub(crate) struct StateDir {
     dir: PathBuf,
     id: String,
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl StateDir {
     /// Creates (or reuses) the state directory of deployment `id` and marks it the latest.
     pub(crate) fn create(root: &Path, id: &str) -> Result<StateDir> {
