@@ -8,5 +8,6 @@ pub(crate) mod jsonpath;
 pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod scalar;
+pub(crate) mod snapshot;
 pub(crate) mod suite;
 pub(crate) mod template;
