@@ -19,3 +19,4 @@ mod rollout;
 mod smoke;
 mod templates;
 mod validate;
+mod workflow_run;
