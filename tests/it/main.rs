@@ -16,6 +16,7 @@ mod record;
 mod restore;
 mod rollback;
 mod rollout;
+mod setup_action;
 mod smoke;
 mod templates;
 mod validate;
