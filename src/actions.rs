@@ -199,7 +199,13 @@ fn append_file_command(var: &'static str, key: &str, value: &str) -> Result<(), 
 /// One `KEY=VALUE` line, or the heredoc form with a random delimiter when the value has a line
 /// break, exactly as the runner's `EnvFileKeyValuePairs` reads it back.
 pub(crate) fn file_command(key: &str, value: &str) -> Result<String, ActionsError> {
-    if key.is_empty() || key.contains(['=', '\n', '\r']) || key.contains("<<") || key.trim() != key
+    // A key ending in `<` would make `KEY<<DELIM` read as `KEY` + `<<` + `<DELIM` (found by the
+    // file-command property in `properties`).
+    if key.is_empty()
+        || key.contains(['=', '\n', '\r'])
+        || key.contains("<<")
+        || key.ends_with('<')
+        || key.trim() != key
     {
         return Err(ActionsError::Key {
             key: key.to_string(),

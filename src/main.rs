@@ -18,6 +18,8 @@ mod log;
 mod migrate;
 mod postgres;
 mod process;
+#[cfg(test)]
+mod properties;
 mod record;
 mod release;
 mod rollout;
