@@ -93,3 +93,90 @@ fn refine_location(text: &str, line: usize, column: usize, message: &str) -> (us
         .find_map(|(i, l)| l.find(quoted).map(|c| (i + 1, c + 1)))
         .unwrap_or((line, column))
 }
+
+/// The most shipgate reads of one input file (config, smoke suite, event payload, record,
+/// approval): far more than any real one, small enough that a wrong path fails at once.
+pub(crate) const MAX_INPUT_FILE: u64 = 8 * 1024 * 1024;
+
+/// Reads an input file as UTF-8 text, at most [`MAX_INPUT_FILE`] bytes. Only a regular file is
+/// read: a device (`/dev/zero`), a FIFO or a directory is refused without waiting on it (opened
+/// non-blocking, judged by the opened file's own metadata), so a wrong path can neither hang
+/// shipgate nor fill its memory. Errors keep their kind (`NotFound` stays `NotFound`).
+pub(crate) fn read_text_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error as IoError, ErrorKind, Read as _};
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(IoError::new(
+            ErrorKind::InvalidInput,
+            format!("it is {what}, not a regular file"),
+        ));
+    }
+    let too_big = |size: u64| {
+        IoError::new(
+            ErrorKind::InvalidData,
+            format!("it is {size} bytes or more; the most shipgate reads is {MAX_INPUT_FILE}"),
+        )
+    };
+    if meta.len() > MAX_INPUT_FILE {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_INPUT_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INPUT_FILE {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        IoError::new(
+            ErrorKind::InvalidData,
+            format!("it is not UTF-8 text ({e})"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_fifos_directories_and_oversized_files_are_refused_at_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let message = |path: &Path| read_text_file(path).expect_err("refused").to_string();
+        assert!(message(&fifo).contains("FIFO"), "{}", message(&fifo));
+        assert!(message(Path::new("/dev/zero")).contains("a device"));
+        assert!(message(dir.path()).contains("a directory"));
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; MAX_INPUT_FILE as usize + 1]).expect("write");
+        assert!(message(&big).contains("the most shipgate reads"));
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, [0xff, 0xfe]).expect("write");
+        assert!(message(&binary).contains("not UTF-8"));
+        let fine = dir.path().join("fine.yml");
+        std::fs::write(&fine, "a: 1\n").expect("write");
+        assert_eq!(read_text_file(&fine).expect("read"), "a: 1\n");
+        assert_eq!(
+            read_text_file(&dir.path().join("missing"))
+                .expect_err("missing")
+                .kind(),
+            std::io::ErrorKind::NotFound
+        );
+    }
+}

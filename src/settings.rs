@@ -297,7 +297,7 @@ pub(crate) fn register_known_secrets() {
 
 fn load_config(explicit: Option<&str>) -> Result<FileConfig> {
     let path = Path::new(explicit.unwrap_or(DEFAULT_CONFIG));
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::inputs::read_text_file(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
             return Ok(FileConfig::default());

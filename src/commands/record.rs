@@ -1725,7 +1725,7 @@ pub(crate) fn load(state: &StateDir, path: Option<&Path>) -> Result<(Record, Pat
     let path = path
         .map(Path::to_path_buf)
         .unwrap_or_else(|| state.path(&record_file(state.id())));
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = crate::inputs::read_text_file(&path).map_err(|e| {
         Error::usage(format!(
             "cannot read the deployment record `{}`: {e}; run `shipgate record` first, or pass `--record <file>` (e.g. the downloaded `deployment-record-<id>` artifact)",
             path.display()

@@ -355,7 +355,7 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
 /// `database_backup.location` of a deployment record (seed 004 §8), or a top-level
 /// `location` (a `backup.json`).
 fn location_in_record(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::inputs::read_text_file(path)
         .map_err(|e| Error::usage(format!("cannot read the record `{}`: {e}", path.display())))?;
     /// What restore reads of a deployment record (or of a `backup.json`).
     #[derive(serde::Deserialize)]

@@ -479,7 +479,7 @@ fn open(
 ) -> Result<(StateDir, Record, PathBuf)> {
     match path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let text = crate::inputs::read_text_file(path).map_err(|e| {
                 Error::usage(format!(
                     "cannot read the deployment record `{}`: {e}",
                     path.display()

@@ -263,7 +263,7 @@ fn version_input(args: &Args) -> Result<(String, VersionSource)> {
     if settings::env("GITHUB_EVENT_NAME").as_deref() == Some("workflow_dispatch")
         && let Some(path) = settings::env("GITHUB_EVENT_PATH")
     {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = crate::inputs::read_text_file(std::path::Path::new(&path)).map_err(|e| {
             Error::usage(format!(
                 "cannot read the event payload `{path}` (GITHUB_EVENT_PATH): {e}"
             ))

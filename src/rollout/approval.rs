@@ -27,7 +27,7 @@ pub(crate) struct Approval {
 
 /// Takes the approval for `stage` from `path` if there is one (deleting the file).
 pub(crate) fn take(path: &Path, stage: &str) -> Option<Approval> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = crate::inputs::read_text_file(path).ok()?;
     let approval = match serde_json::from_str::<Approval>(&text) {
         Ok(approval) => approval,
         Err(_) => Approval {

@@ -265,7 +265,7 @@ pub(crate) fn looks_sensitive(name: &str) -> bool {
 pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Suite> {
     let (def, text) = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let text = crate::inputs::read_text_file(path).map_err(|e| {
                 Error::usage(format!(
                     "cannot read the smoke suite `{}`: {e}; pass an existing file with `--suite`",
                     path.display()

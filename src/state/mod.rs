@@ -155,7 +155,7 @@ impl StateDir {
     /// build writes, is a usage error naming the file and the field.
     pub(crate) fn load<T: StateFile>(&self) -> Result<Option<T>> {
         let path = self.path(T::FILE);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::inputs::read_text_file(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -171,7 +171,7 @@ impl StateDir {
     /// Reads `name` back; `None` when that command has not run for this deployment.
     pub(crate) fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         let path = self.path(name);
-        match std::fs::read_to_string(&path) {
+        match crate::inputs::read_text_file(&path) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
                 Error::usage(format!(
                     "the state file `{}` is not valid: {e}; delete it and re-run the command that wrote it",

@@ -5,6 +5,7 @@ mod fixtures;
 mod support;
 
 mod backup;
+mod bad_input;
 mod e2e;
 mod fake_github_selftest;
 mod gate;
