@@ -292,6 +292,7 @@ pub(crate) struct LogFile {
 
 impl LogFile {
     pub(crate) fn append(path: &Path) -> Result<LogFile, ProcessError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let log_error = |e: std::io::Error| ProcessError::Log {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -299,11 +300,23 @@ impl LogFile {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(log_error)?;
         }
+        // Never through a link: a log placed as a symlink to a file elsewhere would have shipgate
+        // append to that file.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
-            .map_err(log_error)?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                    ProcessError::Log {
+                        path: path.to_path_buf(),
+                        reason: "it is a symbolic link; shipgate writes its logs only into real files: remove the link".into(),
+                    }
+                } else {
+                    log_error(e)
+                }
+            })?;
         Ok(LogFile {
             path: path.to_path_buf(),
             file,

@@ -55,6 +55,19 @@ pub(crate) fn check_deployment_id(id: &str) -> Result<()> {
     crate::inputs::check_name("deployment id", id)
 }
 
+/// Refuses a path that is a symbolic link: shipgate writes and reads its state only in real
+/// files and directories, so a link placed in the state directory cannot send a write (or a read
+/// that ends up in a report) anywhere else.
+fn refuse_link(path: &Path, what: &str) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::usage(format!(
+            "the {what} `{}` is a symbolic link; shipgate only uses real files and directories there: remove the link (or point `--state-dir` at the real directory)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct StateDir {
     dir: PathBuf,
@@ -66,6 +79,7 @@ impl StateDir {
     pub(crate) fn create(root: &Path, id: &str) -> Result<StateDir> {
         check_deployment_id(id)?;
         let dir = root.join(id);
+        refuse_link(&dir, "deployment's state directory")?;
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::usage(format!(
                 "cannot create the state directory `{}`: {e}; set `--state-dir` to a writable place",
@@ -155,6 +169,7 @@ impl StateDir {
     /// build writes, is a usage error naming the file and the field.
     pub(crate) fn load<T: StateFile>(&self) -> Result<Option<T>> {
         let path = self.path(T::FILE);
+        refuse_link(&path, "state file")?;
         let text = match crate::inputs::read_text_file(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -171,6 +186,7 @@ impl StateDir {
     /// Reads `name` back; `None` when that command has not run for this deployment.
     pub(crate) fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         let path = self.path(name);
+        refuse_link(&path, "state file")?;
         match crate::inputs::read_text_file(&path) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
                 Error::usage(format!(

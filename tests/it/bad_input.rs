@@ -71,3 +71,61 @@ fn an_event_payload_that_is_a_device_is_a_usage_error() {
         .wait_at_most(WATCHDOG);
     refused(&run, &["/dev/zero", "event payload"]);
 }
+
+#[test]
+fn a_log_placed_as_a_link_to_a_file_elsewhere_is_never_written_through() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outside = tempfile::tempdir().expect("outside");
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    let state = dir.path().join(".shipgate/1-abcdef0");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let log = state.join("smoke-test-logs-1-abcdef0.log");
+    std::os::unix::fs::symlink(&victim, &log).expect("symlink");
+    let run = Shipgate::new(dir.path())
+        .args([
+            "smoke",
+            "--deployment-id",
+            "1-abcdef0",
+            "--url",
+            "http://127.0.0.1:9/health",
+        ])
+        .spawn()
+        .wait_at_most(WATCHDOG);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("symbolic link")
+            && run.stderr.contains("smoke-test-logs-1-abcdef0.log"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+}
+
+#[test]
+fn a_deployment_directory_that_is_a_link_is_refused_and_nothing_lands_elsewhere() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::create_dir_all(dir.path().join(".shipgate")).expect("root");
+    std::os::unix::fs::symlink(outside.path(), dir.path().join(".shipgate/1-abcdef0"))
+        .expect("symlink");
+    let run = Shipgate::new(dir.path())
+        .args([
+            "smoke",
+            "--deployment-id",
+            "1-abcdef0",
+            "--url",
+            "http://127.0.0.1:9/health",
+        ])
+        .spawn()
+        .wait_at_most(WATCHDOG);
+    refused(&run, &[".shipgate/1-abcdef0", "symbolic link"]);
+    assert_eq!(
+        std::fs::read_dir(outside.path()).expect("outside").count(),
+        0,
+        "something was written through the link"
+    );
+}
