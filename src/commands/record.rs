@@ -616,7 +616,19 @@ fn interrupted_reason(rollout: &RolloutFile) -> String {
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let options = Options::resolve(args, settings)?;
-    let state = StateDir::open(settings)?;
+    // A failure record may be of a run that died before any state was written (the failure
+    // handler of a run whose `validate` failed); any other record needs the deployment's state,
+    // so a mistyped id is refused instead of recorded.
+    let failure_given = options
+        .status
+        .as_deref()
+        .and_then(normalize_status)
+        .is_some_and(|s| s != "success");
+    let state = if failure_given {
+        StateDir::open(settings)?
+    } else {
+        StateDir::existing(settings)?
+    };
     let id = state.id().to_string();
     let files = StateFiles::read(&state);
     let mut warnings = files.warnings.clone();

@@ -512,7 +512,7 @@ fn open(
             Ok((state, record, path))
         }
         None => {
-            let state = StateDir::open(settings)?;
+            let state = StateDir::existing(settings)?;
             let (record, path) = record::load(&state, None)?;
             Ok((state, record, path))
         }

@@ -129,3 +129,146 @@ fn a_deployment_directory_that_is_a_link_is_refused_and_nothing_lands_elsewhere(
         "something was written through the link"
     );
 }
+
+/// Every path under `dir` (directories and links included) with its content or kind.
+fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path
+                .strip_prefix(dir)
+                .expect("under dir")
+                .display()
+                .to_string();
+            let kind = entry.file_type().expect("file type");
+            if kind.is_symlink() {
+                let target = std::fs::read_link(&path).expect("link");
+                out.insert(name, format!("-> {}", target.display()));
+            } else if kind.is_dir() {
+                out.insert(name, "<dir>".into());
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("file");
+                out.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Every command, refused for each kind of bad input (durations, percents, URLs, ids, versions,
+/// config, missing files, names), exits 2 (an invalid release version is `validate`'s gate
+/// saying no: 1) and leaves the working directory and the state directory exactly as they were;
+/// the step's outputs say only `result=fail`.
+#[test]
+fn bad_input_to_any_command_changes_nothing() {
+    const ID: &str = "7-abcdef0";
+    let cases: &[&[&str]] = &[
+        &[
+            "--environment",
+            "prod uction",
+            "validate",
+            "--version",
+            "v1.0.0",
+        ],
+        &["--config", "missing.yml", "validate", "--version", "v1.0.0"],
+        &["gate", "--timeout", "99999d"],
+        &["gate", "--interval", "soon"],
+        &["backup", "--destination", "ftp://host/x"],
+        &["backup", "--timeout", "soon"],
+        &["restore", "--location", "s3://", "--yes"],
+        &["migrate", "--timeout", "0", "--", "true"],
+        &["migrate", "--lock-timeout", "forever", "--", "true"],
+        &["migrate", "--", "no-such-migrator-anywhere"],
+        &[
+            "rollout",
+            "--success-rate",
+            "150",
+            "--endpoint",
+            "http://127.0.0.1:9/",
+        ],
+        &[
+            "rollout",
+            "--window",
+            "99999d",
+            "--endpoint",
+            "http://127.0.0.1:9/",
+        ],
+        &["smoke", "--suite", "missing.yml"],
+        &[
+            "smoke",
+            "--concurrency",
+            "0",
+            "--url",
+            "http://127.0.0.1:9/",
+        ],
+        &["smoke", "--url", "not a url"],
+        &["record", "--deployment-id", "nosuch"],
+        &["record", "--rollback-window-minutes", "99999999"],
+        &["rollback", "--deployment-id", "nosuch", "--reason", "x"],
+        &["notify", "--deployment-id", "nosuch", "--status", "failure"],
+        &["notify", "--status", "maybe"],
+        &["pipeline", "--stages", "validate,launch-missiles"],
+        &[
+            "--deployment-id",
+            "../escape",
+            "smoke",
+            "--url",
+            "http://127.0.0.1:9/",
+        ],
+    ];
+    let gated: &[&[&str]] = &[
+        &["validate", "--version", "v1.2"],
+        &["validate", "--version", "v1.0.0;reboot"],
+    ];
+    let mut wrong = Vec::new();
+    for (args, code) in cases
+        .iter()
+        .map(|a| (a, 2))
+        .chain(gated.iter().map(|a| (a, 1)))
+    {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join(".shipgate");
+        crate::support::state_files::write(
+            &root,
+            ID,
+            "validate.json",
+            &crate::support::state_files::validate(ID, 5),
+        );
+        let before = snapshot(dir.path());
+        let run = Shipgate::new(dir.path())
+            .args(*args)
+            .env("DATABASE_URL", "postgres://u:p@127.0.0.1:9/app")
+            .actions()
+            .spawn()
+            .wait_at_most(WATCHDOG);
+        let after = snapshot(dir.path());
+        let changed: Vec<&String> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .chain(before.keys().filter(|k| !after.contains_key(*k)))
+            .collect();
+        let extra_outputs: Vec<&String> = run.outputs.keys().filter(|k| *k != "result").collect();
+        if run.code != code
+            || !changed.is_empty()
+            || !extra_outputs.is_empty()
+            || !run.env.is_empty()
+            || run.outputs.get("result").is_some_and(|r| r != "fail")
+        {
+            wrong.push(format!(
+                "{args:?}: exit {}, changed {changed:?}, outputs {:?}, env {:?}\n  {}",
+                run.code,
+                run.outputs,
+                run.env,
+                run.stderr.lines().last().unwrap_or("")
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
