@@ -101,6 +101,18 @@ impl Level {
 
 /// An annotation: `::error title=…::message` in Actions, `error: message` outside.
 pub(crate) fn annotate(level: Level, title: Option<&str>, message: &str) {
+    annotate_at(level, title, None, message);
+}
+
+/// An annotation pinned on a file, line and column (GitHub shows it on that line of the file in
+/// the run's summary and in pull requests); outside Actions the message is prefixed with
+/// `file:line:column` when it does not already say it.
+pub(crate) fn annotate_at(
+    level: Level,
+    title: Option<&str>,
+    at: Option<&crate::error::Location>,
+    message: &str,
+) {
     let message = redact(message);
     if enabled() {
         let message: String = if message.chars().count() > ANNOTATION_LIMIT {
@@ -110,9 +122,20 @@ pub(crate) fn annotate(level: Level, title: Option<&str>, message: &str) {
         } else {
             message
         };
-        let props = title
-            .map(|title| format!(" title={}", escape_property(&redact(title))))
-            .unwrap_or_default();
+        let mut props = Vec::new();
+        if let Some(at) = at {
+            props.push(format!("file={}", escape_property(&redact(&at.file))));
+            props.push(format!("line={}", at.line));
+            props.push(format!("col={}", at.column));
+        }
+        if let Some(title) = title {
+            props.push(format!("title={}", escape_property(&redact(title))));
+        }
+        let props = if props.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", props.join(","))
+        };
         emit(&format!(
             "::{}{props}::{}",
             level.command(),

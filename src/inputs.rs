@@ -66,14 +66,61 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str
             .next()
             .unwrap_or(&message)
             .to_string();
+        let message = match nearest_expected(&message) {
+            Some(near) => format!("{message}; did you mean `{near}`?"),
+            None => message,
+        };
         match e.location() {
             Some(at) => {
                 let (line, column) = refine_location(text, at.line(), at.column(), &message);
-                Error::usage(format!("{}:{line}:{column}: {message}", path.display()))
+                Error::usage(format!("{}:{line}:{column}: {message}", path.display())).at(
+                    path.display().to_string(),
+                    line,
+                    column,
+                )
             }
             None => Error::usage(format!("{}: {message}", path.display())),
         }
     })
+}
+
+/// For serde's "unknown field `stauts`, expected one of `status`, `url`" (or variant): the
+/// expected name nearest to the unknown one, when it is near enough to be a typo.
+fn nearest_expected(message: &str) -> Option<String> {
+    let rest = message
+        .split_once("unknown field `")
+        .or_else(|| message.split_once("unknown variant `"))?
+        .1;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected")?.1;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let limit = (unknown.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&unknown.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions) between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// serde reports a value that fails to convert (a bad duration inside a map) at the start of
@@ -153,6 +200,35 @@ pub(crate) fn read_text_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_key_gets_the_nearest_valid_one() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Probe {
+            status: Option<u16>,
+            url: Option<String>,
+            timeout: Option<String>,
+        }
+        let path = Path::new("suite.yml");
+        let err = parse_yaml::<Probe>(path, "url: x\nstauts: 200\n").expect_err("unknown");
+        let text = err.to_string();
+        assert!(text.contains("did you mean `status`?"), "{text}");
+        assert_eq!(
+            err.location(),
+            Some(&crate::error::Location {
+                file: "suite.yml".into(),
+                line: 2,
+                column: 1
+            })
+        );
+        // Nothing near: no guess.
+        let err = parse_yaml::<Probe>(path, "retries: 3\n").expect_err("unknown");
+        assert!(!err.to_string().contains("did you mean"), "{err}");
+        assert_eq!(edit_distance("stauts", "status"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
 
     #[test]
     fn devices_fifos_directories_and_oversized_files_are_refused_at_once() {

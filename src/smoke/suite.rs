@@ -296,9 +296,11 @@ struct Locator {
 impl Locator {
     fn error(&self, line: Option<usize>, message: impl fmt::Display) -> Error {
         match (&self.file, line) {
-            (Some(file), Some(line)) => {
-                Error::usage(format!("{}:{line}: {message}", file.display()))
-            }
+            (Some(file), Some(line)) => Error::usage(format!(
+                "{}:{line}: {message}",
+                file.display()
+            ))
+            .at(file.display().to_string(), line, 1),
             (Some(file), None) => Error::usage(format!("{}: {message}", file.display())),
             (None, _) => Error::usage(message),
         }

@@ -272,3 +272,36 @@ fn bad_input_to_any_command_changes_nothing() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A config or suite error is pinned on its file, line and column (GitHub shows it there), and a
+/// misspelt key gets the nearest valid one.
+#[test]
+fn a_suite_error_is_an_annotation_on_its_line_with_the_nearest_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let suite = dir.path().join("smoke.yml");
+    std::fs::write(
+        &suite,
+        "base-url: http://127.0.0.1:9\ntests:\n  - name: health\n    url: /health\n    tiemout: 5s\n",
+    )
+    .expect("suite");
+    let run = Shipgate::new(dir.path())
+        .args(["smoke", "--deployment-id", "1-abcdef0", "--suite"])
+        .args([&suite])
+        .actions()
+        .spawn()
+        .wait_at_most(WATCHDOG);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("no annotation in {}", run.stderr));
+    let file = suite.display().to_string();
+    assert!(
+        line.starts_with(&format!(
+            "::error file={file},line=5,col=5,title=shipgate smoke::"
+        )),
+        "{line}"
+    );
+    assert!(line.contains("did you mean `timeout`?"), "{line}");
+}
