@@ -19,9 +19,37 @@ pub(crate) fn secret(name: &str, env_vars: &[&str]) -> Option<Secret> {
 /// the toolkit's `getInput` does.
 pub(crate) fn input(name: &str) -> Option<String> {
     let var = format!("INPUT_{}", name.replace(' ', "_").to_uppercase());
+    READ.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(var.clone());
     env(&var)
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// The `INPUT_*` variables some command asked for in this run.
+static READ: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Inputs that always carry a value from action.yml's defaults, or that pick the command.
+const ALWAYS_SET: &[&str] = &["INPUT_COMMAND", "INPUT_GITHUB-TOKEN", "INPUT_CONFIG"];
+
+/// The inputs given a value (`INPUT_*` set, not empty) that nothing in this run asked for: a
+/// misspelt name, or an input of another command. Names as the workflow wrote them.
+pub(crate) fn unused_inputs() -> Vec<String> {
+    let read = READ.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut unused: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+        .filter(|(k, v)| {
+            k.starts_with("INPUT_")
+                && !v.to_string_lossy().trim().is_empty()
+                && !read.contains(k)
+                && !ALWAYS_SET.contains(&k.as_str())
+        })
+        .map(|(k, _)| k["INPUT_".len()..].to_lowercase())
+        .collect();
+    unused.sort();
+    unused
 }
 
 /// A non-empty environment variable.

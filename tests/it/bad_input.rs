@@ -305,3 +305,33 @@ fn a_suite_error_is_an_annotation_on_its_line_with_the_nearest_key() {
     );
     assert!(line.contains("did you mean `timeout`?"), "{line}");
 }
+
+/// An input nothing read in a successful run (misspelt, or meant for another command) is a
+/// warning naming it, not silence; the inputs the command used are not named.
+#[test]
+fn an_input_the_command_does_not_use_is_a_warning() {
+    let server = crate::support::stub_http::serve(|_| {
+        crate::support::stub_http::Outgoing::json(200, &serde_json::json!({"status": "healthy"}))
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = Shipgate::new(dir.path())
+        .args(["smoke", "--deployment-id", "1-abcdef0"])
+        .actions()
+        .input("urls", &format!("{}/health", server.url))
+        .input("destinaton", "s3://backups/prod")
+        .input("concurrency", "")
+        .spawn()
+        .wait_at_most(WATCHDOG);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("::warning ") && l.contains("does not use it"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("the input `destinaton` is set but `shipgate smoke` does not use it"),
+        "{}",
+        warnings[0]
+    );
+}
