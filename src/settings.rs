@@ -320,6 +320,43 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> Result<FileConfig> {
     parse_yaml(path, text)
 }
 
+/// GitHub's REST API when `GITHUB_API_URL` does not name another (GHES).
+const GITHUB_API: &str = "https://api.github.com";
+
+impl Settings {
+    /// The token for GitHub's API: the `github-token` input, else GITHUB_TOKEN / GH_TOKEN.
+    pub(crate) fn github_token(&self) -> Option<crate::secret::Secret> {
+        secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"])
+    }
+
+    /// The one builder of GitHub clients: the token, the repository (checked) and
+    /// `GITHUB_API_URL`. `purpose` says who needs it, in the error when something is missing.
+    pub(crate) fn github(&self, purpose: &str) -> Result<crate::github::GitHub> {
+        let token = self.github_token().ok_or_else(|| {
+            Error::usage(format!(
+                "{purpose} needs a token: set the `github-token` input (default `${{{{ github.token }}}}`, with the permissions the command's docs list), or GITHUB_TOKEN / GH_TOKEN"
+            ))
+        })?;
+        self.github_with(&token, purpose)
+    }
+
+    /// A GitHub client with a token the caller already has.
+    pub(crate) fn github_with(
+        &self,
+        token: &crate::secret::Secret,
+        purpose: &str,
+    ) -> Result<crate::github::GitHub> {
+        let repo = self.repository.clone().ok_or_else(|| {
+            Error::usage(format!(
+                "{purpose} needs the repository: pass `--repository owner/name` or set GITHUB_REPOSITORY"
+            ))
+        })?;
+        crate::github::check_repository(&repo)?;
+        let api = env("GITHUB_API_URL").unwrap_or_else(|| GITHUB_API.to_string());
+        Ok(crate::github::GitHub::new(&api, token, &repo)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

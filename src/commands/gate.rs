@@ -292,20 +292,8 @@ impl Decision {
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let options = Options::resolve(args, settings)?;
-    let Some(token) = settings::secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"]) else {
-        return Err(Error::usage(
-            "`shipgate gate` reads checks from the GitHub API and needs a token: set the `github-token` input, or GITHUB_TOKEN / GH_TOKEN",
-        ));
-    };
-    let Some(repo) = settings.repository.clone() else {
-        return Err(Error::usage(
-            "no repository to read checks from: pass `--repository owner/name` or set GITHUB_REPOSITORY",
-        ));
-    };
-    super::validate::check_repository(&repo)?;
-    let api =
-        settings::env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".to_string());
-    let github = GitHub::new(&api, &token, &repo)?;
+    let github = settings.github("`shipgate gate` (it reads checks from the GitHub API)")?;
+    let repo = github.repo().to_string();
     let (state, sha, sha_source) = locate(args, settings)?;
     let start = Instant::now();
     tracing::info!(

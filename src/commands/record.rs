@@ -653,7 +653,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let mut github_error = None;
     let mut github_summary = None;
     let github = if options.github_deployment {
-        match github_client(settings) {
+        match settings.github("a GitHub deployment (`github-deployment: true`)") {
             Ok(github) => Some(github),
             Err(e) => {
                 github_error = Some(e);
@@ -1297,21 +1297,6 @@ fn resolve(state: &StateDir, raw: &str) -> PathBuf {
     } else {
         state.path(raw)
     }
-}
-
-/// A GitHub client from the `github-token` input and the repository, or a usage error.
-pub(crate) fn github_client(settings: &Settings) -> Result<GitHub> {
-    let token = settings::secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"]).ok_or_else(|| {
-        Error::usage(
-            "a GitHub deployment needs a token: set the `github-token` input (default `${{ github.token }}`, with `deployments: write`) or GITHUB_TOKEN",
-        )
-    })?;
-    let repo = settings.repository.clone().ok_or_else(|| {
-        Error::usage("a GitHub deployment needs the repository: pass `--repository owner/name` or set GITHUB_REPOSITORY")
-    })?;
-    let api =
-        settings::env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".to_string());
-    Ok(GitHub::new(&api, &token, &repo)?)
 }
 
 #[derive(Debug, Deserialize)]

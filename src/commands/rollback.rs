@@ -724,7 +724,7 @@ async fn mark_github(
     environment_url: Option<&str>,
 ) -> MarkedDeployment {
     let outcome = async {
-        let github = record::github_client(settings)?;
+        let github = settings.github("marking the GitHub deployment")?;
         record::post_status(
             &github,
             id,

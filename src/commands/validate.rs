@@ -147,7 +147,7 @@ struct Resolved {
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let options = Options::resolve(args, settings)?;
-    let token = settings::secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"]);
+    let token = settings.github_token();
     let (raw, source) = version_input(args)?;
     let release = version::parse(&raw, &options.tag_prefix).map_err(Error::gate)?;
     if !release.version.pre.is_empty() && !options.allow_prerelease {
@@ -165,11 +165,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 
     let group = actions::group(&format!("Resolve release {}", actions::quote(&release.tag)));
     let resolved = match (&token, &settings.repository) {
-        (Some(token), Some(repo)) => {
-            check_repository(repo)?;
-            let api = settings::env("GITHUB_API_URL")
-                .unwrap_or_else(|| "https://api.github.com".to_string());
-            let github = GitHub::new(&api, token, repo)?;
+        (Some(token), Some(_)) => {
+            let github = settings.github_with(token, "`shipgate validate`")?;
             resolve_with_github(&github, &release, &options, &settings.environment).await?
         }
         _ => {
@@ -299,26 +296,6 @@ fn source_label(source: VersionSource) -> &'static str {
         VersionSource::Input => "the `version` input",
         VersionSource::WorkflowDispatch => "the workflow_dispatch input",
         VersionSource::GitRef => "GITHUB_REF",
-    }
-}
-
-pub(crate) fn check_repository(repo: &str) -> Result<()> {
-    let valid = repo.split_once('/').is_some_and(|(owner, name)| {
-        let part = |s: &str| {
-            !s.is_empty()
-                && !s.starts_with('.')
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        part(owner) && part(name)
-    });
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::usage(format!(
-            "repository {} is not `owner/name`; pass `--repository owner/name`",
-            actions::quote(repo)
-        )))
     }
 }
 
@@ -725,9 +702,9 @@ mod tests {
 
     #[test]
     fn repositories_must_be_owner_slash_name() {
-        assert!(check_repository("octo/app").is_ok());
-        assert!(check_repository("octo").is_err());
-        assert!(check_repository("octo/app/x").is_err());
-        assert!(check_repository("../app").is_err());
+        assert!(crate::github::check_repository("octo/app").is_ok());
+        assert!(crate::github::check_repository("octo").is_err());
+        assert!(crate::github::check_repository("octo/app/x").is_err());
+        assert!(crate::github::check_repository("../app").is_err());
     }
 }

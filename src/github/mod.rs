@@ -499,6 +499,27 @@ pub(crate) fn strip_urls(text: &str) -> String {
         .join(" ")
 }
 
+/// `owner/name` with GitHub's characters, before it goes into any API path.
+pub(crate) fn check_repository(repo: &str) -> crate::error::Result<()> {
+    let valid = repo.split_once('/').is_some_and(|(owner, name)| {
+        let part = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('.')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        part(owner) && part(name)
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(crate::error::Error::usage(format!(
+            "repository `{}` is not `owner/name`; pass `--repository owner/name`",
+            crate::text::one_line(repo)
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
