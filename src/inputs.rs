@@ -169,6 +169,17 @@ fn refine_location(text: &str, line: usize, column: usize, message: &str) -> (us
         .unwrap_or((line, column))
 }
 
+/// A URL input that must be http(s) with a host; the error shows it with its password redacted.
+pub(crate) fn check_http_url(input: &str, raw: &str) -> Result<()> {
+    match url::Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(Error::usage(format!(
+            "`{input}` is `{}`, not an http(s) URL",
+            crate::text::one_line(&crate::secret::redact_url(raw))
+        ))),
+    }
+}
+
 /// The most shipgate reads of one input file (config, smoke suite, event payload, record,
 /// approval): far more than any real one, small enough that a wrong path fails at once.
 pub(crate) const MAX_INPUT_FILE: u64 = 8 * 1024 * 1024;
