@@ -27,6 +27,11 @@ pub(crate) fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A commit as people cite it: its first seven characters.
+pub(crate) fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

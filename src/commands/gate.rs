@@ -391,7 +391,10 @@ fn locate(args: &Args, settings: &Settings) -> Result<(StateDir, String, &'stati
     }
     let state = match existing {
         Some(state) => state,
-        None => StateDir::create(&settings.state_root, &super::validate::deployment_id(&sha))?,
+        None => StateDir::create(
+            &settings.state_root,
+            &crate::release::id::deployment_id(&sha),
+        )?,
     };
     Ok((state, sha, source))
 }
@@ -494,7 +497,7 @@ impl Report<'_> {
         // No `::group::` here: the progress lines stay visible in the live log.
         tracing::info!(
             "waiting for the checks of `{}` (every {}, up to {})",
-            short(self.sha),
+            crate::text::short_sha(self.sha),
             format_duration(self.options.interval),
             format_duration(self.options.timeout)
         );
@@ -781,7 +784,7 @@ impl Report<'_> {
         pending: &[String],
         missing: &[String],
     ) -> String {
-        let sha = short(self.sha);
+        let sha = crate::text::short_sha(self.sha);
         let waited = format_duration(self.start.elapsed());
         match decision {
             Decision::Pass => format!(
@@ -872,7 +875,7 @@ impl Report<'_> {
                     actions::annotate(
                         Level::Error,
                         Some(&format!("check failed: {}", entry.display_name())),
-                        &describe_failure(entry, Some(short(self.sha))),
+                        &describe_failure(entry, Some(crate::text::short_sha(self.sha))),
                     );
                 }
                 actions::annotate(Level::Error, Some("shipgate gate"), reason);
@@ -882,7 +885,7 @@ impl Report<'_> {
     }
 
     fn summary(&self, result: &GateFile) -> String {
-        let sha = short(self.sha);
+        let sha = crate::text::short_sha(self.sha);
         let heading = match result.header.result.as_str() {
             "pass" => format!("### ✅ Checks passed for `{sha}`"),
             "timeout" => format!("### ⏱️ Gate timed out waiting for `{sha}`"),
@@ -1006,10 +1009,6 @@ fn describe_failure(entry: &Entry, commit: Option<&str>) -> String {
             .map(|u| format!(": {}", actions::quote(u).trim_matches('`')))
             .unwrap_or_default()
     )
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
 }
 
 /// `` `a`, `b`, `c` `` (the first eight, then "and N more").

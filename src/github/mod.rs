@@ -525,6 +525,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn repositories_must_be_owner_slash_name() {
+        assert!(crate::github::check_repository("octo/app").is_ok());
+        assert!(crate::github::check_repository("octo").is_err());
+        assert!(crate::github::check_repository("octo/app/x").is_err());
+        assert!(crate::github::check_repository("../app").is_err());
+    }
+
+    #[test]
     fn next_link_is_found() {
         let value = HeaderValue::from_static(
             "<https://api.github.com/repositories/1/deployments?page=2>; rel=\"next\", <https://api.github.com/repositories/1/deployments?page=5>; rel=\"last\"",
