@@ -256,6 +256,23 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The hooks a command names (`hooks::resolve`), with `hook-shell`, `hook-timeout` and
+    /// `hook-retries` read flag > input > `file` like every other setting.
+    pub(crate) fn hooks(
+        &self,
+        flags: &crate::hooks::Flags<'_>,
+        file: crate::hooks::FileKeys<'_>,
+    ) -> Result<crate::hooks::Hooks> {
+        let limits = crate::hooks::Limits {
+            shell: self.switch("hook-shell", flags.shell, file.shell, false)?,
+            timeout: self.value("hook-timeout", flags.timeout, file.timeout)?,
+            retries: self.value("hook-retries", flags.retries, file.retries)?,
+        };
+        crate::hooks::resolve(limits, flags, file)
+    }
+}
+
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
     const SECRET_INPUTS: &[&str] = &[

@@ -135,8 +135,7 @@ impl Options {
             .as_ref()
             .map(super::rollout::FileConfig::hook_keys)
             .unwrap_or_default();
-        let configured = hooks::resolve(
-            settings,
+        let configured = settings.hooks(
             &hooks::Flags {
                 hook: None,
                 rollback_hook: args.rollback_hook.as_deref(),

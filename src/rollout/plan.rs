@@ -264,8 +264,7 @@ impl Plan {
             )
             .filter(|v| !v.trim().is_empty());
 
-        let hooks = hooks::resolve(
-            settings,
+        let hooks = settings.hooks(
             &hooks::Flags {
                 hook: args.hook.as_deref(),
                 rollback_hook: args.rollback_hook.as_deref(),
