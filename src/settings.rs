@@ -33,10 +33,10 @@ pub(crate) struct FileConfig {
     pub(crate) gate: Option<crate::gate::config::FileConfig>,
     pub(crate) smoke: Option<crate::smoke::config::FileConfig>,
     pub(crate) record: Option<crate::record::config::FileConfig>,
-    pub(crate) rollback: Option<crate::commands::rollback::FileConfig>,
+    pub(crate) rollback: Option<crate::rollback::config::FileConfig>,
     pub(crate) notify: Option<crate::record::notify_config::FileConfig>,
-    pub(crate) rollout: Option<crate::commands::rollout::FileConfig>,
-    pub(crate) pipeline: Option<crate::commands::pipeline::FileConfig>,
+    pub(crate) rollout: Option<crate::rollout::config::FileConfig>,
+    pub(crate) pipeline: Option<crate::pipeline::config::FileConfig>,
     pub(crate) backup: Option<crate::backup::config::FileConfig>,
 }
 

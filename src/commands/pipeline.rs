@@ -7,53 +7,17 @@
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Outcome;
 use crate::actions::{self, Table};
 use crate::error::{Error, Result};
 use crate::exit::Status;
+use crate::pipeline::stage::Stage;
 use crate::process::{self, Spec};
 use crate::settings::{self, Settings};
 use crate::state::pipeline::{PipelineFile, StageRun};
 use crate::state::{Header, StateDir};
-
-/// The stages, in the order they run.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Stage {
-    Validate,
-    Gate,
-    Backup,
-    Migrate,
-    Rollout,
-    Smoke,
-    Record,
-    Notify,
-}
-
-impl Stage {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Stage::Validate => "validate",
-            Stage::Gate => "gate",
-            Stage::Backup => "backup",
-            Stage::Migrate => "migrate",
-            Stage::Rollout => "rollout",
-            Stage::Smoke => "smoke",
-            Stage::Record => "record",
-            Stage::Notify => "notify",
-        }
-    }
-
-    /// Stages that run at the end whatever happened before.
-    fn is_final(self) -> bool {
-        matches!(self, Stage::Record | Stage::Notify)
-    }
-}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -69,15 +33,6 @@ pub(crate) struct Args {
     /// backup (input `restore-database`); writes made since the backup are lost
     #[arg(long)]
     pub(crate) restore_database: bool,
-}
-
-/// The `pipeline:` section of `shipgate.yml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    stages: Option<Vec<Stage>>,
-    rollback_on_failure: Option<bool>,
-    restore_database: Option<bool>,
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {

@@ -21,8 +21,9 @@ use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
 use crate::artifacts::{self, Artifact};
 use crate::error::{Error, Kind, Result};
-use crate::hooks::{self, CommandLine, Context, Hook, HookRun};
+use crate::hooks::{self, Context, Hook, HookRun};
 use crate::process::{self, LogFile, Shutdown, Spec};
+use crate::rollback::config::FileConfig;
 use crate::settings::{self, Settings};
 use crate::state::backup::BackupFile;
 use crate::state::rollback::{Health, MarkedDeployment, RollbackFile, Step};
@@ -79,22 +80,6 @@ pub(crate) struct Args {
     pub(crate) health_timeout: Option<String>,
 }
 
-/// The `rollback:` section of `shipgate.yml`. The hook keys are `rollout:`'s (same names, same
-/// forms); each one absent here is read from the `rollout:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    /// One line (split like a shell would, no expansion; `sh -c` with `hook-shell`) or an argv
-    /// list.
-    rollback_hook: Option<CommandLine>,
-    hook_shell: Option<bool>,
-    hook_timeout: Option<HumanDuration>,
-    hook_retries: Option<u32>,
-    restore_command: Option<String>,
-    health_urls: Option<Vec<String>>,
-    health_timeout: Option<String>,
-}
-
 struct Options {
     record: Option<PathBuf>,
     force: bool,
@@ -133,7 +118,7 @@ impl Options {
             .file
             .rollout
             .as_ref()
-            .map(super::rollout::FileConfig::hook_keys)
+            .map(crate::rollout::config::FileConfig::hook_keys)
             .unwrap_or_default();
         let configured = settings.hooks(
             &hooks::Flags {
@@ -929,27 +914,4 @@ fn incident(record: &Record, result: &RollbackFile) -> String {
     out.push_str("\n## Root cause\n\n_What went wrong, and why checks did not catch it._\n");
     out.push_str("\n## Follow-ups\n\n- [ ] _Fix_\n- [ ] _A check that would have caught it_\n");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_hook_keys_are_rollouts() {
-        let file: FileConfig = serde_yaml_ng::from_str(
-            "rollback-hook: [kubectl, rollout, undo]\nhook-timeout: 5m\nhook-retries: 0",
-        )
-        .expect("argv");
-        assert!(matches!(file.rollback_hook, Some(CommandLine::Argv(ref a)) if a.len() == 3));
-        assert_eq!(
-            file.hook_timeout,
-            Some(HumanDuration(Duration::from_secs(300)))
-        );
-        let line: FileConfig =
-            serde_yaml_ng::from_str("rollback-hook: ./rollback.sh prod").expect("line");
-        assert!(matches!(line.rollback_hook, Some(CommandLine::Line(_))));
-        // The old key is gone, with an error naming it rather than silently ignoring it.
-        assert!(serde_yaml_ng::from_str::<FileConfig>("command: ./rollback.sh").is_err());
-    }
 }

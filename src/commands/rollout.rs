@@ -8,19 +8,19 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Level, Table};
 use crate::error::{Error, Result, ResultExt};
 use crate::exit;
-use crate::hooks::{self, CommandLine, Context, HookRun};
+use crate::hooks::{self, Context, HookRun};
 use crate::process::{LogFile, Shutdown};
 use crate::rollout::approval::{self, Approval, Pause};
+use crate::rollout::config::Percent;
 use crate::rollout::gates::{DegradedPolicy, Status, Thresholds};
 use crate::rollout::monitor::{Monitor, StageWatch, Stop, Until, Verification};
-use crate::rollout::plan::{Percent, Plan, Stage, TimelineStage};
+use crate::rollout::plan::{Plan, Stage, TimelineStage};
 use crate::rollout::probe::Prober;
 use crate::settings::{self, Settings};
 use crate::state::rollout::{
@@ -154,83 +154,6 @@ pub(crate) struct Args {
     /// With `--resume`: who approves (input `approver`) [default: GITHUB_ACTOR, else USER]
     #[arg(long, value_name = "NAME", requires = "resume")]
     pub(crate) approver: Option<String>,
-}
-
-/// `pause:` of a stage.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum PauseMode {
-    UntilApproved,
-}
-
-/// One stage in `rollout.stages`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct StageConfig {
-    pub(crate) name: String,
-    pub(crate) weight: Percent,
-    pub(crate) duration: HumanDuration,
-    pub(crate) interval: Option<HumanDuration>,
-    pub(crate) window: Option<HumanDuration>,
-    pub(crate) success_rate: Option<Percent>,
-    pub(crate) max_p95: Option<HumanDuration>,
-    pub(crate) consecutive_failures: Option<u32>,
-    pub(crate) min_samples: Option<u64>,
-    pub(crate) baseline_ratio: Option<f64>,
-    pub(crate) degraded: Option<DegradedPolicy>,
-    pub(crate) pause: Option<PauseMode>,
-    pub(crate) approval_timeout: Option<HumanDuration>,
-}
-
-/// A named command probe in `rollout.probes`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct ProbeConfig {
-    pub(crate) name: String,
-    pub(crate) command: CommandLine,
-}
-
-/// The `rollout:` section of `shipgate.yml`. Webhook URLs are secrets and never come from here.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    pub(crate) stages: Option<Vec<StageConfig>>,
-    pub(crate) endpoints: Option<Vec<String>>,
-    pub(crate) baseline: Option<Vec<String>>,
-    pub(crate) verify_endpoints: Option<Vec<String>>,
-    pub(crate) probes: Option<Vec<ProbeConfig>>,
-    pub(crate) hook: Option<CommandLine>,
-    pub(crate) rollback_hook: Option<CommandLine>,
-    pub(crate) hook_shell: Option<bool>,
-    pub(crate) hook_timeout: Option<HumanDuration>,
-    pub(crate) hook_retries: Option<u32>,
-    pub(crate) interval: Option<HumanDuration>,
-    pub(crate) probe_timeout: Option<HumanDuration>,
-    pub(crate) window: Option<HumanDuration>,
-    pub(crate) success_rate: Option<Percent>,
-    pub(crate) max_p95: Option<HumanDuration>,
-    pub(crate) consecutive_failures: Option<u32>,
-    pub(crate) min_samples: Option<u64>,
-    pub(crate) baseline_ratio: Option<f64>,
-    pub(crate) degraded: Option<DegradedPolicy>,
-    pub(crate) expect_version: Option<String>,
-    pub(crate) health: Option<crate::health::Rule>,
-    pub(crate) approval_timeout: Option<HumanDuration>,
-    pub(crate) verify_timeout: Option<HumanDuration>,
-    pub(crate) verify_successes: Option<u32>,
-}
-
-impl FileConfig {
-    /// The hook keys, which `rollback` also reads (see `hooks::resolve`).
-    pub(crate) fn hook_keys(&self) -> hooks::FileKeys<'_> {
-        hooks::FileKeys {
-            hook: self.hook.as_ref(),
-            rollback_hook: self.rollback_hook.as_ref(),
-            shell: self.hook_shell,
-            timeout: self.hook_timeout,
-            retries: self.hook_retries,
-        }
-    }
 }
 
 /// Why the rollout stopped.
@@ -1471,41 +1394,6 @@ fn summary(record: &RolloutFile, plan: &Plan) -> String {
 mod tests {
     use super::*;
     use crate::rollout::gates::{StageVerdict, Verdict};
-
-    #[test]
-    fn config_section_parses_with_stage_overrides() {
-        let text = r#"
-rollout:
-  endpoints: [https://app.example/health]
-  hook: ./shift-traffic.sh --service api
-  interval: 5s
-  success-rate: 99.5%
-  stages:
-    - name: canary
-      weight: 5
-      duration: 5m
-      max-p95: 400ms
-    - name: full
-      weight: 100%
-      duration: 15m
-      pause: until-approved
-"#;
-        let config = crate::settings::parse_config(std::path::Path::new("shipgate.yml"), text)
-            .expect("valid config");
-        let rollout = config.rollout.expect("rollout section");
-        let stages = rollout.stages.expect("stages");
-        assert_eq!(stages.len(), 2);
-        assert_eq!(
-            stages[0].max_p95.map(|d| d.0),
-            Some(Duration::from_millis(400))
-        );
-        assert!(stages[1].pause.is_some());
-        assert_eq!(rollout.success_rate, Some(Percent(99.5)));
-        let unknown = "rollout:\n  stages:\n    - name: a\n      weight: 5\n      duration: 1m\n      max_p95: 1s\n";
-        let error = crate::settings::parse_config(std::path::Path::new("shipgate.yml"), unknown)
-            .expect_err("unknown key");
-        assert!(error.to_string().contains("max_p95"), "{error}");
-    }
 
     #[test]
     fn verdict_views_read_back_what_verdicts_write() {

@@ -2,6 +2,7 @@
 //! probes, rolling windows, gates, stage monitoring and manual approvals.
 
 pub(crate) mod approval;
+pub(crate) mod config;
 pub(crate) mod gates;
 pub(crate) mod monitor;
 pub(crate) mod plan;

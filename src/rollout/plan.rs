@@ -6,11 +6,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
+use super::config::{FileConfig, Percent, StageConfig};
 use super::gates::Thresholds;
 use super::probe::{Probe, Target};
-use crate::commands::rollout::{Args, FileConfig, StageConfig};
+use crate::commands::rollout::Args;
 use crate::error::{Error, Result};
 use crate::health::Rule;
 use crate::hooks::{self, Hook};
@@ -25,40 +26,6 @@ const DEFAULT_VERIFY_SUCCESSES: u32 = 3;
 /// The most `min-samples`, `consecutive-failures` and `verify-successes` may ask for: a million
 /// probes is 116 days at the default interval, far past any plan that can finish.
 pub(crate) const MAX_COUNT: u64 = 1_000_000;
-
-/// A percentage written `99`, `99.5` or `99%`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Percent(pub(crate) f64);
-
-impl std::str::FromStr for Percent {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let number = text.trim().trim_end_matches('%').trim();
-        match number.parse::<f64>() {
-            Ok(value) if (0.0..=100.0).contains(&value) => Ok(Percent(value)),
-            _ => Err(format!(
-                "`{text}` is not a percentage; use a number from 0 to 100 such as `99` or `99.5%`"
-            )),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Percent {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(f64),
-            Text(String),
-        }
-        let text = match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => n.to_string(),
-            Raw::Text(t) => t,
-        };
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// One stage of the plan.
 #[derive(Debug, Clone, Serialize)]
@@ -697,12 +664,6 @@ fn stages(
     Ok(stages)
 }
 
-impl Default for Percent {
-    fn default() -> Self {
-        Percent(0.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,13 +703,5 @@ mod tests {
             "nothing to verify"
         );
         assert!(check_verification(true, 1, secs(10), Duration::ZERO).is_err());
-    }
-
-    #[test]
-    fn percentages() {
-        assert_eq!("99.5%".parse::<Percent>(), Ok(Percent(99.5)));
-        assert!("101".parse::<Percent>().is_err());
-        let from_yaml: Percent = serde_yaml_ng::from_str("99").expect("number");
-        assert_eq!(from_yaml, Percent(99.0));
     }
 }

@@ -1,0 +1,3 @@
+//! The rollback's domain: today its `rollback:` configuration.
+
+pub(crate) mod config;
