@@ -17,10 +17,10 @@ use crate::exit;
 use crate::hooks::{self, Context, HookRun};
 use crate::process::{LogFile, Shutdown};
 use crate::rollout::approval::{self, Approval, Pause};
-use crate::rollout::config::Percent;
+use crate::rollout::config::{FileConfig, Percent};
 use crate::rollout::gates::{DegradedPolicy, Status, Thresholds};
 use crate::rollout::monitor::{Monitor, StageWatch, Stop, Until, Verification};
-use crate::rollout::plan::{Plan, Stage, TimelineStage};
+use crate::rollout::plan::{Inputs, Plan, Stage, TimelineStage};
 use crate::rollout::probe::Prober;
 use crate::settings::{self, Settings};
 use crate::state::rollout::{
@@ -169,11 +169,81 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     if args.resume {
         return approve(args, settings);
     }
-    let plan = Plan::resolve(args, settings)?;
+    let plan = Plan::resolve(plan_inputs(args, settings)?)?;
     if settings.switch("dry-run", args.dry_run, None, false)? {
         return dry_run(args, settings, &plan);
     }
     execute(args, settings, &plan).await
+}
+
+/// What the plan is made of: flag > input > the `rollout:` section of `shipgate.yml`.
+fn plan_inputs(args: &Args, settings: &Settings) -> Result<Inputs> {
+    let default_file = FileConfig::default();
+    let file = settings.file.rollout.as_ref().unwrap_or(&default_file);
+    Ok(Inputs {
+        stage_flags: settings.list("stages", &args.stage, None),
+        stages: file.stages.clone(),
+        success_rate: settings.value("success-rate", args.success_rate, file.success_rate)?,
+        max_p95: settings.value("max-p95", args.max_p95, file.max_p95)?,
+        consecutive_failures: settings.value(
+            "consecutive-failures",
+            args.consecutive_failures,
+            file.consecutive_failures,
+        )?,
+        min_samples: settings.value("min-samples", args.min_samples, file.min_samples)?,
+        window: settings.value("window", args.window, file.window)?,
+        baseline_ratio: settings.value(
+            "baseline-ratio",
+            args.baseline_ratio,
+            file.baseline_ratio,
+        )?,
+        degraded: settings.value("degraded", args.degraded, file.degraded)?,
+        interval: settings.value("interval", args.interval, file.interval)?,
+        approval_timeout: settings.value(
+            "approval-timeout",
+            args.approval_timeout,
+            file.approval_timeout,
+        )?,
+        pause_before: settings.list("pause-before", &args.pause_before, None),
+        endpoints: settings.list("endpoints", &args.endpoint, file.endpoints.as_ref()),
+        baseline: settings.list("baseline", &args.baseline, file.baseline.as_ref()),
+        verify_endpoints: settings.list(
+            "verify-endpoints",
+            &args.verify_endpoint,
+            file.verify_endpoints.as_ref(),
+        ),
+        probe_commands: settings.list("probe-commands", &args.probe_command, None),
+        probes: file.probes.clone().unwrap_or_default(),
+        probe_timeout: settings.value("probe-timeout", args.probe_timeout, file.probe_timeout)?,
+        health: file.health.clone(),
+        health_pointer: settings.text("health-pointer", args.health_pointer.clone(), None),
+        health_accept: settings.list("health-accept", &args.health_accept, None),
+        expect_version: settings.text(
+            "expect-version",
+            args.expect_version.clone(),
+            file.expect_version.as_ref(),
+        ),
+        hooks: settings.hooks(
+            &hooks::Flags {
+                hook: args.hook.as_deref(),
+                rollback_hook: args.rollback_hook.as_deref(),
+                shell: args.hook_shell,
+                timeout: args.hook_timeout,
+                retries: args.hook_retries,
+            },
+            file.hook_keys(),
+        )?,
+        verify_timeout: settings.value(
+            "verify-timeout",
+            args.verify_timeout,
+            file.verify_timeout,
+        )?,
+        verify_successes: settings.value(
+            "verify-successes",
+            args.verify_successes,
+            file.verify_successes,
+        )?,
+    })
 }
 
 /// The version for the hooks and whatever ran before: flag > input > validate.json.
