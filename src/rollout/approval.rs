@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Where a paused rollout says which stage waits (in the state dir).
+pub(crate) const PAUSE_FILE: &str = "rollout-pause.json";
+/// The approval file a paused rollout waits for unless `approval-file` names another.
+pub(crate) const APPROVAL_FILE: &str = "rollout-approval.json";
+
 /// `rollout-pause.json`: which stage waits, since when, until when, and where to approve it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Pause {

@@ -3,8 +3,10 @@
 
 pub(crate) mod approval;
 pub(crate) mod config;
+pub(crate) mod engine;
 pub(crate) mod gates;
 pub(crate) mod monitor;
 pub(crate) mod plan;
 pub(crate) mod probe;
+pub(crate) mod report;
 pub(crate) mod window;

@@ -14,6 +14,7 @@ use super::probe::{Probe, Target};
 use crate::error::{Error, Result};
 use crate::health::Rule;
 use crate::hooks::{Hook, Hooks};
+use crate::state::rollout::Endpoints;
 use crate::util::{HumanDuration, format_duration};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -325,6 +326,41 @@ impl Plan {
                 }
             })
             .collect()
+    }
+
+    /// The stage and rollback hooks as the plan and the log describe them.
+    pub(crate) fn hook_lines(&self) -> Vec<String> {
+        let hook = &self.stage_hook;
+        let mut lines = vec![format!(
+            "stage hook: {} `{}` (timeout {} per attempt, {} retries)",
+            hook.kind(),
+            hook.display(),
+            format_duration(hook.timeout),
+            hook.retries
+        )];
+        lines.push(if self.rollback_is_stage_hook {
+            "rollback hook: the stage hook with SHIPGATE_STAGE=rollback and SHIPGATE_WEIGHT=0"
+                .to_string()
+        } else {
+            format!(
+                "rollback hook: {} `{}`",
+                self.rollback_hook.kind(),
+                self.rollback_hook.display()
+            )
+        });
+        lines
+    }
+
+    /// What is probed, by label (canary, baseline, verification after a rollback).
+    pub(crate) fn endpoints(&self) -> Endpoints {
+        let labels = |targets: &[crate::rollout::probe::Target]| {
+            targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>()
+        };
+        Endpoints {
+            canary: labels(&self.canary),
+            baseline: labels(&self.baseline),
+            verify: labels(&self.verify),
+        }
     }
 
     /// The plan as the human-readable lines `--dry-run` prints.
