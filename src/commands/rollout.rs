@@ -25,7 +25,7 @@ use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::rollout::RolloutFile;
 use crate::state::validate::ValidateFile;
-use crate::util::{HumanDuration, format_duration};
+use crate::util::HumanDuration;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -260,26 +260,8 @@ fn approval_file(args: &Args, state: &StateDir) -> PathBuf {
 fn approve(args: &Args, settings: &Settings) -> Result<Outcome> {
     let state = StateDir::open(settings)?;
     let waiting: Option<Pause> = state.read_json(PAUSE_FILE)?;
-    let stage = match (&args.approve_stage, &waiting) {
-        (Some(stage), Some(pause)) if *stage != pause.stage => {
-            return Err(Error::usage(format!(
-                "the rollout of deployment `{}` waits for stage `{}`, not `{stage}`; approve `{}` or leave out `--approve-stage`",
-                state.id(),
-                pause.stage,
-                pause.stage
-            )));
-        }
-        (Some(stage), _) => stage.clone(),
-        (None, Some(pause)) => pause.stage.clone(),
-        (None, None) => {
-            return Err(Error::usage(format!(
-                "no rollout of deployment `{}` is waiting for an approval (no `{PAUSE_FILE}` in `{}`); to approve a stage before the rollout reaches it, name it with `--approve-stage`",
-                state.id(),
-                state.dir().display()
-            )));
-        }
-    };
-    settings::check_name("stage name", &stage)?;
+    let stage =
+        approval::stage_to_approve(&state, args.approve_stage.as_deref(), waiting.as_ref())?;
     let file = args
         .approval_file
         .clone()
@@ -330,38 +312,8 @@ fn dry_run(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
         .flatten();
     let (version, previous) = release(args, settings, validated.as_ref());
     let timeline = plan.timeline();
-    tracing::info!(
-        "rollout plan (dry run) for {} (previous {}); nothing is run",
-        version
-            .as_deref()
-            .map_or_else(|| "an unknown version".to_string(), actions::quote),
-        previous
-            .as_deref()
-            .map_or_else(|| "unknown".to_string(), actions::quote)
-    );
-    for line in plan.describe() {
-        tracing::info!("{line}");
-    }
-    let labels = |targets: &[crate::rollout::probe::Target]| {
-        targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>()
-    };
-    tracing::info!("canary probes: {}", labels(&plan.canary).join(", "));
-    if !plan.baseline.is_empty() {
-        tracing::info!("baseline probes: {}", labels(&plan.baseline).join(", "));
-    }
-    for line in plan.hook_lines() {
-        tracing::info!("{line}");
-    }
     let total: Duration = plan.stages.iter().map(|s| s.duration).sum();
-    tracing::info!(
-        "all stages take {} if every gate passes{}",
-        format_duration(total),
-        if plan.stages.iter().any(|s| s.pause) {
-            ", plus the waits for approval"
-        } else {
-            ""
-        }
-    );
+    report::log_dry_run(plan, version.as_deref(), previous.as_deref(), total);
     actions::append_summary(&report::dry_run_summary(
         plan,
         &timeline,

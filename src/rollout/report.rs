@@ -290,3 +290,39 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
     ));
     out
 }
+
+/// What `--dry-run` logs: the plan, its probes and hooks, and how long it takes.
+pub(crate) fn log_dry_run(
+    plan: &Plan,
+    version: Option<&str>,
+    previous: Option<&str>,
+    total: Duration,
+) {
+    tracing::info!(
+        "rollout plan (dry run) for {} (previous {}); nothing is run",
+        version.map_or_else(|| "an unknown version".to_string(), actions::quote),
+        previous.map_or_else(|| "unknown".to_string(), actions::quote)
+    );
+    for line in plan.describe() {
+        tracing::info!("{line}");
+    }
+    let labels = |targets: &[crate::rollout::probe::Target]| {
+        targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>()
+    };
+    tracing::info!("canary probes: {}", labels(&plan.canary).join(", "));
+    if !plan.baseline.is_empty() {
+        tracing::info!("baseline probes: {}", labels(&plan.baseline).join(", "));
+    }
+    for line in plan.hook_lines() {
+        tracing::info!("{line}");
+    }
+    tracing::info!(
+        "all stages take {} if every gate passes{}",
+        format_duration(total),
+        if plan.stages.iter().any(|s| s.pause) {
+            ", plus the waits for approval"
+        } else {
+            ""
+        }
+    );
+}
