@@ -1,3 +1,8 @@
-//! The rollback's domain: today its `rollback:` configuration.
+//! The rollback's domain: its `rollback:` configuration, the steps that act (hook, restore),
+//! the health check after them and the summary; the run itself still lives in
+//! `commands::rollback` (it reads and writes the deployment record).
 
 pub(crate) mod config;
+pub(crate) mod health;
+pub(crate) mod report;
+pub(crate) mod steps;
