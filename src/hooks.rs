@@ -6,10 +6,10 @@
 //!
 //! Hooks should be idempotent ("set the canary weight to 5"), because a retry repeats them.
 //!
-//! Both commands resolve their hooks with [`resolve`] from the same inputs (`hook`, `hook-url`,
-//! `rollback-hook`, `rollback-hook-url`, `hook-shell`, `hook-timeout`, `hook-retries`) and the
-//! same `shipgate.yml` keys, so one configuration serves the automatic rollback and the manual
-//! one.
+//! Both commands resolve their hooks with [`resolve`] (through `Settings::hooks`, which reads
+//! [`Limits`]) from the same inputs (`hook`, `hook-url`, `rollback-hook`, `rollback-hook-url`,
+//! `hook-shell`, `hook-timeout`, `hook-retries`) and the same `shipgate.yml` keys, so one
+//! configuration serves the automatic rollback and the manual one.
 
 use std::time::{Duration, Instant};
 
