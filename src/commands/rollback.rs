@@ -24,7 +24,7 @@ use crate::error::{Error, Kind, Result};
 use crate::hooks::{self, Context, Hook};
 use crate::process::{LogFile, Shutdown, Spec};
 use crate::rollback::config::FileConfig;
-use crate::rollback::{health, report, steps};
+use crate::rollback::{health, report, steps, window};
 use crate::settings::{self, Settings};
 use crate::state::backup::BackupFile;
 use crate::state::rollback::{MarkedDeployment, RollbackFile, Step};
@@ -226,18 +226,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
 
     // The window.
-    let deadline = record.rollback_deadline.parse::<jiff::Timestamp>().map_err(|_| {
-        Error::usage(format!(
-            "the record's `rollback_deadline` {} is not a timestamp; fix the record or pass `--force`",
-            actions::quote(&record.rollback_deadline)
-        ))
-    });
-    let now = jiff::Timestamp::now();
-    match deadline {
-        Ok(deadline) if now > deadline => {
-            let ago = crate::util::format_duration(Duration::from_secs(
-                (now.as_second() - deadline.as_second()).max(0) as u64,
-            ));
+    match window::closed_since(&record.rollback_deadline, jiff::Timestamp::now()) {
+        Ok(Some(closed)) => {
+            let ago = crate::util::format_duration(closed);
             if !options.force {
                 result.refused = true;
                 let message = format!(
@@ -264,7 +255,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
                 ),
             );
         }
-        Ok(_) => {}
+        Ok(None) => {}
         Err(e) if !options.force => return Err(e),
         Err(_) => result.forced = true,
     }
