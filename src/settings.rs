@@ -33,10 +33,10 @@ pub(crate) struct FileConfig {
     pub(crate) gate: Option<crate::gate::config::FileConfig>,
     pub(crate) smoke: Option<crate::smoke::config::FileConfig>,
     pub(crate) record: Option<crate::record::config::FileConfig>,
-    pub(crate) rollback: Option<crate::commands::rollback::FileConfig>,
+    pub(crate) rollback: Option<crate::rollback::config::FileConfig>,
     pub(crate) notify: Option<crate::record::notify_config::FileConfig>,
-    pub(crate) rollout: Option<crate::commands::rollout::FileConfig>,
-    pub(crate) pipeline: Option<crate::commands::pipeline::FileConfig>,
+    pub(crate) rollout: Option<crate::rollout::config::FileConfig>,
+    pub(crate) pipeline: Option<crate::pipeline::config::FileConfig>,
     pub(crate) backup: Option<crate::backup::config::FileConfig>,
 }
 
@@ -252,6 +252,23 @@ impl Settings {
             });
         }
         Ok(file.unwrap_or(default))
+    }
+}
+
+impl Settings {
+    /// The hooks a command names (`hooks::resolve`), with `hook-shell`, `hook-timeout` and
+    /// `hook-retries` read flag > input > `file` like every other setting.
+    pub(crate) fn hooks(
+        &self,
+        flags: &crate::hooks::Flags<'_>,
+        file: crate::hooks::FileKeys<'_>,
+    ) -> Result<crate::hooks::Hooks> {
+        let limits = crate::hooks::Limits {
+            shell: self.switch("hook-shell", flags.shell, file.shell, false)?,
+            timeout: self.value("hook-timeout", flags.timeout, file.timeout)?,
+            retries: self.value("hook-retries", flags.retries, file.retries)?,
+        };
+        crate::hooks::resolve(limits, flags, file)
     }
 }
 
