@@ -55,51 +55,10 @@ fn semver_text() -> impl Strategy<Value = String> {
         })
 }
 
-/// Reads a file-command file back the way the runner's `EnvFileKeyValuePairs` does on Linux:
-/// `KEY=VALUE` when `=` comes before `<<`, else `KEY<<DELIM`, value lines, `DELIM`; only LF
-/// breaks lines.
-fn runner_parse(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut lines = text.split('\n').collect::<Vec<_>>();
-    // The file ends with a newline: the last piece is empty.
-    if lines.last() == Some(&"") {
-        lines.pop();
-    } else {
-        return Err("no newline at the end".into());
-    }
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        i += 1;
-        if line.is_empty() {
-            continue;
-        }
-        let equals = line.find('=');
-        let heredoc = line.find("<<");
-        match (equals, heredoc) {
-            (Some(e), h) if h.is_none_or(|h| e < h) => {
-                out.push((line[..e].to_string(), line[e + 1..].to_string()));
-            }
-            (_, Some(h)) => {
-                let (key, delimiter) = (&line[..h], &line[h + 2..]);
-                let mut value = Vec::new();
-                loop {
-                    let Some(next) = lines.get(i) else {
-                        return Err(format!("no delimiter `{delimiter}`"));
-                    };
-                    i += 1;
-                    if *next == delimiter {
-                        break;
-                    }
-                    value.push(*next);
-                }
-                out.push((key.to_string(), value.join("\n")));
-            }
-            _ => return Err(format!("invalid line `{line}`")),
-        }
-    }
-    Ok(out)
-}
+// The runner's reading of file-command files, shared with the integration tests.
+#[path = "../tests/it/support/file_commands.rs"]
+mod file_commands;
+use file_commands::parse_file_commands;
 
 /// Registers a generated secret (prefixed so that it cannot collide with text other tests of
 /// this process compare: the registry is process-wide).
@@ -150,8 +109,10 @@ proptest! {
     ) {
         match actions::file_command(&key, &value) {
             Ok(block) => {
-                let parsed = runner_parse(&block);
-                prop_assert_eq!(parsed, Ok(vec![(key, value)]));
+                // The runner errs on a last line without its newline.
+                prop_assert!(block.ends_with('\n'));
+                let parsed = parse_file_commands(&block);
+                prop_assert_eq!(parsed, Ok(std::collections::BTreeMap::from([(key, value)])));
             }
             Err(_) => {
                 // Refused only for a key the runner could not read back.

@@ -202,6 +202,22 @@ impl Settings {
         flag.or_else(|| input(name)).or_else(|| file.cloned())
     }
 
+    /// A duration setting, flag > input > file > `default`, parsed by `util::parse_duration`
+    /// (its error names the value); the error also names the setting.
+    pub(crate) fn duration(
+        &self,
+        name: &str,
+        flag: Option<String>,
+        file: Option<&String>,
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration> {
+        match self.text(name, flag, file) {
+            Some(text) => crate::util::parse_duration(&text)
+                .map_err(|e| Error::usage(format!("`{name}`: {e}"))),
+            None => Ok(default),
+        }
+    }
+
     /// A list: the flag's values (repeated flag) > input (one item per line, blank lines and
     /// `#` comments skipped, as multi-line action inputs are written) > file > empty. Items are
     /// trimmed; empty ones are skipped.

@@ -269,21 +269,6 @@ where
     .transpose()
 }
 
-fn duration_setting(
-    settings: &Settings,
-    input: &str,
-    flag: Option<&String>,
-    file: Option<&String>,
-    default: Duration,
-) -> Result<Duration> {
-    match settings.text(input, flag.cloned(), file) {
-        Some(text) => {
-            crate::util::parse_duration(&text).map_err(|e| Error::usage(format!("`{input}`: {e}")))
-        }
-        None => Ok(default),
-    }
-}
-
 /// The client tools' directory: flag > input `pg-bin-dir` > `backup.pg-bin-dir`.
 pub(crate) fn pg_bin_dir(settings: &Settings, flag: Option<&PathBuf>) -> Option<PathBuf> {
     let file = file_config(settings)
@@ -377,10 +362,9 @@ impl Options {
                 parse_opt(file.verify.as_deref(), "backup.verify")?,
             )?
             .unwrap_or(VerifyMode::Sha256);
-        let lock_wait = duration_setting(
-            settings,
+        let lock_wait = settings.duration(
             "lock-wait-timeout",
-            args.lock_wait_timeout.as_ref(),
+            args.lock_wait_timeout.clone(),
             file.lock_wait_timeout.as_ref(),
             DEFAULT_LOCK_WAIT,
         )?;
@@ -389,10 +373,9 @@ impl Options {
                 "`lock-wait-timeout` must be at least 1ms; pg_dump would otherwise wait forever",
             ));
         }
-        let timeout = duration_setting(
-            settings,
+        let timeout = settings.duration(
             "backup-timeout",
-            args.timeout.as_ref(),
+            args.timeout.clone(),
             file.timeout.as_ref(),
             DEFAULT_TIMEOUT,
         )?;

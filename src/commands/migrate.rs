@@ -23,7 +23,6 @@ use crate::settings::{self, Settings};
 use crate::state::Header;
 use crate::state::StateDir;
 use crate::state::migrate::MigrateFile;
-use crate::util::parse_duration;
 
 /// Default deadline of the migration command.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -84,11 +83,10 @@ fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
     if !shell {
         check_program(&argv[0])?;
     }
-    let timeout = duration_setting(
-        settings,
+    let timeout = settings.duration(
         "timeout",
         args.timeout.clone(),
-        file.timeout.as_ref(),
+        file.timeout.as_ref().map(Scalar::text).as_ref(),
         DEFAULT_TIMEOUT,
     )?;
     if timeout.is_zero() {
@@ -96,11 +94,10 @@ fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
             "timeout `0` would kill the migration at once; give a deadline such as `30m`",
         ));
     }
-    let lock_timeout = duration_setting(
-        settings,
+    let lock_timeout = settings.duration(
         "lock-timeout",
         args.lock_timeout.clone(),
-        file.lock_timeout.as_ref(),
+        file.lock_timeout.as_ref().map(Scalar::text).as_ref(),
         DEFAULT_LOCK_TIMEOUT,
     )?;
     let explicit_key = settings.text(
@@ -156,20 +153,6 @@ fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
         history_table,
         backup_required,
     })
-}
-
-fn duration_setting(
-    settings: &Settings,
-    name: &str,
-    flag: Option<String>,
-    file: Option<&Scalar>,
-    default: Duration,
-) -> Result<Duration> {
-    match settings.text(name, flag, file.map(Scalar::text).as_ref()) {
-        Some(text) => parse_duration(&text)
-            .map_err(|e| Error::usage(format!("{name} {}: {e}", actions::quote(&text)))),
-        None => Ok(default),
-    }
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {

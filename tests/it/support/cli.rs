@@ -9,6 +9,8 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+pub use super::file_commands::parse_file_commands;
+
 /// A prepared invocation of `shipgate`.
 pub struct Shipgate {
     command: Command,
@@ -269,52 +271,6 @@ fn collect(code: i32, stdout: String, stderr: String, files: Option<&ActionsFile
         raw_output_file,
         raw_env_file,
     }
-}
-
-/// The runner's `FileCommandManager.EnvFileKeyValuePairs`: `KEY=VALUE` when `=` comes before
-/// `<<`, else `KEY<<DELIM`, the value's lines, and `DELIM` alone on a line. The value excludes
-/// its final newline; a missing delimiter is an error. Later keys win.
-pub fn parse_file_commands(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.split('\n').peekable();
-    while let Some(line) = lines.next() {
-        if line.is_empty() {
-            continue;
-        }
-        let equals = line.find('=');
-        let heredoc = line.find("<<");
-        match (equals, heredoc) {
-            (Some(e), h) if h.is_none_or(|h| e < h) => {
-                let key = &line[..e];
-                if key.is_empty() {
-                    return Err(format!("invalid line `{line}`: empty key"));
-                }
-                out.insert(key.to_string(), line[e + 1..].to_string());
-            }
-            (_, Some(h)) => {
-                let key = &line[..h];
-                let delimiter = &line[h + 2..];
-                if key.is_empty() || delimiter.is_empty() {
-                    return Err(format!("invalid heredoc start `{line}`"));
-                }
-                let mut value = Vec::new();
-                let mut closed = false;
-                for next in lines.by_ref() {
-                    if next == delimiter {
-                        closed = true;
-                        break;
-                    }
-                    value.push(next);
-                }
-                if !closed {
-                    return Err(format!("matching delimiter `{delimiter}` not found"));
-                }
-                out.insert(key.to_string(), value.join("\n"));
-            }
-            _ => return Err(format!("invalid format `{line}`")),
-        }
-    }
-    Ok(out)
 }
 
 /// Every file under `dir` (recursively) as text, for leak searches.

@@ -4,6 +4,7 @@
 pub mod axum_server;
 pub mod cli;
 pub mod fake_github;
+pub mod file_commands;
 pub mod git_repo;
 pub mod health_server;
 pub mod http_server;
