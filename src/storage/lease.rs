@@ -157,7 +157,7 @@ fn now_millis() -> String {
 
 /// Who is running this, for other runs' messages: the GitHub run's URL, else host and pid.
 fn who() -> String {
-    let env = crate::settings::env;
+    let env = crate::inputs::env;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();

@@ -135,8 +135,8 @@ pub(crate) struct S3Store {
 impl S3Store {
     pub(crate) async fn new(bucket: &str, prefix: &str, options: &S3Options) -> S3Store {
         let endpoint = options.endpoint_url.clone().or_else(|| {
-            crate::settings::env("AWS_ENDPOINT_URL_S3")
-                .or_else(|| crate::settings::env("AWS_ENDPOINT_URL"))
+            crate::inputs::env("AWS_ENDPOINT_URL_S3")
+                .or_else(|| crate::inputs::env("AWS_ENDPOINT_URL"))
         });
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
