@@ -15,13 +15,15 @@ use tokio::sync::mpsc;
 
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
-use crate::archive::{self, DatabaseIdentity, DumpFormat, Progress, Sidecar, Source, Verification};
+use crate::backup::archive::{self, Progress, Source};
 pub(crate) use crate::backup::config::FileConfig;
+use crate::backup::restore::manual_restore;
+use crate::backup::sidecar::{DatabaseIdentity, Sidecar};
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::{self, Database};
 use crate::process::{self, LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
-use crate::state::backup::{BackupFile, BackupOutcome, Failed, Taken};
+use crate::state::backup::{BackupFile, BackupOutcome, DumpFormat, Failed, Taken, Verification};
 use crate::state::{Header, StateDir};
 use crate::storage::lease::{self, Lease, LostWatch};
 use crate::storage::{Checksum, Location, PendingUpload, S3Options, Sse, Storage, Upload};
@@ -1771,8 +1773,7 @@ fn summary(file: &BackupFile, result: &Taken) -> String {
         result.backup_id,
         table.render(),
         result.location,
-        archive::manual_restore(&result.location, result.format, Some(&result.sha256))
-            .unwrap_or_default()
+        manual_restore(&result.location, result.format, Some(&result.sha256)).unwrap_or_default()
     )
 }
 

@@ -16,13 +16,14 @@ use tokio::io::AsyncWriteExt as _;
 use super::backup::{self, SIDECAR_LIMIT, StoreArgs};
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
-use crate::archive::{self, DumpFormat, Progress, Sidecar, Source};
+use crate::backup::archive::{self, Progress, Source};
+use crate::backup::sidecar::Sidecar;
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::Database;
 use crate::process::{LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
-use crate::state::backup::BackupFile;
+use crate::state::backup::{BackupFile, DumpFormat};
 use crate::storage::{Location, Storage};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);

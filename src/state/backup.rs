@@ -4,7 +4,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Header, StateFile};
-use crate::archive::{DumpFormat, Verification};
 
 /// `backup.json`, and `backup`'s `--format json` object.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -76,4 +75,71 @@ pub(crate) struct Failed {
     pub(crate) published: bool,
     pub(crate) reason: String,
     pub(crate) exit_code: u8,
+}
+
+/// pg_dump's output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DumpFormat {
+    /// SQL text (`--format=plain --clean --if-exists`): `gunzip | psql` restores it.
+    Plain,
+    /// pg_dump's archive (`--format=custom --compress=0`, gzipped by shipgate): restored with
+    /// `pg_restore`.
+    Custom,
+}
+
+impl DumpFormat {
+    /// The object's name after `backup-<deployment-id>`.
+    pub(crate) fn extension(self) -> &'static str {
+        match self {
+            DumpFormat::Plain => ".sql.gz",
+            DumpFormat::Custom => ".dump.gz",
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DumpFormat::Plain => "plain",
+            DumpFormat::Custom => "custom",
+        }
+    }
+
+    /// The format a record or sidecar names, else the one its object's name says.
+    pub(crate) fn of(named: Option<&str>, location: &str) -> DumpFormat {
+        match named.and_then(|n| n.parse().ok()) {
+            Some(format) => format,
+            None if location.ends_with(".dump.gz") || location.ends_with(".dump") => {
+                DumpFormat::Custom
+            }
+            None => DumpFormat::Plain,
+        }
+    }
+}
+
+impl std::str::FromStr for DumpFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "plain" | "p" | "sql" => Ok(DumpFormat::Plain),
+            "custom" | "c" => Ok(DumpFormat::Custom),
+            other => Err(format!(
+                "`{other}` is not a dump format; use `plain` or `custom`"
+            )),
+        }
+    }
+}
+
+/// How a backup was verified.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Verification {
+    /// `sha256` (read back, hash, full decompression and read) or `restore` (also restored
+    /// into a scratch database and row counts compared).
+    pub(crate) mode: String,
+    pub(crate) checked_at: String,
+    /// Bytes of dump read back after decompression.
+    pub(crate) read_bytes: u64,
+    /// Tables compared, with `restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tables: Option<usize>,
 }
