@@ -1,6 +1,8 @@
-//! Restoring a backup: the tools `shipgate restore` runs, and the one text that restores a
-//! backup by hand.
+//! Restoring a backup: the tools `shipgate restore` (and verification by restore) runs, and the
+//! one text that restores a backup by hand.
 
+use crate::postgres::Database;
+use crate::process;
 use crate::state::backup::DumpFormat;
 
 /// The one text that restores a backup by hand, without shipgate, the way `shipgate restore`
@@ -38,6 +40,37 @@ pub(crate) fn manual_restore(
     }
     text.push_str(&format!("{fetch}{unpack} | {apply}\n"));
     Some(text)
+}
+
+/// The tool that restores a dump of `format` into `db` in one transaction.
+pub(crate) fn restore_spec(db: &Database, format: DumpFormat) -> process::Spec {
+    match format {
+        DumpFormat::Plain => db.spec(
+            "psql",
+            "psql",
+            vec![
+                "--no-psqlrc".into(),
+                "--quiet".into(),
+                "--set=ON_ERROR_STOP=1".into(),
+                "--single-transaction".into(),
+                "--no-password".into(),
+                "--file=-".into(),
+                format!("--dbname={}", db.conninfo()),
+            ],
+        ),
+        DumpFormat::Custom => db.spec(
+            "pg_restore",
+            "pg_restore",
+            vec![
+                "--clean".into(),
+                "--if-exists".into(),
+                "--single-transaction".into(),
+                "--exit-on-error".into(),
+                "--no-password".into(),
+                format!("--dbname={}", db.conninfo()),
+            ],
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::actions;
+use crate::error::Error;
 use crate::state::backup::{DumpFormat, Verification};
 
 /// `backup-<deployment-id>.json`, written after the dump is uploaded and verified: a backup
@@ -103,6 +105,29 @@ impl DatabaseIdentity {
                     .to_string(),
             ),
         }
+    }
+}
+
+/// Sidecars are small; anything bigger at that name is not one.
+pub(crate) const SIDECAR_LIMIT: usize = 1024 * 1024;
+
+/// Refuses a sidecar whose names do not follow shipgate's layout (it could point anywhere).
+pub(crate) fn check_sidecar(sidecar: &Sidecar, url: &str) -> crate::error::Result<()> {
+    let id_ok = sidecar.backup_id.strip_prefix("backup-").is_some_and(|id| {
+        id == sidecar.deployment_id && crate::state::check_deployment_id(id).is_ok()
+    });
+    let object_ok =
+        sidecar.object == format!("{}{}", sidecar.backup_id, sidecar.format.extension());
+    let sha_ok =
+        sidecar.sha256.len() == 64 && sidecar.sha256.chars().all(|c| c.is_ascii_hexdigit());
+    if id_ok && object_ok && sha_ok {
+        Ok(())
+    } else {
+        Err(Error::gate(format!(
+            "`{url}` does not describe a shipgate backup (backup id {}, object {}); refusing to use it",
+            actions::quote(&sidecar.backup_id),
+            actions::quote(&sidecar.object)
+        )))
     }
 }
 

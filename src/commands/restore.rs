@@ -13,11 +13,13 @@ use serde_json::json;
 use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::backup::{self, SIDECAR_LIMIT, StoreArgs};
+use super::backup::{self, StoreArgs};
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
 use crate::backup::archive::{self, Progress, Source};
-use crate::backup::sidecar::Sidecar;
+use crate::backup::restore::restore_spec;
+use crate::backup::sidecar::{SIDECAR_LIMIT, Sidecar, check_sidecar};
+use crate::backup::verify::compare_counts;
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::Database;
 use crate::process::{LogFile, SharedLog, Shutdown};
@@ -127,7 +129,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             )));
         }
     };
-    backup::check_sidecar(&sidecar, &sidecar_url)?;
+    check_sidecar(&sidecar, &sidecar_url)?;
     let deployment_id = settings
         .deployment_id
         .clone()
@@ -200,7 +202,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let counts_match = sidecar
         .row_counts
         .as_ref()
-        .map(|expected| backup::compare_counts(expected, &counts));
+        .map(|expected| compare_counts(expected, &counts));
     let result = RestoreResult {
         schema_version: 1,
         command: "restore",
@@ -503,7 +505,7 @@ async fn restore(
     }
 
     let _group = actions::group(&format!("Restore into `{}`", target.display()));
-    let spec = backup::restore_spec(target, sidecar.format);
+    let spec = restore_spec(target, sidecar.format);
     say(log, &format!("$ {}", spec.display()));
     let file = std::fs::File::open(&path)
         .map_err(|e| Error::dependency(format!("cannot open `{}`: {e}", path.display())))?;
