@@ -188,7 +188,8 @@ where
     .transpose()
 }
 
-fn duration_setting(
+/// A duration: flag > input > `file` > `default` (`input` names it in errors).
+pub(crate) fn duration_setting(
     settings: &Settings,
     input: &str,
     flag: Option<&String>,

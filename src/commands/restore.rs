@@ -61,11 +61,13 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let shutdown = Shutdown::listen();
     let started = Instant::now();
-    let timeout = match settings.text("restore-timeout", args.timeout.clone(), None) {
-        Some(text) => crate::util::parse_duration(&text)
-            .map_err(|e| Error::usage(format!("`restore-timeout`: {e}")))?,
-        None => DEFAULT_TIMEOUT,
-    };
+    let timeout = backup::duration_setting(
+        settings,
+        "restore-timeout",
+        args.timeout.as_ref(),
+        None,
+        DEFAULT_TIMEOUT,
+    )?;
     let deadline = tokio::time::Instant::now() + timeout;
     let chosen = choose(args, settings)?;
     // The same S3 settings (`--endpoint-url`, region, path style) however the backup is named.
