@@ -54,7 +54,7 @@ FROM debian:bookworm-slim
 
 # pg_dump refuses servers newer than its own major version: keep this at the newest major
 # the deployments target.
-ARG PG_MAJOR=17
+ARG PG_MAJOR=18
 
 COPY --from=pgdg-key /pgdg.gpg /usr/share/keyrings/apt.postgresql.org.gpg
 

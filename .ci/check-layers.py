@@ -20,13 +20,20 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Lower number = lower layer. A module may import its own layer or lower ones, never higher.
 # The first matching prefix wins.
+DOMAIN = ["gate", "rollout", "smoke", "backup", "migrate", "record", "release", "rollback", "pipeline"]
+ADAPTERS = ["actions", "github", "git", "storage", "postgres", "process", "hooks", "health",
+            "archive", "artifacts", "version"]
 LAYERS = [
     ("main", 6),
     ("cli", 5),
     ("commands", 5),
+    ("properties", 5),  # tests only: properties of code from every layer
     ("settings", 4),
+    *[(m, 3) for m in DOMAIN],
+    *[(m, 2) for m in ADAPTERS],
+    ("state", 1),       # the contract: data types every layer above shares
 ]
-DEFAULT_LAYER = 0  # everything else is a building block below the commands
+DEFAULT_LAYER = 0  # the foundation: error, exit, util, secret, text, inputs, log
 
 
 def module_of(path):

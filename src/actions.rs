@@ -83,7 +83,6 @@ pub(crate) fn quote(untrusted: &str) -> String {
 pub(crate) use crate::text::one_line;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) enum Level {
     Error,
     Warning,
@@ -102,6 +101,18 @@ impl Level {
 
 /// An annotation: `::error title=…::message` in Actions, `error: message` outside.
 pub(crate) fn annotate(level: Level, title: Option<&str>, message: &str) {
+    annotate_at(level, title, None, message);
+}
+
+/// An annotation pinned on a file, line and column (GitHub shows it on that line of the file in
+/// the run's summary and in pull requests); outside Actions the message is prefixed with
+/// `file:line:column` when it does not already say it.
+pub(crate) fn annotate_at(
+    level: Level,
+    title: Option<&str>,
+    at: Option<&crate::error::Location>,
+    message: &str,
+) {
     let message = redact(message);
     if enabled() {
         let message: String = if message.chars().count() > ANNOTATION_LIMIT {
@@ -111,9 +122,20 @@ pub(crate) fn annotate(level: Level, title: Option<&str>, message: &str) {
         } else {
             message
         };
-        let props = title
-            .map(|title| format!(" title={}", escape_property(&redact(title))))
-            .unwrap_or_default();
+        let mut props = Vec::new();
+        if let Some(at) = at {
+            props.push(format!("file={}", escape_property(&redact(&at.file))));
+            props.push(format!("line={}", at.line));
+            props.push(format!("col={}", at.column));
+        }
+        if let Some(title) = title {
+            props.push(format!("title={}", escape_property(&redact(title))));
+        }
+        let props = if props.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", props.join(","))
+        };
         emit(&format!(
             "::{}{props}::{}",
             level.command(),
@@ -150,12 +172,10 @@ impl Drop for Group {
 
 /// Stops the runner from reading workflow commands until dropped: `::stop-commands::<token>`
 /// then `::<token>::`. Wrap any block of untrusted multi-line text (child process output) in one.
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) struct Fence {
     token: Option<String>,
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) fn fence() -> Fence {
     if !enabled() {
         return Fence { token: None };
@@ -174,7 +194,6 @@ impl Drop for Fence {
 }
 
 /// Prints untrusted multi-line text, redacted, inside a stop-commands fence.
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) fn print_untrusted(text: &str) {
     let _fence = fence();
     for line in redact(text).lines() {
@@ -203,7 +222,13 @@ fn append_file_command(var: &'static str, key: &str, value: &str) -> Result<(), 
 /// One `KEY=VALUE` line, or the heredoc form with a random delimiter when the value has a line
 /// break, exactly as the runner's `EnvFileKeyValuePairs` reads it back.
 pub(crate) fn file_command(key: &str, value: &str) -> Result<String, ActionsError> {
-    if key.is_empty() || key.contains(['=', '\n', '\r']) || key.contains("<<") || key.trim() != key
+    // A key ending in `<` would make `KEY<<DELIM` read as `KEY` + `<<` + `<DELIM` (found by the
+    // file-command property in `properties`).
+    if key.is_empty()
+        || key.contains(['=', '\n', '\r'])
+        || key.contains("<<")
+        || key.ends_with('<')
+        || key.trim() != key
     {
         return Err(ActionsError::Key {
             key: key.to_string(),

@@ -94,5 +94,18 @@ pub(crate) async fn run(cli: Cli) -> u8 {
         }
     }
     .await;
+    // After a run that did its work, an input nothing read was probably misspelt or meant for
+    // another command: say so instead of ignoring it silently.
+    if result.is_ok() {
+        for input in crate::inputs::unused_inputs() {
+            crate::actions::annotate(
+                crate::actions::Level::Warning,
+                Some(&format!("shipgate {name}")),
+                &format!(
+                    "the input `{input}` is set but `shipgate {name}` does not use it; check its name (action.yml lists every input) or remove it"
+                ),
+            );
+        }
+    }
     commands::report(name, result, cli.global.format)
 }

@@ -7,7 +7,6 @@ use crate::exit;
 
 /// Which row of the exit-code table a failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 pub(crate) enum Kind {
     /// A gate said no.
     Gate,
@@ -38,21 +37,45 @@ impl Kind {
     }
 }
 
-/// A failure with its class and its cause chain.
+/// Where in a file the problem is (a config or suite error), so the annotation can pin it on
+/// that file, line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+}
+
+/// A failure with its class, its cause chain and, for errors in a file, where.
 pub(crate) struct Error {
     kind: Kind,
     inner: anyhow::Error,
+    location: Option<Box<Location>>,
 }
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl Error {
     pub(crate) fn new(kind: Kind, message: impl fmt::Display) -> Self {
         Error {
             kind,
             inner: anyhow::anyhow!("{message}"),
+            location: None,
         }
+    }
+
+    /// The same error, pinned on `file:line:column`.
+    pub(crate) fn at(mut self, file: impl Into<String>, line: usize, column: usize) -> Self {
+        self.location = Some(Box::new(Location {
+            file: file.into(),
+            line,
+            column,
+        }));
+        self
+    }
+
+    pub(crate) fn location(&self) -> Option<&Location> {
+        self.location.as_deref()
     }
 
     pub(crate) fn gate(message: impl fmt::Display) -> Self {
@@ -79,6 +102,7 @@ impl Error {
         Error {
             kind,
             inner: anyhow::Error::new(source),
+            location: None,
         }
     }
 
@@ -87,6 +111,7 @@ impl Error {
         Error {
             kind: self.kind,
             inner: self.inner.context(message),
+            location: self.location,
         }
     }
 

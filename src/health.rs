@@ -6,7 +6,6 @@
 
 // Shared adapter whose commands land with the next issues (migrate, backup, rollout, smoke);
 // remove this allowance once they use it.
-#![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
 

@@ -6,10 +6,10 @@
 //!
 //! Hooks should be idempotent ("set the canary weight to 5"), because a retry repeats them.
 //!
-//! Both commands resolve their hooks with [`resolve`] from the same inputs (`hook`, `hook-url`,
-//! `rollback-hook`, `rollback-hook-url`, `hook-shell`, `hook-timeout`, `hook-retries`) and the
-//! same `shipgate.yml` keys, so one configuration serves the automatic rollback and the manual
-//! one.
+//! Both commands resolve their hooks with [`resolve`] (through `Settings::hooks`, which reads
+//! [`Limits`]) from the same inputs (`hook`, `hook-url`, `rollback-hook`, `rollback-hook-url`,
+//! `hook-shell`, `hook-timeout`, `hook-retries`) and the same `shipgate.yml` keys, so one
+//! configuration serves the automatic rollback and the manual one.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,6 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::process::{self, LogFile, ProcessError, Shutdown, Spec};
 use crate::secret::Secret;
-use crate::settings::Settings;
 pub(crate) use crate::state::hook::{Attempt, HookRun};
 use crate::util::HumanDuration;
 
@@ -213,23 +212,29 @@ pub(crate) struct Hooks {
     pub(crate) rollback: Option<Hook>,
 }
 
+/// `hook-shell`, `hook-timeout` and `hook-retries` as the command read them (flag > input >
+/// file: `Settings::hooks`); `None` when not given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) shell: bool,
+    pub(crate) timeout: Option<HumanDuration>,
+    pub(crate) retries: Option<u32>,
+}
+
 /// The hooks from flags > inputs > `file`, with one timeout and retry count for both
-/// (`hook-timeout`, default 2m per attempt; `hook-retries`, default 2) and `hook-shell`.
+/// (`hook-timeout`, default 2m per attempt; `hook-retries`, default 2) and `hook-shell`
+/// (`limits`).
 pub(crate) fn resolve(
-    settings: &Settings,
+    limits: Limits,
     flags: &Flags<'_>,
     file: FileKeys<'_>,
 ) -> Result<Hooks, Error> {
-    let shell = settings.switch("hook-shell", flags.shell, file.shell, false)?;
-    let timeout = settings
-        .value("hook-timeout", flags.timeout, file.timeout)?
-        .map_or(DEFAULT_TIMEOUT, |d| d.0);
+    let shell = limits.shell;
+    let timeout = limits.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
     if timeout.is_zero() {
         return Err(Error::usage("`hook-timeout` must be more than 0"));
     }
-    let retries = settings
-        .value("hook-retries", flags.retries, file.retries)?
-        .unwrap_or(DEFAULT_RETRIES);
+    let retries = limits.retries.unwrap_or(DEFAULT_RETRIES);
     if retries > MAX_RETRIES {
         return Err(Error::usage(format!(
             "`hook-retries` is {retries}; use at most {MAX_RETRIES}"
@@ -296,14 +301,14 @@ fn target_from_inputs(
 ) -> Result<Option<Target>, Error> {
     let command = match (
         flag.map(str::to_string)
-            .or_else(|| crate::settings::input(name)),
+            .or_else(|| crate::inputs::input(name)),
         file,
     ) {
         (Some(line), _) => Some(CommandLine::Line(line)),
         (None, Some(file)) => Some(file.clone()),
         (None, None) => None,
     };
-    let url = crate::settings::secret(url_input, &[url_env]);
+    let url = crate::inputs::secret(url_input, &[url_env]);
     match (command, url) {
         (Some(_), Some(_)) => Err(Error::usage(format!(
             "both a command (`{name}`) and a webhook (`{url_input}`) are set for the {}; keep one",

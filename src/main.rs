@@ -15,10 +15,14 @@ mod hooks;
 mod inputs;
 mod log;
 mod migrate;
+mod pipeline;
 mod postgres;
 mod process;
+#[cfg(test)]
+mod properties;
 mod record;
 mod release;
+mod rollback;
 mod rollout;
 mod secret;
 mod settings;

@@ -6,7 +6,6 @@
 
 // Shared adapter whose commands land with the next issues (migrate, backup, rollout, smoke);
 // remove this allowance once they use it.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -243,11 +242,6 @@ impl Database {
         ]
     }
 
-    /// The password, for a child's `PGPASSWORD`.
-    pub(crate) fn password(&self) -> Option<&Secret> {
-        self.password.as_ref()
-    }
-
     fn apply_env(&self, command: &mut Command) {
         for var in INHERITED_PG_ENV {
             command.env_remove(var);
@@ -402,18 +396,6 @@ impl Session {
             }
         }
         Ok(parse_rows(&collected))
-    }
-
-    /// The process id of this session's backend (`pg_backend_pid()`).
-    pub(crate) async fn backend_pid(&mut self) -> Result<i64, PgError> {
-        let rows = self.query("SELECT pg_backend_pid()").await?;
-        rows.first()
-            .and_then(|r| r.first())
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| PgError::Session {
-                target: self.target.clone(),
-                message: "no backend pid".into(),
-            })
     }
 
     /// `pg_try_advisory_lock(key)`: `true` when this session now holds the session-level
@@ -837,7 +819,7 @@ mod tests {
             "{}",
             db.conninfo()
         );
-        assert_eq!(db.password().map(|p| p.expose()), Some("s@cret/pw"));
+        assert_eq!(db.password.as_ref().map(|p| p.expose()), Some("s@cret/pw"));
         assert_eq!(
             db.display(),
             "postgres://app:***@db.example:5432/app?application_name=x&sslmode=verify-full"

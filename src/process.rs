@@ -5,7 +5,6 @@
 
 // Shared adapter whose commands land with the next issues (migrate, backup, rollout, smoke);
 // remove this allowance once they use it.
-#![allow(dead_code)]
 
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -293,6 +292,7 @@ pub(crate) struct LogFile {
 
 impl LogFile {
     pub(crate) fn append(path: &Path) -> Result<LogFile, ProcessError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let log_error = |e: std::io::Error| ProcessError::Log {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -300,11 +300,23 @@ impl LogFile {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(log_error)?;
         }
+        // Never through a link: a log placed as a symlink to a file elsewhere would have shipgate
+        // append to that file.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
-            .map_err(log_error)?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                    ProcessError::Log {
+                        path: path.to_path_buf(),
+                        reason: "it is a symbolic link; shipgate writes its logs only into real files: remove the link".into(),
+                    }
+                } else {
+                    log_error(e)
+                }
+            })?;
         Ok(LogFile {
             path: path.to_path_buf(),
             file,
@@ -1242,5 +1254,32 @@ mod tests {
             .await
             .expect("runs");
         assert!(finished.timed_out && !finished.success());
+    }
+
+    #[test]
+    fn migration_commands_split_without_a_shell() {
+        assert_eq!(
+            split_command("npx prisma migrate deploy").expect("words"),
+            ["npx", "prisma", "migrate", "deploy"]
+        );
+        assert_eq!(
+            split_command(r#"migrate -path 'db/my migrations' -database "x\"y" a\ b ''"#)
+                .expect("words"),
+            [
+                "migrate",
+                "-path",
+                "db/my migrations",
+                "-database",
+                "x\"y",
+                "a b",
+                ""
+            ]
+        );
+        assert!(split_command("make migrate && echo ok").is_err());
+        assert!(split_command("migrate $DATABASE_URL").is_err());
+        assert!(split_command("migrate \"$DATABASE_URL\"").is_err());
+        assert!(split_command("migrate 'unclosed").is_err());
+        assert!(split_command("ls ~/x").is_err());
+        assert_eq!(split_command("a=~b").expect("words"), ["a=~b"]);
     }
 }

@@ -56,12 +56,14 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Registers `value` and the forms derived from it: percent-encoded, percent-decoded and, when it
-/// is a URL with a password, the password in both forms. Each new form is announced to the runner
-/// with `::add-mask::` before shipgate prints anything that could contain it.
-pub(crate) fn register(value: &str) {
+/// The forms of `value` a leak could take: itself, percent-encoded, percent-decoded, base64
+/// (standard and URL-safe, as in Basic auth headers and tokens) and, when it is a URL with a
+/// password, the password in both forms.
+pub(crate) fn forms_of(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     if value.is_empty() {
-        return;
+        return Vec::new();
     }
     let mut forms = vec![value.to_string()];
     let encoded = percent_encode(value);
@@ -81,6 +83,22 @@ pub(crate) fn register(value: &str) {
             forms.push(percent_encode(&decoded));
             forms.push(decoded);
         }
+    }
+    // Base64 of the value on its own; the value encoded at another offset inside a longer
+    // text (`user:secret`) has other base64 and is not found this way.
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(value.as_bytes()));
+    }
+    forms.dedup();
+    forms
+}
+
+/// Registers `value` and the forms derived from it ([`forms_of`]). Each new form is announced to
+/// the runner with `::add-mask::` before shipgate prints anything that could contain it.
+pub(crate) fn register(value: &str) {
+    let forms = forms_of(value);
+    if forms.is_empty() {
+        return;
     }
     let mut registry = REGISTRY
         .write()

@@ -33,10 +33,10 @@ pub(crate) struct FileConfig {
     pub(crate) gate: Option<crate::gate::config::FileConfig>,
     pub(crate) smoke: Option<crate::smoke::config::FileConfig>,
     pub(crate) record: Option<crate::record::config::FileConfig>,
-    pub(crate) rollback: Option<crate::commands::rollback::FileConfig>,
+    pub(crate) rollback: Option<crate::rollback::config::FileConfig>,
     pub(crate) notify: Option<crate::record::notify_config::FileConfig>,
-    pub(crate) rollout: Option<crate::commands::rollout::FileConfig>,
-    pub(crate) pipeline: Option<crate::commands::pipeline::FileConfig>,
+    pub(crate) rollout: Option<crate::rollout::config::FileConfig>,
+    pub(crate) pipeline: Option<crate::pipeline::config::FileConfig>,
     pub(crate) backup: Option<crate::backup::config::FileConfig>,
 }
 
@@ -99,7 +99,6 @@ impl crate::state::StateRoot for Settings {
     }
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl Settings {
     pub(crate) fn load(global: &GlobalArgs) -> Result<Settings> {
         let config = global.config.clone().or_else(|| input("config"));
@@ -256,6 +255,23 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The hooks a command names (`hooks::resolve`), with `hook-shell`, `hook-timeout` and
+    /// `hook-retries` read flag > input > `file` like every other setting.
+    pub(crate) fn hooks(
+        &self,
+        flags: &crate::hooks::Flags<'_>,
+        file: crate::hooks::FileKeys<'_>,
+    ) -> Result<crate::hooks::Hooks> {
+        let limits = crate::hooks::Limits {
+            shell: self.switch("hook-shell", flags.shell, file.shell, false)?,
+            timeout: self.value("hook-timeout", flags.timeout, file.timeout)?,
+            retries: self.value("hook-retries", flags.retries, file.retries)?,
+        };
+        crate::hooks::resolve(limits, flags, file)
+    }
+}
+
 /// Every secret shipgate may read, registered for masking before anything is printed.
 pub(crate) fn register_known_secrets() {
     const SECRET_INPUTS: &[&str] = &[
@@ -298,7 +314,7 @@ pub(crate) fn register_known_secrets() {
 
 fn load_config(explicit: Option<&str>) -> Result<FileConfig> {
     let path = Path::new(explicit.unwrap_or(DEFAULT_CONFIG));
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::inputs::read_text_file(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
             return Ok(FileConfig::default());
@@ -319,6 +335,43 @@ pub(crate) fn parse_config(path: &Path, text: &str) -> Result<FileConfig> {
         return Ok(FileConfig::default());
     }
     parse_yaml(path, text)
+}
+
+/// GitHub's REST API when `GITHUB_API_URL` does not name another (GHES).
+const GITHUB_API: &str = "https://api.github.com";
+
+impl Settings {
+    /// The token for GitHub's API: the `github-token` input, else GITHUB_TOKEN / GH_TOKEN.
+    pub(crate) fn github_token(&self) -> Option<crate::secret::Secret> {
+        secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"])
+    }
+
+    /// The one builder of GitHub clients: the token, the repository (checked) and
+    /// `GITHUB_API_URL`. `purpose` says who needs it, in the error when something is missing.
+    pub(crate) fn github(&self, purpose: &str) -> Result<crate::github::GitHub> {
+        let token = self.github_token().ok_or_else(|| {
+            Error::usage(format!(
+                "{purpose} needs a token: set the `github-token` input (default `${{{{ github.token }}}}`, with the permissions the command's docs list), or GITHUB_TOKEN / GH_TOKEN"
+            ))
+        })?;
+        self.github_with(&token, purpose)
+    }
+
+    /// A GitHub client with a token the caller already has.
+    pub(crate) fn github_with(
+        &self,
+        token: &crate::secret::Secret,
+        purpose: &str,
+    ) -> Result<crate::github::GitHub> {
+        let repo = self.repository.clone().ok_or_else(|| {
+            Error::usage(format!(
+                "{purpose} needs the repository: pass `--repository owner/name` or set GITHUB_REPOSITORY"
+            ))
+        })?;
+        crate::github::check_repository(&repo)?;
+        let api = env("GITHUB_API_URL").unwrap_or_else(|| GITHUB_API.to_string());
+        Ok(crate::github::GitHub::new(&api, token, &repo)?)
+    }
 }
 
 #[cfg(test)]

@@ -16,3 +16,28 @@ pub(crate) fn one_line(untrusted: &str) -> String {
     }
     redact(&out)
 }
+
+/// Items of a comma- or newline-separated list (an input or flag that names several things),
+/// trimmed, empties dropped.
+pub(crate) fn split_list(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A commit as people cite it: its first seven characters.
+pub(crate) fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_split_on_commas_and_lines() {
+        assert_eq!(split_list("a, b\nc,,"), vec!["a", "b", "c"]);
+    }
+}

@@ -26,6 +26,7 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed, then
 /// renamed over the target, so a reader never sees half a file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path
@@ -34,7 +35,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", random_hex(6)));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        // A new file, never through a link someone placed at the temporary name; the rename
+        // then replaces whatever is at `path` (a link included) without following it.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)

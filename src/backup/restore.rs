@@ -202,7 +202,7 @@ pub(crate) fn state_of(committed: &std::sync::atomic::AtomicBool) -> &'static st
 /// `database_backup.location` of a deployment record (seed 004 §8), or a top-level
 /// `location` (a `backup.json`).
 pub(crate) fn location_in_record(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::inputs::read_text_file(path)
         .map_err(|e| Error::usage(format!("cannot read the record `{}`: {e}", path.display())))?;
     /// What restore reads of a deployment record (or of a `backup.json`).
     #[derive(serde::Deserialize)]

@@ -292,20 +292,8 @@ impl Decision {
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let options = Options::resolve(args, settings)?;
-    let Some(token) = settings::secret("github-token", &["GITHUB_TOKEN", "GH_TOKEN"]) else {
-        return Err(Error::usage(
-            "`shipgate gate` reads checks from the GitHub API and needs a token: set the `github-token` input, or GITHUB_TOKEN / GH_TOKEN",
-        ));
-    };
-    let Some(repo) = settings.repository.clone() else {
-        return Err(Error::usage(
-            "no repository to read checks from: pass `--repository owner/name` or set GITHUB_REPOSITORY",
-        ));
-    };
-    super::validate::check_repository(&repo)?;
-    let api =
-        settings::env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".to_string());
-    let github = GitHub::new(&api, &token, &repo)?;
+    let github = settings.github("`shipgate gate` (it reads checks from the GitHub API)")?;
+    let repo = github.repo().to_string();
     let (state, sha, sha_source) = locate(args, settings)?;
     let start = Instant::now();
     tracing::info!(
@@ -403,7 +391,10 @@ fn locate(args: &Args, settings: &Settings) -> Result<(StateDir, String, &'stati
     }
     let state = match existing {
         Some(state) => state,
-        None => StateDir::create(&settings.state_root, &super::validate::deployment_id(&sha))?,
+        None => StateDir::create(
+            &settings.state_root,
+            &crate::release::id::deployment_id(&sha),
+        )?,
     };
     Ok((state, sha, source))
 }
@@ -506,7 +497,7 @@ impl Report<'_> {
         // No `::group::` here: the progress lines stay visible in the live log.
         tracing::info!(
             "waiting for the checks of `{}` (every {}, up to {})",
-            short(self.sha),
+            crate::text::short_sha(self.sha),
             format_duration(self.options.interval),
             format_duration(self.options.timeout)
         );
@@ -793,7 +784,7 @@ impl Report<'_> {
         pending: &[String],
         missing: &[String],
     ) -> String {
-        let sha = short(self.sha);
+        let sha = crate::text::short_sha(self.sha);
         let waited = format_duration(self.start.elapsed());
         match decision {
             Decision::Pass => format!(
@@ -884,7 +875,7 @@ impl Report<'_> {
                     actions::annotate(
                         Level::Error,
                         Some(&format!("check failed: {}", entry.display_name())),
-                        &describe_failure(entry, Some(short(self.sha))),
+                        &describe_failure(entry, Some(crate::text::short_sha(self.sha))),
                     );
                 }
                 actions::annotate(Level::Error, Some("shipgate gate"), reason);
@@ -894,7 +885,7 @@ impl Report<'_> {
     }
 
     fn summary(&self, result: &GateFile) -> String {
-        let sha = short(self.sha);
+        let sha = crate::text::short_sha(self.sha);
         let heading = match result.header.result.as_str() {
             "pass" => format!("### ✅ Checks passed for `{sha}`"),
             "timeout" => format!("### ⏱️ Gate timed out waiting for `{sha}`"),
@@ -1018,10 +1009,6 @@ fn describe_failure(entry: &Entry, commit: Option<&str>) -> String {
             .map(|u| format!(": {}", actions::quote(u).trim_matches('`')))
             .unwrap_or_default()
     )
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
 }
 
 /// `` `a`, `b`, `c` `` (the first eight, then "and N more").

@@ -65,7 +65,12 @@ fn report_failure(command: &str, error: &Error, format: Format) {
     for cause in &causes {
         full.push_str(&format!("\n  Caused by: {cause}"));
     }
-    actions::annotate(Level::Error, Some(&format!("shipgate {command}")), &full);
+    actions::annotate_at(
+        Level::Error,
+        Some(&format!("shipgate {command}")),
+        error.location(),
+        &full,
+    );
     let _ = actions::set_output("result", "fail");
     let heading = match error.kind() {
         Kind::Gate => "said no",

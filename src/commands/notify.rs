@@ -92,7 +92,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         )
         .map(std::path::PathBuf::from);
 
-    let state = StateDir::open(settings)?;
+    let state = match &record_path {
+        // A record given as a file names its deployment; its state may not be here yet.
+        Some(_) => StateDir::open(settings)?,
+        None => StateDir::existing(settings)?,
+    };
     let record = match record::load(&state, record_path.as_deref()) {
         Ok((record, _)) => Some(record),
         Err(e) if record_path.is_some() => return Err(e),

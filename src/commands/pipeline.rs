@@ -7,53 +7,18 @@
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Outcome;
-use crate::actions::{self, Table};
+use crate::actions;
 use crate::error::{Error, Result};
 use crate::exit::Status;
-use crate::process::{self, Spec};
+use crate::pipeline::report;
+use crate::pipeline::stage::{self, Stage};
+use crate::process;
 use crate::settings::{self, Settings};
 use crate::state::pipeline::{PipelineFile, StageRun};
 use crate::state::{Header, StateDir};
-
-/// The stages, in the order they run.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Stage {
-    Validate,
-    Gate,
-    Backup,
-    Migrate,
-    Rollout,
-    Smoke,
-    Record,
-    Notify,
-}
-
-impl Stage {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Stage::Validate => "validate",
-            Stage::Gate => "gate",
-            Stage::Backup => "backup",
-            Stage::Migrate => "migrate",
-            Stage::Rollout => "rollout",
-            Stage::Smoke => "smoke",
-            Stage::Record => "record",
-            Stage::Notify => "notify",
-        }
-    }
-
-    /// Stages that run at the end whatever happened before.
-    fn is_final(self) -> bool {
-        matches!(self, Stage::Record | Stage::Notify)
-    }
-}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -69,15 +34,6 @@ pub(crate) struct Args {
     /// backup (input `restore-database`); writes made since the backup are lost
     #[arg(long)]
     pub(crate) restore_database: bool,
-}
-
-/// The `pipeline:` section of `shipgate.yml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    stages: Option<Vec<Stage>>,
-    rollback_on_failure: Option<bool>,
-    restore_database: Option<bool>,
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
@@ -285,7 +241,7 @@ fn finish(
         tracing::info!("pipeline result in `{}`", path.display());
     }
     actions::set_output("result", &result.header.result)?;
-    actions::append_summary(&summary(&result))?;
+    actions::append_summary(&report::summary(&result))?;
     let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
     Ok(Outcome {
         json,
@@ -304,24 +260,7 @@ async fn run_stage(
     let mut command = vec![name];
     command.extend_from_slice(extra);
     let argv = settings.shipgate_argv(deployment_id, &command)?;
-    tracing::info!("pipeline: `shipgate {name}`");
-    let finished = process::run_inherited(&Spec::new(name, argv).shipgate_child(), cancel).await?;
-    let result = if finished.success() { "pass" } else { "fail" };
-    tracing::info!(
-        "pipeline: `shipgate {name}` {} in {}",
-        if finished.success() {
-            "passed"
-        } else {
-            "failed"
-        },
-        crate::util::format_duration(std::time::Duration::from_millis(finished.duration_ms))
-    );
-    Ok(StageRun {
-        stage: name.to_string(),
-        exit_code: finished.exit_code,
-        result: result.to_string(),
-        duration_ms: finished.duration_ms,
-    })
+    stage::run(name, argv, cancel).await
 }
 
 /// Validate, every stage `shipgate.yml` configures, and the record.
@@ -346,28 +285,4 @@ fn latest_id(settings: &Settings) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-}
-
-fn summary(result: &PipelineFile) -> String {
-    let mut table = Table::new(&["Stage", "Result", "Exit code", "Duration"]);
-    for run in &result.stages {
-        table.row(&[
-            format!("`{}`", run.stage),
-            if run.result == "pass" {
-                "✅ pass"
-            } else {
-                "❌ fail"
-            }
-            .to_string(),
-            run.exit_code
-                .map_or_else(|| "signal".to_string(), |c| c.to_string()),
-            crate::util::format_duration(std::time::Duration::from_millis(run.duration_ms)),
-        ]);
-    }
-    let heading = match (&result.failed_stage, result.rolled_back) {
-        (None, _) => "### ✅ Pipeline passed".to_string(),
-        (Some(stage), true) => format!("### ↩️ Pipeline failed at `{stage}` and was rolled back"),
-        (Some(stage), false) => format!("### ❌ Pipeline failed at `{stage}`"),
-    };
-    format!("{heading}\n\n{}\n", table.render())
 }

@@ -21,17 +21,18 @@ use super::{Outcome, set_outputs};
 use crate::actions::{self, Table};
 use crate::artifacts::{self, Artifact};
 use crate::error::{Error, Kind, Result};
-use crate::hooks::{self, CommandLine, Context, Hook, HookRun};
-use crate::process::{self, LogFile, Shutdown, Spec};
+use crate::hooks::{self, Context, Hook};
+use crate::process::{LogFile, Shutdown, Spec};
+use crate::rollback::config::FileConfig;
+use crate::rollback::{health, report, steps, window};
 use crate::settings::{self, Settings};
 use crate::state::backup::BackupFile;
-use crate::state::rollback::{Health, MarkedDeployment, RollbackFile, Step};
+use crate::state::rollback::{MarkedDeployment, RollbackFile, Step};
 use crate::state::{Header, StateDir};
 use crate::util::HumanDuration;
 
 const DEFAULT_RESTORE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -79,22 +80,6 @@ pub(crate) struct Args {
     pub(crate) health_timeout: Option<String>,
 }
 
-/// The `rollback:` section of `shipgate.yml`. The hook keys are `rollout:`'s (same names, same
-/// forms); each one absent here is read from the `rollout:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FileConfig {
-    /// One line (split like a shell would, no expansion; `sh -c` with `hook-shell`) or an argv
-    /// list.
-    rollback_hook: Option<CommandLine>,
-    hook_shell: Option<bool>,
-    hook_timeout: Option<HumanDuration>,
-    hook_retries: Option<u32>,
-    restore_command: Option<String>,
-    health_urls: Option<Vec<String>>,
-    health_timeout: Option<String>,
-}
-
 struct Options {
     record: Option<PathBuf>,
     force: bool,
@@ -133,10 +118,9 @@ impl Options {
             .file
             .rollout
             .as_ref()
-            .map(super::rollout::FileConfig::hook_keys)
+            .map(crate::rollout::config::FileConfig::hook_keys)
             .unwrap_or_default();
-        let configured = hooks::resolve(
-            settings,
+        let configured = settings.hooks(
             &hooks::Flags {
                 hook: None,
                 rollback_hook: args.rollback_hook.as_deref(),
@@ -242,18 +226,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
 
     // The window.
-    let deadline = record.rollback_deadline.parse::<jiff::Timestamp>().map_err(|_| {
-        Error::usage(format!(
-            "the record's `rollback_deadline` {} is not a timestamp; fix the record or pass `--force`",
-            actions::quote(&record.rollback_deadline)
-        ))
-    });
-    let now = jiff::Timestamp::now();
-    match deadline {
-        Ok(deadline) if now > deadline => {
-            let ago = crate::util::format_duration(Duration::from_secs(
-                (now.as_second() - deadline.as_second()).max(0) as u64,
-            ));
+    match window::closed_since(&record.rollback_deadline, jiff::Timestamp::now()) {
+        Ok(Some(closed)) => {
+            let ago = crate::util::format_duration(closed);
             if !options.force {
                 result.refused = true;
                 let message = format!(
@@ -280,7 +255,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
                 ),
             );
         }
-        Ok(_) => {}
+        Ok(None) => {}
         Err(e) if !options.force => return Err(e),
         Err(_) => result.forced = true,
     }
@@ -324,7 +299,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     // 1. The hook.
     if let Some(hook) = &options.hook {
         let _group = actions::group("Rollback hook");
-        let run = run_hook(
+        let run = steps::run_hook(
             hook,
             options.stage_hook_reused,
             &context,
@@ -354,7 +329,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     if let Some(backup) = &backup {
         let _group = actions::group(&format!("Restore database backup `{}`", backup.backup_id));
         let spec = restore_spec(settings, &state, &options, backup, &context)?;
-        let step = run_step("restore", &spec, &mut log, &shutdown).await?;
+        let step = steps::run_step("restore", &spec, &mut log, &shutdown).await?;
         let ok = step.ok;
         result.steps.push(step);
         result.database_restored = Some(ok);
@@ -381,7 +356,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         );
     } else {
         let _group = actions::group("Verify health");
-        result.health = verify_health(&options.health_urls, options.health_timeout, &mut log).await;
+        result.health =
+            health::verify_health(&options.health_urls, options.health_timeout, &mut log).await;
         if result.health.iter().any(|h| h.state != "healthy") {
             return fail(
                 state,
@@ -479,7 +455,7 @@ fn open(
 ) -> Result<(StateDir, Record, PathBuf)> {
     match path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let text = crate::inputs::read_text_file(path).map_err(|e| {
                 Error::usage(format!(
                     "cannot read the deployment record `{}`: {e}",
                     path.display()
@@ -512,7 +488,7 @@ fn open(
             Ok((state, record, path))
         }
         None => {
-            let state = StateDir::open(settings)?;
+            let state = StateDir::existing(settings)?;
             let (record, path) = record::load(&state, None)?;
             Ok((state, record, path))
         }
@@ -581,142 +557,6 @@ fn restore_spec(
     Ok(spec.timeout(Some(DEFAULT_RESTORE_TIMEOUT)))
 }
 
-/// Runs the rollback hook through `hooks::run` (retries, timeout per attempt, every attempt in
-/// the log) and annotates a failure.
-async fn run_hook(
-    hook: &Hook,
-    stage_hook_reused: bool,
-    context: &Context,
-    log: &mut LogFile,
-    shutdown: &Shutdown,
-) -> Result<HookRun> {
-    if stage_hook_reused {
-        tracing::info!(
-            "no rollback hook configured: running the stage hook with SHIPGATE_EVENT=rollback and SHIPGATE_WEIGHT=0"
-        );
-    }
-    tracing::info!(
-        "running the rollback hook ({}): {} (timeout {} per attempt, {} retries)",
-        hook.kind(),
-        actions::quote(&hook.display()),
-        crate::util::format_duration(hook.timeout),
-        hook.retries
-    );
-    let http = hooks::http_client(hook.timeout)?;
-    let run = hooks::run(hook, context, &http, log, shutdown).await;
-    if !run.ok {
-        actions::annotate(
-            actions::Level::Error,
-            Some("shipgate rollback"),
-            &format!(
-                "the rollback hook `{}` failed: {}",
-                hook.display(),
-                run.describe()
-            ),
-        );
-    }
-    Ok(run)
-}
-
-async fn run_step(name: &str, spec: &Spec, log: &mut LogFile, shutdown: &Shutdown) -> Result<Step> {
-    tracing::info!("running the {name}: {}", actions::quote(&spec.display()));
-    let finished = process::run_logged(spec, Some(log), shutdown.wait()).await?;
-    if !finished.success() {
-        actions::annotate(
-            actions::Level::Error,
-            Some("shipgate rollback"),
-            &format!(
-                "the {name} `{}` failed: {}{}",
-                spec.display(),
-                finished.describe(),
-                finished
-                    .tail
-                    .last()
-                    .map(|l| format!("; last line: {}", actions::quote(l)))
-                    .unwrap_or_default()
-            ),
-        );
-    }
-    Ok(Step {
-        name: name.to_string(),
-        command: spec.display(),
-        ok: finished.success(),
-        outcome: finished.describe(),
-        duration_ms: finished.duration_ms,
-    })
-}
-
-/// Polls each URL until it reads healthy (degraded is not healthy) or the timeout passes.
-async fn verify_health(urls: &[String], timeout: Duration, log: &mut LogFile) -> Vec<Health> {
-    let http = match reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(http) => http,
-        Err(e) => {
-            let reason = e.without_url().to_string();
-            return urls
-                .iter()
-                .map(|url| Health {
-                    url: crate::secret::redact_url(url),
-                    state: "unknown".into(),
-                    detail: reason.clone(),
-                    attempts: 0,
-                })
-                .collect();
-        }
-    };
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut out = Vec::new();
-    for url in urls {
-        let shown = crate::secret::redact_url(url);
-        let mut attempts = 0;
-        let reading = loop {
-            attempts += 1;
-            let (state, detail) = match http.get(url).send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let content_type = response
-                        .headers()
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    let body = response.bytes().await.unwrap_or_default();
-                    let reading = crate::health::read(
-                        status,
-                        content_type.as_deref(),
-                        &body,
-                        &crate::health::Rule::default(),
-                    );
-                    let state = serde_json::to_value(reading.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_else(|| "unknown".into());
-                    (state, reading.detail)
-                }
-                Err(e) => ("unreachable".to_string(), e.without_url().to_string()),
-            };
-            log.line(&format!(
-                "[{}] health {shown}: {state} ({detail})",
-                crate::util::now_rfc3339()
-            ));
-            if state == "healthy" || tokio::time::Instant::now() >= deadline {
-                break (state, detail);
-            }
-            tokio::time::sleep(crate::util::retry_delay(HEALTH_INTERVAL)).await;
-        };
-        tracing::info!("health of {shown}: {} ({})", reading.0, reading.1);
-        out.push(Health {
-            url: shown,
-            state: reading.0,
-            detail: actions::one_line(&reading.1),
-            attempts,
-        });
-    }
-    out
-}
-
 async fn mark_github(
     settings: &Settings,
     id: u64,
@@ -724,7 +564,7 @@ async fn mark_github(
     environment_url: Option<&str>,
 ) -> MarkedDeployment {
     let outcome = async {
-        let github = record::github_client(settings)?;
+        let github = settings.github("marking the GitHub deployment")?;
         record::post_status(
             &github,
             id,
@@ -793,63 +633,9 @@ fn finish(
                 .unwrap_or_default(),
         ),
     ])?;
-    actions::append_summary(&summary(&result, record))?;
+    actions::append_summary(&report::summary(&result, &record.status))?;
     let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
     Ok(Outcome::success(json))
-}
-
-fn summary(result: &RollbackFile, record: &Record) -> String {
-    let heading = if result.already_rolled_back {
-        format!(
-            "### ↩️ Deployment `{}` was already rolled back",
-            result.deployment_id
-        )
-    } else if result.refused {
-        format!(
-            "### ⛔ Rollback of `{}` refused: the window closed at `{}`",
-            result.deployment_id, result.rollback_deadline
-        )
-    } else if result.header.result == "pass" {
-        format!(
-            "### ↩️ Deployment `{}` (`{}`) rolled back",
-            result.deployment_id, result.version
-        )
-    } else {
-        format!("### 🚨 Rollback of `{}` FAILED", result.deployment_id)
-    };
-    let mut out = format!("{heading}\n\n");
-    if !result.steps.is_empty() {
-        let mut table = Table::new(&["Step", "Command", "Outcome", "Duration"]);
-        for step in &result.steps {
-            table.row(&[
-                step.name.clone(),
-                format!("`{}`", step.command),
-                step.outcome.clone(),
-                crate::util::format_duration(Duration::from_millis(step.duration_ms)),
-            ]);
-        }
-        out.push_str(&table.render());
-    }
-    if !result.health.is_empty() {
-        let mut table = Table::new(&["Health", "State", "Detail"]);
-        for health in &result.health {
-            table.row(&[
-                health.url.as_str(),
-                health.state.as_str(),
-                health.detail.as_str(),
-            ]);
-        }
-        out.push('\n');
-        out.push_str(&table.render());
-    }
-    if let Some(error) = &result.error {
-        out.push_str(&format!("\n{error}\n"));
-    }
-    out.push_str(&format!(
-        "\nReason: {}. Record status: `{}`.\n",
-        result.reason, record.status
-    ));
-    out
 }
 
 /// The incident stub: the facts shipgate knows, and the sections a person completes.
@@ -930,27 +716,4 @@ fn incident(record: &Record, result: &RollbackFile) -> String {
     out.push_str("\n## Root cause\n\n_What went wrong, and why checks did not catch it._\n");
     out.push_str("\n## Follow-ups\n\n- [ ] _Fix_\n- [ ] _A check that would have caught it_\n");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_hook_keys_are_rollouts() {
-        let file: FileConfig = serde_yaml_ng::from_str(
-            "rollback-hook: [kubectl, rollout, undo]\nhook-timeout: 5m\nhook-retries: 0",
-        )
-        .expect("argv");
-        assert!(matches!(file.rollback_hook, Some(CommandLine::Argv(ref a)) if a.len() == 3));
-        assert_eq!(
-            file.hook_timeout,
-            Some(HumanDuration(Duration::from_secs(300)))
-        );
-        let line: FileConfig =
-            serde_yaml_ng::from_str("rollback-hook: ./rollback.sh prod").expect("line");
-        assert!(matches!(line.rollback_hook, Some(CommandLine::Line(_))));
-        // The old key is gone, with an error naming it rather than silently ignoring it.
-        assert!(serde_yaml_ng::from_str::<FileConfig>("command: ./rollback.sh").is_err());
-    }
 }

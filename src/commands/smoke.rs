@@ -12,17 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Outcome, set_outputs};
-use crate::actions::{self, Table};
+use crate::actions;
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::process::LogFile;
 use crate::settings::{self, Settings};
 use crate::smoke::report;
-use crate::smoke::runner::{self, Context, SnapshotValues, Status, TestResult};
+use crate::smoke::runner::{self, Context, Status, TestResult};
+use crate::smoke::snapshot::{self, SnapshotFile};
 use crate::smoke::suite::{self, Overrides, Suite};
 use crate::state::smoke::SmokeFile;
 use crate::state::validate::ValidateFile;
@@ -202,23 +202,6 @@ impl Options {
     }
 }
 
-/// `smoke-snapshot-<name>.json`.
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotFile {
-    schema_version: u32,
-    command: String,
-    kind: String,
-    name: String,
-    result: String,
-    timestamp: String,
-    deployment_id: String,
-    values: SnapshotValues,
-}
-
-fn snapshot_file(name: &str) -> String {
-    format!("smoke-snapshot-{name}.json")
-}
-
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let options = Options::resolve(args, settings)?;
     // Secrets first: registered (masked) before anything else is printed.
@@ -270,11 +253,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         .unwrap_or_else(|| "urls".to_string());
 
     // Which tests run, and the snapshots they compare with: all checked before anything is sent.
-    let selected = select(&suite, options.snapshot.as_deref())?;
+    let selected = snapshot::select(&suite, options.snapshot.as_deref())?;
     let snapshots = if options.snapshot.is_some() {
         BTreeMap::new()
     } else {
-        load_snapshots(&state, &suite)?
+        snapshot::load(&state, &suite)?
     };
 
     let log_path = state.path(&format!("smoke-test-logs-{}.log", state.id()));
@@ -334,63 +317,6 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
 }
 
-/// All tests; with `--snapshot NAME`, the tests of that snapshot and what they depend on.
-fn select(suite: &Suite, snapshot: Option<&str>) -> Result<Vec<bool>> {
-    let Some(name) = snapshot else {
-        return Ok(vec![true; suite.tests.len()]);
-    };
-    let mut selected = vec![false; suite.tests.len()];
-    let mut stack: Vec<usize> = suite
-        .tests
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.snapshot.as_deref() == Some(name))
-        .map(|(i, _)| i)
-        .collect();
-    if stack.is_empty() {
-        return Err(Error::usage(format!(
-            "no test of the suite has `snapshot: {name}`; add it to the tests whose values are compared after the deploy"
-        )));
-    }
-    while let Some(i) = stack.pop() {
-        if !selected[i] {
-            selected[i] = true;
-            stack.extend(suite.tests[i].deps.iter().copied());
-        }
-    }
-    Ok(selected)
-}
-
-/// The snapshots the suite compares with, each checked to hold every value it needs.
-fn load_snapshots(state: &StateDir, suite: &Suite) -> Result<BTreeMap<String, SnapshotValues>> {
-    let mut out = BTreeMap::new();
-    for test in &suite.tests {
-        let Some(name) = &test.snapshot else { continue };
-        if !out.contains_key(name) {
-            let file = snapshot_file(name);
-            let Some(snapshot) = state.read_json::<SnapshotFile>(&file)? else {
-                return Err(Error::usage(format!(
-                    "test `{}` compares with snapshot `{name}`, but there is none for deployment `{}` (`{}`); take it before the deploy with `shipgate smoke --snapshot {name}`",
-                    test.name,
-                    state.id(),
-                    state.path(&file).display()
-                )));
-            };
-            out.insert(name.clone(), snapshot.values);
-        }
-        let values = out.get(name).and_then(|v| v.get(&test.name));
-        for path in test.asserts.iter().filter_map(|a| a.snapshot_path()) {
-            if values.is_none_or(|v| !v.contains_key(&path.to_string())) {
-                return Err(Error::usage(format!(
-                    "snapshot `{name}` has no value of `{path}` for test `{}`: the suite changed since it was taken; take it again with `shipgate smoke --snapshot {name}`",
-                    test.name
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn finish_snapshot(
     state: &StateDir,
     name: &str,
@@ -414,16 +340,7 @@ fn finish_snapshot(
             lines.join(" | ")
         )));
     }
-    let mut values = SnapshotValues::new();
-    for r in results {
-        let is_snapshot_test = suite
-            .tests
-            .iter()
-            .any(|t| t.name == r.name && t.snapshot.as_deref() == Some(name));
-        if is_snapshot_test {
-            values.insert(r.name.clone(), r.recorded.clone());
-        }
-    }
+    let values = snapshot::values_of(name, suite, results);
     let file = SnapshotFile {
         schema_version: 1,
         command: "smoke".into(),
@@ -434,28 +351,12 @@ fn finish_snapshot(
         deployment_id: state.id().to_string(),
         values,
     };
-    let path = state.write_json(&snapshot_file(name), &file)?;
+    let path = state.write_json(&snapshot::file_name(name), &file)?;
     set_outputs(&[
         ("result", "pass".to_string()),
         ("snapshot", path.display().to_string()),
     ])?;
-    let mut table = Table::new(&["Test", "Value", "Recorded"]);
-    for (test, values) in &file.values {
-        for (path, value) in values {
-            table.row(&[
-                format!("`{}`", actions::one_line(test).replace('`', "'")),
-                format!("`{path}`"),
-                format!(
-                    "`{}`",
-                    actions::one_line(&value.to_string()).replace('`', "'")
-                ),
-            ]);
-        }
-    }
-    actions::append_summary(&format!(
-        "### 📸 Smoke snapshot `{name}` taken\n\n{}\nAfter the deploy, `shipgate smoke` compares these with the suite's `before` / `growth` asserts.\n",
-        table.render()
-    ))?;
+    actions::append_summary(&report::snapshot_summary(&file))?;
     tracing::info!("snapshot `{name}` recorded in `{}`", path.display());
     Ok(Outcome::success(
         serde_json::to_value(&file).unwrap_or_else(|_| json!({})),

@@ -67,17 +67,13 @@ pub(crate) async fn check(
     events.sort_by_key(|e| e.status_id);
     Ok(judge(
         environment,
-        &short(sha),
+        crate::text::short_sha(sha),
         deployments.is_empty(),
         unfinished,
         &events,
         soak,
         jiff::Timestamp::now(),
     ))
-}
-
-fn short(sha: &str) -> String {
-    sha.chars().take(7).collect()
 }
 
 fn judge(

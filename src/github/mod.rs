@@ -88,7 +88,6 @@ pub(crate) struct Stats {
     pub(crate) rate_limit_remaining: Option<u64>,
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl Stats {
     /// Requests charged against the primary rate limit.
     pub(crate) fn charged(&self) -> u64 {
@@ -121,7 +120,6 @@ pub(crate) struct GitHub {
     stats: Mutex<Stats>,
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl GitHub {
     /// A client for `repo` (`owner/name`) at `api_url` (`GITHUB_API_URL`: github.com or GHES).
     pub(crate) fn new(api_url: &str, token: &Secret, repo: &str) -> Result<GitHub, GitHubError> {
@@ -166,15 +164,6 @@ impl GitHub {
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
         let (body, _) = self.get_raw(path).await?;
         decode(path, &body)
-    }
-
-    /// GET every page of a list endpoint (following `Link: rel="next"`), at most `max_pages`.
-    pub(crate) async fn get_pages<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        max_pages: usize,
-    ) -> Result<Vec<T>, GitHubError> {
-        Ok(self.list(path, None, max_pages).await?.items)
     }
 
     /// GET every page of a list endpoint whose items sit in the array `field` of an object, as
@@ -510,9 +499,38 @@ pub(crate) fn strip_urls(text: &str) -> String {
         .join(" ")
 }
 
+/// `owner/name` with GitHub's characters, before it goes into any API path.
+pub(crate) fn check_repository(repo: &str) -> crate::error::Result<()> {
+    let valid = repo.split_once('/').is_some_and(|(owner, name)| {
+        let part = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('.')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        part(owner) && part(name)
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(crate::error::Error::usage(format!(
+            "repository `{}` is not `owner/name`; pass `--repository owner/name`",
+            crate::text::one_line(repo)
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repositories_must_be_owner_slash_name() {
+        assert!(crate::github::check_repository("octo/app").is_ok());
+        assert!(crate::github::check_repository("octo").is_err());
+        assert!(crate::github::check_repository("octo/app/x").is_err());
+        assert!(crate::github::check_repository("../app").is_err());
+    }
 
     #[test]
     fn next_link_is_found() {

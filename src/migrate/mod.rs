@@ -1,4 +1,10 @@
-//! The migration's domain: today its `migrate:` configuration; history tables and the lock move
-//! here from `commands::migrate` next.
+//! The migration's domain: its `migrate:` configuration, the command to run, the lock, the
+//! history tables, one run, and its summary. Imports the foundation, adapters and `state`; never
+//! `settings` or `commands`.
 
+pub(crate) mod command;
 pub(crate) mod config;
+pub(crate) mod history;
+pub(crate) mod lock;
+pub(crate) mod run;
+pub(crate) mod summary;

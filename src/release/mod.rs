@@ -1,4 +1,8 @@
-//! The release being deployed (seed 004 §1): today its `validate:` configuration; the version
-//! rules and tag resolution move here from `commands::validate` next.
+//! The release being deployed (seed 004 §1): its `validate:` configuration, resolving its tag
+//! (`resolve`), the deployment id (`id`) and the summary. Imports the foundation, adapters and
+//! `state`; never `settings` or `commands`.
 
 pub(crate) mod config;
+pub(crate) mod id;
+pub(crate) mod resolve;
+pub(crate) mod summary;

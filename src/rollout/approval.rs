@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+use crate::state::StateDir;
+
+/// Where a paused rollout says which stage waits (in the state dir).
+pub(crate) const PAUSE_FILE: &str = "rollout-pause.json";
+/// The approval file a paused rollout waits for unless `approval-file` names another.
+pub(crate) const APPROVAL_FILE: &str = "rollout-approval.json";
+
 /// `rollout-pause.json`: which stage waits, since when, until when, and where to approve it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Pause {
@@ -27,7 +35,7 @@ pub(crate) struct Approval {
 
 /// Takes the approval for `stage` from `path` if there is one (deleting the file).
 pub(crate) fn take(path: &Path, stage: &str) -> Option<Approval> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = crate::inputs::read_text_file(path).ok()?;
     let approval = match serde_json::from_str::<Approval>(&text) {
         Ok(approval) => approval,
         Err(_) => Approval {
@@ -58,6 +66,36 @@ pub(crate) fn other_stage(path: &Path, stage: &str) -> Option<String> {
 pub(crate) fn write(path: &Path, approval: &Approval) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(approval).unwrap_or_else(|_| "{}".to_string());
     crate::util::write_atomic(path, crate::secret::redact(&text).as_bytes())
+}
+
+/// The stage `shipgate rollout --resume` approves: the one `requested` (`--approve-stage`), which
+/// must be the one a waiting rollout (`waiting`) waits for, else the waiting one.
+pub(crate) fn stage_to_approve(
+    state: &StateDir,
+    requested: Option<&str>,
+    waiting: Option<&Pause>,
+) -> Result<String> {
+    let stage = match (requested, waiting) {
+        (Some(stage), Some(pause)) if stage != pause.stage => {
+            return Err(Error::usage(format!(
+                "the rollout of deployment `{}` waits for stage `{}`, not `{stage}`; approve `{}` or leave out `--approve-stage`",
+                state.id(),
+                pause.stage,
+                pause.stage
+            )));
+        }
+        (Some(stage), _) => stage.to_string(),
+        (None, Some(pause)) => pause.stage.clone(),
+        (None, None) => {
+            return Err(Error::usage(format!(
+                "no rollout of deployment `{}` is waiting for an approval (no `{PAUSE_FILE}` in `{}`); to approve a stage before the rollout reaches it, name it with `--approve-stage`",
+                state.id(),
+                state.dir().display()
+            )));
+        }
+    };
+    crate::inputs::check_name("stage name", &stage)?;
+    Ok(stage)
 }
 
 #[cfg(test)]

@@ -435,4 +435,22 @@ mod tests {
         let verdicts = run(&window(&canary, 5), Some(&window(&[true; 2], 5)), &t);
         assert_eq!(status(&verdicts, "baseline"), Status::NoData);
     }
+
+    #[test]
+    fn verdict_views_read_back_what_verdicts_write() {
+        let verdict = Verdict {
+            gate: "success-rate",
+            status: Status::NoData,
+            value: None,
+            measured: "-".into(),
+            threshold: "≥ 99%".into(),
+            message: "no data".into(),
+        };
+        let view = StageVerdict::from(&verdict);
+        assert_eq!(view.status, Status::NoData);
+        assert_eq!(
+            serde_json::to_value(&view).expect("json")["status"],
+            "no_data"
+        );
+    }
 }

@@ -6,15 +6,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
-use super::gates::Thresholds;
+use super::config::{Percent, ProbeConfig, StageConfig};
+use super::gates::{DegradedPolicy, Thresholds};
 use super::probe::{Probe, Target};
-use crate::commands::rollout::{Args, FileConfig, StageConfig};
 use crate::error::{Error, Result};
 use crate::health::Rule;
-use crate::hooks::{self, Hook};
-use crate::settings::{self, Settings};
+use crate::hooks::{Hook, Hooks};
+use crate::state::rollout::Endpoints;
 use crate::util::{HumanDuration, format_duration};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -25,40 +25,6 @@ const DEFAULT_VERIFY_SUCCESSES: u32 = 3;
 /// The most `min-samples`, `consecutive-failures` and `verify-successes` may ask for: a million
 /// probes is 116 days at the default interval, far past any plan that can finish.
 pub(crate) const MAX_COUNT: u64 = 1_000_000;
-
-/// A percentage written `99`, `99.5` or `99%`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Percent(pub(crate) f64);
-
-impl std::str::FromStr for Percent {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let number = text.trim().trim_end_matches('%').trim();
-        match number.parse::<f64>() {
-            Ok(value) if (0.0..=100.0).contains(&value) => Ok(Percent(value)),
-            _ => Err(format!(
-                "`{text}` is not a percentage; use a number from 0 to 100 such as `99` or `99.5%`"
-            )),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Percent {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(f64),
-            Text(String),
-        }
-        let text = match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => n.to_string(),
-            Raw::Text(t) => t,
-        };
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// One stage of the plan.
 #[derive(Debug, Clone, Serialize)]
@@ -102,74 +68,82 @@ pub(crate) struct Plan {
     pub(crate) verify_interval: Duration,
 }
 
+/// What a plan is made of: each value as the command read it (flag > input > `shipgate.yml`);
+/// `None` or empty when not given, so the defaults apply.
+#[derive(Debug)]
+pub(crate) struct Inputs {
+    /// `--stage` / input `stages`, each `name:weight:duration[:interval]`.
+    pub(crate) stage_flags: Vec<String>,
+    /// `rollout.stages` in `shipgate.yml`, used when no stage flag is given.
+    pub(crate) stages: Option<Vec<StageConfig>>,
+    pub(crate) success_rate: Option<Percent>,
+    pub(crate) max_p95: Option<HumanDuration>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) min_samples: Option<u64>,
+    pub(crate) window: Option<HumanDuration>,
+    pub(crate) baseline_ratio: Option<f64>,
+    pub(crate) degraded: Option<DegradedPolicy>,
+    pub(crate) interval: Option<HumanDuration>,
+    pub(crate) approval_timeout: Option<HumanDuration>,
+    pub(crate) pause_before: Vec<String>,
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) baseline: Vec<String>,
+    pub(crate) verify_endpoints: Vec<String>,
+    pub(crate) probe_commands: Vec<String>,
+    /// `rollout.probes` in `shipgate.yml`.
+    pub(crate) probes: Vec<ProbeConfig>,
+    pub(crate) probe_timeout: Option<HumanDuration>,
+    /// `rollout.health` in `shipgate.yml`, then `health_pointer` and `health_accept` over it.
+    pub(crate) health: Option<Rule>,
+    pub(crate) health_pointer: Option<String>,
+    pub(crate) health_accept: Vec<String>,
+    pub(crate) expect_version: Option<String>,
+    /// The stage and rollback hooks as configured (not checked yet).
+    pub(crate) hooks: Hooks,
+    pub(crate) verify_timeout: Option<HumanDuration>,
+    pub(crate) verify_successes: Option<u32>,
+}
+
 impl Plan {
-    pub(crate) fn resolve(args: &Args, settings: &Settings) -> Result<Plan> {
-        let default_file = FileConfig::default();
-        let file = settings.file.rollout.as_ref().unwrap_or(&default_file);
-        let duration = |name: &str, flag: Option<HumanDuration>, file: Option<HumanDuration>| {
-            settings
-                .value(name, flag, file)
-                .map(|d| d.map(|d: HumanDuration| d.0))
-        };
+    pub(crate) fn resolve(inputs: Inputs) -> Result<Plan> {
+        let duration = |value: Option<HumanDuration>| value.map(|d| d.0);
 
         let defaults = Thresholds::default();
         let base = Thresholds {
-            success_rate: settings
-                .value("success-rate", args.success_rate, file.success_rate)?
-                .map_or(defaults.success_rate, |p| p.0),
-            max_p95: duration("max-p95", args.max_p95, file.max_p95)?.unwrap_or(defaults.max_p95),
-            consecutive_failures: settings
-                .value(
-                    "consecutive-failures",
-                    args.consecutive_failures,
-                    file.consecutive_failures,
-                )?
+            success_rate: inputs.success_rate.map_or(defaults.success_rate, |p| p.0),
+            max_p95: duration(inputs.max_p95).unwrap_or(defaults.max_p95),
+            consecutive_failures: inputs
+                .consecutive_failures
                 .unwrap_or(defaults.consecutive_failures),
-            min_samples: settings
-                .value("min-samples", args.min_samples, file.min_samples)?
-                .unwrap_or(defaults.min_samples),
-            window: duration("window", args.window, file.window)?.unwrap_or(defaults.window),
-            baseline_ratio: settings
-                .value("baseline-ratio", args.baseline_ratio, file.baseline_ratio)?
-                .unwrap_or(defaults.baseline_ratio),
-            degraded: settings
-                .value("degraded", args.degraded, file.degraded)?
-                .unwrap_or(defaults.degraded),
+            min_samples: inputs.min_samples.unwrap_or(defaults.min_samples),
+            window: duration(inputs.window).unwrap_or(defaults.window),
+            baseline_ratio: inputs.baseline_ratio.unwrap_or(defaults.baseline_ratio),
+            degraded: inputs.degraded.unwrap_or(defaults.degraded),
         };
         check_thresholds("the rollout", &base)?;
-        let interval =
-            duration("interval", args.interval, file.interval)?.unwrap_or(DEFAULT_INTERVAL);
+        let interval = duration(inputs.interval).unwrap_or(DEFAULT_INTERVAL);
         check_interval("the rollout", interval)?;
-        let approval_timeout = duration(
-            "approval-timeout",
-            args.approval_timeout,
-            file.approval_timeout,
-        )?
-        .unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
-        let pause_before = settings.list("pause-before", &args.pause_before, None);
+        let approval_timeout =
+            duration(inputs.approval_timeout).unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
+        let pause_before = &inputs.pause_before;
 
         let stages = stages(
-            args,
-            settings,
-            file,
+            &inputs.stage_flags,
+            inputs.stages.as_ref(),
             &base,
             interval,
             approval_timeout,
-            &pause_before,
+            pause_before,
         )?;
 
-        let endpoints = settings.list("endpoints", &args.endpoint, file.endpoints.as_ref());
-        let baseline = settings.list("baseline", &args.baseline, file.baseline.as_ref());
-        let verify = settings.list(
-            "verify-endpoints",
-            &args.verify_endpoint,
-            file.verify_endpoints.as_ref(),
-        );
+        let endpoints = &inputs.endpoints;
+        let baseline = &inputs.baseline;
+        let verify = &inputs.verify_endpoints;
         let mut canary = Vec::new();
-        for url in &endpoints {
+        for url in endpoints {
             canary.push(Target::http(&check_url("endpoint", url)?));
         }
-        let probe_commands = settings.list("probe-commands", &args.probe_command, None);
+        let probe_commands = &inputs.probe_commands;
         for (i, line) in probe_commands.iter().enumerate() {
             let argv = crate::process::split_command(line)
                 .map_err(|e| Error::usage(format!("probe command {}: {e}", i + 1)))?;
@@ -178,8 +152,8 @@ impl Plan {
                 probe: Probe::Command { argv },
             });
         }
-        for probe in file.probes.iter().flatten() {
-            settings::check_name("probe name", &probe.name)?;
+        for probe in &inputs.probes {
+            crate::inputs::check_name("probe name", &probe.name)?;
             let argv = probe.command.argv(false).map_err(|e| {
                 Error::usage(format!("probe `{}` in the config file: {e}", probe.name))
             })?;
@@ -230,16 +204,15 @@ impl Plan {
             }
         }
 
-        let probe_timeout = duration("probe-timeout", args.probe_timeout, file.probe_timeout)?
-            .unwrap_or(DEFAULT_PROBE_TIMEOUT);
+        let probe_timeout = duration(inputs.probe_timeout).unwrap_or(DEFAULT_PROBE_TIMEOUT);
         if probe_timeout.is_zero() {
             return Err(Error::usage("`probe-timeout` must be more than 0"));
         }
-        let mut rule = file.health.clone().unwrap_or_default();
-        if let Some(pointer) = settings.text("health-pointer", args.health_pointer.clone(), None) {
+        let mut rule = inputs.health.unwrap_or_default();
+        if let Some(pointer) = inputs.health_pointer {
             rule.pointer = Some(pointer);
         }
-        let accepted = settings.list("health-accept", &args.health_accept, None);
+        let accepted = inputs.health_accept;
         if !accepted.is_empty() {
             rule.accepted = accepted;
         }
@@ -256,25 +229,9 @@ impl Plan {
                 )));
             }
         }
-        let expect_version = settings
-            .text(
-                "expect-version",
-                args.expect_version.clone(),
-                file.expect_version.as_ref(),
-            )
-            .filter(|v| !v.trim().is_empty());
+        let expect_version = inputs.expect_version.filter(|v| !v.trim().is_empty());
 
-        let hooks = hooks::resolve(
-            settings,
-            &hooks::Flags {
-                hook: args.hook.as_deref(),
-                rollback_hook: args.rollback_hook.as_deref(),
-                shell: args.hook_shell,
-                timeout: args.hook_timeout,
-                retries: args.hook_retries,
-            },
-            file.hook_keys(),
-        )?;
+        let hooks = inputs.hooks;
         let stage_hook = hooks.stage.ok_or_else(|| {
             Error::usage(
                 "no stage hook: set `--hook COMMAND` (input `hook`, or `rollout.hook` in shipgate.yml) or the `hook-url` input (env SHIPGATE_HOOK_URL) for a webhook; it is what shifts traffic to each stage's weight",
@@ -285,14 +242,9 @@ impl Plan {
         stage_hook.check().map_err(Error::usage)?;
         rollback_hook.check().map_err(Error::usage)?;
 
-        let verify_timeout = duration("verify-timeout", args.verify_timeout, file.verify_timeout)?
-            .unwrap_or(DEFAULT_VERIFY_TIMEOUT);
-        let verify_successes = settings
-            .value(
-                "verify-successes",
-                args.verify_successes,
-                file.verify_successes,
-            )?
+        let verify_timeout = duration(inputs.verify_timeout).unwrap_or(DEFAULT_VERIFY_TIMEOUT);
+        let verify_successes = inputs
+            .verify_successes
             .unwrap_or(DEFAULT_VERIFY_SUCCESSES)
             .max(1);
         check_count(
@@ -374,6 +326,41 @@ impl Plan {
                 }
             })
             .collect()
+    }
+
+    /// The stage and rollback hooks as the plan and the log describe them.
+    pub(crate) fn hook_lines(&self) -> Vec<String> {
+        let hook = &self.stage_hook;
+        let mut lines = vec![format!(
+            "stage hook: {} `{}` (timeout {} per attempt, {} retries)",
+            hook.kind(),
+            hook.display(),
+            format_duration(hook.timeout),
+            hook.retries
+        )];
+        lines.push(if self.rollback_is_stage_hook {
+            "rollback hook: the stage hook with SHIPGATE_STAGE=rollback and SHIPGATE_WEIGHT=0"
+                .to_string()
+        } else {
+            format!(
+                "rollback hook: {} `{}`",
+                self.rollback_hook.kind(),
+                self.rollback_hook.display()
+            )
+        });
+        lines
+    }
+
+    /// What is probed, by label (canary, baseline, verification after a rollback).
+    pub(crate) fn endpoints(&self) -> Endpoints {
+        let labels = |targets: &[crate::rollout::probe::Target]| {
+            targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>()
+        };
+        Endpoints {
+            canary: labels(&self.canary),
+            baseline: labels(&self.baseline),
+            verify: labels(&self.verify),
+        }
     }
 
     /// The plan as the human-readable lines `--dry-run` prints.
@@ -592,21 +579,19 @@ fn default_stages() -> Vec<StageConfig> {
 }
 
 fn stages(
-    args: &Args,
-    settings: &Settings,
-    file: &FileConfig,
+    from_flags: &[String],
+    from_file: Option<&Vec<StageConfig>>,
     base: &Thresholds,
     interval: Duration,
     approval_timeout: Duration,
     pause_before: &[String],
 ) -> Result<Vec<Stage>> {
-    let from_flags = settings.list("stages", &args.stage, None);
     let configs: Vec<StageConfig> = if !from_flags.is_empty() {
         from_flags
             .iter()
             .map(|s| parse_stage_flag(s))
             .collect::<Result<_>>()?
-    } else if let Some(stages) = &file.stages {
+    } else if let Some(stages) = from_file {
         stages.clone()
     } else {
         default_stages()
@@ -620,7 +605,7 @@ fn stages(
     let mut stages = Vec::new();
     let mut last_weight = 0u8;
     for config in configs {
-        settings::check_name("stage name", &config.name)?;
+        crate::inputs::check_name("stage name", &config.name)?;
         if config.name == "rollback" {
             return Err(Error::usage(
                 "`rollback` is reserved for the rollback hook's SHIPGATE_STAGE; name the stage differently",
@@ -698,12 +683,6 @@ fn stages(
     Ok(stages)
 }
 
-impl Default for Percent {
-    fn default() -> Self {
-        Percent(0.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,13 +722,5 @@ mod tests {
             "nothing to verify"
         );
         assert!(check_verification(true, 1, secs(10), Duration::ZERO).is_err());
-    }
-
-    #[test]
-    fn percentages() {
-        assert_eq!("99.5%".parse::<Percent>(), Ok(Percent(99.5)));
-        assert!("101".parse::<Percent>().is_err());
-        let from_yaml: Percent = serde_yaml_ng::from_str("99").expect("number");
-        assert_eq!(from_yaml, Percent(99.0));
     }
 }

@@ -49,8 +49,8 @@ impl Subject {
     }
 
     /// The kinds of check this subject applies to.
-    pub(crate) fn applies_to(&self, kind: super::suite::Kind) -> bool {
-        use super::suite::Kind;
+    pub(crate) fn applies_to(&self, kind: crate::state::smoke::Kind) -> bool {
+        use crate::state::smoke::Kind;
         match self {
             Subject::Duration => true,
             Subject::Value | Subject::Rows => kind == Kind::Database,
@@ -132,7 +132,7 @@ enum Expected {
 
 /// One assert.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "super::suite::Scalar")]
+#[serde(try_from = "super::scalar::Scalar")]
 pub(crate) struct Assert {
     text: String,
     pub(crate) subject: Subject,
@@ -145,9 +145,9 @@ pub(crate) struct Assert {
     template: Option<Template>,
 }
 
-impl TryFrom<super::suite::Scalar> for Assert {
+impl TryFrom<super::scalar::Scalar> for Assert {
     type Error = String;
-    fn try_from(value: super::suite::Scalar) -> Result<Self, String> {
+    fn try_from(value: super::scalar::Scalar) -> Result<Self, String> {
         Assert::parse(&value.0)
     }
 }

@@ -7,5 +7,7 @@ pub(crate) mod config;
 pub(crate) mod jsonpath;
 pub(crate) mod report;
 pub(crate) mod runner;
+pub(crate) mod scalar;
+pub(crate) mod snapshot;
 pub(crate) mod suite;
 pub(crate) mod template;

@@ -4,6 +4,7 @@
 
 use super::assert::Failure;
 use super::runner::{Status, TestResult, fmt_ms};
+use super::snapshot::SnapshotFile;
 use crate::actions::{self, Level, Table};
 
 /// At most this many annotations per run (the runner shows only the first few anyway).
@@ -209,6 +210,28 @@ pub(crate) fn annotate(results: &[&TestResult]) {
             ),
         );
     }
+}
+
+/// The summary of a snapshot taken: every value it recorded.
+pub(crate) fn snapshot_summary(file: &SnapshotFile) -> String {
+    let mut table = Table::new(&["Test", "Value", "Recorded"]);
+    for (test, values) in &file.values {
+        for (path, value) in values {
+            table.row(&[
+                format!("`{}`", actions::one_line(test).replace('`', "'")),
+                format!("`{path}`"),
+                format!(
+                    "`{}`",
+                    actions::one_line(&value.to_string()).replace('`', "'")
+                ),
+            ]);
+        }
+    }
+    format!(
+        "### 📸 Smoke snapshot `{}` taken\n\n{}\nAfter the deploy, `shipgate smoke` compares these with the suite's `before` / `growth` asserts.\n",
+        file.name,
+        table.render()
+    )
 }
 
 #[cfg(test)]

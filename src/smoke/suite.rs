@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::assert::{Assert, Subject};
 use super::jsonpath;
+pub(crate) use super::scalar::{Scalar, ScalarOr};
 use super::template::{self, Template, Var, Vars};
 use crate::error::{Error, Result};
 use crate::health;
@@ -23,79 +23,6 @@ pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// First pause between readiness attempts; it doubles up to [`MAX_INTERVAL`].
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(15);
-
-/// Any YAML scalar, as text (`10`, `true`, `1.5`, `abc`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Scalar(pub(crate) String);
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ScalarVisitor)
-    }
-}
-
-struct ScalarVisitor;
-
-impl Visitor<'_> for ScalarVisitor {
-    type Value = Scalar;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string, number or boolean")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-        Ok(Scalar(v.to_string()))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
-        Ok(Scalar(v.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-        Ok(Scalar(v.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
-        Ok(Scalar(v.to_string()))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
-        Ok(Scalar(v.to_string()))
-    }
-}
-
-/// A scalar shorthand or the full map form of a setting (`ready: 2m` or
-/// `ready: {timeout: 2m, interval: 1s}`).
-#[derive(Debug, Clone)]
-pub(crate) enum ScalarOr<T> {
-    Scalar(String),
-    Map(T),
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for ScalarOr<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = ScalarOr<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a value or a map")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(ScalarOr::Scalar(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(ScalarOr::Scalar(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(ScalarOr::Scalar(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(ScalarOr::Scalar(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(ScalarOr::Scalar(v.to_string()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(ScalarOr::Map)
-            }
-        }
-        deserializer.deserialize_any(V(std::marker::PhantomData))
-    }
-}
 
 /// A positive duration (`10s`, `250ms`, `2m`; a bare number is seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -338,7 +265,7 @@ pub(crate) fn looks_sensitive(name: &str) -> bool {
 pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Suite> {
     let (def, text) = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let text = crate::inputs::read_text_file(path).map_err(|e| {
                 Error::usage(format!(
                     "cannot read the smoke suite `{}`: {e}; pass an existing file with `--suite`",
                     path.display()
@@ -369,9 +296,11 @@ struct Locator {
 impl Locator {
     fn error(&self, line: Option<usize>, message: impl fmt::Display) -> Error {
         match (&self.file, line) {
-            (Some(file), Some(line)) => {
-                Error::usage(format!("{}:{line}: {message}", file.display()))
-            }
+            (Some(file), Some(line)) => Error::usage(format!(
+                "{}:{line}: {message}",
+                file.display()
+            ))
+            .at(file.display().to_string(), line, 1),
             (Some(file), None) => Error::usage(format!("{}: {message}", file.display())),
             (None, _) => Error::usage(message),
         }

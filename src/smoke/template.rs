@@ -41,14 +41,14 @@ enum Part {
 /// Text with `{{name}}` placeholders; `{{{{` is not special (there is no escape: a literal `{{`
 /// that is not a placeholder is an error, so typos never reach a server).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "super::suite::Scalar")]
+#[serde(try_from = "super::scalar::Scalar")]
 pub(crate) struct Template {
     parts: Vec<Part>,
 }
 
-impl TryFrom<super::suite::Scalar> for Template {
+impl TryFrom<super::scalar::Scalar> for Template {
     type Error = String;
-    fn try_from(value: super::suite::Scalar) -> Result<Self, String> {
+    fn try_from(value: super::scalar::Scalar) -> Result<Self, String> {
         Template::parse(&value.0)
     }
 }

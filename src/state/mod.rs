@@ -55,44 +55,70 @@ pub(crate) fn check_deployment_id(id: &str) -> Result<()> {
     crate::inputs::check_name("deployment id", id)
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
+/// Refuses a path that is a symbolic link: shipgate writes and reads its state only in real
+/// files and directories, so a link placed in the state directory cannot send a write (or a read
+/// that ends up in a report) anywhere else.
+fn refuse_link(path: &Path, what: &str) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::usage(format!(
+            "the {what} `{}` is a symbolic link; shipgate only uses real files and directories there: remove the link (or point `--state-dir` at the real directory)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct StateDir {
+    root: PathBuf,
     dir: PathBuf,
     id: String,
 }
 
-#[allow(dead_code)] // shared API: used by the commands of the next issues
 impl StateDir {
-    /// Creates (or reuses) the state directory of deployment `id` and marks it the latest.
+    /// Creates (or reuses) the state directory of deployment `id` and marks it the latest: for
+    /// the commands that start a deployment's state (`validate`, `gate`, `restore`, `pipeline`).
     pub(crate) fn create(root: &Path, id: &str) -> Result<StateDir> {
+        let state = StateDir::at(root, id)?;
+        state.ensure()?;
+        Ok(state)
+    }
+
+    /// The state directory of deployment `id`, checked but not created: nothing is written (no
+    /// directory, no `latest`) until the first state file is.
+    fn at(root: &Path, id: &str) -> Result<StateDir> {
         check_deployment_id(id)?;
         let dir = root.join(id);
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::usage(format!(
-                "cannot create the state directory `{}`: {e}; set `--state-dir` to a writable place",
-                dir.display()
-            ))
-        })?;
-        crate::util::write_atomic(&root.join(LATEST), format!("{id}\n").as_bytes()).map_err(
-            |e| {
-                Error::usage(format!(
-                    "cannot write `{}`: {e}",
-                    root.join(LATEST).display()
-                ))
-            },
-        )?;
+        refuse_link(&dir, "deployment's state directory")?;
         Ok(StateDir {
+            root: root.to_path_buf(),
             dir,
             id: id.to_string(),
         })
     }
 
-    /// The state directory of this run's deployment: `--deployment-id` / input /
-    /// `SHIPGATE_DEPLOYMENT_ID`, else the latest one `validate` created.
-    pub(crate) fn open(settings: &impl StateRoot) -> Result<StateDir> {
-        let id = match settings.deployment_id() {
-            Some(id) => id.to_string(),
+    /// Makes the directory and points `latest` at it; called before every write.
+    fn ensure(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            Error::usage(format!(
+                "cannot create the state directory `{}`: {e}; set `--state-dir` to a writable place",
+                self.dir.display()
+            ))
+        })?;
+        let latest = self.root.join(LATEST);
+        let current = std::fs::read_to_string(&latest).unwrap_or_default();
+        if current.trim() != self.id {
+            crate::util::write_atomic(&latest, format!("{}\n", self.id).as_bytes())
+                .map_err(|e| Error::usage(format!("cannot write `{}`: {e}", latest.display())))?;
+        }
+        Ok(())
+    }
+
+    /// The deployment id this run names: `--deployment-id` / input / `SHIPGATE_DEPLOYMENT_ID`,
+    /// else the latest one.
+    fn named(settings: &impl StateRoot) -> Result<String> {
+        match settings.deployment_id() {
+            Some(id) => Ok(id.to_string()),
             None => std::fs::read_to_string(settings.state_root().join(LATEST))
                 .map(|s| s.trim().to_string())
                 .map_err(|_| {
@@ -100,9 +126,58 @@ impl StateDir {
                         "no deployment id: run `shipgate validate` first, or pass `--deployment-id` (input `deployment-id`); looked in `{}`",
                         settings.state_root().display()
                     ))
-                })?,
+                }),
+        }
+    }
+
+    /// The state directory of this run's deployment (`--deployment-id` / input /
+    /// `SHIPGATE_DEPLOYMENT_ID`, else the latest one). Nothing is created until the command
+    /// writes its state, so a command refused for bad input leaves the state directory as it
+    /// was.
+    pub(crate) fn open(settings: &impl StateRoot) -> Result<StateDir> {
+        StateDir::at(settings.state_root(), &StateDir::named(settings)?)
+    }
+
+    /// Like [`StateDir::open`], for commands that act on a deployment's earlier state (`record`,
+    /// `notify`, `rollback`): a deployment with no state here is a usage error naming the id and
+    /// the deployments that are here, so a mistyped id changes nothing.
+    pub(crate) fn existing(settings: &impl StateRoot) -> Result<StateDir> {
+        let state = StateDir::open(settings)?;
+        if state.dir.is_dir() {
+            return Ok(state);
+        }
+        let mut known: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&state.root)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| {
+                        let modified = e
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .unwrap_or(std::time::UNIX_EPOCH);
+                        (modified, e.file_name().to_string_lossy().into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        known.sort_by_key(|k| std::cmp::Reverse(k.0));
+        let listed = if known.is_empty() {
+            "there is none".to_string()
+        } else {
+            let names: Vec<String> = known
+                .iter()
+                .take(5)
+                .map(|(_, n)| format!("`{n}`"))
+                .collect();
+            format!("the newest are {}", names.join(", "))
         };
-        StateDir::create(settings.state_root(), &id)
+        Err(Error::usage(format!(
+            "no state of deployment `{}` in `{}` ({listed}); check `--deployment-id`, or fetch that deployment's state first (the `shipgate-state-{}-*` artifacts)",
+            state.id,
+            state.root.display(),
+            state.id
+        )))
     }
 
     /// The state directory of this run's deployment if it already exists; never creates one
@@ -117,7 +192,11 @@ impl StateDir {
         };
         check_deployment_id(&id).ok()?;
         let dir = settings.state_root().join(&id);
-        dir.is_dir().then_some(StateDir { dir, id })
+        dir.is_dir().then_some(StateDir {
+            root: settings.state_root().to_path_buf(),
+            dir,
+            id,
+        })
     }
 
     pub(crate) fn id(&self) -> &str {
@@ -136,6 +215,7 @@ impl StateDir {
     pub(crate) fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<PathBuf> {
         let json = serde_json::to_string_pretty(value)
             .map_err(|e| Error::usage(format!("cannot serialize `{name}`: {e}")))?;
+        self.ensure()?;
         let path = self.path(name);
         let text = crate::secret::redact(&json) + "\n";
         crate::util::write_atomic(&path, text.as_bytes()).map_err(|e| {
@@ -157,7 +237,8 @@ impl StateDir {
     /// build writes, is a usage error naming the file and the field.
     pub(crate) fn load<T: StateFile>(&self) -> Result<Option<T>> {
         let path = self.path(T::FILE);
-        let text = match std::fs::read_to_string(&path) {
+        refuse_link(&path, "state file")?;
+        let text = match crate::inputs::read_text_file(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -173,7 +254,8 @@ impl StateDir {
     /// Reads `name` back; `None` when that command has not run for this deployment.
     pub(crate) fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         let path = self.path(name);
-        match std::fs::read_to_string(&path) {
+        refuse_link(&path, "state file")?;
+        match crate::inputs::read_text_file(&path) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
                 Error::usage(format!(
                     "the state file `{}` is not valid: {e}; delete it and re-run the command that wrote it",

@@ -5,6 +5,7 @@ mod fixtures;
 mod support;
 
 mod backup;
+mod bad_input;
 mod e2e;
 mod fake_github_selftest;
 mod gate;
@@ -16,6 +17,8 @@ mod record;
 mod restore;
 mod rollback;
 mod rollout;
+mod setup_action;
 mod smoke;
 mod templates;
 mod validate;
+mod workflow_run;

@@ -791,11 +791,25 @@ fn a_failing_command_probe_rolls_back() {
         .args(stages(&["canary:5:30s"]))
         .run();
     run.expect_code(1);
-    let reason = run.json()["reason"].as_str().expect("reason").to_string();
+    let result = run.json();
+    let reason = result["reason"].as_str().expect("reason").to_string();
     assert!(
         reason.contains("probe `sh -c exit 7`: exit code 7"),
         "{reason}"
     );
+    // The rollback ran: its hook was called after the canary's, and rollout.json says so.
+    assert_eq!(result["result"], "rolled_back");
+    assert_eq!(result["rollback"]["ran"], true);
+    assert_eq!(result["rollback"]["ok"], true);
+    assert_eq!(
+        world.hook_calls(),
+        [
+            ("stage-hook.sh".to_string(), "canary".to_string()),
+            ("rollback-hook.sh".to_string(), "rollback".to_string())
+        ]
+    );
+    assert!(world.rolled_back().exists(), "the rollback hook ran");
+    assert_eq!(world.result()["result"], "rolled_back");
 }
 
 #[test]

@@ -1,0 +1,29 @@
+//! What `shipgate pipeline` tells its reader: the step summary.
+
+use crate::actions::Table;
+use crate::state::pipeline::PipelineFile;
+
+/// The step summary: every stage run, and how the pipeline ended.
+pub(crate) fn summary(result: &PipelineFile) -> String {
+    let mut table = Table::new(&["Stage", "Result", "Exit code", "Duration"]);
+    for run in &result.stages {
+        table.row(&[
+            format!("`{}`", run.stage),
+            if run.result == "pass" {
+                "✅ pass"
+            } else {
+                "❌ fail"
+            }
+            .to_string(),
+            run.exit_code
+                .map_or_else(|| "signal".to_string(), |c| c.to_string()),
+            crate::util::format_duration(std::time::Duration::from_millis(run.duration_ms)),
+        ]);
+    }
+    let heading = match (&result.failed_stage, result.rolled_back) {
+        (None, _) => "### ✅ Pipeline passed".to_string(),
+        (Some(stage), true) => format!("### ↩️ Pipeline failed at `{stage}` and was rolled back"),
+        (Some(stage), false) => format!("### ❌ Pipeline failed at `{stage}`"),
+    };
+    format!("{heading}\n\n{}\n", table.render())
+}

@@ -1,0 +1,165 @@
+//! The record mirrored as a GitHub deployment: found again on a re-run (never a second one),
+//! else created for the exact commit with the record's summary as payload; its statuses.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::assemble::*;
+use super::model::*;
+use super::render::*;
+use crate::actions::{self};
+use crate::error::{Error, Result};
+use crate::github::{GitHub, GitHubError};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ExistingDeployment {
+    pub(crate) id: u64,
+    #[serde(default)]
+    pub(crate) payload: Value,
+}
+
+/// Finds this deployment's GitHub deployment (a re-run must not create a second one), else
+/// creates it for the exact commit, then marks it `in_progress`.
+pub(crate) async fn create_deployment(
+    github: &GitHub,
+    record: &Record,
+    options: &Options,
+    files: &StateFiles,
+) -> Result<GitHubDeployment> {
+    let sha = record.git_sha.clone().ok_or_else(|| {
+        Error::usage(
+            "a GitHub deployment needs the exact commit: run `shipgate validate` first (it records the SHA) or set GITHUB_SHA",
+        )
+    })?;
+    if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::usage(format!(
+            "`{}` is not a full commit SHA; GitHub deployments are created for exact commits, never branches",
+            actions::one_line(&sha)
+        )));
+    }
+    let (required, reason) = required_contexts(&options.required_contexts, files);
+    let existing: Vec<ExistingDeployment> = github
+        .get(&github.repo_path(&format!(
+            "/deployments?sha={sha}&environment={}&per_page=100",
+            record.environment
+        )))
+        .await
+        .map_err(|e| Error::from(e).context("cannot list the commit's GitHub deployments"))?;
+    let found = existing.iter().find(|d| {
+        let payload = match &d.payload {
+            Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        payload.get("deployment_id").and_then(Value::as_str) == Some(record.deployment_id.as_str())
+    });
+    let id = match found {
+        Some(d) => {
+            tracing::info!(
+                "GitHub deployment {} already exists for `{}`: reusing it",
+                d.id,
+                record.deployment_id
+            );
+            d.id
+        }
+        None => {
+            tracing::info!(
+                "creating a GitHub deployment of {} to `{}` for commit {sha} (required contexts: {reason})",
+                actions::quote(&record.version),
+                record.environment
+            );
+            let body = json!({
+                "ref": sha,
+                "task": "deploy",
+                "auto_merge": false,
+                "required_contexts": required,
+                "environment": record.environment,
+                "production_environment": record.environment == "production",
+                "transient_environment": false,
+                "description": truncate(&format!("shipgate {} ({})", record.version, record.deployment_id), 140),
+                "payload": payload(record),
+            });
+            let created: Value = match github.post(&github.repo_path("/deployments"), &body).await {
+                Ok(created) => created,
+                Err(GitHubError::Status {
+                    status: 409,
+                    message,
+                    ..
+                }) => {
+                    return Err(Error::gate(format!(
+                        "GitHub refused the deployment because required commit statuses are not green ({}): {message}; fix the checks, or set `required-contexts` (`none` to skip GitHub's check, the gate already ran)",
+                        required.join(", ")
+                    )));
+                }
+                Err(e) => {
+                    return Err(Error::from(e).context("cannot create the GitHub deployment"));
+                }
+            };
+            created.get("id").and_then(Value::as_u64).ok_or_else(|| {
+                Error::dependency(format!(
+                    "GitHub answered without creating a deployment ({}); shipgate deploys exact SHAs with `auto_merge: false`, so this is unexpected",
+                    actions::one_line(created.get("message").and_then(Value::as_str).unwrap_or("no message"))
+                ))
+            })?
+        }
+    };
+    post_status(
+        github,
+        id,
+        "in_progress",
+        &format!("recording deployment {}", record.deployment_id),
+        options.environment_url.as_deref(),
+    )
+    .await?;
+    Ok(GitHubDeployment {
+        id,
+        environment: record.environment.clone(),
+        required_contexts: required,
+        required_contexts_reason: reason,
+    })
+}
+
+/// The deployment payload: a summary of the record (what `validate` reads back as `version`).
+pub(crate) fn payload(record: &Record) -> Value {
+    json!({
+        "deployment_id": record.deployment_id,
+        "version": record.version,
+        "status": record.status,
+        "rollback_deadline": record.rollback_deadline,
+        "backup_id": record.database_backup.as_ref().map(|b| b.backup_id.clone()),
+        "migrations_applied": record.migrations_applied,
+        "services": record.services_deployed,
+        "generator": record.generator,
+    })
+}
+
+/// Posts a deployment status with the run as `log_url`.
+pub(crate) async fn post_status(
+    github: &GitHub,
+    id: u64,
+    state: &str,
+    description: &str,
+    environment_url: Option<&str>,
+) -> Result<()> {
+    let mut body = json!({
+        "state": state,
+        "description": truncate(description, 140),
+        "auto_inactive": true,
+    });
+    if let Some(url) = log_url() {
+        body["log_url"] = json!(url);
+    }
+    if let Some(url) = environment_url {
+        body["environment_url"] = json!(url);
+    }
+    let _: Value = github
+        .post(
+            &github.repo_path(&format!("/deployments/{id}/statuses")),
+            &body,
+        )
+        .await
+        .map_err(|e| {
+            Error::from(e).context(format!("cannot set GitHub deployment {id} to `{state}`"))
+        })?;
+    tracing::info!("GitHub deployment {id} is `{state}`");
+    Ok(())
+}

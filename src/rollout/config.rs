@@ -1,0 +1,182 @@
+//! The `rollout:` section of `shipgate.yml`, read by `shipgate rollout` (and its hook keys by
+//! `rollback`), and [`Percent`], how its flags and keys write a percentage.
+
+use serde::Deserialize;
+
+use super::gates::DegradedPolicy;
+use crate::hooks::{self, CommandLine};
+use crate::util::HumanDuration;
+
+/// A percentage written `99`, `99.5` or `99%`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Percent(pub(crate) f64);
+
+impl std::str::FromStr for Percent {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let number = text.trim().trim_end_matches('%').trim();
+        match number.parse::<f64>() {
+            Ok(value) if (0.0..=100.0).contains(&value) => Ok(Percent(value)),
+            _ => Err(format!(
+                "`{text}` is not a percentage; use a number from 0 to 100 such as `99` or `99.5%`"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for Percent {
+    fn default() -> Self {
+        Percent(0.0)
+    }
+}
+
+/// `pause:` of a stage.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PauseMode {
+    UntilApproved,
+}
+
+/// One stage in `rollout.stages`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct StageConfig {
+    pub(crate) name: String,
+    pub(crate) weight: Percent,
+    pub(crate) duration: HumanDuration,
+    pub(crate) interval: Option<HumanDuration>,
+    pub(crate) window: Option<HumanDuration>,
+    pub(crate) success_rate: Option<Percent>,
+    pub(crate) max_p95: Option<HumanDuration>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) min_samples: Option<u64>,
+    pub(crate) baseline_ratio: Option<f64>,
+    pub(crate) degraded: Option<DegradedPolicy>,
+    pub(crate) pause: Option<PauseMode>,
+    pub(crate) approval_timeout: Option<HumanDuration>,
+}
+
+/// A named command probe in `rollout.probes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct ProbeConfig {
+    pub(crate) name: String,
+    pub(crate) command: CommandLine,
+}
+
+/// The `rollout:` section of `shipgate.yml`. Webhook URLs are secrets and never come from here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FileConfig {
+    pub(crate) stages: Option<Vec<StageConfig>>,
+    pub(crate) endpoints: Option<Vec<String>>,
+    pub(crate) baseline: Option<Vec<String>>,
+    pub(crate) verify_endpoints: Option<Vec<String>>,
+    pub(crate) probes: Option<Vec<ProbeConfig>>,
+    pub(crate) hook: Option<CommandLine>,
+    pub(crate) rollback_hook: Option<CommandLine>,
+    pub(crate) hook_shell: Option<bool>,
+    pub(crate) hook_timeout: Option<HumanDuration>,
+    pub(crate) hook_retries: Option<u32>,
+    pub(crate) interval: Option<HumanDuration>,
+    pub(crate) probe_timeout: Option<HumanDuration>,
+    pub(crate) window: Option<HumanDuration>,
+    pub(crate) success_rate: Option<Percent>,
+    pub(crate) max_p95: Option<HumanDuration>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) min_samples: Option<u64>,
+    pub(crate) baseline_ratio: Option<f64>,
+    pub(crate) degraded: Option<DegradedPolicy>,
+    pub(crate) expect_version: Option<String>,
+    pub(crate) health: Option<crate::health::Rule>,
+    pub(crate) approval_timeout: Option<HumanDuration>,
+    pub(crate) verify_timeout: Option<HumanDuration>,
+    pub(crate) verify_successes: Option<u32>,
+}
+
+impl FileConfig {
+    /// The hook keys, which `rollback` also reads (see `hooks::resolve`).
+    pub(crate) fn hook_keys(&self) -> hooks::FileKeys<'_> {
+        hooks::FileKeys {
+            hook: self.hook.as_ref(),
+            rollback_hook: self.rollback_hook.as_ref(),
+            shell: self.hook_shell,
+            timeout: self.hook_timeout,
+            retries: self.hook_retries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// `shipgate.yml` with only this section.
+    #[derive(Debug, Deserialize)]
+    struct Doc {
+        rollout: FileConfig,
+    }
+
+    #[test]
+    fn config_section_parses_with_stage_overrides() {
+        let text = r#"
+rollout:
+  endpoints: [https://app.example/health]
+  hook: ./shift-traffic.sh --service api
+  interval: 5s
+  success-rate: 99.5%
+  stages:
+    - name: canary
+      weight: 5
+      duration: 5m
+      max-p95: 400ms
+    - name: full
+      weight: 100%
+      duration: 15m
+      pause: until-approved
+"#;
+        let config: Doc =
+            crate::inputs::parse_yaml(Path::new("shipgate.yml"), text).expect("valid config");
+        let rollout = config.rollout;
+        let stages = rollout.stages.expect("stages");
+        assert_eq!(stages.len(), 2);
+        assert_eq!(
+            stages[0].max_p95.map(|d| d.0),
+            Some(Duration::from_millis(400))
+        );
+        assert!(stages[1].pause.is_some());
+        assert_eq!(rollout.success_rate, Some(Percent(99.5)));
+        let unknown = "rollout:\n  stages:\n    - name: a\n      weight: 5\n      duration: 1m\n      max_p95: 1s\n";
+        let error = crate::inputs::parse_yaml::<Doc>(Path::new("shipgate.yml"), unknown)
+            .expect_err("unknown key");
+        assert!(error.to_string().contains("max_p95"), "{error}");
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!("99.5%".parse::<Percent>(), Ok(Percent(99.5)));
+        assert!("101".parse::<Percent>().is_err());
+        let from_yaml: Percent = serde_yaml_ng::from_str("99").expect("number");
+        assert_eq!(from_yaml, Percent(99.0));
+    }
+}

@@ -1,0 +1,328 @@
+//! What `shipgate rollout` tells its reader: the step summary of a rollout (stages, gates,
+//! hooks, the rollback), of a `--dry-run` plan, and the message of a failed rollback.
+
+use std::time::Duration;
+
+use super::gates::{Status, Thresholds};
+use super::plan::{Plan, TimelineStage};
+use crate::actions::{self, Table};
+use crate::hooks::HookRun;
+use crate::state::rollout::{Cause, RolloutFile, StageStatus};
+use crate::util::format_duration;
+
+pub(crate) fn dry_run_summary(
+    plan: &Plan,
+    timeline: &[TimelineStage],
+    version: Option<&str>,
+    total: Duration,
+) -> String {
+    let mut table = Table::new(&[
+        "Stage",
+        "Weight",
+        "Duration",
+        "Probe every",
+        "Starts",
+        "Gates",
+        "Worst-case exposure",
+    ]);
+    for (stage, when) in plan.stages.iter().zip(timeline) {
+        let ms = |ms: u64| format_duration(Duration::from_millis(ms));
+        table.row(&[
+            format!("`{}`", stage.name),
+            format!("{}%", stage.weight),
+            format_duration(stage.duration),
+            format_duration(stage.interval),
+            if when.after_approval {
+                format!("after approval (+{})", ms(when.starts_after_ms))
+            } else {
+                format!("+{}", ms(when.starts_after_ms))
+            },
+            gates_text(&stage.thresholds),
+            format!(
+                "{}% of traffic for up to {}",
+                stage.weight,
+                ms(when.worst_case_exposure_ms)
+            ),
+        ]);
+    }
+    format!(
+        "### 🧭 Rollout plan for {} (dry run)\n\n{}\nAll stages: {} if every gate passes. Nothing was run.\n",
+        version.map_or_else(|| "the next version".to_string(), |v| format!("`{v}`")),
+        table.render(),
+        format_duration(total)
+    )
+}
+
+fn gates_text(t: &Thresholds) -> String {
+    format!(
+        "≥ {}% over {}, p95 < {}, {} failures in a row, ≥ {} samples",
+        t.success_rate,
+        format_duration(t.window),
+        format_duration(t.max_p95),
+        if t.consecutive_failures == 0 {
+            "no limit on".to_string()
+        } else {
+            format!("< {}", t.consecutive_failures)
+        },
+        t.min_samples
+    )
+}
+
+pub(crate) fn rollback_failed_message(record: &RolloutFile, plan: &Plan) -> String {
+    let weight = record
+        .stages
+        .iter()
+        .filter(|s| s.status != StageStatus::NotRun)
+        .map(|s| s.weight)
+        .max()
+        .unwrap_or(0);
+    let what = match (&record.rollback.hook_ok, &record.rollback.verification) {
+        (Some(false), _) if record.rollback.error.is_some() => {
+            record.rollback.error.clone().unwrap_or_default()
+        }
+        (Some(false), _) => format!(
+            "the rollback hook failed ({})",
+            record
+                .hooks
+                .last()
+                .map(HookRun::describe)
+                .unwrap_or_default()
+        ),
+        (_, Some(verification)) => format!(
+            "the rollback hook ran but the service is not healthy: {}",
+            verification.detail
+        ),
+        _ => "the rollback did not complete".to_string(),
+    };
+    format!(
+        "ACT NOW: the automatic rollback of `{}` failed: {what}. Up to {weight}% of traffic may still reach `{}`{}. Shift traffic back by hand (rollback hook: `{}`) and check the health endpoints. The rollout stopped because: {}",
+        record.version,
+        record.version,
+        record
+            .previous_version
+            .as_ref()
+            .map(|p| format!(" instead of `{p}`"))
+            .unwrap_or_default(),
+        plan.rollback_hook.display(),
+        record.reason.as_deref().unwrap_or("")
+    )
+}
+
+fn percent_text(rate: Option<f64>) -> String {
+    rate.map_or_else(
+        || "—".to_string(),
+        |r| {
+            let text = format!("{r:.2}");
+            format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+        },
+    )
+}
+
+fn ms_text(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "—".to_string(), |ms| format!("{ms:.1} ms"))
+}
+
+pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
+    let heading = match record.header.result.as_str() {
+        "pass" => format!("### ✅ Rollout of `{}` passed every stage", record.version),
+        "rolled_back" => format!(
+            "### ↩️ Rollout of `{}` rolled back at stage `{}`",
+            record.version,
+            record.failed_stage.as_deref().unwrap_or("?")
+        ),
+        _ => format!(
+            "### 🚨 Rollout of `{}` failed at stage `{}` and the ROLLBACK FAILED",
+            record.version,
+            record.failed_stage.as_deref().unwrap_or("?")
+        ),
+    };
+    let mut out = format!("{heading}\n\n");
+    if let Some(reason) = &record.reason {
+        out.push_str(&format!("**Why:** {reason}\n\n"));
+    }
+    if record.header.result == "rollback_failed" {
+        out.push_str(&format!(
+            "> [!CAUTION]\n> {}\n\n",
+            rollback_failed_message(record, plan)
+        ));
+    }
+    let mut table = Table::new(&[
+        "Stage",
+        "Weight",
+        "Duration",
+        "Samples",
+        "Success rate",
+        "p95",
+        "Verdict",
+    ]);
+    for stage in &record.stages {
+        let verdict = match stage.status {
+            StageStatus::Passed => {
+                let mut text = "✅ passed".to_string();
+                if stage.degraded > 0 {
+                    text.push_str(&format!(" ({} degraded)", stage.degraded));
+                }
+                text
+            }
+            StageStatus::Failed => {
+                let stopped_here = record.failed_stage.as_deref() == Some(stage.name.as_str());
+                let gate = stage
+                    .verdicts
+                    .iter()
+                    .find(|v| matches!(v.status, Status::Fail | Status::NoData))
+                    .map(|v| format!("{}: {} (needs {})", v.gate, v.measured, v.threshold));
+                let text = match (record.cause, stopped_here, gate) {
+                    (Some(Cause::Gate), true, Some(gate)) => gate,
+                    (Some(Cause::Hook), true, _) => "the stage hook failed".to_string(),
+                    (Some(Cause::Signal), true, _) => "cancelled".to_string(),
+                    (Some(Cause::Panic), true, _) => "shipgate bug (panic)".to_string(),
+                    (Some(Cause::ApprovalDeadline), true, _) => "not approved in time".to_string(),
+                    _ => "failed".to_string(),
+                };
+                format!("❌ {text}")
+            }
+            _ => "not run".to_string(),
+        };
+        table.row(&[
+            format!("`{}`", stage.name),
+            format!("{}%", stage.weight),
+            if stage.status == StageStatus::NotRun {
+                format!(
+                    "— / {}",
+                    format_duration(Duration::from_millis(stage.planned_duration_ms))
+                )
+            } else {
+                format!(
+                    "{} / {}",
+                    format_duration(Duration::from_millis(stage.elapsed_ms)),
+                    format_duration(Duration::from_millis(stage.planned_duration_ms))
+                )
+            },
+            stage.samples.to_string(),
+            percent_text(stage.success_rate),
+            ms_text(stage.p95_ms),
+            verdict,
+        ]);
+    }
+    out.push_str(&table.render());
+    if let Some(failed) = record
+        .stages
+        .iter()
+        .find(|s| s.status == StageStatus::Failed && !s.verdicts.is_empty())
+    {
+        let mut gates = Table::new(&["Gate", "Measured", "Threshold", "Verdict"]);
+        for view in &failed.verdicts {
+            gates.row(&[
+                view.gate.clone(),
+                view.measured.clone(),
+                view.threshold.clone(),
+                match view.status {
+                    Status::Pass => "pass".to_string(),
+                    Status::Fail => "**fail**".to_string(),
+                    Status::NoData => "no data".to_string(),
+                },
+            ]);
+        }
+        out.push_str(&format!(
+            "\nGates of `{}` when it stopped:\n\n{}",
+            failed.name,
+            gates.render()
+        ));
+        if !failed.causes.is_empty() {
+            let causes: Vec<String> = failed
+                .causes
+                .iter()
+                .take(5)
+                .map(|c| format!("{} × {}", c.count, c.cause))
+                .collect();
+            out.push_str(&format!(
+                "\nFailed probes: {}\n",
+                actions::one_line(&causes.join(", "))
+            ));
+        }
+    }
+    if record.rollback.ran {
+        let hook = match (record.rollback.hook_ok, &record.rollback.error) {
+            (Some(true), _) => "the rollback hook succeeded".to_string(),
+            (_, Some(error)) => format!("**{error}**"),
+            _ => format!(
+                "the rollback hook **failed** ({})",
+                record
+                    .hooks
+                    .last()
+                    .map(HookRun::describe)
+                    .unwrap_or_default()
+            ),
+        };
+        let verified = match &record.rollback.verification {
+            Some(v) if v.checked && v.ok => format!("; {}", v.detail),
+            Some(v) if v.checked => format!("; **{}**", v.detail),
+            Some(v) => format!("; {}", v.detail),
+            None => String::new(),
+        };
+        out.push_str(&format!("\n**Rollback:** {hook}{verified}.\n"));
+    }
+    if !record.hooks.is_empty() {
+        let mut hooks = Table::new(&["Hook", "Stage", "Weight", "Attempts", "Result", "Time"]);
+        for run in &record.hooks {
+            hooks.row(&[
+                run.hook.clone(),
+                format!("`{}`", run.stage),
+                format!("{}%", run.weight),
+                run.attempts.len().to_string(),
+                if run.ok {
+                    "ok".to_string()
+                } else {
+                    run.describe()
+                },
+                format_duration(Duration::from_millis(run.duration_ms)),
+            ]);
+        }
+        out.push_str(&format!(
+            "\n<details><summary>Hooks ({})</summary>\n\n{}\n</details>\n",
+            record.hooks.len(),
+            hooks.render()
+        ));
+    }
+    out.push_str(&format!(
+        "\nDecision log: `{}` (every probe, window and verdict).\n",
+        record.log_file
+    ));
+    out
+}
+
+/// What `--dry-run` logs: the plan, its probes and hooks, and how long it takes.
+pub(crate) fn log_dry_run(
+    plan: &Plan,
+    version: Option<&str>,
+    previous: Option<&str>,
+    total: Duration,
+) {
+    tracing::info!(
+        "rollout plan (dry run) for {} (previous {}); nothing is run",
+        version.map_or_else(|| "an unknown version".to_string(), actions::quote),
+        previous.map_or_else(|| "unknown".to_string(), actions::quote)
+    );
+    for line in plan.describe() {
+        tracing::info!("{line}");
+    }
+    let labels = |targets: &[crate::rollout::probe::Target]| {
+        targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>()
+    };
+    tracing::info!("canary probes: {}", labels(&plan.canary).join(", "));
+    if !plan.baseline.is_empty() {
+        tracing::info!("baseline probes: {}", labels(&plan.baseline).join(", "));
+    }
+    for line in plan.hook_lines() {
+        tracing::info!("{line}");
+    }
+    tracing::info!(
+        "all stages take {} if every gate passes{}",
+        format_duration(total),
+        if plan.stages.iter().any(|s| s.pause) {
+            ", plus the waits for approval"
+        } else {
+            ""
+        }
+    );
+}
