@@ -1,7 +1,6 @@
 //! `shipgate`: parse, set up logging, run the command, exit with its code.
 
 mod actions;
-mod archive;
 mod artifacts;
 mod backup;
 mod cli;

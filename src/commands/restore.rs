@@ -2,32 +2,30 @@
 //! or deployment record, check its SHA-256 against its sidecar BEFORE touching the database,
 //! then restore it in a single transaction and report per-table row counts.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::json;
-use sha2::Digest as _;
-use tokio::io::AsyncWriteExt as _;
 
-use super::backup::{self, SIDECAR_LIMIT, StoreArgs};
+use super::backup::{self, StoreArgs};
 use super::{Outcome, set_outputs};
-use crate::actions::{self, Table};
-use crate::archive::{self, DumpFormat, Progress, Sidecar, Source};
+use crate::actions;
+use crate::backup::restore::{
+    Chosen, RestoreResult, location_in_record, restore, state_of, summary,
+};
+use crate::backup::sidecar::{SIDECAR_LIMIT, Sidecar, check_sidecar};
+use crate::backup::verify::compare_counts;
+use crate::backup::{archive, say};
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::Database;
 use crate::process::{LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::backup::BackupFile;
-use crate::storage::{Location, Storage};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-/// Per-table rows shown in the summary.
-const SUMMARY_TABLES: usize = 100;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -58,41 +56,6 @@ pub(crate) struct Args {
     /// TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub(crate) work_dir: Option<PathBuf>,
-}
-
-/// `restore.json`, and the `--format json` object.
-#[derive(Debug, Serialize)]
-struct RestoreResult {
-    schema_version: u32,
-    command: &'static str,
-    result: &'static str,
-    timestamp: String,
-    duration_ms: u64,
-    deployment_id: String,
-    backup_id: String,
-    location: String,
-    sha256: String,
-    size: u64,
-    format: DumpFormat,
-    backup_timestamp: String,
-    target_database: String,
-    target: String,
-    tables: usize,
-    rows: u64,
-    row_counts: BTreeMap<String, u64>,
-    /// Whether the restored counts equal those recorded at backup time (`verify: restore`
-    /// backups only).
-    counts_match: Option<bool>,
-    log_file: String,
-}
-
-/// Which backup, and where it lives.
-struct Chosen {
-    location: Location,
-    /// The sidecar's name in `location`.
-    sidecar: String,
-    /// How the user named it, for messages.
-    named: String,
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
@@ -127,7 +90,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             )));
         }
     };
-    backup::check_sidecar(&sidecar, &sidecar_url)?;
+    check_sidecar(&sidecar, &sidecar_url)?;
     let deployment_id = settings
         .deployment_id
         .clone()
@@ -157,7 +120,12 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let committed = std::sync::atomic::AtomicBool::new(false);
     let work = async {
         confirm(args, settings, &target, &sidecar).await?;
-        restore(args, &storage, &sidecar, &target, &log, &committed).await
+        let work_dir = args
+            .work_dir
+            .clone()
+            .or_else(|| settings::input("work-dir").map(PathBuf::from))
+            .unwrap_or_else(std::env::temp_dir);
+        restore(&work_dir, &storage, &sidecar, &target, &log, &committed).await
     };
     let outcome = tokio::select! {
         result = work => result,
@@ -200,32 +168,16 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let counts_match = sidecar
         .row_counts
         .as_ref()
-        .map(|expected| backup::compare_counts(expected, &counts));
-    let result = RestoreResult {
-        schema_version: 1,
-        command: "restore",
-        result: if matches!(counts_match, Some(Err(_))) {
-            "fail"
-        } else {
-            "pass"
-        },
-        timestamp: crate::util::now_rfc3339(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        deployment_id: deployment_id.clone(),
-        backup_id: sidecar.backup_id.clone(),
-        location: sidecar.location.clone(),
-        sha256: sidecar.sha256.clone(),
-        size: sidecar.size,
-        format: sidecar.format,
-        backup_timestamp: sidecar.timestamp.clone(),
-        target_database: target.name().to_string(),
-        target: target.display().to_string(),
-        tables: counts.len(),
-        rows: counts.values().sum(),
-        row_counts: counts.clone(),
-        counts_match: counts_match.as_ref().map(|c| c.is_ok()),
-        log_file: log_path.display().to_string(),
-    };
+        .map(|expected| compare_counts(expected, &counts));
+    let result = RestoreResult::new(
+        &deployment_id,
+        &sidecar,
+        &target,
+        counts,
+        counts_match.as_ref().map(|c| c.is_ok()),
+        started,
+        &log_path,
+    );
     state.write_json("restore.json", &result)?;
     set_outputs(&[
         ("result", result.result.to_string()),
@@ -252,22 +204,6 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     Ok(Outcome::success(json))
 }
 
-/// What a stopped restore left behind.
-fn state_of(committed: &std::sync::atomic::AtomicBool) -> &'static str {
-    if committed.load(std::sync::atomic::Ordering::SeqCst) {
-        "the restore had already committed; only the row counts are missing"
-    } else {
-        "it was stopped before its transaction committed, so the database is unchanged"
-    }
-}
-
-fn say(log: &SharedLog, text: &str) {
-    tracing::info!("{text}");
-    if let Ok(mut log) = log.lock() {
-        log.line(&format!("[{}] {text}", crate::util::now_rfc3339()));
-    }
-}
-
 /// Picks the backup: `--location`, `--backup-id` (in the destination), `--record`, else the
 /// state directory's `backup.json`. Exactly one way.
 fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
@@ -290,25 +226,8 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
         ));
     }
     let destination = backup::destination(&args.store, settings)?;
-    let from_url = |url: &str, named: String| -> Result<Chosen> {
-        let (location, name) = Location::split_object(url)?;
-        let stem = [".sql.gz", ".dump.gz", ".json"]
-            .iter()
-            .find_map(|ext| name.strip_suffix(ext))
-            .ok_or_else(|| {
-                Error::usage(format!(
-                    "{} does not name a shipgate backup (`backup-<id>.sql.gz`, `.dump.gz` or `.json`)",
-                    actions::quote(url)
-                ))
-            })?;
-        Ok(Chosen {
-            sidecar: format!("{stem}.json"),
-            location,
-            named,
-        })
-    };
     if let Some(url) = location {
-        return from_url(&url, format!("at {}", actions::quote(&url)));
+        return Chosen::from_url(&url, format!("at {}", actions::quote(&url)));
     }
     if let Some(id) = backup_id {
         let id = id.strip_prefix("backup-").unwrap_or(&id).to_string();
@@ -326,7 +245,7 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
     }
     if let Some(path) = record {
         let url = location_in_record(&path)?;
-        return from_url(&url, format!("from the record `{}`", path.display()));
+        return Chosen::from_url(&url, format!("from the record `{}`", path.display()));
     }
     let state = StateDir::open(settings).map_err(|_| {
         Error::usage(
@@ -350,40 +269,7 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
                 state.path("backup.json").display()
             ))
         })?;
-    from_url(&url, format!("of deployment `{}`", state.id()))
-}
-
-/// `database_backup.location` of a deployment record (seed 004 §8), or a top-level
-/// `location` (a `backup.json`).
-fn location_in_record(path: &Path) -> Result<String> {
-    let text = crate::inputs::read_text_file(path)
-        .map_err(|e| Error::usage(format!("cannot read the record `{}`: {e}", path.display())))?;
-    /// What restore reads of a deployment record (or of a `backup.json`).
-    #[derive(serde::Deserialize)]
-    struct Named {
-        database_backup: Option<Located>,
-        location: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Located {
-        location: String,
-    }
-    let named: Named = serde_json::from_str(&text).map_err(|e| {
-        Error::usage(format!(
-            "the record `{}` is not a deployment record: {e}",
-            path.display()
-        ))
-    })?;
-    named
-        .database_backup
-        .map(|b| b.location)
-        .or(named.location)
-        .ok_or_else(|| {
-            Error::usage(format!(
-                "the record `{}` names no backup (`database_backup.location`)",
-                path.display()
-            ))
-        })
+    Chosen::from_url(&url, format!("of deployment `{}`", state.id()))
 }
 
 /// `--yes` / `confirm: true`, or the database's name typed at a terminal.
@@ -426,256 +312,5 @@ async fn confirm(
         Ok(())
     } else {
         Err(Error::usage("not confirmed; nothing was restored"))
-    }
-}
-
-/// A downloaded copy, removed when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Downloads (or opens) the backup, checks it against its sidecar, restores it, counts rows.
-async fn restore(
-    args: &Args,
-    storage: &Storage,
-    sidecar: &Sidecar,
-    target: &Database,
-    log: &SharedLog,
-    committed: &std::sync::atomic::AtomicBool,
-) -> Result<BTreeMap<String, u64>> {
-    let url = storage.url(&sidecar.object);
-    let group = actions::group(&format!("Fetch and check `{url}`"));
-    let mut _temp = None;
-    let path = match storage.local_path(&sidecar.object) {
-        Some(path) => path,
-        None => {
-            let dir = args
-                .work_dir
-                .clone()
-                .or_else(|| settings::input("work-dir").map(PathBuf::from))
-                .unwrap_or_else(std::env::temp_dir);
-            let path = dir.join(format!(
-                "shipgate-restore-{}.gz",
-                crate::util::random_hex(8)
-            ));
-            _temp = Some(TempFile(path.clone()));
-            download(storage, &sidecar.object, &path).await?;
-            path
-        }
-    };
-    let (size, sha256) = hash_file(&path).await?;
-    if size != sidecar.size || sha256 != sidecar.sha256 {
-        return Err(Error::gate(format!(
-            "`{url}` is {size} bytes with SHA-256 {sha256}, but its sidecar records {} bytes with SHA-256 {}: the backup is corrupted; the database was not touched",
-            sidecar.size, sidecar.sha256
-        )));
-    }
-    say(
-        log,
-        &format!("`{url}` matches its sidecar (SHA-256 {sha256})"),
-    );
-    drop(group);
-
-    let (server_version, server_major) = target
-        .server_version()
-        .await
-        .context(format!("cannot connect to `{}`", target.display()))?;
-    let dump_major = sidecar
-        .server_version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok())
-        .unwrap_or(0);
-    if dump_major > server_major {
-        actions::annotate(
-            actions::Level::Warning,
-            Some("shipgate restore"),
-            &format!(
-                "the backup comes from PostgreSQL {} and `{}` runs {server_version}: restoring into an older server is not guaranteed to work",
-                sidecar.server_version,
-                target.name()
-            ),
-        );
-    }
-
-    let _group = actions::group(&format!("Restore into `{}`", target.display()));
-    let spec = backup::restore_spec(target, sidecar.format);
-    say(log, &format!("$ {}", spec.display()));
-    let file = std::fs::File::open(&path)
-        .map_err(|e| Error::dependency(format!("cannot open `{}`: {e}", path.display())))?;
-    let progress = Arc::new(Progress::new());
-    let fed = archive::feed_tool(
-        &spec,
-        Source::File(file),
-        Some(&sidecar.sha256),
-        &progress,
-        log,
-    )
-    .await?;
-    if fed.tool_failed() {
-        return Err(Error::dependency(format!(
-            "the restore into `{}` failed ({}); it ran in one transaction, so the database is unchanged",
-            target.display(),
-            fed.tool_failure()
-        )));
-    }
-    if let Err(e) = &fed.read {
-        return Err(Error::gate(format!(
-            "`{url}` could not be read in full while restoring ({e}); the restore was stopped before its transaction committed, so the database is unchanged"
-        )));
-    }
-    committed.store(true, std::sync::atomic::Ordering::SeqCst);
-    say(
-        log,
-        &format!("restored into `{}`; counting rows", target.display()),
-    );
-    let counts = target.row_counts().await.context(format!(
-        "restored, but cannot count the rows of `{}`",
-        target.display()
-    ))?;
-    Ok(counts)
-}
-
-async fn download(storage: &Storage, object: &str, path: &Path) -> Result<()> {
-    let url = storage.url(object);
-    let mut download = storage
-        .get(object)
-        .await
-        .context(format!("cannot download `{url}`"))?
-        .ok_or_else(|| {
-            Error::gate(format!(
-                "`{url}` does not exist although its sidecar does: the backup is broken"
-            ))
-        })?;
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .await
-        .map_err(|e| {
-            Error::usage(format!(
-                "cannot create `{}` for the download: {e}; set `--work-dir` to a writable directory",
-                path.display()
-            ))
-        })?;
-    while let Some(chunk) = download
-        .next()
-        .await
-        .context(format!("cannot download `{url}`"))?
-    {
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| Error::dependency(format!("cannot write `{}`: {e}", path.display())))?;
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| Error::dependency(format!("cannot write `{}`: {e}", path.display())))?;
-    Ok(())
-}
-
-/// Size and SHA-256 of a file, read on a blocking thread.
-async fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1024 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
-        Ok::<_, std::io::Error>((size, archive::hex(&hasher.finalize())))
-    })
-    .await
-    .map_err(|e| Error::dependency(format!("cannot hash the backup: {e}")))?
-    .map_err(|e| Error::dependency(format!("cannot read the backup: {e}")))
-}
-
-fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String, u64>>) -> String {
-    let heading = if result.result == "pass" {
-        format!(
-            "### ✅ Restored `{}` into `{}`",
-            result.backup_id, result.target_database
-        )
-    } else {
-        format!(
-            "### ❌ Restored `{}` into `{}`, but row counts differ",
-            result.backup_id, result.target_database
-        )
-    };
-    let mut about = Table::new(&["", ""]);
-    about.row(&[
-        "Backup",
-        &format!("`{}` (taken {})", result.location, result.backup_timestamp),
-    ]);
-    about.row(&[
-        "SHA-256",
-        &format!("`{}` ✅ checked before restoring", result.sha256),
-    ]);
-    about.row(&["Target", &format!("`{}`", result.target)]);
-    about.row(&[
-        "Restored",
-        &format!(
-            "{} tables, {} rows, in one transaction",
-            result.tables, result.rows
-        ),
-    ]);
-    let mut header = vec!["Table", "Rows"];
-    if expected.is_some() {
-        header.push("At backup time");
-    }
-    let mut tables = Table::new(&header);
-    for (name, rows) in result.row_counts.iter().take(SUMMARY_TABLES) {
-        let mut row = vec![format!("`{name}`"), rows.to_string()];
-        if let Some(expected) = expected {
-            row.push(match expected.get(name) {
-                Some(e) if e == rows => format!("{e} ✅"),
-                Some(e) => format!("{e} ❌"),
-                None => "— ❌".to_string(),
-            });
-        }
-        tables.row(&row);
-    }
-    let more = if result.row_counts.len() > SUMMARY_TABLES {
-        format!(
-            "\n{} more tables in `restore.json`.\n",
-            result.row_counts.len() - SUMMARY_TABLES
-        )
-    } else {
-        String::new()
-    };
-    format!("{heading}\n\n{}\n{}{more}", about.render(), tables.render())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_name_their_backup() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let record = dir.path().join("record.json");
-        std::fs::write(
-            &record,
-            r#"{"deployment_id":"1-abc","database_backup":{"backup_id":"backup-1-abc","location":"s3://b/p/backup-1-abc.sql.gz"}}"#,
-        )
-        .expect("write");
-        assert_eq!(
-            location_in_record(&record).ok().as_deref(),
-            Some("s3://b/p/backup-1-abc.sql.gz")
-        );
-        std::fs::write(&record, r#"{"deployment_id":"1"}"#).expect("write");
-        assert!(location_in_record(&record).is_err());
     }
 }

@@ -95,11 +95,12 @@ pub(crate) fn rollback_instructions(record: &Record, on_call: Option<&str>) -> S
     out
 }
 
-/// The backup's manual restore (the one text, `archive::manual_restore`), indented for the
+/// The backup's manual restore (the one text, `backup::restore::manual_restore`), indented for the
 /// instructions' list.
 pub(crate) fn manual_restore(backup: &Backup) -> Option<String> {
-    let format = crate::archive::DumpFormat::of(backup.format.as_deref(), &backup.location);
-    let text = crate::archive::manual_restore(&backup.location, format, backup.sha256.as_deref())?;
+    let format = crate::state::backup::DumpFormat::of(backup.format.as_deref(), &backup.location);
+    let text =
+        crate::backup::restore::manual_restore(&backup.location, format, backup.sha256.as_deref())?;
     Some(text.lines().map(|line| format!("   {line}\n")).collect())
 }
 

@@ -79,7 +79,7 @@ impl std::str::FromStr for Checksum {
     }
 }
 
-/// How to reach S3. Built only by `commands::backup::open_storage` (no `Default`: a client
+/// How to reach S3. Built only by `backup::storage::s3_options` (no `Default`: a client
 /// built from defaults would ignore `--endpoint-url` and go to AWS).
 #[derive(Debug, Clone)]
 pub(crate) struct S3Options {

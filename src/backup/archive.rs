@@ -4,10 +4,8 @@
 //! - back: an object (or a local file) → SHA-256 → gunzip → a sink (a scan, or the stdin of
 //!   `pg_restore`/`psql`), for verification and restore.
 //!
-//! The CPU work runs on blocking threads; the async side only moves buffers. Also: the sidecar
-//! (`backup-<deployment-id>.json`), whose shape other tools read, so it is frozen here.
+//! The CPU work runs on blocking threads; the async side only moves buffers.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -16,10 +14,10 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::state::backup::DumpFormat;
 use crate::storage::{self, Download, StorageError};
 
 /// Bytes read from pg_dump per call.
@@ -32,145 +30,6 @@ const DOWNLOAD_QUEUE: usize = 4;
 pub(crate) const PLAIN_COMPLETE: &str = "-- PostgreSQL database dump complete";
 /// The first bytes of a custom-format archive.
 pub(crate) const CUSTOM_MAGIC: &[u8] = b"PGDMP";
-
-/// The dump format and verification are part of the state contract (`backup.json`).
-pub(crate) use crate::state::backup::{DumpFormat, Verification};
-
-/// The one text that restores a backup by hand, without shipgate, the way `shipgate restore`
-/// does it (one transaction, stopping at the first error): the SHA-256 check to run first, then
-/// fetch | gunzip | psql or pg_restore into `$DATABASE_URL`. `None` for a location that is
-/// neither `s3://` nor `file://`.
-pub(crate) fn manual_restore(
-    location: &str,
-    format: DumpFormat,
-    sha256: Option<&str>,
-) -> Option<String> {
-    let fetch = if let Some(path) = location.strip_prefix("file://") {
-        format!("cat '{path}'")
-    } else if location.starts_with("s3://") {
-        format!("aws s3 cp '{location}' -")
-    } else {
-        return None;
-    };
-    let unpack = if location.ends_with(".gz") {
-        " | gunzip"
-    } else {
-        ""
-    };
-    let apply = match format {
-        DumpFormat::Plain => {
-            "psql --no-psqlrc --set=ON_ERROR_STOP=1 --single-transaction --file=- --dbname=\"$DATABASE_URL\""
-        }
-        DumpFormat::Custom => {
-            "pg_restore --clean --if-exists --single-transaction --exit-on-error --dbname=\"$DATABASE_URL\""
-        }
-    };
-    let mut text = String::from("set -o pipefail\n");
-    if let Some(sha) = sha256 {
-        text.push_str(&format!("{fetch} | sha256sum   # expect {sha}\n"));
-    }
-    text.push_str(&format!("{fetch}{unpack} | {apply}\n"));
-    Some(text)
-}
-
-/// `backup-<deployment-id>.json`, written after the dump is uploaded and verified: a backup
-/// without it is incomplete by definition. Readers ignore fields they do not know.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Sidecar {
-    pub(crate) schema_version: u32,
-    pub(crate) backup_id: String,
-    pub(crate) deployment_id: String,
-    /// URL of the dump object.
-    pub(crate) location: String,
-    pub(crate) sidecar_location: String,
-    /// The dump object's name in its destination.
-    pub(crate) object: String,
-    /// When the dump started (RFC 3339 UTC).
-    pub(crate) timestamp: String,
-    pub(crate) completed_at: String,
-    /// Bytes stored (compressed).
-    pub(crate) size: u64,
-    pub(crate) uncompressed_size: u64,
-    /// SHA-256 of the stored object, hex.
-    pub(crate) sha256: String,
-    pub(crate) compression: String,
-    pub(crate) compression_level: u32,
-    pub(crate) format: DumpFormat,
-    pub(crate) database: String,
-    /// Which database this is a backup of (absent in sidecars written before shipgate recorded
-    /// it): a re-run with the same deployment id must name the same one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) database_identity: Option<DatabaseIdentity>,
-    pub(crate) server_version: String,
-    pub(crate) client_version: String,
-    pub(crate) duration_ms: u64,
-    pub(crate) parts: u32,
-    pub(crate) verified: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) verification: Option<Verification>,
-    /// Exact per-table row counts in the dump's snapshot (with `verify: restore`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) row_counts: Option<BTreeMap<String, u64>>,
-    #[serde(default)]
-    pub(crate) environment: String,
-    #[serde(default)]
-    pub(crate) repository: Option<String>,
-    #[serde(default)]
-    pub(crate) created_by: String,
-}
-
-/// The database a backup was taken from: the host, port and name `database-url` gave, and the
-/// server's own `system_identifier` (`pg_control_system()`; the same on a physical standby,
-/// different for every `initdb`). `None` when the role may not read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DatabaseIdentity {
-    /// As written in the URL; empty for the default local socket.
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    pub(crate) database: String,
-    #[serde(default)]
-    pub(crate) system_identifier: Option<String>,
-}
-
-impl DatabaseIdentity {
-    /// `` `app` on `db.internal:5432` (system identifier 7321…) ``, for messages.
-    pub(crate) fn describe(&self) -> String {
-        let host = if self.host.is_empty() {
-            "the local socket".to_string()
-        } else {
-            format!("`{}:{}`", self.host, self.port)
-        };
-        let system = match &self.system_identifier {
-            Some(id) => format!("system identifier {id}"),
-            None => "system identifier unknown".to_string(),
-        };
-        format!("`{}` on {host} ({system})", self.database)
-    }
-
-    /// Whether `self` (recorded in a sidecar) and `current` are the same database: `Ok` with an
-    /// optional warning, or `Err` saying why not. Same name and system identifier are the same
-    /// database whatever address reached it; without both identifiers, the host and port must
-    /// match too.
-    pub(crate) fn same_as(&self, current: &DatabaseIdentity) -> Result<Option<String>, String> {
-        if self.database != current.database {
-            return Err("the database names differ".to_string());
-        }
-        match (&self.system_identifier, &current.system_identifier) {
-            (Some(a), Some(b)) if a == b => Ok(None),
-            (Some(_), Some(_)) => Err(
-                "the system identifiers differ: it is another PostgreSQL server"
-                    .to_string(),
-            ),
-            _ if self.host == current.host && self.port == current.port => Ok(Some(
-                "the server's system identifier could not be compared (the role may not run `pg_control_system()`); the host, port and database name match".to_string(),
-            )),
-            _ => Err(
-                "the host or port differ and the servers' system identifiers cannot be compared"
-                    .to_string(),
-            ),
-        }
-    }
-}
 
 /// Live counters for progress lines.
 #[derive(Debug)]
@@ -755,43 +614,6 @@ impl Read for ChannelReader {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_manual_restore_text_for_every_format_and_place() {
-        let plain = manual_restore(
-            "s3://bk/prod/backup-1.sql.gz",
-            DumpFormat::Plain,
-            Some("ab"),
-        )
-        .expect("s3");
-        assert!(plain.starts_with("set -o pipefail\n"), "{plain}");
-        assert!(
-            plain.contains("aws s3 cp 's3://bk/prod/backup-1.sql.gz' - | sha256sum   # expect ab"),
-            "{plain}"
-        );
-        assert!(
-            plain.contains(
-                "- | gunzip | psql --no-psqlrc --set=ON_ERROR_STOP=1 --single-transaction"
-            ),
-            "{plain}"
-        );
-        let custom = manual_restore("file:///var/bk/backup-1.dump.gz", DumpFormat::Custom, None)
-            .expect("file");
-        assert!(
-            custom.contains("cat '/var/bk/backup-1.dump.gz' | gunzip | pg_restore --clean --if-exists --single-transaction --exit-on-error"),
-            "{custom}"
-        );
-        assert!(!custom.contains("sha256sum"), "{custom}");
-        assert_eq!(manual_restore("https://x/y", DumpFormat::Plain, None), None);
-        assert_eq!(
-            DumpFormat::of(None, "s3://b/backup-1.dump.gz"),
-            DumpFormat::Custom
-        );
-        assert_eq!(
-            DumpFormat::of(Some("plain"), "s3://b/backup-1.dump.gz"),
-            DumpFormat::Plain
-        );
-    }
-
     fn roundtrip(data: &[u8]) -> (Compressed, Vec<Bytes>) {
         let (tx, mut rx) = mpsc::channel(1024);
         let progress = Progress::new();
@@ -859,43 +681,5 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
-    }
-
-    #[test]
-    fn database_identities_compare_by_name_then_server() {
-        let id = |host: &str, port: u16, db: &str, system: Option<&str>| DatabaseIdentity {
-            host: host.into(),
-            port,
-            database: db.into(),
-            system_identifier: system.map(str::to_string),
-        };
-        let recorded = id("db.internal", 5432, "app", Some("73"));
-        assert_eq!(recorded.same_as(&recorded), Ok(None));
-        // The same server through another address.
-        assert_eq!(
-            recorded.same_as(&id("10.0.0.5", 6432, "app", Some("73"))),
-            Ok(None)
-        );
-        assert!(
-            recorded
-                .same_as(&id("db.internal", 5432, "other", Some("73")))
-                .is_err()
-        );
-        assert!(
-            recorded
-                .same_as(&id("db.internal", 5432, "app", Some("74")))
-                .is_err()
-        );
-        // Without an identifier on one side, the address decides.
-        assert!(matches!(
-            recorded.same_as(&id("db.internal", 5432, "app", None)),
-            Ok(Some(_))
-        ));
-        assert!(
-            recorded
-                .same_as(&id("db2.internal", 5432, "app", None))
-                .is_err()
-        );
-        assert!(recorded.describe().contains("`app` on `db.internal:5432`"));
     }
 }

@@ -1,0 +1,225 @@
+//! `backup prune`: which backups in a destination retention keeps, and deleting the others
+//! (the sidecar first, so a half-deleted backup is incomplete, never a broken complete one).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::archive;
+use super::sidecar::{SIDECAR_LIMIT, Sidecar};
+use crate::actions::Table;
+use crate::error::{Error, Result, ResultExt};
+use crate::process::Shutdown;
+use crate::storage::{Location, Storage, lease};
+
+/// One backup found in the destination.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Found {
+    backup_id: String,
+    /// Seconds since the epoch: the sidecar's timestamp, else the object's.
+    taken: i64,
+    timestamp: String,
+    size: u64,
+    complete: bool,
+    verified: bool,
+    #[serde(skip)]
+    names: Vec<String>,
+    action: String,
+    reason: String,
+}
+
+/// What a prune found (newest first, each with its action and why) and did.
+pub(crate) struct Pruned {
+    pub(crate) found: Vec<Found>,
+    pub(crate) kept: usize,
+    pub(crate) deleted: usize,
+    pub(crate) would: usize,
+}
+
+/// Applies the retention rules to the backups in `storage` (at `location`): keeps the newest
+/// `keep_last` complete ones, those younger than `keep_days` and always the newest verified
+/// one; deletes the others unless `dry_run`; stops at a signal.
+pub(crate) async fn prune(
+    storage: &Storage,
+    location: &Location,
+    keep_days: Option<u64>,
+    keep_last: Option<u64>,
+    dry_run: bool,
+    shutdown: &Shutdown,
+) -> Result<Pruned> {
+    let listing = tokio::select! {
+        listing = storage.list("backup-") => listing.context(format!("cannot list `{}`", location.display()))?,
+        signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while listing backups"))),
+    };
+    let mut groups: BTreeMap<String, Vec<crate::storage::ObjectInfo>> = BTreeMap::new();
+    for object in listing {
+        if let Some(stem) = backup_stem(&object.name) {
+            groups.entry(stem.to_string()).or_default().push(object);
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let mut found = Vec::new();
+    for (stem, objects) in groups {
+        let sidecar_name = format!("{stem}.json");
+        let has_sidecar = objects.iter().any(|o| o.name == sidecar_name);
+        let sidecar: Option<Sidecar> = if has_sidecar {
+            storage
+                .read_small(&sidecar_name, SIDECAR_LIMIT)
+                .await
+                .context(format!("cannot read `{}`", storage.url(&sidecar_name)))?
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        } else {
+            None
+        };
+        let dump = objects
+            .iter()
+            .find(|o| o.name != sidecar_name && lease::marker_stem(&o.name).is_none());
+        let complete = sidecar
+            .as_ref()
+            .is_some_and(|s| objects.iter().any(|o| o.name == s.object));
+        let taken = sidecar
+            .as_ref()
+            .and_then(|s| s.timestamp.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second())
+            .or_else(|| objects.iter().filter_map(|o| o.modified).max())
+            .unwrap_or(now);
+        found.push(Found {
+            backup_id: stem.clone(),
+            taken,
+            timestamp: jiff::Timestamp::from_second(taken)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            size: dump.map(|d| d.size).unwrap_or(0),
+            complete,
+            verified: complete && sidecar.as_ref().is_some_and(|s| s.verified),
+            names: objects.iter().map(|o| o.name.clone()).collect(),
+            action: String::new(),
+            reason: String::new(),
+        });
+    }
+    // Newest first.
+    found.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.backup_id.cmp(&a.backup_id)));
+    let newest_verified = found.iter().position(|f| f.verified);
+    let mut complete_seen = 0u64;
+    for (index, backup) in found.iter_mut().enumerate() {
+        let age_days = (now - backup.taken).max(0) as f64 / 86_400.0;
+        let reason = if Some(index) == newest_verified {
+            Some("the newest verified backup is always kept".to_string())
+        } else if backup.complete && keep_last.is_some_and(|m| complete_seen < m) {
+            Some(format!(
+                "one of the newest {} complete backups",
+                keep_last.unwrap_or(0)
+            ))
+        } else if keep_days.is_some_and(|d| age_days < d as f64) {
+            Some(format!("younger than {} days", keep_days.unwrap_or(0)))
+        } else if !backup.complete && age_days < 1.0 {
+            Some("incomplete and younger than a day: it may still be uploading".to_string())
+        } else {
+            None
+        };
+        if backup.complete {
+            complete_seen += 1;
+        }
+        match reason {
+            Some(reason) => {
+                backup.action = "keep".into();
+                backup.reason = reason;
+            }
+            None => {
+                backup.action = if dry_run { "would delete" } else { "delete" }.into();
+                backup.reason = if backup.complete {
+                    "outside the retention rules".into()
+                } else {
+                    "incomplete (no sidecar) and outside the retention rules".into()
+                };
+            }
+        }
+    }
+    let mut deleted = 0usize;
+    for backup in found.iter().filter(|b| b.action == "delete") {
+        // The sidecar first: a backup without one is incomplete, never a broken complete one.
+        let mut names = backup.names.clone();
+        names.sort_by_key(|n| !n.ends_with(".json"));
+        for name in names {
+            tokio::select! {
+                result = storage.delete(&name) => result.context(format!("cannot delete `{}`", storage.url(&name)))?,
+                signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while deleting `{}`; {deleted} backup(s) were deleted", storage.url(&name)))),
+            }
+        }
+        tracing::info!("deleted `{}` ({})", backup.backup_id, backup.timestamp);
+        deleted += 1;
+    }
+    let kept = found.iter().filter(|b| b.action == "keep").count();
+    let would = found.iter().filter(|b| b.action == "would delete").count();
+    tracing::info!(
+        "{} backups in `{}`: {kept} kept, {}",
+        found.len(),
+        location.display(),
+        if dry_run {
+            format!("{would} would be deleted (dry run)")
+        } else {
+            format!("{deleted} deleted")
+        }
+    );
+    Ok(Pruned {
+        found,
+        kept,
+        deleted,
+        would,
+    })
+}
+
+/// `backup-<id>` for `backup-<id>.sql.gz`, `.dump.gz`, `.json` and the run markers
+/// `.run-<token>` (deleted with the backup they belong to).
+fn backup_stem(name: &str) -> Option<&str> {
+    [".sql.gz", ".dump.gz", ".json"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .or_else(|| lease::marker_stem(name))
+        .filter(|stem| stem.len() > "backup-".len() && stem.starts_with("backup-"))
+}
+
+/// The step summary of a prune.
+pub(crate) fn prune_summary(found: &[Found], dry_run: bool, destination: &str) -> String {
+    let mut table = Table::new(&["Backup", "Taken", "Size", "State", "Action", "Why"]);
+    for backup in found {
+        table.row(&[
+            format!("`{}`", backup.backup_id),
+            backup.timestamp.clone(),
+            archive::bytes(backup.size),
+            if backup.verified {
+                "verified".to_string()
+            } else if backup.complete {
+                "complete".to_string()
+            } else {
+                "incomplete".to_string()
+            },
+            backup.action.clone(),
+            backup.reason.clone(),
+        ]);
+    }
+    format!(
+        "### 🧹 Backup retention in `{destination}`{}\n\n{}",
+        if dry_run { " (dry run)" } else { "" },
+        table.render()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems() {
+        assert_eq!(backup_stem("backup-1-abc.sql.gz"), Some("backup-1-abc"));
+        assert_eq!(backup_stem("backup-1-abc.dump.gz"), Some("backup-1-abc"));
+        assert_eq!(backup_stem("backup-1-abc.json"), Some("backup-1-abc"));
+        assert_eq!(
+            backup_stem("backup-1-abc.run-0123456789abcdef"),
+            Some("backup-1-abc")
+        );
+        assert_eq!(backup_stem("backup-.json"), None);
+        assert_eq!(backup_stem("other.json"), None);
+        assert_eq!(backup_stem("backup-1.txt"), None);
+    }
+}

@@ -1,0 +1,518 @@
+//! Restoring a backup (seed 004 "Rollback Procedure", step 3): which backup a location or a
+//! deployment record names; fetching it and checking its SHA-256 against its sidecar BEFORE
+//! touching the database; restoring it in a single transaction (the tools `shipgate restore`
+//! and verification by restore run) and counting rows; `restore.json` and the summary; and the
+//! one text that restores a backup by hand.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
+
+use super::archive::{self, Progress, Source};
+use super::say;
+use super::sidecar::Sidecar;
+use crate::actions::{self, Table};
+use crate::error::{Error, Result, ResultExt};
+use crate::postgres::Database;
+use crate::process::{self, SharedLog};
+use crate::state::backup::DumpFormat;
+use crate::storage::{Location, Storage};
+
+/// The one text that restores a backup by hand, without shipgate, the way `shipgate restore`
+/// does it (one transaction, stopping at the first error): the SHA-256 check to run first, then
+/// fetch | gunzip | psql or pg_restore into `$DATABASE_URL`. `None` for a location that is
+/// neither `s3://` nor `file://`.
+pub(crate) fn manual_restore(
+    location: &str,
+    format: DumpFormat,
+    sha256: Option<&str>,
+) -> Option<String> {
+    let fetch = if let Some(path) = location.strip_prefix("file://") {
+        format!("cat '{path}'")
+    } else if location.starts_with("s3://") {
+        format!("aws s3 cp '{location}' -")
+    } else {
+        return None;
+    };
+    let unpack = if location.ends_with(".gz") {
+        " | gunzip"
+    } else {
+        ""
+    };
+    let apply = match format {
+        DumpFormat::Plain => {
+            "psql --no-psqlrc --set=ON_ERROR_STOP=1 --single-transaction --file=- --dbname=\"$DATABASE_URL\""
+        }
+        DumpFormat::Custom => {
+            "pg_restore --clean --if-exists --single-transaction --exit-on-error --dbname=\"$DATABASE_URL\""
+        }
+    };
+    let mut text = String::from("set -o pipefail\n");
+    if let Some(sha) = sha256 {
+        text.push_str(&format!("{fetch} | sha256sum   # expect {sha}\n"));
+    }
+    text.push_str(&format!("{fetch}{unpack} | {apply}\n"));
+    Some(text)
+}
+
+/// The tool that restores a dump of `format` into `db` in one transaction.
+pub(crate) fn restore_spec(db: &Database, format: DumpFormat) -> process::Spec {
+    match format {
+        DumpFormat::Plain => db.spec(
+            "psql",
+            "psql",
+            vec![
+                "--no-psqlrc".into(),
+                "--quiet".into(),
+                "--set=ON_ERROR_STOP=1".into(),
+                "--single-transaction".into(),
+                "--no-password".into(),
+                "--file=-".into(),
+                format!("--dbname={}", db.conninfo()),
+            ],
+        ),
+        DumpFormat::Custom => db.spec(
+            "pg_restore",
+            "pg_restore",
+            vec![
+                "--clean".into(),
+                "--if-exists".into(),
+                "--single-transaction".into(),
+                "--exit-on-error".into(),
+                "--no-password".into(),
+                format!("--dbname={}", db.conninfo()),
+            ],
+        ),
+    }
+}
+
+/// Per-table rows shown in the summary.
+const SUMMARY_TABLES: usize = 100;
+
+/// `restore.json`, and the `--format json` object.
+#[derive(Debug, Serialize)]
+pub(crate) struct RestoreResult {
+    pub(crate) schema_version: u32,
+    pub(crate) command: &'static str,
+    pub(crate) result: &'static str,
+    pub(crate) timestamp: String,
+    pub(crate) duration_ms: u64,
+    pub(crate) deployment_id: String,
+    pub(crate) backup_id: String,
+    pub(crate) location: String,
+    pub(crate) sha256: String,
+    pub(crate) size: u64,
+    pub(crate) format: DumpFormat,
+    pub(crate) backup_timestamp: String,
+    pub(crate) target_database: String,
+    pub(crate) target: String,
+    pub(crate) tables: usize,
+    pub(crate) rows: u64,
+    pub(crate) row_counts: BTreeMap<String, u64>,
+    /// Whether the restored counts equal those recorded at backup time (`verify: restore`
+    /// backups only).
+    pub(crate) counts_match: Option<bool>,
+    pub(crate) log_file: String,
+}
+
+impl RestoreResult {
+    /// A restore of `sidecar`'s backup into `target` that counted `counts` (`counts_match`:
+    /// whether they equal those recorded at backup time, when recorded).
+    pub(crate) fn new(
+        deployment_id: &str,
+        sidecar: &Sidecar,
+        target: &Database,
+        counts: BTreeMap<String, u64>,
+        counts_match: Option<bool>,
+        started: Instant,
+        log_path: &Path,
+    ) -> RestoreResult {
+        RestoreResult {
+            schema_version: 1,
+            command: "restore",
+            result: if counts_match == Some(false) {
+                "fail"
+            } else {
+                "pass"
+            },
+            timestamp: crate::util::now_rfc3339(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            deployment_id: deployment_id.to_string(),
+            backup_id: sidecar.backup_id.clone(),
+            location: sidecar.location.clone(),
+            sha256: sidecar.sha256.clone(),
+            size: sidecar.size,
+            format: sidecar.format,
+            backup_timestamp: sidecar.timestamp.clone(),
+            target_database: target.name().to_string(),
+            target: target.display().to_string(),
+            tables: counts.len(),
+            rows: counts.values().sum(),
+            row_counts: counts,
+            counts_match,
+            log_file: log_path.display().to_string(),
+        }
+    }
+}
+
+/// Which backup, and where it lives.
+pub(crate) struct Chosen {
+    pub(crate) location: Location,
+    /// The sidecar's name in `location`.
+    pub(crate) sidecar: String,
+    /// How the user named it, for messages.
+    pub(crate) named: String,
+}
+
+impl Chosen {
+    /// The backup whose dump or sidecar `url` is, named `named` in messages.
+    pub(crate) fn from_url(url: &str, named: String) -> Result<Chosen> {
+        let (location, name) = Location::split_object(url)?;
+        let stem = [".sql.gz", ".dump.gz", ".json"]
+            .iter()
+            .find_map(|ext| name.strip_suffix(ext))
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "{} does not name a shipgate backup (`backup-<id>.sql.gz`, `.dump.gz` or `.json`)",
+                    actions::quote(url)
+                ))
+            })?;
+        Ok(Chosen {
+            sidecar: format!("{stem}.json"),
+            location,
+            named,
+        })
+    }
+}
+
+/// What a stopped restore left behind.
+pub(crate) fn state_of(committed: &std::sync::atomic::AtomicBool) -> &'static str {
+    if committed.load(std::sync::atomic::Ordering::SeqCst) {
+        "the restore had already committed; only the row counts are missing"
+    } else {
+        "it was stopped before its transaction committed, so the database is unchanged"
+    }
+}
+
+/// `database_backup.location` of a deployment record (seed 004 §8), or a top-level
+/// `location` (a `backup.json`).
+pub(crate) fn location_in_record(path: &Path) -> Result<String> {
+    let text = crate::inputs::read_text_file(path)
+        .map_err(|e| Error::usage(format!("cannot read the record `{}`: {e}", path.display())))?;
+    /// What restore reads of a deployment record (or of a `backup.json`).
+    #[derive(serde::Deserialize)]
+    struct Named {
+        database_backup: Option<Located>,
+        location: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Located {
+        location: String,
+    }
+    let named: Named = serde_json::from_str(&text).map_err(|e| {
+        Error::usage(format!(
+            "the record `{}` is not a deployment record: {e}",
+            path.display()
+        ))
+    })?;
+    named
+        .database_backup
+        .map(|b| b.location)
+        .or(named.location)
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "the record `{}` names no backup (`database_backup.location`)",
+                path.display()
+            ))
+        })
+}
+
+/// A downloaded copy, removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Downloads (or opens) the backup, checks it against its sidecar, restores it, counts rows. An
+/// S3 download is kept in `work_dir` while its SHA-256 is checked; `committed` says when the
+/// restore's transaction has committed.
+pub(crate) async fn restore(
+    work_dir: &Path,
+    storage: &Storage,
+    sidecar: &Sidecar,
+    target: &Database,
+    log: &SharedLog,
+    committed: &std::sync::atomic::AtomicBool,
+) -> Result<BTreeMap<String, u64>> {
+    let url = storage.url(&sidecar.object);
+    let group = actions::group(&format!("Fetch and check `{url}`"));
+    let mut _temp = None;
+    let path = match storage.local_path(&sidecar.object) {
+        Some(path) => path,
+        None => {
+            let path = work_dir.join(format!(
+                "shipgate-restore-{}.gz",
+                crate::util::random_hex(8)
+            ));
+            _temp = Some(TempFile(path.clone()));
+            download(storage, &sidecar.object, &path).await?;
+            path
+        }
+    };
+    let (size, sha256) = hash_file(&path).await?;
+    if size != sidecar.size || sha256 != sidecar.sha256 {
+        return Err(Error::gate(format!(
+            "`{url}` is {size} bytes with SHA-256 {sha256}, but its sidecar records {} bytes with SHA-256 {}: the backup is corrupted; the database was not touched",
+            sidecar.size, sidecar.sha256
+        )));
+    }
+    say(
+        log,
+        &format!("`{url}` matches its sidecar (SHA-256 {sha256})"),
+    );
+    drop(group);
+
+    let (server_version, server_major) = target
+        .server_version()
+        .await
+        .context(format!("cannot connect to `{}`", target.display()))?;
+    let dump_major = sidecar
+        .server_version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    if dump_major > server_major {
+        actions::annotate(
+            actions::Level::Warning,
+            Some("shipgate restore"),
+            &format!(
+                "the backup comes from PostgreSQL {} and `{}` runs {server_version}: restoring into an older server is not guaranteed to work",
+                sidecar.server_version,
+                target.name()
+            ),
+        );
+    }
+
+    let _group = actions::group(&format!("Restore into `{}`", target.display()));
+    let spec = restore_spec(target, sidecar.format);
+    say(log, &format!("$ {}", spec.display()));
+    let file = std::fs::File::open(&path)
+        .map_err(|e| Error::dependency(format!("cannot open `{}`: {e}", path.display())))?;
+    let progress = Arc::new(Progress::new());
+    let fed = archive::feed_tool(
+        &spec,
+        Source::File(file),
+        Some(&sidecar.sha256),
+        &progress,
+        log,
+    )
+    .await?;
+    if fed.tool_failed() {
+        return Err(Error::dependency(format!(
+            "the restore into `{}` failed ({}); it ran in one transaction, so the database is unchanged",
+            target.display(),
+            fed.tool_failure()
+        )));
+    }
+    if let Err(e) = &fed.read {
+        return Err(Error::gate(format!(
+            "`{url}` could not be read in full while restoring ({e}); the restore was stopped before its transaction committed, so the database is unchanged"
+        )));
+    }
+    committed.store(true, std::sync::atomic::Ordering::SeqCst);
+    say(
+        log,
+        &format!("restored into `{}`; counting rows", target.display()),
+    );
+    let counts = target.row_counts().await.context(format!(
+        "restored, but cannot count the rows of `{}`",
+        target.display()
+    ))?;
+    Ok(counts)
+}
+
+async fn download(storage: &Storage, object: &str, path: &Path) -> Result<()> {
+    let url = storage.url(object);
+    let mut download = storage
+        .get(object)
+        .await
+        .context(format!("cannot download `{url}`"))?
+        .ok_or_else(|| {
+            Error::gate(format!(
+                "`{url}` does not exist although its sidecar does: the backup is broken"
+            ))
+        })?;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(|e| {
+            Error::usage(format!(
+                "cannot create `{}` for the download: {e}; set `--work-dir` to a writable directory",
+                path.display()
+            ))
+        })?;
+    while let Some(chunk) = download
+        .next()
+        .await
+        .context(format!("cannot download `{url}`"))?
+    {
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Error::dependency(format!("cannot write `{}`: {e}", path.display())))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| Error::dependency(format!("cannot write `{}`: {e}", path.display())))?;
+    Ok(())
+}
+
+/// Size and SHA-256 of a file, read on a blocking thread.
+async fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok::<_, std::io::Error>((size, archive::hex(&hasher.finalize())))
+    })
+    .await
+    .map_err(|e| Error::dependency(format!("cannot hash the backup: {e}")))?
+    .map_err(|e| Error::dependency(format!("cannot read the backup: {e}")))
+}
+
+pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String, u64>>) -> String {
+    let heading = if result.result == "pass" {
+        format!(
+            "### ✅ Restored `{}` into `{}`",
+            result.backup_id, result.target_database
+        )
+    } else {
+        format!(
+            "### ❌ Restored `{}` into `{}`, but row counts differ",
+            result.backup_id, result.target_database
+        )
+    };
+    let mut about = Table::new(&["", ""]);
+    about.row(&[
+        "Backup",
+        &format!("`{}` (taken {})", result.location, result.backup_timestamp),
+    ]);
+    about.row(&[
+        "SHA-256",
+        &format!("`{}` ✅ checked before restoring", result.sha256),
+    ]);
+    about.row(&["Target", &format!("`{}`", result.target)]);
+    about.row(&[
+        "Restored",
+        &format!(
+            "{} tables, {} rows, in one transaction",
+            result.tables, result.rows
+        ),
+    ]);
+    let mut header = vec!["Table", "Rows"];
+    if expected.is_some() {
+        header.push("At backup time");
+    }
+    let mut tables = Table::new(&header);
+    for (name, rows) in result.row_counts.iter().take(SUMMARY_TABLES) {
+        let mut row = vec![format!("`{name}`"), rows.to_string()];
+        if let Some(expected) = expected {
+            row.push(match expected.get(name) {
+                Some(e) if e == rows => format!("{e} ✅"),
+                Some(e) => format!("{e} ❌"),
+                None => "— ❌".to_string(),
+            });
+        }
+        tables.row(&row);
+    }
+    let more = if result.row_counts.len() > SUMMARY_TABLES {
+        format!(
+            "\n{} more tables in `restore.json`.\n",
+            result.row_counts.len() - SUMMARY_TABLES
+        )
+    } else {
+        String::new()
+    };
+    format!("{heading}\n\n{}\n{}{more}", about.render(), tables.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_manual_restore_text_for_every_format_and_place() {
+        let plain = manual_restore(
+            "s3://bk/prod/backup-1.sql.gz",
+            DumpFormat::Plain,
+            Some("ab"),
+        )
+        .expect("s3");
+        assert!(plain.starts_with("set -o pipefail\n"), "{plain}");
+        assert!(
+            plain.contains("aws s3 cp 's3://bk/prod/backup-1.sql.gz' - | sha256sum   # expect ab"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains(
+                "- | gunzip | psql --no-psqlrc --set=ON_ERROR_STOP=1 --single-transaction"
+            ),
+            "{plain}"
+        );
+        let custom = manual_restore("file:///var/bk/backup-1.dump.gz", DumpFormat::Custom, None)
+            .expect("file");
+        assert!(
+            custom.contains("cat '/var/bk/backup-1.dump.gz' | gunzip | pg_restore --clean --if-exists --single-transaction --exit-on-error"),
+            "{custom}"
+        );
+        assert!(!custom.contains("sha256sum"), "{custom}");
+        assert_eq!(manual_restore("https://x/y", DumpFormat::Plain, None), None);
+        assert_eq!(
+            DumpFormat::of(None, "s3://b/backup-1.dump.gz"),
+            DumpFormat::Custom
+        );
+        assert_eq!(
+            DumpFormat::of(Some("plain"), "s3://b/backup-1.dump.gz"),
+            DumpFormat::Plain
+        );
+    }
+
+    #[test]
+    fn records_name_their_backup() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let record = dir.path().join("record.json");
+        std::fs::write(
+            &record,
+            r#"{"deployment_id":"1-abc","database_backup":{"backup_id":"backup-1-abc","location":"s3://b/p/backup-1-abc.sql.gz"}}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            location_in_record(&record).ok().as_deref(),
+            Some("s3://b/p/backup-1-abc.sql.gz")
+        );
+        std::fs::write(&record, r#"{"deployment_id":"1"}"#).expect("write");
+        assert!(location_in_record(&record).is_err());
+    }
+}

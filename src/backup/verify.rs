@@ -1,0 +1,324 @@
+//! Reading a backup back before anyone relies on it: SHA-256 and size, an intact gzip stream,
+//! a complete dump read in full; with `verify: restore`, restored into a scratch database whose
+//! row counts must equal the source's (counted in the dump's own snapshot).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::archive::{self, Progress, Source};
+use super::restore::restore_spec;
+use super::{log_line, say};
+use crate::actions;
+use crate::error::{Error, Result, ResultExt};
+use crate::postgres::{self, Database};
+use crate::process::SharedLog;
+use crate::secret::Secret;
+use crate::state::backup::{DumpFormat, Verification};
+use crate::storage::Storage;
+
+/// How a backup is read back after uploading (`verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum VerifyMode {
+    Sha256,
+    Restore,
+    None,
+}
+
+impl std::str::FromStr for VerifyMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "sha256" | "true" => Ok(VerifyMode::Sha256),
+            "restore" => Ok(VerifyMode::Restore),
+            "none" | "false" => Ok(VerifyMode::None),
+            other => Err(format!(
+                "`{other}` is not a verification mode; use `sha256`, `restore` or `none`"
+            )),
+        }
+    }
+}
+
+impl VerifyMode {
+    fn name(self) -> &'static str {
+        match self {
+            VerifyMode::Sha256 => "sha256",
+            VerifyMode::Restore => "restore",
+            VerifyMode::None => "none",
+        }
+    }
+}
+
+/// Opens a repeatable-read transaction, exports its snapshot (for `pg_dump --snapshot`) and
+/// counts every table's rows in it.
+pub(crate) async fn export_snapshot(
+    db: &Database,
+) -> Result<(postgres::Session, String, BTreeMap<String, u64>)> {
+    let what = || format!("cannot count the rows of `{}`", db.display());
+    let mut session = db.session().await.context(what())?;
+    let rows = session
+        .query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot()")
+        .await
+        .context(what())?;
+    let name = rows
+        .first()
+        .and_then(|r| r.first())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::dependency(format!("{}: no snapshot was exported", what())))?;
+    let counts = session.row_counts().await.context(what())?;
+    Ok((session, name, counts))
+}
+
+/// What a stored backup must be.
+pub(crate) struct Expected {
+    pub(crate) object: String,
+    pub(crate) sha256: String,
+    pub(crate) size: u64,
+    pub(crate) format: DumpFormat,
+}
+
+/// Reads the backup back: SHA-256 and size, an intact gzip stream, a complete dump read in
+/// full (custom archives by `pg_restore`); with `restore`, restored into a scratch database
+/// whose row counts must equal `source_counts` (on the `verify_database_url` server, else
+/// `db`'s).
+pub(crate) async fn verify(
+    storage: &Storage,
+    expected: &Expected,
+    mode: VerifyMode,
+    db: &Database,
+    source_counts: Option<&BTreeMap<String, u64>>,
+    verify_database_url: Option<&Secret>,
+    log: &SharedLog,
+) -> Result<Verification> {
+    let _group = actions::group(&format!("Verify `{}`", storage.url(&expected.object)));
+    let url = storage.url(&expected.object);
+    let progress = Arc::new(Progress::new());
+    let source = || async {
+        let download = storage
+            .get(&expected.object)
+            .await
+            .context(format!("cannot read `{url}` back"))?
+            .ok_or_else(|| {
+                Error::gate(format!("`{url}` disappeared before it could be verified"))
+            })?;
+        Ok::<_, Error>(Source::Download(download))
+    };
+    let (read, tables) = match mode {
+        VerifyMode::Restore => {
+            let counts = source_counts.ok_or_else(|| {
+                Error::usage("verification by restore needs the source row counts")
+            })?;
+            let source = source().await?;
+            let (read, restored) = restore_into_scratch(
+                db,
+                verify_database_url,
+                expected.format,
+                source,
+                &progress,
+                log,
+            )
+            .await?;
+            compare_counts(counts, &restored).map_err(|diff| {
+                Error::gate(format!(
+                    "verification failed: `{url}` restored into a scratch database with different row counts than the source: {diff}"
+                ))
+            })?;
+            (read, Some(restored.len()))
+        }
+        _ => {
+            let source = source().await?;
+            let read = match expected.format {
+                DumpFormat::Plain => {
+                    let (read, _) =
+                        archive::unpack(source, Box::new(std::io::sink()), &progress).await;
+                    read
+                }
+                DumpFormat::Custom => {
+                    // pg_restore reading the whole archive (`--list` would pass a truncated one).
+                    let spec = db.spec(
+                        "pg_restore",
+                        "pg_restore",
+                        vec!["--file=/dev/null".to_string()],
+                    );
+                    let fed = archive::feed_tool(&spec, source, None, &progress, log).await?;
+                    if fed.tool_failed() {
+                        return Err(Error::gate(format!(
+                            "verification failed: pg_restore could not read `{url}` in full ({})",
+                            fed.tool_failure()
+                        )));
+                    }
+                    fed.read
+                }
+            };
+            (read.map_err(|e| unpack_failure(&url, e))?, None)
+        }
+    };
+    if read.sha256 != expected.sha256 || read.size != expected.size {
+        return Err(Error::gate(format!(
+            "verification failed: `{url}` read back as {} bytes with SHA-256 {}, but {} bytes with SHA-256 {} were uploaded; the stored object is corrupted",
+            read.size, read.sha256, expected.size, expected.sha256
+        )));
+    }
+    archive::looks_complete(expected.format, &read.head, &read.tail)
+        .map_err(|reason| Error::gate(format!("verification failed: `{url}`: {reason}")))?;
+    say(
+        log,
+        &format!(
+            "verified `{url}`: SHA-256 matches, {} decompressed and read in full{}",
+            archive::bytes(read.uncompressed),
+            match tables {
+                Some(n) => format!(
+                    ", restored into a scratch database with identical row counts in {n} tables"
+                ),
+                None => String::new(),
+            }
+        ),
+    );
+    Ok(Verification {
+        mode: mode.name().to_string(),
+        checked_at: crate::util::now_rfc3339(),
+        read_bytes: read.uncompressed,
+        tables,
+    })
+}
+
+fn unpack_failure(url: &str, error: archive::UnpackError) -> Error {
+    match error {
+        archive::UnpackError::Storage(e) => {
+            Error::from(e).context(format!("verification could not read `{url}` back"))
+        }
+        archive::UnpackError::Corrupt(reason) => Error::gate(format!(
+            "verification failed: `{url}` is corrupted: {reason}"
+        )),
+        archive::UnpackError::Sink(reason) => Error::gate(format!(
+            "verification failed: `{url}` could not be read in full: {reason}"
+        )),
+    }
+}
+
+/// Restores `source` into a new scratch database (on the `verify-database-url` server, else
+/// the source's), counts its rows, and drops it whatever happened.
+async fn restore_into_scratch(
+    db: &Database,
+    verify_database_url: Option<&Secret>,
+    format: DumpFormat,
+    source: Source,
+    progress: &Arc<Progress>,
+    log: &SharedLog,
+) -> Result<(archive::ReadBack, BTreeMap<String, u64>)> {
+    let server = match verify_database_url {
+        Some(url) => {
+            Database::from_url("`verify-database-url`", url)?.with_bin_dir(db.bin_dir().cloned())
+        }
+        None => db.clone(),
+    };
+    let name = format!("shipgate_verify_{}", crate::util::random_hex(6));
+    server
+        .query(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            postgres::identifier(&name)
+        ))
+        .await
+        .context(format!(
+            "cannot create the scratch database `{name}` on `{}` for verification; the role needs CREATEDB, or set `verify-database-url` to a server where it has it",
+            server.display()
+        ))?;
+    say(
+        log,
+        &format!("restoring into the scratch database `{name}`"),
+    );
+    let scratch = server.with_database(&name);
+    let result = async {
+        let fed = archive::feed_tool(&restore_spec(&scratch, format), source, None, progress, log)
+            .await?;
+        if fed.tool_failed() {
+            return Err(Error::gate(format!(
+                "verification failed: the backup did not restore into a scratch database ({})",
+                fed.tool_failure()
+            )));
+        }
+        let read = fed.read.map_err(|e| unpack_failure("the backup", e))?;
+        let counts = scratch
+            .row_counts()
+            .await
+            .context("cannot count the rows of the scratch database")?;
+        Ok((read, counts))
+    }
+    .await;
+    let drop_sql = format!(
+        "DROP DATABASE IF EXISTS {}{}",
+        postgres::identifier(&name),
+        if server.server_version_num().await.unwrap_or(0) >= 130_000 {
+            " WITH (FORCE)"
+        } else {
+            ""
+        }
+    );
+    if let Err(e) = server.query(&drop_sql).await {
+        let message = format!("cannot drop the scratch database `{name}` ({e}); drop it by hand");
+        actions::annotate(actions::Level::Warning, Some("shipgate backup"), &message);
+        log_line(log, &message);
+    }
+    result
+}
+
+/// `Ok` when both sides have the same tables with the same counts; else the differences.
+pub(crate) fn compare_counts(
+    expected: &BTreeMap<String, u64>,
+    actual: &BTreeMap<String, u64>,
+) -> std::result::Result<(), String> {
+    let mut diffs = Vec::new();
+    for (table, rows) in expected {
+        match actual.get(table) {
+            Some(found) if found == rows => {}
+            Some(found) => diffs.push(format!("`{table}` has {found} rows, expected {rows}")),
+            None => diffs.push(format!("`{table}` is missing")),
+        }
+    }
+    for table in actual.keys().filter(|t| !expected.contains_key(*t)) {
+        diffs.push(format!("`{table}` is unexpected"));
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        let shown = diffs.len().min(10);
+        let more = if diffs.len() > shown {
+            format!(" (and {} more)", diffs.len() - shown)
+        } else {
+            String::new()
+        };
+        Err(format!("{}{more}", diffs[..shown].join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_compare_both_ways() {
+        let a: BTreeMap<String, u64> = [("public.a".to_string(), 3), ("public.b".to_string(), 0)]
+            .into_iter()
+            .collect();
+        assert!(compare_counts(&a, &a).is_ok());
+        let mut b = a.clone();
+        b.insert("public.a".into(), 2);
+        b.remove("public.b");
+        b.insert("public.c".into(), 1);
+        let diff = compare_counts(&a, &b).expect_err("differs");
+        assert!(diff.contains("`public.a` has 2 rows, expected 3"), "{diff}");
+        assert!(diff.contains("`public.b` is missing"), "{diff}");
+        assert!(diff.contains("`public.c` is unexpected"), "{diff}");
+    }
+
+    #[test]
+    fn verify_modes_parse() {
+        assert_eq!("restore".parse::<VerifyMode>(), Ok(VerifyMode::Restore));
+        assert_eq!("SHA256".parse::<VerifyMode>(), Ok(VerifyMode::Sha256));
+        assert!("maybe".parse::<VerifyMode>().is_err());
+    }
+}
