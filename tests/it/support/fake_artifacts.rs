@@ -42,6 +42,8 @@ pub struct Call {
     pub method: String,
     pub status: u16,
     pub body: Value,
+    /// Request headers (lower-case names).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -160,6 +162,8 @@ fn twirp_error(status: u16, code: &str, msg: &str) -> Outgoing {
 fn handle(state: &mut State, token: &str, sig: &str, base: &str, req: &Incoming) -> Outgoing {
     let method = if let Some(method) = req.path.strip_prefix(SERVICE) {
         method.to_string()
+    } else if req.path.starts_with("/blob/") && req.method == "GET" {
+        "GetBlob".to_string()
     } else if req.path.starts_with("/blob/") && req.method == "PUT" {
         let comp = req.query_param("comp").unwrap_or_default();
         if comp == "blocklist" {
@@ -174,11 +178,14 @@ fn handle(state: &mut State, token: &str, sig: &str, base: &str, req: &Incoming)
     // A fault answers instead of the service (nothing is processed) but still counts.
     let reply = match state.faults.get_mut(&method).and_then(VecDeque::pop_front) {
         Some(status) => twirp_error(status, "unavailable", "injected fault"),
+        None if method == "GetBlob" => get_blob(state, sig, req),
         None if method.starts_with("Put") => blob(state, sig, req),
         None if method != "other" => twirp(state, token, sig, base, &method, req),
         None => Outgoing::new(404, "not found"),
     };
-    let body = if method.starts_with("Put") {
+    let body = if method == "PutBlockList" {
+        json!({ "query": req.query, "length": req.body.len(), "xml": req.text() })
+    } else if method.starts_with("Put") || method == "GetBlob" {
         json!({ "query": req.query, "length": req.body.len() })
     } else {
         req.json()
@@ -187,6 +194,7 @@ fn handle(state: &mut State, token: &str, sig: &str, base: &str, req: &Incoming)
         method,
         status: reply.status,
         body,
+        headers: req.headers.clone(),
     });
     reply
 }
@@ -299,18 +307,45 @@ fn twirp(
                 .iter()
                 .filter(|a| a.finalized)
                 .filter(|a| body["name_filter"].as_str().is_none_or(|f| f == a.name))
+                .filter(|a| {
+                    body["id_filter"]
+                        .as_str()
+                        .is_none_or(|f| f == a.id.to_string())
+                })
                 .map(|a| {
-                    json!({
+                    let mut listed = json!({
                         "workflow_run_backend_id": RUN_BACKEND_ID,
                         "workflow_job_run_backend_id": JOB_BACKEND_ID,
                         "database_id": a.id.to_string(),
                         "name": a.name,
                         "size": a.content.len().to_string(),
                         "created_at": "2026-01-01T00:00:00Z",
-                    })
+                    });
+                    if let Some(hash) = &a.hash {
+                        listed["digest"] = json!(hash);
+                    }
+                    listed
                 })
                 .collect();
             Outgoing::json(200, &json!({ "artifacts": artifacts }))
+        }
+        "GetSignedArtifactURL" => {
+            let Some(artifact) = state
+                .artifacts
+                .iter()
+                .find(|a| a.name == name && a.finalized)
+            else {
+                return twirp_error(404, "not_found", "no artifact with this name");
+            };
+            Outgoing::json(
+                200,
+                &json!({
+                    "signed_url": format!(
+                        "{base}/blob/{RUN_BACKEND_ID}/{}?sv=2023-11-03&se=2099-01-01T00%3A00%3A00Z&sr=b&sp=r&sig={sig}",
+                        artifact.id
+                    ),
+                }),
+            )
         }
         _ => twirp_error(404, "bad_route", "no such method"),
     }
@@ -380,6 +415,36 @@ fn blob(state: &mut State, sig: &str, req: &Incoming) -> Outgoing {
             "<Error><Code>InvalidQueryParameterValue</Code></Error>",
         ),
     }
+}
+
+/// A download through a signed URL from `GetSignedArtifactURL`: the finalized blob, with the
+/// content type its upload set (which is how the official client tells a zip to unpack).
+fn get_blob(state: &State, sig: &str, req: &Incoming) -> Outgoing {
+    let expected = url::form_urlencoded::parse(format!("sig={sig}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned());
+    if req.query_param("sig") != expected {
+        return Outgoing::new(403, "<Error><Code>AuthenticationFailed</Code></Error>");
+    }
+    let id = req
+        .path
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse::<u64>().ok());
+    let Some(artifact) = state
+        .artifacts
+        .iter()
+        .find(|a| Some(a.id) == id && a.finalized)
+    else {
+        return Outgoing::new(404, "<Error><Code>BlobNotFound</Code></Error>");
+    };
+    Outgoing::new(200, artifact.content.clone()).header(
+        "content-type",
+        artifact
+            .blob_content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream"),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
