@@ -397,3 +397,120 @@ fn the_official_client_lists_and_downloads_what_record_uploaded() {
         }
     }
 }
+
+// What shipgate does where the toolkit decides: each a behaviour of `record` a user would notice.
+
+#[test]
+fn record_sends_expires_at_only_for_an_asked_retention_capped_by_the_repository() {
+    let fake = FakeArtifacts::start();
+    let work = tempfile::tempdir().expect("workdir");
+    state_files::full(&work.path().join(".shipgate"), ID, 2);
+    let run = shipgate_record(work.path(), &fake)
+        .env("GITHUB_RETENTION_DAYS", "30")
+        .args(["record", "--retention-days", "45"])
+        .run();
+    run.expect_code(0);
+    assert!(
+        run.stderr
+            .contains("retention `45` days is more than the repository allows; using 30 days"),
+        "{}",
+        run.stderr
+    );
+    for artifact in fake.artifacts() {
+        let days = days_from_now(artifact.expires_at.as_deref().expect("expires_at"));
+        assert!((29.9..=30.1).contains(&days), "{}: {days}", artifact.name);
+    }
+}
+
+#[test]
+fn record_refuses_a_retention_out_of_range_naming_it() {
+    let fake = FakeArtifacts::start();
+    let work = tempfile::tempdir().expect("workdir");
+    state_files::full(&work.path().join(".shipgate"), ID, 2);
+    for days in ["4294967295", "401", "0"] {
+        let run = shipgate_record(work.path(), &fake)
+            .args(["record", "--retention-days", days])
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("`retention-days` `{days}` is out of range")),
+            "{days}: {}",
+            run.stderr
+        );
+    }
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[test]
+fn record_retries_exactly_the_statuses_the_toolkit_retries() {
+    // 502 is retried by the toolkit (and was already); 501 is not (5xx was retried before).
+    let fake = FakeArtifacts::start();
+    fake.fail_next("CreateArtifact", 1, 502);
+    fake.fail_next("FinalizeArtifact", 1, 501);
+    // Blob requests: the Azure SDK retries 500 and 503, not 429.
+    fake.fail_next("PutBlockList", 1, 429);
+    let work = tempfile::tempdir().expect("workdir");
+    state_files::full(&work.path().join(".shipgate"), ID, 2);
+    let run = shipgate_record(work.path(), &fake).args(["record"]).run();
+    run.expect_code(0);
+    // First artifact: CreateArtifact 502 → retried; Put Block List 429 → failed, not retried.
+    // Second: FinalizeArtifact 501 → failed, not retried. The rest upload.
+    let calls: Vec<String> = fake
+        .calls()
+        .iter()
+        .map(|c| format!("{} {}", c.method, c.status))
+        .collect();
+    assert_eq!(fake.count("CreateArtifact"), 7, "{calls:?}");
+    assert_eq!(fake.count("PutBlockList"), 6, "{calls:?}");
+    assert_eq!(fake.count("FinalizeArtifact"), 5, "{calls:?}");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(work.path().join(".shipgate").join(ID).join("record.json"))
+            .expect("record.json"),
+    )
+    .expect("JSON");
+    let failed: Vec<String> = state["artifacts"]["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .filter(|a| a["state"] == "failed")
+        .map(|a| a["error"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[0].contains("(429) after 1 attempt(s)"), "{failed:?}");
+    assert!(failed[1].contains("(501)"), "{failed:?}");
+    assert!(
+        run.stderr.contains("retrying (attempt 1 of 5)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn record_on_enterprise_server_uploads_nothing_and_says_why() {
+    let fake = FakeArtifacts::start();
+    let work = tempfile::tempdir().expect("workdir");
+    state_files::full(&work.path().join(".shipgate"), ID, 2);
+    let run = shipgate_record(work.path(), &fake)
+        .env("GITHUB_SERVER_URL", "https://github.example")
+        .args(["record"])
+        .run();
+    run.expect_code(0);
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    assert!(
+        run.stderr
+            .contains("::notice title=shipgate artifacts::artifacts are not uploaded")
+            && run
+                .stderr
+                .contains("not supported on GitHub Enterprise Server (https://github.example)"),
+        "{}",
+        run.stderr
+    );
+    let staged = work
+        .path()
+        .join(".shipgate")
+        .join(ID)
+        .join("artifacts")
+        .join(format!("deployment-record-{ID}"));
+    assert!(!files_under(&staged).is_empty(), "nothing staged");
+}
