@@ -514,3 +514,83 @@ fn record_on_enterprise_server_uploads_nothing_and_says_why() {
         .join(format!("deployment-record-{ID}"));
     assert!(!files_under(&staged).is_empty(), "nothing staged");
 }
+
+/// One Twirp call to the fake, as any client would send it.
+fn twirp(fake: &FakeArtifacts, method: &str, body: &Value) -> (u16, Value) {
+    let origin = fake
+        .results_url()
+        .trim_end_matches("/some/runner/path/")
+        .to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{origin}/twirp/github.actions.results.api.v1.ArtifactService/{method}"
+            ))
+            .bearer_auth(fake.token())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn the_fake_parses_requests_as_protojson_does() {
+    use crate::support::fake_artifacts::{JOB_BACKEND_ID, RUN_BACKEND_ID};
+    let fake = FakeArtifacts::start();
+    // JSON names are as good as proto names.
+    let (status, answer) = twirp(
+        &fake,
+        "CreateArtifact",
+        &serde_json::json!({
+            "workflowRunBackendId": RUN_BACKEND_ID,
+            "workflowJobRunBackendId": JOB_BACKEND_ID,
+            "name": "camel",
+            "version": 7,
+            "mimeType": "application/zip",
+            "expiresAt": "2030-01-01T00:00:00Z",
+        }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        fake.artifact("camel").mime_type.as_deref(),
+        Some("application/zip")
+    );
+    for (bad, why) in [
+        (
+            serde_json::json!({"retention_days": 3}),
+            "unknown field `retention_days`",
+        ),
+        (serde_json::json!({"version": "7"}), "field `version`"),
+        (
+            serde_json::json!({"expires_at": "2030-01-01T00:00:00+02:00"}),
+            "field `expires_at`",
+        ),
+    ] {
+        let mut body = serde_json::json!({
+            "workflow_run_backend_id": RUN_BACKEND_ID,
+            "workflow_job_run_backend_id": JOB_BACKEND_ID,
+            "name": "strict",
+            "version": 7,
+        });
+        for (key, value) in bad.as_object().expect("object") {
+            body[key] = value.clone();
+        }
+        let (status, answer) = twirp(&fake, "CreateArtifact", &body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["code"], "malformed");
+        assert!(
+            answer["msg"].as_str().unwrap_or("").contains(why),
+            "{answer}"
+        );
+    }
+    assert!(!fake.names().contains(&"strict".to_string()));
+}

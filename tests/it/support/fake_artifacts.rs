@@ -219,7 +219,10 @@ fn twirp(
     {
         return twirp_error(415, "bad_route", "content-type must be application/json");
     }
-    let body = req.json();
+    let body = match proto_fields(method, &req.body) {
+        Ok(body) => body,
+        Err(message) => return twirp_error(400, "malformed", &message),
+    };
     if body["workflow_run_backend_id"] != RUN_BACKEND_ID
         || body["workflow_job_run_backend_id"] != JOB_BACKEND_ID
     {
@@ -351,6 +354,98 @@ fn twirp(
     }
 }
 
+/// The request fields of each method, as `results/api/v1/artifact.proto` declares them (proto
+/// name, JSON name, kind).
+fn fields(method: &str) -> Option<&'static [(&'static str, &'static str, Kind)]> {
+    use Kind::*;
+    const IDS: [(&str, &str, Kind); 2] = [
+        ("workflow_run_backend_id", "workflowRunBackendId", Text),
+        (
+            "workflow_job_run_backend_id",
+            "workflowJobRunBackendId",
+            Text,
+        ),
+    ];
+    Some(match method {
+        "CreateArtifact" => &[
+            IDS[0],
+            IDS[1],
+            ("name", "name", Text),
+            ("expires_at", "expiresAt", Timestamp),
+            ("version", "version", Int32),
+            ("mime_type", "mimeType", Text),
+        ],
+        "FinalizeArtifact" => &[
+            IDS[0],
+            IDS[1],
+            ("name", "name", Text),
+            ("size", "size", Int64),
+            ("hash", "hash", Text),
+        ],
+        "ListArtifacts" => &[
+            IDS[0],
+            IDS[1],
+            ("name_filter", "nameFilter", Text),
+            ("id_filter", "idFilter", Int64),
+        ],
+        "GetSignedArtifactURL" | "DeleteArtifact" => &[IDS[0], IDS[1], ("name", "name", Text)],
+        _ => return None,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Int32,
+    /// proto3 JSON: a decimal string (a number is accepted too).
+    Int64,
+    /// proto3 JSON: an RFC 3339 string in UTC (`Z`).
+    Timestamp,
+}
+
+/// Parses a Twirp JSON body as protojson does: every field known to the method (proto or JSON
+/// name) and of its JSON kind, nothing else. Returns the body keyed by proto names, with int64
+/// values as strings.
+fn proto_fields(method: &str, body: &[u8]) -> Result<Value, String> {
+    let Some(fields) = fields(method) else {
+        return Ok(Value::Null);
+    };
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
+        return Err("the body is not a JSON object".into());
+    };
+    let mut out = serde_json::Map::new();
+    for (key, value) in object {
+        let Some((proto, _, kind)) = fields.iter().find(|(p, j, _)| *p == key || *j == key) else {
+            return Err(format!("unknown field `{key}` for {method}"));
+        };
+        if value.is_null() {
+            continue;
+        }
+        let value = match (kind, &value) {
+            (Kind::Text, Value::String(_)) => value,
+            (Kind::Int32, Value::Number(n))
+                if n.as_i64().is_some_and(|v| i32::try_from(v).is_ok()) =>
+            {
+                value
+            }
+            (Kind::Int64, Value::String(text)) if text.parse::<i64>().is_ok() => value,
+            (Kind::Int64, Value::Number(n)) if n.as_i64().is_some() => json!(n.to_string()),
+            (Kind::Timestamp, Value::String(text))
+                if text.ends_with('Z') && text.parse::<jiff::Timestamp>().is_ok() =>
+            {
+                value
+            }
+            _ => {
+                return Err(format!(
+                    "field `{key}` of {method} has the wrong type: {value}"
+                ));
+            }
+        };
+        out.insert(proto.to_string(), value);
+    }
+    Ok(Value::Object(out))
+}
+
 fn blob(state: &mut State, sig: &str, req: &Incoming) -> Outgoing {
     let expected = url::form_urlencoded::parse(format!("sig={sig}").as_bytes())
         .next()
@@ -377,9 +472,10 @@ fn blob(state: &mut State, sig: &str, req: &Incoming) -> Outgoing {
                     "<Error><Code>MissingRequiredQueryParameter</Code></Error>",
                 );
             };
+            // Azure: valid base64, at most 64 bytes before encoding, all of one length.
             if base64::engine::general_purpose::STANDARD
                 .decode(&block_id)
-                .is_err()
+                .map_or(true, |raw| raw.len() > 64)
             {
                 return Outgoing::new(
                     400,
