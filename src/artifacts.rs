@@ -572,8 +572,13 @@ pub(crate) async fn publish(
         Some(asked) => {
             let (days, at) = expiry(asked, repository_max);
             if days < asked {
-                tracing::warn!(
-                    "artifact retention `{asked}` days is more than the repository allows; using {days} days (GITHUB_RETENTION_DAYS)"
+                // An annotation, as the toolkit's `core.warning`.
+                crate::actions::annotate(
+                    crate::actions::Level::Warning,
+                    Some("shipgate artifacts"),
+                    &format!(
+                        "artifact retention `{asked}` days is more than the repository allows; using {days} days (GITHUB_RETENTION_DAYS)"
+                    ),
                 );
             }
             (Some(days), Some(at))

@@ -411,8 +411,9 @@ fn record_sends_expires_at_only_for_an_asked_retention_capped_by_the_repository(
         .run();
     run.expect_code(0);
     assert!(
-        run.stderr
-            .contains("retention `45` days is more than the repository allows; using 30 days"),
+        run.stderr.contains(
+            "::warning title=shipgate artifacts::artifact retention `45` days is more than the repository allows; using 30 days"
+        ),
         "{}",
         run.stderr
     );

@@ -1,9 +1,13 @@
 //! A fake of the Actions results service (Twirp `ArtifactService`) and of the Azure blob store
 //! its signed URLs point at, on loopback. It checks what the real service checks — the bearer
-//! token, the backend ids from the token's `scp`, one artifact per name, a signed URL with the
-//! right `sig`, Put Block / Put Block List, and at finalize the size and `sha256:` of what was
-//! committed — and keeps everything for the test to inspect ([`FakeArtifacts::artifacts`],
-//! [`FakeArtifacts::calls`], [`unzip`]).
+//! token, Twirp bodies parsed as protojson (proto or JSON field names, each field's kind, unknown
+//! fields refused), the backend ids from the token's `scp`, one artifact per name, a signed URL
+//! with the right `sig`, Put Block (base64 ids of one length, at most 64 bytes) / Put Block List,
+//! and at finalize the size and `sha256:` of what was committed — answers `ListArtifacts` (with
+//! `name_filter`/`id_filter`, sizes and digests) and `GetSignedArtifactURL`, serves the blob back
+//! with its content type, and keeps everything for the test to inspect
+//! ([`FakeArtifacts::artifacts`], [`FakeArtifacts::calls`], [`unzip`]). GitHub's own client
+//! (`@actions/artifact`, `tests/it/artifacts_official.rs`) uploads to it and downloads from it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read as _;
