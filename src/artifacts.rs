@@ -10,17 +10,29 @@
 //! 5. Twirp `FinalizeArtifact` with the size (a string, as int64 is in proto3 JSON) and
 //!    `sha256:<hex>` of the uploaded bytes.
 //!
-//! Each artifact is uploaded as a **zip** (CreateArtifact `version: 4`, the form every revision
-//! of the service and every `actions/download-artifact` release understands), not as one unzipped
-//! file (`version: 7`, new in 2026): a later job or a rollback run fetches these with
-//! `actions/download-artifact`, and older pinned releases of it can only unzip. It also makes both
-//! paths produce the same thing: when the service is absent (local runs, GHES, a `run:` step),
-//! the same files are left in `<state>/artifacts/<name>/`, and `actions/upload-artifact` with that
-//! directory as `path` produces an artifact with the very same entries.
+//! The requests are the ones the current toolkit (`@actions/artifact` 6.2, behind
+//! `actions/upload-artifact@v4+`) sends, and `tests/it/artifacts_official.rs` holds them to it: the
+//! official client runs against the same fake and downloads what shipgate uploaded.
 //!
-//! Twirp calls are retried like the toolkit does: 5 attempts, 3 s then ×1.5, on transport errors,
-//! 429 and 5xx. Blob requests (idempotent PUTs) are retried the same way. Every request has a
-//! timeout; errors never carry a URL.
+//! - CreateArtifact `version: 7` with `mime_type: "application/zip"`: each artifact is a **zip**
+//!   (the blob's content type says so too), which every `actions/download-artifact` release
+//!   unpacks. It also makes both paths produce the same thing: when the service is absent (local
+//!   runs, a `run:` step), the same files are left in `<state>/artifacts/<name>/`, and
+//!   `actions/upload-artifact` with that directory as `path` produces an artifact with the very
+//!   same entries.
+//! - `expires_at` only when a retention is set (else the repository's setting applies), capped by
+//!   `GITHUB_RETENTION_DAYS` with a warning, as the toolkit does; more than GitHub keeps any
+//!   artifact ([`MAX_RETENTION_DAYS`]) is a usage error ([`check_retention`]).
+//! - Twirp calls are retried on exactly the statuses the toolkit retries (429, 500, 502, 503,
+//!   504) and on transport errors: 5 attempts, 3 s then ×1.5; a refusal for `insufficient usage`
+//!   (storage quota) is final. Blob requests are retried like the Azure SDK does it: 500 and 503
+//!   (and transport errors), 4 attempts.
+//! - The signed URL's `sig` is masked raw and URL-encoded (`encodeURIComponent`).
+//! - On GitHub Enterprise Server (`GITHUB_SERVER_URL` neither github.com nor `*.ghe.com`), where
+//!   this protocol does not exist, nothing is uploaded: a notice says so, like the toolkit's
+//!   `GHESNotSupportedError`, and the files are staged for `actions/upload-artifact@v3`.
+//!
+//! Every request has a timeout; errors never carry a URL.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -37,8 +49,18 @@ pub(crate) use crate::state::record::{Publication, Uploaded};
 
 /// The Twirp service path, after the results service origin.
 const SERVICE: &str = "/twirp/github.actions.results.api.v1.ArtifactService";
-/// Attempts per Twirp call or blob request (the toolkit's `maxAttempts`).
+/// Attempts per Twirp call (the toolkit's `maxAttempts`).
 const MAX_ATTEMPTS: u32 = 5;
+/// Attempts per blob request (the Azure SDK's `maxTries`).
+const MAX_BLOB_ATTEMPTS: u32 = 4;
+/// Twirp statuses worth another attempt (the toolkit's `isRetryableHttpStatusCode`).
+const RETRY_STATUSES: [u16; 5] = [429, 500, 502, 503, 504];
+/// Blob statuses worth another attempt (the Azure SDK's storage retry policy).
+const BLOB_RETRY_STATUSES: [u16; 2] = [500, 503];
+/// CreateArtifact `version` the current toolkit sends.
+const CREATE_VERSION: u32 = 7;
+/// The content type of a zipped artifact (CreateArtifact `mime_type`, the blob's content type).
+const ZIP_MIME_TYPE: &str = "application/zip";
 /// First pause between attempts (the toolkit's `baseRetryIntervalMilliseconds`), then ×1.5.
 const FIRST_RETRY: Duration = Duration::from_secs(3);
 /// Azure block size, as `actions/upload-artifact` uses.
@@ -47,8 +69,9 @@ pub(crate) const BLOCK_SIZE: usize = 8 * 1024 * 1024;
 const MAX_ARTIFACT_BYTES: u64 = 1024 * 1024 * 1024;
 /// Storage REST version sent with blob requests.
 const AZURE_VERSION: &str = "2023-11-03";
-/// The retention `actions/upload-artifact` would apply without a setting, and the seed's.
-pub(crate) const DEFAULT_RETENTION_DAYS: u32 = 365;
+/// The longest retention GitHub lets any repository set (private repositories: 400 days; public
+/// ones: 90); `GITHUB_RETENTION_DAYS` is the repository's own limit.
+pub(crate) const MAX_RETENTION_DAYS: u32 = 400;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ArtifactError {
@@ -84,6 +107,10 @@ pub(crate) enum ArtifactError {
     },
     #[error("the artifact service answered `{method}` with something unexpected: {reason}")]
     Protocol { method: String, reason: String },
+    #[error(
+        "`retention-days` `{days}` is out of range: GitHub keeps artifacts 1 to {MAX_RETENTION_DAYS} days (and the repository's setting, GITHUB_RETENTION_DAYS, may cap it lower); use a number in that range, or none for the repository's setting"
+    )]
+    Retention { days: u64 },
     #[error("the blob store refused the upload of `{name}` ({status}) after {attempts} attempt(s)")]
     Blob {
         name: String,
@@ -97,7 +124,8 @@ impl Classify for ArtifactError {
         match self {
             ArtifactError::Token { .. }
             | ArtifactError::Name { .. }
-            | ArtifactError::TooLarge { .. } => Kind::Usage,
+            | ArtifactError::TooLarge { .. }
+            | ArtifactError::Retention { .. } => Kind::Usage,
             _ => Kind::Dependency,
         }
     }
@@ -169,6 +197,15 @@ pub(crate) fn check_name(name: &str) -> Result<(), ArtifactError> {
     Ok(())
 }
 
+/// A retention asked for (`retention-days`): 1 to [`MAX_RETENTION_DAYS`] days, else a usage
+/// error naming the value.
+pub(crate) fn check_retention(days: u64) -> Result<u32, ArtifactError> {
+    u32::try_from(days)
+        .ok()
+        .filter(|d| (1..=MAX_RETENTION_DAYS).contains(d))
+        .ok_or(ArtifactError::Retention { days })
+}
+
 /// Expiry for `days` of retention, capped by the repository's `GITHUB_RETENTION_DAYS` (as the
 /// toolkit does); returns the days actually used and the RFC 3339 timestamp.
 pub(crate) fn expiry(days: u32, repository_max: Option<u32>) -> (u32, String) {
@@ -176,13 +213,27 @@ pub(crate) fn expiry(days: u32, repository_max: Option<u32>) -> (u32, String) {
         Some(max) if max > 0 && max < days => max,
         _ => days,
     }
-    .max(1);
-    let at = jiff::Timestamp::now()
+    .clamp(1, MAX_RETENTION_DAYS);
+    let now = jiff::Timestamp::now().round(jiff::Unit::Second);
+    let now = now.unwrap_or_else(|_| jiff::Timestamp::now());
+    // At most 400 days from now: always representable.
+    let at = now
         .checked_add(jiff::SignedDuration::from_hours(24 * i64::from(days)))
-        .unwrap_or_else(|_| jiff::Timestamp::now())
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| jiff::Timestamp::now());
+        .unwrap_or(now);
     (days, at.to_string())
+}
+
+/// Whether `GITHUB_SERVER_URL` names GitHub Enterprise Server, where the results service does
+/// not exist (the toolkit's `isGhes`: anything but github.com, `*.ghe.com` and `*.localhost`).
+pub(crate) fn is_ghes(server_url: Option<&str>) -> bool {
+    let Some(host) = server_url
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    else {
+        return false;
+    };
+    let host = host.trim_end();
+    host != "github.com" && !host.ends_with(".ghe.com") && !host.ends_with(".localhost")
 }
 
 /// The results service client.
@@ -287,15 +338,18 @@ impl Service {
         &self,
         name: &str,
         zip: &[u8],
-        expires_at: &str,
+        expires_at: Option<&str>,
     ) -> Result<String, ArtifactError> {
-        let create = json!({
+        let mut create = json!({
             "workflow_run_backend_id": self.ids.run,
             "workflow_job_run_backend_id": self.ids.job,
             "name": name,
-            "expires_at": expires_at,
-            "version": 4,
+            "version": CREATE_VERSION,
+            "mime_type": ZIP_MIME_TYPE,
         });
+        if let (Some(at), Some(object)) = (expires_at, create.as_object_mut()) {
+            object.insert("expires_at".into(), json!(at));
+        }
         let created: CreateResponse = self.call("CreateArtifact", &create).await?;
         if !created.ok || created.signed_upload_url.is_empty() {
             return Err(ArtifactError::Protocol {
@@ -408,8 +462,10 @@ impl Service {
                 (!code.is_empty() || !msg.is_empty()).then(|| format!("{code}: {msg}"))
             })
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+        // The toolkit stops at once on a quota refusal, whatever the status.
+        let quota = message.contains("insufficient usage");
         Err(Failure {
-            retry: status.as_u16() == 429 || status.is_server_error(),
+            retry: RETRY_STATUSES.contains(&status.as_u16()) && !quota,
             after,
             error: ArtifactError::Refused {
                 method: method.to_string(),
@@ -435,7 +491,7 @@ impl Service {
         }
         list.push_str("</BlockList>");
         let url = with_query(signed.expose(), &[("comp", "blocklist")]);
-        self.put(name, &url, list.into_bytes(), Some("application/zip"))
+        self.put(name, &url, list.into_bytes(), Some(ZIP_MIME_TYPE))
             .await
     }
 
@@ -464,7 +520,7 @@ impl Service {
                 Ok(response) => {
                     let status = response.status();
                     (
-                        status.as_u16() == 429 || status.is_server_error(),
+                        BLOB_RETRY_STATUSES.contains(&status.as_u16()),
                         ArtifactError::Blob {
                             name: name.to_string(),
                             status: status.as_u16(),
@@ -481,11 +537,11 @@ impl Service {
                     },
                 ),
             };
-            if !retry || attempt >= MAX_ATTEMPTS {
+            if !retry || attempt >= MAX_BLOB_ATTEMPTS {
                 return Err(failure);
             }
             tracing::warn!(
-                "uploading `{name}`: {failure}; retrying (attempt {attempt} of {MAX_ATTEMPTS})"
+                "uploading `{name}`: {failure}; retrying (attempt {attempt} of {MAX_BLOB_ATTEMPTS})"
             );
             tokio::time::sleep(pause(attempt, None)).await;
         }
@@ -504,19 +560,38 @@ impl Publication {
 
 /// Stages every artifact under `root` and, when the results service is there, uploads each one
 /// that this run does not already have. Never fails as a whole: each artifact reports its state.
+/// `retention_days` is what was asked for (checked by [`check_retention`]); `None` leaves the
+/// repository's setting to the service.
 pub(crate) async fn publish(
     root: &Path,
     artifacts: &[Artifact],
-    retention_days: u32,
+    retention_days: Option<u32>,
 ) -> Publication {
     let repository_max = crate::inputs::env("GITHUB_RETENTION_DAYS").and_then(|d| d.parse().ok());
-    let (days, expires_at) = expiry(retention_days, repository_max);
-    if days < retention_days {
-        tracing::info!(
-            "artifact retention capped at {days} days by the repository setting (GITHUB_RETENTION_DAYS)"
-        );
-    }
-    let mut results = Vec::new();
+    let (retention_days, expires_at) = match retention_days {
+        Some(asked) => {
+            let (days, at) = expiry(asked, repository_max);
+            if days < asked {
+                // An annotation, as the toolkit's `core.warning`.
+                crate::actions::annotate(
+                    crate::actions::Level::Warning,
+                    Some("shipgate artifacts"),
+                    &format!(
+                        "artifact retention `{asked}` days is more than the repository allows; using {days} days (GITHUB_RETENTION_DAYS)"
+                    ),
+                );
+            }
+            (Some(days), Some(at))
+        }
+        None => (repository_max.filter(|d| *d > 0), None),
+    };
+    let mut publication = Publication {
+        service: false,
+        retention_days,
+        expires_at,
+        dir: root.display().to_string(),
+        artifacts: Vec::new(),
+    };
     let mut staged = Vec::new();
     for artifact in artifacts {
         let files = artifact
@@ -546,50 +621,42 @@ pub(crate) async fn publish(
                 staged.push(None);
             }
         }
-        results.push(entry);
+        publication.artifacts.push(entry);
+    }
+    let server_url = crate::inputs::env("GITHUB_SERVER_URL");
+    if is_ghes(server_url.as_deref()) {
+        if crate::inputs::env("ACTIONS_RESULTS_URL").is_some() {
+            crate::actions::annotate(
+                crate::actions::Level::Notice,
+                Some("shipgate artifacts"),
+                &format!(
+                    "artifacts are not uploaded: the artifact service of actions/upload-artifact@v4+ is not supported on GitHub Enterprise Server ({}); the files are in `{}` for actions/upload-artifact@v3",
+                    crate::actions::one_line(server_url.as_deref().unwrap_or_default()),
+                    publication.dir
+                ),
+            );
+        }
+        return publication;
     }
     let service = match Service::from_env() {
-        Ok(service) => service,
+        Ok(Some(service)) => service,
+        Ok(None) => return publication,
         Err(e) => {
-            for entry in results.iter_mut().filter(|e| e.state != "failed") {
-                entry.state = "failed".to_string();
-                entry.error = Some(e.to_string());
-            }
-            return Publication {
-                service: true,
-                retention_days: days,
-                expires_at,
-                dir: root.display().to_string(),
-                artifacts: results,
-            };
+            publication.service = true;
+            fail_all(&mut publication, &e);
+            return publication;
         }
     };
-    let Some(service) = service else {
-        return Publication {
-            service: false,
-            retention_days: days,
-            expires_at,
-            dir: root.display().to_string(),
-            artifacts: results,
-        };
-    };
+    publication.service = true;
     let existing = match service.list().await {
         Ok(existing) => existing,
         Err(e) => {
-            for entry in results.iter_mut().filter(|e| e.state != "failed") {
-                entry.state = "failed".to_string();
-                entry.error = Some(e.to_string());
-            }
-            return Publication {
-                service: true,
-                retention_days: days,
-                expires_at,
-                dir: root.display().to_string(),
-                artifacts: results,
-            };
+            fail_all(&mut publication, &e);
+            return publication;
         }
     };
-    for (entry, zip) in results.iter_mut().zip(staged) {
+    let expires_at = publication.expires_at.clone();
+    for (entry, zip) in publication.artifacts.iter_mut().zip(staged) {
         let Some(zip) = zip else { continue };
         if let Some((_, id)) = existing.iter().find(|(name, _)| *name == entry.name) {
             tracing::info!(
@@ -600,7 +667,10 @@ pub(crate) async fn publish(
             entry.artifact_id = Some(id.clone()).filter(|id| !id.is_empty());
             continue;
         }
-        match service.upload(&entry.name, &zip, &expires_at).await {
+        match service
+            .upload(&entry.name, &zip, expires_at.as_deref())
+            .await
+        {
             Ok(id) => {
                 tracing::info!(
                     "uploaded artifact `{}` ({} bytes, id {id})",
@@ -616,12 +686,18 @@ pub(crate) async fn publish(
             }
         }
     }
-    Publication {
-        service: true,
-        retention_days: days,
-        expires_at,
-        dir: root.display().to_string(),
-        artifacts: results,
+    publication
+}
+
+/// Marks every artifact not already failed as failed with `error`.
+fn fail_all(publication: &mut Publication, error: &ArtifactError) {
+    for entry in publication
+        .artifacts
+        .iter_mut()
+        .filter(|e| e.state != "failed")
+    {
+        entry.state = "failed".to_string();
+        entry.error = Some(error.to_string());
     }
 }
 
@@ -634,15 +710,30 @@ fn pause(attempt: u32, after: Option<u64>) -> Duration {
     crate::util::retry_delay(base)
 }
 
-/// Registers the signed URL's `sig` (and the URL) so neither can reach a log.
+/// Registers the signed URL's `sig`, raw and as JavaScript's `encodeURIComponent` writes it (the
+/// toolkit's `maskSigUrl`), so neither can reach a log.
 fn mask_signature(signed_url: &str) {
     if let Ok(url) = url::Url::parse(signed_url) {
         for (key, value) in url.query_pairs() {
             if key == "sig" && !value.is_empty() {
                 crate::secret::register(&value);
+                crate::secret::register(&encode_uri_component(&value));
             }
         }
     }
+}
+
+/// JavaScript's `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` as `%XX`.
+fn encode_uri_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
@@ -832,7 +923,45 @@ mod tests {
         assert_eq!(expiry(30, Some(90)).0, 30);
         assert_eq!(expiry(365, None).0, 365);
         let (_, at) = expiry(1, None);
-        assert!(at.parse::<jiff::Timestamp>().is_ok(), "{at}");
+        let at: jiff::Timestamp = at.parse().expect("RFC 3339");
+        let days = (at.as_second() - jiff::Timestamp::now().as_second()) / 86_400;
+        assert!((0..=1).contains(&days), "{at}");
+    }
+
+    #[test]
+    fn an_out_of_range_retention_is_a_usage_error_naming_it() {
+        assert_eq!(check_retention(1).expect("1 day"), 1);
+        assert_eq!(check_retention(400).expect("400 days"), 400);
+        for days in [0, 401, u64::from(u32::MAX)] {
+            let error = check_retention(days).expect_err("out of range");
+            assert_eq!(error.kind(), Kind::Usage);
+            assert!(error.to_string().contains(&format!("`{days}`")), "{error}");
+        }
+    }
+
+    #[test]
+    fn enterprise_server_is_recognised_like_the_toolkit() {
+        assert!(!is_ghes(None));
+        assert!(!is_ghes(Some("https://github.com")));
+        assert!(!is_ghes(Some("https://GitHub.com/")));
+        assert!(!is_ghes(Some("https://octo.ghe.com")));
+        assert!(!is_ghes(Some("http://github.localhost")));
+        assert!(is_ghes(Some("https://github.example")));
+        assert!(is_ghes(Some("https://ghe.corp.internal")));
+    }
+
+    #[test]
+    fn the_signature_is_masked_raw_and_as_encode_uri_component_writes_it() {
+        // `(`/`)` are kept by encodeURIComponent: a form the generic percent-encoding misses.
+        mask_signature("https://blob.example/c/b?sv=1&sig=Zq%2B9%2F%28x%29%3Dunit");
+        for form in [
+            "Zq+9/(x)=unit",
+            "Zq%2B9%2F(x)%3Dunit",
+            "Zq%2B9%2F%28x%29%3Dunit",
+        ] {
+            assert_eq!(crate::secret::redact(form), "***", "{form}");
+        }
+        assert_eq!(encode_uri_component("a b+c/(d)!*'~"), "a%20b%2Bc%2F(d)!*'~");
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub(crate) struct Args {
     /// [default: 60]
     #[arg(long, value_name = "MINUTES")]
     pub(crate) rollback_window_minutes: Option<u64>,
-    /// Artifact retention in days, capped by the repository's setting (input `retention-days`)
+    /// Artifact retention in days (1 to 400), capped by the repository's setting; default: the
+    /// repository's setting (input `retention-days`)
     /// [default: 365]
     #[arg(long, value_name = "DAYS")]
     pub(crate) retention_days: Option<u32>,
@@ -138,12 +139,8 @@ fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
     }
     let retention_days = settings
         .value("retention-days", args.retention_days, file.retention_days)?
-        .unwrap_or(artifacts::DEFAULT_RETENTION_DAYS);
-    if retention_days == 0 {
-        return Err(Error::usage(
-            "`retention-days` is 0; use 1 or more days (the repository setting caps it)",
-        ));
-    }
+        .map(|days| artifacts::check_retention(u64::from(days)))
+        .transpose()?;
     let environment_url = settings.text(
         "environment-url",
         args.environment_url.clone(),

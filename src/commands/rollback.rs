@@ -421,12 +421,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             files: vec![(written.clone(), record::record_file(&id))],
         },
     ];
-    let publication = artifacts::publish(
-        &state.path("artifacts"),
-        &list,
-        artifacts::DEFAULT_RETENTION_DAYS,
-    )
-    .await;
+    let publication = artifacts::publish(&state.path("artifacts"), &list, None).await;
     for failure in publication.failures() {
         actions::annotate(
             actions::Level::Warning,

@@ -24,7 +24,7 @@ pub(crate) struct Options {
     pub(crate) triggered_by: String,
     pub(crate) version: Option<String>,
     pub(crate) window_minutes: u64,
-    pub(crate) retention_days: u32,
+    pub(crate) retention_days: Option<u32>,
     pub(crate) artifacts_required: bool,
     pub(crate) github_deployment: bool,
     pub(crate) environment_url: Option<String>,

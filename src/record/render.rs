@@ -205,9 +205,13 @@ pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
         ]);
     }
     out.push_str(&format!(
-        "\n{}\nRetention: {} days.{}\n",
+        "\n{}\nRetention: {}.{}\n",
         artifacts.render(),
-        publication.retention_days,
+        match (publication.retention_days, &publication.expires_at) {
+            (Some(days), Some(_)) => format!("{days} days"),
+            (Some(days), None) => format!("{days} days (the repository's setting)"),
+            (None, _) => "the repository's setting".to_string(),
+        },
         if publication.service {
             String::new()
         } else {

@@ -44,8 +44,12 @@ pub(crate) struct DeploymentSummary {
 pub(crate) struct Publication {
     /// Whether the results service was there to upload to.
     pub(crate) service: bool,
-    pub(crate) retention_days: u32,
-    pub(crate) expires_at: String,
+    /// Days the artifacts are kept: as asked (capped by the repository), or the repository's
+    /// setting (`GITHUB_RETENTION_DAYS`) when none was asked; `null` when neither is known.
+    pub(crate) retention_days: Option<u32>,
+    /// The `expires_at` sent to the service; `null` when no retention was asked (the
+    /// repository's setting applies).
+    pub(crate) expires_at: Option<String>,
     /// Where the files are for `actions/upload-artifact` (one directory per artifact).
     pub(crate) dir: String,
     pub(crate) artifacts: Vec<Uploaded>,

@@ -4,6 +4,7 @@
 mod fixtures;
 mod support;
 
+mod artifacts_official;
 mod backup;
 mod bad_input;
 mod e2e;

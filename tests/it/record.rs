@@ -52,7 +52,8 @@ fn shipgate(dir: &Path, artifacts: Option<&FakeArtifacts>) -> Shipgate {
     cmd.actions()
         .env("GITHUB_RUN_ID", "4242")
         .env("GITHUB_RUN_ATTEMPT", "1")
-        .env("GITHUB_SERVER_URL", "https://github.example")
+        // GHE.com (not Enterprise Server): the artifact service is there.
+        .env("GITHUB_SERVER_URL", "https://octo.ghe.com")
         .env("GITHUB_REPOSITORY", "octo/app")
         .env("GITHUB_REF", "refs/tags/v1.4.0")
         .env("GITHUB_ACTOR", "release-bot")
@@ -179,7 +180,7 @@ fn a_full_state_dir_makes_a_complete_record_and_uploads_every_artifact() {
     assert_eq!(record["previous_version"], "v1.3.2");
     assert_eq!(
         record["run"]["url"],
-        "https://github.example/octo/app/actions/runs/4242"
+        "https://octo.ghe.com/octo/app/actions/runs/4242"
     );
     assert!(
         !dir.join(format!("deployment-failure-report-{ID}.md"))
@@ -202,7 +203,8 @@ fn a_full_state_dir_makes_a_complete_record_and_uploads_every_artifact() {
     );
     for artifact in fake.artifacts() {
         assert!(artifact.finalized, "{} not finalized", artifact.name);
-        assert_eq!(artifact.version, 4, "zip upload");
+        assert_eq!(artifact.version, 7, "the toolkit's CreateArtifact version");
+        assert_eq!(artifact.mime_type.as_deref(), Some("application/zip"));
         assert_eq!(
             artifact.size.as_deref(),
             Some(artifact.content.len().to_string().as_str())
@@ -218,10 +220,9 @@ fn a_full_state_dir_makes_a_complete_record_and_uploads_every_artifact() {
             artifact.blob_content_type.as_deref(),
             Some("application/zip")
         );
-        let days = days_from_now(artifact.expires_at.as_deref().expect("expires_at"));
-        assert!(
-            (364.9..=365.1).contains(&days),
-            "{} expires in {days} days",
+        assert_eq!(
+            artifact.expires_at, None,
+            "{}: no retention asked, the repository's setting applies",
             artifact.name
         );
     }
@@ -533,7 +534,7 @@ fn transient_service_errors_are_retried_and_retention_is_capped() {
     state_files::full(&root, ID, 2);
     let run = shipgate(work.path(), Some(&fake))
         .env("GITHUB_RETENTION_DAYS", "90")
-        .args(["record"])
+        .args(["record", "--retention-days", "365"])
         .run();
     run.expect_code(0);
     assert_eq!(
@@ -549,6 +550,12 @@ fn transient_service_errors_are_retried_and_retention_is_capped() {
     }
     assert!(
         run.stderr.contains("retrying (attempt 1 of 5)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("retention `365` days is more than the repository allows"),
         "{}",
         run.stderr
     );
@@ -602,7 +609,7 @@ fn a_github_deployment_is_created_for_the_exact_sha_with_its_status_sequence() {
     for status in &statuses {
         assert_eq!(
             status["log_url"],
-            "https://github.example/octo/app/actions/runs/4242"
+            "https://octo.ghe.com/octo/app/actions/runs/4242"
         );
         assert_eq!(status["environment_url"], "https://app.example");
     }

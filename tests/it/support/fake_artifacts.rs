@@ -1,9 +1,13 @@
 //! A fake of the Actions results service (Twirp `ArtifactService`) and of the Azure blob store
 //! its signed URLs point at, on loopback. It checks what the real service checks — the bearer
-//! token, the backend ids from the token's `scp`, one artifact per name, a signed URL with the
-//! right `sig`, Put Block / Put Block List, and at finalize the size and `sha256:` of what was
-//! committed — and keeps everything for the test to inspect ([`FakeArtifacts::artifacts`],
-//! [`FakeArtifacts::calls`], [`unzip`]).
+//! token, Twirp bodies parsed as protojson (proto or JSON field names, each field's kind, unknown
+//! fields refused), the backend ids from the token's `scp`, one artifact per name, a signed URL
+//! with the right `sig`, Put Block (base64 ids of one length, at most 64 bytes) / Put Block List,
+//! and at finalize the size and `sha256:` of what was committed — answers `ListArtifacts` (with
+//! `name_filter`/`id_filter`, sizes and digests) and `GetSignedArtifactURL`, serves the blob back
+//! with its content type, and keeps everything for the test to inspect
+//! ([`FakeArtifacts::artifacts`], [`FakeArtifacts::calls`], [`unzip`]). GitHub's own client
+//! (`@actions/artifact`, `tests/it/artifacts_official.rs`) uploads to it and downloads from it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read as _;
@@ -42,6 +46,8 @@ pub struct Call {
     pub method: String,
     pub status: u16,
     pub body: Value,
+    /// Request headers (lower-case names).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -160,6 +166,8 @@ fn twirp_error(status: u16, code: &str, msg: &str) -> Outgoing {
 fn handle(state: &mut State, token: &str, sig: &str, base: &str, req: &Incoming) -> Outgoing {
     let method = if let Some(method) = req.path.strip_prefix(SERVICE) {
         method.to_string()
+    } else if req.path.starts_with("/blob/") && req.method == "GET" {
+        "GetBlob".to_string()
     } else if req.path.starts_with("/blob/") && req.method == "PUT" {
         let comp = req.query_param("comp").unwrap_or_default();
         if comp == "blocklist" {
@@ -174,11 +182,14 @@ fn handle(state: &mut State, token: &str, sig: &str, base: &str, req: &Incoming)
     // A fault answers instead of the service (nothing is processed) but still counts.
     let reply = match state.faults.get_mut(&method).and_then(VecDeque::pop_front) {
         Some(status) => twirp_error(status, "unavailable", "injected fault"),
+        None if method == "GetBlob" => get_blob(state, sig, req),
         None if method.starts_with("Put") => blob(state, sig, req),
         None if method != "other" => twirp(state, token, sig, base, &method, req),
         None => Outgoing::new(404, "not found"),
     };
-    let body = if method.starts_with("Put") {
+    let body = if method == "PutBlockList" {
+        json!({ "query": req.query, "length": req.body.len(), "xml": req.text() })
+    } else if method.starts_with("Put") || method == "GetBlob" {
         json!({ "query": req.query, "length": req.body.len() })
     } else {
         req.json()
@@ -187,6 +198,7 @@ fn handle(state: &mut State, token: &str, sig: &str, base: &str, req: &Incoming)
         method,
         status: reply.status,
         body,
+        headers: req.headers.clone(),
     });
     reply
 }
@@ -211,7 +223,10 @@ fn twirp(
     {
         return twirp_error(415, "bad_route", "content-type must be application/json");
     }
-    let body = req.json();
+    let body = match proto_fields(method, &req.body) {
+        Ok(body) => body,
+        Err(message) => return twirp_error(400, "malformed", &message),
+    };
     if body["workflow_run_backend_id"] != RUN_BACKEND_ID
         || body["workflow_job_run_backend_id"] != JOB_BACKEND_ID
     {
@@ -299,21 +314,140 @@ fn twirp(
                 .iter()
                 .filter(|a| a.finalized)
                 .filter(|a| body["name_filter"].as_str().is_none_or(|f| f == a.name))
+                .filter(|a| {
+                    body["id_filter"]
+                        .as_str()
+                        .is_none_or(|f| f == a.id.to_string())
+                })
                 .map(|a| {
-                    json!({
+                    let mut listed = json!({
                         "workflow_run_backend_id": RUN_BACKEND_ID,
                         "workflow_job_run_backend_id": JOB_BACKEND_ID,
                         "database_id": a.id.to_string(),
                         "name": a.name,
                         "size": a.content.len().to_string(),
                         "created_at": "2026-01-01T00:00:00Z",
-                    })
+                    });
+                    if let Some(hash) = &a.hash {
+                        listed["digest"] = json!(hash);
+                    }
+                    listed
                 })
                 .collect();
             Outgoing::json(200, &json!({ "artifacts": artifacts }))
         }
+        "GetSignedArtifactURL" => {
+            let Some(artifact) = state
+                .artifacts
+                .iter()
+                .find(|a| a.name == name && a.finalized)
+            else {
+                return twirp_error(404, "not_found", "no artifact with this name");
+            };
+            Outgoing::json(
+                200,
+                &json!({
+                    "signed_url": format!(
+                        "{base}/blob/{RUN_BACKEND_ID}/{}?sv=2023-11-03&se=2099-01-01T00%3A00%3A00Z&sr=b&sp=r&sig={sig}",
+                        artifact.id
+                    ),
+                }),
+            )
+        }
         _ => twirp_error(404, "bad_route", "no such method"),
     }
+}
+
+/// The request fields of each method, as `results/api/v1/artifact.proto` declares them (proto
+/// name, JSON name, kind).
+fn fields(method: &str) -> Option<&'static [(&'static str, &'static str, Kind)]> {
+    use Kind::*;
+    const IDS: [(&str, &str, Kind); 2] = [
+        ("workflow_run_backend_id", "workflowRunBackendId", Text),
+        (
+            "workflow_job_run_backend_id",
+            "workflowJobRunBackendId",
+            Text,
+        ),
+    ];
+    Some(match method {
+        "CreateArtifact" => &[
+            IDS[0],
+            IDS[1],
+            ("name", "name", Text),
+            ("expires_at", "expiresAt", Timestamp),
+            ("version", "version", Int32),
+            ("mime_type", "mimeType", Text),
+        ],
+        "FinalizeArtifact" => &[
+            IDS[0],
+            IDS[1],
+            ("name", "name", Text),
+            ("size", "size", Int64),
+            ("hash", "hash", Text),
+        ],
+        "ListArtifacts" => &[
+            IDS[0],
+            IDS[1],
+            ("name_filter", "nameFilter", Text),
+            ("id_filter", "idFilter", Int64),
+        ],
+        "GetSignedArtifactURL" | "DeleteArtifact" => &[IDS[0], IDS[1], ("name", "name", Text)],
+        _ => return None,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Int32,
+    /// proto3 JSON: a decimal string (a number is accepted too).
+    Int64,
+    /// proto3 JSON: an RFC 3339 string in UTC (`Z`).
+    Timestamp,
+}
+
+/// Parses a Twirp JSON body as protojson does: every field known to the method (proto or JSON
+/// name) and of its JSON kind, nothing else. Returns the body keyed by proto names, with int64
+/// values as strings.
+fn proto_fields(method: &str, body: &[u8]) -> Result<Value, String> {
+    let Some(fields) = fields(method) else {
+        return Ok(Value::Null);
+    };
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
+        return Err("the body is not a JSON object".into());
+    };
+    let mut out = serde_json::Map::new();
+    for (key, value) in object {
+        let Some((proto, _, kind)) = fields.iter().find(|(p, j, _)| *p == key || *j == key) else {
+            return Err(format!("unknown field `{key}` for {method}"));
+        };
+        if value.is_null() {
+            continue;
+        }
+        let value = match (kind, &value) {
+            (Kind::Text, Value::String(_)) => value,
+            (Kind::Int32, Value::Number(n))
+                if n.as_i64().is_some_and(|v| i32::try_from(v).is_ok()) =>
+            {
+                value
+            }
+            (Kind::Int64, Value::String(text)) if text.parse::<i64>().is_ok() => value,
+            (Kind::Int64, Value::Number(n)) if n.as_i64().is_some() => json!(n.to_string()),
+            (Kind::Timestamp, Value::String(text))
+                if text.ends_with('Z') && text.parse::<jiff::Timestamp>().is_ok() =>
+            {
+                value
+            }
+            _ => {
+                return Err(format!(
+                    "field `{key}` of {method} has the wrong type: {value}"
+                ));
+            }
+        };
+        out.insert(proto.to_string(), value);
+    }
+    Ok(Value::Object(out))
 }
 
 fn blob(state: &mut State, sig: &str, req: &Incoming) -> Outgoing {
@@ -342,9 +476,10 @@ fn blob(state: &mut State, sig: &str, req: &Incoming) -> Outgoing {
                     "<Error><Code>MissingRequiredQueryParameter</Code></Error>",
                 );
             };
+            // Azure: valid base64, at most 64 bytes before encoding, all of one length.
             if base64::engine::general_purpose::STANDARD
                 .decode(&block_id)
-                .is_err()
+                .map_or(true, |raw| raw.len() > 64)
             {
                 return Outgoing::new(
                     400,
@@ -380,6 +515,36 @@ fn blob(state: &mut State, sig: &str, req: &Incoming) -> Outgoing {
             "<Error><Code>InvalidQueryParameterValue</Code></Error>",
         ),
     }
+}
+
+/// A download through a signed URL from `GetSignedArtifactURL`: the finalized blob, with the
+/// content type its upload set (which is how the official client tells a zip to unpack).
+fn get_blob(state: &State, sig: &str, req: &Incoming) -> Outgoing {
+    let expected = url::form_urlencoded::parse(format!("sig={sig}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned());
+    if req.query_param("sig") != expected {
+        return Outgoing::new(403, "<Error><Code>AuthenticationFailed</Code></Error>");
+    }
+    let id = req
+        .path
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse::<u64>().ok());
+    let Some(artifact) = state
+        .artifacts
+        .iter()
+        .find(|a| Some(a.id) == id && a.finalized)
+    else {
+        return Outgoing::new(404, "<Error><Code>BlobNotFound</Code></Error>");
+    };
+    Outgoing::new(200, artifact.content.clone()).header(
+        "content-type",
+        artifact
+            .blob_content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream"),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
