@@ -70,7 +70,8 @@ impl Api {
         let mut request = self
             .client
             .request(method, url)
-            .header("accept", "application/vnd.github+json");
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28");
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
         }
@@ -273,8 +274,15 @@ fn fake_github_paginates_deployments_with_links() {
     let default_page = api.get("/repos/acme/app/deployments");
     assert_eq!(default_page.json().as_array().map(Vec::len), Some(30));
     assert!(link(&default_page, "last").is_some_and(|u| u.ends_with("per_page=30&page=4")));
+    // GitHub clamps `per_page` to 100; the description documents 100 as the maximum, so asking
+    // for more is a violation the fake reports.
     let clamped = api.get("/repos/acme/app/deployments?per_page=500");
     assert_eq!(clamped.json().as_array().map(Vec::len), Some(100));
+    let rules: Vec<String> = gh.take_violations().into_iter().map(|v| v.rule).collect();
+    assert_eq!(
+        rules,
+        ["query parameter `per_page=500`: above the documented maximum 100"]
+    );
     let none = api.get("/repos/acme/app/deployments?environment=staging");
     assert_eq!(none.json(), json!([]));
     assert!(none.headers.get("link").is_none());
@@ -448,7 +456,8 @@ fn fake_github_injected_faults_come_first() {
             .is_some_and(|m| m.starts_with("API rate limit exceeded"))
     );
     assert_eq!(
-        api.post("/repos/acme/app/deployments", &json!({})).status,
+        api.post("/repos/acme/app/deployments", &json!({ "ref": C }))
+            .status,
         502
     );
     assert_eq!(api.get("/repos/acme/app/deployments").status, 200);
@@ -566,6 +575,15 @@ fn fake_github_creates_deployments_and_statuses() {
         .status,
         422
     );
+    let violations = gh.take_violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].operation, "repos/create-deployment-status");
+    assert!(
+        violations[0]
+            .rule
+            .starts_with("request body: at `/state`: \"done\" is not one of"),
+        "{violations:?}"
+    );
     assert_eq!(gh.created_deployments().len(), 2);
 }
 
@@ -629,6 +647,11 @@ fn fake_github_shapes_fit_octocrab() {
             .base_uri(gh.url())
             .expect("base uri")
             .personal_token(gh.token())
+            // octocrab's typed API sends no `Accept` of its own; shipgate's client sends this one.
+            .add_header(
+                http::header::ACCEPT,
+                "application/vnd.github+json".to_owned(),
+            )
             .build()
             .expect("octocrab");
         let repos = crab.repos("acme", "app");
@@ -646,10 +669,13 @@ fn fake_github_shapes_fit_octocrab() {
         assert_eq!(tag.object.expect("object").sha, C);
         assert!(tag.verification.expect("verification").verified);
 
-        let comparison = crab
-            .commits("acme", "app")
-            .compare("main", "feature")
-            .send()
+        // Not `commits().compare()`: that builder repeats `base` and `head` as query parameters
+        // the operation does not declare.
+        let comparison: octocrab::models::commits::CommitComparison = crab
+            .get(
+                "/repos/acme/app/compare/main...feature?per_page=1",
+                None::<&()>,
+            )
             .await
             .expect("compare");
         assert!(matches!(

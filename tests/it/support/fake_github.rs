@@ -15,7 +15,11 @@
 //!   deployments and deployment statuses;
 //! * JSON renderers and small helpers (pagination, time, hashing);
 //! * [`checks`] (child module): check runs and suites, commit status listings, branch
-//!   protection, rulesets, Actions jobs, and the timeline that changes them while a test runs.
+//!   protection, rulesets, Actions jobs, and the timeline that changes them while a test runs;
+//! * [`openapi`] (child module): GitHub's REST OpenAPI description as the judge of every request
+//!   and every answer. What breaks it is a [`Violation`], and a fake dropped with violations
+//!   fails the test (take the ones a test provokes on purpose with
+//!   [`FakeGitHub::take_violations`]).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +33,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub mod checks;
+pub mod openapi;
+
+pub use openapi::Violation;
 
 const DOCS_URL: &str = "https://docs.github.com/rest";
 const RATE_LIMIT: u64 = 5000;
@@ -139,7 +146,9 @@ impl Injected {
 
 impl FakeGitHub {
     /// Binds `127.0.0.1:0` and serves on a dedicated thread with its own tokio runtime.
+    /// Panics when GitHub's OpenAPI description is not installed (`bash .ci/install-deps.sh`).
     pub fn start() -> FakeGitHub {
+        openapi::spec();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake GitHub");
         let addr = listener.local_addr().expect("fake GitHub address");
         let url = format!("http://{addr}");
@@ -396,6 +405,12 @@ impl FakeGitHub {
         self.state().requests.clone()
     }
 
+    /// Removes and returns what broke GitHub's OpenAPI description so far (requests the client
+    /// sent, answers the fake gave). Whatever is left when the fake is dropped fails the test.
+    pub fn take_violations(&self) -> Vec<Violation> {
+        std::mem::take(&mut self.state().violations)
+    }
+
     /// Requests charged against the rate limit (every answer but 304).
     pub fn charged_count(&self) -> usize {
         self.state()
@@ -463,6 +478,39 @@ impl FakeGitHub {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
+    }
+}
+
+impl Drop for FakeGitHub {
+    /// Fails the test that let a request or an answer break GitHub's OpenAPI description.
+    fn drop(&mut self) {
+        let violations = self.take_violations();
+        if violations.is_empty() || std::thread::panicking() {
+            return;
+        }
+        // One line per operation and rule, with how often it happened.
+        let mut distinct: Vec<(&Violation, usize)> = Vec::new();
+        for v in &violations {
+            match distinct
+                .iter_mut()
+                .find(|(d, _)| d.operation == v.operation && d.rule == v.rule)
+            {
+                Some((_, n)) => *n += 1,
+                None => distinct.push((v, 1)),
+            }
+        }
+        let list: Vec<String> = distinct
+            .iter()
+            .map(|(v, n)| match n {
+                1 => format!("  - {v}"),
+                n => format!("  - {v} (and {} more like it)", n - 1),
+            })
+            .collect();
+        panic!(
+            "fake GitHub: {} request(s) or answer(s) do not conform to GitHub's REST OpenAPI description (API {API_VERSION}):\n{}",
+            violations.len(),
+            list.join("\n")
+        );
     }
 }
 
@@ -668,6 +716,8 @@ struct State {
     latency: Duration,
     injections: Vec<Injection>,
     requests: Vec<Recorded>,
+    /// What broke GitHub's OpenAPI description (see [`openapi`]).
+    violations: Vec<Violation>,
     /// Ids, the check-suite cap and the scheduled changes (see [`checks`]).
     checks: checks::Global,
 }
@@ -820,6 +870,7 @@ impl State {
             latency: Duration::ZERO,
             injections: Vec::new(),
             requests: Vec::new(),
+            violations: Vec::new(),
             checks: checks::Global::default(),
         }
     }
@@ -843,6 +894,9 @@ impl State {
     fn respond(&mut self, token: &str, req: &Req) -> Reply {
         self.rate.roll();
         self.fire_due_changes();
+        let spec = openapi::spec();
+        let (operation, violations) = spec.check_request(req);
+        self.violations.extend(violations);
         let mut injected = false;
         let versions: Vec<&str> = req
             .headers
@@ -869,6 +923,12 @@ impl State {
         } else {
             self.route(req)
         };
+        if let Some(operation) = operation
+            && !injected
+        {
+            let violations = spec.check_response(operation, req, reply.status, &reply.body);
+            self.violations.extend(violations);
+        }
 
         if req.method == "GET" && (200..300).contains(&reply.status) && !injected {
             let etag = format!("\"{}\"", hex_sha256(reply.body.as_bytes()));
@@ -1555,10 +1615,11 @@ fn bot_json(base: &str) -> Value {
     user_json(base, "github-actions[bot]", 41_898_282, "Bot")
 }
 
+/// A `full-repository` as `GET /repos/{owner}/{repo}` returns it (every required field).
 fn repo_json(repo: &Repo) -> Value {
     let api = &repo.api;
     let created = iso(CLOCK_START);
-    json!({
+    let mut body = json!({
         "id": repo.id,
         "node_id": node_id("R", &repo.id.to_string()),
         "name": repo.name,
@@ -1577,16 +1638,76 @@ fn repo_json(repo: &Repo) -> Value {
         "updated_at": created,
         "pushed_at": created,
         "permissions": { "admin": false, "maintain": false, "push": true, "triage": true, "pull": true },
-        "branches_url": format!("{api}/branches{{/branch}}"),
-        "commits_url": format!("{api}/commits{{/sha}}"),
-        "compare_url": format!("{api}/compare/{{base}}...{{head}}"),
-        "deployments_url": format!("{api}/deployments"),
-        "git_refs_url": format!("{api}/git/refs{{/sha}}"),
-        "git_tags_url": format!("{api}/git/tags{{/sha}}"),
-        "statuses_url": format!("{api}/statuses/{{sha}}"),
-        "tags_url": format!("{api}/tags"),
         "clone_url": format!("{}.git", repo.html),
-    })
+        "git_url": format!("git://github.com/{}/{}.git", repo.owner, repo.name),
+        "ssh_url": format!("git@github.com:{}/{}.git", repo.owner, repo.name),
+        "svn_url": repo.html,
+        "homepage": null,
+        "language": null,
+        "mirror_url": null,
+        "license": null,
+        "has_issues": true,
+        "has_projects": false,
+        "has_wiki": false,
+        "has_pages": false,
+        "has_discussions": false,
+        "forks": 0,
+        "forks_count": 0,
+        "open_issues": 0,
+        "open_issues_count": 0,
+        "size": 0,
+        "stargazers_count": 0,
+        "watchers": 0,
+        "watchers_count": 0,
+        "network_count": 0,
+        "subscribers_count": 0,
+    });
+    // The hypermedia URLs: `(field, path after the repository URL)`.
+    let links = [
+        ("archive_url", "/{archive_format}{/ref}"),
+        ("assignees_url", "/assignees{/user}"),
+        ("blobs_url", "/git/blobs{/sha}"),
+        ("branches_url", "/branches{/branch}"),
+        ("collaborators_url", "/collaborators{/collaborator}"),
+        ("comments_url", "/comments{/number}"),
+        ("commits_url", "/commits{/sha}"),
+        ("compare_url", "/compare/{base}...{head}"),
+        ("contents_url", "/contents/{+path}"),
+        ("contributors_url", "/contributors"),
+        ("deployments_url", "/deployments"),
+        ("downloads_url", "/downloads"),
+        ("events_url", "/events"),
+        ("forks_url", "/forks"),
+        ("git_commits_url", "/git/commits{/sha}"),
+        ("git_refs_url", "/git/refs{/sha}"),
+        ("git_tags_url", "/git/tags{/sha}"),
+        ("hooks_url", "/hooks"),
+        ("issue_comment_url", "/issues/comments{/number}"),
+        ("issue_events_url", "/issues/events{/number}"),
+        ("issues_url", "/issues{/number}"),
+        ("keys_url", "/keys{/key_id}"),
+        ("labels_url", "/labels{/name}"),
+        ("languages_url", "/languages"),
+        ("merges_url", "/merges"),
+        ("milestones_url", "/milestones{/number}"),
+        (
+            "notifications_url",
+            "/notifications{?since,all,participating}",
+        ),
+        ("pulls_url", "/pulls{/number}"),
+        ("releases_url", "/releases{/id}"),
+        ("stargazers_url", "/stargazers"),
+        ("statuses_url", "/statuses/{sha}"),
+        ("subscribers_url", "/subscribers"),
+        ("subscription_url", "/subscription"),
+        ("tags_url", "/tags"),
+        ("teams_url", "/teams"),
+        ("trees_url", "/git/trees{/sha}"),
+    ];
+    for (field, path) in links {
+        body[field] = json!(format!("{api}{path}"));
+    }
+    body
 }
 
 fn commit_json(repo: &Repo, commit: &Commit) -> Value {
