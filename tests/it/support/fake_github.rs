@@ -84,6 +84,8 @@ pub struct Recorded {
     pub method: String,
     /// Percent-decoded path, e.g. `/repos/acme/app/git/ref/tags/release/1.0`.
     pub path: String,
+    /// The path as sent, e.g. `/repos/acme/app/git/ref/tags/release%2F1.0`.
+    pub raw_path: String,
     /// Raw query string without the `?` (empty when absent).
     pub query: String,
     pub status: u16,
@@ -981,6 +983,7 @@ impl State {
         self.requests.push(Recorded {
             method: req.method.clone(),
             path: req.path.clone(),
+            raw_path: req.raw_path.clone(),
             query: req.raw_query.clone(),
             status: reply.status,
             if_none_match: req.header("if-none-match").map(str::to_owned),
@@ -1043,7 +1046,9 @@ impl State {
             ("GET", ["git", "tags", sha]) => get_git_tag(repo, sha),
             // commits and compare (future: `["commits", r @ .., "check-runs" | "status" | "statuses"]`
             // arms go before the catch-all commit arm)
-            ("GET", ["compare", spec @ ..]) if !spec.is_empty() => compare(repo, &spec.join("/")),
+            ("GET", ["compare", spec @ ..]) if !spec.is_empty() => {
+                compare(repo, req, &spec.join("/"))
+            }
             ("GET", ["commits", reference @ ..]) if !reference.is_empty() => {
                 get_commit(repo, &reference.join("/"))
             }
@@ -1287,7 +1292,9 @@ fn get_commit(repo: &Repo, reference: &str) -> Reply {
     }
 }
 
-fn compare(repo: &Repo, spec: &str) -> Reply {
+/// `status`, `ahead_by`, `behind_by` and `total_commits` cover the whole comparison; `commits`
+/// is one page of the commits ahead (`per_page`, default 250, and `page`), as on GitHub.
+fn compare(repo: &Repo, req: &Req, spec: &str) -> Reply {
     let Some((base_ref, head_ref)) = spec.split_once("...") else {
         return Reply::not_found();
     };
@@ -1315,6 +1322,14 @@ fn compare(repo: &Repo, spec: &str) -> Reply {
         _ => "diverged",
     };
     let base_head = format!("{base_ref}...{head_ref}");
+    let number = |name: &str, default: usize| {
+        req.query(name)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
+    let per_page = number("per_page", 250);
+    let page = number("page", 1);
     Reply::ok(&json!({
         "url": format!("{}/compare/{base_head}", repo.api),
         "html_url": format!("{}/compare/{base_head}", repo.html),
@@ -1327,7 +1342,7 @@ fn compare(repo: &Repo, spec: &str) -> Reply {
         "ahead_by": ahead.len(),
         "behind_by": behind_by,
         "total_commits": ahead.len(),
-        "commits": ahead.iter().take(250).map(|c| commit_json(repo, c)).collect::<Vec<_>>(),
+        "commits": ahead.iter().skip((page - 1) * per_page).take(per_page).map(|c| commit_json(repo, c)).collect::<Vec<_>>(),
         "files": [],
     }))
 }
