@@ -1302,12 +1302,8 @@ pub(crate) fn github_client(settings: &Settings) -> Result<GitHub> {
     Ok(GitHub::new(&api, &token, &repo)?)
 }
 
-#[derive(Debug, Deserialize)]
-struct ExistingDeployment {
-    id: u64,
-    #[serde(default)]
-    payload: Value,
-}
+/// Pages of this commit's deployments to the environment searched for this run's (100 a page).
+const MAX_EXISTING_DEPLOYMENT_PAGES: usize = 10;
 
 /// Finds this deployment's GitHub deployment (a re-run must not create a second one), else
 /// creates it for the exact commit, then marks it `in_progress`.
@@ -1329,19 +1325,18 @@ async fn create_deployment(
         )));
     }
     let (required, reason) = required_contexts(&options.required_contexts, files);
-    let existing: Vec<ExistingDeployment> = github
-        .get(&github.repo_path(&format!(
-            "/deployments?sha={sha}&environment={}&per_page=100",
-            record.environment
-        )))
-        .await
-        .map_err(|e| Error::from(e).context("cannot list the commit's GitHub deployments"))?;
+    let existing = crate::github::deployments::list(
+        github,
+        &record.environment,
+        Some(&sha),
+        100,
+        MAX_EXISTING_DEPLOYMENT_PAGES,
+    )
+    .await
+    .map_err(|e| Error::from(e).context("cannot list the commit's GitHub deployments"))?;
     let found = existing.iter().find(|d| {
-        let payload = match &d.payload {
-            Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
-            other => other.clone(),
-        };
-        payload.get("deployment_id").and_then(Value::as_str) == Some(record.deployment_id.as_str())
+        d.payload().get("deployment_id").and_then(Value::as_str)
+            == Some(record.deployment_id.as_str())
     });
     let id = match found {
         Some(d) => {
@@ -1465,10 +1460,12 @@ pub(crate) async fn post_status(
     description: &str,
     environment_url: Option<&str>,
 ) -> Result<()> {
+    // GitHub documents `auto_inactive` for a status that makes this deployment the live one;
+    // what it does with other states is not documented, so only `success` asks for it.
     let mut body = json!({
         "state": state,
         "description": truncate(description, 140),
-        "auto_inactive": true,
+        "auto_inactive": state == "success",
     });
     if let Some(url) = log_url() {
         body["log_url"] = json!(url);
