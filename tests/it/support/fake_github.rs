@@ -1548,6 +1548,17 @@ impl State {
             .get("auto_inactive")
             .and_then(Value::as_bool)
             .unwrap_or(true);
+        // GitHub documents `auto_inactive` only for what a `success` does; a client that asks
+        // for it with another state relies on behaviour no one promised.
+        if body.get("auto_inactive") == Some(&Value::Bool(true)) && state != "success" {
+            self.violations.push(Violation {
+                operation: "repos/create-deployment-status".to_owned(),
+                request: format!("{} {}", req.method, req.raw_path),
+                rule: format!(
+                    "`auto_inactive: true` with state `{state}`: GitHub documents it only for `success`"
+                ),
+            });
+        }
 
         let deployment = &mut repo.deployments[index];
         if let Some(environment) = str_field("environment") {
