@@ -730,3 +730,74 @@ fn fake_github_shapes_fit_octocrab() {
         assert_eq!(statuses.items.len(), 1);
     });
 }
+
+/// A request GitHub's description does not allow fails the test that sent it, naming the
+/// operation and the rule: here an undeclared query parameter, a doubled version header, a
+/// `per_page` above 100, a body field of the wrong type, a path no operation has. The fake's
+/// `Drop` would panic with these; the test takes them to look at them.
+#[test]
+fn fake_github_reports_requests_that_break_the_openapi_description() {
+    let gh = world();
+    let api = Api::new(&gh);
+
+    api.get("/repos/acme/app/deployments?environment=production&sort=newest");
+    api.send(
+        reqwest::Method::GET,
+        "/repos/acme/app",
+        Some(&api.bearer()),
+        &[("x-github-api-version", "2022-11-28")],
+        None,
+    );
+    api.get("/repos/acme/app/deployments/1/statuses?per_page=1000");
+    api.post(
+        "/repos/acme/app/deployments",
+        &json!({ "ref": C, "auto_merge": "no" }),
+    );
+    api.get("/repos/acme/app/deploymentz");
+
+    let violations = gh.take_violations();
+    let report: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    eprintln!("{}", report.join("\n"));
+    let found: Vec<(&str, &str)> = violations
+        .iter()
+        .map(|v| (v.operation.as_str(), v.rule.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "repos/list-deployments",
+                "query parameter `sort` is not declared for this operation (declared: sha, ref, task, environment, per_page, page)"
+            ),
+            (
+                "repos/get",
+                "exactly one `X-GitHub-Api-Version: 2022-11-28` header expected, got [\"2022-11-28\", \"2022-11-28\"]"
+            ),
+            (
+                "repos/list-deployment-statuses",
+                "query parameter `per_page=1000`: above the documented maximum 100"
+            ),
+            (
+                "repos/create-deployment",
+                "request body: at `/auto_merge`: \"no\" is not of type \"boolean\""
+            ),
+            (
+                "-",
+                "no operation of GitHub's REST API is `GET /repos/acme/app/deploymentz`"
+            ),
+        ],
+        "{report:#?}"
+    );
+    assert!(gh.take_violations().is_empty());
+}
+
+/// Whatever a test leaves unexamined fails it when the fake is dropped.
+#[test]
+#[should_panic(
+    expected = "`repos/list-deployments` (GET /repos/acme/app/deployments?sort=newest): query parameter `sort` is not declared"
+)]
+fn fake_github_fails_the_test_when_dropped_with_violations() {
+    let gh = world();
+    let api = Api::new(&gh);
+    api.get("/repos/acme/app/deployments?sort=newest");
+}

@@ -71,6 +71,10 @@ pub(super) struct Operation {
     body: Option<bool>,
 }
 
+/// Path parameters that may hold a `/` as a template's last segment (git refs, branch names,
+/// `base...head`, file paths); every other parameter is exactly one segment.
+const SPANNING: [&str; 4] = ["ref", "branch", "basehead", "path"];
+
 /// `(name, percent-decoded value)` of each path parameter.
 type PathParams = Vec<(String, String)>;
 
@@ -141,9 +145,9 @@ impl Spec {
     }
 
     /// The operation `method raw_path` calls, with its path parameters (percent-decoded).
-    /// The last parameter of a template may span several segments (`git/ref/{ref}` with
-    /// `tags/v1`, `branches/{branch}` with `release/1.x`), as GitHub routes them; a template
-    /// with more literal segments wins.
+    /// A ref, branch or `basehead` as a template's last parameter may span several segments
+    /// (`git/ref/{ref}` with `tags/v1`, `branches/{branch}` with `release/1.x`), as GitHub
+    /// routes them; a template with more literal segments wins.
     pub(super) fn find(&self, method: &str, raw_path: &str) -> Option<(&Operation, PathParams)> {
         let segments: Vec<&str> = raw_path.split('/').filter(|s| !s.is_empty()).collect();
         let mut best: Option<(usize, &Operation, PathParams)> = None;
@@ -502,7 +506,7 @@ fn match_template(template: &[Segment], segments: &[&str]) -> Option<PathParams>
                 }
             }
             Segment::Param(name) => {
-                let value = if last {
+                let value = if last && SPANNING.contains(&name.as_str()) {
                     (segments.len() > i).then(|| segments[i..].join("/"))?
                 } else {
                     (*segments.get(i)?).to_owned()
@@ -516,7 +520,7 @@ fn match_template(template: &[Segment], segments: &[&str]) -> Option<PathParams>
     }
     let spans = template
         .last()
-        .is_some_and(|s| matches!(s, Segment::Param(_)));
+        .is_some_and(|s| matches!(s, Segment::Param(name) if SPANNING.contains(&name.as_str())));
     (segments.len() == template.len() || (spans && segments.len() > template.len()))
         .then_some(params)
 }
