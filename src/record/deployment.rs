@@ -1,7 +1,6 @@
 //! The record mirrored as a GitHub deployment: found again on a re-run (never a second one),
 //! else created for the exact commit with the record's summary as payload; its statuses.
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::assemble::*;
@@ -9,14 +8,10 @@ use super::model::*;
 use super::render::*;
 use crate::actions::{self};
 use crate::error::{Error, Result};
-use crate::github::{GitHub, GitHubError};
+use crate::github::{GitHub, GitHubError, deployments};
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ExistingDeployment {
-    pub(crate) id: u64,
-    #[serde(default)]
-    pub(crate) payload: Value,
-}
+/// Pages of this commit's deployments to the environment searched for this run's (100 a page).
+const MAX_EXISTING_PAGES: usize = 10;
 
 /// Finds this deployment's GitHub deployment (a re-run must not create a second one), else
 /// creates it for the exact commit, then marks it `in_progress`.
@@ -38,19 +33,18 @@ pub(crate) async fn create_deployment(
         )));
     }
     let (required, reason) = required_contexts(&options.required_contexts, files);
-    let existing: Vec<ExistingDeployment> = github
-        .get(&github.repo_path(&format!(
-            "/deployments?sha={sha}&environment={}&per_page=100",
-            record.environment
-        )))
-        .await
-        .map_err(|e| Error::from(e).context("cannot list the commit's GitHub deployments"))?;
+    let existing = deployments::list(
+        github,
+        &record.environment,
+        Some(&sha),
+        100,
+        MAX_EXISTING_PAGES,
+    )
+    .await
+    .map_err(|e| Error::from(e).context("cannot list the commit's GitHub deployments"))?;
     let found = existing.iter().find(|d| {
-        let payload = match &d.payload {
-            Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
-            other => other.clone(),
-        };
-        payload.get("deployment_id").and_then(Value::as_str) == Some(record.deployment_id.as_str())
+        d.payload().get("deployment_id").and_then(Value::as_str)
+            == Some(record.deployment_id.as_str())
     });
     let id = match found {
         Some(d) => {
@@ -67,19 +61,19 @@ pub(crate) async fn create_deployment(
                 actions::quote(&record.version),
                 record.environment
             );
-            let body = json!({
-                "ref": sha,
-                "task": "deploy",
-                "auto_merge": false,
-                "required_contexts": required,
-                "environment": record.environment,
-                "production_environment": record.environment == "production",
-                "transient_environment": false,
-                "description": truncate(&format!("shipgate {} ({})", record.version, record.deployment_id), 140),
-                "payload": payload(record),
-            });
-            let created: Value = match github.post(&github.repo_path("/deployments"), &body).await {
-                Ok(created) => created,
+            let description = truncate(
+                &format!("shipgate {} ({})", record.version, record.deployment_id),
+                140,
+            );
+            let new = deployments::NewDeployment {
+                sha: &sha,
+                environment: &record.environment,
+                description: &description,
+                required_contexts: &required,
+                payload: payload(record),
+            };
+            match deployments::create(github, &new).await {
+                Ok(id) => id,
                 Err(GitHubError::Status {
                     status: 409,
                     message,
@@ -93,13 +87,7 @@ pub(crate) async fn create_deployment(
                 Err(e) => {
                     return Err(Error::from(e).context("cannot create the GitHub deployment"));
                 }
-            };
-            created.get("id").and_then(Value::as_u64).ok_or_else(|| {
-                Error::dependency(format!(
-                    "GitHub answered without creating a deployment ({}); shipgate deploys exact SHAs with `auto_merge: false`, so this is unexpected",
-                    actions::one_line(created.get("message").and_then(Value::as_str).unwrap_or("no message"))
-                ))
-            })?
+            }
         }
     };
     post_status(
@@ -140,22 +128,15 @@ pub(crate) async fn post_status(
     description: &str,
     environment_url: Option<&str>,
 ) -> Result<()> {
-    let mut body = json!({
-        "state": state,
-        "description": truncate(description, 140),
-        "auto_inactive": true,
-    });
-    if let Some(url) = log_url() {
-        body["log_url"] = json!(url);
-    }
-    if let Some(url) = environment_url {
-        body["environment_url"] = json!(url);
-    }
-    let _: Value = github
-        .post(
-            &github.repo_path(&format!("/deployments/{id}/statuses")),
-            &body,
-        )
+    let description = truncate(description, 140);
+    let log_url = log_url();
+    let status = deployments::NewStatus {
+        state,
+        description: &description,
+        log_url: log_url.as_deref(),
+        environment_url,
+    };
+    deployments::post_status(github, id, &status)
         .await
         .map_err(|e| {
             Error::from(e).context(format!("cannot set GitHub deployment {id} to `{state}`"))

@@ -84,7 +84,10 @@ pub(crate) async fn resolve_with_github(
 ) -> Result<Resolved> {
     let tag = &release.tag;
     let reference: GitRef = match github
-        .get(&github.repo_path(&format!("/git/ref/tags/{tag}")))
+        .get(&github.repo_path(&format!(
+            "/git/ref/tags/{}",
+            crate::secret::percent_encode(tag)
+        )))
         .await
     {
         Ok(reference) => reference,
@@ -152,8 +155,13 @@ pub(crate) async fn resolve_with_github(
                 info.default_branch
             }
         };
+        // Only `status` is read: one commit a page, not the 250 GitHub sends by default.
         let compare: Compare = github
-            .get(&github.repo_path(&format!("/compare/{branch}...{}", object.sha)))
+            .get(&github.repo_path(&format!(
+                "/compare/{}...{}?per_page=1",
+                crate::secret::percent_encode(&branch),
+                object.sha
+            )))
             .await
             .context(format!("cannot compare `{tag}` with `{branch}`"))?;
         if !matches!(compare.status.as_str(), "behind" | "identical") {

@@ -70,7 +70,8 @@ impl Api {
         let mut request = self
             .client
             .request(method, url)
-            .header("accept", "application/vnd.github+json");
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28");
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
         }
@@ -273,8 +274,15 @@ fn fake_github_paginates_deployments_with_links() {
     let default_page = api.get("/repos/acme/app/deployments");
     assert_eq!(default_page.json().as_array().map(Vec::len), Some(30));
     assert!(link(&default_page, "last").is_some_and(|u| u.ends_with("per_page=30&page=4")));
+    // GitHub clamps `per_page` to 100; the description documents 100 as the maximum, so asking
+    // for more is a violation the fake reports.
     let clamped = api.get("/repos/acme/app/deployments?per_page=500");
     assert_eq!(clamped.json().as_array().map(Vec::len), Some(100));
+    let rules: Vec<String> = gh.take_violations().into_iter().map(|v| v.rule).collect();
+    assert_eq!(
+        rules,
+        ["query parameter `per_page=500`: above the documented maximum 100"]
+    );
     let none = api.get("/repos/acme/app/deployments?environment=staging");
     assert_eq!(none.json(), json!([]));
     assert!(none.headers.get("link").is_none());
@@ -448,7 +456,8 @@ fn fake_github_injected_faults_come_first() {
             .is_some_and(|m| m.starts_with("API rate limit exceeded"))
     );
     assert_eq!(
-        api.post("/repos/acme/app/deployments", &json!({})).status,
+        api.post("/repos/acme/app/deployments", &json!({ "ref": C }))
+            .status,
         502
     );
     assert_eq!(api.get("/repos/acme/app/deployments").status, 200);
@@ -566,6 +575,15 @@ fn fake_github_creates_deployments_and_statuses() {
         .status,
         422
     );
+    let violations = gh.take_violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].operation, "repos/create-deployment-status");
+    assert!(
+        violations[0]
+            .rule
+            .starts_with("request body: at `/state`: \"done\" is not one of"),
+        "{violations:?}"
+    );
     assert_eq!(gh.created_deployments().len(), 2);
 }
 
@@ -629,6 +647,11 @@ fn fake_github_shapes_fit_octocrab() {
             .base_uri(gh.url())
             .expect("base uri")
             .personal_token(gh.token())
+            // octocrab's typed API sends no `Accept` of its own; shipgate's client sends this one.
+            .add_header(
+                http::header::ACCEPT,
+                "application/vnd.github+json".to_owned(),
+            )
             .build()
             .expect("octocrab");
         let repos = crab.repos("acme", "app");
@@ -646,10 +669,13 @@ fn fake_github_shapes_fit_octocrab() {
         assert_eq!(tag.object.expect("object").sha, C);
         assert!(tag.verification.expect("verification").verified);
 
-        let comparison = crab
-            .commits("acme", "app")
-            .compare("main", "feature")
-            .send()
+        // Not `commits().compare()`: that builder repeats `base` and `head` as query parameters
+        // the operation does not declare.
+        let comparison: octocrab::models::commits::CommitComparison = crab
+            .get(
+                "/repos/acme/app/compare/main...feature?per_page=1",
+                None::<&()>,
+            )
             .await
             .expect("compare");
         assert!(matches!(
@@ -703,4 +729,75 @@ fn fake_github_shapes_fit_octocrab() {
             .expect("statuses");
         assert_eq!(statuses.items.len(), 1);
     });
+}
+
+/// A request GitHub's description does not allow fails the test that sent it, naming the
+/// operation and the rule: here an undeclared query parameter, a doubled version header, a
+/// `per_page` above 100, a body field of the wrong type, a path no operation has. The fake's
+/// `Drop` would panic with these; the test takes them to look at them.
+#[test]
+fn fake_github_reports_requests_that_break_the_openapi_description() {
+    let gh = world();
+    let api = Api::new(&gh);
+
+    api.get("/repos/acme/app/deployments?environment=production&sort=newest");
+    api.send(
+        reqwest::Method::GET,
+        "/repos/acme/app",
+        Some(&api.bearer()),
+        &[("x-github-api-version", "2022-11-28")],
+        None,
+    );
+    api.get("/repos/acme/app/deployments/1/statuses?per_page=1000");
+    api.post(
+        "/repos/acme/app/deployments",
+        &json!({ "ref": C, "auto_merge": "no" }),
+    );
+    api.get("/repos/acme/app/deploymentz");
+
+    let violations = gh.take_violations();
+    let report: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    eprintln!("{}", report.join("\n"));
+    let found: Vec<(&str, &str)> = violations
+        .iter()
+        .map(|v| (v.operation.as_str(), v.rule.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "repos/list-deployments",
+                "query parameter `sort` is not declared for this operation (declared: sha, ref, task, environment, per_page, page)"
+            ),
+            (
+                "repos/get",
+                "exactly one `X-GitHub-Api-Version: 2022-11-28` header expected, got [\"2022-11-28\", \"2022-11-28\"]"
+            ),
+            (
+                "repos/list-deployment-statuses",
+                "query parameter `per_page=1000`: above the documented maximum 100"
+            ),
+            (
+                "repos/create-deployment",
+                "request body: at `/auto_merge`: \"no\" is not of type \"boolean\""
+            ),
+            (
+                "-",
+                "no operation of GitHub's REST API is `GET /repos/acme/app/deploymentz`"
+            ),
+        ],
+        "{report:#?}"
+    );
+    assert!(gh.take_violations().is_empty());
+}
+
+/// Whatever a test leaves unexamined fails it when the fake is dropped.
+#[test]
+#[should_panic(
+    expected = "`repos/list-deployments` (GET /repos/acme/app/deployments?sort=newest): query parameter `sort` is not declared"
+)]
+fn fake_github_fails_the_test_when_dropped_with_violations() {
+    let gh = world();
+    let api = Api::new(&gh);
+    api.get("/repos/acme/app/deployments?sort=newest");
 }

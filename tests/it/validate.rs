@@ -636,3 +636,41 @@ fn every_request_carries_exactly_one_api_version_header() {
         );
     }
 }
+
+/// Tag and branch names go into paths percent-encoded (a `/` or a `+` is part of the name, not
+/// of the path), and the compare asks for one commit a page: only its `status` is read.
+#[test]
+fn names_in_paths_are_encoded_and_the_compare_asks_for_one_commit() {
+    let gh = FakeGitHub::start();
+    gh.repo("octo", "app", "release/1.x")
+        .commit(MAIN_1, &[])
+        .commit(MAIN_2, &[MAIN_1])
+        .branch("release/1.x", MAIN_2)
+        .lightweight_tag("app/v2.0.0+build.7", MAIN_1);
+    let dir = tempfile::tempdir().expect("workdir");
+    let run = against(&gh, dir.path())
+        .input("tag-prefix", "app/v")
+        .args(["--format", "json", "validate", "--version", "2.0.0+build.7"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.json()["sha"], MAIN_1);
+
+    let requests = gh.requests();
+    let sent = |prefix: &str| {
+        requests
+            .iter()
+            .find(|r| r.path.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no request to {prefix}: {requests:#?}"))
+    };
+    let tag = sent("/repos/octo/app/git/ref/");
+    assert_eq!(
+        tag.raw_path,
+        "/repos/octo/app/git/ref/tags/app%2Fv2.0.0%2Bbuild.7"
+    );
+    let compare = sent("/repos/octo/app/compare/");
+    assert_eq!(
+        compare.raw_path,
+        format!("/repos/octo/app/compare/release%2F1.x...{MAIN_1}")
+    );
+    assert_eq!(compare.query, "per_page=1");
+}

@@ -15,7 +15,11 @@
 //!   deployments and deployment statuses;
 //! * JSON renderers and small helpers (pagination, time, hashing);
 //! * [`checks`] (child module): check runs and suites, commit status listings, branch
-//!   protection, rulesets, Actions jobs, and the timeline that changes them while a test runs.
+//!   protection, rulesets, Actions jobs, and the timeline that changes them while a test runs;
+//! * [`openapi`] (child module): GitHub's REST OpenAPI description as the judge of every request
+//!   and every answer. What breaks it is a [`Violation`], and a fake dropped with violations
+//!   fails the test (take the ones a test provokes on purpose with
+//!   [`FakeGitHub::take_violations`]).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +33,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub mod checks;
+pub mod openapi;
+
+pub use openapi::Violation;
 
 const DOCS_URL: &str = "https://docs.github.com/rest";
 const RATE_LIMIT: u64 = 5000;
@@ -77,6 +84,8 @@ pub struct Recorded {
     pub method: String,
     /// Percent-decoded path, e.g. `/repos/acme/app/git/ref/tags/release/1.0`.
     pub path: String,
+    /// The path as sent, e.g. `/repos/acme/app/git/ref/tags/release%2F1.0`.
+    pub raw_path: String,
     /// Raw query string without the `?` (empty when absent).
     pub query: String,
     pub status: u16,
@@ -139,7 +148,9 @@ impl Injected {
 
 impl FakeGitHub {
     /// Binds `127.0.0.1:0` and serves on a dedicated thread with its own tokio runtime.
+    /// Panics when GitHub's OpenAPI description is not installed (`bash .ci/install-deps.sh`).
     pub fn start() -> FakeGitHub {
+        openapi::spec();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake GitHub");
         let addr = listener.local_addr().expect("fake GitHub address");
         let url = format!("http://{addr}");
@@ -396,6 +407,12 @@ impl FakeGitHub {
         self.state().requests.clone()
     }
 
+    /// Removes and returns what broke GitHub's OpenAPI description so far (requests the client
+    /// sent, answers the fake gave). Whatever is left when the fake is dropped fails the test.
+    pub fn take_violations(&self) -> Vec<Violation> {
+        std::mem::take(&mut self.state().violations)
+    }
+
     /// Requests charged against the rate limit (every answer but 304).
     pub fn charged_count(&self) -> usize {
         self.state()
@@ -463,6 +480,39 @@ impl FakeGitHub {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
+    }
+}
+
+impl Drop for FakeGitHub {
+    /// Fails the test that let a request or an answer break GitHub's OpenAPI description.
+    fn drop(&mut self) {
+        let violations = self.take_violations();
+        if violations.is_empty() || std::thread::panicking() {
+            return;
+        }
+        // One line per operation and rule, with how often it happened.
+        let mut distinct: Vec<(&Violation, usize)> = Vec::new();
+        for v in &violations {
+            match distinct
+                .iter_mut()
+                .find(|(d, _)| d.operation == v.operation && d.rule == v.rule)
+            {
+                Some((_, n)) => *n += 1,
+                None => distinct.push((v, 1)),
+            }
+        }
+        let list: Vec<String> = distinct
+            .iter()
+            .map(|(v, n)| match n {
+                1 => format!("  - {v}"),
+                n => format!("  - {v} (and {} more like it)", n - 1),
+            })
+            .collect();
+        panic!(
+            "fake GitHub: {} request(s) or answer(s) do not conform to GitHub's REST OpenAPI description (API {API_VERSION}):\n{}",
+            violations.len(),
+            list.join("\n")
+        );
     }
 }
 
@@ -668,6 +718,8 @@ struct State {
     latency: Duration,
     injections: Vec<Injection>,
     requests: Vec<Recorded>,
+    /// What broke GitHub's OpenAPI description (see [`openapi`]).
+    violations: Vec<Violation>,
     /// Ids, the check-suite cap and the scheduled changes (see [`checks`]).
     checks: checks::Global,
 }
@@ -820,6 +872,7 @@ impl State {
             latency: Duration::ZERO,
             injections: Vec::new(),
             requests: Vec::new(),
+            violations: Vec::new(),
             checks: checks::Global::default(),
         }
     }
@@ -843,6 +896,9 @@ impl State {
     fn respond(&mut self, token: &str, req: &Req) -> Reply {
         self.rate.roll();
         self.fire_due_changes();
+        let spec = openapi::spec();
+        let (operation, violations) = spec.check_request(req);
+        self.violations.extend(violations);
         let mut injected = false;
         let versions: Vec<&str> = req
             .headers
@@ -869,6 +925,12 @@ impl State {
         } else {
             self.route(req)
         };
+        if let Some(operation) = operation
+            && !injected
+        {
+            let violations = spec.check_response(operation, req, reply.status, &reply.body);
+            self.violations.extend(violations);
+        }
 
         if req.method == "GET" && (200..300).contains(&reply.status) && !injected {
             let etag = format!("\"{}\"", hex_sha256(reply.body.as_bytes()));
@@ -921,6 +983,7 @@ impl State {
         self.requests.push(Recorded {
             method: req.method.clone(),
             path: req.path.clone(),
+            raw_path: req.raw_path.clone(),
             query: req.raw_query.clone(),
             status: reply.status,
             if_none_match: req.header("if-none-match").map(str::to_owned),
@@ -983,7 +1046,9 @@ impl State {
             ("GET", ["git", "tags", sha]) => get_git_tag(repo, sha),
             // commits and compare (future: `["commits", r @ .., "check-runs" | "status" | "statuses"]`
             // arms go before the catch-all commit arm)
-            ("GET", ["compare", spec @ ..]) if !spec.is_empty() => compare(repo, &spec.join("/")),
+            ("GET", ["compare", spec @ ..]) if !spec.is_empty() => {
+                compare(repo, req, &spec.join("/"))
+            }
             ("GET", ["commits", reference @ ..]) if !reference.is_empty() => {
                 get_commit(repo, &reference.join("/"))
             }
@@ -1227,7 +1292,9 @@ fn get_commit(repo: &Repo, reference: &str) -> Reply {
     }
 }
 
-fn compare(repo: &Repo, spec: &str) -> Reply {
+/// `status`, `ahead_by`, `behind_by` and `total_commits` cover the whole comparison; `commits`
+/// is one page of the commits ahead (`per_page`, default 250, and `page`), as on GitHub.
+fn compare(repo: &Repo, req: &Req, spec: &str) -> Reply {
     let Some((base_ref, head_ref)) = spec.split_once("...") else {
         return Reply::not_found();
     };
@@ -1255,6 +1322,14 @@ fn compare(repo: &Repo, spec: &str) -> Reply {
         _ => "diverged",
     };
     let base_head = format!("{base_ref}...{head_ref}");
+    let number = |name: &str, default: usize| {
+        req.query(name)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
+    let per_page = number("per_page", 250);
+    let page = number("page", 1);
     Reply::ok(&json!({
         "url": format!("{}/compare/{base_head}", repo.api),
         "html_url": format!("{}/compare/{base_head}", repo.html),
@@ -1267,7 +1342,7 @@ fn compare(repo: &Repo, spec: &str) -> Reply {
         "ahead_by": ahead.len(),
         "behind_by": behind_by,
         "total_commits": ahead.len(),
-        "commits": ahead.iter().take(250).map(|c| commit_json(repo, c)).collect::<Vec<_>>(),
+        "commits": ahead.iter().skip((page - 1) * per_page).take(per_page).map(|c| commit_json(repo, c)).collect::<Vec<_>>(),
         "files": [],
     }))
 }
@@ -1473,6 +1548,17 @@ impl State {
             .get("auto_inactive")
             .and_then(Value::as_bool)
             .unwrap_or(true);
+        // GitHub documents `auto_inactive` only for what a `success` does; a client that asks
+        // for it with another state relies on behaviour no one promised.
+        if body.get("auto_inactive") == Some(&Value::Bool(true)) && state != "success" {
+            self.violations.push(Violation {
+                operation: "repos/create-deployment-status".to_owned(),
+                request: format!("{} {}", req.method, req.raw_path),
+                rule: format!(
+                    "`auto_inactive: true` with state `{state}`: GitHub documents it only for `success`"
+                ),
+            });
+        }
 
         let deployment = &mut repo.deployments[index];
         if let Some(environment) = str_field("environment") {
@@ -1555,10 +1641,11 @@ fn bot_json(base: &str) -> Value {
     user_json(base, "github-actions[bot]", 41_898_282, "Bot")
 }
 
+/// A `full-repository` as `GET /repos/{owner}/{repo}` returns it (every required field).
 fn repo_json(repo: &Repo) -> Value {
     let api = &repo.api;
     let created = iso(CLOCK_START);
-    json!({
+    let mut body = json!({
         "id": repo.id,
         "node_id": node_id("R", &repo.id.to_string()),
         "name": repo.name,
@@ -1577,16 +1664,76 @@ fn repo_json(repo: &Repo) -> Value {
         "updated_at": created,
         "pushed_at": created,
         "permissions": { "admin": false, "maintain": false, "push": true, "triage": true, "pull": true },
-        "branches_url": format!("{api}/branches{{/branch}}"),
-        "commits_url": format!("{api}/commits{{/sha}}"),
-        "compare_url": format!("{api}/compare/{{base}}...{{head}}"),
-        "deployments_url": format!("{api}/deployments"),
-        "git_refs_url": format!("{api}/git/refs{{/sha}}"),
-        "git_tags_url": format!("{api}/git/tags{{/sha}}"),
-        "statuses_url": format!("{api}/statuses/{{sha}}"),
-        "tags_url": format!("{api}/tags"),
         "clone_url": format!("{}.git", repo.html),
-    })
+        "git_url": format!("git://github.com/{}/{}.git", repo.owner, repo.name),
+        "ssh_url": format!("git@github.com:{}/{}.git", repo.owner, repo.name),
+        "svn_url": repo.html,
+        "homepage": null,
+        "language": null,
+        "mirror_url": null,
+        "license": null,
+        "has_issues": true,
+        "has_projects": false,
+        "has_wiki": false,
+        "has_pages": false,
+        "has_discussions": false,
+        "forks": 0,
+        "forks_count": 0,
+        "open_issues": 0,
+        "open_issues_count": 0,
+        "size": 0,
+        "stargazers_count": 0,
+        "watchers": 0,
+        "watchers_count": 0,
+        "network_count": 0,
+        "subscribers_count": 0,
+    });
+    // The hypermedia URLs: `(field, path after the repository URL)`.
+    let links = [
+        ("archive_url", "/{archive_format}{/ref}"),
+        ("assignees_url", "/assignees{/user}"),
+        ("blobs_url", "/git/blobs{/sha}"),
+        ("branches_url", "/branches{/branch}"),
+        ("collaborators_url", "/collaborators{/collaborator}"),
+        ("comments_url", "/comments{/number}"),
+        ("commits_url", "/commits{/sha}"),
+        ("compare_url", "/compare/{base}...{head}"),
+        ("contents_url", "/contents/{+path}"),
+        ("contributors_url", "/contributors"),
+        ("deployments_url", "/deployments"),
+        ("downloads_url", "/downloads"),
+        ("events_url", "/events"),
+        ("forks_url", "/forks"),
+        ("git_commits_url", "/git/commits{/sha}"),
+        ("git_refs_url", "/git/refs{/sha}"),
+        ("git_tags_url", "/git/tags{/sha}"),
+        ("hooks_url", "/hooks"),
+        ("issue_comment_url", "/issues/comments{/number}"),
+        ("issue_events_url", "/issues/events{/number}"),
+        ("issues_url", "/issues{/number}"),
+        ("keys_url", "/keys{/key_id}"),
+        ("labels_url", "/labels{/name}"),
+        ("languages_url", "/languages"),
+        ("merges_url", "/merges"),
+        ("milestones_url", "/milestones{/number}"),
+        (
+            "notifications_url",
+            "/notifications{?since,all,participating}",
+        ),
+        ("pulls_url", "/pulls{/number}"),
+        ("releases_url", "/releases{/id}"),
+        ("stargazers_url", "/stargazers"),
+        ("statuses_url", "/statuses/{sha}"),
+        ("subscribers_url", "/subscribers"),
+        ("subscription_url", "/subscription"),
+        ("tags_url", "/tags"),
+        ("teams_url", "/teams"),
+        ("trees_url", "/git/trees{/sha}"),
+    ];
+    for (field, path) in links {
+        body[field] = json!(format!("{api}{path}"));
+    }
+    body
 }
 
 fn commit_json(repo: &Repo, commit: &Commit) -> Value {

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{
-    CommitStatus, FakeGitHub, Reply, Repo, RepoKey, Req, State, iso, node_id, paginate, user_json,
+    CommitStatus, FakeGitHub, Reply, Repo, RepoKey, Req, State, commit_json, fake_sha, iso,
+    node_id, paginate, repo_json, user_json,
 };
 
 /// The GitHub Actions app, as check runs created by workflow jobs carry it.
@@ -819,7 +820,7 @@ fn get_branch(repo: &Repo, branch: &str) -> Reply {
     let url = format!("{}/branches/{branch}", repo.api);
     Reply::ok(&json!({
         "name": branch,
-        "commit": { "sha": sha, "url": format!("{}/commits/{sha}", repo.api) },
+        "commit": commit_json(repo, &repo.commits[sha]),
         "_links": { "self": url, "html": format!("{}/tree/{branch}", repo.html) },
         "protected": required.is_some(),
         "protection": { "enabled": required.is_some(), "required_status_checks": rsc },
@@ -1039,6 +1040,15 @@ fn suite_json(repo: &Repo, suite: &Suite) -> Value {
         "check_runs_url": format!("{}/check-suites/{}/check-runs", repo.api, suite.id),
         "rerequestable": true,
         "runs_rerequestable": true,
+        "head_commit": {
+            "id": suite.sha,
+            "tree_id": fake_sha(&format!("tree {}", suite.sha)),
+            "message": format!("Commit {}", &suite.sha[..7.min(suite.sha.len())]),
+            "timestamp": iso(suite.created_at),
+            "author": { "name": "Fake Author", "email": "author@example.com" },
+            "committer": { "name": "Fake Author", "email": "author@example.com" },
+        },
+        "repository": repo_json(repo),
     })
 }
 
