@@ -20,27 +20,20 @@ use serde_json::json;
 
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Level, Table};
-use crate::error::{Error, Kind, Result};
-use crate::gate::{checks, own_run, promotion, required, verdict};
-use crate::github::{GitHub, Stats};
+use crate::error::{Error, Result};
+use crate::gate::poll::{Decision, Options, Poll, names, requirements};
+use crate::gate::{own_run, promotion, verdict};
+use crate::github::GitHub;
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::util::{format_duration, parse_duration};
 
-use checks::Ignored;
 use own_run::OwnRun;
-use promotion::Promotion;
-use verdict::{Allowed, Entry, Evaluation, Mode, Origin, Pattern, Requirement, Standing};
+use verdict::{Allowed, Entry, Evaluation, Mode, Pattern, Requirement, Standing};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_DISCOVERY: Duration = Duration::from_secs(2 * 60);
-/// Polls that may fail in a row (each after the adapter's own retries) before the gate gives up.
-const MAX_FAILED_POLLS: u32 = 3;
-/// Below this many requests left in the rate-limit window, the gate polls four times slower.
-const LOW_RATE_LIMIT: u64 = 100;
-/// A progress line at least this often, even when nothing changed.
-const HEARTBEAT: Duration = Duration::from_secs(60);
 /// The runner shows at most 10 error annotations per step.
 const MAX_CHECK_ANNOTATIONS: usize = 9;
 
@@ -91,21 +84,6 @@ pub(crate) struct Args {
 }
 
 pub(crate) use crate::gate::config::FileConfig;
-
-/// Resolved options.
-#[derive(Debug)]
-struct Options {
-    listed: Vec<Pattern>,
-    required_from: Option<String>,
-    ignore: Vec<Pattern>,
-    allowed: Allowed,
-    interval: Duration,
-    timeout: Duration,
-    discovery: Duration,
-    require_environment: Option<String>,
-    soak: Option<Duration>,
-    allow_no_checks: bool,
-}
 
 impl Options {
     fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
@@ -259,37 +237,6 @@ fn allowed_conclusions(flag: Option<&str>, file: Option<&Vec<String>>) -> Result
     Ok(allowed)
 }
 
-/// What the gate decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decision {
-    Pass,
-    /// Nothing to judge and nothing required, accepted by `allow-no-checks`.
-    PassNoChecks,
-    Failed,
-    Missing,
-    NoChecks,
-    PromotionRefused,
-    Timeout,
-}
-
-impl Decision {
-    fn result(self) -> &'static str {
-        match self {
-            Decision::Pass | Decision::PassNoChecks => "pass",
-            Decision::Timeout => "timeout",
-            _ => "fail",
-        }
-    }
-
-    fn status(self) -> crate::exit::Status {
-        match self {
-            Decision::Pass | Decision::PassNoChecks => crate::exit::Status::Success,
-            Decision::Timeout => crate::exit::Status::Timeout,
-            _ => crate::exit::Status::GateFailed,
-        }
-    }
-}
-
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let options = Options::resolve(args, settings)?;
     let github = settings.github("`shipgate gate` (it reads checks from the GitHub API)")?;
@@ -303,20 +250,22 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 
     let mut report = Report {
         settings,
-        options: &options,
         repo: &repo,
-        sha: &sha,
         sha_source,
         state: &state,
-        promotion: None,
-        mode: Mode::All,
-        required_mode: "all",
-        entries: Vec::new(),
-        eval: Evaluation::default(),
-        ignored: Vec::new(),
-        own: OwnRun::default(),
-        polls: 0,
-        start,
+        poll: Poll {
+            options: &options,
+            sha: &sha,
+            promotion: None,
+            mode: Mode::All,
+            required_mode: "all",
+            entries: Vec::new(),
+            eval: Evaluation::default(),
+            ignored: Vec::new(),
+            own: OwnRun::default(),
+            polls: 0,
+            start,
+        },
     };
 
     if let Some(environment) = &options.require_environment {
@@ -324,7 +273,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         let promotion = promotion::check(&github, &sha, environment, options.soak).await?;
         tracing::info!("promotion: {}", promotion.reason);
         let passed = promotion.passed;
-        report.promotion = Some(promotion);
+        report.poll.promotion = Some(promotion);
         if !passed {
             return report.finish(&github, Decision::PromotionRefused);
         }
@@ -334,12 +283,18 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         let _group = actions::group("Required checks");
         requirements(&github, &options).await?
     };
-    report.mode = mode;
-    report.required_mode = required_mode;
-    report.own = OwnRun::discover(&github).await;
-    tracing::info!("this job: {}", report.own.method);
+    report.poll.mode = mode;
+    report.poll.required_mode = required_mode;
+    report.poll.own = OwnRun::discover(&github).await;
+    tracing::info!("this job: {}", report.poll.own.method);
     for pattern in &options.listed {
-        if let Some(name) = report.own.job_names.iter().find(|n| pattern.matches(n)) {
+        if let Some(name) = report
+            .poll
+            .own
+            .job_names
+            .iter()
+            .find(|n| pattern.matches(n))
+        {
             actions::annotate(
                 Level::Warning,
                 Some("shipgate gate"),
@@ -351,7 +306,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         }
     }
 
-    let decision = report.wait(&github).await?;
+    let decision = report.poll.wait(&github).await?;
     report.finish(&github, decision)
 }
 
@@ -398,269 +353,23 @@ fn locate(args: &Args, settings: &Settings) -> Result<(StateDir, String, &'stati
     };
     Ok((state, sha, source))
 }
-
-/// The required set: listed names/globs ∪ what the branch requires; every check when neither.
-async fn requirements(github: &GitHub, options: &Options) -> Result<(Mode, &'static str)> {
-    let mut list: Vec<Requirement> = options
-        .listed
-        .iter()
-        .map(|p| Requirement {
-            pattern: p.clone(),
-            app_id: None,
-            origins: vec![Origin::Listed],
-        })
-        .collect();
-    let mut from_branch = false;
-    if let Some(branch) = &options.required_from {
-        let found = required::required_by_branch(github, branch).await?;
-        if found.is_empty() {
-            actions::annotate(
-                Level::Warning,
-                Some("no required checks"),
-                &format!(
-                    "branch `{branch}` requires no status checks (neither branch protection nor a ruleset); {}",
-                    if list.is_empty() {
-                        "gating on every check of the commit instead"
-                    } else {
-                        "gating on the `require` list alone"
-                    }
-                ),
-            );
-        } else {
-            from_branch = true;
-            tracing::info!(
-                "branch `{branch}` requires {} check(s): {}",
-                found.len(),
-                names(found.iter().map(|r| r.pattern.as_str()))
-            );
-        }
-        for requirement in found {
-            match list
-                .iter_mut()
-                .find(|r| r.pattern == requirement.pattern && r.app_id == requirement.app_id)
-            {
-                Some(existing) => existing.origins.extend(requirement.origins),
-                None => list.push(requirement),
-            }
-        }
-    }
-    list.retain(|requirement| {
-        let ignored = options
-            .ignore
-            .iter()
-            .any(|p| p.matches(requirement.pattern.as_str()));
-        if ignored {
-            tracing::warn!(
-                "required check `{}` is also in `ignore`; ignoring it as asked",
-                requirement.pattern.as_str()
-            );
-        }
-        !ignored
-    });
-    let mode_name = match (options.listed.is_empty(), from_branch) {
-        (_, _) if list.is_empty() => "all",
-        (false, true) => "listed+branch",
-        (true, true) => "branch",
-        (false, false) => "listed",
-        (true, false) => "all",
-    };
-    if list.is_empty() {
-        tracing::info!("no required list: every check on the commit must pass");
-        Ok((Mode::All, mode_name))
-    } else {
-        Ok((Mode::Required(list), mode_name))
-    }
-}
-
-/// Everything the poll loop and the report share.
+/// What the report needs besides the poll.
 struct Report<'a> {
     settings: &'a Settings,
-    options: &'a Options,
     repo: &'a str,
-    sha: &'a str,
     sha_source: &'static str,
     state: &'a StateDir,
-    promotion: Option<Promotion>,
-    mode: Mode,
-    required_mode: &'static str,
-    entries: Vec<Entry>,
-    eval: Evaluation,
-    ignored: Vec<Ignored>,
-    own: OwnRun,
-    polls: u32,
-    start: Instant,
+    poll: Poll<'a>,
 }
 
 impl Report<'_> {
-    /// Polls until a decision; errors only when GitHub stays unreachable or refuses us.
-    async fn wait(&mut self, github: &GitHub) -> Result<Decision> {
-        // No `::group::` here: the progress lines stay visible in the live log.
-        tracing::info!(
-            "waiting for the checks of `{}` (every {}, up to {})",
-            crate::text::short_sha(self.sha),
-            format_duration(self.options.interval),
-            format_duration(self.options.timeout)
-        );
-        let keep: Vec<Pattern> = self.options.listed.clone();
-        let mut reader = checks::Reader::default();
-        let mut failed_polls = 0u32;
-        let mut first_all_done: Option<bool> = None;
-        let mut last_line: Option<(String, Instant)> = None;
-        let mut warned_truncated = false;
-        let mut slowed = false;
-        loop {
-            self.polls += 1;
-            let snapshot = match reader.poll(github, self.sha).await {
-                Ok(snapshot) => {
-                    failed_polls = 0;
-                    snapshot
-                }
-                Err(e)
-                    if e.kind() == Kind::Dependency
-                        && failed_polls < MAX_FAILED_POLLS
-                        && self.start.elapsed() < self.options.timeout =>
-                {
-                    failed_polls += 1;
-                    let pause = self.options.interval * 2u32.pow(failed_polls);
-                    tracing::warn!(
-                        "poll {} failed ({e}); trying again in {} ({failed_polls} of {MAX_FAILED_POLLS})",
-                        self.polls,
-                        format_duration(pause)
-                    );
-                    self.sleep(pause).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if snapshot.truncated && !warned_truncated {
-                warned_truncated = true;
-                tracing::warn!(
-                    "commit `{}` has more checks than shipgate reads; the oldest were left out",
-                    self.sha
-                );
-            }
-            self.own.learn(&snapshot.runs);
-            let (entries, ignored) =
-                checks::entries(&snapshot, &self.own, &keep, &self.options.ignore);
-            self.eval = verdict::evaluate(&entries, &self.mode, &self.options.allowed);
-            self.entries = entries;
-            self.ignored = ignored;
-            let elapsed = self.start.elapsed();
-            let all_done = !self.entries.is_empty() && self.eval.pending.is_empty();
-            let first_all_done = *first_all_done.get_or_insert(all_done);
-            self.progress(&mut last_line, github.stats());
-
-            if let Some(decision) = self.decide(elapsed, first_all_done) {
-                return Ok(decision);
-            }
-            if elapsed >= self.options.timeout {
-                return Ok(Decision::Timeout);
-            }
-            let mut pause = crate::github::jitter(self.options.interval);
-            if github
-                .stats()
-                .rate_limit_remaining
-                .is_some_and(|left| left < LOW_RATE_LIMIT)
-            {
-                pause *= 4;
-                if !slowed {
-                    slowed = true;
-                    tracing::warn!(
-                        "fewer than {LOW_RATE_LIMIT} GitHub API requests left for this token; polling every {} instead",
-                        format_duration(pause)
-                    );
-                }
-            }
-            self.sleep(pause).await;
-        }
-    }
-
-    /// Sleeps `pause`, but never past the timeout.
-    async fn sleep(&self, pause: Duration) {
-        let left = self.options.timeout.saturating_sub(self.start.elapsed());
-        tokio::time::sleep(pause.min(left)).await;
-    }
-
-    fn decide(&self, elapsed: Duration, first_all_done: bool) -> Option<Decision> {
-        let eval = &self.eval;
-        if !eval.failed.is_empty() {
-            return Some(Decision::Failed);
-        }
-        let discovered = elapsed >= self.options.discovery;
-        match &self.mode {
-            Mode::Required(_) => {
-                if eval.missing.is_empty() && eval.pending.is_empty() {
-                    return Some(Decision::Pass);
-                }
-                if !eval.missing.is_empty() && discovered {
-                    return Some(Decision::Missing);
-                }
-                None
-            }
-            Mode::All => {
-                if self.entries.is_empty() {
-                    return match (discovered, self.options.allow_no_checks) {
-                        (false, _) => None,
-                        (true, true) => Some(Decision::PassNoChecks),
-                        (true, false) => Some(Decision::NoChecks),
-                    };
-                }
-                // More checks may still appear while CI is busy: wait out the discovery window
-                // unless everything had already finished when the gate first looked.
-                if eval.pending.is_empty() && (first_all_done || discovered) {
-                    return Some(Decision::Pass);
-                }
-                None
-            }
-        }
-    }
-
-    /// One progress line on stderr when the counts change, and a heartbeat otherwise.
-    fn progress(&self, last: &mut Option<(String, Instant)>, stats: Stats) {
-        let eval = &self.eval;
-        let pending_names = names(eval.pending.iter().map(|i| self.entries[*i].display_name()));
-        let mut line = format!(
-            "{} of {} check(s) passed, {} pending{}, {} failed",
-            eval.passed.len(),
-            eval.counted(),
-            eval.pending.len(),
-            if eval.pending.is_empty() {
-                String::new()
-            } else {
-                format!(" ({pending_names})")
-            },
-            eval.failed.len()
-        );
-        if !eval.missing.is_empty() {
-            line.push_str(&format!(
-                ", {} not reported yet ({})",
-                eval.missing.len(),
-                names(eval.missing.iter())
-            ));
-        }
-        let now = Instant::now();
-        let changed = last
-            .as_ref()
-            .is_none_or(|(previous, at)| *previous != line || now.duration_since(*at) >= HEARTBEAT);
-        if changed {
-            tracing::info!(
-                "{line}; {} of {} elapsed; {} API request(s), {} charged",
-                format_duration(self.start.elapsed()),
-                format_duration(self.options.timeout),
-                stats.sent,
-                stats.charged()
-            );
-            *last = Some((line, now));
-        }
-    }
-
     /// Writes `gate.json`, the outputs, the summary and the annotations, and returns the outcome.
     fn finish(&self, github: &GitHub, decision: Decision) -> Result<Outcome> {
-        let eval = &self.eval;
+        let eval = &self.poll.eval;
         let display = |indexes: &[usize]| -> Vec<String> {
             indexes
                 .iter()
-                .map(|i| self.entries[*i].display_name())
+                .map(|i| self.poll.entries[*i].display_name())
                 .collect()
         };
         let failed = display(&eval.failed);
@@ -673,6 +382,7 @@ impl Report<'_> {
         let stats = github.stats();
         let now = jiff::Timestamp::now();
         let rows: Vec<CheckRow> = self
+            .poll
             .entries
             .iter()
             .enumerate()
@@ -681,7 +391,7 @@ impl Report<'_> {
                 let result = if !required {
                     CheckResult::NotRequired
                 } else {
-                    match entry.standing(&self.options.allowed) {
+                    match entry.standing(&self.poll.options.allowed) {
                         Standing::Passed => CheckResult::Passed,
                         Standing::Failed => CheckResult::Failed,
                         Standing::Pending => CheckResult::Pending,
@@ -711,10 +421,10 @@ impl Report<'_> {
             })
             .collect();
         let mut allowed_conclusions = vec!["success"];
-        if self.options.allowed.neutral {
+        if self.poll.options.allowed.neutral {
             allowed_conclusions.push("neutral");
         }
-        if self.options.allowed.skipped {
+        if self.poll.options.allowed.skipped {
             allowed_conclusions.push("skipped");
         }
         let result = GateFile {
@@ -723,12 +433,12 @@ impl Report<'_> {
             deployment_id: self.state.id().to_string(),
             environment: self.settings.environment.clone(),
             repository: self.repo.to_string(),
-            sha: self.sha.to_string(),
+            sha: self.poll.sha.to_string(),
             sha_source: self.sha_source.to_string(),
             required: RequiredSet {
-                mode: self.required_mode.to_string(),
-                branch: self.options.required_from.clone(),
-                checks: match &self.mode {
+                mode: self.poll.required_mode.to_string(),
+                branch: self.poll.options.required_from.clone(),
+                checks: match &self.poll.mode {
                     Mode::Required(list) => list.iter().map(Requirement::to_state).collect(),
                     Mode::All => Vec::new(),
                 },
@@ -738,11 +448,11 @@ impl Report<'_> {
             failed: failed.clone(),
             pending: pending.clone(),
             missing: missing.clone(),
-            ignored: self.ignored.clone(),
-            own_run: self.own.to_state(),
-            promotion: self.promotion.clone(),
-            polls: self.polls,
-            waited_seconds: self.start.elapsed().as_secs(),
+            ignored: self.poll.ignored.clone(),
+            own_run: self.poll.own.to_state(),
+            promotion: self.poll.promotion.clone(),
+            polls: self.poll.polls,
+            waited_seconds: self.poll.start.elapsed().as_secs(),
             requests: Requests {
                 sent: stats.sent,
                 not_modified: stats.not_modified,
@@ -784,13 +494,13 @@ impl Report<'_> {
         pending: &[String],
         missing: &[String],
     ) -> String {
-        let sha = crate::text::short_sha(self.sha);
-        let waited = format_duration(self.start.elapsed());
+        let sha = crate::text::short_sha(self.poll.sha);
+        let waited = format_duration(self.poll.start.elapsed());
         match decision {
             Decision::Pass => format!(
                 "{} check(s) passed on commit `{sha}`{}",
-                self.eval.passed.len(),
-                match &self.mode {
+                self.poll.eval.passed.len(),
+                match &self.poll.mode {
                     Mode::All => " (every check on the commit)".to_string(),
                     Mode::Required(list) => format!(" ({} required)", list.len()),
                 }
@@ -800,10 +510,11 @@ impl Report<'_> {
             ),
             Decision::Failed => {
                 let links: Vec<String> = self
+                    .poll
                     .eval
                     .failed
                     .iter()
-                    .map(|i| describe_failure(&self.entries[*i], None))
+                    .map(|i| describe_failure(&self.poll.entries[*i], None))
                     .collect();
                 format!(
                     "{} check(s) failed on commit `{sha}`: {}; fix or re-run {}, then run the gate again",
@@ -815,16 +526,16 @@ impl Report<'_> {
             Decision::Missing => format!(
                 "required check(s) {} never appeared on commit `{sha}` within {} (`discovery-timeout`); make sure the workflows that report them run for this commit, or correct `require` / `required-from`",
                 names(missing.iter()),
-                format_duration(self.options.discovery)
+                format_duration(self.poll.options.discovery)
             ),
             Decision::NoChecks => {
-                let ignored = if self.ignored.is_empty() {
+                let ignored = if self.poll.ignored.is_empty() {
                     String::new()
                 } else {
                     format!(
                         " ({} left out: {})",
-                        self.ignored.len(),
-                        names(self.ignored.iter().map(|i| &i.name))
+                        self.poll.ignored.len(),
+                        names(self.poll.ignored.iter().map(|i| &i.name))
                     )
                 };
                 format!(
@@ -832,6 +543,7 @@ impl Report<'_> {
                 )
             }
             Decision::PromotionRefused => self
+                .poll
                 .promotion
                 .as_ref()
                 .map(|p| p.reason.clone())
@@ -839,15 +551,16 @@ impl Report<'_> {
             Decision::Timeout => {
                 let mut text = format!(
                     "timed out after {waited} (`timeout` {}) waiting for commit `{sha}`",
-                    format_duration(self.options.timeout)
+                    format_duration(self.poll.options.timeout)
                 );
                 if !pending.is_empty() {
                     let detail: Vec<String> = self
+                        .poll
                         .eval
                         .pending
                         .iter()
                         .map(|i| {
-                            let e = &self.entries[*i];
+                            let e = &self.poll.entries[*i];
                             format!(
                                 "{} ({})",
                                 actions::quote(&e.display_name()),
@@ -870,12 +583,12 @@ impl Report<'_> {
         match decision {
             Decision::Pass | Decision::PassNoChecks => {}
             Decision::Failed => {
-                for i in self.eval.failed.iter().take(MAX_CHECK_ANNOTATIONS) {
-                    let entry = &self.entries[*i];
+                for i in self.poll.eval.failed.iter().take(MAX_CHECK_ANNOTATIONS) {
+                    let entry = &self.poll.entries[*i];
                     actions::annotate(
                         Level::Error,
                         Some(&format!("check failed: {}", entry.display_name())),
-                        &describe_failure(entry, Some(crate::text::short_sha(self.sha))),
+                        &describe_failure(entry, Some(crate::text::short_sha(self.poll.sha))),
                     );
                 }
                 actions::annotate(Level::Error, Some("shipgate gate"), reason);
@@ -885,19 +598,19 @@ impl Report<'_> {
     }
 
     fn summary(&self, result: &GateFile) -> String {
-        let sha = crate::text::short_sha(self.sha);
+        let sha = crate::text::short_sha(self.poll.sha);
         let heading = match result.header.result.as_str() {
             "pass" => format!("### ✅ Checks passed for `{sha}`"),
             "timeout" => format!("### ⏱️ Gate timed out waiting for `{sha}`"),
             _ => format!("### ❌ Gate refused `{sha}`"),
         };
         let mut out = format!("{heading}\n\n{}\n\n", result.reason);
-        let required = match (&self.mode, &self.options.required_from) {
+        let required = match (&self.poll.mode, &self.poll.options.required_from) {
             (Mode::All, _) => "every check on the commit".to_string(),
-            (Mode::Required(list), Some(branch)) if self.required_mode != "listed" => format!(
+            (Mode::Required(list), Some(branch)) if self.poll.required_mode != "listed" => format!(
                 "{} check(s): what `{branch}` requires (branch protection and rulesets){}",
                 list.len(),
-                if self.options.listed.is_empty() {
+                if self.poll.options.listed.is_empty() {
                     ""
                 } else {
                     " plus the `require` list"
@@ -905,10 +618,10 @@ impl Report<'_> {
             ),
             (Mode::Required(list), _) => format!("{} check(s) from the `require` list", list.len()),
         };
-        if self.polls > 0 {
+        if self.poll.polls > 0 {
             out.push_str(&format!("- **Required:** {required}\n"));
         }
-        if let Some(promotion) = &self.promotion {
+        if let Some(promotion) = &self.poll.promotion {
             out.push_str(&format!(
                 "- **Promotion from `{}`:** {} {}\n",
                 promotion.environment,
@@ -916,8 +629,9 @@ impl Report<'_> {
                 promotion.reason
             ));
         }
-        if !self.ignored.is_empty() {
+        if !self.poll.ignored.is_empty() {
             let parts: Vec<String> = self
+                .poll
                 .ignored
                 .iter()
                 .map(|i| format!("{} ({})", code(&i.name), i.reason))
@@ -982,7 +696,7 @@ impl Report<'_> {
         }
         out.push_str(&format!(
             "\nWaited {} ({} poll(s)); GitHub API: {} request(s), {} charged against the rate limit, {} answered `304 Not Modified`.\n",
-            format_duration(self.start.elapsed()),
+            format_duration(self.poll.start.elapsed()),
             result.polls,
             result.requests.sent,
             result.requests.charged,
@@ -1009,23 +723,6 @@ fn describe_failure(entry: &Entry, commit: Option<&str>) -> String {
             .map(|u| format!(": {}", actions::quote(u).trim_matches('`')))
             .unwrap_or_default()
     )
-}
-
-/// `` `a`, `b`, `c` `` (the first eight, then "and N more").
-fn names<I, S>(items: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let all: Vec<String> = items
-        .into_iter()
-        .map(|s| actions::quote(s.as_ref()))
-        .collect();
-    if all.len() > 8 {
-        format!("{}, and {} more", all[..8].join(", "), all.len() - 8)
-    } else {
-        all.join(", ")
-    }
 }
 
 /// Untrusted text as a Markdown code span that cannot be broken out of.
