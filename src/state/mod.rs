@@ -8,6 +8,7 @@
 //! naming the file and the field.
 
 pub(crate) mod backup;
+pub(crate) mod deployment_record;
 pub(crate) mod gate;
 mod header;
 pub(crate) mod hook;
@@ -339,6 +340,10 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         one::<rollback::RollbackFile>(),
         one::<record::RecordFile>(),
         one::<smoke::SmokeFile>(),
+        (
+            "deployment-record.json",
+            schemars::schema_for!(deployment_record::Record).to_value(),
+        ),
     ]
 }
 
