@@ -202,11 +202,7 @@ fn allowed_conclusions(flag: Option<&str>, file: Option<&Vec<String>>) -> Result
         flag.map(str::to_string),
         settings::input("allowed-conclusions"),
     ) {
-        (Some(raw), _) | (None, Some(raw)) => raw
-            .split([',', '\n'])
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
+        (Some(raw), _) | (None, Some(raw)) => crate::text::split_list(&raw),
         (None, None) => match file {
             Some(list) => list.clone(),
             None => {

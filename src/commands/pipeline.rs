@@ -41,9 +41,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let file = settings.file.pipeline.as_ref();
     let from_input = match settings::input("pipeline-stages") {
         Some(text) => Some(
-            text.split([',', '\n'])
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
+            crate::text::split_list(&text)
+                .iter()
                 .map(|s| {
                     <Stage as clap::ValueEnum>::from_str(s, true).map_err(|_| {
                         Error::usage(format!(

@@ -3,6 +3,10 @@
 //! not succeed, the failure report), uploads them and the other commands' logs as workflow
 //! artifacts, and optionally mirrors the deployment as a GitHub Deployment with statuses.
 
+use crate::record::assemble::{Options, StateFiles, Target, artifact_list, assemble};
+use crate::record::deployment::create_deployment;
+use crate::record::model::{failure_file, instructions_file};
+use crate::record::render::{failure_report, rollback_instructions, summary};
 use std::time::Instant;
 
 use serde_json::json;
@@ -14,11 +18,6 @@ use crate::error::{Error, Result};
 use crate::settings::{self, Settings};
 use crate::state::record::{DeploymentSummary, RecordFile};
 use crate::state::{Header, StateDir};
-
-use crate::record::assemble::*;
-use crate::record::deployment::*;
-use crate::record::model::*;
-use crate::record::render::*;
 
 // What other commands use of the record, from where it lives.
 pub(crate) use crate::inputs::check_http_url;

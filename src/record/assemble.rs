@@ -1,10 +1,13 @@
 //! Building the record from what the other commands left in the state directory, each stage's
 //! file read through its type, with the options the command resolved.
 
+use super::model::{
+    Backup, Failure, GateSection, MigrationsSection, Record, RolloutSection, RolloutStage, RunInfo,
+    SCHEMA_VERSION, STAGES, SmokeSection, SmokeTestSection, StageResult, Timings, log_url,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::model::*;
 use crate::actions::{self};
 use crate::artifacts::Artifact;
 use crate::state::backup::{BackupFile, BackupOutcome};
@@ -45,7 +48,6 @@ pub(crate) fn normalize_status(status: &str) -> Option<&'static str> {
 /// What the state dir holds: each stage's file, read through its type (the state contract);
 /// a file that does not read is a warning and its stage counts as not run.
 pub(crate) struct StateFiles {
-    /// `backup.json`, not yet typed, read as JSON.
     pub(crate) backup: Option<BackupFile>,
     pub(crate) validate: Option<ValidateFile>,
     pub(crate) gate: Option<GateFile>,

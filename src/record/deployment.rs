@@ -1,11 +1,11 @@
 //! The record mirrored as a GitHub deployment: found again on a re-run (never a second one),
 //! else created for the exact commit with the record's summary as payload; its statuses.
 
+use super::assemble::{Options, StateFiles, required_contexts};
+use super::model::{GitHubDeployment, Record, log_url};
+use super::render::truncate;
 use serde_json::{Value, json};
 
-use super::assemble::*;
-use super::model::*;
-use super::render::*;
 use crate::actions::{self};
 use crate::error::{Error, Result};
 use crate::github::{GitHub, GitHubError, deployments};

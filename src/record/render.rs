@@ -1,7 +1,7 @@
 //! What people read: the rollback instructions (seed 004 §9), the failure report (§10) and the
 //! job summary.
 
-use super::model::*;
+use super::model::{Backup, Record};
 use crate::actions::Table;
 use crate::artifacts::Publication;
 
