@@ -11,5 +11,6 @@ pub(crate) mod config;
 pub(crate) mod own_run;
 pub(crate) mod poll;
 pub(crate) mod promotion;
+pub(crate) mod report;
 pub(crate) mod required;
 pub(crate) mod verdict;
