@@ -23,7 +23,7 @@ use crate::state::{Header, StateDir};
 pub(crate) use crate::inputs::check_http_url;
 pub(crate) use crate::record::assemble::normalize_status;
 pub(crate) use crate::record::deployment::post_status;
-pub(crate) use crate::record::model::{Backup, Record, RecordRollback, load, log_url, record_file};
+pub(crate) use crate::record::model::{Record, load, log_url, record_file};
 pub(crate) use crate::text::split_list;
 
 /// The seed's rollback window.

@@ -16,22 +16,18 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::record::{self, Record, RecordRollback};
+use super::record::{self, Record};
 use super::{Outcome, set_outputs};
-use crate::actions::{self, Table};
-use crate::artifacts::{self, Artifact};
-use crate::error::{Error, Kind, Result};
-use crate::hooks::{self, Context, Hook};
-use crate::process::{LogFile, Shutdown, Spec};
+use crate::actions;
+use crate::error::{Error, Result};
+use crate::hooks;
 use crate::rollback::config::FileConfig;
-use crate::rollback::{health, report, steps, window};
+use crate::rollback::{report, run as rolling};
 use crate::settings::{self, Settings};
-use crate::state::backup::BackupFile;
-use crate::state::rollback::{MarkedDeployment, RollbackFile, Step};
-use crate::state::{Header, StateDir};
+use crate::state::StateDir;
+use crate::state::rollback::RollbackFile;
 use crate::util::HumanDuration;
 
-const DEFAULT_RESTORE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, clap::Args)]
@@ -82,25 +78,7 @@ pub(crate) struct Args {
 
 struct Options {
     record: Option<PathBuf>,
-    force: bool,
-    reason: String,
-    /// `rollback-hook`, else the stage hook (as `rollout` falls back).
-    hook: Option<Hook>,
-    /// The hook is the stage hook: no rollback hook is configured.
-    stage_hook_reused: bool,
-    restore_database: bool,
-    restore_command: Option<String>,
-    health_urls: Vec<String>,
-    health_timeout: Duration,
-}
-
-fn duration(input: &str, raw: Option<String>, default: Duration) -> Result<Duration> {
-    match raw {
-        Some(text) => {
-            crate::util::parse_duration(&text).map_err(|e| Error::usage(format!("`{input}`: {e}")))
-        }
-        None => Ok(default),
-    }
+    run: rolling::Options,
 }
 
 impl Options {
@@ -148,13 +126,10 @@ impl Options {
         }
         let restore_database =
             settings.switch("restore-database", args.restore_database, None, false)?;
-        let health_timeout = duration(
+        let health_timeout = settings.duration(
             "health-timeout",
-            settings.text(
-                "health-timeout",
-                args.health_timeout.clone(),
-                file.health_timeout.as_ref(),
-            ),
+            args.health_timeout.clone(),
+            file.health_timeout.as_ref(),
             DEFAULT_HEALTH_TIMEOUT,
         )?;
         Ok(Options {
@@ -165,22 +140,24 @@ impl Options {
                     None,
                 )
                 .map(PathBuf::from),
-            // `--force` is a decision for one run: never a standing setting in the file.
-            force: settings.switch("force", args.force, None, false)?,
-            reason: settings
-                .text("reason", args.reason.clone(), None)
-                .map(|r| actions::one_line(&r))
-                .unwrap_or_else(|| "no reason given".to_string()),
-            hook,
-            stage_hook_reused,
-            restore_database,
-            restore_command: settings.text(
-                "restore-command",
-                args.restore_command.clone(),
-                file.restore_command.as_ref(),
-            ),
-            health_urls,
-            health_timeout,
+            run: rolling::Options {
+                // `--force` is a decision for one run: never a standing setting in the file.
+                force: settings.switch("force", args.force, None, false)?,
+                reason: settings
+                    .text("reason", args.reason.clone(), None)
+                    .map(|r| actions::one_line(&r))
+                    .unwrap_or_else(|| "no reason given".to_string()),
+                hook,
+                stage_hook_reused,
+                restore_database,
+                restore_command: settings.text(
+                    "restore-command",
+                    args.restore_command.clone(),
+                    file.restore_command.as_ref(),
+                ),
+                health_urls,
+                health_timeout,
+            },
         })
     }
 }
@@ -189,258 +166,31 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let options = Options::resolve(args, settings)?;
     let (state, mut record, record_path) = open(settings, options.record.as_deref())?;
-    let id = record.deployment_id.clone();
-    let mut result = RollbackFile {
-        header: Header {
-            duration_ms: Some(0),
-            ..Header::now::<RollbackFile>("fail")
-        },
-        deployment_id: id.clone(),
-        version: record.version.clone(),
-        previous_version: record.previous_version.clone(),
-        reason: options.reason.clone(),
-        rollback_deadline: record.rollback_deadline.clone(),
-        forced: false,
-        refused: false,
-        already_rolled_back: false,
-        steps: Vec::new(),
-        hook: None,
-        stage_hook_reused: options.stage_hook_reused,
-        database_restored: None,
-        health: Vec::new(),
-        github_deployment: None,
-        incident: None,
-        record: Some(record_path.display().to_string()),
-        artifacts: None,
-        error: None,
+    let actor = settings::env("GITHUB_TRIGGERING_ACTOR")
+        .or_else(|| settings::env("GITHUB_ACTOR"))
+        .or_else(|| settings::env("USER"))
+        .unwrap_or_else(|| "unknown".into());
+    let restore_argv = |id: &str, location: &str| {
+        settings.shipgate_argv(Some(id), &["restore", "--location", location, "--yes"])
     };
-
-    if record.status == "rolled_back" {
-        tracing::info!(
-            "deployment `{id}` is already rolled back (see `{}`); nothing to do",
-            record_path.display()
-        );
-        result.header.result = "pass".to_string();
-        result.already_rolled_back = true;
-        return finish(&state, result, started, &record, None);
-    }
-
-    // The window.
-    match window::closed_since(&record.rollback_deadline, jiff::Timestamp::now()) {
-        Ok(Some(closed)) => {
-            let ago = crate::util::format_duration(closed);
-            if !options.force {
-                result.refused = true;
-                let message = format!(
-                    "the rollback window of deployment `{id}` closed at {} ({ago} ago, {} minutes after completion); pass `--force` (input `force: true`) to roll back anyway, or redeploy the previous version{}",
-                    record.rollback_deadline,
-                    record.rollback_window_minutes,
-                    record
-                        .previous_version
-                        .as_ref()
-                        .map(|v| format!(" (`{v}`) by workflow_dispatch"))
-                        .unwrap_or_default()
-                );
-                result.error = Some(message.clone());
-                finish(&state, result, started, &record, None)?;
-                return Err(Error::gate(message));
-            }
-            result.forced = true;
-            actions::annotate(
-                actions::Level::Warning,
-                Some("shipgate rollback"),
-                &format!(
-                    "rolling back deployment `{id}` {ago} after its deadline ({}) because `--force` was given",
-                    record.rollback_deadline
-                ),
-            );
-        }
-        Ok(None) => {}
-        Err(e) if !options.force => return Err(e),
-        Err(_) => result.forced = true,
-    }
-
-    let backup = if options.restore_database {
-        Some(backup_of(&state, &record)?)
-    } else {
-        None
+    let github = || settings.github("marking the GitHub deployment");
+    let outside = rolling::Outside {
+        restore_argv: &restore_argv,
+        github: &github,
+        actor,
     };
-    if options.hook.is_none() && backup.is_none() {
-        return Err(Error::usage(
-            "nothing to roll back with: set the rollback hook (input `rollback-hook`, or `rollback-hook-url` for a webhook; `--rollback-hook`; or `rollback-hook` in the `rollback:` or `rollout:` section of shipgate.yml — the stage hook `hook` serves too, as in `rollout`) and/or `--restore-database`",
-        ));
+    let finished = rolling::run(&state, &mut record, &record_path, &options.run, &outside).await?;
+    let outcome = finish(
+        &state,
+        finished.result,
+        started,
+        &finished.status,
+        finished.incident.as_deref(),
+    )?;
+    match finished.error {
+        Some(error) => Err(error),
+        None => Ok(outcome),
     }
-    tracing::info!(
-        "rolling back deployment `{id}` ({}{}): {}",
-        actions::quote(&record.version),
-        record
-            .previous_version
-            .as_ref()
-            .map(|v| format!(" → `{v}`"))
-            .unwrap_or_default(),
-        options.reason
-    );
-
-    let mut log = LogFile::append(&state.path(&format!("rollback-logs-{id}.log")))?;
-    // A cancelled run stops its hook and restore (and is reported as a failed rollback).
-    let shutdown = Shutdown::listen();
-    let context = Context {
-        event: "rollback",
-        stage: "rollback".to_string(),
-        weight: 0,
-        version: record.version.clone(),
-        deployment_id: id.clone(),
-        previous_version: record.previous_version.clone(),
-        environment: record.environment.clone(),
-        failed_stage: None,
-        reason: Some(options.reason.clone()),
-    };
-
-    // 1. The hook.
-    if let Some(hook) = &options.hook {
-        let _group = actions::group("Rollback hook");
-        let run = steps::run_hook(
-            hook,
-            options.stage_hook_reused,
-            &context,
-            &mut log,
-            &shutdown,
-        )
-        .await?;
-        let (ok, cancelled) = (run.ok, run.cancelled);
-        result.steps.push(Step {
-            name: "hook".to_string(),
-            command: hook.display(),
-            ok,
-            outcome: run.describe(),
-            duration_ms: run.duration_ms,
-        });
-        result.hook = Some(run);
-        if !ok {
-            let what = match shutdown.received() {
-                Some(signal) if cancelled => format!("the rollback hook was stopped by {signal}"),
-                _ => "the rollback hook failed".to_string(),
-            };
-            return fail(state, result, started, &record, &what);
-        }
-    }
-
-    // 2. The database.
-    if let Some(backup) = &backup {
-        let _group = actions::group(&format!("Restore database backup `{}`", backup.backup_id));
-        let spec = restore_spec(settings, &state, &options, backup, &context)?;
-        let step = steps::run_step("restore", &spec, &mut log, &shutdown).await?;
-        let ok = step.ok;
-        result.steps.push(step);
-        result.database_restored = Some(ok);
-        if !ok {
-            return fail(
-                state,
-                result,
-                started,
-                &record,
-                &format!(
-                    "restoring the database from backup `{}` failed",
-                    backup.backup_id
-                ),
-            );
-        }
-    }
-
-    // 3. Health.
-    if options.health_urls.is_empty() {
-        actions::annotate(
-            actions::Level::Warning,
-            Some("shipgate rollback"),
-            "health was not verified after the rollback: no `health-urls` configured; check the services by hand",
-        );
-    } else {
-        let _group = actions::group("Verify health");
-        result.health =
-            health::verify_health(&options.health_urls, options.health_timeout, &mut log).await;
-        if result.health.iter().any(|h| h.state != "healthy") {
-            return fail(
-                state,
-                result,
-                started,
-                &record,
-                "the services are not healthy after the rollback",
-            );
-        }
-    }
-
-    // 4. Mark the record and the GitHub deployment.
-    let rolled_back_at = crate::util::now_rfc3339();
-    record.status = "rolled_back".to_string();
-    record.rollback_available = false;
-    record.rollback = Some(RecordRollback {
-        timestamp: rolled_back_at,
-        by: settings::env("GITHUB_TRIGGERING_ACTOR")
-            .or_else(|| settings::env("GITHUB_ACTOR"))
-            .or_else(|| settings::env("USER"))
-            .unwrap_or_else(|| "unknown".into()),
-        reason: options.reason.clone(),
-        forced: result.forced,
-        steps: result.steps.clone(),
-        database_restored: result.database_restored,
-        health: result.health.clone(),
-        run_url: record::log_url(),
-    });
-    let written = state.write_json(&record::record_file(&id), &record)?;
-    result.record = Some(written.display().to_string());
-    if let Some(deployment) = &record.github_deployment {
-        result.github_deployment = Some(
-            mark_github(
-                settings,
-                deployment.id,
-                &options.reason,
-                record.environment_url.as_deref(),
-            )
-            .await,
-        );
-    }
-
-    // 5. The incident stub, and both files as artifacts of this run.
-    let incident_path = state.path(&format!("incident-{id}.md"));
-    crate::util::write_atomic(
-        &incident_path,
-        crate::secret::redact(&incident(&record, &result)).as_bytes(),
-    )
-    .map_err(|e| Error::usage(format!("cannot write `{}`: {e}", incident_path.display())))?;
-    result.incident = Some(incident_path.display().to_string());
-    let list = vec![
-        Artifact {
-            name: format!("incident-{id}"),
-            files: vec![
-                (incident_path.clone(), format!("incident-{id}.md")),
-                (log.path().to_path_buf(), format!("rollback-logs-{id}.log")),
-            ],
-        },
-        Artifact {
-            name: format!("deployment-record-{id}-rolled-back"),
-            files: vec![(written.clone(), record::record_file(&id))],
-        },
-    ];
-    let publication = artifacts::publish(&state.path("artifacts"), &list, None).await;
-    for failure in publication.failures() {
-        actions::annotate(
-            actions::Level::Warning,
-            Some("shipgate rollback"),
-            &format!(
-                "artifact `{}` was not uploaded: {}; its files are in `{}`",
-                failure.name,
-                failure.error.as_deref().unwrap_or("unknown error"),
-                failure.dir
-            ),
-        );
-    }
-    result.artifacts = Some(publication);
-    result.header.result = "pass".to_string();
-    tracing::info!(
-        "deployment `{id}` rolled back; incident stub `{}`",
-        incident_path.display()
-    );
-    finish(&state, result, started, &record, Some(&incident_path))
 }
 
 /// The record and its state dir: from `--record` (its deployment id) or the state dir.
@@ -490,137 +240,18 @@ fn open(
     }
 }
 
-/// The backup to restore: the record's, else `backup.json`'s.
-fn backup_of(state: &StateDir, record: &Record) -> Result<record::Backup> {
-    if let Some(backup) = &record.database_backup {
-        return Ok(backup.clone());
-    }
-    let from_state = state
-        .load::<BackupFile>()?
-        .as_ref()
-        .and_then(record::Backup::of);
-    from_state.ok_or_else(|| {
-        Error::usage(format!(
-            "`--restore-database` was given but deployment `{}` has no database backup (none in the record, no `backup.json`); roll back without it or restore from your own recovery point",
-            record.deployment_id
-        ))
-    })
-}
-
-/// The restore: the user's script, or this very executable's `restore --location <location> --yes`,
-/// run as a plain CLI child (no runner files, so its outputs and annotations do not mix with
-/// ours; its output is streamed, redacted, into this step's log). Its environment is the hook's
-/// (`SHIPGATE_*` of the rollback) plus `SHIPGATE_BACKUP_ID`, `SHIPGATE_BACKUP_LOCATION` and
-/// `SHIPGATE_BACKUP_SHA256`.
-fn restore_spec(
-    settings: &Settings,
-    state: &StateDir,
-    options: &Options,
-    backup: &record::Backup,
-    context: &Context,
-) -> Result<Spec> {
-    let mut spec = match &options.restore_command {
-        Some(script) => Spec::shell("restore", script),
-        None => Spec::new(
-            "restore",
-            settings.shipgate_argv(
-                Some(state.id()),
-                &["restore", "--location", &backup.location, "--yes"],
-            )?,
-        )
-        .shipgate_child(),
-    };
-    for var in [
-        "GITHUB_OUTPUT",
-        "GITHUB_ENV",
-        "GITHUB_STEP_SUMMARY",
-        "GITHUB_STATE",
-        "GITHUB_PATH",
-        "GITHUB_ACTIONS",
-    ] {
-        spec = spec.env_remove(var);
-    }
-    for (key, value) in context.env() {
-        spec = spec.env(key, value);
-    }
-    spec = spec
-        .env("SHIPGATE_BACKUP_ID", backup.backup_id.clone())
-        .env("SHIPGATE_BACKUP_LOCATION", backup.location.clone());
-    if let Some(sha) = &backup.sha256 {
-        spec = spec.env("SHIPGATE_BACKUP_SHA256", sha.clone());
-    }
-    Ok(spec.timeout(Some(DEFAULT_RESTORE_TIMEOUT)))
-}
-
-async fn mark_github(
-    settings: &Settings,
-    id: u64,
-    reason: &str,
-    environment_url: Option<&str>,
-) -> MarkedDeployment {
-    let outcome = async {
-        let github = settings.github("marking the GitHub deployment")?;
-        record::post_status(
-            &github,
-            id,
-            "inactive",
-            &format!("rolled back by shipgate: {reason}"),
-            environment_url,
-        )
-        .await
-    }
-    .await;
-    match outcome {
-        Ok(()) => MarkedDeployment {
-            id,
-            state: Some("inactive".to_string()),
-            error: None,
-        },
-        Err(e) => {
-            actions::annotate(
-                actions::Level::Warning,
-                Some("shipgate rollback"),
-                &format!(
-                    "production is rolled back, but GitHub deployment {id} could not be marked inactive: {e}"
-                ),
-            );
-            MarkedDeployment {
-                id,
-                state: None,
-                error: Some(e.to_string()),
-            }
-        }
-    }
-}
-
-fn fail(
-    state: StateDir,
-    mut result: RollbackFile,
-    started: Instant,
-    record: &Record,
-    what: &str,
-) -> Result<Outcome> {
-    let message = format!(
-        "{what}; deployment `{}` is NOT rolled back cleanly: production may be in between versions — act now (log: `rollback-logs-{}.log` in the state dir)",
-        record.deployment_id, record.deployment_id
-    );
-    result.error = Some(message.clone());
-    finish(&state, result, started, record, None)?;
-    Err(Error::new(Kind::RollbackFailed, message))
-}
-
 fn finish(
     state: &StateDir,
     mut result: RollbackFile,
     started: Instant,
-    record: &Record,
+    status: &str,
     incident: Option<&std::path::Path>,
 ) -> Result<Outcome> {
     result.header.duration_ms = Some(started.elapsed().as_millis() as u64);
     state.save(&result)?;
     set_outputs(&[
         ("result", result.header.result.clone()),
-        ("status", record.status.clone()),
+        ("status", status.to_string()),
         (
             "incident-path",
             incident
@@ -628,87 +259,7 @@ fn finish(
                 .unwrap_or_default(),
         ),
     ])?;
-    actions::append_summary(&report::summary(&result, &record.status))?;
+    actions::append_summary(&report::summary(&result, status))?;
     let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
     Ok(Outcome::success(json))
-}
-
-/// The incident stub: the facts shipgate knows, and the sections a person completes.
-fn incident(record: &Record, result: &RollbackFile) -> String {
-    let id = &record.deployment_id;
-    let mut out = format!("# Incident: rollback of deployment `{id}`\n\n");
-    let mut table = Table::new(&["", ""]);
-    table.row(&["Deployment ID", &format!("`{id}`")]);
-    table.row(&["Version rolled back", &format!("`{}`", record.version)]);
-    table.row(&[
-        "Back to",
-        &record
-            .previous_version
-            .as_ref()
-            .map(|v| format!("`{v}`"))
-            .unwrap_or_else(|| "the previous version (not recorded)".into()),
-    ]);
-    table.row(&["Environment", &format!("`{}`", record.environment)]);
-    table.row(&[
-        "Deployed (completed)",
-        &format!("`{}`", record.completed_at),
-    ]);
-    if let Some(rollback) = &record.rollback {
-        table.row(&[
-            "Rolled back",
-            &format!("`{}` by `{}`", rollback.timestamp, rollback.by),
-        ]);
-    }
-    table.row(&[
-        "Rollback deadline",
-        &format!(
-            "`{}`{}",
-            record.rollback_deadline,
-            if result.forced {
-                " (passed: forced)"
-            } else {
-                ""
-            }
-        ),
-    ]);
-    table.row(&["Reason", &result.reason]);
-    table.row(&[
-        "Database restored",
-        &match (result.database_restored, &record.database_backup) {
-            (Some(true), Some(b)) => format!("yes, from `{}`", b.backup_id),
-            (Some(true), None) => "yes".into(),
-            (Some(false), _) => "FAILED".into(),
-            (None, _) => "no".into(),
-        },
-    ]);
-    table.row(&[
-        "Health after rollback",
-        &if result.health.is_empty() {
-            "not verified (no health URLs)".to_string()
-        } else {
-            result
-                .health
-                .iter()
-                .map(|h| format!("{}: {}", h.url, h.state))
-                .collect::<Vec<_>>()
-                .join("; ")
-        },
-    ]);
-    if let Some(url) = record::log_url() {
-        table.row(&["Rollback run", &url]);
-    }
-    out.push_str(&table.render());
-    out.push_str("\n## Timeline\n\n");
-    for stage in &record.pipeline {
-        if let Some(at) = &stage.timestamp {
-            out.push_str(&format!("- `{at}` {}: {}\n", stage.stage, stage.result));
-        }
-    }
-    if let Some(rollback) = &record.rollback {
-        out.push_str(&format!("- `{}` rollback: done\n", rollback.timestamp));
-    }
-    out.push_str("\n## Impact\n\n_Who and what was affected, and for how long._\n");
-    out.push_str("\n## Root cause\n\n_What went wrong, and why checks did not catch it._\n");
-    out.push_str("\n## Follow-ups\n\n- [ ] _Fix_\n- [ ] _A check that would have caught it_\n");
-    out
 }
