@@ -20,7 +20,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Lower number = lower layer. A module may import its own layer or lower ones, never higher.
 # The first matching prefix wins.
-DOMAIN = ["gate", "rollout", "smoke", "backup", "migrate", "record", "release", "rollback", "pipeline"]
+DOMAIN = ["gate", "rollout", "smoke", "backup", "migrate", "record", "release", "rollback", "pipeline", "notify"]
 ADAPTERS = ["actions", "github", "git", "storage", "postgres", "process", "hooks", "health",
             "archive", "artifacts", "version"]
 LAYERS = [

@@ -15,6 +15,7 @@ mod hooks;
 mod inputs;
 mod log;
 mod migrate;
+mod notify;
 mod pipeline;
 mod postgres;
 mod process;

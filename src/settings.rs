@@ -34,7 +34,7 @@ pub(crate) struct FileConfig {
     pub(crate) smoke: Option<crate::smoke::config::FileConfig>,
     pub(crate) record: Option<crate::record::config::FileConfig>,
     pub(crate) rollback: Option<crate::rollback::config::FileConfig>,
-    pub(crate) notify: Option<crate::record::notify_config::FileConfig>,
+    pub(crate) notify: Option<crate::notify::config::FileConfig>,
     pub(crate) rollout: Option<crate::rollout::config::FileConfig>,
     pub(crate) pipeline: Option<crate::pipeline::config::FileConfig>,
     pub(crate) backup: Option<crate::backup::config::FileConfig>,

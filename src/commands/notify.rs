@@ -6,23 +6,21 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::record::{self, Record};
+use super::record;
 use super::{Outcome, set_outputs};
 use crate::actions;
 use crate::error::{Error, Result};
+use crate::notify::deliver::deliver;
+use crate::notify::message::{Message, from_record};
+use crate::notify::payload::{slack_payload, webhook_payload};
 use crate::secret::Secret;
 use crate::settings::{self, Settings};
 use crate::state::backup::{BackupFile, BackupOutcome};
-use crate::state::notify::{Delivery, NotifyFile};
+use crate::state::notify::NotifyFile;
 use crate::state::validate::ValidateFile;
 use crate::state::{Header, StateDir};
-
-/// Attempts per destination (transport errors, 429, 5xx).
-const ATTEMPTS: u32 = 4;
-const FIRST_RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -44,25 +42,7 @@ pub(crate) struct Args {
     pub(crate) environment_url: Option<String>,
 }
 
-pub(crate) use crate::record::notify_config::FileConfig;
-
-/// What is announced.
-#[derive(Debug, Clone, Serialize)]
-struct Message {
-    status: String,
-    deployment_id: String,
-    version: String,
-    environment: String,
-    environment_url: Option<String>,
-    rollback_deadline: Option<String>,
-    rollback_window_minutes: Option<u64>,
-    failed_stage: Option<String>,
-    error: Option<String>,
-    action_required: Option<String>,
-    backup_id: Option<String>,
-    run_url: Option<String>,
-    message: Option<String>,
-}
+pub(crate) use crate::notify::config::FileConfig;
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
@@ -252,28 +232,6 @@ fn check_webhook(input: &str, url: &Secret) -> Result<()> {
     }
 }
 
-fn from_record(record: &Record) -> Message {
-    Message {
-        status: record.status.clone(),
-        deployment_id: record.deployment_id.clone(),
-        version: record.version.clone(),
-        environment: record.environment.clone(),
-        environment_url: record.environment_url.clone(),
-        rollback_deadline: Some(record.rollback_deadline.clone()),
-        rollback_window_minutes: Some(record.rollback_window_minutes),
-        failed_stage: record.failure.as_ref().map(|f| f.stage.clone()),
-        error: record.failure.as_ref().map(|f| f.error.clone()),
-        action_required: record.failure.as_ref().map(|f| f.action_required.clone()),
-        backup_id: record.database_backup.as_ref().map(|b| b.backup_id.clone()),
-        run_url: record
-            .run
-            .as_ref()
-            .and_then(|r| r.url.clone())
-            .or_else(record::log_url),
-        message: None,
-    }
-}
-
 /// Without a record (notify before or instead of `record`): what `validate` and `backup` left.
 fn from_state(state: &StateDir, settings: &Settings) -> Result<Message> {
     let validate: Option<ValidateFile> = state.load().ok().flatten();
@@ -298,280 +256,4 @@ fn from_state(state: &StateDir, settings: &Settings) -> Result<Message> {
         run_url: record::log_url(),
         message: None,
     })
-}
-
-/// Slack's mrkdwn needs `&`, `<` and `>` escaped; untrusted text is also made one line.
-fn slack_escape(text: &str) -> String {
-    actions::one_line(text)
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn title(message: &Message) -> String {
-    let environment = capitalize(&message.environment);
-    match message.status.as_str() {
-        "success" => format!("✅ {environment} deployment successful"),
-        "rolled_back" => format!("↩️ {environment} deployment rolled back"),
-        _ => format!("🚨 {environment} deployment FAILED"),
-    }
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().collect::<String>() + chars.as_str(),
-        None => String::new(),
-    }
-}
-
-/// Slack's date token, shown in each reader's time zone, with the UTC text as fallback.
-fn slack_date(rfc3339: &str) -> String {
-    match rfc3339.parse::<jiff::Timestamp>() {
-        Ok(at) => format!(
-            "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
-            at.as_second(),
-            slack_escape(rfc3339)
-        ),
-        Err(_) => slack_escape(rfc3339),
-    }
-}
-
-/// The Block Kit message (with `text` as the notification fallback).
-fn slack_payload(message: &Message) -> Value {
-    let heading = title(message);
-    let environment = match &message.environment_url {
-        Some(url) => format!(
-            "<{}|{}>",
-            slack_escape(url),
-            slack_escape(&message.environment)
-        ),
-        None => slack_escape(&message.environment),
-    };
-    let mut body: Vec<String> = Vec::new();
-    match message.status.as_str() {
-        "success" => {
-            body.push("All services healthy and operational".into());
-            if let (Some(minutes), Some(deadline)) =
-                (message.rollback_window_minutes, &message.rollback_deadline)
-            {
-                body.push(format!(
-                    "Rollback available for {minutes} minutes, until {}",
-                    slack_date(deadline)
-                ));
-            }
-        }
-        "rolled_back" => {
-            body.push("Production was rolled back to the previous version".into());
-        }
-        _ => {
-            body.push("⚠️ *ACTION REQUIRED*: Manual investigation needed".into());
-            if let Some(stage) = &message.failed_stage {
-                body.push(format!("Failed stage: `{}`", slack_escape(stage)));
-            }
-            if let Some(error) = &message.error {
-                body.push(format!("Error: {}", slack_escape(&truncate(error, 300))));
-            }
-            if let Some(action) = &message.action_required {
-                body.push(slack_escape(&truncate(action, 500)));
-            }
-            body.push(match &message.backup_id {
-                Some(id) => format!(
-                    "Database backup `{}` available for rollback",
-                    slack_escape(id)
-                ),
-                None => "No database backup recorded".into(),
-            });
-            body.push("Check workflow logs for failure details".into());
-        }
-    }
-    if let Some(extra) = &message.message {
-        body.push(slack_escape(extra));
-    }
-    let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": heading, "emoji": true}}),
-        json!({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": format!("*Version:*\n{}", slack_escape(&message.version))},
-            {"type": "mrkdwn", "text": format!("*Deployment ID:*\n`{}`", slack_escape(&message.deployment_id))},
-            {"type": "mrkdwn", "text": format!("*Environment:*\n{environment}")},
-            {"type": "mrkdwn", "text": format!("*Status:*\n{}", slack_escape(&message.status))},
-        ]}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": body.join("\n")}}),
-    ];
-    if let Some(url) = &message.run_url {
-        blocks.push(json!({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": format!("<{}|Workflow run> · shipgate", slack_escape(url))}
-        ]}));
-    }
-    json!({
-        "text": format!("{heading}: {} ({})", actions::one_line(&message.version), message.deployment_id),
-        "blocks": blocks,
-    })
-}
-
-fn webhook_payload(message: &Message, record: Option<&Record>) -> Value {
-    json!({
-        "event": "deployment",
-        "title": title(message),
-        "status": message.status,
-        "deployment_id": message.deployment_id,
-        "version": message.version,
-        "environment": message.environment,
-        "environment_url": message.environment_url,
-        "rollback_deadline": message.rollback_deadline,
-        "rollback_window_minutes": message.rollback_window_minutes,
-        "failed_stage": message.failed_stage,
-        "error": message.error,
-        "action_required": message.action_required,
-        "backup_id": message.backup_id,
-        "run_url": message.run_url,
-        "message": message.message,
-        "record": record,
-        "sent_at": crate::util::now_rfc3339(),
-        "generator": concat!("shipgate ", env!("CARGO_PKG_VERSION")),
-    })
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
-}
-
-/// POSTs `payload` with retries; the URL never reaches an error message.
-async fn deliver(
-    http: &reqwest::Client,
-    destination: &'static str,
-    url: &Secret,
-    payload: &Value,
-) -> Delivery {
-    let body = crate::secret::redact(&payload.to_string());
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let outcome = http
-            .post(url.expose())
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await;
-        let (retry, after, error) = match outcome {
-            Ok(response) if response.status().is_success() => {
-                tracing::info!("{destination} notification delivered");
-                return Delivery {
-                    destination: destination.to_string(),
-                    delivered: true,
-                    attempts: attempt,
-                    error: None,
-                };
-            }
-            Ok(response) => {
-                let status = response.status();
-                let after: Option<u64> = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse().ok());
-                let text = response.text().await.unwrap_or_default();
-                let said = truncate(&actions::one_line(&crate::github::strip_urls(&text)), 200);
-                (
-                    status.as_u16() == 429 || status.is_server_error(),
-                    after,
-                    format!(
-                        "the {destination} endpoint answered {}{}",
-                        status.as_u16(),
-                        if said.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" `{said}`")
-                        }
-                    ),
-                )
-            }
-            Err(e) => (
-                true,
-                None,
-                format!(
-                    "cannot reach the {destination} endpoint: {}",
-                    crate::secret::redact(&e.without_url().to_string())
-                ),
-            ),
-        };
-        if !retry || attempt >= ATTEMPTS {
-            return Delivery {
-                destination: destination.to_string(),
-                delivered: false,
-                attempts: attempt,
-                error: Some(format!("{error} (after {attempt} attempt(s))")),
-            };
-        }
-        tracing::warn!("{error}; retrying (attempt {attempt} of {ATTEMPTS})");
-        let pause = match after {
-            Some(secs) => Duration::from_secs(secs.clamp(1, 60)),
-            None => FIRST_RETRY * 2u32.pow(attempt - 1),
-        };
-        tokio::time::sleep(crate::util::retry_delay(pause)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(status: &str) -> Message {
-        Message {
-            status: status.into(),
-            deployment_id: "123-abcdef0".into(),
-            version: "v1.2.3".into(),
-            environment: "production".into(),
-            environment_url: Some("https://azora.world".into()),
-            rollback_deadline: Some("2026-01-01T01:00:00Z".into()),
-            rollback_window_minutes: Some(60),
-            failed_stage: Some("rollout".into()),
-            error: Some("canary <unhealthy> & slow".into()),
-            action_required: None,
-            backup_id: Some("backup-123".into()),
-            run_url: None,
-            message: None,
-        }
-    }
-
-    #[test]
-    fn success_message_has_the_seed_lines() {
-        let payload = slack_payload(&message("success")).to_string();
-        assert!(
-            payload.contains("✅ Production deployment successful"),
-            "{payload}"
-        );
-        assert!(
-            payload.contains("Rollback available for 60 minutes"),
-            "{payload}"
-        );
-        assert!(
-            payload.contains("<https://azora.world|production>"),
-            "{payload}"
-        );
-        assert!(payload.contains("<!date^1767229200^"), "{payload}");
-    }
-
-    #[test]
-    fn failure_message_escapes_untrusted_text() {
-        let payload = slack_payload(&message("failure")).to_string();
-        assert!(
-            payload.contains("🚨 Production deployment FAILED"),
-            "{payload}"
-        );
-        assert!(payload.contains("ACTION REQUIRED"), "{payload}");
-        assert!(
-            payload.contains("canary &lt;unhealthy&gt; &amp; slow"),
-            "{payload}"
-        );
-        assert!(
-            payload.contains("Database backup `backup-123` available"),
-            "{payload}"
-        );
-    }
 }

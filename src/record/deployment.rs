@@ -3,7 +3,7 @@
 
 use super::assemble::{Options, StateFiles, required_contexts};
 use super::model::{GitHubDeployment, Record, log_url};
-use super::render::truncate;
+use crate::text::truncate;
 use serde_json::{Value, json};
 
 use crate::actions::{self};

@@ -7,5 +7,4 @@ pub(crate) mod assemble;
 pub(crate) mod config;
 pub(crate) mod deployment;
 pub(crate) mod model;
-pub(crate) mod notify_config;
 pub(crate) mod render;

@@ -5,15 +5,6 @@ use super::model::{Backup, Record};
 use crate::actions::Table;
 use crate::artifacts::Publication;
 
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
-}
-
 /// Seed 004 §9: what a person on call reads.
 pub(crate) fn rollback_instructions(record: &Record, on_call: Option<&str>) -> String {
     let id = &record.deployment_id;
