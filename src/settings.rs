@@ -203,7 +203,7 @@ impl Settings {
     }
 
     /// A duration setting, flag > input > file > `default`, parsed by `util::parse_duration`
-    /// (its error names the value); the error also names the setting.
+    /// (its error names the value); the error also names the setting and where it came from.
     pub(crate) fn duration(
         &self,
         name: &str,
@@ -211,11 +211,28 @@ impl Settings {
         file: Option<&String>,
         default: std::time::Duration,
     ) -> Result<std::time::Duration> {
-        match self.text(name, flag, file) {
-            Some(text) => crate::util::parse_duration(&text)
-                .map_err(|e| Error::usage(format!("`{name}`: {e}"))),
-            None => Ok(default),
-        }
+        Ok(self.optional_duration(name, flag, file)?.unwrap_or(default))
+    }
+
+    /// A duration setting, flag > input > file, or `None` when none is set.
+    pub(crate) fn optional_duration(
+        &self,
+        name: &str,
+        flag: Option<String>,
+        file: Option<&String>,
+    ) -> Result<Option<std::time::Duration>> {
+        let (raw, from) = if let Some(value) = flag {
+            (value, format!("`--{name}`"))
+        } else if let Some(value) = input(name) {
+            (value, format!("input `{name}`"))
+        } else if let Some(value) = file {
+            (value.clone(), format!("`{name}` in shipgate.yml"))
+        } else {
+            return Ok(None);
+        };
+        crate::util::parse_duration(&raw)
+            .map(Some)
+            .map_err(|e| Error::usage(format!("{from} has the value `{raw}`: {e}")))
     }
 
     /// A list: the flag's values (repeated flag) > input (one item per line, blank lines and

@@ -25,7 +25,7 @@ use crate::gate::{own_run, promotion, verdict};
 use crate::github::GitHub;
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
-use crate::util::{format_duration, parse_duration};
+use crate::util::format_duration;
 
 use own_run::OwnRun;
 use verdict::{Allowed, Evaluation, Mode, Pattern};
@@ -123,22 +123,25 @@ impl Options {
             args.allowed_conclusions.as_deref(),
             file.allowed_conclusions.as_ref(),
         )?;
-        let interval = duration("interval", args.interval.as_ref(), file.interval.as_ref())?
+        let interval = settings
+            .optional_duration("interval", args.interval.clone(), file.interval.as_ref())?
             .unwrap_or(DEFAULT_INTERVAL);
         if interval.is_zero() {
             return Err(Error::usage(
                 "`--interval` must be longer than zero; use a value such as `15s`",
             ));
         }
-        let timeout = duration("timeout", args.timeout.as_ref(), file.timeout.as_ref())?
+        let timeout = settings
+            .optional_duration("timeout", args.timeout.clone(), file.timeout.as_ref())?
             .unwrap_or(DEFAULT_TIMEOUT);
-        let discovery = duration(
-            "discovery-timeout",
-            args.discovery_timeout.as_ref(),
-            file.discovery_timeout.as_ref(),
-        )?
-        .unwrap_or(DEFAULT_DISCOVERY)
-        .min(timeout);
+        let discovery = settings
+            .optional_duration(
+                "discovery-timeout",
+                args.discovery_timeout.clone(),
+                file.discovery_timeout.as_ref(),
+            )?
+            .unwrap_or(DEFAULT_DISCOVERY)
+            .min(timeout);
         let require_environment = settings.text(
             "require-environment",
             args.require_environment.clone(),
@@ -152,7 +155,7 @@ impl Options {
                 actions::quote(env)
             )));
         }
-        let soak = duration("soak", args.soak.as_ref(), file.soak.as_ref())?;
+        let soak = settings.optional_duration("soak", args.soak.clone(), file.soak.as_ref())?;
         if soak.is_some() && require_environment.is_none() {
             return Err(Error::usage(
                 "`--soak` needs `--require-environment`: name the environment the commit must have soaked in, e.g. `--require-environment staging --soak 7d`",
@@ -179,21 +182,6 @@ impl Options {
 }
 
 /// Flag > input > file for a duration, with an error that names where the bad value came from.
-fn duration(name: &str, flag: Option<&String>, file: Option<&String>) -> Result<Option<Duration>> {
-    let (raw, from) = if let Some(value) = flag {
-        (value.clone(), format!("`--{name}`"))
-    } else if let Some(value) = settings::input(name) {
-        (value, format!("input `{name}`"))
-    } else if let Some(value) = file {
-        (value.clone(), format!("`gate.{name}` in the config file"))
-    } else {
-        return Ok(None);
-    };
-    parse_duration(&raw)
-        .map(Some)
-        .map_err(|e| Error::usage(format!("{from} has the value `{raw}`: {e}")))
-}
-
 fn allowed_conclusions(flag: Option<&str>, file: Option<&Vec<String>>) -> Result<Allowed> {
     let items: Vec<String> = match (
         flag.map(str::to_string),

@@ -93,34 +93,26 @@ struct Options {
     junit: Option<PathBuf>,
 }
 
-fn lines_of(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
-
-fn duration_setting(name: &str, value: Option<String>) -> Result<Option<Duration>> {
-    value
-        .map(|text| {
-            suite::parse_positive_duration(&text)
-                .map_err(|e| Error::usage(format!("`{name}`: {e}")))
-        })
-        .transpose()
+/// A positive duration setting (a zero time limit would fail every test).
+fn positive_duration(
+    settings: &Settings,
+    name: &str,
+    flag: Option<String>,
+    file: Option<&String>,
+) -> Result<Option<Duration>> {
+    match settings.optional_duration(name, flag, file)? {
+        Some(d) if d.is_zero() => Err(Error::usage(format!(
+            "`{name}` is zero; give a positive duration such as `10s`"
+        ))),
+        other => Ok(other),
+    }
 }
 
 impl Options {
     fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
         let default = FileConfig::default();
         let file = settings.file.smoke.as_ref().unwrap_or(&default);
-        let urls = if !args.urls.is_empty() {
-            args.urls.clone()
-        } else if let Some(text) = settings::input("urls") {
-            lines_of(&text)
-        } else {
-            file.urls.clone()
-        };
+        let urls = settings.list("urls", &args.urls, Some(&file.urls));
         let suite = args
             .suite
             .clone()
@@ -133,9 +125,7 @@ impl Options {
         let raw_vars = if !args.vars.is_empty() {
             args.vars.clone()
         } else {
-            settings::input("vars")
-                .map(|t| lines_of(&t))
-                .unwrap_or_default()
+            settings.list("vars", &[], None)
         };
         let mut vars = Vec::new();
         for raw in raw_vars {
@@ -177,21 +167,17 @@ impl Options {
             vars,
             secret_names,
             concurrency,
-            request_timeout: duration_setting(
+            request_timeout: positive_duration(
+                settings,
                 "request-timeout",
-                settings.text(
-                    "request-timeout",
-                    args.request_timeout.clone(),
-                    file.request_timeout.as_ref(),
-                ),
+                args.request_timeout.clone(),
+                file.request_timeout.as_ref(),
             )?,
-            ready_timeout: duration_setting(
+            ready_timeout: positive_duration(
+                settings,
                 "ready-timeout",
-                settings.text(
-                    "ready-timeout",
-                    args.ready_timeout.clone(),
-                    file.ready_timeout.as_ref(),
-                ),
+                args.ready_timeout.clone(),
+                file.ready_timeout.as_ref(),
             )?,
             snapshot,
             junit: args
