@@ -4,16 +4,15 @@
 //! artifacts, and optionally mirrors the deployment as a GitHub Deployment with statuses.
 
 use crate::record::assemble::{Options, StateFiles, Target, artifact_list, assemble};
-use crate::record::deployment::create_deployment;
-use crate::record::model::{failure_file, instructions_file};
-use crate::record::render::{failure_report, rollback_instructions, summary};
+use crate::record::deployment::{create_deployment, finish_deployment};
+use crate::record::render::{report_publication, summary, write_texts};
 use std::time::Instant;
 
 use serde_json::json;
 
 use super::{Outcome, set_outputs};
 use crate::actions::{self};
-use crate::artifacts::{self, Publication};
+use crate::artifacts;
 use crate::error::{Error, Result};
 use crate::settings::{self, Settings};
 use crate::state::record::{DeploymentSummary, RecordFile};
@@ -22,7 +21,6 @@ use crate::state::{Header, StateDir};
 // What other commands use of the record, from where it lives.
 pub(crate) use crate::inputs::check_http_url;
 pub(crate) use crate::record::assemble::normalize_status;
-pub(crate) use crate::record::deployment::post_status;
 pub(crate) use crate::record::model::{Record, load, log_url, record_file};
 pub(crate) use crate::text::split_list;
 
@@ -252,30 +250,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
 
     let record_path = state.write_json(&record_file(&id), &record)?;
-    let instructions_path = state.path(&instructions_file(&id));
-    crate::util::write_atomic(
-        &instructions_path,
-        crate::secret::redact(&rollback_instructions(&record, options.on_call.as_deref()))
-            .as_bytes(),
-    )
-    .map_err(|e| {
-        Error::usage(format!(
-            "cannot write `{}`: {e}",
-            instructions_path.display()
-        ))
-    })?;
-    let failure_path = match &record.failure {
-        Some(_) => {
-            let path = state.path(&failure_file(&id));
-            crate::util::write_atomic(
-                &path,
-                crate::secret::redact(&failure_report(&record)).as_bytes(),
-            )
-            .map_err(|e| Error::usage(format!("cannot write `{}`: {e}", path.display())))?;
-            Some(path)
-        }
-        None => None,
-    };
+    let (instructions_path, failure_path) =
+        write_texts(&state, &record, options.on_call.as_deref())?;
 
     let list = artifact_list(
         &state,
@@ -292,30 +268,20 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 
     // The final GitHub status, once the audit trail is safe.
     if let (Some(github), Some(deployment)) = (&github, &record.github_deployment) {
-        let state_name = if record.status == "success" {
-            "success"
-        } else {
-            "failure"
-        };
-        let description = match &record.failure {
-            Some(failure) => format!("{} failed at {}", record.version, failure.stage),
-            None => format!(
-                "{} deployed; rollback window until {}",
-                record.version, record.rollback_deadline
-            ),
-        };
-        if let Err(e) = post_status(
+        match finish_deployment(
             github,
             deployment.id,
-            state_name,
-            &description,
+            &record,
             options.environment_url.as_deref(),
         )
         .await
         {
-            github_error = Some(e);
-        } else if let Some(summary) = github_summary.as_mut() {
-            summary.state = Some(state_name.to_string());
+            Err(e) => github_error = Some(e),
+            Ok(state_name) => {
+                if let Some(summary) = github_summary.as_mut() {
+                    summary.state = Some(state_name.to_string());
+                }
+            }
         }
     }
 
@@ -394,31 +360,4 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
     let json = serde_json::to_value(&result).unwrap_or_else(|_| json!({}));
     Ok(Outcome::success(json))
-}
-
-fn report_publication(publication: &Publication, required: bool, warnings: &mut Vec<String>) {
-    if !publication.service {
-        let message = format!(
-            "the Actions artifact service is not available here (no ACTIONS_RESULTS_URL / ACTIONS_RUNTIME_TOKEN: a local run, GHES, or a `run:` step); the artifacts are in `{}`, one directory per artifact: upload each with `actions/upload-artifact` (`path: {}/<name>/`)",
-            publication.dir, publication.dir
-        );
-        actions::annotate(actions::Level::Notice, Some("shipgate record"), &message);
-        warnings.push(message);
-        return;
-    }
-    for failure in publication.failures() {
-        let message = format!(
-            "artifact `{}` was not uploaded: {}; its files are in `{}` for `actions/upload-artifact`",
-            failure.name,
-            failure.error.as_deref().unwrap_or("unknown error"),
-            failure.dir
-        );
-        let level = if required {
-            actions::Level::Error
-        } else {
-            actions::Level::Warning
-        };
-        actions::annotate(level, Some("shipgate record"), &message);
-        warnings.push(message);
-    }
 }

@@ -144,3 +144,27 @@ pub(crate) async fn post_status(
     tracing::info!("GitHub deployment {id} is `{state}`");
     Ok(())
 }
+
+/// The deployment's final status once the audit trail is safe: `success`, else `failure` with
+/// the failed stage; returns the state posted.
+pub(crate) async fn finish_deployment(
+    github: &GitHub,
+    id: u64,
+    record: &Record,
+    environment_url: Option<&str>,
+) -> Result<&'static str> {
+    let state = if record.status == "success" {
+        "success"
+    } else {
+        "failure"
+    };
+    let description = match &record.failure {
+        Some(failure) => format!("{} failed at {}", record.version, failure.stage),
+        None => format!(
+            "{} deployed; rollback window until {}",
+            record.version, record.rollback_deadline
+        ),
+    };
+    post_status(github, id, state, &description, environment_url).await?;
+    Ok(state)
+}

@@ -1,9 +1,13 @@
 //! What people read: the rollback instructions (seed 004 §9), the failure report (§10) and the
-//! job summary.
+//! job summary; writing the texts, and saying what became of the artifacts.
 
-use super::model::{Backup, Record};
-use crate::actions::Table;
+use std::path::{Path, PathBuf};
+
+use super::model::{Backup, Record, failure_file, instructions_file};
+use crate::actions::{self, Table};
 use crate::artifacts::Publication;
+use crate::error::{Error, Result};
+use crate::state::StateDir;
 
 /// Seed 004 §9: what a person on call reads.
 pub(crate) fn rollback_instructions(record: &Record, on_call: Option<&str>) -> String {
@@ -219,6 +223,64 @@ pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
         ));
     }
     out
+}
+
+/// Writes the rollback instructions and, for a failed deployment, the failure report into the
+/// state dir (redacted); returns their paths.
+pub(crate) fn write_texts(
+    state: &StateDir,
+    record: &Record,
+    on_call: Option<&str>,
+) -> Result<(PathBuf, Option<PathBuf>)> {
+    let write = |path: &Path, text: String| {
+        crate::util::write_atomic(path, crate::secret::redact(&text).as_bytes())
+            .map_err(|e| Error::usage(format!("cannot write `{}`: {e}", path.display())))
+    };
+    let instructions = state.path(&instructions_file(&record.deployment_id));
+    write(&instructions, rollback_instructions(record, on_call))?;
+    let failure = match &record.failure {
+        Some(_) => {
+            let path = state.path(&failure_file(&record.deployment_id));
+            write(&path, failure_report(record))?;
+            Some(path)
+        }
+        None => None,
+    };
+    Ok((instructions, failure))
+}
+
+/// Says what became of the artifacts: a notice when there is no artifact service, and a
+/// warning (an error when they are required) per artifact not uploaded; each also goes into
+/// `warnings`.
+pub(crate) fn report_publication(
+    publication: &Publication,
+    required: bool,
+    warnings: &mut Vec<String>,
+) {
+    if !publication.service {
+        let message = format!(
+            "the Actions artifact service is not available here (no ACTIONS_RESULTS_URL / ACTIONS_RUNTIME_TOKEN: a local run, GHES, or a `run:` step); the artifacts are in `{}`, one directory per artifact: upload each with `actions/upload-artifact` (`path: {}/<name>/`)",
+            publication.dir, publication.dir
+        );
+        actions::annotate(actions::Level::Notice, Some("shipgate record"), &message);
+        warnings.push(message);
+        return;
+    }
+    for failure in publication.failures() {
+        let message = format!(
+            "artifact `{}` was not uploaded: {}; its files are in `{}` for `actions/upload-artifact`",
+            failure.name,
+            failure.error.as_deref().unwrap_or("unknown error"),
+            failure.dir
+        );
+        let level = if required {
+            actions::Level::Error
+        } else {
+            actions::Level::Warning
+        };
+        actions::annotate(level, Some("shipgate record"), &message);
+        warnings.push(message);
+    }
 }
 
 #[cfg(test)]
