@@ -58,6 +58,9 @@ ARG PG_MAJOR=18
 
 COPY --from=pgdg-key /pgdg.gpg /usr/share/keyrings/apt.postgresql.org.gpg
 
+# The packages and the setup after them are in docker/ (one list for this image and for
+# .ci/rootfs.sh, which assembles the same root filesystem for the tests).
+COPY docker/runtime-packages.txt docker/runtime-setup.sh /tmp/runtime/
 # Package versions are not pinned: bookworm and apt.postgresql.org drop superseded versions
 # (security updates), so exact pins would break rebuilds. The PostgreSQL major version is
 # pinned through the package name, and each release image is immutable once pushed.
@@ -67,14 +70,10 @@ RUN apt-get update \
     && echo "deb [signed-by=/usr/share/keyrings/apt.postgresql.org.gpg] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
         > /etc/apt/sources.list.d/pgdg.list \
     && apt-get update \
-    && apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" git \
-    && rm -rf /var/lib/apt/lists/*
-
-# The runner mounts the checkout at /github/workspace owned by the runner user, while the
-# action runs as root: without this, git refuses it as "dubious ownership" (actions/runner#2033).
-# Checkouts may also sit in subdirectories, hence the wildcard; the container only ever sees
-# the job's own checkout.
-RUN git config --system --add safe.directory '*'
+    && sed -e '/^#/d' -e '/^$/d' -e "s/@PG_MAJOR@/${PG_MAJOR}/" /tmp/runtime/runtime-packages.txt \
+        | xargs apt-get install -y --no-install-recommends \
+    && sh /tmp/runtime/runtime-setup.sh \
+    && rm -rf /var/lib/apt/lists/* /tmp/runtime
 
 COPY --from=builder /build/target/release/shipgate /usr/local/bin/shipgate
 # Build check: the binary runs on this base (glibc, shared libraries).

@@ -4,6 +4,7 @@
 #   - SeaweedFS (`weed`, S3 test server) and zizmor from PyPI, pinned
 #   - Node.js (Debian's `nodejs` when none is there) and GitHub's artifact client
 #     (`@actions/artifact`, pinned with integrity hashes in tests/node/package-lock.json)
+#   - the runtime image's root filesystem (.ci/rootfs.sh: debootstrap from docker/)
 #   - GitHub's REST OpenAPI description (npm `@octokit/openapi`, pinned, SHA-256 checked), the
 #     oracle the fake GitHub checks every request and response against
 # Idempotent: every step is skipped when its tool is already there.
@@ -140,6 +141,10 @@ else
     log "GitHub OpenAPI description installed in $OPENAPI_DIR"
 fi
 
+# --- The runtime image's root filesystem (tests/it/image.rs) --------------------
+# Assembled from Debian packages with debootstrap, from the Dockerfile's package list; cached.
+ROOTFS=$(bash "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh")
+
 # --- Versions ---------------------------------------------------------------
 INITDB=$(find_initdb)
 PGBIN=$(dirname "$INITDB")
@@ -166,3 +171,4 @@ fi
 echo "zizmor: $ZIZMOR: $("$ZIZMOR" --version)"
 echo "node: $(command -v node): $(node --version); @actions/artifact $ARTIFACT_VERSION in $NODE_DIR"
 echo "github openapi: $OPENAPI_DIR/api.github.com.json: $(cat "$OPENAPI_DIR/VERSION")"
+echo "runtime rootfs: $ROOTFS ($(cat "$ROOTFS/.shipgate-rootfs"))"
