@@ -52,6 +52,15 @@ pub(crate) fn unused_inputs() -> Vec<String> {
     unused
 }
 
+/// Who is acting, for records and overrides: the user who triggered the run (re-runs
+/// included), else the run's actor, else the local user.
+pub(crate) fn actor() -> String {
+    env("GITHUB_TRIGGERING_ACTOR")
+        .or_else(|| env("GITHUB_ACTOR"))
+        .or_else(|| env("USER"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// A non-empty environment variable.
 pub(crate) fn env(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-pub(crate) use crate::inputs::{check_name, env, input, parse_bool, parse_yaml, secret};
+pub(crate) use crate::inputs::{actor, check_name, env, input, parse_bool, parse_yaml, secret};
 
 /// The default config file, read when present.
 pub(crate) const DEFAULT_CONFIG: &str = "shipgate.yml";

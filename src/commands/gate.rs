@@ -20,7 +20,9 @@ use super::{Outcome, set_outputs};
 use crate::actions::{self, Level};
 use crate::error::{Error, Result};
 use crate::gate::poll::{Decision, Options, Poll, requirements};
+use crate::gate::preflight::{Override, Preflight};
 use crate::gate::report::Report;
+use crate::gate::window::Calendar;
 use crate::gate::{own_run, promotion, verdict};
 use crate::github::GitHub;
 use crate::settings::{self, Settings};
@@ -78,6 +80,52 @@ pub(crate) struct Args {
     /// Pass when the commit has no checks at all and none is required (input `allow-no-checks`)
     #[arg(long)]
     pub(crate) allow_no_checks: bool,
+    /// Deploy outside the change window or during a freeze (`change-window` in shipgate.yml);
+    /// needs `--reason`, and the record keeps who and why (input `override-window`)
+    #[arg(long)]
+    pub(crate) override_window: bool,
+    /// Why the change window is overridden (input `reason`)
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: Option<String>,
+}
+
+/// The preflight gates turned on: the change window (`gate.change-window`) and its override.
+fn preflight(args: &Args, settings: &Settings) -> Result<Preflight> {
+    let default = FileConfig::default();
+    let file = settings.file.gate.as_ref().unwrap_or(&default);
+    let window = file
+        .change_window
+        .as_ref()
+        .map(|config| {
+            Calendar::parse(config)
+                .map_err(|e| Error::usage(format!("`gate.change-window` in shipgate.yml: {e}")))
+        })
+        .transpose()?;
+    let override_window = if settings.switch(
+        "override-window",
+        args.override_window,
+        None,
+        false,
+    )? {
+        let reason = settings
+            .text("reason", args.reason.clone(), None)
+            .filter(|r| !r.trim().is_empty())
+            .ok_or_else(|| {
+                Error::usage(
+                    "`--override-window` needs `--reason` (input `reason`): say why this deployment cannot wait for the change window",
+                )
+            })?;
+        Some(Override {
+            by: settings::actor(),
+            reason: actions::one_line(&reason),
+        })
+    } else {
+        None
+    };
+    Ok(Preflight {
+        window,
+        override_window,
+    })
 }
 
 pub(crate) use crate::gate::config::FileConfig;
@@ -220,6 +268,7 @@ fn allowed_conclusions(flag: Option<&str>, file: Option<&Vec<String>>) -> Result
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let options = Options::resolve(args, settings)?;
+    let preflight = preflight(args, settings)?;
     let github = settings.github("`shipgate gate` (it reads checks from the GitHub API)")?;
     let repo = github.repo().to_string();
     let (state, sha, sha_source) = locate(args, settings)?;
@@ -234,6 +283,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         repo: &repo,
         sha_source,
         state: &state,
+        preflight: Vec::new(),
         poll: Poll {
             options: &options,
             sha: &sha,
@@ -248,6 +298,17 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             start,
         },
     };
+
+    if !preflight.is_empty() {
+        let _group = actions::group("Preflight gates");
+        report.preflight = preflight.run(jiff::Timestamp::now());
+        for row in &report.preflight {
+            tracing::info!("{}: {} — {}", row.gate, row.verdict.word(), row.reason);
+        }
+        if report.preflight.iter().any(|r| !r.verdict.passed()) {
+            return finish(&report, &github, Decision::PreflightRefused);
+        }
+    }
 
     if let Some(environment) = &options.require_environment {
         let _group = actions::group(&format!("Promotion gate: `{environment}`"));

@@ -109,10 +109,7 @@ fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
     }
     let triggered_by = settings
         .text("triggered-by", args.triggered_by.clone(), None)
-        .or_else(|| settings::env("GITHUB_TRIGGERING_ACTOR"))
-        .or_else(|| settings::env("GITHUB_ACTOR"))
-        .or_else(|| settings::env("USER"))
-        .unwrap_or_else(|| "unknown".to_string());
+        .unwrap_or_else(settings::actor);
     let window_minutes = match settings.value(
         "rollback-window-minutes",
         args.rollback_window_minutes,

@@ -166,10 +166,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let options = Options::resolve(args, settings)?;
     let (state, mut record, record_path) = open(settings, options.record.as_deref())?;
-    let actor = settings::env("GITHUB_TRIGGERING_ACTOR")
-        .or_else(|| settings::env("GITHUB_ACTOR"))
-        .or_else(|| settings::env("USER"))
-        .unwrap_or_else(|| "unknown".into());
+    let actor = settings::actor();
     let restore_argv = |id: &str, location: &str| {
         settings.shipgate_argv(Some(id), &["restore", "--location", location, "--yes"])
     };

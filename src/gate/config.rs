@@ -16,4 +16,6 @@ pub(crate) struct FileConfig {
     pub(crate) require_environment: Option<String>,
     pub(crate) soak: Option<String>,
     pub(crate) allow_no_checks: Option<bool>,
+    /// When deployments may start (see `gate::window`).
+    pub(crate) change_window: Option<super::window::WindowConfig>,
 }

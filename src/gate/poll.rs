@@ -48,6 +48,8 @@ pub(crate) enum Decision {
     Missing,
     NoChecks,
     PromotionRefused,
+    /// A preflight gate (change window, security alerts, backup recency) refused.
+    PreflightRefused,
     Timeout,
 }
 

@@ -8,7 +8,9 @@ use crate::error::Result;
 use crate::gate::poll::{Decision, Poll, names};
 use crate::gate::verdict::{self, Entry, Mode, Requirement, Standing};
 use crate::github::GitHub;
-use crate::state::gate::{CheckResult, CheckRow, GateFile, Requests, RequiredSet};
+use crate::state::gate::{
+    CheckResult, CheckRow, GateFile, PreflightRow, PreflightVerdict, Requests, RequiredSet,
+};
 use crate::state::{Header, StateDir};
 use crate::util::format_duration;
 
@@ -21,6 +23,8 @@ pub(crate) struct Report<'a> {
     pub(crate) repo: &'a str,
     pub(crate) sha_source: &'static str,
     pub(crate) state: &'a StateDir,
+    /// The preflight gates' verdicts (empty when none is turned on).
+    pub(crate) preflight: Vec<PreflightRow>,
     pub(crate) poll: Poll<'a>,
 }
 
@@ -113,6 +117,7 @@ impl Report<'_> {
             ignored: self.poll.ignored.clone(),
             own_run: self.poll.own.to_state(),
             promotion: self.poll.promotion.clone(),
+            preflight: self.preflight.clone(),
             polls: self.poll.polls,
             waited_seconds: self.poll.start.elapsed().as_secs(),
             requests: Requests {
@@ -194,6 +199,13 @@ impl Report<'_> {
                     "commit `{sha}` has no checks to judge after {waited}{ignored}; a commit nothing has tested is not a pass. Run CI on it, name the checks with `require`, or set `allow-no-checks: true` if that is intended"
                 )
             }
+            Decision::PreflightRefused => self
+                .preflight
+                .iter()
+                .filter(|r| !r.verdict.passed())
+                .map(|r| format!("{} refused: {}", r.gate, r.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
             Decision::PromotionRefused => self
                 .poll
                 .promotion
@@ -272,6 +284,19 @@ impl Report<'_> {
         };
         if self.poll.polls > 0 {
             out.push_str(&format!("- **Required:** {required}\n"));
+        }
+        for row in &self.preflight {
+            out.push_str(&format!(
+                "- **Preflight `{}`:** {} {}\n",
+                row.gate,
+                match row.verdict {
+                    PreflightVerdict::Pass => "✅",
+                    PreflightVerdict::Fail => "❌",
+                    PreflightVerdict::Overridden => "⚠️ overridden:",
+                    PreflightVerdict::NotEnabled => "➖ not enabled:",
+                },
+                row.reason
+            ));
         }
         if let Some(promotion) = &self.poll.promotion {
             out.push_str(&format!(

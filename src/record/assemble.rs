@@ -393,6 +393,7 @@ pub(crate) fn assemble(id: &str, target: &Target, options: &Options, files: &Sta
             failed: g.failed.clone(),
             pending: g.pending.clone(),
             missing: g.missing.clone(),
+            preflight: g.preflight.clone(),
         }),
         migrations: files.migrate.as_ref().map(|m| MigrationsSection {
             result: m.header.result.clone(),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StateDir;
 use super::backup::BackupFile;
-use super::gate::RequiredSet;
+use super::gate::{PreflightRow, RequiredSet};
 use super::rollback::{Health as RollbackHealth, Step as RollbackStep};
 use super::rollout::RollbackRecord;
 use super::smoke::Status as SmokeStatus;
@@ -220,6 +220,9 @@ pub(crate) struct GateSection {
     pub(crate) failed: Vec<String>,
     pub(crate) pending: Vec<String>,
     pub(crate) missing: Vec<String>,
+    /// The preflight gates' verdicts (change window, security alerts, backup recency).
+    #[serde(default)]
+    pub(crate) preflight: Vec<PreflightRow>,
 }
 
 /// `migrations`: what `migrate.json` said.

@@ -33,6 +33,9 @@ pub(crate) struct GateFile {
     pub(crate) ignored: Vec<Ignored>,
     pub(crate) own_run: OwnRunInfo,
     pub(crate) promotion: Option<Promotion>,
+    /// The preflight gates that ran (change window, security alerts, backup recency), in order.
+    #[serde(default)]
+    pub(crate) preflight: Vec<PreflightRow>,
     pub(crate) polls: u32,
     pub(crate) waited_seconds: u64,
     pub(crate) requests: Requests,
@@ -166,6 +169,51 @@ pub(crate) struct Promotion {
     pub(crate) until: Option<String>,
     pub(crate) soaked_seconds: Option<u64>,
     pub(crate) required_soak_seconds: Option<u64>,
+}
+
+/// One preflight gate's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct PreflightRow {
+    /// `change-window`, `security-alerts` or `backup-recency`.
+    pub(crate) gate: String,
+    pub(crate) verdict: PreflightVerdict,
+    /// Why, in one sentence naming the measured value.
+    pub(crate) reason: String,
+    /// What was measured (the local time, the alerts found, the backup's age).
+    pub(crate) measured: Option<String>,
+    /// Links to what refused (alerts, the backup).
+    #[serde(default)]
+    pub(crate) links: Vec<String>,
+    /// Who overrode a refusal and why (`--override-window --reason`).
+    pub(crate) override_by: Option<String>,
+    pub(crate) override_reason: Option<String>,
+}
+
+/// A preflight gate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PreflightVerdict {
+    Pass,
+    Fail,
+    /// Refused, then passed by an explicit override with a reason.
+    Overridden,
+    /// The feature the gate reads is not enabled, and the gate is told to accept that.
+    NotEnabled,
+}
+
+impl PreflightVerdict {
+    pub(crate) fn passed(self) -> bool {
+        !matches!(self, PreflightVerdict::Fail)
+    }
+
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            PreflightVerdict::Pass => "pass",
+            PreflightVerdict::Fail => "fail",
+            PreflightVerdict::Overridden => "overridden",
+            PreflightVerdict::NotEnabled => "not enabled",
+        }
+    }
 }
 
 /// GitHub API requests the gate made.

@@ -11,7 +11,7 @@ use crate::support::fake_github::checks::{Change, CheckRunSpec, When};
 use crate::support::state_files;
 use crate::support::{FakeGitHub, Shipgate, assert_no_secret, read_tree};
 
-const SHA: &str = "5555555555555555555555555555555555555555";
+pub(crate) const SHA: &str = "5555555555555555555555555555555555555555";
 const OTHER: &str = "6666666666666666666666666666666666666666";
 
 fn runs_path() -> String {
@@ -19,7 +19,7 @@ fn runs_path() -> String {
 }
 
 /// `octo/app` with `main` at [`SHA`] (and [`OTHER`] as its parent).
-fn world() -> FakeGitHub {
+pub(crate) fn world() -> FakeGitHub {
     let gh = FakeGitHub::start();
     gh.repo("octo", "app", "main")
         .commit(OTHER, &[])
@@ -30,7 +30,7 @@ fn world() -> FakeGitHub {
 
 /// `shipgate gate --sha SHA` against the fake in `dir`, polling every 100ms, with a 300ms
 /// discovery window and a 60s timeout given as inputs (so a test's flags override them).
-fn gate(gh: &FakeGitHub, dir: &std::path::Path) -> Shipgate {
+pub(crate) fn gate(gh: &FakeGitHub, dir: &std::path::Path) -> Shipgate {
     let mut cmd = Shipgate::new(dir);
     cmd.env("GITHUB_API_URL", gh.url())
         .env("GITHUB_REPOSITORY", "octo/app")
@@ -42,7 +42,7 @@ fn gate(gh: &FakeGitHub, dir: &std::path::Path) -> Shipgate {
     cmd
 }
 
-fn gate_json(dir: &std::path::Path) -> Value {
+pub(crate) fn gate_json(dir: &std::path::Path) -> Value {
     let file = read_tree(&dir.join(".shipgate"))
         .into_iter()
         .find(|(path, _)| path.ends_with("gate.json"))

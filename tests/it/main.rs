@@ -15,6 +15,7 @@ mod hooks;
 mod image;
 mod migrate;
 mod notify;
+mod preflight;
 mod record;
 mod restore;
 mod rollback;
