@@ -1,5 +1,6 @@
-//! `backup prune`: which backups in a destination retention keeps, and deleting the others
-//! (the sidecar first, so a half-deleted backup is incomplete, never a broken complete one).
+//! What backups a destination holds (`inventory`, also read by `gate`'s backup-recency gate), and
+//! `backup prune`: which of them retention keeps, and deleting the others (the sidecar first, so
+//! a half-deleted backup is incomplete, never a broken complete one).
 
 use std::collections::BTreeMap;
 
@@ -15,13 +16,13 @@ use crate::storage::{Location, Storage, lease};
 /// One backup found in the destination.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Found {
-    backup_id: String,
+    pub(crate) backup_id: String,
     /// Seconds since the epoch: the sidecar's timestamp, else the object's.
-    taken: i64,
-    timestamp: String,
-    size: u64,
-    complete: bool,
-    verified: bool,
+    pub(crate) taken: i64,
+    pub(crate) timestamp: String,
+    pub(crate) size: u64,
+    pub(crate) complete: bool,
+    pub(crate) verified: bool,
     #[serde(skip)]
     names: Vec<String>,
     action: String,
@@ -47,58 +48,8 @@ pub(crate) async fn prune(
     dry_run: bool,
     shutdown: &Shutdown,
 ) -> Result<Pruned> {
-    let listing = tokio::select! {
-        listing = storage.list("backup-") => listing.context(format!("cannot list `{}`", location.display()))?,
-        signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while listing backups"))),
-    };
-    let mut groups: BTreeMap<String, Vec<crate::storage::ObjectInfo>> = BTreeMap::new();
-    for object in listing {
-        if let Some(stem) = backup_stem(&object.name) {
-            groups.entry(stem.to_string()).or_default().push(object);
-        }
-    }
+    let mut found = inventory(storage, location, shutdown).await?;
     let now = jiff::Timestamp::now().as_second();
-    let mut found = Vec::new();
-    for (stem, objects) in groups {
-        let sidecar_name = format!("{stem}.json");
-        let has_sidecar = objects.iter().any(|o| o.name == sidecar_name);
-        let sidecar: Option<Sidecar> = if has_sidecar {
-            storage
-                .read_small(&sidecar_name, SIDECAR_LIMIT)
-                .await
-                .context(format!("cannot read `{}`", storage.url(&sidecar_name)))?
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        } else {
-            None
-        };
-        let dump = objects
-            .iter()
-            .find(|o| o.name != sidecar_name && lease::marker_stem(&o.name).is_none());
-        let complete = sidecar
-            .as_ref()
-            .is_some_and(|s| objects.iter().any(|o| o.name == s.object));
-        let taken = sidecar
-            .as_ref()
-            .and_then(|s| s.timestamp.parse::<jiff::Timestamp>().ok())
-            .map(|t| t.as_second())
-            .or_else(|| objects.iter().filter_map(|o| o.modified).max())
-            .unwrap_or(now);
-        found.push(Found {
-            backup_id: stem.clone(),
-            taken,
-            timestamp: jiff::Timestamp::from_second(taken)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            size: dump.map(|d| d.size).unwrap_or(0),
-            complete,
-            verified: complete && sidecar.as_ref().is_some_and(|s| s.verified),
-            names: objects.iter().map(|o| o.name.clone()).collect(),
-            action: String::new(),
-            reason: String::new(),
-        });
-    }
-    // Newest first.
-    found.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.backup_id.cmp(&a.backup_id)));
     let newest_verified = found.iter().position(|f| f.verified);
     let mut complete_seen = 0u64;
     for (index, backup) in found.iter_mut().enumerate() {
@@ -167,6 +118,69 @@ pub(crate) async fn prune(
         deleted,
         would,
     })
+}
+
+/// Every backup in `storage` (at `location`), newest first: its sidecar's timestamp (else the
+/// newest object's), size, and whether it is complete (sidecar and dump both there) and
+/// verified. Stops at a signal.
+pub(crate) async fn inventory(
+    storage: &Storage,
+    location: &Location,
+    shutdown: &Shutdown,
+) -> Result<Vec<Found>> {
+    let listing = tokio::select! {
+        listing = storage.list("backup-") => listing.context(format!("cannot list `{}`", location.display()))?,
+        signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while listing backups"))),
+    };
+    let mut groups: BTreeMap<String, Vec<crate::storage::ObjectInfo>> = BTreeMap::new();
+    for object in listing {
+        if let Some(stem) = backup_stem(&object.name) {
+            groups.entry(stem.to_string()).or_default().push(object);
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let mut found = Vec::new();
+    for (stem, objects) in groups {
+        let sidecar_name = format!("{stem}.json");
+        let has_sidecar = objects.iter().any(|o| o.name == sidecar_name);
+        let sidecar: Option<Sidecar> = if has_sidecar {
+            storage
+                .read_small(&sidecar_name, SIDECAR_LIMIT)
+                .await
+                .context(format!("cannot read `{}`", storage.url(&sidecar_name)))?
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        } else {
+            None
+        };
+        let dump = objects
+            .iter()
+            .find(|o| o.name != sidecar_name && lease::marker_stem(&o.name).is_none());
+        let complete = sidecar
+            .as_ref()
+            .is_some_and(|s| objects.iter().any(|o| o.name == s.object));
+        let taken = sidecar
+            .as_ref()
+            .and_then(|s| s.timestamp.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second())
+            .or_else(|| objects.iter().filter_map(|o| o.modified).max())
+            .unwrap_or(now);
+        found.push(Found {
+            backup_id: stem.clone(),
+            taken,
+            timestamp: jiff::Timestamp::from_second(taken)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            size: dump.map(|d| d.size).unwrap_or(0),
+            complete,
+            verified: complete && sidecar.as_ref().is_some_and(|s| s.verified),
+            names: objects.iter().map(|o| o.name.clone()).collect(),
+            action: String::new(),
+            reason: String::new(),
+        });
+    }
+    // Newest first.
+    found.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.backup_id.cmp(&a.backup_id)));
+    Ok(found)
 }
 
 /// `backup-<id>` for `backup-<id>.sql.gz`, `.dump.gz`, `.json` and the run markers

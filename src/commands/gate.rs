@@ -16,15 +16,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::backup::{self, StoreArgs};
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Level};
 use crate::error::{Error, Result};
 use crate::gate::poll::{Decision, Options, Poll, requirements};
-use crate::gate::preflight::{Override, Preflight};
+use crate::gate::preflight::{Override, Preflight, Recency};
 use crate::gate::report::Report;
 use crate::gate::window::Calendar;
 use crate::gate::{own_run, promotion, verdict};
 use crate::github::GitHub;
+use crate::process::Shutdown;
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::util::format_duration;
@@ -87,10 +89,17 @@ pub(crate) struct Args {
     /// Why the change window is overridden (input `reason`)
     #[arg(long, value_name = "TEXT")]
     pub(crate) reason: Option<String>,
+    /// Backup-recency gate: the newest backup at the destination (`--destination`, as `backup`
+    /// takes it) must be younger than this and verified, e.g. `24h` (input `max-backup-age`)
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) max_backup_age: Option<String>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
-/// The preflight gates turned on: the change window (`gate.change-window`) and its override.
-fn preflight(args: &Args, settings: &Settings) -> Result<Preflight> {
+/// The preflight gates turned on: the change window (`gate.change-window`) and its override,
+/// and the backup recency (`max-backup-age`).
+async fn preflight(args: &Args, settings: &Settings) -> Result<Preflight> {
     let default = FileConfig::default();
     let file = settings.file.gate.as_ref().unwrap_or(&default);
     let window = file
@@ -122,9 +131,30 @@ fn preflight(args: &Args, settings: &Settings) -> Result<Preflight> {
     } else {
         None
     };
+    let recency = match settings.optional_duration(
+        "max-backup-age",
+        args.max_backup_age.clone(),
+        file.max_backup_age.as_ref(),
+    )? {
+        Some(max_age) => {
+            let location = backup::destination(&args.store, settings)?.ok_or_else(|| {
+                Error::usage(
+                    "`max-backup-age` needs the backups' destination: pass `--destination s3://bucket/prefix` (input `destination`, or `backup.destination` in shipgate.yml)",
+                )
+            })?;
+            let storage = backup::open_storage(&location, &args.store, settings).await?;
+            Some(Recency {
+                location,
+                storage,
+                max_age,
+            })
+        }
+        None => None,
+    };
     Ok(Preflight {
         window,
         override_window,
+        recency,
     })
 }
 
@@ -268,7 +298,7 @@ fn allowed_conclusions(flag: Option<&str>, file: Option<&Vec<String>>) -> Result
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let options = Options::resolve(args, settings)?;
-    let preflight = preflight(args, settings)?;
+    let preflight = preflight(args, settings).await?;
     let github = settings.github("`shipgate gate` (it reads checks from the GitHub API)")?;
     let repo = github.repo().to_string();
     let (state, sha, sha_source) = locate(args, settings)?;
@@ -301,7 +331,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 
     if !preflight.is_empty() {
         let _group = actions::group("Preflight gates");
-        report.preflight = preflight.run(jiff::Timestamp::now());
+        report.preflight = preflight
+            .run(jiff::Timestamp::now(), &Shutdown::listen())
+            .await?;
         for row in &report.preflight {
             tracing::info!("{}: {} — {}", row.gate, row.verdict.word(), row.reason);
         }

@@ -18,4 +18,6 @@ pub(crate) struct FileConfig {
     pub(crate) allow_no_checks: Option<bool>,
     /// When deployments may start (see `gate::window`).
     pub(crate) change_window: Option<super::window::WindowConfig>,
+    /// The newest backup at the destination must be younger than this, and verified.
+    pub(crate) max_backup_age: Option<String>,
 }

@@ -3,7 +3,14 @@
 //! `gate.json`, the summary and the record with a reason naming what it measured. The first to
 //! refuse decides; the rest still run, so the summary shows every verdict at once.
 
+use std::time::Duration;
+
+use crate::backup::prune::inventory;
+use crate::error::Result;
+use crate::process::Shutdown;
 use crate::state::gate::{PreflightRow, PreflightVerdict};
+use crate::storage::{Location, Storage};
+use crate::util::format_duration;
 
 use super::window::Calendar;
 
@@ -14,26 +21,114 @@ pub(crate) struct Override {
     pub(crate) reason: String,
 }
 
+/// The backup-recency gate (seed 002: "latest successful PostgreSQL backup exists (<24h old,
+/// restorable)"): the newest complete backup at a destination, its age and verification.
+pub(crate) struct Recency {
+    pub(crate) location: Location,
+    pub(crate) storage: Storage,
+    pub(crate) max_age: Duration,
+}
+
 /// The preflight gates turned on, as `gate` resolved them.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Preflight {
     pub(crate) window: Option<Calendar>,
     pub(crate) override_window: Option<Override>,
+    pub(crate) recency: Option<Recency>,
 }
 
 impl Preflight {
     pub(crate) fn is_empty(&self) -> bool {
-        self.window.is_none()
+        self.window.is_none() && self.recency.is_none()
     }
 
-    /// Every gate's verdict, in order.
-    pub(crate) fn run(&self, now: jiff::Timestamp) -> Vec<PreflightRow> {
+    /// Every gate's verdict, in order. A destination that cannot be read is an error (exit 3),
+    /// never a pass.
+    pub(crate) async fn run(
+        &self,
+        now: jiff::Timestamp,
+        shutdown: &Shutdown,
+    ) -> Result<Vec<PreflightRow>> {
         let mut rows = Vec::new();
         if let Some(calendar) = &self.window {
             rows.push(window_row(calendar, self.override_window.as_ref(), now));
         }
-        rows
+        if let Some(recency) = &self.recency {
+            rows.push(recency_row(recency, now, shutdown).await?);
+        }
+        Ok(rows)
     }
+}
+
+async fn recency_row(
+    recency: &Recency,
+    now: jiff::Timestamp,
+    shutdown: &Shutdown,
+) -> Result<PreflightRow> {
+    let found = inventory(&recency.storage, &recency.location, shutdown).await?;
+    let max = format_duration(recency.max_age);
+    let destination = recency.location.display();
+    let newest = found.iter().find(|b| b.complete);
+    let (verdict, reason, measured, links) = match newest {
+        None => (
+            PreflightVerdict::Fail,
+            format!(
+                "no complete backup in `{destination}`{}; run `shipgate backup` first",
+                if found.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} incomplete)", found.len())
+                }
+            ),
+            None,
+            Vec::new(),
+        ),
+        Some(backup) => {
+            let age = Duration::from_secs((now.as_second() - backup.taken).max(0) as u64);
+            let shown = format!(
+                "`{}` taken {} ({} ago)",
+                backup.backup_id,
+                backup.timestamp,
+                format_duration(age)
+            );
+            let link = vec![recency.storage.url(&format!("{}.json", backup.backup_id))];
+            if age > recency.max_age {
+                (
+                    PreflightVerdict::Fail,
+                    format!(
+                        "the newest backup in `{destination}`, {shown}, is older than `max-backup-age` {max}; take a fresh backup before deploying"
+                    ),
+                    Some(format_duration(age)),
+                    link,
+                )
+            } else if !backup.verified {
+                (
+                    PreflightVerdict::Fail,
+                    format!(
+                        "the newest backup in `{destination}`, {shown}, was not verified; it is not known to be restorable (take one with `verify: sha256` or `restore`)"
+                    ),
+                    Some(format_duration(age)),
+                    link,
+                )
+            } else {
+                (
+                    PreflightVerdict::Pass,
+                    format!("the newest backup, {shown}, is within {max} and verified"),
+                    Some(format_duration(age)),
+                    link,
+                )
+            }
+        }
+    };
+    Ok(PreflightRow {
+        gate: "backup-recency".into(),
+        verdict,
+        reason,
+        measured,
+        links,
+        override_by: None,
+        override_reason: None,
+    })
 }
 
 fn window_row(

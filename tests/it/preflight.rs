@@ -1,11 +1,13 @@
-//! `shipgate gate`'s preflight gates end to end: the change window and its override, against
-//! the fake GitHub. Calendars are written around the real current date (never a faked clock),
+//! `shipgate gate`'s preflight gates end to end: the change window and its override, and the
+//! backup recency against SeaweedFS, with the fake GitHub. Calendars are written around the real current date (never a faked clock),
 //! so the verdicts hold whenever the test runs.
 
 use jiff::{Timestamp, ToSpan, tz::TimeZone};
+use serde_json::{Value, json};
 
+use crate::backup::{Case, s3, seeded};
 use crate::gate::{SHA, gate, gate_json, world};
-use crate::support::FakeGitHub;
+use crate::support::{FakeGitHub, Shipgate, assert_no_secret, read_tree};
 
 /// Today and the days around it in UTC, as the calendar reads them.
 fn utc_today() -> jiff::civil::Date {
@@ -150,4 +152,115 @@ fn a_bad_calendar_is_a_usage_error_naming_the_entry() {
         "{}",
         run.stderr
     );
+}
+
+/// `gate` with the backup-recency gate on, reading `destination` with the test server's keys.
+fn recency_gate(gh: &FakeGitHub, dir: &std::path::Path, destination: &str) -> Shipgate {
+    let mut cmd = gate(gh, dir);
+    for (key, value) in s3().aws_env() {
+        cmd.env(key, value);
+    }
+    cmd.input("destination", destination)
+        .input("max-backup-age", "1d");
+    cmd
+}
+
+#[test]
+fn the_newest_backup_must_be_recent_and_verified() {
+    let gh = world();
+    gh.check(SHA, "build", "success");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/prod");
+    let dir = tempfile::tempdir().expect("workdir");
+
+    let empty = recency_gate(&gh, dir.path(), &destination).run();
+    empty.expect_code(1);
+    assert!(
+        empty
+            .stderr
+            .contains(&format!("no complete backup in `{destination}`")),
+        "{}",
+        empty.stderr
+    );
+
+    let case = Case::new();
+    case.shipgate(&seeded("recency"))
+        .args(["backup", "--destination", &destination])
+        .run()
+        .expect_code(0);
+    let fresh = recency_gate(&gh, dir.path(), &destination).run();
+    fresh.expect_code(0);
+    let mut places = fresh.everything();
+    places.extend(read_tree(dir.path()));
+    assert_no_secret(
+        s3().secret_key(),
+        places.iter().map(|(n, t)| (n.clone(), t.as_str())),
+    );
+    let row = &gate_json(dir.path())["preflight"][0];
+    assert_eq!(row["gate"], "backup-recency");
+    assert_eq!(row["verdict"], "pass", "{row}");
+    assert!(
+        row["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("backup-{}", case.id)) && r.contains("verified")),
+        "{row}"
+    );
+
+    // The same backup, two days older: refused, naming its age.
+    let sidecar_key = format!("prod/backup-{}.json", case.id);
+    let mut sidecar: Value =
+        serde_json::from_slice(&s3().get(&bucket, &sidecar_key).expect("sidecar")).expect("JSON");
+    let taken: Timestamp = sidecar["timestamp"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("a timestamp");
+    let older = taken.checked_sub(48.hours()).expect("earlier");
+    sidecar["timestamp"] = json!(older.to_string());
+    s3().put(&bucket, &sidecar_key, sidecar.to_string().as_bytes());
+    let stale = recency_gate(&gh, dir.path(), &destination).run();
+    stale.expect_code(1);
+    assert!(
+        stale.stderr.contains(&format!("backup-{}", case.id))
+            && stale
+                .stderr
+                .contains("ago), is older than `max-backup-age` 1d"),
+        "{}",
+        stale.stderr
+    );
+    assert!(
+        gate_json(dir.path())["preflight"][0]["measured"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("2d")),
+        "{}",
+        gate_json(dir.path())["preflight"][0]
+    );
+
+    // Recent again, but never verified: refused.
+    sidecar["timestamp"] = json!(taken.to_string());
+    sidecar["verified"] = json!(false);
+    s3().put(&bucket, &sidecar_key, sidecar.to_string().as_bytes());
+    let unverified = recency_gate(&gh, dir.path(), &destination).run();
+    unverified.expect_code(1);
+    assert!(
+        unverified.stderr.contains("was not verified"),
+        "{}",
+        unverified.stderr
+    );
+}
+
+#[test]
+fn an_unreachable_destination_is_a_dependency_error_never_a_pass() {
+    let gh = world();
+    gh.check(SHA, "build", "success");
+    let dir = tempfile::tempdir().expect("workdir");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let run = recency_gate(&gh, dir.path(), "s3://nowhere/prod")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{closed}"))
+        .env("SHIPGATE_RETRY_SCALE", "0.01")
+        .run();
+    run.expect_code(3);
+    assert!(run.stderr.contains("s3://nowhere/prod"), "{}", run.stderr);
 }
