@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::gate::poll::{Decision, Options, Poll, requirements};
 use crate::gate::preflight::{Override, Preflight, Recency};
 use crate::gate::report::Report;
+use crate::gate::security::{self, SecurityGate};
 use crate::gate::window::Calendar;
 use crate::gate::{own_run, promotion, verdict};
 use crate::github::GitHub;
@@ -93,6 +94,19 @@ pub(crate) struct Args {
     /// takes it) must be younger than this and verified, e.g. `24h` (input `max-backup-age`)
     #[arg(long, value_name = "DURATION")]
     pub(crate) max_backup_age: Option<String>,
+    /// Security-alerts gate: refuse while open code-scanning or Dependabot alerts are above this
+    /// severity: `none`, `low`, `medium`, `high` (nothing critical) or `critical` (input
+    /// `max-severity`)
+    #[arg(long, value_name = "SEVERITY")]
+    pub(crate) max_severity: Option<String>,
+    /// Alert sources the security gate reads: `code-scanning`, `dependabot`; repeat for both
+    /// (input `security-sources`) [default: both]
+    #[arg(long = "security-source", value_name = "SOURCE")]
+    pub(crate) security_sources: Vec<String>,
+    /// When a source is not enabled or not readable: `fail` or `warn` (input
+    /// `security-not-enabled`) [default: fail]
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) security_not_enabled: Option<String>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 }
@@ -151,10 +165,63 @@ async fn preflight(args: &Args, settings: &Settings) -> Result<Preflight> {
         }
         None => None,
     };
+    let security = match settings.text(
+        "max-severity",
+        args.max_severity.clone(),
+        file.max_severity.as_ref(),
+    ) {
+        Some(text) => {
+            let max = security::parse_max(text.trim())
+                .map_err(|e| Error::usage(format!("`max-severity`: {e}")))?;
+            let mut listed = settings.list(
+                "security-sources",
+                &args.security_sources,
+                file.security_sources.as_ref(),
+            );
+            if listed.len() == 1 {
+                listed = crate::text::split_list(&listed[0]);
+            }
+            let sources = if listed.is_empty() {
+                vec![security::Source::CodeScanning, security::Source::Dependabot]
+            } else {
+                listed
+                    .iter()
+                    .map(|s| {
+                        security::Source::parse(s)
+                            .map_err(|e| Error::usage(format!("`security-sources`: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let accept_not_enabled = match settings
+                .text(
+                    "security-not-enabled",
+                    args.security_not_enabled.clone(),
+                    file.security_not_enabled.as_ref(),
+                )
+                .as_deref()
+            {
+                None | Some("fail") => false,
+                Some("warn") => true,
+                Some(other) => {
+                    return Err(Error::usage(format!(
+                        "`security-not-enabled` is {}; use `fail` or `warn`",
+                        actions::quote(other)
+                    )));
+                }
+            };
+            Some(SecurityGate {
+                max,
+                sources,
+                accept_not_enabled,
+            })
+        }
+        None => None,
+    };
     Ok(Preflight {
         window,
         override_window,
         recency,
+        security,
     })
 }
 
@@ -332,7 +399,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     if !preflight.is_empty() {
         let _group = actions::group("Preflight gates");
         report.preflight = preflight
-            .run(jiff::Timestamp::now(), &Shutdown::listen())
+            .run(&github, jiff::Timestamp::now(), &Shutdown::listen())
             .await?;
         for row in &report.preflight {
             tracing::info!("{}: {} — {}", row.gate, row.verdict.word(), row.reason);

@@ -20,4 +20,10 @@ pub(crate) struct FileConfig {
     pub(crate) change_window: Option<super::window::WindowConfig>,
     /// The newest backup at the destination must be younger than this, and verified.
     pub(crate) max_backup_age: Option<String>,
+    /// Security-alerts gate: the highest severity allowed to stay open (`none`…`critical`).
+    pub(crate) max_severity: Option<String>,
+    /// Where alerts are read: `code-scanning`, `dependabot` [default: both].
+    pub(crate) security_sources: Option<Vec<String>>,
+    /// `fail` (default) or `warn` when a source is not enabled or not readable.
+    pub(crate) security_not_enabled: Option<String>,
 }

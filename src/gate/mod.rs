@@ -14,5 +14,6 @@ pub(crate) mod preflight;
 pub(crate) mod promotion;
 pub(crate) mod report;
 pub(crate) mod required;
+pub(crate) mod security;
 pub(crate) mod verdict;
 pub(crate) mod window;

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use crate::backup::prune::inventory;
 use crate::error::Result;
+use crate::github::GitHub;
 use crate::process::Shutdown;
 use crate::state::gate::{PreflightRow, PreflightVerdict};
 use crate::storage::{Location, Storage};
 use crate::util::format_duration;
 
+use super::security::{self, SecurityGate};
 use super::window::Calendar;
 
 /// An explicit decision to deploy outside the change window.
@@ -35,23 +37,28 @@ pub(crate) struct Preflight {
     pub(crate) window: Option<Calendar>,
     pub(crate) override_window: Option<Override>,
     pub(crate) recency: Option<Recency>,
+    pub(crate) security: Option<SecurityGate>,
 }
 
 impl Preflight {
     pub(crate) fn is_empty(&self) -> bool {
-        self.window.is_none() && self.recency.is_none()
+        self.window.is_none() && self.recency.is_none() && self.security.is_none()
     }
 
     /// Every gate's verdict, in order. A destination that cannot be read is an error (exit 3),
     /// never a pass.
     pub(crate) async fn run(
         &self,
+        github: &GitHub,
         now: jiff::Timestamp,
         shutdown: &Shutdown,
     ) -> Result<Vec<PreflightRow>> {
         let mut rows = Vec::new();
         if let Some(calendar) = &self.window {
             rows.push(window_row(calendar, self.override_window.as_ref(), now));
+        }
+        if let Some(gate) = &self.security {
+            rows.push(security::check(github, gate).await?);
         }
         if let Some(recency) = &self.recency {
             rows.push(recency_row(recency, now, shutdown).await?);

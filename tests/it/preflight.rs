@@ -264,3 +264,94 @@ fn an_unreachable_destination_is_a_dependency_error_never_a_pass() {
     run.expect_code(3);
     assert!(run.stderr.contains("s3://nowhere/prod"), "{}", run.stderr);
 }
+
+#[test]
+fn open_alerts_above_the_allowed_severity_refuse_with_their_links() {
+    let gh = world();
+    gh.check(SHA, "build", "success");
+    gh.code_scanning_alert("js/sql-injection", Some("critical"));
+    gh.code_scanning_alert("js/unused-local-variable", None);
+    gh.dependabot_alert("lodash", "high");
+    gh.dependabot_alert("left-pad", "low");
+    let dir = tempfile::tempdir().expect("workdir");
+
+    // Nothing critical open (the documented default `high`): the SQL injection refuses.
+    let refused = gate(&gh, dir.path())
+        .input("max-severity", "high")
+        .actions()
+        .run();
+    refused.expect_code(1);
+    let row = &gate_json(dir.path())["preflight"][0];
+    assert_eq!(row["gate"], "security-alerts");
+    assert_eq!(row["verdict"], "fail");
+    let reason = row["reason"].as_str().expect("reason");
+    assert!(
+        reason
+            .contains("1 open security alert(s) above the allowed severity (at most `high` open)")
+            && reason.contains("code scanning #1 `js/sql-injection` (critical)"),
+        "{reason}"
+    );
+    assert_eq!(
+        row["links"],
+        json!(["https://github.com/octo/app/security/code-scanning/1"])
+    );
+    assert_eq!(check_run_requests(&gh), 0, "refused before polling");
+
+    // At most `medium`: the Dependabot `high` refuses too, worst first.
+    let stricter = gate(&gh, dir.path()).input("max-severity", "medium").run();
+    stricter.expect_code(1);
+    let reason = gate_json(dir.path())["preflight"][0]["reason"].to_string();
+    let critical = reason.find("js/sql-injection").expect("the critical one");
+    let high = reason.find("in `lodash` (high)").expect("the high one");
+    assert!(critical < high, "{reason}");
+    assert!(!reason.contains("left-pad"), "{reason}");
+
+    // `critical` allows everything open: the gate goes on to the checks.
+    gate(&gh, dir.path())
+        .input("max-severity", "critical")
+        .run()
+        .expect_code(0);
+    assert_eq!(gate_json(dir.path())["preflight"][0]["verdict"], "pass");
+}
+
+#[test]
+fn a_source_that_is_not_enabled_refuses_unless_accepted() {
+    let gh = world();
+    gh.check(SHA, "build", "success");
+    gh.code_scanning_off().dependabot_off();
+    let dir = tempfile::tempdir().expect("workdir");
+    let refused = gate(&gh, dir.path()).input("max-severity", "high").run();
+    refused.expect_code(1);
+    let reason = gate_json(dir.path())["preflight"][0]["reason"].to_string();
+    assert!(
+        reason.contains("code scanning is not enabled for this repository")
+            && reason.contains("Dependabot is not enabled for this repository")
+            && reason.contains("security-not-enabled: warn"),
+        "{reason}"
+    );
+
+    let dependabot_reads = || {
+        gh.requests()
+            .iter()
+            .filter(|r| r.path.contains("/dependabot/"))
+            .count()
+    };
+    let before = dependabot_reads();
+    let accepted = gate(&gh, dir.path())
+        .input("max-severity", "high")
+        .input("security-not-enabled", "warn")
+        .input("security-sources", "code-scanning")
+        .run();
+    accepted.expect_code(0);
+    let row = &gate_json(dir.path())["preflight"][0];
+    assert_eq!(row["verdict"], "not_enabled", "{row}");
+    assert_eq!(dependabot_reads(), before, "dependabot was left out");
+
+    let bad = gate(&gh, dir.path()).input("max-severity", "severe").run();
+    bad.expect_code(2);
+    assert!(
+        bad.stderr.contains("`severe` is not a severity"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 
 pub mod checks;
 pub mod openapi;
+pub mod security;
 
 pub use openapi::Violation;
 
@@ -793,6 +794,8 @@ struct Repo {
     deployments: Vec<Deployment>,
     /// Check runs and suites, protection, rulesets, Actions jobs (see [`checks`]).
     checks: checks::RepoChecks,
+    /// Code-scanning and Dependabot alerts (see [`security`]).
+    security: security::RepoSecurity,
 }
 
 struct Commit {
@@ -1034,6 +1037,11 @@ impl State {
         {
             return reply;
         }
+        if req.method == "GET"
+            && let Some(reply) = security::route(repo, req, rest)
+        {
+            return reply;
+        }
         match (req.method.as_str(), rest) {
             // repository
             ("GET", []) => Reply::ok(&repo_json(repo)),
@@ -1094,6 +1102,7 @@ impl Repo {
             commit_statuses: Vec::new(),
             deployments: Vec::new(),
             checks: checks::RepoChecks::default(),
+            security: security::RepoSecurity::default(),
         }
     }
 
