@@ -176,6 +176,19 @@ pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
         ]);
     }
     out.push_str(&table.render());
+    if let Some(gate) = record.gate.as_ref().filter(|g| !g.preflight.is_empty()) {
+        // Seed 004 §2 "Pre-Deployment Validation", row by row.
+        let mut preflight = Table::new(&["Pre-deployment gate", "Verdict", "Why"]);
+        for row in &gate.preflight {
+            preflight.row(&[
+                format!("`{}`", row.gate),
+                row.verdict.word().to_string(),
+                row.reason.clone(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&preflight.render());
+    }
     if let Some(failure) = &record.failure {
         out.push_str(&format!(
             "\n**Failed at `{}`**: {}\n\n**Action required**: {}\n",

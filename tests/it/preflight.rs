@@ -136,6 +136,29 @@ fn outside_the_window_an_override_with_a_reason_passes_and_is_recorded() {
     assert_eq!(row["verdict"], "overridden", "{row}");
     assert_eq!(row["override_by"], "on-call-alice");
     assert_eq!(row["override_reason"], "hotfix for INC-42");
+
+    // The record keeps the verdict, and its summary lists it (seed 004 §2, row by row).
+    let record = Shipgate::new(dir.path())
+        .args(["--format", "json", "record", "--status", "success"])
+        .actions()
+        .run();
+    record.expect_code(0);
+    let path = record.outputs["record-path"].clone();
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(&path)).expect("record"))
+            .expect("JSON");
+    assert_eq!(
+        written["gate"]["preflight"][0]["verdict"], "overridden",
+        "{}",
+        written["gate"]
+    );
+    assert!(
+        record
+            .summary
+            .contains("| `change-window` | overridden | outside every change window"),
+        "{}",
+        record.summary
+    );
 }
 
 #[test]
