@@ -2,8 +2,29 @@
 
 use crate::secret::redact;
 
-/// Untrusted text as one redacted line, control characters escaped (`\n`, `\u{1b}`).
+/// Untrusted text as one redacted line, control characters escaped (`\n`, `\u{1b}`), at most
+/// [`LINE_MAX`] characters.
 pub(crate) fn one_line(untrusted: &str) -> String {
+    capped(&escaped(untrusted), LINE_MAX)
+}
+
+/// One line of untrusted text is cut after this many characters.
+const LINE_MAX: usize = 4 * 1024;
+
+/// `text` cut after `max` characters, saying how much was left out. Cut after redaction, so a
+/// secret is never half-shown.
+pub(crate) fn capped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..at],
+            text[at..].chars().count()
+        ),
+        None => text.to_string(),
+    }
+}
+
+fn escaped(untrusted: &str) -> String {
     let mut out = String::with_capacity(untrusted.len());
     for ch in untrusted.chars() {
         match ch {
@@ -45,6 +66,15 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_values_are_cut_after_redaction() {
+        assert_eq!(capped("abcdef", 3), "abc… (3 more characters)");
+        assert_eq!(capped("abc", 3), "abc");
+        assert_eq!(capped("ééé", 1), "é… (2 more characters)");
+        let huge = "x".repeat(LINE_MAX * 4);
+        assert!(one_line(&huge).chars().count() < LINE_MAX + 40);
+    }
 
     #[test]
     fn lists_split_on_commas_and_lines() {

@@ -32,8 +32,8 @@ impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "`{}` is not a release version: {}",
-            crate::actions::one_line(&self.input),
+            "{} is not a release version: {}",
+            crate::actions::quote(&self.input),
             self.rule
         )
     }

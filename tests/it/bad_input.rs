@@ -335,3 +335,23 @@ fn an_input_the_command_does_not_use_is_a_warning() {
         warnings[0]
     );
 }
+
+#[test]
+fn a_huge_value_is_echoed_cut_short() {
+    let dir = tempfile::tempdir().expect("workdir");
+    // Near the kernel's limit for one environment string (128 KiB).
+    let huge = format!("v1.{}", "9".repeat(120 * 1024));
+    let run = Shipgate::new(dir.path())
+        .input("version", &huge)
+        .args(["validate"])
+        .run();
+    // Not a release version: refused (exit 1), the value echoed cut short.
+    run.expect_code(1);
+    assert!(
+        run.stderr.len() < 8 * 1024,
+        "{} bytes of stderr for a {} byte value",
+        run.stderr.len(),
+        huge.len()
+    );
+    assert!(run.stderr.contains("more characters)"), "{}", run.stderr);
+}
