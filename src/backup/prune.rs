@@ -15,15 +15,22 @@ use crate::storage::{Location, Storage, lease};
 /// One backup found in the destination.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Found {
-    backup_id: String,
+    pub(crate) backup_id: String,
     /// Seconds since the epoch: the sidecar's timestamp, else the object's.
     taken: i64,
     timestamp: String,
     size: u64,
-    complete: bool,
+    /// It has a sidecar, and the dump the sidecar names exists.
+    pub(crate) complete: bool,
     verified: bool,
     #[serde(skip)]
     names: Vec<String>,
+    /// `backup-<id>.json`.
+    #[serde(skip)]
+    pub(crate) sidecar_name: String,
+    /// The sidecar, when there is one and it parses.
+    #[serde(skip)]
+    pub(crate) sidecar: Option<Sidecar>,
     action: String,
     reason: String,
 }
@@ -36,17 +43,14 @@ pub(crate) struct Pruned {
     pub(crate) would: usize,
 }
 
-/// Applies the retention rules to the backups in `storage` (at `location`): keeps the newest
-/// `keep_last` complete ones, those younger than `keep_days` and always the newest verified
-/// one; deletes the others unless `dry_run`; stops at a signal.
-pub(crate) async fn prune(
+/// Every backup in `storage` (at `location`), complete or not, newest first (by the sidecar's
+/// timestamp, else the objects' time); stops at a signal. `prune` applies retention to them,
+/// `drill` restores the newest complete one.
+pub(crate) async fn list_backups(
     storage: &Storage,
     location: &Location,
-    keep_days: Option<u64>,
-    keep_last: Option<u64>,
-    dry_run: bool,
     shutdown: &Shutdown,
-) -> Result<Pruned> {
+) -> Result<Vec<Found>> {
     let listing = tokio::select! {
         listing = storage.list("backup-") => listing.context(format!("cannot list `{}`", location.display()))?,
         signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while listing backups"))),
@@ -93,12 +97,30 @@ pub(crate) async fn prune(
             complete,
             verified: complete && sidecar.as_ref().is_some_and(|s| s.verified),
             names: objects.iter().map(|o| o.name.clone()).collect(),
+            sidecar_name,
+            sidecar,
             action: String::new(),
             reason: String::new(),
         });
     }
     // Newest first.
     found.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.backup_id.cmp(&a.backup_id)));
+    Ok(found)
+}
+
+/// Applies the retention rules to the backups in `storage` (at `location`): keeps the newest
+/// `keep_last` complete ones, those younger than `keep_days` and always the newest verified
+/// one; deletes the others unless `dry_run`; stops at a signal.
+pub(crate) async fn prune(
+    storage: &Storage,
+    location: &Location,
+    keep_days: Option<u64>,
+    keep_last: Option<u64>,
+    dry_run: bool,
+    shutdown: &Shutdown,
+) -> Result<Pruned> {
+    let mut found = list_backups(storage, location, shutdown).await?;
+    let now = jiff::Timestamp::now().as_second();
     let newest_verified = found.iter().position(|f| f.verified);
     let mut complete_seen = 0u64;
     for (index, backup) in found.iter_mut().enumerate() {

@@ -141,7 +141,7 @@ pub(crate) fn destination(args: &StoreArgs, settings: &Settings) -> Result<Optio
 /// place every command resolves it, whatever names the backup (`--destination`, `--backup-id`,
 /// `--location`, `--record` or the state directory's `backup.json`): open storage only through
 /// [`open_storage`].
-fn s3_options(args: &StoreArgs, settings: &Settings) -> Result<S3Options> {
+pub(crate) fn s3_options(args: &StoreArgs, settings: &Settings) -> Result<S3Options> {
     let file = file_config(settings);
     storage::s3_options(S3Given {
         endpoint_url: settings.text(
