@@ -191,6 +191,20 @@ pub(crate) async fn prune(
     })
 }
 
+/// The retention defaults, for messages and `--help`.
+pub(crate) const DEFAULTS_TEXT: &str = "`dev` 7 days, `staging` 14 days, `production` 35 days";
+
+/// The days a prune keeps when no rule is given, by environment name (seed 002: dev 7, staging
+/// 14, production 35); `None` for any other name.
+pub(crate) fn default_keep_days(environment: &str) -> Option<u64> {
+    match environment.to_ascii_lowercase().as_str() {
+        "dev" | "development" => Some(7),
+        "staging" | "stage" => Some(14),
+        "production" | "prod" => Some(35),
+        _ => None,
+    }
+}
+
 /// `backup-<id>` for `backup-<id>.sql.gz`, `.dump.gz`, `.json` and the run markers
 /// `.run-<token>` (deleted with the backup they belong to).
 fn backup_stem(name: &str) -> Option<&str> {
@@ -230,6 +244,15 @@ pub(crate) fn prune_summary(found: &[Found], dry_run: bool, destination: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_defaults_per_environment() {
+        assert_eq!(default_keep_days("dev"), Some(7));
+        assert_eq!(default_keep_days("Staging"), Some(14));
+        assert_eq!(default_keep_days("production"), Some(35));
+        assert_eq!(default_keep_days("prod"), Some(35));
+        assert_eq!(default_keep_days("qa"), None);
+    }
 
     #[test]
     fn stems() {
