@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    self, Outcome, backup, gate, migrate, notify, pipeline, record, restore, rollback, rollout,
-    smoke, validate,
+    self, Outcome, backup, drill, gate, migrate, notify, pipeline, record, restore, rollback,
+    rollout, smoke, validate,
 };
 use crate::error::Result;
 use crate::settings::GlobalArgs;
@@ -54,6 +54,8 @@ pub(crate) enum Command {
     Backup(backup::Args),
     /// Restore a backup (by id, location or deployment record) after checking its SHA-256
     Restore(restore::Args),
+    /// Restore drill: the newest backup into a scratch database; RTO, RPO and parity checks
+    Drill(drill::Args),
 }
 
 impl Command {
@@ -70,6 +72,7 @@ impl Command {
             Command::Pipeline(_) => "pipeline",
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
+            Command::Drill(_) => "drill",
         }
     }
 }
@@ -91,6 +94,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
             Command::Rollout(args) => rollout::run(args, &settings).await,
             Command::Backup(args) => backup::run(args, &settings).await,
             Command::Restore(args) => restore::run(args, &settings).await,
+            Command::Drill(args) => drill::run(args, &settings).await,
         }
     }
     .await;

@@ -5,6 +5,7 @@ mod artifacts;
 mod backup;
 mod cli;
 mod commands;
+mod drill;
 mod error;
 mod exit;
 mod gate;

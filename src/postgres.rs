@@ -363,6 +363,26 @@ impl Database {
     }
 }
 
+/// Something that runs SQL and returns its rows: a [`Database`] (a connection per query) or a
+/// [`Session`] (one connection, e.g. inside the transaction that exported the dump's snapshot),
+/// so one reader serves both.
+pub(crate) trait Queries {
+    /// Runs `sql` and returns its rows (fields as text; NULL as empty).
+    async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<String>>, PgError>;
+}
+
+impl Queries for Database {
+    async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
+        self.query(sql).await
+    }
+}
+
+impl Queries for Session {
+    async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
+        self.query(sql).await
+    }
+}
+
 /// One open connection. Dropping it kills psql, which ends the session.
 pub(crate) struct Session {
     child: Child,

@@ -316,6 +316,7 @@ pub(crate) fn register_known_secrets() {
         "rollback-hook-url",
         "target-database-url",
         "verify-database-url",
+        "drill-database-url",
     ];
     const SECRET_ENV: &[&str] = &[
         "GITHUB_TOKEN",
@@ -332,6 +333,7 @@ pub(crate) fn register_known_secrets() {
         "SHIPGATE_WEBHOOK_URL",
         "SHIPGATE_HOOK_URL",
         "SHIPGATE_ROLLBACK_HOOK_URL",
+        "SHIPGATE_DRILL_DATABASE_URL",
     ];
     for name in SECRET_INPUTS {
         if let Some(value) = input(name) {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::archive::{self, Progress};
-use super::sidecar::{DatabaseIdentity, SIDECAR_LIMIT, Sidecar, check_sidecar};
+use super::sidecar::{DatabaseIdentity, SIDECAR_LIMIT, Sidecar, address_of, check_sidecar};
 use super::storage::open_storage;
 use super::verify::{Expected, VerifyMode, export_snapshot, verify};
 use super::{log_line, say};
@@ -390,23 +390,35 @@ async fn take(
     );
     drop(group);
 
-    // With `verify: restore`, the row counts must come from the dump's own snapshot.
-    let mut snapshot = None;
-    let mut source_counts = None;
-    if options.verify == VerifyMode::Restore {
-        let (session, name, counts) = guard
-            .run("counting rows in the source", export_snapshot(db))
-            .await?;
-        say(
-            log,
-            &format!(
-                "counted the rows of {} tables in snapshot `{name}`",
-                counts.len()
-            ),
-        );
-        snapshot = Some((session, name));
-        source_counts = Some(counts);
-    }
+    // The row counts and the schema version the sidecar records (a drill compares a restore's
+    // with them; `verify: restore` too) are read in the dump's own snapshot: a transaction
+    // exports it and stays open while pg_dump reads it (`--snapshot`), so they describe exactly
+    // the rows in the dump, however busy the database is.
+    let exported = guard
+        .run(
+            "counting rows in the source",
+            export_snapshot(db, options.lock_wait),
+        )
+        .await?;
+    say(
+        log,
+        &format!(
+            "counted the rows of {} tables in snapshot `{}`{}",
+            exported.counts.len(),
+            exported.name,
+            match exported.versions.first() {
+                Some(v) => format!(
+                    "; schema version {} (`{}`)",
+                    v.version.as_deref().unwrap_or("none"),
+                    v.table
+                ),
+                None => String::new(),
+            }
+        ),
+    );
+    let mut snapshot = Some((exported.session, exported.name));
+    let source_counts = Some(exported.counts);
+    let migration_versions = Some(exported.versions);
 
     // Dump → gzip → SHA-256 → upload.
     let group = actions::group(&format!(
@@ -552,6 +564,7 @@ async fn take(
         verified: verification.is_some(),
         verification: verification.clone(),
         row_counts: source_counts,
+        migration_versions,
         environment: options.environment.clone(),
         repository: options.repository.clone(),
         created_by: format!("shipgate {}", env!("CARGO_PKG_VERSION")),
@@ -595,26 +608,7 @@ fn other_extension(format: DumpFormat) -> &'static str {
 /// What identifies `db` in a sidecar: host, port and name from `database-url`, and the server's
 /// `system_identifier` (left out, with a warning, when the role may not read it).
 async fn database_identity(db: &Database, log: &SharedLog) -> DatabaseIdentity {
-    let url = url::Url::parse(db.conninfo()).ok();
-    let query = |key: &str| {
-        url.as_ref().and_then(|u| {
-            u.query_pairs()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.into_owned())
-        })
-    };
-    let host = url
-        .as_ref()
-        .and_then(|u| u.host_str())
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
-        .or_else(|| query("host"))
-        .unwrap_or_default();
-    let port = url
-        .as_ref()
-        .and_then(|u| u.port())
-        .or_else(|| query("port").and_then(|p| p.parse().ok()))
-        .unwrap_or(5432);
+    let (host, port) = address_of(db.conninfo());
     let system_identifier = match db
         .scalar("SELECT system_identifier FROM pg_control_system()")
         .await

@@ -1,6 +1,5 @@
-//! What backups a destination holds (`inventory`, also read by `gate`'s backup-recency gate), and
-//! `backup prune`: which of them retention keeps, and deleting the others (the sidecar first, so
-//! a half-deleted backup is incomplete, never a broken complete one).
+//! `backup prune`: which backups in a destination retention keeps, and deleting the others
+//! (the sidecar first, so a half-deleted backup is incomplete, never a broken complete one).
 
 use std::collections::BTreeMap;
 
@@ -21,10 +20,17 @@ pub(crate) struct Found {
     pub(crate) taken: i64,
     pub(crate) timestamp: String,
     pub(crate) size: u64,
+    /// It has a sidecar, and the dump the sidecar names exists.
     pub(crate) complete: bool,
     pub(crate) verified: bool,
     #[serde(skip)]
     names: Vec<String>,
+    /// `backup-<id>.json`.
+    #[serde(skip)]
+    pub(crate) sidecar_name: String,
+    /// The sidecar, when there is one and it parses.
+    #[serde(skip)]
+    pub(crate) sidecar: Option<Sidecar>,
     action: String,
     reason: String,
 }
@@ -35,6 +41,71 @@ pub(crate) struct Pruned {
     pub(crate) kept: usize,
     pub(crate) deleted: usize,
     pub(crate) would: usize,
+}
+
+/// Every backup in `storage` (at `location`), complete or not, newest first (by the sidecar's
+/// timestamp, else the objects' time); stops at a signal. `prune` applies retention to them,
+/// `drill` restores the newest complete one, `gate`'s backup-recency gate judges its age.
+pub(crate) async fn list_backups(
+    storage: &Storage,
+    location: &Location,
+    shutdown: &Shutdown,
+) -> Result<Vec<Found>> {
+    let listing = tokio::select! {
+        listing = storage.list("backup-") => listing.context(format!("cannot list `{}`", location.display()))?,
+        signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while listing backups"))),
+    };
+    let mut groups: BTreeMap<String, Vec<crate::storage::ObjectInfo>> = BTreeMap::new();
+    for object in listing {
+        if let Some(stem) = backup_stem(&object.name) {
+            groups.entry(stem.to_string()).or_default().push(object);
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let mut found = Vec::new();
+    for (stem, objects) in groups {
+        let sidecar_name = format!("{stem}.json");
+        let has_sidecar = objects.iter().any(|o| o.name == sidecar_name);
+        let sidecar: Option<Sidecar> = if has_sidecar {
+            storage
+                .read_small(&sidecar_name, SIDECAR_LIMIT)
+                .await
+                .context(format!("cannot read `{}`", storage.url(&sidecar_name)))?
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        } else {
+            None
+        };
+        let dump = objects
+            .iter()
+            .find(|o| o.name != sidecar_name && lease::marker_stem(&o.name).is_none());
+        let complete = sidecar
+            .as_ref()
+            .is_some_and(|s| objects.iter().any(|o| o.name == s.object));
+        let taken = sidecar
+            .as_ref()
+            .and_then(|s| s.timestamp.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second())
+            .or_else(|| objects.iter().filter_map(|o| o.modified).max())
+            .unwrap_or(now);
+        found.push(Found {
+            backup_id: stem.clone(),
+            taken,
+            timestamp: jiff::Timestamp::from_second(taken)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            size: dump.map(|d| d.size).unwrap_or(0),
+            complete,
+            verified: complete && sidecar.as_ref().is_some_and(|s| s.verified),
+            names: objects.iter().map(|o| o.name.clone()).collect(),
+            sidecar_name,
+            sidecar,
+            action: String::new(),
+            reason: String::new(),
+        });
+    }
+    // Newest first.
+    found.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.backup_id.cmp(&a.backup_id)));
+    Ok(found)
 }
 
 /// Applies the retention rules to the backups in `storage` (at `location`): keeps the newest
@@ -48,7 +119,7 @@ pub(crate) async fn prune(
     dry_run: bool,
     shutdown: &Shutdown,
 ) -> Result<Pruned> {
-    let mut found = inventory(storage, location, shutdown).await?;
+    let mut found = list_backups(storage, location, shutdown).await?;
     let now = jiff::Timestamp::now().as_second();
     let newest_verified = found.iter().position(|f| f.verified);
     let mut complete_seen = 0u64;
@@ -120,67 +191,18 @@ pub(crate) async fn prune(
     })
 }
 
-/// Every backup in `storage` (at `location`), newest first: its sidecar's timestamp (else the
-/// newest object's), size, and whether it is complete (sidecar and dump both there) and
-/// verified. Stops at a signal.
-pub(crate) async fn inventory(
-    storage: &Storage,
-    location: &Location,
-    shutdown: &Shutdown,
-) -> Result<Vec<Found>> {
-    let listing = tokio::select! {
-        listing = storage.list("backup-") => listing.context(format!("cannot list `{}`", location.display()))?,
-        signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while listing backups"))),
-    };
-    let mut groups: BTreeMap<String, Vec<crate::storage::ObjectInfo>> = BTreeMap::new();
-    for object in listing {
-        if let Some(stem) = backup_stem(&object.name) {
-            groups.entry(stem.to_string()).or_default().push(object);
-        }
+/// The retention defaults, for messages and `--help`.
+pub(crate) const DEFAULTS_TEXT: &str = "`dev` 7 days, `staging` 14 days, `production` 35 days";
+
+/// The days a prune keeps when no rule is given, by environment name (seed 002: dev 7, staging
+/// 14, production 35); `None` for any other name.
+pub(crate) fn default_keep_days(environment: &str) -> Option<u64> {
+    match environment.to_ascii_lowercase().as_str() {
+        "dev" | "development" => Some(7),
+        "staging" | "stage" => Some(14),
+        "production" | "prod" => Some(35),
+        _ => None,
     }
-    let now = jiff::Timestamp::now().as_second();
-    let mut found = Vec::new();
-    for (stem, objects) in groups {
-        let sidecar_name = format!("{stem}.json");
-        let has_sidecar = objects.iter().any(|o| o.name == sidecar_name);
-        let sidecar: Option<Sidecar> = if has_sidecar {
-            storage
-                .read_small(&sidecar_name, SIDECAR_LIMIT)
-                .await
-                .context(format!("cannot read `{}`", storage.url(&sidecar_name)))?
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        } else {
-            None
-        };
-        let dump = objects
-            .iter()
-            .find(|o| o.name != sidecar_name && lease::marker_stem(&o.name).is_none());
-        let complete = sidecar
-            .as_ref()
-            .is_some_and(|s| objects.iter().any(|o| o.name == s.object));
-        let taken = sidecar
-            .as_ref()
-            .and_then(|s| s.timestamp.parse::<jiff::Timestamp>().ok())
-            .map(|t| t.as_second())
-            .or_else(|| objects.iter().filter_map(|o| o.modified).max())
-            .unwrap_or(now);
-        found.push(Found {
-            backup_id: stem.clone(),
-            taken,
-            timestamp: jiff::Timestamp::from_second(taken)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            size: dump.map(|d| d.size).unwrap_or(0),
-            complete,
-            verified: complete && sidecar.as_ref().is_some_and(|s| s.verified),
-            names: objects.iter().map(|o| o.name.clone()).collect(),
-            action: String::new(),
-            reason: String::new(),
-        });
-    }
-    // Newest first.
-    found.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.backup_id.cmp(&a.backup_id)));
-    Ok(found)
 }
 
 /// `backup-<id>` for `backup-<id>.sql.gz`, `.dump.gz`, `.json` and the run markers
@@ -222,6 +244,15 @@ pub(crate) fn prune_summary(found: &[Found], dry_run: bool, destination: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_defaults_per_environment() {
+        assert_eq!(default_keep_days("dev"), Some(7));
+        assert_eq!(default_keep_days("Staging"), Some(14));
+        assert_eq!(default_keep_days("production"), Some(35));
+        assert_eq!(default_keep_days("prod"), Some(35));
+        assert_eq!(default_keep_days("qa"), None);
+    }
 
     #[test]
     fn stems() {

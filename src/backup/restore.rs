@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::archive::{self, Progress, Source};
 use super::say;
-use super::sidecar::Sidecar;
+use super::sidecar::{SIDECAR_LIMIT, Sidecar, check_sidecar};
 use crate::actions::{self, Table};
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::Database;
@@ -188,6 +188,31 @@ impl Chosen {
             named,
         })
     }
+}
+
+/// The sidecar of the backup `chosen` names, in `storage`, checked: a gate failure when there is
+/// none (a backup without its sidecar is incomplete) or it is not a shipgate sidecar.
+pub(crate) async fn read_sidecar(storage: &Storage, chosen: &Chosen) -> Result<Sidecar> {
+    let url = storage.url(&chosen.sidecar);
+    let bytes = storage
+        .read_small(&chosen.sidecar, SIDECAR_LIMIT)
+        .await
+        .context(format!("cannot read the backup's sidecar `{url}`"))?;
+    let sidecar: Sidecar = match bytes {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::gate(format!(
+                "`{url}` is not a shipgate backup sidecar ({e}); refusing to restore"
+            ))
+        })?,
+        None => {
+            return Err(Error::gate(format!(
+                "no backup {}: its sidecar `{url}` does not exist (a backup without its sidecar is incomplete); check the id or location",
+                chosen.named
+            )));
+        }
+    };
+    check_sidecar(&sidecar, &url)?;
+    Ok(sidecar)
 }
 
 /// What a stopped restore left behind.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions;
 use crate::error::Error;
-use crate::state::backup::{DumpFormat, Verification};
+use crate::state::backup::{DumpFormat, MigrationVersion, Verification};
 
 /// `backup-<deployment-id>.json`, written after the dump is uploaded and verified: a backup
 /// without it is incomplete by definition. Readers ignore fields they do not know.
@@ -44,9 +44,14 @@ pub(crate) struct Sidecar {
     pub(crate) verified: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) verification: Option<Verification>,
-    /// Exact per-table row counts in the dump's snapshot (with `verify: restore`).
+    /// Exact per-table row counts (`schema.table`), counted in the dump's own snapshot (absent
+    /// in sidecars of older shipgates, which counted only with `verify: restore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) row_counts: Option<BTreeMap<String, u64>>,
+    /// The migration history tables' versions in the dump's snapshot (absent in older
+    /// sidecars; empty when the database has no history table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) migration_versions: Option<Vec<MigrationVersion>>,
     #[serde(default)]
     pub(crate) environment: String,
     #[serde(default)]
@@ -106,6 +111,32 @@ impl DatabaseIdentity {
             ),
         }
     }
+}
+
+/// The host (as written; empty for the default local socket) and port (default 5432) a
+/// PostgreSQL URL names, from its authority or its `host`/`port` parameters.
+pub(crate) fn address_of(conninfo: &str) -> (String, u16) {
+    let url = url::Url::parse(conninfo).ok();
+    let query = |key: &str| {
+        url.as_ref().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    let host = url
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .or_else(|| query("host"))
+        .unwrap_or_default();
+    let port = url
+        .as_ref()
+        .and_then(|u| u.port())
+        .or_else(|| query("port").and_then(|p| p.parse().ok()))
+        .unwrap_or(5432);
+    (host, port)
 }
 
 /// Sidecars are small; anything bigger at that name is not one.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::postgres::{self, Database};
 use crate::process::SharedLog;
 use crate::secret::Secret;
-use crate::state::backup::{DumpFormat, Verification};
+use crate::state::backup::{DumpFormat, MigrationVersion, Verification};
 use crate::storage::Storage;
 
 /// How a backup is read back after uploading (`verify`).
@@ -52,15 +53,35 @@ impl VerifyMode {
     }
 }
 
-/// Opens a repeatable-read transaction, exports its snapshot (for `pg_dump --snapshot`) and
-/// counts every table's rows in it.
-pub(crate) async fn export_snapshot(
-    db: &Database,
-) -> Result<(postgres::Session, String, BTreeMap<String, u64>)> {
-    let what = || format!("cannot count the rows of `{}`", db.display());
+/// The source as pg_dump will see it: the snapshot exported for `pg_dump --snapshot` by a
+/// repeatable-read transaction kept open in `session`, and what was read in that same snapshot.
+pub(crate) struct Exported {
+    pub(crate) session: postgres::Session,
+    pub(crate) name: String,
+    /// Every user table's exact row count.
+    pub(crate) counts: BTreeMap<String, u64>,
+    /// The migration history tables' versions (none when there is no history table).
+    pub(crate) versions: Vec<MigrationVersion>,
+}
+
+/// Opens a repeatable-read transaction, exports its snapshot (for `pg_dump --snapshot`), and
+/// counts every table's rows and reads the migration history in it: exactly what the dump holds.
+/// A table locked by another session is waited for at most `lock_wait`, as pg_dump waits
+/// (`--lock-wait-timeout`), never forever.
+pub(crate) async fn export_snapshot(db: &Database, lock_wait: Duration) -> Result<Exported> {
+    let what = || {
+        format!(
+            "cannot count the rows of `{}` (a table lock not granted within `lock-wait-timeout` {} fails this)",
+            db.display(),
+            crate::util::format_duration(lock_wait)
+        )
+    };
     let mut session = db.session().await.context(what())?;
     let rows = session
-        .query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot()")
+        .query(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '{}ms'; SELECT pg_export_snapshot()",
+            lock_wait.as_millis().max(1)
+        ))
         .await
         .context(what())?;
     let name = rows
@@ -70,7 +91,13 @@ pub(crate) async fn export_snapshot(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| Error::dependency(format!("{}: no snapshot was exported", what())))?;
     let counts = session.row_counts().await.context(what())?;
-    Ok((session, name, counts))
+    let history = crate::migrate::history::snapshot_in(&mut session, None).await?;
+    Ok(Exported {
+        session,
+        name,
+        counts,
+        versions: crate::migrate::history::versions(&history),
+    })
 }
 
 /// What a stored backup must be.
@@ -216,17 +243,7 @@ async fn restore_into_scratch(
         }
         None => db.clone(),
     };
-    let name = format!("shipgate_verify_{}", crate::util::random_hex(6));
-    server
-        .query(&format!(
-            "CREATE DATABASE {} TEMPLATE template0",
-            postgres::identifier(&name)
-        ))
-        .await
-        .context(format!(
-            "cannot create the scratch database `{name}` on `{}` for verification; the role needs CREATEDB, or set `verify-database-url` to a server where it has it",
-            server.display()
-        ))?;
+    let name = create_scratch(&server, "shipgate_verify", "for verification; the role needs CREATEDB, or set `verify-database-url` to a server where it has it").await?;
     say(
         log,
         &format!("restoring into the scratch database `{name}`"),
@@ -249,21 +266,47 @@ async fn restore_into_scratch(
         Ok((read, counts))
     }
     .await;
+    if let Err(message) = drop_scratch(&server, &name).await {
+        actions::annotate(actions::Level::Warning, Some("shipgate backup"), &message);
+        log_line(log, &message);
+    }
+    result
+}
+
+/// Creates an empty scratch database `<prefix>_<random>` on `server` and returns its name;
+/// `hint` ends the error message (what it is for, and what to do when the role may not).
+pub(crate) async fn create_scratch(server: &Database, prefix: &str, hint: &str) -> Result<String> {
+    let name = format!("{prefix}_{}", crate::util::random_hex(6));
+    server
+        .query(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            postgres::identifier(&name)
+        ))
+        .await
+        .context(format!(
+            "cannot create the scratch database `{name}` on `{}` {hint}",
+            server.display()
+        ))?;
+    Ok(name)
+}
+
+/// Drops the scratch database `name` on `server`, ending its sessions first (PostgreSQL 13+);
+/// the error is a message saying to drop it by hand.
+pub(crate) async fn drop_scratch(server: &Database, name: &str) -> std::result::Result<(), String> {
     let drop_sql = format!(
         "DROP DATABASE IF EXISTS {}{}",
-        postgres::identifier(&name),
+        postgres::identifier(name),
         if server.server_version_num().await.unwrap_or(0) >= 130_000 {
             " WITH (FORCE)"
         } else {
             ""
         }
     );
-    if let Err(e) = server.query(&drop_sql).await {
-        let message = format!("cannot drop the scratch database `{name}` ({e}); drop it by hand");
-        actions::annotate(actions::Level::Warning, Some("shipgate backup"), &message);
-        log_line(log, &message);
-    }
-    result
+    server
+        .query(&drop_sql)
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot drop the scratch database `{name}` ({e}); drop it by hand"))
 }
 
 /// `Ok` when both sides have the same tables with the same counts; else the differences.

@@ -103,7 +103,8 @@ pub(crate) struct StoreArgs {
 pub(crate) struct PruneArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
-    /// Keep every backup younger than this many days (input `keep-days`)
+    /// Keep every backup younger than this many days (input `keep-days`) [default, when no
+    /// rule is given: 7 for `dev`, 14 for `staging`, 35 for `production`]
     #[arg(long, value_name = "N")]
     pub(crate) keep_days: Option<u64>,
     /// Keep the newest M complete backups (input `keep-last`)
@@ -141,7 +142,7 @@ pub(crate) fn destination(args: &StoreArgs, settings: &Settings) -> Result<Optio
 /// place every command resolves it, whatever names the backup (`--destination`, `--backup-id`,
 /// `--location`, `--record` or the state directory's `backup.json`): open storage only through
 /// [`open_storage`].
-fn s3_options(args: &StoreArgs, settings: &Settings) -> Result<S3Options> {
+pub(crate) fn s3_options(args: &StoreArgs, settings: &Settings) -> Result<S3Options> {
     let file = file_config(settings);
     storage::s3_options(S3Given {
         endpoint_url: settings.text(
@@ -384,12 +385,25 @@ async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {
             "no backup destination to prune: pass `--destination s3://bucket/prefix` (input `destination`)",
         )
     })?;
-    let keep_days = settings.value("keep-days", args.keep_days, file.keep_days)?;
+    let mut keep_days = settings.value("keep-days", args.keep_days, file.keep_days)?;
     let keep_last = settings.value("keep-last", args.keep_last, file.keep_last)?;
+    // No rule given at all: the environment's default retention (seed 002).
+    let mut keep_days_from = "given";
     if keep_days.is_none() && keep_last.is_none() {
-        return Err(Error::usage(
-            "prune needs a retention rule: pass `--keep-days N` and/or `--keep-last M` (inputs `keep-days`, `keep-last`)",
-        ));
+        keep_days = Some(prune::default_keep_days(&settings.environment).ok_or_else(|| {
+            Error::usage(format!(
+                "prune needs a retention rule: pass `--keep-days N` and/or `--keep-last M` (inputs `keep-days`, `keep-last`); the environment `{}` has no default ({})",
+                settings.environment,
+                prune::DEFAULTS_TEXT
+            ))
+        })?);
+        keep_days_from = "environment default";
+        tracing::info!(
+            "no retention rule given: keeping {} days, the default for the environment `{}` ({})",
+            keep_days.unwrap_or_default(),
+            settings.environment,
+            prune::DEFAULTS_TEXT
+        );
     }
     let dry_run = settings.switch("dry-run", args.dry_run, None, false)?;
     let storage = open_storage(&location, &args.store, settings).await?;
@@ -411,6 +425,8 @@ async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {
         "duration_ms": started.elapsed().as_millis() as u64,
         "destination": location.display(),
         "keep_days": keep_days,
+        "keep_days_from": keep_days_from,
+        "environment": settings.environment,
         "keep_last": keep_last,
         "dry_run": dry_run,
         "kept": kept,

@@ -1,6 +1,7 @@
 //! One module per subcommand; this one dispatches and reports the outcome the same way for all.
 
 pub(crate) mod backup;
+pub(crate) mod drill;
 pub(crate) mod gate;
 pub(crate) mod migrate;
 pub(crate) mod notify;

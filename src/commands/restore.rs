@@ -13,12 +13,12 @@ use super::backup::{self, StoreArgs};
 use super::{Outcome, set_outputs};
 use crate::actions;
 use crate::backup::restore::{
-    Chosen, RestoreResult, location_in_record, restore, state_of, summary,
+    Chosen, RestoreResult, location_in_record, read_sidecar, restore, state_of, summary,
 };
-use crate::backup::sidecar::{SIDECAR_LIMIT, Sidecar, check_sidecar};
+use crate::backup::sidecar::Sidecar;
 use crate::backup::verify::compare_counts;
 use crate::backup::{archive, say};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, Result};
 use crate::postgres::Database;
 use crate::process::{LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
@@ -71,26 +71,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let chosen = choose(args, settings)?;
     // The same S3 settings (`--endpoint-url`, region, path style) however the backup is named.
     let storage = backup::open_storage(&chosen.location, &args.store, settings).await?;
-    let sidecar_url = storage.url(&chosen.sidecar);
-    let sidecar_bytes = tokio::select! {
-        read = storage.read_small(&chosen.sidecar, SIDECAR_LIMIT) => read.context(format!("cannot read the backup's sidecar `{sidecar_url}`"))?,
+    let sidecar = tokio::select! {
+        read = read_sidecar(&storage, &chosen) => read?,
         signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal}; the database was not touched"))),
         _ = tokio::time::sleep_until(deadline) => return Err(Error::timeout("the restore timed out before it started; the database was not touched")),
     };
-    let sidecar: Sidecar = match sidecar_bytes {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::gate(format!(
-                "`{sidecar_url}` is not a shipgate backup sidecar ({e}); refusing to restore"
-            ))
-        })?,
-        None => {
-            return Err(Error::gate(format!(
-                "no backup {}: its sidecar `{sidecar_url}` does not exist (a backup without its sidecar is incomplete); check the id or location",
-                chosen.named
-            )));
-        }
-    };
-    check_sidecar(&sidecar, &sidecar_url)?;
     let deployment_id = settings
         .deployment_id
         .clone()

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::backup::prune::inventory;
+use crate::backup::prune::list_backups;
 use crate::error::Result;
 use crate::github::GitHub;
 use crate::process::Shutdown;
@@ -72,7 +72,7 @@ async fn recency_row(
     now: jiff::Timestamp,
     shutdown: &Shutdown,
 ) -> Result<PreflightRow> {
-    let found = inventory(&recency.storage, &recency.location, shutdown).await?;
+    let found = list_backups(&recency.storage, &recency.location, shutdown).await?;
     let max = format_duration(recency.max_age);
     let destination = recency.location.display();
     let newest = found.iter().find(|b| b.complete);

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::actions;
 use crate::error::{Error, Result, ResultExt};
-use crate::postgres::{self, Database};
+use crate::postgres::{self, Database, Queries};
+use crate::state::backup::MigrationVersion;
 use crate::state::migrate::HistoryTable;
 
 /// `schema.table` or `table`, case kept.
@@ -139,6 +140,15 @@ pub(crate) type Snapshot = BTreeMap<(String, String), TableRows>;
 
 /// Finds the history tables (the known ones in every schema, or the one named) and reads them.
 pub(crate) async fn snapshot(db: &Database, named: Option<&TableName>) -> Result<Snapshot> {
+    snapshot_in(&mut db.clone(), named).await
+}
+
+/// [`snapshot`] through `db`, which may be a session inside a transaction (the backup reads the
+/// history in the snapshot it dumps).
+pub(crate) async fn snapshot_in(
+    db: &mut impl Queries,
+    named: Option<&TableName>,
+) -> Result<Snapshot> {
     let dirty = "EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'dirty' AND NOT a.attisdropped)";
     let columns = "(SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)";
     let filter = match named {
@@ -168,7 +178,7 @@ pub(crate) async fn snapshot(db: &Database, named: Option<&TableName>) -> Result
         "SELECT n.nspname, c.relname, {dirty}, coalesce({columns}, '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {filter} ORDER BY 1, 2"
     );
     let found = db
-        .query(&sql)
+        .rows(&sql)
         .await
         .context("cannot look for the migration history table")?;
     let mut out = Snapshot::new();
@@ -215,7 +225,7 @@ pub(crate) async fn snapshot(db: &Database, named: Option<&TableName>) -> Result
             }
         };
         let rows = db
-            .query(&sql)
+            .rows(&sql)
             .await
             .context(format!(
                 "cannot read the migration history table `{schema}.{table}`"
@@ -317,6 +327,29 @@ pub(crate) fn count(before: &Snapshot, after: &Snapshot) -> Counted {
         counted.tables.push(entry);
     }
     counted
+}
+
+/// The schema version each history table records: its latest applied migration (for a table
+/// that keeps only the current version(s), the highest), with how many it has applied. The
+/// backup stores these in its sidecar; a drill compares a restore's with them.
+pub(crate) fn versions(snapshot: &Snapshot) -> Vec<MigrationVersion> {
+    snapshot
+        .values()
+        .map(|t| {
+            let applied: Vec<&Row> = t.rows.iter().filter(|r| r.applied == Some(true)).collect();
+            let latest = if t.version_only {
+                applied.iter().map(|r| r.name.clone()).max()
+            } else {
+                applied.last().map(|r| r.name.clone())
+            };
+            MigrationVersion {
+                table: format!("{}.{}", t.schema, t.table),
+                tool: t.tool.to_string(),
+                version: latest,
+                applied: applied.len() as u64,
+            }
+        })
+        .collect()
 }
 
 /// The tools whose tables were found, e.g. `prisma`.
@@ -423,5 +456,23 @@ mod tests {
             count(&Snapshot::new(), &Snapshot::new()).applied_count,
             None
         );
+    }
+
+    #[test]
+    fn the_version_is_the_latest_applied_migration() {
+        let (yes, no) = (Some(true), Some(false));
+        let listed = versions(&snap(rows(
+            "prisma",
+            false,
+            &[("a", yes), ("c", yes), ("d", no)],
+        )));
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].table, "public.t");
+        assert_eq!(listed[0].version.as_deref(), Some("c"));
+        assert_eq!(listed[0].applied, 2);
+        let only = versions(&snap(rows("alembic", true, &[("b", yes), ("a", yes)])));
+        assert_eq!(only[0].version.as_deref(), Some("b"));
+        let empty = versions(&snap(rows("rails", false, &[])));
+        assert_eq!(empty[0].version, None);
     }
 }

@@ -66,6 +66,20 @@ pub(crate) struct Taken {
     pub(crate) client_version: String,
 }
 
+/// The schema version one migration history table records (`migrate`'s tables): stored in the
+/// backup's sidecar, compared by `drill` after restoring it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct MigrationVersion {
+    /// `schema.table`, e.g. `public._prisma_migrations`.
+    pub(crate) table: String,
+    /// The tool that keeps it (`prisma`, `flyway`, …, `custom`).
+    pub(crate) tool: String,
+    /// The latest applied migration's name; `None` when none is applied.
+    pub(crate) version: Option<String>,
+    /// Migrations applied.
+    pub(crate) applied: u64,
+}
+
 /// A run that took no backup.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Failed {

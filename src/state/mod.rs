@@ -9,6 +9,7 @@
 
 pub(crate) mod backup;
 pub(crate) mod deployment_record;
+pub(crate) mod drill;
 pub(crate) mod gate;
 mod header;
 pub(crate) mod hook;
@@ -340,6 +341,7 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         one::<rollback::RollbackFile>(),
         one::<record::RecordFile>(),
         one::<smoke::SmokeFile>(),
+        one::<drill::DrillFile>(),
         (
             "deployment-record.json",
             schemars::schema_for!(deployment_record::Record).to_value(),

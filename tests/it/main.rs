@@ -7,6 +7,7 @@ mod support;
 mod artifacts_official;
 mod backup;
 mod bad_input;
+mod drill;
 mod e2e;
 mod fake_github_selftest;
 mod gate;
