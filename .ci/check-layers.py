@@ -22,7 +22,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # The first matching prefix wins.
 DOMAIN = ["gate", "rollout", "smoke", "backup", "migrate", "record", "release", "rollback", "pipeline"]
 ADAPTERS = ["actions", "github", "git", "storage", "postgres", "process", "hooks", "health",
-            "archive", "artifacts", "version"]
+            "archive", "artifacts", "version", "metrics"]
 LAYERS = [
     ("main", 6),
     ("cli", 5),

@@ -14,6 +14,7 @@ mod health;
 mod hooks;
 mod inputs;
 mod log;
+mod metrics;
 mod migrate;
 mod pipeline;
 mod postgres;
