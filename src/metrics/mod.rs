@@ -3,9 +3,6 @@
 //! Alertmanager (`alerts`), conditions on a value (`condition`) and query templates
 //! (`template`).
 
-// Wired into the rollout in the next step.
-#![allow(dead_code)]
-
 pub(crate) mod alerts;
 pub(crate) mod condition;
 pub(crate) mod prometheus;

@@ -12,6 +12,7 @@ mod fake_github_selftest;
 mod gate;
 mod gate_bench;
 mod hooks;
+mod metrics;
 mod migrate;
 mod notify;
 mod record;
