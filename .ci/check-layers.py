@@ -23,7 +23,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 DOMAIN = ["gate", "rollout", "smoke", "backup", "migrate", "record", "release", "rollback", "pipeline", "notify",
           "drill"]
 ADAPTERS = ["actions", "github", "git", "storage", "postgres", "process", "hooks", "health",
-            "artifacts", "version"]
+            "artifacts", "version", "metrics"]
 LAYERS = [
     ("main", 6),
     ("cli", 5),

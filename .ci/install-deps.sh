@@ -5,6 +5,7 @@
 #   - Node.js (Debian's `nodejs` when none is there) and GitHub's artifact client
 #     (`@actions/artifact`, pinned with integrity hashes in tests/node/package-lock.json)
 #   - the runtime image's root filesystem (.ci/rootfs.sh: debootstrap from docker/)
+#   - Prometheus (Debian's `prometheus`): the real metrics backend of the rollout's metric gates
 #   - GitHub's REST OpenAPI description (npm `@octokit/openapi`, pinned, SHA-256 checked), the
 #     oracle the fake GitHub checks every request and response against
 # Idempotent: every step is skipped when its tool is already there.
@@ -52,6 +53,17 @@ else
     $SUDO apt-get install -y -qq --no-install-recommends postgresql postgresql-client >/dev/null
 fi
 # Debian's package starts a cluster on :5432 when installed; the tests never use it.
+
+# --- Prometheus (tests/it/support/prometheus.rs) ------------------------------
+if [ -x /usr/bin/prometheus ] || command -v prometheus >/dev/null 2>&1; then
+    log "Prometheus already installed"
+else
+    log "installing prometheus"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+# Debian's package may start a server on :9090 when installed; the tests never use it.
 
 # --- Python tools -----------------------------------------------------------
 PY=python3
@@ -152,6 +164,8 @@ echo "postgres bin dir: $PGBIN"
 echo "initdb: $("$PGBIN/initdb" --version)"
 echo "pg_ctl: $("$PGBIN/pg_ctl" --version)"
 echo "psql: $("$PGBIN/psql" --version)"
+PROMETHEUS=$( [ -x /usr/bin/prometheus ] && echo /usr/bin/prometheus || command -v prometheus)
+echo "prometheus: $PROMETHEUS: $("$PROMETHEUS" --version 2>&1 | head -n1)"
 # The fixture (tests/it/support/s3.rs) looks for `weed` on PATH, then in the Python package.
 WEED=$("$PY" - <<'PY'
 import importlib.metadata as m

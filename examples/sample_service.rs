@@ -4,7 +4,13 @@
 //! It serves two versions at once, like a fleet mid-rollout: a control file (re-read on every
 //! request) names the `stable` and `canary` versions and the canary's traffic `weight` (0-100),
 //! which the rollout's stage hooks change. A canary listed in `broken` answers its health checks
-//! with 500s, so the rehearsal can show an automatic rollback.
+//! and `/api/items` with 500s, so the rehearsal can show an automatic rollback; one listed in
+//! `slow` (`slow=1.4.0`, `slow-ms=300`) answers `/api/items` that much later.
+//!
+//! `GET /metrics` is Prometheus text exposition of what it served (itself excepted):
+//! `http_requests_total{status,version}` and the latency histogram
+//! `http_request_duration_seconds{version}` (`_bucket{le}`, `_sum`, `_count`), so metric gates
+//! run real PromQL with the canary and the stable version side by side.
 //!
 //! ```text
 //! cargo run --example sample_service -- --port 8080 --control /tmp/control
@@ -12,21 +18,90 @@
 //!
 //! Routes: `GET /health` (`{"status":"healthy","version":…}`), `GET /health/live`,
 //! `GET /health/ready` (Spring style), `GET /api/items`, `POST /login` (`{"token":…}`),
-//! `GET /api/me` (needs `Authorization: Bearer <token>`), `GET /ops/summary` (counters).
+//! `GET /api/me` (needs `Authorization: Bearer <token>`), `GET /ops/summary` (counters),
+//! `GET /metrics`.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const TOKEN: &str = "sample-session-token-7f3a";
+
+/// Upper bounds of the latency histogram's buckets, in seconds (`+Inf` implied).
+const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// One version's latency histogram.
+#[derive(Default)]
+struct Histogram {
+    /// Cumulative counts per bucket of `BUCKETS`.
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// What `/metrics` exposes.
+#[derive(Default)]
+struct Metrics {
+    /// `(status, version)` → requests.
+    requests: BTreeMap<(u16, String), u64>,
+    latency: BTreeMap<String, Histogram>,
+}
+
+impl Metrics {
+    fn observe(&mut self, status: u16, version: &str, seconds: f64) {
+        *self
+            .requests
+            .entry((status, version.to_string()))
+            .or_default() += 1;
+        let histogram = self.latency.entry(version.to_string()).or_default();
+        if histogram.buckets.is_empty() {
+            histogram.buckets = vec![0; BUCKETS.len()];
+        }
+        for (bound, count) in BUCKETS.iter().zip(histogram.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        histogram.sum += seconds;
+        histogram.count += 1;
+    }
+
+    fn exposition(&self) -> String {
+        let mut out = String::from(
+            "# HELP http_requests_total Requests served, by status and version.\n# TYPE http_requests_total counter\n",
+        );
+        for ((status, version), n) in &self.requests {
+            out.push_str(&format!(
+                "http_requests_total{{status=\"{status}\",version=\"{version}\"}} {n}\n"
+            ));
+        }
+        out.push_str("# HELP http_request_duration_seconds Request latency, by version.\n# TYPE http_request_duration_seconds histogram\n");
+        for (version, h) in &self.latency {
+            for (bound, count) in BUCKETS.iter().zip(&h.buckets) {
+                out.push_str(&format!(
+                    "http_request_duration_seconds_bucket{{version=\"{version}\",le=\"{bound}\"}} {count}\n"
+                ));
+            }
+            out.push_str(&format!(
+                "http_request_duration_seconds_bucket{{version=\"{version}\",le=\"+Inf\"}} {}\nhttp_request_duration_seconds_sum{{version=\"{version}\"}} {}\nhttp_request_duration_seconds_count{{version=\"{version}\"}} {}\n",
+                h.count, h.sum, h.count
+            ));
+        }
+        out
+    }
+}
 
 struct Control {
     stable: String,
     canary: String,
     weight: u64,
     broken: Vec<String>,
+    slow: Vec<String>,
+    slow_ms: u64,
 }
 
 fn read_control(path: &PathBuf) -> Control {
@@ -36,6 +111,8 @@ fn read_control(path: &PathBuf) -> Control {
         canary: String::new(),
         weight: 0,
         broken: Vec::new(),
+        slow: Vec::new(),
+        slow_ms: 300,
     };
     for line in text.lines() {
         let Some((key, value)) = line.split_once('=') else {
@@ -47,6 +124,8 @@ fn read_control(path: &PathBuf) -> Control {
             "canary" => control.canary = value,
             "weight" => control.weight = value.parse().unwrap_or(0).min(100),
             "broken" => control.broken = value.split(',').map(|v| v.trim().to_string()).collect(),
+            "slow" => control.slow = value.split(',').map(|v| v.trim().to_string()).collect(),
+            "slow-ms" => control.slow_ms = value.parse().unwrap_or(300),
             _ => {}
         }
     }
@@ -76,16 +155,24 @@ fn main() {
     };
     eprintln!("sample_service: listening on http://127.0.0.1:{port}");
     let counter = Arc::new(AtomicU64::new(0));
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
     for stream in listener.incoming().flatten() {
         let control = control.clone();
         let counter = Arc::clone(&counter);
+        let metrics = Arc::clone(&metrics);
         std::thread::spawn(move || {
-            let _ = handle(stream, &control, &counter);
+            let _ = handle(stream, &control, &counter, &metrics);
         });
     }
 }
 
-fn handle(mut stream: TcpStream, control: &PathBuf, counter: &AtomicU64) -> std::io::Result<()> {
+fn handle(
+    mut stream: TcpStream,
+    control: &PathBuf,
+    counter: &AtomicU64,
+    metrics: &Mutex<Metrics>,
+) -> std::io::Result<()> {
+    let started = Instant::now();
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -110,6 +197,17 @@ fn handle(mut stream: TcpStream, control: &PathBuf, counter: &AtomicU64) -> std:
     let mut body = vec![0u8; content_length.min(1 << 20)];
     reader.read_exact(&mut body)?;
 
+    if method == "GET" && path == "/metrics" {
+        let body = metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .exposition();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return stream.write_all(response.as_bytes());
+    }
     let n = counter.fetch_add(1, Ordering::Relaxed);
     let control = read_control(control);
     // Deterministic, evenly spread weighted routing: `weight` of every 100 requests go to the
@@ -138,6 +236,11 @@ fn handle(mut stream: TcpStream, control: &PathBuf, counter: &AtomicU64) -> std:
             (503, "application/json", r#"{"status":"DOWN"}"#.to_string())
         }
         ("GET", "/health/ready") => (200, "application/json", r#"{"status":"UP"}"#.to_string()),
+        ("GET", "/api/items") if broken => (
+            500,
+            "application/json",
+            r#"{"error":"internal"}"#.to_string(),
+        ),
         ("GET", "/api/items") => (
             200,
             "application/json",
@@ -185,6 +288,13 @@ fn handle(mut stream: TcpStream, control: &PathBuf, counter: &AtomicU64) -> std:
         500 => "Internal Server Error",
         _ => "Service Unavailable",
     };
+    if path == "/api/items" && control.slow.contains(&version) {
+        std::thread::sleep(Duration::from_millis(control.slow_ms));
+    }
+    metrics
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .observe(status, &version, started.elapsed().as_secs_f64());
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()

@@ -15,6 +15,7 @@ mod health;
 mod hooks;
 mod inputs;
 mod log;
+mod metrics;
 mod migrate;
 mod notify;
 mod pipeline;

@@ -23,7 +23,7 @@ use crate::rollout::plan::{Inputs, Plan};
 use crate::rollout::report;
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
-use crate::state::rollout::RolloutFile;
+use crate::state::rollout::{Cause, RolloutFile};
 use crate::state::validate::ValidateFile;
 use crate::util::HumanDuration;
 
@@ -227,6 +227,9 @@ fn plan_inputs(args: &Args, settings: &Settings) -> Result<Inputs> {
             args.verify_successes,
             file.verify_successes,
         )?,
+        prometheus: file.prometheus.clone(),
+        metrics: file.metrics.clone().unwrap_or_default(),
+        alerts: file.alerts.clone(),
     })
 }
 
@@ -376,6 +379,7 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
             exit::Status::Success
         }
         "rolled_back" => {
+            let dependency = record.cause == Some(Cause::Dependency);
             actions::annotate(
                 Level::Error,
                 Some("shipgate rollout"),
@@ -385,7 +389,11 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
                     record.reason.as_deref().unwrap_or("")
                 ),
             );
-            exit::Status::GateFailed
+            if dependency {
+                exit::Status::Dependency
+            } else {
+                exit::Status::GateFailed
+            }
         }
         _ => {
             actions::annotate(

@@ -1,10 +1,13 @@
 //! The `rollout:` section of `shipgate.yml`, read by `shipgate rollout` (and its hook keys by
 //! `rollback`), and [`Percent`], how its flags and keys write a percentage.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::gates::DegradedPolicy;
 use crate::hooks::{self, CommandLine};
+use crate::metrics::alerts::Api;
 use crate::util::HumanDuration;
 
 /// A percentage written `99`, `99.5` or `99%`.
@@ -81,6 +84,100 @@ pub(crate) struct ProbeConfig {
     pub(crate) command: CommandLine,
 }
 
+/// What a measurement without data counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum NoDataPolicy {
+    /// A failed measurement.
+    #[default]
+    Fail,
+    /// Not a failure while the stage runs; still no data at the end of the stage fails it.
+    Wait,
+    /// Left out of the verdict (said so in the log and the record).
+    Ignore,
+}
+
+impl NoDataPolicy {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            NoDataPolicy::Fail => "fail",
+            NoDataPolicy::Wait => "wait",
+            NoDataPolicy::Ignore => "ignore",
+        }
+    }
+}
+
+/// `provider:` of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Provider {
+    Prometheus,
+}
+
+/// Credentials for a metrics backend: the *names* of the inputs or environment variables that
+/// hold the secrets (the config file is committed; secrets never come from it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct AuthConfig {
+    /// Input or environment variable holding a bearer token.
+    pub(crate) bearer: Option<String>,
+    /// Basic auth: the user name, and the input or environment variable holding the password.
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+}
+
+/// `rollout.prometheus`: the backend every metric and the alerts use unless they name another.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct BackendConfig {
+    pub(crate) address: Option<String>,
+    pub(crate) auth: Option<AuthConfig>,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) timeout: Option<HumanDuration>,
+}
+
+/// One metric gate in `rollout.metrics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct MetricConfig {
+    pub(crate) name: String,
+    /// PromQL, templated (`{{version}}`, `{{stage}}`, …).
+    pub(crate) query: String,
+    /// `< 0.03`, `>= 0.98`, `<= 2 * baseline`.
+    pub(crate) condition: String,
+    pub(crate) baseline_query: Option<String>,
+    pub(crate) interval: Option<HumanDuration>,
+    pub(crate) initial_delay: Option<HumanDuration>,
+    /// Failed measurements tolerated in a stage.
+    pub(crate) failure_limit: Option<u32>,
+    /// Failed measurements in a row that fail the stage.
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) no_data: Option<NoDataPolicy>,
+    pub(crate) provider: Option<Provider>,
+    pub(crate) address: Option<String>,
+    pub(crate) auth: Option<AuthConfig>,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) timeout: Option<HumanDuration>,
+    /// Only in these stages (default: every stage).
+    pub(crate) stages: Option<Vec<String>>,
+}
+
+/// `rollout.alerts`: a stage fails when an alert matching `selector` fires.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct AlertsConfig {
+    /// `severity=~"critical|warning", service="api"`.
+    pub(crate) selector: String,
+    pub(crate) api: Option<Api>,
+    pub(crate) interval: Option<HumanDuration>,
+    pub(crate) initial_delay: Option<HumanDuration>,
+    pub(crate) address: Option<String>,
+    pub(crate) auth: Option<AuthConfig>,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) timeout: Option<HumanDuration>,
+    pub(crate) stages: Option<Vec<String>>,
+}
+
 /// The `rollout:` section of `shipgate.yml`. Webhook URLs are secrets and never come from here.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -109,6 +206,9 @@ pub(crate) struct FileConfig {
     pub(crate) approval_timeout: Option<HumanDuration>,
     pub(crate) verify_timeout: Option<HumanDuration>,
     pub(crate) verify_successes: Option<u32>,
+    pub(crate) prometheus: Option<BackendConfig>,
+    pub(crate) metrics: Option<Vec<MetricConfig>>,
+    pub(crate) alerts: Option<AlertsConfig>,
 }
 
 impl FileConfig {

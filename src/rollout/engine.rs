@@ -15,6 +15,7 @@ use super::probe::Prober;
 use crate::actions::{self, Level};
 use crate::error::{Error, Result, ResultExt};
 use crate::hooks::{self, Context, HookRun};
+use crate::metrics::template::Vars;
 use crate::process::{LogFile, Shutdown};
 use crate::state::rollout::{
     ApprovalRecord, Cause, CauseCount, RollbackRecord, RolloutFile, StageRecord, StageStatus,
@@ -35,7 +36,7 @@ struct Failure {
     reason: String,
     cause: Cause,
     /// The gate that failed, when a gate stopped the rollout.
-    gate: Option<&'static str>,
+    gate: Option<String>,
 }
 
 /// Runs `plan` for `release`: the stages, then the rollback and the health check after it when
@@ -65,7 +66,26 @@ pub(crate) async fn run(
         ))
     })?;
     let hook_http = hooks::http_client(plan.stage_hook.timeout)?;
-    let monitor = Monitor::new(plan, prober, shutdown.clone());
+    let vars = Vars {
+        version: version.clone(),
+        previous_version: previous_version.clone(),
+        deployment_id: state.id().to_string(),
+        ..Vars::default()
+    };
+    if !plan.metrics.is_empty()
+        && let Some(first) = plan.stages.first()
+    {
+        // Before any traffic moves: a query the backend refuses, or a backend that is down,
+        // stops here with nothing changed.
+        let first_vars = Vars {
+            stage: first.name.clone(),
+            weight: first.weight,
+            window: crate::metrics::template::promql_duration(first.thresholds.window),
+            ..vars.clone()
+        };
+        super::metric::preflight(&plan.metrics, &first_vars).await?;
+    }
+    let monitor = Monitor::new(plan, prober, shutdown.clone(), vars);
 
     log.line(&format!(
         "[{}] rollout of `{version}` (previous `{}`) for deployment `{}` in `{}`",
@@ -350,7 +370,7 @@ impl Journal<'_> {
             failed_stage: failure.map(|f| f.stage.clone()),
             reason: failure.map(|f| f.reason.clone()),
             cause: failure.map(|f| f.cause),
-            failed_gate: failure.and_then(|f| f.gate).map(str::to_string),
+            failed_gate: failure.and_then(|f| f.gate.clone()),
             current_stage: current.map(|s| s.name.clone()),
             current_weight: current.map(|s| s.weight),
             stages: progress.records.clone(),
@@ -568,7 +588,7 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                     progress.failure = Some(Failure {
                         stage: plan.stages[held].name.clone(),
                         reason,
-                        cause: Cause::Gate,
+                        cause: breach_cause(&verdict),
                         gate: Some(verdict.gate),
                     });
                     return;
@@ -630,7 +650,7 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
         test_panic_after_hook(&stage.name);
 
         progress.degraded_policy = stage.thresholds.degraded;
-        let mut watch = StageWatch::new(stage, !plan.baseline.is_empty());
+        let mut watch = StageWatch::new(stage, !plan.baseline.is_empty(), plan.metrics.len());
         let stop = monitor.watch(stage, &mut watch, Until::End, log).await;
         match stop {
             Stop::Completed => {
@@ -674,7 +694,7 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                 progress.failure = Some(Failure {
                     stage: stage.name.clone(),
                     reason,
-                    cause: Cause::Gate,
+                    cause: breach_cause(&verdict),
                     gate: Some(verdict.gate),
                 });
                 return;
@@ -700,6 +720,15 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
             }
             Stop::Approved(_) | Stop::Deadline => {}
         }
+    }
+}
+
+/// A gate that could not judge because its backend failed is a dependency failure.
+fn breach_cause(verdict: &super::gates::Verdict) -> Cause {
+    if verdict.dependency {
+        Cause::Dependency
+    } else {
+        Cause::Gate
     }
 }
 

@@ -77,7 +77,7 @@ fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok,
 /// One gate's decision: the measured value against its threshold, in words and numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Verdict {
-    pub(crate) gate: &'static str,
+    pub(crate) gate: String,
     pub(crate) status: Status,
     /// The measured value (`None` when there is nothing to measure yet).
     pub(crate) value: Option<f64>,
@@ -87,17 +87,24 @@ pub(crate) struct Verdict {
     pub(crate) threshold: String,
     /// One sentence a person reads in the summary.
     pub(crate) message: String,
+    /// A metric gate's query as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) query: Option<String>,
+    /// The gate could not judge: its backend failed.
+    #[serde(skip)]
+    pub(crate) dependency: bool,
 }
 
 impl From<&Verdict> for StageVerdict {
     fn from(v: &Verdict) -> StageVerdict {
         StageVerdict {
-            gate: v.gate.to_string(),
+            gate: v.gate.clone(),
             status: v.status,
             value: v.value,
             measured: v.measured.clone(),
             threshold: v.threshold.clone(),
             message: v.message.clone(),
+            query: v.query.clone(),
         }
     }
 }
@@ -159,7 +166,9 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
             ),
         };
         verdicts.push(Verdict {
-            gate: "consecutive-failures",
+            gate: "consecutive-failures".into(),
+            query: None,
+            dependency: false,
             status: if failed { Status::Fail } else { Status::Pass },
             value: Some(f64::from(run)),
             measured: format!("{run} in a row"),
@@ -170,7 +179,9 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
 
     let enough = canary.len() >= t.min_samples;
     verdicts.push(Verdict {
-        gate: "samples",
+        gate: "samples".into(),
+        query: None,
+        dependency: false,
         status: if enough { Status::Pass } else { Status::NoData },
         value: Some(canary.len() as f64),
         measured: format!("{} samples", canary.len()),
@@ -195,7 +206,9 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
         Some(rate) if enough => {
             let failed = rate < t.success_rate;
             Verdict {
-                gate: "success-rate",
+                gate: "success-rate".into(),
+                query: None,
+                dependency: false,
                 status: if failed { Status::Fail } else { Status::Pass },
                 value: Some(rate),
                 measured: percent(rate),
@@ -216,7 +229,9 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
             }
         }
         _ => Verdict {
-            gate: "success-rate",
+            gate: "success-rate".into(),
+            query: None,
+            dependency: false,
             status: Status::NoData,
             value: rate,
             measured: rate.map_or_else(|| "-".to_string(), percent),
@@ -235,7 +250,9 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
             Some(p95) if canary.timed() >= t.min_samples => {
                 let failed = p95 >= t.max_p95;
                 Verdict {
-                    gate: "p95-latency",
+                    gate: "p95-latency".into(),
+                    query: None,
+                    dependency: false,
                     status: if failed { Status::Fail } else { Status::Pass },
                     value: Some(p95.as_secs_f64() * 1000.0),
                     measured: ms(p95),
@@ -250,7 +267,9 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                 }
             }
             _ => Verdict {
-                gate: "p95-latency",
+                gate: "p95-latency".into(),
+                query: None,
+                dependency: false,
                 status: Status::NoData,
                 value: p95.map(|d| d.as_secs_f64() * 1000.0),
                 measured: p95.map_or_else(|| "-".to_string(), ms),
@@ -276,7 +295,9 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                     let failed =
                         canary_errors > 0.0 && canary_errors > t.baseline_ratio * baseline_errors;
                     Verdict {
-                        gate: "baseline",
+                        gate: "baseline".into(),
+                        query: None,
+                        dependency: false,
                         status: if failed { Status::Fail } else { Status::Pass },
                         value: Some(canary_errors),
                         measured: format!(
@@ -297,7 +318,9 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                     }
                 }
                 _ => Verdict {
-                    gate: "baseline",
+                    gate: "baseline".into(),
+                    query: None,
+                    dependency: false,
                     status: Status::NoData,
                     value: None,
                     measured: format!("{} baseline samples", baseline.len()),
@@ -403,7 +426,10 @@ mod tests {
             failed.message
         );
         let verdicts = run(&window(&[true; 20], 250), None, &t);
-        assert_eq!(breach(&verdicts).map(|v| v.gate), Some("p95-latency"));
+        assert_eq!(
+            breach(&verdicts).map(|v| v.gate.as_str()),
+            Some("p95-latency")
+        );
         let verdicts = run(&window(&[true, false, false, false], 5), None, &t);
         let failed = breach(&verdicts).expect("three in a row");
         assert_eq!(failed.gate, "consecutive-failures");
@@ -439,7 +465,9 @@ mod tests {
     #[test]
     fn verdict_views_read_back_what_verdicts_write() {
         let verdict = Verdict {
-            gate: "success-rate",
+            gate: "success-rate".into(),
+            query: None,
+            dependency: false,
             status: Status::NoData,
             value: None,
             measured: "-".into(),

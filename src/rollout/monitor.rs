@@ -13,9 +13,11 @@ use tokio::time::MissedTickBehavior;
 
 use super::approval::{self, Approval};
 use super::gates::{self, DegradedPolicy, Inputs, Status, Verdict};
+use super::metric::{self, Measurement, MetricSpec, MetricState};
 use super::plan::{Plan, Stage};
 use super::probe::{self, Judge, Observation, Prober, Target};
 use super::window::{Summary, Window};
+use crate::metrics::template::{self, Vars};
 use crate::process::{LogFile, Shutdown};
 pub(crate) use crate::state::rollout::{Verification, VerifiedEndpoint};
 use crate::util::format_duration;
@@ -45,12 +47,15 @@ pub(crate) struct StageWatch {
     pub(crate) started: Instant,
     /// The last evaluation's verdicts.
     pub(crate) verdicts: Vec<Verdict>,
+    /// Each metric gate's measurements (by the plan's index; untouched when it does not apply).
+    pub(crate) metrics: Vec<MetricState>,
     last_progress: Option<Instant>,
 }
 
 impl StageWatch {
-    pub(crate) fn new(stage: &Stage, with_baseline: bool) -> StageWatch {
+    pub(crate) fn new(stage: &Stage, with_baseline: bool, metrics: usize) -> StageWatch {
         StageWatch {
+            metrics: vec![MetricState::default(); metrics],
             canary: Window::new(stage.thresholds.window),
             baseline: with_baseline.then(|| Window::new(stage.thresholds.window)),
             started: Instant::now(),
@@ -113,6 +118,9 @@ pub(crate) struct Monitor {
     verify: Arc<Vec<Target>>,
     expect_version: Option<String>,
     timed: bool,
+    metrics: Arc<Vec<MetricSpec>>,
+    /// The metric queries' template values common to every stage.
+    vars: Vars,
     shutdown: Shutdown,
     /// When the first SIGTERM/SIGINT arrived.
     signalled_at: Arc<std::sync::OnceLock<Instant>>,
@@ -142,6 +150,41 @@ fn spawn_probes(
     }
 }
 
+/// Measures each metric gate that applies to `stage` every interval, the first after its
+/// initial delay from `started`.
+fn spawn_metrics(
+    set: &mut JoinSet<()>,
+    specs: &Arc<Vec<MetricSpec>>,
+    stage: &Stage,
+    vars: &Vars,
+    started: Instant,
+    tx: &mpsc::Sender<Measurement>,
+) {
+    for (index, spec) in specs.iter().enumerate() {
+        if !spec.applies(&stage.name) {
+            continue;
+        }
+        let (specs, tx, vars) = (specs.clone(), tx.clone(), vars.clone());
+        let first = started
+            .checked_add(spec.initial_delay)
+            .unwrap_or_else(Instant::now);
+        let interval = spec.interval;
+        set.spawn(async move {
+            let spec = &specs[index];
+            tokio::time::sleep_until(first.into()).await;
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let measurement = metric::measure(index, spec, &vars).await;
+                if tx.send(measurement).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
 fn percent(rate: Option<f64>) -> String {
     rate.map_or_else(
         || "-".to_string(),
@@ -157,7 +200,7 @@ fn millis(ms: Option<f64>) -> String {
 }
 
 impl Monitor {
-    pub(crate) fn new(plan: &Plan, prober: Prober, shutdown: Shutdown) -> Monitor {
+    pub(crate) fn new(plan: &Plan, prober: Prober, shutdown: Shutdown, vars: Vars) -> Monitor {
         let signalled_at = Arc::new(std::sync::OnceLock::new());
         let (at, listener) = (signalled_at.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -172,7 +215,19 @@ impl Monitor {
             verify: Arc::new(plan.verify.clone()),
             expect_version: plan.expect_version.clone(),
             timed: plan.timed(),
+            metrics: Arc::new(plan.metrics.clone()),
+            vars,
             shutdown,
+        }
+    }
+
+    /// The template values of `stage`'s queries.
+    fn stage_vars(&self, stage: &Stage) -> Vars {
+        Vars {
+            stage: stage.name.clone(),
+            weight: stage.weight,
+            window: template::promql_duration(stage.thresholds.window),
+            ..self.vars.clone()
         }
     }
 
@@ -187,7 +242,7 @@ impl Monitor {
                 .get(i)
                 .map_or_else(|| format!("target {i}"), |t| format!("`{}`", t.label))
         };
-        gates::evaluate(
+        let mut verdicts = gates::evaluate(
             &Inputs {
                 canary: &watch.canary,
                 baseline: watch.baseline.as_ref(),
@@ -196,7 +251,13 @@ impl Monitor {
                 elapsed: now - watch.started,
             },
             &stage.thresholds,
-        )
+        );
+        for (spec, state) in self.metrics.iter().zip(&watch.metrics) {
+            if spec.applies(&stage.name) {
+                verdicts.push(metric::verdict(spec, state));
+            }
+        }
+        verdicts
     }
 
     /// Why the stage failed, for people: the failed gate, and the window's rate and causes when
@@ -206,7 +267,7 @@ impl Monitor {
             "stage `{}` ({}%): {}",
             stage.name, stage.weight, verdict.message
         );
-        if verdict.gate != "success-rate" && watch.canary.len() > 0 {
+        if verdict.gate != "success-rate" && verdict.query.is_none() && watch.canary.len() > 0 {
             let window = watch.canary.window_summary();
             reason.push_str(&format!(
                 "; success rate {} over {} probes",
@@ -353,6 +414,17 @@ impl Monitor {
             );
         }
         drop(tx);
+        let (metric_tx, mut metric_rx) = mpsc::channel(256);
+        spawn_metrics(
+            &mut tasks,
+            &self.metrics,
+            stage,
+            &self.stage_vars(stage),
+            watch.started,
+            &metric_tx,
+        );
+        drop(metric_tx);
+        let mut metrics_open = true;
         let (end, waiting) = match &until {
             Until::End => (
                 watch
@@ -405,6 +477,35 @@ impl Monitor {
                         }
                     }
                 }
+                received = metric_rx.recv(), if metrics_open => {
+                    let Some(measurement) = received else {
+                        // No metric gate in this stage.
+                        metrics_open = false;
+                        continue;
+                    };
+                    let spec = &self.metrics[measurement.index];
+                    let line = metric::log_line(spec, &measurement);
+                    log.line(&format!(
+                        "[{}] {} {}% {line}",
+                        crate::util::now_rfc3339(),
+                        stage.name,
+                        stage.weight
+                    ));
+                    if !matches!(measurement.outcome, metric::Outcome::Pass { .. }) {
+                        tracing::warn!("stage `{}`: {line}", stage.name);
+                    }
+                    watch.metrics[measurement.index].push(spec, measurement);
+                    let verdicts = self.evaluate(stage, watch);
+                    if let Some(verdict) = gates::breach(&verdicts) {
+                        let stop = Stop::Breach {
+                            reason: Self::reason(stage, verdict, watch),
+                            verdict: verdict.clone(),
+                        };
+                        watch.verdicts = verdicts;
+                        break stop;
+                    }
+                    watch.verdicts = verdicts;
+                }
                 received = rx.recv() => {
                     let Some((role, observation)) = received else {
                         // Every probe task ended: cannot happen while the stage runs.
@@ -412,7 +513,9 @@ impl Monitor {
                         break Stop::Breach {
                             reason: format!("stage `{}`: the probes stopped unexpectedly", stage.name),
                             verdict: Verdict {
-                                gate: "samples",
+                                gate: "samples".into(),
+                                query: None,
+                                dependency: false,
                                 status: Status::NoData,
                                 value: None,
                                 measured: "-".into(),

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::config::{Percent, ProbeConfig, StageConfig};
+use super::config::{AlertsConfig, BackendConfig, MetricConfig, Percent, ProbeConfig, StageConfig};
 use super::gates::{DegradedPolicy, Thresholds};
+use super::metric::{MetricSpec, NoDataPolicy};
 use super::probe::{Probe, Target};
 use crate::error::{Error, Result};
 use crate::health::Rule;
@@ -66,6 +67,8 @@ pub(crate) struct Plan {
     pub(crate) verify_timeout: Duration,
     pub(crate) verify_successes: u32,
     pub(crate) verify_interval: Duration,
+    /// Metric gates (Prometheus queries, alerts), measured beside the probes.
+    pub(crate) metrics: Vec<MetricSpec>,
 }
 
 /// What a plan is made of: each value as the command read it (flag > input > `shipgate.yml`);
@@ -102,6 +105,10 @@ pub(crate) struct Inputs {
     pub(crate) hooks: Hooks,
     pub(crate) verify_timeout: Option<HumanDuration>,
     pub(crate) verify_successes: Option<u32>,
+    /// `rollout.prometheus`, `rollout.metrics` and `rollout.alerts` in `shipgate.yml`.
+    pub(crate) prometheus: Option<BackendConfig>,
+    pub(crate) metrics: Vec<MetricConfig>,
+    pub(crate) alerts: Option<AlertsConfig>,
 }
 
 impl Plan {
@@ -259,7 +266,40 @@ impl Plan {
             verify_timeout,
         )?;
 
+        let metrics = super::metric::resolve(
+            inputs.prometheus.as_ref(),
+            &inputs.metrics,
+            inputs.alerts.as_ref(),
+        )?;
+        for spec in &metrics {
+            if let Some(names) = &spec.stages
+                && let Some(unknown) = names.iter().find(|n| !stages.iter().any(|s| &s.name == *n))
+            {
+                return Err(Error::usage(format!(
+                    "{} names stage `{unknown}`, which is not in the plan ({})",
+                    spec.gate,
+                    stages
+                        .iter()
+                        .map(|s| format!("`{}`", s.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            for stage in stages.iter().filter(|s| spec.applies(&s.name)) {
+                if spec.no_data != NoDataPolicy::Ignore && spec.initial_delay >= stage.duration {
+                    return Err(Error::usage(format!(
+                        "{}: its `initial-delay` ({}) is not shorter than stage `{}` ({}): it could only end with no data; shorten the delay or lengthen the stage",
+                        spec.gate,
+                        format_duration(spec.initial_delay),
+                        stage.name,
+                        format_duration(stage.duration)
+                    )));
+                }
+            }
+        }
+
         Ok(Plan {
+            metrics,
             stages,
             canary,
             baseline,
@@ -415,6 +455,9 @@ impl Plan {
         }
         if self.stages.iter().any(|s| s.pause) {
             lines.push("(+a: plus the time waiting for approval)".to_string());
+        }
+        for spec in &self.metrics {
+            lines.push(format!("metric gate {}", spec.describe()));
         }
         lines
     }

@@ -173,6 +173,9 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
                     .map(|v| format!("{}: {} (needs {})", v.gate, v.measured, v.threshold));
                 let text = match (record.cause, stopped_here, gate) {
                     (Some(Cause::Gate), true, Some(gate)) => gate,
+                    (Some(Cause::Dependency), true, Some(gate)) => {
+                        format!("metrics backend failed: {gate}")
+                    }
                     (Some(Cause::Hook), true, _) => "the stage hook failed".to_string(),
                     (Some(Cause::Signal), true, _) => "cancelled".to_string(),
                     (Some(Cause::Panic), true, _) => "shipgate bug (panic)".to_string(),
@@ -220,6 +223,7 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
                     Status::Pass => "pass".to_string(),
                     Status::Fail => "**fail**".to_string(),
                     Status::NoData => "no data".to_string(),
+                    Status::Ignored => "no data (ignored)".to_string(),
                 },
             ]);
         }
@@ -228,6 +232,23 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
             failed.name,
             gates.render()
         ));
+        let queries: Vec<String> = failed
+            .verdicts
+            .iter()
+            .filter_map(|v| {
+                v.query.as_ref().map(|q| {
+                    format!(
+                        "- `{}`: `{}` — {}",
+                        v.gate,
+                        actions::one_line(q).replace('`', "'"),
+                        actions::one_line(&v.message)
+                    )
+                })
+            })
+            .collect();
+        if !queries.is_empty() {
+            out.push_str(&format!("\nMetric gates:\n\n{}\n", queries.join("\n")));
+        }
         if !failed.causes.is_empty() {
             let causes: Vec<String> = failed
                 .causes

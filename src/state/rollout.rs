@@ -26,7 +26,7 @@ pub(crate) struct RolloutFile {
     /// What stopped the rollout.
     pub(crate) cause: Option<Cause>,
     /// The gate that failed (`success-rate`, `p95-latency`, `consecutive-failures`, `samples`,
-    /// `baseline`), when a gate stopped the rollout.
+    /// `baseline`, `metric:<name>`, `alerts`), when a gate stopped the rollout.
     pub(crate) failed_gate: Option<String>,
     /// The stage whose hook ran last, and its weight: where traffic stood (before any rollback).
     pub(crate) current_stage: Option<String>,
@@ -65,6 +65,9 @@ pub(crate) enum Cause {
     Signal,
     /// A bug in shipgate.
     Panic,
+    /// A metrics backend failed (down, 5xx, refused the query) after retries: the stage could
+    /// not be judged, so it was rolled back.
+    Dependency,
 }
 
 /// Where a stage stands.
@@ -139,6 +142,8 @@ pub(crate) enum Status {
     Pass,
     Fail,
     NoData,
+    /// A metric without data whose `no-data: ignore` leaves it out of the verdict.
+    Ignored,
 }
 
 /// One gate's last evaluation: the measured value against its threshold.
@@ -155,6 +160,9 @@ pub(crate) struct StageVerdict {
     pub(crate) threshold: String,
     /// One sentence a person reads in the summary.
     pub(crate) message: String,
+    /// A metric gate's query as sent (templated, secrets redacted); `None` for probe gates.
+    #[serde(default)]
+    pub(crate) query: Option<String>,
 }
 
 /// Counts over some set of probe samples.

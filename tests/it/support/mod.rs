@@ -9,6 +9,7 @@ pub mod git_repo;
 pub mod health_server;
 pub mod http_server;
 pub mod postgres;
+pub mod prometheus;
 pub mod s3;
 pub mod watchdog;
 
