@@ -16,7 +16,7 @@ use crate::backup::restore::{
     Chosen, RestoreResult, location_in_record, read_sidecar, restore, state_of, summary,
 };
 use crate::backup::sidecar::Sidecar;
-use crate::backup::verify::compare_counts;
+use crate::backup::verify::compare_backup_tables;
 use crate::backup::{archive, say};
 use crate::error::{Error, Result};
 use crate::postgres::Database;
@@ -153,7 +153,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let counts_match = sidecar
         .row_counts
         .as_ref()
-        .map(|expected| compare_counts(expected, &counts));
+        .map(|expected| compare_backup_tables(expected, &counts));
     let result = RestoreResult::new(
         &deployment_id,
         &sidecar,
