@@ -21,7 +21,7 @@ use super::{Outcome, set_outputs};
 use crate::actions::{self, Level};
 use crate::error::{Error, Result};
 use crate::gate::poll::{Decision, Options, Poll, requirements};
-use crate::gate::preflight::{Override, Preflight, Recency};
+use crate::gate::preflight::{AlertsGate, Override, Preflight, Recency};
 use crate::gate::report::Report;
 use crate::gate::security::{self, SecurityGate};
 use crate::gate::window::Calendar;
@@ -107,6 +107,11 @@ pub(crate) struct Args {
     /// `security-not-enabled`) [default: fail]
     #[arg(long, value_name = "POLICY")]
     pub(crate) security_not_enabled: Option<String>,
+    /// No-firing-alerts gate: refuse while an alert matching this selector fires, e.g.
+    /// `severity=~"critical|warning", service="api"`; the backend is `rollout.alerts` or
+    /// `rollout.prometheus` in shipgate.yml (input `no-firing-alerts`)
+    #[arg(long, value_name = "SELECTOR")]
+    pub(crate) no_firing_alerts: Option<String>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 }
@@ -217,11 +222,45 @@ async fn preflight(args: &Args, settings: &Settings) -> Result<Preflight> {
         }
         None => None,
     };
+    let alerts = match settings.text(
+        "no-firing-alerts",
+        args.no_firing_alerts.clone(),
+        file.no_firing_alerts.as_ref(),
+    ) {
+        Some(text) => {
+            let selector = text
+                .parse()
+                .map_err(|e| Error::usage(format!("`no-firing-alerts`: {e}")))?;
+            let rollout = settings.file.rollout.as_ref();
+            let backend = rollout
+                .and_then(|r| r.prometheus.clone())
+                .unwrap_or_default();
+            let own = rollout.and_then(|r| r.alerts.as_ref());
+            let api = own.and_then(|a| a.api).unwrap_or_default();
+            let client = crate::rollout::metric::client(
+                "`no-firing-alerts`",
+                api.name(),
+                own.and_then(|a| a.address.as_ref()),
+                own.and_then(|a| a.auth.as_ref()),
+                own.and_then(|a| a.headers.as_ref()),
+                own.and_then(|a| a.timeout),
+                &backend,
+            )?;
+            Some(AlertsGate {
+                client,
+                api,
+                selector,
+                text: actions::one_line(&text),
+            })
+        }
+        None => None,
+    };
     Ok(Preflight {
         window,
         override_window,
         recency,
         security,
+        alerts,
     })
 }
 

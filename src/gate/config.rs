@@ -26,4 +26,7 @@ pub(crate) struct FileConfig {
     pub(crate) security_sources: Option<Vec<String>>,
     /// `fail` (default) or `warn` when a source is not enabled or not readable.
     pub(crate) security_not_enabled: Option<String>,
+    /// No-firing-alerts gate: refuse while an alert matching this selector fires (the backend
+    /// is `rollout.alerts`' or `rollout.prometheus`').
+    pub(crate) no_firing_alerts: Option<String>,
 }

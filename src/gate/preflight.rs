@@ -6,8 +6,10 @@
 use std::time::Duration;
 
 use crate::backup::prune::list_backups;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::github::GitHub;
+use crate::metrics::alerts::{Api, Selector, firing};
+use crate::metrics::prometheus::Client;
 use crate::process::Shutdown;
 use crate::state::gate::{PreflightRow, PreflightVerdict};
 use crate::storage::{Location, Storage};
@@ -38,11 +40,25 @@ pub(crate) struct Preflight {
     pub(crate) override_window: Option<Override>,
     pub(crate) recency: Option<Recency>,
     pub(crate) security: Option<SecurityGate>,
+    pub(crate) alerts: Option<AlertsGate>,
+}
+
+/// The no-firing-alerts gate (seed 002 "no active Sev-1/Sev-2 incidents", seed 000 "unresolved
+/// P0 incident"): alerts matching `selector` firing at the backend refuse the deployment.
+pub(crate) struct AlertsGate {
+    pub(crate) client: Client,
+    pub(crate) api: Api,
+    pub(crate) selector: Selector,
+    /// The selector as written, for the row.
+    pub(crate) text: String,
 }
 
 impl Preflight {
     pub(crate) fn is_empty(&self) -> bool {
-        self.window.is_none() && self.recency.is_none() && self.security.is_none()
+        self.window.is_none()
+            && self.recency.is_none()
+            && self.security.is_none()
+            && self.alerts.is_none()
     }
 
     /// Every gate's verdict, in order. A destination that cannot be read is an error (exit 3),
@@ -60,11 +76,62 @@ impl Preflight {
         if let Some(gate) = &self.security {
             rows.push(security::check(github, gate).await?);
         }
+        if let Some(alerts) = &self.alerts {
+            rows.push(alerts_row(alerts).await?);
+        }
         if let Some(recency) = &self.recency {
             rows.push(recency_row(recency, now, shutdown).await?);
         }
         Ok(rows)
     }
+}
+
+async fn alerts_row(gate: &AlertsGate) -> Result<PreflightRow> {
+    let firing = firing(&gate.client, gate.api, &gate.selector)
+        .await
+        .map_err(|e| {
+            Error::dependency(format!(
+                "cannot read the firing alerts from {} ({}): {e}",
+                gate.client.label(),
+                gate.api.name()
+            ))
+        })?;
+    let (verdict, reason) = if firing.is_empty() {
+        (
+            PreflightVerdict::Pass,
+            format!(
+                "no alert matching `{}` is firing at {}",
+                gate.text,
+                gate.client.label()
+            ),
+        )
+    } else {
+        let named: Vec<String> = firing.iter().take(5).map(|a| a.describe()).collect();
+        (
+            PreflightVerdict::Fail,
+            format!(
+                "{} alert(s) matching `{}` firing at {}: {}{}",
+                firing.len(),
+                gate.text,
+                gate.client.label(),
+                named.join("; "),
+                if firing.len() > 5 {
+                    format!(" and {} more", firing.len() - 5)
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    };
+    Ok(PreflightRow {
+        gate: "no-firing-alerts".into(),
+        verdict,
+        reason,
+        measured: Some(format!("{} firing", firing.len())),
+        links: Vec::new(),
+        override_by: None,
+        override_reason: None,
+    })
 }
 
 async fn recency_row(

@@ -233,8 +233,9 @@ fn auth(what: &str, config: &AuthConfig) -> Result<Auth> {
     }
 }
 
-/// The backend of one gate: its own keys over `rollout.prometheus`'s.
-fn client(
+/// The backend of one gate: its own keys over `rollout.prometheus`'s. Also `gate`'s
+/// no-firing-alerts preflight, from `rollout.alerts` over `rollout.prometheus`.
+pub(crate) fn client(
     what: &str,
     kind: &str,
     address: Option<&String>,

@@ -378,3 +378,58 @@ fn a_source_that_is_not_enabled_refuses_unless_accepted() {
         bad.stderr
     );
 }
+
+#[test]
+fn a_firing_alert_refuses_the_deploy_and_a_pending_one_does_not() {
+    use crate::support::prometheus::Prometheus;
+    let gh = world();
+    gh.check(SHA, "build", "success");
+    let rules = "groups:\n  - name: incidents\n    rules:\n      - alert: Sev1CheckoutDown\n        expr: vector(1)\n        labels:\n          severity: critical\n          service: api\n      - alert: SlowBurn\n        expr: vector(1)\n        for: 1h\n        labels:\n          severity: warning\n          service: api\n";
+    let prometheus = Prometheus::start(&[], Some(rules));
+    prometheus.wait_for("ALERTS{alertstate=\"firing\"}");
+    let dir = tempfile::tempdir().expect("workdir");
+    std::fs::write(
+        dir.path().join("shipgate.yml"),
+        format!(
+            "rollout:\n  prometheus:\n    address: {}\n",
+            prometheus.url()
+        ),
+    )
+    .expect("write shipgate.yml");
+
+    let refused = gate(&gh, dir.path())
+        .input(
+            "no-firing-alerts",
+            "severity=~\"critical|warning\", service=\"api\"",
+        )
+        .run();
+    refused.expect_code(1);
+    let row = &gate_json(dir.path())["preflight"][0];
+    assert_eq!(row["gate"], "no-firing-alerts");
+    assert_eq!(row["verdict"], "fail", "{row}");
+    let reason = row["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("1 alert(s) matching") && reason.contains("Sev1CheckoutDown"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("SlowBurn"),
+        "a pending alert does not count: {reason}"
+    );
+    assert_eq!(check_run_requests(&gh), 0, "refused before polling");
+
+    // Only the pending one matches: the gate goes on.
+    gate(&gh, dir.path())
+        .input("no-firing-alerts", "severity=\"warning\"")
+        .run()
+        .expect_code(0);
+    assert_eq!(gate_json(dir.path())["preflight"][0]["verdict"], "pass");
+
+    // A backend that is down is a dependency error, never a pass.
+    drop(prometheus);
+    let down = gate(&gh, dir.path())
+        .input("no-firing-alerts", "severity=\"critical\"")
+        .env("SHIPGATE_RETRY_SCALE", "0.01")
+        .run();
+    down.expect_code(3);
+}
