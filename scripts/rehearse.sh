@@ -235,6 +235,24 @@ status=0
 
 id="$(cat "$app/.shipgate/latest" 2>/dev/null || true)"
 state="$app/.shipgate/$id"
+
+# --- The restore drill (seed 001 D6, seed 002 "weekly restore drill") ---------------------------
+# After a successful deploy: the backup just taken, restored into a scratch database on the same
+# server (never the app's database), RTO/RPO and parity against the row counts it recorded.
+if [ "$status" -eq 0 ]; then
+    say "shipgate drill: restoring the pre-deploy backup into a scratch database"
+    drill_status=0
+    drill_json="$(
+        cd "$app"
+        env -u GITHUB_ACTIONS \
+            "INPUT_DRILL-DATABASE-URL=postgres://postgres:$pg_password@127.0.0.1:$pg_port/postgres" \
+            "$bin" --format json drill
+    )" || drill_status=$?
+    rto="$(printf '%s' "$drill_json" | sed -n 's/.*"rto_seconds": *\([0-9.]*\).*/\1/p' | head -n1)"
+    echo "restore drill: exit code $drill_status, RTO $(printf '%.2f' "${rto:-0}") s" >&2
+    [ "$drill_status" -eq 0 ] || status=$drill_status
+fi
+
 say "result: exit code $status"
 echo "service routing now: $(tr '\n' ' ' <"$SAMPLE_CONTROL")" >&2
 echo "schema: $(psql -X -q -At -c "SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'customers'")" >&2
