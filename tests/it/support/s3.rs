@@ -123,6 +123,7 @@ impl S3Server {
     pub fn start() -> S3Server {
         let begun = Instant::now();
         let weed = weed_path();
+        refuse_a_nearly_full_disk();
         let mut last = String::new();
         for _attempt in 0..4 {
             match S3Server::try_start(&weed) {
@@ -518,6 +519,29 @@ pub fn unsigned_get_status(endpoint_port: u16, path: &str) -> u16 {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in response: {response:?}"))
+}
+
+/// weed's volume server marks every volume read-only below 1% free disk (`-minFreeSpace`,
+/// which `weed mini` does not expose); every PUT then answers 500 after the SDK's retries.
+/// Say so up front, instead of 60 s of "InternalError" per test.
+fn refuse_a_nearly_full_disk() {
+    let tmp = std::env::temp_dir();
+    let Ok(st) = nix::sys::statvfs::statvfs(&tmp) else {
+        return;
+    };
+    let block = st.fragment_size() as u128;
+    let total = st.blocks() as u128 * block;
+    let free = st.blocks_available() as u128 * block;
+    if total > 0 && free * 100 < total * 2 {
+        panic!(
+            "the disk holding {} has {} MiB free of {} MiB (under 2%): SeaweedFS marks its \
+             volumes read-only below 1% and every PUT fails with 500 InternalError; free disk \
+             space (old cargo target dirs are the usual culprit) and run again",
+            tmp.display(),
+            free >> 20,
+            total >> 20
+        );
+    }
 }
 
 fn make_client(endpoint: &str, access_key: &str, secret_key: &str, retries: bool) -> Client {
