@@ -179,10 +179,16 @@ pub(crate) fn format_duration(duration: Duration) -> String {
 }
 
 /// The current time as RFC 3339 UTC with second precision, e.g. `2026-11-22T01:51:22Z`.
+/// Truncated, never rounded up: a time read back is never in the future, so an age measured
+/// from it is never shorter than the real one.
 pub(crate) fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
+    let now = jiff::Timestamp::now();
+    now.round(
+        jiff::TimestampRound::new()
+            .smallest(jiff::Unit::Second)
+            .mode(jiff::RoundMode::Trunc),
+    )
+    .map_or_else(|_| now.to_string(), |t| t.to_string())
 }
 
 /// Scales the pause between retries: `SHIPGATE_RETRY_SCALE=0.01` makes tests fast without
@@ -237,6 +243,16 @@ impl<'de> serde::Deserialize<'de> for HumanDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_never_written_in_the_future() {
+        // Rounded to the nearest second, about half of these would lie ahead of the clock.
+        for _ in 0..20 {
+            let written: jiff::Timestamp = now_rfc3339().parse().expect("RFC 3339");
+            assert!(written <= jiff::Timestamp::now(), "{written}");
+            std::thread::sleep(Duration::from_millis(37));
+        }
+    }
 
     #[test]
     fn durations_parse_and_print() {
