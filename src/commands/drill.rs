@@ -122,11 +122,34 @@ async fn options(args: &Args, settings: &Settings, id: &str) -> Result<Options> 
         .with_application_name(&format!("shipgate drill {id}"));
     if let Some(production) = settings::secret("database-url", &["DATABASE_URL"]) {
         let production = Database::from_url("`database-url`", &production)?;
-        if run::same_database(&server, &production) {
-            return Err(Error::usage(format!(
+        let refuse = || {
+            Error::usage(format!(
                 "`drill-database-url` names the same database as `database-url` (`{}`): a drill restores into a scratch database on a separate server, never next to production. Point `drill-database-url` at a drill server; nothing was done",
                 server.display()
-            )));
+            ))
+        };
+        if run::same_database(&server, &production) {
+            return Err(refuse());
+        }
+        match run::relation(&server, &production).await {
+            run::Relation::SameDatabase => return Err(refuse()),
+            run::Relation::SameServer => actions::annotate(
+                actions::Level::Warning,
+                Some("shipgate drill"),
+                &format!(
+                    "`drill-database-url` (`{}`) is on the same PostgreSQL cluster as `database-url` (same system identifier): the drill's restore load lands on production's server; point it at a separate drill server",
+                    server.display()
+                ),
+            ),
+            run::Relation::Separate => {}
+            run::Relation::Unknown(why) => actions::annotate(
+                actions::Level::Notice,
+                Some("shipgate drill"),
+                &format!(
+                    "could not ask both servers for their system identifier ({}); the drill server was told apart from production by its URL only",
+                    crate::text::one_line(&why)
+                ),
+            ),
         }
     }
     let which = which(args, settings)?;

@@ -318,6 +318,44 @@ pub(crate) fn same_database(a: &Database, b: &Database) -> bool {
     key(a) == key(b)
 }
 
+/// How the drill server and the production database relate, asked of the servers themselves.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Relation {
+    /// The same cluster (`system_identifier`) and the same database: refused.
+    SameDatabase,
+    /// The same cluster, another database: allowed, with a warning (the drill's load lands on
+    /// production's server).
+    SameServer,
+    /// Different clusters.
+    Separate,
+    /// One of them could not be asked (why); only the URLs could be compared.
+    Unknown(String),
+}
+
+/// Asks both servers who they are: the cluster's `system_identifier` (`pg_control_system()`,
+/// readable by any role) and the database connected to. Unlike [`same_database`] this sees
+/// through DNS aliases, `hostaddr`, proxies and port forwards.
+pub(crate) async fn relation(server: &Database, production: &Database) -> Relation {
+    const WHO: &str = "SELECT system_identifier::text || ' ' || current_database() \
+                       FROM pg_control_system()";
+    let (a, b) = tokio::join!(server.scalar(WHO), production.scalar(WHO));
+    match (a, b) {
+        (Ok(Some(a)), Ok(Some(b))) => {
+            let cluster = |who: &str| who.split(' ').next().unwrap_or_default().to_string();
+            if a == b {
+                Relation::SameDatabase
+            } else if cluster(&a) == cluster(&b) {
+                Relation::SameServer
+            } else {
+                Relation::Separate
+            }
+        }
+        (Err(e), _) => Relation::Unknown(format!("`drill-database-url`: {e}")),
+        (_, Err(e)) => Relation::Unknown(format!("`database-url`: {e}")),
+        _ => Relation::Unknown("no answer to `pg_control_system()`".into()),
+    }
+}
+
 /// The URL of the scratch database: `drill-database-url` naming it instead (a secret).
 fn scratch_url(server_url: &Secret, name: &str) -> Result<Secret> {
     let mut url = url::Url::parse(server_url.expose())

@@ -104,6 +104,13 @@ fn a_drill_of_a_multi_table_backup_passes_and_reports_rto_rpo_and_parity() {
     run.expect_code(0);
     assert_eq!(run.outputs["result"], "pass");
     assert_eq!(run.outputs["backup-id"], format!("backup-{}", case.id));
+    // The drill server here is production's own cluster (another database on it): allowed, said.
+    assert!(
+        run.stderr
+            .contains("is on the same PostgreSQL cluster as `database-url`"),
+        "{}",
+        run.stderr
+    );
     let rto: f64 = run.outputs["rto-seconds"].parse().expect("rto-seconds");
     let rpo: f64 = run.outputs["rpo-seconds"].parse().expect("rpo-seconds");
     assert!(rto > 0.0, "{rto}");
@@ -245,9 +252,15 @@ fn the_production_database_as_drill_server_is_refused_before_anything_runs() {
     let case = Case::new();
     let source = seeded("drill_refused");
     let before = databases();
-    // The same database through another name for the local host.
+    // The same database through another name for the local host, and through a name no URL
+    // comparison can see through (a DNS alias with libpq's `hostaddr`): the servers' own system
+    // identifiers tell.
     let same = pg().url(&source).replace("127.0.0.1", "localhost");
-    for url in [pg().url(&source), same] {
+    let alias = format!(
+        "{}?hostaddr=127.0.0.1&sslmode=disable",
+        pg().url(&source).replace("127.0.0.1", "prod-db.example")
+    );
+    for url in [pg().url(&source), same, alias] {
         let run = case
             .shipgate(&source)
             .actions()
@@ -301,4 +314,104 @@ fn a_backup_older_than_max_rpo_fails_naming_its_age() {
     // The restore itself was fine.
     assert_eq!(verdict(&drill, "row-counts").0, "pass");
     assert_eq!(verdict(&drill, "rto").0, "pass");
+}
+
+#[test]
+fn keep_leaves_the_scratch_database_and_says_its_name() {
+    let _serial = one_at_a_time();
+    let case = Case::new();
+    let (source, destination, _) = backed_up(&case, "drill_keep");
+    let before = databases();
+    let run = case
+        .shipgate(&source)
+        .actions()
+        .input("drill-database-url", &pg().url("postgres"))
+        .args(["drill", "--destination", &destination, "--keep"])
+        .run();
+    run.expect_code(0);
+    let scratch = run.outputs["scratch-database"].clone();
+    assert!(
+        run.stderr.contains(&format!(
+            "keeping the scratch database `{scratch}` (`--keep`)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(drill_json(&case)["scratch_dropped"], false);
+    // It is there, restored: the rows can be looked at.
+    assert_eq!(
+        pg().psql(&scratch, "SELECT count(*) FROM accounts").trim(),
+        "5000"
+    );
+    let mut after = databases();
+    after.retain(|d| d != &scratch);
+    assert_eq!(after, before, "only the kept one is new");
+    pg().psql("postgres", &format!("DROP DATABASE \"{scratch}\""));
+}
+
+#[test]
+fn sigterm_mid_drill_drops_the_scratch_database_and_exits_4() {
+    let _serial = one_at_a_time();
+    let case = Case::new();
+    let (source, destination, _) = backed_up(&case, "drill_sigterm");
+    // A smoke test that holds a session on the scratch database until it is stopped.
+    let suite = case.path().join("slow-smoke.yml");
+    std::fs::write(
+        &suite,
+        "vars:\n  db:\n    env: SHIPGATE_DRILL_DATABASE_URL\n    secret: true\ntests:\n  - name: a slow query\n    timeout: 5m\n    database:\n      url: \"{{db}}\"\n      query: SELECT 1 FROM pg_sleep(300)\n    expect:\n      - value == 1\n",
+    )
+    .expect("write suite");
+    let before = databases();
+    let mut running = case
+        .shipgate(&source)
+        .actions()
+        .input("drill-database-url", &pg().url("postgres"))
+        .args([
+            "drill",
+            "--destination",
+            &destination,
+            "--smoke-suite",
+            &suite.display().to_string(),
+        ])
+        .spawn();
+    // Wait until the smoke suite's session sleeps on the scratch database.
+    let sleeping = || {
+        pg().psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'shipgate\\_drill\\_%' \
+             AND query LIKE '%pg_sleep(300)%'",
+        )
+        .trim()
+            == "1"
+    };
+    let waited = std::time::Instant::now();
+    while !sleeping() {
+        assert!(
+            !running.exited(),
+            "the drill ended early:\n{}",
+            running.stderr()
+        );
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(120),
+            "the smoke query never started:\n{}",
+            running.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let run = running.wait();
+    run.expect_code(4);
+    assert!(
+        run.stderr.contains("cancelled by SIGTERM"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(databases(), before, "the scratch database is gone");
+    let drill = drill_json(&case);
+    assert_eq!(drill["result"], "fail", "{drill:#}");
+    assert_eq!(drill["scratch_dropped"], true, "{drill:#}");
 }
