@@ -20,6 +20,7 @@ use super::backup::{self, StoreArgs};
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Level};
 use crate::error::{Error, Result};
+use crate::gate::endpoint::EndpointGate;
 use crate::gate::poll::{Decision, Options, Poll, requirements};
 use crate::gate::preflight::{AlertsGate, Override, Preflight, Recency};
 use crate::gate::report::Report;
@@ -255,11 +256,19 @@ async fn preflight(args: &Args, settings: &Settings) -> Result<Preflight> {
         }
         None => None,
     };
+    let endpoints = file
+        .endpoints
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, config)| EndpointGate::resolve(index, config))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Preflight {
         window,
         override_window,
         recency,
         security,
+        endpoints,
         alerts,
     })
 }

@@ -29,4 +29,7 @@ pub(crate) struct FileConfig {
     /// No-firing-alerts gate: refuse while an alert matching this selector fires (the backend
     /// is `rollout.alerts`' or `rollout.prometheus`').
     pub(crate) no_firing_alerts: Option<String>,
+    /// JSON endpoint gates: a status page or an incident tool's API, a JSON path and a
+    /// condition each (see `gate::endpoint`).
+    pub(crate) endpoints: Option<Vec<super::endpoint::EndpointConfig>>,
 }

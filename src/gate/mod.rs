@@ -8,6 +8,7 @@
 pub(crate) mod api;
 pub(crate) mod checks;
 pub(crate) mod config;
+pub(crate) mod endpoint;
 pub(crate) mod own_run;
 pub(crate) mod poll;
 pub(crate) mod preflight;

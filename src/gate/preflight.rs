@@ -15,6 +15,7 @@ use crate::state::gate::{PreflightRow, PreflightVerdict};
 use crate::storage::{Location, Storage};
 use crate::util::format_duration;
 
+use super::endpoint::EndpointGate;
 use super::security::{self, SecurityGate};
 use super::window::Calendar;
 
@@ -41,6 +42,7 @@ pub(crate) struct Preflight {
     pub(crate) recency: Option<Recency>,
     pub(crate) security: Option<SecurityGate>,
     pub(crate) alerts: Option<AlertsGate>,
+    pub(crate) endpoints: Vec<EndpointGate>,
 }
 
 /// The no-firing-alerts gate (seed 002 "no active Sev-1/Sev-2 incidents", seed 000 "unresolved
@@ -59,6 +61,7 @@ impl Preflight {
             && self.recency.is_none()
             && self.security.is_none()
             && self.alerts.is_none()
+            && self.endpoints.is_empty()
     }
 
     /// Every gate's verdict, in order. A destination that cannot be read is an error (exit 3),
@@ -78,6 +81,9 @@ impl Preflight {
         }
         if let Some(alerts) = &self.alerts {
             rows.push(alerts_row(alerts).await?);
+        }
+        for endpoint in &self.endpoints {
+            rows.push(endpoint.row().await?);
         }
         if let Some(recency) = &self.recency {
             rows.push(recency_row(recency, now, shutdown).await?);

@@ -5,6 +5,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod condition;
+pub(crate) mod json_path;
 pub(crate) mod prometheus;
 pub(crate) mod template;
 

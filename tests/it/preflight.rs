@@ -433,3 +433,162 @@ fn a_firing_alert_refuses_the_deploy_and_a_pending_one_does_not() {
         .run();
     down.expect_code(3);
 }
+
+#[test]
+fn a_json_endpoint_gate_reads_a_status_page_and_an_incident_api() {
+    use crate::support::stub_http::{Outgoing, serve};
+    use std::sync::{Arc, Mutex};
+    let token = "inc-token-9f8e7d6c5b4a";
+    // What the status page and the incident tool say; changed by the test between runs.
+    let indicator = Arc::new(Mutex::new("none".to_string()));
+    let open = Arc::new(Mutex::new(json!([])));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = {
+        let (indicator, open, seen) = (indicator.clone(), open.clone(), seen.clone());
+        serve(move |request| {
+            seen.lock().expect("lock").push(request.clone());
+            match request.path.as_str() {
+                "/api/v2/status.json" => Outgoing::json(
+                    200,
+                    &json!({"page": {"name": "Acme"}, "status": {"indicator": *indicator.lock().expect("lock"), "description": "x"}}),
+                ),
+                "/incidents"
+                    if request.header("authorization") == Some(&format!("Bearer {token}")) =>
+                {
+                    Outgoing::json(
+                        200,
+                        &json!({"data": {"incidents": *open.lock().expect("lock")}}),
+                    )
+                }
+                "/incidents" => Outgoing::json(401, &json!({"error": "no token"})),
+                _ => Outgoing::json(500, &json!({"error": "down"})),
+            }
+        })
+    };
+    let gh = world();
+    gh.check(SHA, "build", "success");
+    let dir = tempfile::tempdir().expect("workdir");
+    let write = |second: &str| {
+        std::fs::write(
+            dir.path().join("shipgate.yml"),
+            format!(
+                "gate:\n  endpoints:\n    - name: status page\n      url: {url}/api/v2/status.json\n      path: status.indicator\n      condition: '== \"none\"'\n    - name: open sev1/sev2 incidents\n      url: {url}{second}\n      path: data.incidents\n      condition: '== 0'\n      auth:\n        bearer: INCIDENT_TOKEN\n      timeout: 5s\n",
+                url = server.url
+            ),
+        )
+        .expect("write shipgate.yml");
+    };
+    write("/incidents?status=open&severity=sev1,sev2");
+    let run = || {
+        gate(&gh, dir.path())
+            .env("INCIDENT_TOKEN", token)
+            .env("SHIPGATE_RETRY_SCALE", "0.01")
+            .run()
+    };
+
+    let calm = run();
+    calm.expect_code(0);
+    let rows = gate_json(dir.path())["preflight"].clone();
+    assert_eq!(rows[0]["gate"], "endpoint: status page");
+    assert_eq!(rows[0]["verdict"], "pass", "{rows}");
+    assert_eq!(rows[1]["gate"], "endpoint: open sev1/sev2 incidents");
+    assert_eq!(rows[1]["verdict"], "pass", "{rows}");
+    assert_eq!(rows[1]["measured"], "0 item(s)", "{rows}");
+    let asked = seen
+        .lock()
+        .expect("io")
+        .iter()
+        .find(|r| r.path == "/incidents")
+        .cloned()
+        .expect("the incident API was asked");
+    assert_eq!(asked.query_param("severity").as_deref(), Some("sev1,sev2"));
+
+    // A major outage on the status page and an open incident: refused, naming both values.
+    *indicator.lock().expect("lock") = "major".into();
+    *open.lock().expect("lock") = json!([{"id": "INC-7", "severity": "sev1"}]);
+    let polled = check_run_requests(&gh);
+    let refused = run();
+    refused.expect_code(1);
+    let rows = gate_json(dir.path())["preflight"].clone();
+    assert_eq!(rows[0]["verdict"], "fail");
+    assert!(
+        rows[0]["reason"].as_str().is_some_and(|r| r.contains(
+            "`status.indicator` at `status page` is \"major\", which does not meet `== \"none\"`"
+        )),
+        "{rows}"
+    );
+    assert!(
+        rows[1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("is 1 item(s), which does not meet `== 0`")),
+        "{rows}"
+    );
+    assert_eq!(check_run_requests(&gh), polled, "refused before polling");
+
+    // The value is not in the answer: refused, naming the path as far as it went.
+    write("/incidents?status=open");
+    std::fs::write(
+        dir.path().join("shipgate.yml"),
+        std::fs::read_to_string(dir.path().join("shipgate.yml"))
+            .expect("io")
+            .replace("path: status.indicator", "path: status.level"),
+    )
+    .expect("io");
+    *indicator.lock().expect("lock") = "none".into();
+    *open.lock().expect("lock") = json!([]);
+    let missing = run();
+    missing.expect_code(1);
+    assert!(
+        missing
+            .stderr
+            .contains("the answer has no `$.status.level`"),
+        "{}",
+        missing.stderr
+    );
+
+    // Down (500 on every attempt): a dependency error, never a pass; so is a refused token.
+    write("/nowhere");
+    let down = run();
+    down.expect_code(3);
+    assert!(
+        down.stderr.contains("did not answer after"),
+        "{}",
+        down.stderr
+    );
+    write("/incidents");
+    let unauthorised = gate(&gh, dir.path())
+        .env("INCIDENT_TOKEN", "wrong-token-000")
+        .run();
+    unauthorised.expect_code(3);
+    assert!(
+        unauthorised.stderr.contains("HTTP 401"),
+        "{}",
+        unauthorised.stderr
+    );
+
+    // A bad path or condition is a usage error naming it; nothing is asked.
+    std::fs::write(
+        dir.path().join("shipgate.yml"),
+        format!(
+            "gate:\n  endpoints:\n    - name: status page\n      url: {}/api/v2/status.json\n      path: status..indicator\n      condition: '== \"none\"'\n",
+            server.url
+        ),
+    )
+    .expect("io");
+    let bad = run();
+    bad.expect_code(2);
+    assert!(
+        bad.stderr.contains(
+            "`gate.endpoints` entry `status page`: `path`: `status..indicator` is not a JSON path"
+        ),
+        "{}",
+        bad.stderr
+    );
+
+    let mut places = Vec::new();
+    for r in [&calm, &refused, &missing, &down, &bad] {
+        places.extend(r.everything());
+    }
+    places.extend(read_tree(dir.path()));
+    assert_no_secret(token, places.iter().map(|(n, t)| (n.clone(), t.as_str())));
+}
