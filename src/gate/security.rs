@@ -264,71 +264,73 @@ async fn read(github: &GitHub, source: Source, max: Option<Severity>) -> Result<
         }
     };
     match source {
-        Source::CodeScanning => match github.list::<CodeAlert>(&path, None, MAX_PAGES).await {
-            Ok(listing) => {
-                let open = listing.items.len();
-                let found = listing
-                    .items
-                    .into_iter()
-                    .filter_map(|a| {
-                        // Quality rules (no security severity) are not vulnerabilities.
-                        let severity = Severity::parse(a.rule.security_severity_level.as_deref()?)?;
-                        above(severity).then(|| Finding {
-                            severity,
-                            what: format!(
-                                "code scanning #{} `{}`",
-                                a.number,
-                                crate::text::one_line(
-                                    a.rule
-                                        .id
-                                        .as_deref()
-                                        .or(a.rule.name.as_deref())
-                                        .unwrap_or("?")
-                                )
-                            ),
-                            link: a.html_url,
-                        })
-                    })
-                    .collect();
-                Ok(Read::Alerts(found, open))
+        Source::CodeScanning => {
+            alerts::<CodeAlert>(github, &path, source, &not_enabled, |a| {
+                // Quality rules (no security severity) are not vulnerabilities.
+                let severity = Severity::parse(a.rule.security_severity_level.as_deref()?)?;
+                above(severity).then(|| Finding {
+                    severity,
+                    what: format!(
+                        "code scanning #{} `{}`",
+                        a.number,
+                        crate::text::one_line(
+                            a.rule
+                                .id
+                                .as_deref()
+                                .or(a.rule.name.as_deref())
+                                .unwrap_or("?")
+                        )
+                    ),
+                    link: a.html_url,
+                })
+            })
+            .await
+        }
+        Source::Dependabot => {
+            alerts::<DependabotAlert>(github, &path, source, &not_enabled, |a| {
+                let severity = Severity::parse(&a.security_advisory.severity)?;
+                above(severity).then(|| Finding {
+                    severity,
+                    what: format!(
+                        "Dependabot #{} `{}` in `{}`",
+                        a.number,
+                        crate::text::one_line(&a.security_advisory.ghsa_id),
+                        crate::text::one_line(
+                            a.dependency
+                                .package
+                                .as_ref()
+                                .map(|p| p.name.as_str())
+                                .unwrap_or("?")
+                        )
+                    ),
+                    link: a.html_url,
+                })
+            })
+            .await
+        }
+    }
+}
+
+/// Every open alert of one source, as findings (`finding` keeps those that count); a source
+/// that is not enabled or not readable as [`Read::NotEnabled`].
+async fn alerts<T: serde::de::DeserializeOwned>(
+    github: &GitHub,
+    path: &str,
+    source: Source,
+    not_enabled: &dyn Fn(&GitHubError) -> Option<String>,
+    finding: impl FnMut(T) -> Option<Finding>,
+) -> Result<Read> {
+    match github.list::<T>(path, None, MAX_PAGES).await {
+        Ok(listing) => {
+            let open = listing.items.len();
+            let found = listing.items.into_iter().filter_map(finding).collect();
+            Ok(Read::Alerts(found, open))
+        }
+        Err(e) => match not_enabled(&e) {
+            Some(why) => Ok(Read::NotEnabled(why)),
+            None => {
+                Err(Error::from(e).context(format!("cannot read the {} alerts", source.name())))
             }
-            Err(e) => match not_enabled(&e) {
-                Some(why) => Ok(Read::NotEnabled(why)),
-                None => Err(Error::from(e).context("cannot read the code-scanning alerts")),
-            },
-        },
-        Source::Dependabot => match github.list::<DependabotAlert>(&path, None, MAX_PAGES).await {
-            Ok(listing) => {
-                let open = listing.items.len();
-                let found = listing
-                    .items
-                    .into_iter()
-                    .filter_map(|a| {
-                        let severity = Severity::parse(&a.security_advisory.severity)?;
-                        above(severity).then(|| Finding {
-                            severity,
-                            what: format!(
-                                "Dependabot #{} `{}` in `{}`",
-                                a.number,
-                                crate::text::one_line(&a.security_advisory.ghsa_id),
-                                crate::text::one_line(
-                                    a.dependency
-                                        .package
-                                        .as_ref()
-                                        .map(|p| p.name.as_str())
-                                        .unwrap_or("?")
-                                )
-                            ),
-                            link: a.html_url,
-                        })
-                    })
-                    .collect();
-                Ok(Read::Alerts(found, open))
-            }
-            Err(e) => match not_enabled(&e) {
-                Some(why) => Ok(Read::NotEnabled(why)),
-                None => Err(Error::from(e).context("cannot read the Dependabot alerts")),
-            },
         },
     }
 }
