@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 
 use crate::backup::{contents, pg, s3, seeded};
 use crate::support::file_commands::parse_file_commands;
+use crate::support::git_repo::git_in;
 use crate::support::health_server::{HealthServer, Reply};
 
 /// The runner user's uid on GitHub's hosted runners: the checkout is theirs, not root's.
@@ -201,31 +202,6 @@ impl Drop for Job {
     }
 }
 
-/// `git` in the test's own process, for the workspace repository (as the runner user's
-/// checkout would be made).
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Release Bot",
-            "-c",
-            "user.email=bot@example.invalid",
-        ])
-        .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The image's three everyday jobs in the runner's layout: `validate` against the checkout,
 /// `backup` to S3 and `restore` from it against a real PostgreSQL, and `smoke` against a
 /// loopback service. One test, because the runner's layout is one fixed `/github`.
@@ -235,13 +211,13 @@ fn the_image_validates_backs_up_restores_and_smoke_tests_the_way_the_runner_runs
     let workspace = job.workspace();
 
     // validate: a checkout owned by the runner user (git's "dubious ownership" otherwise).
-    git(&workspace, &["init", "--quiet", "--initial-branch=main"]);
-    git(
+    git_in(&workspace, &["init", "--quiet", "--initial-branch=main"]);
+    git_in(
         &workspace,
         &["commit", "--quiet", "--allow-empty", "-m", "release"],
     );
-    let sha = git(&workspace, &["rev-parse", "HEAD"]);
-    git(&workspace, &["tag", "-a", "v2.4.0", "-m", "v2.4.0"]);
+    let sha = git_in(&workspace, &["rev-parse", "HEAD"]);
+    git_in(&workspace, &["tag", "-a", "v2.4.0", "-m", "v2.4.0"]);
     job.chown_workspace();
     assert_eq!(
         std::fs::metadata(&workspace).expect("workspace").uid(),

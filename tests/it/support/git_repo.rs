@@ -26,26 +26,7 @@ impl GitRepo {
 
     /// Runs git in the repository and returns trimmed stdout; panics on failure.
     pub fn git(&self, args: &[&str]) -> String {
-        let output = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Release Bot",
-                "-c",
-                "user.email=bot@example.invalid",
-            ])
-            .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .expect("run git");
-        assert!(
-            output.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        git_in(self.dir.path(), args)
     }
 
     /// An empty commit on the current branch; returns its SHA.
@@ -61,4 +42,29 @@ impl GitRepo {
     pub fn annotated_tag(&self, name: &str, message: &str) {
         self.git(&["tag", "-a", name, "-m", message]);
     }
+}
+
+/// Runs git in `dir` as the tests' release bot (no user or system config, no signing) and
+/// returns trimmed stdout; panics on failure.
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Release Bot",
+            "-c",
+            "user.email=bot@example.invalid",
+        ])
+        .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("run git");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
