@@ -188,6 +188,23 @@ impl Chosen {
             named,
         })
     }
+
+    /// The backup `--backup-id` names (`backup-<id>` or `<id>`) in `destination`, which it
+    /// needs.
+    pub(crate) fn from_id(id: &str, destination: Option<Location>) -> Result<Chosen> {
+        let id = id.strip_prefix("backup-").unwrap_or(id).to_string();
+        crate::state::check_deployment_id(&id)?;
+        let location = destination.ok_or_else(|| {
+            Error::usage(format!(
+                "`--backup-id backup-{id}` needs the destination it lives in: pass `--destination s3://bucket/prefix` (input `destination`)"
+            ))
+        })?;
+        Ok(Chosen {
+            sidecar: format!("backup-{id}.json"),
+            named: format!("`backup-{id}` in `{}`", location.display()),
+            location,
+        })
+    }
 }
 
 /// The sidecar of the backup `chosen` names, in `storage`, checked: a gate failure when there is

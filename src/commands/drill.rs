@@ -82,20 +82,7 @@ fn which(args: &Args, settings: &Settings) -> Result<Which> {
             &url,
             format!("at {}", actions::quote(&url)),
         )?)),
-        (None, Some(id)) => {
-            let id = id.strip_prefix("backup-").unwrap_or(&id).to_string();
-            crate::state::check_deployment_id(&id)?;
-            let location = destination.ok_or_else(|| {
-                Error::usage(format!(
-                    "`--backup-id backup-{id}` needs the destination it lives in: pass `--destination s3://bucket/prefix` (input `destination`)"
-                ))
-            })?;
-            Ok(Which::Named(Chosen {
-                sidecar: format!("backup-{id}.json"),
-                named: format!("`backup-{id}` in `{}`", location.display()),
-                location,
-            }))
-        }
+        (None, Some(id)) => Ok(Which::Named(Chosen::from_id(&id, destination)?)),
         (None, None) => destination.map(Which::Newest).ok_or_else(|| {
             Error::usage(
                 "which backups? pass `--destination s3://bucket/prefix` (input `destination`, or `backup.destination` in shipgate.yml) to drill the newest, or `--backup-id` / `--location`",

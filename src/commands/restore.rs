@@ -215,18 +215,7 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
         return Chosen::from_url(&url, format!("at {}", actions::quote(&url)));
     }
     if let Some(id) = backup_id {
-        let id = id.strip_prefix("backup-").unwrap_or(&id).to_string();
-        crate::state::check_deployment_id(&id)?;
-        let Some(location) = destination else {
-            return Err(Error::usage(format!(
-                "`--backup-id backup-{id}` needs the destination it lives in: pass `--destination s3://bucket/prefix` (input `destination`)"
-            )));
-        };
-        return Ok(Chosen {
-            sidecar: format!("backup-{id}.json"),
-            named: format!("`backup-{id}` in `{}`", location.display()),
-            location,
-        });
+        return Chosen::from_id(&id, destination);
     }
     if let Some(path) = record {
         let url = location_in_record(&path)?;
