@@ -82,16 +82,7 @@ fn a_log_placed_as_a_link_to_a_file_elsewhere_is_never_written_through() {
     std::fs::create_dir_all(&state).expect("state dir");
     let log = state.join("smoke-test-logs-1-abcdef0.log");
     std::os::unix::fs::symlink(&victim, &log).expect("symlink");
-    let run = Shipgate::new(dir.path())
-        .args([
-            "smoke",
-            "--deployment-id",
-            "1-abcdef0",
-            "--url",
-            "http://127.0.0.1:9/health",
-        ])
-        .spawn()
-        .wait_at_most(WATCHDOG);
+    let run = smoke_of_deployment(dir.path());
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("symbolic link")
@@ -105,14 +96,9 @@ fn a_log_placed_as_a_link_to_a_file_elsewhere_is_never_written_through() {
     );
 }
 
-#[test]
-fn a_deployment_directory_that_is_a_link_is_refused_and_nothing_lands_elsewhere() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let outside = tempfile::tempdir().expect("outside");
-    std::fs::create_dir_all(dir.path().join(".shipgate")).expect("root");
-    std::os::unix::fs::symlink(outside.path(), dir.path().join(".shipgate/1-abcdef0"))
-        .expect("symlink");
-    let run = Shipgate::new(dir.path())
+/// `shipgate smoke` of deployment `1-abcdef0` in `dir`, against a port where nothing listens.
+fn smoke_of_deployment(dir: &std::path::Path) -> crate::support::cli::Run {
+    Shipgate::new(dir)
         .args([
             "smoke",
             "--deployment-id",
@@ -121,7 +107,17 @@ fn a_deployment_directory_that_is_a_link_is_refused_and_nothing_lands_elsewhere(
             "http://127.0.0.1:9/health",
         ])
         .spawn()
-        .wait_at_most(WATCHDOG);
+        .wait_at_most(WATCHDOG)
+}
+
+#[test]
+fn a_deployment_directory_that_is_a_link_is_refused_and_nothing_lands_elsewhere() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::create_dir_all(dir.path().join(".shipgate")).expect("root");
+    std::os::unix::fs::symlink(outside.path(), dir.path().join(".shipgate/1-abcdef0"))
+        .expect("symlink");
+    let run = smoke_of_deployment(dir.path());
     refused(&run, &[".shipgate/1-abcdef0", "symbolic link"]);
     assert_eq!(
         std::fs::read_dir(outside.path()).expect("outside").count(),
