@@ -821,8 +821,10 @@ where
             {
                 StorageError::Credentials { op, target, detail }
             } else {
+                // Name the object too: "cannot reach <endpoint> to abort the multipart
+                // upload of `s3://…`", never an operation without its object.
                 StorageError::Unreachable {
-                    op,
+                    op: format!("{op} `{target}`"),
                     target: endpoint.to_string(),
                     detail,
                 }
