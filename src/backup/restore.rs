@@ -423,6 +423,7 @@ async fn download(storage: &Storage, object: &str, path: &Path) -> Result<()> {
 /// Size and SHA-256 of a file, read on a blocking thread.
 async fn hash_file(path: &Path) -> Result<(u64, String)> {
     let path = path.to_path_buf();
+    let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
         use std::io::Read as _;
         let mut file = std::fs::File::open(&path)?;
@@ -440,8 +441,8 @@ async fn hash_file(path: &Path) -> Result<(u64, String)> {
         Ok::<_, std::io::Error>((size, archive::hex(&hasher.finalize())))
     })
     .await
-    .map_err(|e| Error::dependency(format!("cannot hash the backup: {e}")))?
-    .map_err(|e| Error::dependency(format!("cannot read the backup: {e}")))
+    .map_err(|e| Error::dependency(format!("cannot hash the backup `{shown}`: {e}")))?
+    .map_err(|e| Error::dependency(format!("cannot read the backup `{shown}`: {e}")))
 }
 
 pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String, u64>>) -> String {
