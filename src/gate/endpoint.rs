@@ -1,7 +1,7 @@
 //! The JSON endpoint gate (seed 002 "no active Sev-1/Sev-2 incidents", seed 000 "unresolved P0
 //! incident"): a status page or an incident tool's API, one value read by a JSON path and judged
-//! by a condition — `status.indicator` `== "none"`, `incidents` `== 0` (an array counts its
-//! items), `meta.open_sev1` `< 1`. The request goes through the metrics client (auth from a
+//! by a condition — `$.status.indicator` `== "none"`, `$.incidents` `== 0` (an array counts
+//! its items), `/meta/open_sev1` `< 1`. The path is smoke's (`metrics::json_path`). The request goes through the metrics client (auth from a
 //! secret, headers, retries on 5xx/429 and dropped connections, then exit 3).
 
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::metrics::condition::{Condition, number_text};
-use crate::metrics::json_path::JsonPath;
+use crate::metrics::json_path::Path;
 use crate::metrics::prometheus::Client;
 use crate::state::gate::{PreflightRow, PreflightVerdict};
 use crate::text::one_line;
@@ -22,7 +22,7 @@ pub(crate) struct EndpointConfig {
     pub(crate) name: Option<String>,
     /// `https://status.example.com/api/v2/status.json` (a query string is kept).
     pub(crate) url: Option<String>,
-    /// Where the value is in the answer: `status.indicator`.
+    /// Where the value is in the answer: `$.status.indicator` or `/status/indicator`.
     pub(crate) path: Option<String>,
     /// `== "none"`, `!= "major"`, `== 0`, `< 1`, `== false`.
     pub(crate) condition: Option<String>,
@@ -141,7 +141,7 @@ pub(crate) struct EndpointGate {
     pub(crate) client: Client,
     /// The URL's query, sent as it was written.
     pub(crate) params: Vec<(String, String)>,
-    pub(crate) path: JsonPath,
+    pub(crate) path: Path,
     pub(crate) expect: Expect,
     /// The URL for messages, credentials redacted.
     pub(crate) shown_url: String,
@@ -165,9 +165,9 @@ impl EndpointGate {
             })
         };
         let url_text = need("url", &config.url)?;
-        let path = need("path", &config.path)?
-            .parse::<JsonPath>()
-            .map_err(|e| Error::usage(format!("{what}: `path`: {e}")))?;
+        let path = need("path", &config.path)?;
+        let path =
+            Path::parse(path.trim()).map_err(|e| Error::usage(format!("{what}: `path`: {e}")))?;
         let expect = need("condition", &config.condition)?
             .parse::<Expect>()
             .map_err(|e| Error::usage(format!("{what}: `condition`: {e}")))?;
@@ -219,6 +219,7 @@ impl EndpointGate {
         let judged = self
             .path
             .find(&answer)
+            .ok_or_else(|| format!("the answer has no `{}`", self.path))
             .and_then(|value| self.expect.holds(value).map(|ok| (ok, shown(value))));
         let (verdict, reason, measured) = match judged {
             Ok((true, value)) => (

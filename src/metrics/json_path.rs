@@ -1,113 +1,138 @@
-//! A small JSON path for reading one value out of an API's answer: `status.indicator`,
-//! `data.result[0].value[1]`, `$.incidents`, `["key.with.dots"].count`. Keys and array indexes
-//! only; no wildcards, filters or recursion (an answer that needs them wants a query API).
+//! JSON values by location: a JSON pointer (`/items/0/id`, RFC 6901) or a simple path
+//! (`$.items[0].id`, `$['odd key']`, `$.items[-1]`). Only single values: no wildcards, filters
+//! or recursive descent, so a path always names at most one value.
 
 use std::fmt;
 
-use serde_json::Value;
-
-/// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
     Key(String),
-    Index(usize),
+    Index(i64),
 }
 
-/// A parsed path.
+/// A parsed location.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct JsonPath {
-    steps: Vec<Step>,
+pub(crate) struct Path {
     text: String,
+    steps: Vec<Step>,
 }
 
-const SYNTAX: &str = "write keys separated by `.` and array indexes in brackets, such as `status.indicator`, `data.result[0].value[1]` or `[\"key.with.dots\"]`";
-
-impl std::str::FromStr for JsonPath {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let shown = crate::text::one_line(text.trim());
-        let bad = |why: &str| format!("`{shown}` is not a JSON path: {why}; {SYNTAX}");
-        let mut rest = text.trim();
-        rest = rest.strip_prefix('$').unwrap_or(rest);
-        let mut steps = Vec::new();
-        let mut first = true;
-        while !rest.is_empty() {
-            if let Some(after) = rest.strip_prefix('[') {
-                let end = after
-                    .find(']')
-                    .ok_or_else(|| bad("a `[` without its `]`"))?;
-                let inside = after[..end].trim();
-                if let Some(quoted) = inside
-                    .strip_prefix('"')
-                    .and_then(|s| s.strip_suffix('"'))
-                    .or_else(|| inside.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
-                {
-                    steps.push(Step::Key(quoted.to_string()));
-                } else {
-                    let index = inside.parse::<usize>().map_err(|_| {
-                        bad(&format!(
-                            "`[{inside}]` is neither an index nor a quoted key"
-                        ))
-                    })?;
-                    steps.push(Step::Index(index));
-                }
-                rest = &after[end + 1..];
-            } else {
-                let dotted = rest.strip_prefix('.');
-                if dotted.is_none() && !first {
-                    return Err(bad("keys are separated by `.`"));
-                }
-                let after = dotted.unwrap_or(rest);
-                let end = after.find(['.', '[']).unwrap_or(after.len());
-                let key = &after[..end];
-                if key.is_empty() {
-                    return Err(bad("an empty key"));
-                }
-                if key.chars().any(|c| c.is_whitespace() || c == ']') {
-                    return Err(bad(&format!("the key `{key}` needs quotes: `[\"{key}\"]`")));
-                }
-                steps.push(Step::Key(key.to_string()));
-                rest = &after[end..];
-            }
-            first = false;
-        }
-        if steps.is_empty() {
-            return Err(bad("it names no key"));
-        }
-        Ok(JsonPath { steps, text: shown })
-    }
-}
-
-impl fmt::Display for JsonPath {
+impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
 }
 
-impl JsonPath {
-    /// The value at the path, or where the answer ran out (the path as far as it was found).
-    pub(crate) fn find<'a>(&self, json: &'a Value) -> Result<&'a Value, String> {
-        let mut here = json;
-        let mut walked = String::from("$");
-        for step in &self.steps {
-            let next = match step {
-                Step::Key(key) => {
-                    walked.push_str(&format!(".{key}"));
-                    here.get(key.as_str())
-                }
-                Step::Index(index) => {
-                    walked.push_str(&format!("[{index}]"));
-                    match here {
-                        Value::Array(items) => items.get(*index),
-                        _ => None,
-                    }
-                }
-            };
-            here = next.ok_or_else(|| format!("the answer has no `{walked}`"))?;
-        }
-        Ok(here)
+impl Path {
+    /// Parses `/pointer` or `$.path`.
+    pub(crate) fn parse(text: &str) -> Result<Path, String> {
+        let steps = if text.is_empty() || text.starts_with('/') {
+            pointer_steps(text)
+        } else if text.starts_with('$') {
+            path_steps(text)?
+        } else {
+            return Err(format!(
+                "{} is not a JSON location: start a pointer with `/` (`/items/0/id`) or a path with `$` (`$.items[0].id`)",
+                crate::actions::quote(text)
+            ));
+        };
+        Ok(Path {
+            text: text.to_string(),
+            steps,
+        })
     }
+
+    /// The value at this location, if any.
+    pub(crate) fn find<'a>(&self, root: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        let mut at = root;
+        for step in &self.steps {
+            at = match (step, at) {
+                (Step::Key(key), serde_json::Value::Object(map)) => map.get(key)?,
+                (Step::Key(key), serde_json::Value::Array(items)) => {
+                    // A pointer's `/0` is a key in the syntax but an index into arrays.
+                    items.get(key.parse::<usize>().ok()?)?
+                }
+                (Step::Index(i), serde_json::Value::Array(items)) => {
+                    let index = if *i < 0 {
+                        items.len().checked_sub(i.unsigned_abs() as usize)?
+                    } else {
+                        *i as usize
+                    };
+                    items.get(index)?
+                }
+                _ => return None,
+            };
+        }
+        Some(at)
+    }
+}
+
+fn pointer_steps(text: &str) -> Vec<Step> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text[1..]
+        .split('/')
+        .map(|token| Step::Key(token.replace("~1", "/").replace("~0", "~")))
+        .collect()
+}
+
+fn path_steps(text: &str) -> Result<Vec<Step>, String> {
+    let bad = |why: &str| {
+        format!(
+            "JSON path {} is not valid: {why}; write e.g. `$.items[0].id` or `$['a key']`",
+            crate::actions::quote(text)
+        )
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let mut steps = Vec::new();
+    let mut i = 1;
+    while i < chars.len() {
+        match chars[i] {
+            '.' => {
+                let start = i + 1;
+                let mut end = start;
+                while end < chars.len() && !matches!(chars[end], '.' | '[') {
+                    end += 1;
+                }
+                let key: String = chars[start..end].iter().collect();
+                if key.is_empty() {
+                    return Err(bad("a `.` must be followed by a key"));
+                }
+                if key == "*" || key.contains([' ', ']', '\'', '"', '(', '?', '*']) {
+                    return Err(bad(&format!(
+                        "`{key}` is not a plain key (wildcards and filters are not supported)"
+                    )));
+                }
+                steps.push(Step::Key(key));
+                i = end;
+            }
+            '[' => {
+                let close = chars[i..]
+                    .iter()
+                    .position(|&c| c == ']')
+                    .map(|p| p + i)
+                    .ok_or_else(|| bad("a `[` has no closing `]`"))?;
+                let inner: String = chars[i + 1..close].iter().collect();
+                let inner = inner.trim();
+                if let Some(quoted) = inner
+                    .strip_prefix('\'')
+                    .and_then(|s| s.strip_suffix('\''))
+                    .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+                {
+                    steps.push(Step::Key(quoted.to_string()));
+                } else {
+                    let index = inner.parse::<i64>().map_err(|_| {
+                        bad(&format!("`[{inner}]` is not an index or a quoted key"))
+                    })?;
+                    steps.push(Step::Index(index));
+                }
+                i = close + 1;
+            }
+            other => return Err(bad(&format!("unexpected `{other}`"))),
+        }
+    }
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -115,54 +140,27 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn path(text: &str) -> JsonPath {
-        text.parse().unwrap_or_else(|e| panic!("{e}"))
+    #[test]
+    fn pointers_and_paths_find_the_same_values() {
+        let doc = json!({"a": {"b": [10, {"c": "x"}], "odd key": 1, "s/l": 2}});
+        let find = |p: &str| Path::parse(p).expect("parses").find(&doc).cloned();
+        assert_eq!(find("/a/b/0"), Some(json!(10)));
+        assert_eq!(find("$.a.b[0]"), Some(json!(10)));
+        assert_eq!(find("$.a.b[1].c"), Some(json!("x")));
+        assert_eq!(find("$.a.b[-1].c"), Some(json!("x")));
+        assert_eq!(find("$['a']['odd key']"), Some(json!(1)));
+        assert_eq!(find("/a/s~1l"), Some(json!(2)));
+        assert_eq!(find("$"), Some(doc.clone()));
+        assert_eq!(find(""), Some(doc.clone()));
+        assert_eq!(find("$.a.missing"), None);
+        assert_eq!(find("$.a.b[5]"), None);
+        assert_eq!(find("$.a.b[-5]"), None);
     }
 
     #[test]
-    fn keys_indexes_and_quoted_keys() {
-        let answer = json!({
-            "status": {"indicator": "none"},
-            "data": {"result": [{"value": [1700000000, "0.25"]}]},
-            "a.b": {"c": 3},
-        });
-        assert_eq!(path("status.indicator").find(&answer), Ok(&json!("none")));
-        assert_eq!(path("$.status.indicator").find(&answer), Ok(&json!("none")));
-        assert_eq!(
-            path("data.result[0].value[1]").find(&answer),
-            Ok(&json!("0.25"))
-        );
-        assert_eq!(path("[\"a.b\"].c").find(&answer), Ok(&json!(3)));
-        assert_eq!(path("$['a.b'].c").find(&answer), Ok(&json!(3)));
-    }
-
-    #[test]
-    fn a_missing_step_says_how_far_it_got() {
-        let answer = json!({"data": {"result": []}});
-        assert_eq!(
-            path("data.result[0].value").find(&answer),
-            Err("the answer has no `$.data.result[0]`".to_string())
-        );
-        assert_eq!(
-            path("data.nope").find(&answer),
-            Err("the answer has no `$.data.nope`".to_string())
-        );
-    }
-
-    #[test]
-    fn bad_paths_name_themselves() {
-        for (text, why) in [
-            ("", "it names no key"),
-            ("$", "it names no key"),
-            ("a..b", "an empty key"),
-            ("a[x]", "`[x]` is neither an index nor a quoted key"),
-            ("a[0", "a `[` without its `]`"),
-            ("a[0]b", "keys are separated by `.`"),
-            ("a b", "the key `a b` needs quotes"),
-        ] {
-            let error = text.parse::<JsonPath>().expect_err(text);
-            assert!(error.contains(why), "{text}: {error}");
-            assert!(error.contains(&format!("`{text}`")), "{error}");
+    fn unsupported_paths_are_refused() {
+        for bad in ["a.b", "$.", "$.a[", "$.a[x]", "$..a", "$.a[*]", "$.*"] {
+            assert!(Path::parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -472,7 +472,7 @@ fn a_json_endpoint_gate_reads_a_status_page_and_an_incident_api() {
         std::fs::write(
             dir.path().join("shipgate.yml"),
             format!(
-                "gate:\n  endpoints:\n    - name: status page\n      url: {url}/api/v2/status.json\n      path: status.indicator\n      condition: '== \"none\"'\n    - name: open sev1/sev2 incidents\n      url: {url}{second}\n      path: data.incidents\n      condition: '== 0'\n      auth:\n        bearer: INCIDENT_TOKEN\n      timeout: 5s\n",
+                "gate:\n  endpoints:\n    - name: status page\n      url: {url}/api/v2/status.json\n      path: $.status.indicator\n      condition: '== \"none\"'\n    - name: open sev1/sev2 incidents\n      url: {url}{second}\n      path: $.data.incidents\n      condition: '== 0'\n      auth:\n        bearer: INCIDENT_TOKEN\n      timeout: 5s\n",
                 url = server.url
             ),
         )
@@ -513,7 +513,7 @@ fn a_json_endpoint_gate_reads_a_status_page_and_an_incident_api() {
     assert_eq!(rows[0]["verdict"], "fail");
     assert!(
         rows[0]["reason"].as_str().is_some_and(|r| r.contains(
-            "`status.indicator` at `status page` is \"major\", which does not meet `== \"none\"`"
+            "`$.status.indicator` at `status page` is \"major\", which does not meet `== \"none\"`"
         )),
         "{rows}"
     );
@@ -531,7 +531,7 @@ fn a_json_endpoint_gate_reads_a_status_page_and_an_incident_api() {
         dir.path().join("shipgate.yml"),
         std::fs::read_to_string(dir.path().join("shipgate.yml"))
             .expect("io")
-            .replace("path: status.indicator", "path: status.level"),
+            .replace("path: $.status.indicator", "path: $.status.level"),
     )
     .expect("io");
     *indicator.lock().expect("lock") = "none".into();
@@ -570,7 +570,7 @@ fn a_json_endpoint_gate_reads_a_status_page_and_an_incident_api() {
     std::fs::write(
         dir.path().join("shipgate.yml"),
         format!(
-            "gate:\n  endpoints:\n    - name: status page\n      url: {}/api/v2/status.json\n      path: status..indicator\n      condition: '== \"none\"'\n",
+            "gate:\n  endpoints:\n    - name: status page\n      url: {}/api/v2/status.json\n      path: $.status..indicator\n      condition: '== \"none\"'\n",
             server.url
         ),
     )
@@ -579,7 +579,7 @@ fn a_json_endpoint_gate_reads_a_status_page_and_an_incident_api() {
     bad.expect_code(2);
     assert!(
         bad.stderr.contains(
-            "`gate.endpoints` entry `status page`: `path`: `status..indicator` is not a JSON path"
+            "`gate.endpoints` entry `status page`: `path`: JSON path `$.status..indicator` is not valid"
         ),
         "{}",
         bad.stderr
