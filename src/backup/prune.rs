@@ -241,6 +241,143 @@ pub(crate) fn prune_summary(found: &[Found], dry_run: bool, destination: &str) -
     )
 }
 
+/// One backup as `backup list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Listed {
+    pub(crate) backup_id: String,
+    /// When its dump started (the sidecar's `timestamp`, else the objects' newest time).
+    pub(crate) taken: String,
+    pub(crate) age_seconds: i64,
+    /// The dump's size in bytes (compressed).
+    pub(crate) size: u64,
+    /// `complete` (sidecar and dump), `incomplete` (one without the other: an interrupted or
+    /// running backup).
+    pub(crate) state: &'static str,
+    /// `plain` or `custom`; `None` without a sidecar.
+    pub(crate) format: Option<String>,
+    pub(crate) compression: Option<String>,
+    /// `sha256` or `restore` when verified after the upload; `None` when not verified.
+    pub(crate) verified: Option<String>,
+    pub(crate) deployment_id: Option<String>,
+    pub(crate) environment: Option<String>,
+    pub(crate) database: Option<String>,
+    /// The dump's URL.
+    pub(crate) location: Option<String>,
+}
+
+/// Every backup at the destination, newest first, as `backup list` shows it.
+pub(crate) fn listing(found: &[Found], now: i64) -> Vec<Listed> {
+    found
+        .iter()
+        .map(|f| {
+            let sidecar = f.sidecar.as_ref();
+            Listed {
+                backup_id: f.backup_id.clone(),
+                taken: f.timestamp.clone(),
+                age_seconds: (now - f.taken).max(0),
+                size: f.size,
+                state: if f.complete { "complete" } else { "incomplete" },
+                format: sidecar.map(|s| s.format.name().to_string()),
+                compression: sidecar.map(|s| s.compression.clone()),
+                verified: sidecar.filter(|_| f.verified).map(|s| {
+                    s.verification
+                        .as_ref()
+                        .map_or("yes".to_string(), |v| v.mode.clone())
+                }),
+                deployment_id: sidecar.map(|s| s.deployment_id.clone()),
+                environment: sidecar.map(|s| s.environment.clone()),
+                database: sidecar.map(|s| s.database.clone()),
+                location: sidecar.map(|s| s.location.clone()),
+            }
+        })
+        .collect()
+}
+
+/// The listing as a plain-text table for a terminal (stdout).
+pub(crate) fn listing_text(listed: &[Listed], destination: &str) -> String {
+    if listed.is_empty() {
+        return format!("no backups in {destination}");
+    }
+    let header = [
+        "BACKUP",
+        "TAKEN",
+        "AGE",
+        "SIZE",
+        "STATE",
+        "FORMAT",
+        "VERIFIED",
+        "DEPLOYMENT",
+    ];
+    let rows: Vec<[String; 8]> = listed
+        .iter()
+        .map(|l| {
+            [
+                l.backup_id.clone(),
+                l.taken.clone(),
+                crate::util::format_duration(std::time::Duration::from_secs(l.age_seconds as u64)),
+                archive::bytes(l.size),
+                l.state.to_string(),
+                l.format.clone().unwrap_or_else(|| "-".into()),
+                l.verified.clone().unwrap_or_else(|| "no".into()),
+                l.deployment_id.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(header.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.into_iter().map(|r| line(r.to_vec())));
+    out.join("\n")
+}
+
+/// The listing as the step summary's Markdown.
+pub(crate) fn listing_summary(listed: &[Listed], destination: &str) -> String {
+    let mut table = Table::new(&[
+        "Backup",
+        "Taken",
+        "Size",
+        "State",
+        "Format",
+        "Verified",
+        "Deployment",
+    ]);
+    for l in listed {
+        table.row(&[
+            format!("`{}`", l.backup_id),
+            l.taken.clone(),
+            archive::bytes(l.size),
+            l.state.to_string(),
+            l.format.clone().unwrap_or_else(|| "—".into()),
+            l.verified.clone().unwrap_or_else(|| "no".into()),
+            l.deployment_id
+                .clone()
+                .map_or_else(|| "—".into(), |d| format!("`{d}`")),
+        ]);
+    }
+    format!(
+        "### 🗄️ Backups in `{destination}`\n\n{}",
+        if listed.is_empty() {
+            "none\n".to_string()
+        } else {
+            table.render()
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

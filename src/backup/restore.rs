@@ -14,12 +14,13 @@ use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 
 use super::archive::{self, Progress, Source};
+use super::prune::list_backups;
 use super::say;
 use super::sidecar::{SIDECAR_LIMIT, Sidecar, check_sidecar};
 use crate::actions::{self, Table};
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::Database;
-use crate::process::{self, SharedLog};
+use crate::process::{self, SharedLog, Shutdown};
 use crate::state::backup::DumpFormat;
 use crate::storage::{Location, Storage};
 
@@ -204,6 +205,63 @@ impl Chosen {
             named: format!("`backup-{id}` in `{}`", location.display()),
             location,
         })
+    }
+}
+
+/// Which backup: one named, or the newest complete one at a destination.
+pub(crate) enum Which {
+    /// The newest complete backup at this destination (`--backup-id latest`, or none named).
+    Newest(Location),
+    /// The one named by `--backup-id`, `--location` or a record.
+    Named(Chosen),
+}
+
+impl Which {
+    /// `--backup-id ID` in `destination`: `latest` is the newest complete backup there.
+    pub(crate) fn from_id(id: &str, destination: Option<Location>) -> Result<Which> {
+        if id.trim() != "latest" {
+            return Ok(Which::Named(Chosen::from_id(id, destination)?));
+        }
+        destination.map(Which::Newest).ok_or_else(|| {
+            Error::usage(
+                "`--backup-id latest` needs the destination to look in: pass `--destination s3://bucket/prefix` (input `destination`)",
+            )
+        })
+    }
+
+    /// Where the backup lives.
+    pub(crate) fn location(&self) -> &Location {
+        match self {
+            Which::Newest(location) => location,
+            Which::Named(chosen) => &chosen.location,
+        }
+    }
+
+    /// The backup's sidecar, read and checked from `storage` (opened at [`Which::location`]):
+    /// for `Newest`, the newest complete backup listed there.
+    pub(crate) async fn read(&self, storage: &Storage, shutdown: &Shutdown) -> Result<Sidecar> {
+        match self {
+            Which::Named(chosen) => read_sidecar(storage, chosen).await,
+            Which::Newest(location) => {
+                let found = list_backups(storage, location, shutdown).await?;
+                let newest = found
+                    .into_iter()
+                    .find(|f| f.complete && f.sidecar.is_some())
+                    .ok_or_else(|| {
+                        Error::gate(format!(
+                            "no complete backup in `{}` (a backup is complete when its sidecar and its dump are both there); run `shipgate backup` first, or check `destination`",
+                            location.display()
+                        ))
+                    })?;
+                let chosen = Chosen {
+                    location: location.clone(),
+                    sidecar: newest.sidecar_name.clone(),
+                    named: format!("`{}` in `{}`", newest.backup_id, location.display()),
+                };
+                // Read again, checked, as a named backup is read.
+                read_sidecar(storage, &chosen).await
+            }
+        }
     }
 }
 

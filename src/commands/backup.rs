@@ -68,6 +68,15 @@ pub(crate) enum Action {
     /// Delete old backups: keep the newest `--keep-last`, those younger than `--keep-days`,
     /// and always the newest verified one
     Prune(PruneArgs),
+    /// List every backup at the destination, newest first: id, time, age, size, state,
+    /// format, verification, deployment (`--format json` for scripts)
+    List(ListArgs),
+}
+
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 /// Where backups live and how to reach S3; shared by `backup`, `backup prune` and `restore`.
@@ -284,6 +293,7 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     match &args.action {
         Some(Action::Prune(prune_args)) => return prune(prune_args, settings).await,
+        Some(Action::List(list_args)) => return list(list_args, settings).await,
         None if settings::input("prune")
             .as_deref()
             .and_then(settings::parse_bool)
@@ -375,6 +385,51 @@ fn finish(
     );
     let json = serde_json::to_value(&file).unwrap_or_else(|_| json!({}));
     Ok(Outcome::success(json))
+}
+
+/// `backup list`: reads the destination, writes nothing (no state file, no output but the
+/// listing and the summary).
+async fn list(args: &ListArgs, settings: &Settings) -> Result<Outcome> {
+    let location = destination(&args.store, settings)?.ok_or_else(|| {
+        Error::usage(
+            "no backup destination to list: pass `--destination s3://bucket/prefix` (input `destination`)",
+        )
+    })?;
+    let storage = open_storage(&location, &args.store, settings).await?;
+    if let Some(dir) = storage.local_path("")
+        && !dir.is_dir()
+    {
+        return Err(Error::usage(format!(
+            "`{}` is not a directory; check `--destination`",
+            location.display()
+        )));
+    }
+    let found = prune::list_backups(&storage, &location, &Shutdown::listen()).await?;
+    let listed = prune::listing(&found, jiff::Timestamp::now().as_second());
+    let destination = location.display();
+    actions::append_summary(&prune::listing_summary(&listed, &destination))?;
+    set_outputs(&[
+        ("result", "pass".to_string()),
+        ("count", listed.len().to_string()),
+        (
+            "latest",
+            listed
+                .iter()
+                .find(|l| l.state == "complete")
+                .map(|l| l.backup_id.clone())
+                .unwrap_or_default(),
+        ),
+    ])?;
+    let text = prune::listing_text(&listed, &destination);
+    Ok(Outcome::listing(
+        json!({
+            "schema_version": 1,
+            "command": "backup-list",
+            "destination": destination,
+            "backups": listed,
+        }),
+        text,
+    ))
 }
 
 async fn prune(args: &PruneArgs, settings: &Settings) -> Result<Outcome> {

@@ -12,9 +12,9 @@ use super::{Outcome, set_outputs};
 use crate::actions;
 use crate::artifacts::{self, Artifact};
 use crate::backup::log_line;
-use crate::backup::restore::Chosen;
+use crate::backup::restore::{Chosen, Which};
 use crate::drill::report;
-use crate::drill::run::{self, Drilled, Known, Options, Smoke, Which};
+use crate::drill::run::{self, Drilled, Known, Options, Smoke};
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::postgres::Database;
@@ -82,7 +82,7 @@ fn which(args: &Args, settings: &Settings) -> Result<Which> {
             &url,
             format!("at {}", actions::quote(&url)),
         )?)),
-        (None, Some(id)) => Ok(Which::Named(Chosen::from_id(&id, destination)?)),
+        (None, Some(id)) => Which::from_id(&id, destination),
         (None, None) => destination.map(Which::Newest).ok_or_else(|| {
             Error::usage(
                 "which backups? pass `--destination s3://bucket/prefix` (input `destination`, or `backup.destination` in shipgate.yml) to drill the newest, or `--backup-id` / `--location`",
@@ -244,6 +244,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         Ok(Outcome {
             json,
             status: exit::Status::GateFailed,
+            text: None,
         })
     }
 }

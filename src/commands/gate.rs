@@ -555,6 +555,7 @@ fn finish(report: &Report, github: &GitHub, decision: Decision) -> Result<Outcom
     Ok(Outcome {
         json: serde_json::to_value(&result).unwrap_or_else(|_| json!({})),
         status: decision.status(),
+        text: None,
     })
 }
 

@@ -278,5 +278,9 @@ fn finish(
         );
     }
     let json = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
-    Ok(Outcome { json, status })
+    Ok(Outcome {
+        json,
+        status,
+        text: None,
+    })
 }

@@ -25,6 +25,8 @@ use crate::settings::Format;
 pub(crate) struct Outcome {
     pub(crate) json: serde_json::Value,
     pub(crate) status: crate::exit::Status,
+    /// What a listing command prints on stdout without `--format json` (a table).
+    pub(crate) text: Option<String>,
 }
 
 impl Outcome {
@@ -32,6 +34,15 @@ impl Outcome {
         Outcome {
             json,
             status: crate::exit::Status::Success,
+            text: None,
+        }
+    }
+
+    /// A listing: the table for people, the JSON for `--format json`.
+    pub(crate) fn listing(json: serde_json::Value, text: String) -> Self {
+        Outcome {
+            text: Some(text),
+            ..Outcome::success(json)
         }
     }
 }
@@ -47,6 +58,8 @@ fn status(name: &str, result: Result<Outcome>, format: Format) -> crate::exit::S
         Ok(outcome) => {
             if format == Format::Json {
                 print_json(&outcome.json);
+            } else if let Some(text) = &outcome.text {
+                print_text(text);
             }
             outcome.status
         }
@@ -99,11 +112,15 @@ fn report_failure(command: &str, error: &Error, format: Format) {
     }
 }
 
-/// stdout is data only: this is the one place that writes to it.
-#[allow(clippy::print_stdout)]
+/// stdout is data only: these two are the only places that write to it.
 fn print_json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_string());
-    println!("{}", crate::secret::redact(&text));
+    print_text(&text);
+}
+
+#[allow(clippy::print_stdout)]
+fn print_text(text: &str) {
+    println!("{}", crate::secret::redact(text.trim_end()));
 }
 
 /// Sets every `(key, value)` output, stopping at the first that cannot be written.

@@ -246,6 +246,7 @@ fn finish(
         json,
         // A child that ended outside the table (a panic, a signal) is a failed dependency.
         status: Status::from_code(exit_code).unwrap_or(Status::Dependency),
+        text: None,
     })
 }
 

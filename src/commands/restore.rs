@@ -13,7 +13,7 @@ use super::backup::{self, StoreArgs};
 use super::{Outcome, set_outputs};
 use crate::actions;
 use crate::backup::restore::{
-    Chosen, RestoreResult, location_in_record, read_sidecar, restore, state_of, summary,
+    Chosen, RestoreResult, Which, location_in_record, restore, state_of, summary,
 };
 use crate::backup::sidecar::Sidecar;
 use crate::backup::verify::compare_backup_tables;
@@ -30,7 +30,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The backup to restore: `backup-<deployment-id>` (or the deployment id) in the
-    /// destination (input `backup-id`)
+    /// destination, or `latest` for the newest complete one there (input `backup-id`)
     #[arg(long, value_name = "ID")]
     pub(crate) backup_id: Option<String>,
     /// The dump's URL: `s3://bucket/prefix/backup-<id>.sql.gz` or `file:///dir/…` (input
@@ -68,11 +68,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         DEFAULT_TIMEOUT,
     )?;
     let deadline = tokio::time::Instant::now() + timeout;
-    let chosen = choose(args, settings)?;
+    let which = choose(args, settings)?;
     // The same S3 settings (`--endpoint-url`, region, path style) however the backup is named.
-    let storage = backup::open_storage(&chosen.location, &args.store, settings).await?;
+    let storage = backup::open_storage(which.location(), &args.store, settings).await?;
     let sidecar = tokio::select! {
-        read = read_sidecar(&storage, &chosen) => read?,
+        read = which.read(&storage, &shutdown) => read?,
         signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal}; the database was not touched"))),
         _ = tokio::time::sleep_until(deadline) => return Err(Error::timeout("the restore timed out before it started; the database was not touched")),
     };
@@ -191,7 +191,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 
 /// Picks the backup: `--location`, `--backup-id` (in the destination), `--record`, else the
 /// state directory's `backup.json`. Exactly one way.
-fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
+fn choose(args: &Args, settings: &Settings) -> Result<Which> {
     let location = settings.text("backup-location", args.location.clone(), None);
     let backup_id = settings.text("backup-id", args.backup_id.clone(), None);
     let record = settings
@@ -212,14 +212,20 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
     }
     let destination = backup::destination(&args.store, settings)?;
     if let Some(url) = location {
-        return Chosen::from_url(&url, format!("at {}", actions::quote(&url)));
+        return Ok(Which::Named(Chosen::from_url(
+            &url,
+            format!("at {}", actions::quote(&url)),
+        )?));
     }
     if let Some(id) = backup_id {
-        return Chosen::from_id(&id, destination);
+        return Which::from_id(&id, destination);
     }
     if let Some(path) = record {
         let url = location_in_record(&path)?;
-        return Chosen::from_url(&url, format!("from the record `{}`", path.display()));
+        return Ok(Which::Named(Chosen::from_url(
+            &url,
+            format!("from the record `{}`", path.display()),
+        )?));
     }
     let state = StateDir::open(settings).map_err(|_| {
         Error::usage(
@@ -243,7 +249,10 @@ fn choose(args: &Args, settings: &Settings) -> Result<Chosen> {
                 state.path("backup.json").display()
             ))
         })?;
-    Chosen::from_url(&url, format!("of deployment `{}`", state.id()))
+    Ok(Which::Named(Chosen::from_url(
+        &url,
+        format!("of deployment `{}`", state.id()),
+    )?))
 }
 
 /// `--yes` / `confirm: true`, or the database's name typed at a terminal.

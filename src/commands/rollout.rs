@@ -405,7 +405,11 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
         }
     };
     let json = serde_json::to_value(&record).unwrap_or_else(|_| json!({}));
-    Ok(Outcome { json, status })
+    Ok(Outcome {
+        json,
+        status,
+        text: None,
+    })
 }
 
 /// A re-run after a successful rollout changes nothing: walking the stages again would send

@@ -439,6 +439,7 @@ fn finish_run(
         Ok(Outcome {
             json,
             status: exit::Status::GateFailed,
+            text: None,
         })
     }
 }

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::checks;
 use crate::actions;
-use crate::backup::prune::list_backups;
-use crate::backup::restore::{Chosen, read_sidecar, restore};
+use crate::backup::restore::{Which, restore};
 use crate::backup::sidecar::{Sidecar, address_of};
 use crate::backup::storage::open_storage;
 use crate::backup::verify::{create_scratch, drop_scratch};
@@ -26,18 +25,10 @@ use crate::state::StateDir;
 use crate::state::backup::MigrationVersion;
 use crate::state::drill::Check;
 use crate::state::smoke::SmokeFile;
-use crate::storage::{Location, S3Options};
+use crate::storage::S3Options;
 
 /// The environment variable the smoke suite reads the scratch database's URL from.
 pub(crate) const SCRATCH_URL_ENV: &str = "SHIPGATE_DRILL_DATABASE_URL";
-
-/// Which backup to drill.
-pub(crate) enum Which {
-    /// The newest complete backup at this destination.
-    Newest(Location),
-    /// The one named by `--backup-id` or `--location`.
-    Named(Chosen),
-}
 
 /// The smoke suite to run against the scratch database: this executable's `smoke` command line
 /// (the command builds it: config, state dir, deployment id).
@@ -250,34 +241,9 @@ pub(crate) async fn drill(
 
 /// The backup to drill and its destination, opened.
 async fn find(options: &Options) -> Result<(crate::storage::Storage, Sidecar)> {
-    match &options.which {
-        Which::Named(chosen) => {
-            let storage = open_storage(&chosen.location, &options.s3).await;
-            let sidecar = read_sidecar(&storage, chosen).await?;
-            Ok((storage, sidecar))
-        }
-        Which::Newest(location) => {
-            let storage = open_storage(location, &options.s3).await;
-            let found = list_backups(&storage, location, &Shutdown::never()).await?;
-            let newest = found
-                .into_iter()
-                .find(|f| f.complete && f.sidecar.is_some())
-                .ok_or_else(|| {
-                    Error::gate(format!(
-                        "no complete backup in `{}` (a backup is complete when its sidecar and its dump are both there): there is nothing to drill; run `shipgate backup` first, or check `destination`",
-                        location.display()
-                    ))
-                })?;
-            let chosen = Chosen {
-                location: location.clone(),
-                sidecar: newest.sidecar_name.clone(),
-                named: format!("`{}` in `{}`", newest.backup_id, location.display()),
-            };
-            // Read again, checked, as a restore reads it.
-            let sidecar = read_sidecar(&storage, &chosen).await?;
-            Ok((storage, sidecar))
-        }
-    }
+    let storage = open_storage(options.which.location(), &options.s3).await;
+    let sidecar = options.which.read(&storage, &Shutdown::never()).await?;
+    Ok((storage, sidecar))
 }
 
 /// How old the backup is: now minus the time its dump started (the sidecar's `timestamp`).

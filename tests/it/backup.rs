@@ -1743,3 +1743,117 @@ fn a_rerun_against_another_database_is_a_usage_error_naming_both() {
         run.stderr
     );
 }
+
+#[test]
+fn backup_list_shows_every_backup_and_restore_latest_takes_the_newest_complete() {
+    let source = seeded("listing");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/list");
+    let first = Case::new();
+    first
+        .shipgate(&source)
+        .args(["backup", "--destination", &destination])
+        .run()
+        .expect_code(0);
+    // One more row, then a second backup a second later: `latest` must be this one.
+    pg().psql(
+        &source,
+        "INSERT INTO accounts (email) VALUES ('newest@example.com')",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = Case::new();
+    second
+        .shipgate(&source)
+        .args(["backup", "--destination", &destination, "--verify", "none"])
+        .run()
+        .expect_code(0);
+    s3().put(
+        &bucket,
+        "list/backup-0-stale.sql.gz",
+        b"a dump without its sidecar",
+    );
+
+    let listed = second
+        .shipgate(&source)
+        .actions()
+        .args(["backup", "list", "--destination", &destination])
+        .run();
+    listed.expect_code(0);
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert!(lines[0].starts_with("BACKUP "), "{}", listed.stdout);
+    let at = |id: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(&format!("backup-{id} ")))
+            .unwrap_or_else(|| panic!("no line for backup-{id}:\n{}", listed.stdout))
+    };
+    assert!(
+        at(&second.id) < at(&first.id),
+        "newest first:\n{}",
+        listed.stdout
+    );
+    assert!(
+        lines[at(&first.id)].contains(" sha256 "),
+        "{}",
+        listed.stdout
+    );
+    assert!(lines[at(&second.id)].contains(" no "), "{}", listed.stdout);
+    assert!(
+        lines[at("0-stale")].contains(" incomplete "),
+        "{}",
+        listed.stdout
+    );
+    assert_eq!(listed.outputs["count"], "3");
+    assert_eq!(listed.outputs["latest"], format!("backup-{}", second.id));
+    assert!(
+        listed.summary.contains("Backups in `s3://"),
+        "{}",
+        listed.summary
+    );
+
+    let json = second
+        .shipgate(&source)
+        .args([
+            "--format",
+            "json",
+            "backup",
+            "list",
+            "--destination",
+            &destination,
+        ])
+        .run();
+    json.expect_code(0);
+    let backups = json.json()["backups"].as_array().expect("backups").clone();
+    assert_eq!(backups.len(), 3, "{}", json.stdout);
+    let row = backups
+        .iter()
+        .find(|b| b["backup_id"] == format!("backup-{}", first.id))
+        .expect("the first backup");
+    assert_eq!(row["state"], "complete");
+    assert_eq!(row["format"], "plain");
+    assert_eq!(row["verified"], "sha256");
+    assert_eq!(row["deployment_id"], first.id);
+    assert!(row["size"].as_u64().is_some_and(|s| s > 0), "{row}");
+
+    // `--backup-id latest`: the newest complete backup, the second (with the extra row).
+    let target = pg().create_database("listing_target");
+    let restore = second
+        .shipgate(&source)
+        .actions()
+        .input("target-database-url", &pg().url(&target))
+        .args([
+            "restore",
+            "--backup-id",
+            "latest",
+            "--destination",
+            &destination,
+            "--yes",
+        ])
+        .run();
+    restore.expect_code(0);
+    assert_eq!(
+        restore.outputs["backup-id"],
+        format!("backup-{}", second.id)
+    );
+    assert_eq!(contents(&source), contents(&target));
+}
