@@ -230,6 +230,7 @@ fn plan_inputs(args: &Args, settings: &Settings) -> Result<Inputs> {
         prometheus: file.prometheus.clone(),
         metrics: file.metrics.clone().unwrap_or_default(),
         alerts: file.alerts.clone(),
+        judge: file.judge.clone(),
     })
 }
 

@@ -200,6 +200,14 @@ impl Window {
         rate(self.len(), self.failures)
     }
 
+    /// The latencies of the window's timed samples, in milliseconds (for the canary judge).
+    pub(crate) fn latencies_ms(&self) -> Vec<f64> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.latency_us.map(|us| us as f64 / 1000.0))
+            .collect()
+    }
+
     pub(crate) fn p95(&self) -> Option<Duration> {
         self.latencies.percentile(95.0)
     }
