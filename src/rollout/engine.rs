@@ -72,18 +72,14 @@ pub(crate) async fn run(
         deployment_id: state.id().to_string(),
         ..Vars::default()
     };
-    if !plan.metrics.is_empty()
-        && let Some(first) = plan.stages.first()
-    {
+    if let Some(first) = plan.stages.first() {
         // Before any traffic moves: a query the backend refuses, or a backend that is down,
         // stops here with nothing changed.
-        let first_vars = Vars {
-            stage: first.name.clone(),
-            weight: first.weight,
-            window: crate::metrics::template::promql_duration(first.thresholds.window),
-            ..vars.clone()
-        };
+        let first_vars = first.vars(&vars);
         super::metric::preflight(&plan.metrics, &first_vars).await?;
+        if let Some(judge) = &plan.judge {
+            super::judge::preflight(judge, &first_vars).await?;
+        }
     }
     let monitor = Monitor::new(plan, prober, shutdown.clone(), vars);
 

@@ -680,6 +680,48 @@ pub(crate) async fn judge(
     judged
 }
 
+/// Runs each range-query pair's queries once as instant queries before traffic moves: a query
+/// the backend refuses is a usage error and a backend that is down a dependency error, with
+/// nothing changed (values are not judged).
+pub(crate) async fn preflight(spec: &JudgeSpec, vars: &Vars) -> Result<()> {
+    for metric in &spec.metrics {
+        let what = format!("judge:{}", metric.name);
+        for text in [&metric.query, &metric.baseline_query] {
+            let query =
+                template::render(text, vars).map_err(|e| Error::usage(format!("{what}: {e}")))?;
+            metric.client.query(&query, None).await.map_err(|e| {
+                Error::from(e).context(format!(
+                    "{what}: the query `{}` failed before the rollout started (nothing was changed)",
+                    one_line(&query)
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `--dry-run`: each range-query pair judged once over the last window of the first stage it
+/// applies to (`vars` for that stage), as if that stage ended now. Before a rollout the canary
+/// usually has no data yet: inconclusive says the queries work; an error says they do not.
+pub(crate) async fn dry_run(
+    spec: &JudgeSpec,
+    metric: &JudgeMetric,
+    vars: &Vars,
+    span: Duration,
+    interval: Duration,
+) -> Judged {
+    let mut judged = Judged::default();
+    match judge_metric(spec, metric, vars, span, interval).await {
+        Ok(judgements) => {
+            for judgement in judgements {
+                judged.push(judgement, spec.inconclusive);
+            }
+        }
+        Err(verdict) => judged.verdicts.push(*verdict),
+    }
+    judged
+}
+
 /// A verdict as the log and messages write it.
 pub(crate) fn word(verdict: JudgeVerdict) -> &'static str {
     match verdict {

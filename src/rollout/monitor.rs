@@ -18,7 +18,7 @@ use super::metric::{self, Measurement, MetricSpec, MetricState};
 use super::plan::{Plan, Stage};
 use super::probe::{self, Judge, Observation, Prober, Target};
 use super::window::{Summary, Window};
-use crate::metrics::template::{self, Vars};
+use crate::metrics::template::Vars;
 use crate::process::{LogFile, Shutdown};
 pub(crate) use crate::state::rollout::{Verification, VerifiedEndpoint};
 use crate::util::format_duration;
@@ -229,12 +229,7 @@ impl Monitor {
 
     /// The template values of `stage`'s queries.
     fn stage_vars(&self, stage: &Stage) -> Vars {
-        Vars {
-            stage: stage.name.clone(),
-            weight: stage.weight,
-            window: template::promql_duration(stage.thresholds.window),
-            ..self.vars.clone()
-        }
+        stage.vars(&self.vars)
     }
 
     fn evaluate(&self, stage: &Stage, watch: &mut StageWatch) -> Vec<Verdict> {

@@ -18,6 +18,7 @@ use super::probe::{Probe, Target};
 use crate::error::{Error, Result};
 use crate::health::Rule;
 use crate::hooks::{Hook, Hooks};
+use crate::metrics::template::Vars;
 use crate::state::rollout::Endpoints;
 use crate::util::{HumanDuration, format_duration};
 
@@ -49,6 +50,19 @@ pub(crate) struct Stage {
 
 fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u64(duration.as_millis() as u64)
+}
+
+impl Stage {
+    /// The metric queries' template values in this stage: `base`'s (version, deployment) with
+    /// the stage's name, weight and window.
+    pub(crate) fn vars(&self, base: &Vars) -> Vars {
+        Vars {
+            stage: self.name.clone(),
+            weight: self.weight,
+            window: crate::metrics::template::promql_duration(self.thresholds.window),
+            ..base.clone()
+        }
+    }
 }
 
 /// The resolved plan.

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use super::gates::{Status, Thresholds};
+use super::judge::Judged;
+use super::metric::Trial;
 use super::plan::{Plan, TimelineStage};
 use crate::actions::{self, Table};
 use crate::hooks::HookRun;
@@ -15,6 +17,8 @@ pub(crate) fn dry_run_summary(
     timeline: &[TimelineStage],
     version: Option<&str>,
     total: Duration,
+    trials: &[Trial],
+    judged: &Judged,
 ) -> String {
     let mut table = Table::new(&[
         "Stage",
@@ -45,12 +49,42 @@ pub(crate) fn dry_run_summary(
             ),
         ]);
     }
-    format!(
-        "### 🧭 Rollout plan for {} (dry run)\n\n{}\nAll stages: {} if every gate passes. Nothing was run.\n",
+    let mut out = format!(
+        "### 🧭 Rollout plan for {} (dry run)\n\n{}\nAll stages: {} if every gate passes. Nothing was run",
         version.map_or_else(|| "the next version".to_string(), |v| format!("`{v}`")),
         table.render(),
         format_duration(total)
-    )
+    );
+    out.push_str(if trials.is_empty() && judged.verdicts.is_empty() {
+        ".\n"
+    } else {
+        "; each metric was evaluated once against its backend, now:\n"
+    });
+    if !trials.is_empty() {
+        let mut metrics = Table::new(&["Gate", "Stage", "Value", "Verdict", "Query"]);
+        for t in trials {
+            metrics.row(&[
+                t.gate.clone(),
+                format!("`{}`", t.stage),
+                t.value
+                    .map_or_else(|| "—".to_string(), crate::metrics::condition::number_text),
+                format!("{}: {}", t.verdict, actions::one_line(&t.detail)),
+                format!("`{}`", actions::one_line(&t.query).replace('`', "'")),
+            ]);
+        }
+        out.push_str(&format!("\n{}", metrics.render()));
+    }
+    if !judged.verdicts.is_empty() {
+        let mut judge = Table::new(&["Test", "Verdict"]);
+        for v in &judged.verdicts {
+            judge.row(&[v.gate.clone(), actions::one_line(&v.message)]);
+        }
+        out.push_str(&format!(
+            "\nCanary judge's range queries over the last window:\n\n{}",
+            judge.render()
+        ));
+    }
+    out
 }
 
 fn gates_text(t: &Thresholds) -> String {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::metrics;
 use crate::rollout::{PREVIOUS, VERSION, World, canary, eventually, stages};
 use crate::support::Shipgate;
 use crate::support::health_server::{HealthServer, Reply};
@@ -221,4 +222,159 @@ fn judge_bad_config_is_a_usage_error_naming_the_value() {
         assert!(run.stderr.contains(expected), "{judge}: {}", run.stderr);
         assert!(world.hook_calls().is_empty(), "nothing ran");
     }
+}
+
+/// The mean latency of one version over 2 s, from the sample service's histogram (the
+/// probes' fast `/health/live` answers included, so a 300 ms `/api/items` shows as less).
+const MEAN_LATENCY: &str = r#"sum(rate(http_request_duration_seconds_sum{version="{{version}}"}[2s])) / sum(rate(http_request_duration_seconds_count{version="{{version}}"}[2s]))"#;
+
+fn latency_pair() -> String {
+    format!(
+        "      - name: mean-latency\n        query: '{MEAN_LATENCY}'\n        baseline-query: '{}'\n        step: 500ms\n        tolerance: 0.05\n",
+        MEAN_LATENCY.replace("{{version}}", "{{previous_version}}")
+    )
+}
+
+#[test]
+fn judge_prometheus_range_queries_catch_a_slow_canary_of_the_sample_service() {
+    let world = metrics::World::new(&format!("slow={VERSION}\\nslow-ms=300"));
+    let (service, prometheus) = metrics::scraped_service(&world);
+    let config = format!(
+        "  prometheus:\n    address: {}\n  judge:\n    probes: false\n    min-samples: 5\n    metrics:\n{}",
+        prometheus.url(),
+        latency_pair()
+    );
+    let run = world
+        .rollout(
+            &config,
+            &format!("http://{}/health/live", service.target()),
+            &["canary:50:8s"],
+        )
+        .run();
+    run.expect_code(1);
+    let result = world.result();
+    assert_eq!(result["failed_gate"], "judge:mean-latency");
+    let j = judgement(&result, "judge:mean-latency");
+    assert_eq!(j["verdict"], "fail", "{j:#}");
+    assert!(j["canary"].as_f64().expect("canary median") >= 0.1, "{j:#}");
+    assert!(
+        j["baseline"].as_f64().expect("baseline median") < 0.05,
+        "{j:#}"
+    );
+    let query = j["query"].as_str().expect("query");
+    assert!(query.contains(r#"version="1.4.0""#), "templated: {query}");
+    let baseline_query = j["baseline_query"].as_str().expect("baseline query");
+    assert!(
+        baseline_query.contains(r#"version="1.3.2""#),
+        "{baseline_query}"
+    );
+    assert_eq!(world.hook_calls(), vec!["canary 50", "rollback 0"]);
+}
+
+#[test]
+fn dry_run_evaluates_each_metric_once_against_prometheus_and_moves_no_traffic() {
+    let world = metrics::World::new("");
+    let (service, prometheus) = metrics::scraped_service(&world);
+    let stable_rate =
+        r#"sum(rate(http_requests_total{version="{{previous_version}}"}[{{window}}]))"#;
+    // `rate` over the 10 s window needs two scrapes of the stable version.
+    prometheus.wait_for(&format!(
+        r#"sum(rate(http_requests_total{{version="{PREVIOUS}"}}[10s]))"#
+    ));
+    let config = format!(
+        "  prometheus:\n    address: {}\n  metrics:\n{}{}{}  judge:\n    probes: false\n    min-samples: 5\n    metrics:\n{}",
+        prometheus.url(),
+        metrics::metric("stable-errors", metrics::BASELINE_ERROR_RATE, "< 0.03", ""),
+        metrics::metric("stable-rate", stable_rate, "> 1000000", ""),
+        metrics::metric("canary-errors", metrics::ERROR_RATE, "< 0.03", ""),
+        latency_pair()
+    );
+    let run = world
+        .rollout(
+            &config,
+            &format!("http://{}/health/live", service.target()),
+            &["canary:50:8s"],
+        )
+        .args(["--dry-run", "--format", "json"])
+        .actions()
+        .run();
+    run.expect_code(0);
+    assert!(world.hook_calls().is_empty(), "no traffic moved");
+    let json = run.json();
+    let trial = |gate: &str| {
+        json["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .find(|t| t["gate"] == gate)
+            .unwrap_or_else(|| panic!("no trial {gate}: {json:#}"))
+            .clone()
+    };
+    let ok = trial("metric:stable-errors");
+    assert_eq!(ok["verdict"], "pass", "{ok:#}");
+    assert_eq!(ok["value"], 0.0);
+    assert_eq!(ok["stage"], "canary");
+    let high = trial("metric:stable-rate");
+    assert_eq!(high["verdict"], "fail", "{high:#}");
+    assert!(high["value"].as_f64().expect("rate") > 0.0, "{high:#}");
+    assert!(
+        high["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("is not > 1000000"),
+        "{high:#}"
+    );
+    assert!(
+        high["query"]
+            .as_str()
+            .expect("query")
+            .contains(r#"version="1.3.2""#),
+        "{high:#}"
+    );
+    assert_eq!(trial("metric:canary-errors")["verdict"], "no_data");
+    // The canary has no traffic yet: the judge's range queries answer, and it cannot judge.
+    let judgements = json["judgements"].as_array().expect("judgements");
+    assert!(
+        judgements
+            .iter()
+            .any(|j| j["gate"] == "judge:mean-latency" && j["verdict"] == "inconclusive"),
+        "{json:#}"
+    );
+    assert!(
+        run.stderr
+            .contains("dry run metric:stable-rate (stage `canary`): fail"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.summary.contains("each metric was evaluated once"),
+        "{}",
+        run.summary
+    );
+
+    // A backend that is down: exit 3, naming it, still nothing moved.
+    let closed = crate::support::watchdog::free_port();
+    let run = world
+        .rollout(
+            &format!(
+                "  metrics:\n{}",
+                metrics::metric(
+                    "m",
+                    "up",
+                    "== 1",
+                    &format!("      address: http://127.0.0.1:{closed}\n")
+                )
+            ),
+            &format!("http://{}/health/live", service.target()),
+            &["canary:50:8s"],
+        )
+        .args(["--dry-run"])
+        .run();
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("did not answer after 4 attempt(s)"),
+        "{}",
+        run.stderr
+    );
+    assert!(world.hook_calls().is_empty(), "no traffic moved");
 }
