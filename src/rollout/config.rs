@@ -327,6 +327,43 @@ rollout:
     }
 
     #[test]
+    fn the_judge_section_parses_and_names_unknown_keys() {
+        let text = r#"
+rollout:
+  judge:
+    alpha: 0.01
+    min-samples: 30
+    tolerance: 20ms
+    inconclusive: pause
+    stages: [canary]
+    metrics:
+      - name: mean-latency
+        query: 'q{version="{{version}}"}'
+        baseline-query: 'q{version="{{previous_version}}"}'
+        step: 15s
+        tolerance: 0.02
+"#;
+        let config: Doc =
+            crate::inputs::parse_yaml(Path::new("shipgate.yml"), text).expect("valid config");
+        let judge = config.rollout.judge.expect("judge");
+        assert_eq!(judge.inconclusive, Some(InconclusivePolicy::Pause));
+        assert_eq!(
+            judge.tolerance.map(|d| d.0),
+            Some(Duration::from_millis(20))
+        );
+        let metrics = judge.metrics.expect("metrics");
+        assert_eq!(metrics[0].step.map(|d| d.0), Some(Duration::from_secs(15)));
+        let unknown = "rollout:\n  judge:\n    confidence: 0.99\n";
+        let error = crate::inputs::parse_yaml::<Doc>(Path::new("shipgate.yml"), unknown)
+            .expect_err("unknown key");
+        assert!(error.to_string().contains("confidence"), "{error}");
+        let bad = "rollout:\n  judge:\n    inconclusive: wait\n";
+        let error = crate::inputs::parse_yaml::<Doc>(Path::new("shipgate.yml"), bad)
+            .expect_err("unknown policy");
+        assert!(error.to_string().contains("wait"), "{error}");
+    }
+
+    #[test]
     fn percentages() {
         assert_eq!("99.5%".parse::<Percent>(), Ok(Percent(99.5)));
         assert!("101".parse::<Percent>().is_err());
