@@ -399,7 +399,7 @@ async fn metric_trials(plan: &Plan, base: &Vars) -> Vec<metric::Trial> {
 }
 
 /// Each of the canary judge's range-query pairs judged once over the last window of the first
-/// stage the judge applies to.
+/// stage the judge applies to, and each error-count source now.
 async fn judge_trials(plan: &Plan, base: &Vars) -> judge::Judged {
     let mut all = judge::Judged::default();
     let Some(spec) = &plan.judge else {
@@ -410,8 +410,14 @@ async fn judge_trials(plan: &Plan, base: &Vars) -> judge::Judged {
     };
     let vars = stage.vars(base);
     let span = stage.thresholds.window.min(stage.duration);
+    let mut runs = Vec::new();
     for metric in &spec.metrics {
-        let judged = judge::dry_run(spec, metric, &vars, span, stage.interval).await;
+        runs.push(judge::dry_run(spec, metric, &vars, span, stage.interval).await);
+    }
+    for source in &spec.errors {
+        runs.push(judge::dry_run_errors(spec, source, &vars).await);
+    }
+    for judged in runs {
         for judgement in &judged.judgements {
             tracing::info!(
                 "dry run (stage `{}`, the last {}): {}",

@@ -210,6 +210,24 @@ pub(crate) struct JudgeMetricConfig {
     pub(crate) timeout: Option<HumanDuration>,
 }
 
+/// One error-count source in `rollout.judge.errors`: four instant queries, each one number —
+/// the canary's errors and requests, and the baseline's (e.g. `sum(increase(...[{{window}}]))`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct JudgeErrorsConfig {
+    pub(crate) name: String,
+    pub(crate) errors: String,
+    pub(crate) total: String,
+    pub(crate) baseline_errors: String,
+    pub(crate) baseline_total: String,
+    /// Error rates closer than this many percentage points never fail [default: 0].
+    pub(crate) tolerance: Option<f64>,
+    pub(crate) address: Option<String>,
+    pub(crate) auth: Option<AuthConfig>,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) timeout: Option<HumanDuration>,
+}
+
 /// `rollout.judge`: the statistical judgement of canary against baseline at the end of each
 /// stage's window.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -227,6 +245,7 @@ pub(crate) struct JudgeConfig {
     /// Probe latency differences (of medians, and of spreads) below this never fail [default: 0].
     pub(crate) tolerance: Option<HumanDuration>,
     pub(crate) metrics: Option<Vec<JudgeMetricConfig>>,
+    pub(crate) errors: Option<Vec<JudgeErrorsConfig>>,
     /// Only in these stages (default: every stage).
     pub(crate) stages: Option<Vec<String>>,
 }

@@ -25,7 +25,7 @@ use super::stats::{self, Shift};
 use super::window::Window;
 use crate::error::{Error, Result};
 use crate::metrics::condition::number_text;
-use crate::metrics::prometheus::Client;
+use crate::metrics::prometheus::{Client, Reading};
 use crate::metrics::template::{self, Vars};
 pub(crate) use crate::state::rollout::{JudgeVerdict, Judgement};
 use crate::text::one_line;
@@ -65,6 +65,19 @@ pub(crate) struct JudgeMetric {
     pub(crate) client: Client,
 }
 
+/// An error-count source: the canary's errors and requests, the baseline's, as instant queries.
+#[derive(Debug, Clone)]
+pub(crate) struct JudgeErrors {
+    pub(crate) name: String,
+    /// `errors`, `total`, `baseline-errors`, `baseline-total`, in that order.
+    pub(crate) queries: [String; 4],
+    /// Percentage points.
+    pub(crate) tolerance: f64,
+    pub(crate) client: Client,
+}
+
+const ERROR_KEYS: [&str; 4] = ["errors", "total", "baseline-errors", "baseline-total"];
+
 /// The resolved `rollout.judge`.
 #[derive(Debug, Clone)]
 pub(crate) struct JudgeSpec {
@@ -75,6 +88,7 @@ pub(crate) struct JudgeSpec {
     /// Probe latency tolerance, in milliseconds.
     pub(crate) tolerance_ms: f64,
     pub(crate) metrics: Vec<JudgeMetric>,
+    pub(crate) errors: Vec<JudgeErrors>,
     pub(crate) stages: Option<Vec<String>>,
 }
 
@@ -123,6 +137,18 @@ impl JudgeSpec {
                 one_line(&metric.baseline_query),
                 metric.client.label(),
                 number_text(metric.tolerance)
+            ));
+        }
+        for errors in &self.errors {
+            lines.push(format!(
+                "judge:{}: errors `{}` of `{}` against `{}` of `{}` from {} (tolerance {} points)",
+                errors.name,
+                one_line(&errors.queries[0]),
+                one_line(&errors.queries[1]),
+                one_line(&errors.queries[2]),
+                one_line(&errors.queries[3]),
+                errors.client.label(),
+                number_text(errors.tolerance)
             ));
         }
         lines
@@ -218,9 +244,56 @@ pub(crate) fn resolve(
             client,
         });
     }
-    if !probes && metrics.is_empty() {
+    let mut errors = Vec::new();
+    for source in config.errors.iter().flatten() {
+        crate::inputs::check_name("judge errors name", &source.name)?;
+        let what = format!("judge errors `{}`", source.name);
+        if matches!(
+            source.name.as_str(),
+            "latency" | "latency-spread" | "errors"
+        ) || !seen.insert(source.name.clone())
+        {
+            return Err(Error::usage(format!(
+                "{what}: the name is taken (by a judge metric or errors source, or by the probe tests `latency`, `latency-spread`, `errors`); give each a unique name"
+            )));
+        }
+        let queries = [
+            &source.errors,
+            &source.total,
+            &source.baseline_errors,
+            &source.baseline_total,
+        ];
+        for (key, text) in ERROR_KEYS.iter().zip(queries) {
+            if text.trim().is_empty() {
+                return Err(Error::usage(format!("{what} has an empty `{key}`")));
+            }
+            template::check(text).map_err(|e| Error::usage(format!("{what}: {e}")))?;
+        }
+        let tolerance = source.tolerance.unwrap_or(0.0);
+        if !(0.0..=100.0).contains(&tolerance) {
+            return Err(Error::usage(format!(
+                "{what}: `tolerance` is `{tolerance}`; use percentage points from 0 to 100"
+            )));
+        }
+        let client = super::metric::client(
+            &what,
+            "Prometheus",
+            source.address.as_ref(),
+            source.auth.as_ref(),
+            source.headers.as_ref(),
+            source.timeout,
+            backend.unwrap_or(&default),
+        )?;
+        errors.push(JudgeErrors {
+            name: source.name.clone(),
+            queries: queries.map(Clone::clone),
+            tolerance,
+            client,
+        });
+    }
+    if !probes && metrics.is_empty() && errors.is_empty() {
         return Err(Error::usage(format!(
-            "{what} has nothing to judge: `probes: false` and no `metrics`"
+            "{what} has nothing to judge: `probes: false` and no `metrics` or `errors`"
         )));
     }
     Ok(Some(JudgeSpec {
@@ -233,6 +306,7 @@ pub(crate) fn resolve(
         probes,
         tolerance_ms: config.tolerance.map_or(0.0, |d| d.0.as_secs_f64() * 1000.0),
         metrics,
+        errors,
         stages: config.stages.clone(),
     }))
 }
@@ -404,12 +478,16 @@ pub(crate) fn spread(
     )
 }
 
-/// Does the canary fail more often than the baseline? Fisher's exact test, one-sided.
+/// Does the canary fail more often than the baseline? Fisher's exact test, one-sided: fails
+/// when significant and the error rates differ by at least `tolerance` percentage points.
+/// `what` names the counted things (`probes`, `requests`).
 pub(crate) fn errors(
     gate: &str,
     (canary_errors, canary_total): (u64, u64),
     (baseline_errors, baseline_total): (u64, u64),
     rules: &Rules,
+    tolerance: f64,
+    what: &str,
 ) -> Judgement {
     let rate = |errors: u64, total: u64| (total > 0).then(|| errors as f64 * 100.0 / total as f64);
     let (canary_rate, baseline_rate) = (
@@ -417,7 +495,7 @@ pub(crate) fn errors(
         rate(baseline_errors, baseline_total),
     );
     let p = stats::fisher_greater(canary_errors, canary_total, baseline_errors, baseline_total);
-    let samples = format!("{canary_total} canary and {baseline_total} baseline probes");
+    let samples = format!("{canary_total} canary and {baseline_total} baseline {what}");
     let numbers = format!(
         "{canary_errors} errors in {canary_total} ({}) vs {baseline_errors} in {baseline_total} ({}) baseline, Fisher's exact p {}",
         value_text(canary_rate.unwrap_or(0.0), "%"),
@@ -433,15 +511,36 @@ pub(crate) fn errors(
                 rules.min_samples
             ),
         )
-    } else if p < rules.alpha {
+    } else if p < rules.alpha
+        && canary_rate.unwrap_or(0.0) - baseline_rate.unwrap_or(0.0) >= tolerance
+    {
         (
             JudgeVerdict::Fail,
-            format!("canary errs more: {numbers} < {}", rules.alpha),
+            format!(
+                "canary errs more: {numbers} < {}{}",
+                rules.alpha,
+                if tolerance > 0.0 {
+                    format!(", rates {} points or more apart", number_text(tolerance))
+                } else {
+                    String::new()
+                }
+            ),
         )
     } else {
         (
             JudgeVerdict::Pass,
-            format!("no rise in errors: {numbers} ≥ {}", rules.alpha),
+            format!(
+                "no rise in errors: {numbers} (fails at p < {}{})",
+                rules.alpha,
+                if tolerance > 0.0 {
+                    format!(
+                        " with rates {} points or more apart",
+                        number_text(tolerance)
+                    )
+                } else {
+                    String::new()
+                }
+            ),
         )
     };
     Judgement {
@@ -464,7 +563,7 @@ pub(crate) fn errors(
         p_value: Some(p),
         alpha: rules.alpha,
         min_effect: rules.effect,
-        tolerance: 0.0,
+        tolerance,
         min_samples: rules.min_samples,
         detail,
         query: None,
@@ -570,6 +669,8 @@ pub(crate) fn judge_probes(spec: &JudgeSpec, canary: &Window, baseline: &Window)
             (canary.failures(), canary.len()),
             (baseline.failures(), baseline.len()),
             &spec.rules,
+            0.0,
+            "probes",
         ),
     ]
 }
@@ -648,6 +749,76 @@ async fn judge_metric(
     Ok(judgements)
 }
 
+/// Judges one error-count source now: its four queries, each one value (a count, rounded).
+async fn judge_errors(
+    spec: &JudgeSpec,
+    source: &JudgeErrors,
+    vars: &Vars,
+) -> std::result::Result<Judgement, Box<Verdict>> {
+    let gate = format!("judge:{}", source.name);
+    let failed = |message: String, query: Option<String>| {
+        Box::new(Verdict {
+            gate: gate.clone(),
+            status: Status::Fail,
+            value: None,
+            measured: "error".to_string(),
+            threshold: format!("p ≥ {}", spec.rules.alpha),
+            message: format!("{gate}: {message}"),
+            query,
+            dependency: true,
+        })
+    };
+    let mut counts = [0u64; 4];
+    let mut rendered: Vec<String> = Vec::new();
+    for ((key, text), count) in ERROR_KEYS.iter().zip(&source.queries).zip(&mut counts) {
+        let query = template::render(text, vars).map_err(|e| failed(e, None))?;
+        let redacted = crate::secret::redact(&query);
+        let value = match source.client.read(&query).await {
+            Ok(Reading::Value(v)) if v.is_finite() && v >= 0.0 => v,
+            Ok(Reading::Value(v)) => {
+                return Err(failed(
+                    format!("`{key}` is {}, not a count", number_text(v)),
+                    Some(redacted),
+                ));
+            }
+            // No series: nothing counted (e.g. no 5xx at all).
+            Ok(Reading::NoData(_)) => 0.0,
+            Ok(Reading::Several(series)) => {
+                return Err(failed(
+                    format!(
+                        "`{key}` returned {} series; aggregate it (`sum(...)`) to one count",
+                        series.len()
+                    ),
+                    Some(redacted),
+                ));
+            }
+            Err(e) => return Err(failed(format!("`{key}`: {e}"), Some(redacted))),
+        };
+        *count = value.round() as u64;
+        rendered.push(redacted);
+    }
+    let [canary_errors, canary_total, baseline_errors, baseline_total] = counts;
+    if canary_errors > canary_total || baseline_errors > baseline_total {
+        return Err(failed(
+            format!(
+                "more errors than requests ({canary_errors} of {canary_total}, baseline {baseline_errors} of {baseline_total}): do `errors` and `total` count the same requests?"
+            ),
+            rendered.first().cloned(),
+        ));
+    }
+    let mut judgement = errors(
+        &gate,
+        (canary_errors, canary_total),
+        (baseline_errors, baseline_total),
+        &spec.rules,
+        source.tolerance,
+        "requests",
+    );
+    judgement.query = Some(format!("{} / {}", rendered[0], rendered[1]));
+    judgement.baseline_query = Some(format!("{} / {}", rendered[2], rendered[3]));
+    Ok(judgement)
+}
+
 /// Judges a stage at the end of its window: the probes' windows (`baseline` when probed) and
 /// each range-query pair over the same span (`span`: the window, or the stage so far when
 /// shorter). `interval` is the stage's probe interval (the default step).
@@ -677,6 +848,12 @@ pub(crate) async fn judge(
             Err(verdict) => judged.verdicts.push(*verdict),
         }
     }
+    for source in &spec.errors {
+        match judge_errors(spec, source, vars).await {
+            Ok(judgement) => judged.push(judgement, spec.inconclusive),
+            Err(verdict) => judged.verdicts.push(*verdict),
+        }
+    }
     judged
 }
 
@@ -690,6 +867,19 @@ pub(crate) async fn preflight(spec: &JudgeSpec, vars: &Vars) -> Result<()> {
             let query =
                 template::render(text, vars).map_err(|e| Error::usage(format!("{what}: {e}")))?;
             metric.client.query(&query, None).await.map_err(|e| {
+                Error::from(e).context(format!(
+                    "{what}: the query `{}` failed before the rollout started (nothing was changed)",
+                    one_line(&query)
+                ))
+            })?;
+        }
+    }
+    for source in &spec.errors {
+        let what = format!("judge:{}", source.name);
+        for text in &source.queries {
+            let query =
+                template::render(text, vars).map_err(|e| Error::usage(format!("{what}: {e}")))?;
+            source.client.query(&query, None).await.map_err(|e| {
                 Error::from(e).context(format!(
                     "{what}: the query `{}` failed before the rollout started (nothing was changed)",
                     one_line(&query)
@@ -717,6 +907,16 @@ pub(crate) async fn dry_run(
                 judged.push(judgement, spec.inconclusive);
             }
         }
+        Err(verdict) => judged.verdicts.push(*verdict),
+    }
+    judged
+}
+
+/// `--dry-run`: an error-count source judged once, now.
+pub(crate) async fn dry_run_errors(spec: &JudgeSpec, source: &JudgeErrors, vars: &Vars) -> Judged {
+    let mut judged = Judged::default();
+    match judge_errors(spec, source, vars).await {
+        Ok(judgement) => judged.push(judgement, spec.inconclusive),
         Err(verdict) => judged.verdicts.push(*verdict),
     }
     judged
@@ -864,7 +1064,7 @@ mod tests {
             Status::NoData,
             "inconclusive: pause waits"
         );
-        let e = errors("judge:errors", (0, 5), (0, 40), &rules());
+        let e = errors("judge:errors", (0, 5), (0, 40), &rules(), 0.0, "probes");
         assert_eq!(e.verdict, JudgeVerdict::Inconclusive);
     }
 
@@ -914,7 +1114,7 @@ mod tests {
             min_samples: 10,
             ..rules()
         };
-        let j = errors("judge:errors", (2, 10), (0, 1000), &loose);
+        let j = errors("judge:errors", (2, 10), (0, 1000), &loose, 0.0, "probes");
         assert_eq!(j.verdict, JudgeVerdict::Fail, "{}", j.detail);
         assert!(
             j.detail.contains(
@@ -924,14 +1124,45 @@ mod tests {
             j.detail
         );
         // With the default guard of 20 samples a side: inconclusive, still not a pass.
-        let j = errors("judge:errors", (2, 10), (0, 1000), &rules());
+        let j = errors("judge:errors", (2, 10), (0, 1000), &rules(), 0.0, "probes");
         assert_eq!(j.verdict, JudgeVerdict::Inconclusive, "{}", j.detail);
         // As many errors on both sides: a pass.
-        let j = errors("judge:errors", (2, 100), (20, 1000), &rules());
+        let j = errors(
+            "judge:errors",
+            (2, 100),
+            (20, 1000),
+            &rules(),
+            0.0,
+            "probes",
+        );
         assert_eq!(j.verdict, JudgeVerdict::Pass, "{}", j.detail);
         assert_eq!(
-            errors("judge:errors", (0, 50), (0, 50), &rules()).verdict,
+            errors("judge:errors", (0, 50), (0, 50), &rules(), 0.0, "probes").verdict,
             JudgeVerdict::Pass
+        );
+        // Many requests make a small rise significant; a tolerance in points keeps it a pass.
+        let many = errors(
+            "judge:e",
+            (300, 10_000),
+            (200, 10_000),
+            &rules(),
+            0.0,
+            "requests",
+        );
+        assert_eq!(many.verdict, JudgeVerdict::Fail, "{}", many.detail);
+        let tolerant = errors(
+            "judge:e",
+            (300, 10_000),
+            (200, 10_000),
+            &rules(),
+            2.0,
+            "requests",
+        );
+        assert_eq!(tolerant.verdict, JudgeVerdict::Pass, "{}", tolerant.detail);
+        assert!(
+            tolerant.detail.contains("2 points or more apart"),
+            "{}",
+            tolerant.detail
         );
     }
 
@@ -961,11 +1192,12 @@ mod tests {
             probes: true,
             tolerance_ms: 0.0,
             metrics: Vec::new(),
+            errors: Vec::new(),
             stages: None,
         };
         let mut judged = Judged::default();
         judged.push(
-            errors("judge:errors", (0, 3), (0, 3), &rules()),
+            errors("judge:errors", (0, 3), (0, 3), &rules(), 0.0, "probes"),
             spec.inconclusive,
         );
         assert!(judged.waits_for_approval(&spec));

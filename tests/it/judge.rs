@@ -378,3 +378,85 @@ fn dry_run_evaluates_each_metric_once_against_prometheus_and_moves_no_traffic() 
     );
     assert!(world.hook_calls().is_empty(), "no traffic moved");
 }
+
+/// An error-count source of the sample service's counters over the stage's window.
+fn error_counts() -> String {
+    let count = |version: &str, errors: bool| {
+        format!(
+            r#"sum(increase(http_requests_total{{version="{{{{{version}}}}}"{}}}[{{{{window}}}}]))"#,
+            if errors { r#",status=~"5..""# } else { "" }
+        )
+    };
+    format!(
+        "      - name: http-errors\n        errors: '{}'\n        total: '{}'\n        baseline-errors: '{}'\n        baseline-total: '{}'\n",
+        count("version", true),
+        count("version", false),
+        count("previous_version", true),
+        count("previous_version", false)
+    )
+}
+
+/// A one-stage rollout of the sample service (`extra` control lines) judged by Prometheus
+/// only: the mean-latency pair and the error counts.
+fn prometheus_judged(extra: &str) -> (metrics::World, crate::support::cli::Run) {
+    let world = metrics::World::new(extra);
+    let (service, prometheus) = metrics::scraped_service(&world);
+    let config = format!(
+        "  prometheus:\n    address: {}\n  judge:\n    probes: false\n    min-samples: 5\n    metrics:\n{}    errors:\n{}",
+        prometheus.url(),
+        latency_pair(),
+        error_counts()
+    );
+    let run = world
+        .rollout(
+            &config,
+            &format!("http://{}/health/live", service.target()),
+            &["canary:50:8s"],
+        )
+        .actions()
+        .run();
+    (world, run)
+}
+
+#[test]
+fn judge_prometheus_error_counts_fail_an_erring_canary_and_pass_a_healthy_one() {
+    let (world, run) = prometheus_judged(&format!("broken={VERSION}"));
+    run.expect_code(1);
+    let result = world.result();
+    assert_eq!(result["failed_gate"], "judge:http-errors", "{result:#}");
+    let j = judgement(&result, "judge:http-errors");
+    assert_eq!(j["verdict"], "fail", "{j:#}");
+    assert_eq!(j["test"], "fisher");
+    assert!(j["canary_errors"].as_u64().expect("errors") > 0, "{j:#}");
+    assert_eq!(j["baseline_errors"], 0, "{j:#}");
+    assert!(
+        j["detail"]
+            .as_str()
+            .expect("detail")
+            .starts_with("canary errs more: "),
+        "{j:#}"
+    );
+    assert!(
+        j["query"]
+            .as_str()
+            .expect("query")
+            .contains(r#"version="1.4.0",status=~"5..""#),
+        "{j:#}"
+    );
+    assert!(
+        run.summary.contains("errors (Fisher's exact)"),
+        "{}",
+        run.summary
+    );
+
+    let (world, run) = prometheus_judged("");
+    run.expect_code(0);
+    let result = world.result();
+    for gate in [
+        "judge:mean-latency",
+        "judge:mean-latency-spread",
+        "judge:http-errors",
+    ] {
+        assert_eq!(judgement(&result, gate)["verdict"], "pass", "{result:#}");
+    }
+}
