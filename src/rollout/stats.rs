@@ -252,6 +252,51 @@ mod tests {
         assert!(close(ln_choose(1010, 2), 509_545f64.ln(), 1e-12));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn mann_whitney_is_antisymmetric_bounded_and_monotone(
+            a in proptest::collection::vec(0.0f64..1000.0, 1..40),
+            b in proptest::collection::vec(0.0f64..1000.0, 1..40),
+        ) {
+            let ab = mann_whitney(&a, &b);
+            let ba = mann_whitney(&b, &a);
+            proptest::prop_assert!((ab.effect + ba.effect).abs() < 1e-9);
+            proptest::prop_assert!((-1.0..=1.0).contains(&ab.effect));
+            proptest::prop_assert!((0.0..=1.0).contains(&ab.p_value));
+            // A slower canary is never judged less slow.
+            let slower: Vec<f64> = a.iter().map(|v| v + 10.0).collect();
+            let worse = mann_whitney(&slower, &b);
+            proptest::prop_assert!(worse.effect >= ab.effect - 1e-12);
+            proptest::prop_assert!(worse.p_value <= ab.p_value + 1e-12);
+            proptest::prop_assert!((0.0..=1.0).contains(&spread(&a, &b).p_value));
+        }
+
+        #[test]
+        fn fisher_is_a_probability(
+            canary_errors in 0u64..30,
+            canary_ok in 0u64..60,
+            baseline_errors in 0u64..30,
+            baseline_ok in 0u64..300,
+        ) {
+            let p = fisher_greater(
+                canary_errors,
+                canary_errors + canary_ok,
+                baseline_errors,
+                baseline_errors + baseline_ok,
+            );
+            proptest::prop_assert!((0.0..=1.0).contains(&p));
+            if canary_errors == 0 {
+                proptest::prop_assert_eq!(p, 1.0);
+            }
+        }
+    }
+
     #[test]
     fn medians_quantiles_and_spread() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
