@@ -9,8 +9,10 @@
 //! one-sided, with Cliff's delta as the effect size) and a widening of spread (the same test on
 //! absolute deviations from each side's median). A worse canary fails when the test is
 //! significant (p < `alpha`), the effect reaches `effect` and the difference of medians (or of
-//! median absolute deviations) reaches `tolerance`. Error counts get Fisher's exact test,
-//! one-sided: significant alone fails (every significant rise of errors matters).
+//! median absolute deviations) reaches `tolerance`. Error counts (the probes', or Prometheus
+//! counts from `errors` sources) get Fisher's exact test, one-sided: significant fails, with no
+//! effect threshold (any significant rise of errors matters) beyond an optional `tolerance` in
+//! percentage points.
 //!
 //! Why once per stage, at the end of its window, not every interval: each look at the data is
 //! one more chance of a false alarm (repeated significance testing); the probe and metric
