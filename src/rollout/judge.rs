@@ -370,7 +370,8 @@ fn shift_judgement(
     );
     let enough = nc >= rules.min_samples && nb >= rules.min_samples;
     let difference = shift.canary_median - shift.baseline_median;
-    let worse = shift.effect > 0.0 && shift.effect >= rules.effect && difference >= tolerance;
+    let large = shift.effect > 0.0 && shift.effect >= rules.effect;
+    let worse = large && difference >= tolerance;
     let significant = shift.p_value < rules.alpha;
     let (verdict, detail) = if !enough {
         (
@@ -397,6 +398,15 @@ fn shift_judgement(
             format!(
                 "{worse_words} by δ ≥ {} but not significantly: {numbers} (p ≥ {}; {samples})",
                 rules.effect, rules.alpha
+            ),
+        )
+    } else if large {
+        (
+            JudgeVerdict::Pass,
+            format!(
+                "{worse_words} but within tolerance: {numbers} (difference {} < tolerance {}; {samples})",
+                value_text(difference, unit),
+                value_text(tolerance, unit)
             ),
         )
     } else {
@@ -1019,6 +1029,13 @@ mod tests {
         // A tolerance larger than the slowdown lets it pass.
         let tolerant = location("judge:latency", &canary, &baseline, &rules(), 30.0, "ms");
         assert_eq!(tolerant.verdict, JudgeVerdict::Pass, "{}", tolerant.detail);
+        assert!(
+            tolerant
+                .detail
+                .starts_with("canary worse but within tolerance: "),
+            "{}",
+            tolerant.detail
+        );
     }
 
     #[test]
