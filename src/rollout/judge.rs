@@ -669,8 +669,14 @@ pub(crate) fn verdict(j: &Judgement, policy: InconclusivePolicy) -> Verdict {
     }
 }
 
-/// The judge's tests of the probes: latency location and spread, and error counts.
-pub(crate) fn judge_probes(spec: &JudgeSpec, canary: &Window, baseline: &Window) -> Vec<Judgement> {
+/// The judge's tests of the probes: latency location and spread, and error counts — of the
+/// canary's HTTP endpoints (`is_http` of a target index), as the baseline has only those.
+pub(crate) fn judge_probes(
+    spec: &JudgeSpec,
+    canary: &Window,
+    is_http: &dyn Fn(usize) -> bool,
+    baseline: &Window,
+) -> Vec<Judgement> {
     let (c, b) = (canary.latencies_ms(), baseline.latencies_ms());
     let tolerance = spec.tolerance_ms;
     vec![
@@ -678,7 +684,7 @@ pub(crate) fn judge_probes(spec: &JudgeSpec, canary: &Window, baseline: &Window)
         spread("judge:latency-spread", &c, &b, &spec.rules, tolerance, "ms"),
         errors(
             "judge:errors",
-            (canary.failures(), canary.len()),
+            canary.counts_where(is_http),
             (baseline.failures(), baseline.len()),
             &spec.rules,
             0.0,
@@ -831,12 +837,14 @@ async fn judge_errors(
     Ok(judgement)
 }
 
-/// Judges a stage at the end of its window: the probes' windows (`baseline` when probed) and
+/// Judges a stage at the end of its window: the probes' windows (the canary's HTTP endpoints,
+/// `is_http`, against `baseline` when probed) and
 /// each range-query pair over the same span (`span`: the window, or the stage so far when
 /// shorter). `interval` is the stage's probe interval (the default step).
 pub(crate) async fn judge(
     spec: &JudgeSpec,
     canary: &Window,
+    is_http: &dyn Fn(usize) -> bool,
     baseline: Option<&Window>,
     vars: &Vars,
     span: Duration,
@@ -846,7 +854,7 @@ pub(crate) async fn judge(
     if spec.probes
         && let Some(baseline) = baseline
     {
-        for judgement in judge_probes(spec, canary, baseline) {
+        for judgement in judge_probes(spec, canary, is_http, baseline) {
             judged.push(judgement, spec.inconclusive);
         }
     }

@@ -265,9 +265,11 @@ impl Monitor {
     /// them last, and the range queries over the same span.
     async fn judge(&self, judge: &JudgeSpec, stage: &Stage, watch: &StageWatch) -> Judged {
         let elapsed = watch.started.elapsed();
+        let is_http = |i: usize| self.canary.get(i).is_some_and(Target::is_http);
         judge::judge(
             judge,
             &watch.canary,
+            &is_http,
             watch.baseline.as_ref(),
             &self.stage_vars(stage),
             stage.thresholds.window.min(elapsed),
