@@ -15,12 +15,14 @@ use crate::actions::{self, Level};
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::hooks;
+use crate::metrics::template::Vars;
 use crate::rollout::approval::{self, APPROVAL_FILE, Approval, PAUSE_FILE, Pause};
 use crate::rollout::config::{FileConfig, Percent};
 use crate::rollout::engine::{self, Release};
 use crate::rollout::gates::DegradedPolicy;
 use crate::rollout::plan::{Inputs, Plan};
 use crate::rollout::report;
+use crate::rollout::{judge, metric};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::rollout::{Cause, RolloutFile};
@@ -155,7 +157,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
     let plan = Plan::resolve(plan_inputs(args, settings)?)?;
     if settings.switch("dry-run", args.dry_run, None, false)? {
-        return dry_run(args, settings, &plan);
+        return dry_run(args, settings, &plan).await;
     }
     execute(args, settings, &plan).await
 }
@@ -230,6 +232,7 @@ fn plan_inputs(args: &Args, settings: &Settings) -> Result<Inputs> {
         prometheus: file.prometheus.clone(),
         metrics: file.metrics.clone().unwrap_or_default(),
         alerts: file.alerts.clone(),
+        judge: file.judge.clone(),
     })
 }
 
@@ -308,21 +311,52 @@ fn approve(args: &Args, settings: &Settings) -> Result<Outcome> {
     })))
 }
 
-/// `--dry-run`: the plan and its timeline; no hook runs, nothing is probed or written.
-fn dry_run(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
-    let validated = StateDir::peek(settings)
+/// `--dry-run`: the plan and its timeline, and each metric gate (and each of the canary judge's
+/// range-query pairs) evaluated once against its live backend; no hook runs, no traffic moves,
+/// nothing is probed or written.
+async fn dry_run(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
+    let peeked = StateDir::peek(settings);
+    let validated = peeked
+        .as_ref()
         .and_then(|state| state.load::<ValidateFile>().ok())
         .flatten();
     let (version, previous) = release(args, settings, validated.as_ref());
     let timeline = plan.timeline();
     let total: Duration = plan.stages.iter().map(|s| s.duration).sum();
     report::log_dry_run(plan, version.as_deref(), previous.as_deref(), total);
+    let base = Vars {
+        version: version.clone().unwrap_or_default(),
+        previous_version: previous.clone(),
+        deployment_id: settings
+            .deployment_id
+            .clone()
+            .or_else(|| peeked.as_ref().map(|s| s.id().to_string()))
+            .unwrap_or_default(),
+        ..Vars::default()
+    };
+    let trials = metric_trials(plan, &base).await;
+    let judged = judge_trials(plan, &base).await;
     actions::append_summary(&report::dry_run_summary(
         plan,
         &timeline,
         version.as_deref(),
         total,
+        &trials,
+        &judged,
     ))?;
+    if trials.iter().any(|t| t.verdict == "error")
+        && let Some(first) = plan.stages.first()
+    {
+        // The same checks a rollout makes before traffic moves, for their exit status: a
+        // query the backend refuses is exit 2, a backend that is down exit 3.
+        metric::preflight(&plan.metrics, &first.vars(&base)).await?;
+    }
+    if let Some(error) = judged.verdicts.iter().find(|v| v.dependency) {
+        if let (Some(judge), Some(first)) = (&plan.judge, plan.stages.first()) {
+            judge::preflight(judge, &first.vars(&base)).await?;
+        }
+        return Err(Error::dependency(error.message.clone()));
+    }
     Ok(Outcome::success(json!({
         "command": "rollout",
         "result": "dry_run",
@@ -333,7 +367,72 @@ fn dry_run(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
         "total_duration_ms": total.as_millis() as u64,
         "endpoints": plan.endpoints(),
         "hooks": plan.hook_lines(),
+        "metrics": trials,
+        "judgements": judged.judgements,
     })))
+}
+
+/// Each metric gate measured once, with the template values of the first stage it applies to.
+async fn metric_trials(plan: &Plan, base: &Vars) -> Vec<metric::Trial> {
+    let mut trials = Vec::new();
+    for (index, spec) in plan.metrics.iter().enumerate() {
+        let Some(stage) = plan.stages.iter().find(|s| spec.applies(&s.name)) else {
+            continue;
+        };
+        let trial = metric::trial(index, spec, &stage.name, &stage.vars(base)).await;
+        let line = format!(
+            "dry run {} (stage `{}`): {} — {} — `{}`",
+            trial.gate,
+            trial.stage,
+            trial.verdict,
+            trial.detail,
+            actions::one_line(&trial.query)
+        );
+        if matches!(trial.verdict, "pass") {
+            tracing::info!("{line}");
+        } else {
+            tracing::warn!("{line}");
+        }
+        trials.push(trial);
+    }
+    trials
+}
+
+/// Each of the canary judge's range-query pairs judged once over the last window of the first
+/// stage the judge applies to, and each error-count source now.
+async fn judge_trials(plan: &Plan, base: &Vars) -> judge::Judged {
+    let mut all = judge::Judged::default();
+    let Some(spec) = &plan.judge else {
+        return all;
+    };
+    let Some(stage) = plan.stages.iter().find(|s| spec.applies(&s.name)) else {
+        return all;
+    };
+    let vars = stage.vars(base);
+    let span = stage.thresholds.window.min(stage.duration);
+    let mut runs = Vec::new();
+    for metric in &spec.metrics {
+        runs.push(judge::dry_run(spec, metric, &vars, span, stage.interval).await);
+    }
+    for source in &spec.errors {
+        runs.push(judge::dry_run_errors(spec, source, &vars).await);
+    }
+    for judged in runs {
+        for judgement in &judged.judgements {
+            tracing::info!(
+                "dry run (stage `{}`, the last {}): {}",
+                stage.name,
+                crate::util::format_duration(span),
+                judge::log_line(judgement)
+            );
+        }
+        for verdict in judged.verdicts.iter().filter(|v| v.dependency) {
+            tracing::warn!("dry run: {}", verdict.message);
+        }
+        all.verdicts.extend(judged.verdicts);
+        all.judgements.extend(judged.judgements);
+    }
+    all
 }
 
 async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {

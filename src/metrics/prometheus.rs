@@ -52,7 +52,6 @@ pub(crate) struct Series {
 }
 
 /// One series of a range query's result: `(unix seconds, value)` points.
-#[allow(dead_code)] // read by the statistical canary judge to come (issue 14 §1)
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RangeSeries {
     pub(crate) labels: BTreeMap<String, String>,
@@ -394,7 +393,6 @@ impl Client {
         })
     }
 
-    #[allow(dead_code)] // for the statistical canary judge to come (issue 14 §1)
     /// A range query (`/api/v1/query_range`) from `start` to `end` (unix seconds) every `step`.
     pub(crate) async fn query_range(
         &self,

@@ -178,6 +178,78 @@ pub(crate) struct AlertsConfig {
     pub(crate) stages: Option<Vec<String>>,
 }
 
+/// `inconclusive:` of the canary judge: what a judgement without enough evidence does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum InconclusivePolicy {
+    /// The stage fails and rolls back.
+    #[default]
+    Fail,
+    /// The stage holds its weight (still watched) until approved like a paused stage
+    /// (`shipgate rollout --resume`), or rolls back at its `approval-timeout`.
+    Pause,
+}
+
+/// One Prometheus range-query pair in `rollout.judge.metrics`: the canary's series and the
+/// baseline's, compared point by point as two samples (higher is worse).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct JudgeMetricConfig {
+    pub(crate) name: String,
+    /// PromQL for the canary, templated like `rollout.metrics`' queries.
+    pub(crate) query: String,
+    /// The same for the baseline (e.g. with `{{previous_version}}`).
+    pub(crate) baseline_query: String,
+    /// Resolution of the range query [default: the stage's probe interval].
+    pub(crate) step: Option<HumanDuration>,
+    /// Differences of medians (and of spreads) below this, in the metric's unit, never fail.
+    pub(crate) tolerance: Option<f64>,
+    pub(crate) address: Option<String>,
+    pub(crate) auth: Option<AuthConfig>,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) timeout: Option<HumanDuration>,
+}
+
+/// One error-count source in `rollout.judge.errors`: four instant queries, each one number —
+/// the canary's errors and requests, and the baseline's (e.g. `sum(increase(...[{{window}}]))`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct JudgeErrorsConfig {
+    pub(crate) name: String,
+    pub(crate) errors: String,
+    pub(crate) total: String,
+    pub(crate) baseline_errors: String,
+    pub(crate) baseline_total: String,
+    /// Error rates closer than this many percentage points never fail [default: 0].
+    pub(crate) tolerance: Option<f64>,
+    pub(crate) address: Option<String>,
+    pub(crate) auth: Option<AuthConfig>,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) timeout: Option<HumanDuration>,
+}
+
+/// `rollout.judge`: the statistical judgement of canary against baseline at the end of each
+/// stage's window.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct JudgeConfig {
+    /// Significance level of every test [default: 0.01].
+    pub(crate) alpha: Option<f64>,
+    /// Cliff's delta a slower or wider canary must reach to fail [default: 0.33].
+    pub(crate) effect: Option<f64>,
+    /// Samples each side needs, per test [default: 20]; fewer is inconclusive.
+    pub(crate) min_samples: Option<u64>,
+    pub(crate) inconclusive: Option<InconclusivePolicy>,
+    /// Judge the canary's probes against the baseline's [default: true; needs `baseline`].
+    pub(crate) probes: Option<bool>,
+    /// Probe latency differences (of medians, and of spreads) below this never fail [default: 0].
+    pub(crate) tolerance: Option<HumanDuration>,
+    pub(crate) metrics: Option<Vec<JudgeMetricConfig>>,
+    pub(crate) errors: Option<Vec<JudgeErrorsConfig>>,
+    /// Only in these stages (default: every stage).
+    pub(crate) stages: Option<Vec<String>>,
+}
+
 /// The `rollout:` section of `shipgate.yml`. Webhook URLs are secrets and never come from here.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -209,6 +281,7 @@ pub(crate) struct FileConfig {
     pub(crate) prometheus: Option<BackendConfig>,
     pub(crate) metrics: Option<Vec<MetricConfig>>,
     pub(crate) alerts: Option<AlertsConfig>,
+    pub(crate) judge: Option<JudgeConfig>,
 }
 
 impl FileConfig {
@@ -270,6 +343,43 @@ rollout:
         let error = crate::inputs::parse_yaml::<Doc>(Path::new("shipgate.yml"), unknown)
             .expect_err("unknown key");
         assert!(error.to_string().contains("max_p95"), "{error}");
+    }
+
+    #[test]
+    fn the_judge_section_parses_and_names_unknown_keys() {
+        let text = r#"
+rollout:
+  judge:
+    alpha: 0.01
+    min-samples: 30
+    tolerance: 20ms
+    inconclusive: pause
+    stages: [canary]
+    metrics:
+      - name: mean-latency
+        query: 'q{version="{{version}}"}'
+        baseline-query: 'q{version="{{previous_version}}"}'
+        step: 15s
+        tolerance: 0.02
+"#;
+        let config: Doc =
+            crate::inputs::parse_yaml(Path::new("shipgate.yml"), text).expect("valid config");
+        let judge = config.rollout.judge.expect("judge");
+        assert_eq!(judge.inconclusive, Some(InconclusivePolicy::Pause));
+        assert_eq!(
+            judge.tolerance.map(|d| d.0),
+            Some(Duration::from_millis(20))
+        );
+        let metrics = judge.metrics.expect("metrics");
+        assert_eq!(metrics[0].step.map(|d| d.0), Some(Duration::from_secs(15)));
+        let unknown = "rollout:\n  judge:\n    confidence: 0.99\n";
+        let error = crate::inputs::parse_yaml::<Doc>(Path::new("shipgate.yml"), unknown)
+            .expect_err("unknown key");
+        assert!(error.to_string().contains("confidence"), "{error}");
+        let bad = "rollout:\n  judge:\n    inconclusive: wait\n";
+        let error = crate::inputs::parse_yaml::<Doc>(Path::new("shipgate.yml"), bad)
+            .expect_err("unknown policy");
+        assert!(error.to_string().contains("wait"), "{error}");
     }
 
     #[test]

@@ -72,18 +72,14 @@ pub(crate) async fn run(
         deployment_id: state.id().to_string(),
         ..Vars::default()
     };
-    if !plan.metrics.is_empty()
-        && let Some(first) = plan.stages.first()
-    {
+    if let Some(first) = plan.stages.first() {
         // Before any traffic moves: a query the backend refuses, or a backend that is down,
         // stops here with nothing changed.
-        let first_vars = Vars {
-            stage: first.name.clone(),
-            weight: first.weight,
-            window: crate::metrics::template::promql_duration(first.thresholds.window),
-            ..vars.clone()
-        };
+        let first_vars = first.vars(&vars);
         super::metric::preflight(&plan.metrics, &first_vars).await?;
+        if let Some(judge) = &plan.judge {
+            super::judge::preflight(judge, &first_vars).await?;
+        }
     }
     let monitor = Monitor::new(plan, prober, shutdown.clone(), vars);
 
@@ -303,6 +299,7 @@ fn not_run(stage: &Stage) -> StageRecord {
         verdicts: Vec::new(),
         reason: None,
         approval: None,
+        judgements: Vec::new(),
     }
 }
 
@@ -325,7 +322,13 @@ fn fill(record: &mut StageRecord, watch: &StageWatch, status: StageStatus, reaso
         .into_iter()
         .map(|(cause, count)| CauseCount { cause, count })
         .collect();
-    record.verdicts = watch.verdicts.iter().map(Into::into).collect();
+    record.verdicts = watch
+        .verdicts
+        .iter()
+        .chain(&watch.judged.verdicts)
+        .map(Into::into)
+        .collect();
+    record.judgements.clone_from(&watch.judged.judgements);
     record.reason = reason;
 }
 
@@ -486,32 +489,7 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
         ));
         if stage.pause {
             let waited = Instant::now();
-            let deadline = crate::util::instant_after(stage.approval_timeout);
-            let pause = Pause {
-                stage: stage.name.clone(),
-                waiting_since: crate::util::now_rfc3339(),
-                deadline: crate::util::rfc3339_after(stage.approval_timeout)
-                    .unwrap_or_else(|| "never".to_string()),
-                approval_file: approval_path.to_path_buf(),
-                pid: std::process::id(),
-            };
-            if let Err(e) = state.write_json(PAUSE_FILE, &pause) {
-                // Traffic may have moved already: wait anyway (the approval file still works).
-                tracing::warn!(
-                    "{e}; approve with `shipgate rollout --resume --approve-stage {}`",
-                    stage.name
-                );
-            }
-            journal.checkpoint("in_progress", progress);
-            let message = format!(
-                "stage `{}` waits for approval: run `shipgate rollout --resume` (deployment `{}`) or create `{}` within {}",
-                stage.name,
-                state.id(),
-                approval_path.display(),
-                format_duration(stage.approval_timeout)
-            );
-            actions::annotate(Level::Notice, Some("shipgate rollout"), &message);
-            log.line(&format!("[{}] {message}", crate::util::now_rfc3339()));
+            let deadline = announce_pause(journal, progress, stage, approval_path, "", log);
             let until = Until::Approval {
                 file: approval_path,
                 next: &stage.name,
@@ -654,6 +632,22 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
         let stop = monitor.watch(stage, &mut watch, Until::End, log).await;
         match stop {
             Stop::Completed => {
+                if plan
+                    .judge
+                    .as_ref()
+                    .is_some_and(|judge| watch.judged.waits_for_approval(judge))
+                    && let Err(failure) =
+                        hold_inconclusive(walk, progress, index, &mut watch, log).await
+                {
+                    fill(
+                        &mut progress.records[index],
+                        &watch,
+                        StageStatus::Failed,
+                        Some(failure.reason.clone()),
+                    );
+                    progress.failure = Some(failure);
+                    return;
+                }
                 fill(
                     &mut progress.records[index],
                     &watch,
@@ -719,6 +713,141 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
                 return;
             }
             Stop::Approved(_) | Stop::Deadline => {}
+        }
+    }
+}
+
+/// Says that `stage` waits for an approval (`why`, when not its own `pause`): writes
+/// `rollout-pause.json` (which `--resume` reads) and `rollout.json`, annotates and logs it.
+/// Returns the approval deadline.
+fn announce_pause(
+    journal: &Journal<'_>,
+    progress: &Progress,
+    stage: &Stage,
+    approval_path: &Path,
+    why: &str,
+    log: &mut LogFile,
+) -> Instant {
+    let state = journal.state;
+    let deadline = crate::util::instant_after(stage.approval_timeout);
+    let pause = Pause {
+        stage: stage.name.clone(),
+        waiting_since: crate::util::now_rfc3339(),
+        deadline: crate::util::rfc3339_after(stage.approval_timeout)
+            .unwrap_or_else(|| "never".to_string()),
+        approval_file: approval_path.to_path_buf(),
+        pid: std::process::id(),
+    };
+    if let Err(e) = state.write_json(PAUSE_FILE, &pause) {
+        // Traffic may have moved already: wait anyway (the approval file still works).
+        tracing::warn!(
+            "{e}; approve with `shipgate rollout --resume --approve-stage {}`",
+            stage.name
+        );
+    }
+    journal.checkpoint("in_progress", progress);
+    let message = format!(
+        "stage `{}` waits for approval{why}: run `shipgate rollout --resume` (deployment `{}`) or create `{}` within {}",
+        stage.name,
+        state.id(),
+        approval_path.display(),
+        format_duration(stage.approval_timeout)
+    );
+    actions::annotate(Level::Notice, Some("shipgate rollout"), &message);
+    log.line(&format!("[{}] {message}", crate::util::now_rfc3339()));
+    deadline
+}
+
+/// The canary judge was inconclusive and its policy is `pause`: `stage` holds its weight, still
+/// watched (a breach still rolls back), until it is approved like a paused stage, or its
+/// approval deadline passes. On an approval the waiting verdicts pass, saying who approved.
+async fn hold_inconclusive(
+    walk: &Walk<'_>,
+    progress: &mut Progress,
+    index: usize,
+    watch: &mut StageWatch,
+    log: &mut LogFile,
+) -> std::result::Result<(), Failure> {
+    let stage = &walk.plan.stages[index];
+    let waited = Instant::now();
+    let why = format!(
+        " because the canary judge is inconclusive ({}; `inconclusive: pause`); it holds {}% meanwhile",
+        watch
+            .judged
+            .judgements
+            .iter()
+            .filter(|j| j.verdict == crate::state::rollout::JudgeVerdict::Inconclusive)
+            .map(|j| format!("{}: {}", j.gate, j.detail))
+            .collect::<Vec<_>>()
+            .join("; "),
+        stage.weight
+    );
+    let deadline = announce_pause(
+        walk.journal,
+        progress,
+        stage,
+        walk.approval_path,
+        &actions::one_line(&why),
+        log,
+    );
+    let until = Until::Approval {
+        file: walk.approval_path,
+        next: &stage.name,
+        deadline,
+    };
+    let stop = walk.monitor.watch(stage, watch, until, log).await;
+    let _ = std::fs::remove_file(walk.journal.state.path(PAUSE_FILE));
+    let failure = |reason: String, cause: Cause, gate: Option<String>| Failure {
+        stage: stage.name.clone(),
+        reason,
+        cause,
+        gate,
+    };
+    match stop {
+        Stop::Approved(approval) => {
+            let by = approval
+                .approved_by
+                .unwrap_or_else(|| "unknown".to_string());
+            log.line(&format!(
+                "[{}] stage `{}`: the inconclusive canary judgement was approved by {} after {}",
+                crate::util::now_rfc3339(),
+                stage.name,
+                actions::one_line(&by),
+                format_duration(waited.elapsed())
+            ));
+            tracing::info!(
+                "stage `{}`: the inconclusive canary judgement was approved by {}",
+                stage.name,
+                actions::quote(&by)
+            );
+            watch.judged.approve(&by);
+            progress.records[index].approval = Some(ApprovalRecord {
+                approved_by: by,
+                waited_ms: waited.elapsed().as_millis() as u64,
+            });
+            Ok(())
+        }
+        Stop::Completed => Ok(()),
+        Stop::Deadline => Err(failure(
+            format!(
+                "stage `{}` ({}%): the canary judge was inconclusive and nobody approved within {} (approval deadline)",
+                stage.name,
+                stage.weight,
+                format_duration(stage.approval_timeout)
+            ),
+            Cause::ApprovalDeadline,
+            None,
+        )),
+        Stop::Signal(signal) => Err(failure(
+            format!(
+                "cancelled by {signal} while stage `{}` waited for the approval of an inconclusive canary judgement",
+                stage.name
+            ),
+            Cause::Signal,
+            None,
+        )),
+        Stop::Breach { reason, verdict } => {
+            Err(failure(reason, breach_cause(&verdict), Some(verdict.gate)))
         }
     }
 }

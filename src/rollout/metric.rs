@@ -472,6 +472,75 @@ pub(crate) async fn preflight(specs: &[MetricSpec], vars: &Vars) -> Result<()> {
     Ok(())
 }
 
+/// What `--dry-run` measured of one gate: its value and verdict, once, against the live
+/// backend, with the template values of the first stage it applies to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Trial {
+    pub(crate) gate: String,
+    /// The stage whose template values the query was rendered with.
+    pub(crate) stage: String,
+    /// The query as sent (templated, secrets redacted), or the alert selector.
+    pub(crate) query: String,
+    pub(crate) baseline_query: Option<String>,
+    pub(crate) value: Option<f64>,
+    pub(crate) baseline: Option<f64>,
+    /// `pass`, `fail`, `no_data` or `error`.
+    pub(crate) verdict: &'static str,
+    /// The verdict in words: the value against the condition, why there is no data, the error.
+    pub(crate) detail: String,
+}
+
+/// Measures gate `index` once with `vars` (of `stage`), for `--dry-run`.
+pub(crate) async fn trial(index: usize, spec: &MetricSpec, stage: &str, vars: &Vars) -> Trial {
+    let m = measure(index, spec, vars).await;
+    let threshold = match &spec.check {
+        Check::Query { condition, .. } => condition.to_string(),
+        Check::Alerts { .. } => "none firing".to_string(),
+    };
+    let (verdict, value, baseline, detail) = match &m.outcome {
+        Outcome::Pass { value, baseline } => (
+            "pass",
+            Some(*value),
+            *baseline,
+            match &spec.check {
+                Check::Query { condition, .. } => {
+                    format!(
+                        "{} is {}",
+                        number_text(*value),
+                        condition.describe(*baseline)
+                    )
+                }
+                Check::Alerts { .. } => "no matching alert is firing".to_string(),
+            },
+        ),
+        Outcome::Fail {
+            value,
+            baseline,
+            detail,
+        } => ("fail", *value, *baseline, detail.clone()),
+        Outcome::NoData(why) => (
+            "no_data",
+            None,
+            None,
+            format!(
+                "no data ({why}; `no-data: {}`; needs {threshold})",
+                spec.no_data.name()
+            ),
+        ),
+        Outcome::Error(e) => ("error", None, None, e.clone()),
+    };
+    Trial {
+        gate: spec.gate.clone(),
+        stage: stage.to_string(),
+        query: crate::secret::redact(&m.query),
+        baseline_query: m.baseline_query.as_deref().map(crate::secret::redact),
+        value,
+        baseline,
+        verdict,
+        detail: one_line(&detail),
+    }
+}
+
 /// A gate's measurements over one stage.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MetricState {

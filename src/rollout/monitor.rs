@@ -13,11 +13,12 @@ use tokio::time::MissedTickBehavior;
 
 use super::approval::{self, Approval};
 use super::gates::{self, DegradedPolicy, Inputs, Status, Verdict};
+use super::judge::{self, JudgeSpec, Judged};
 use super::metric::{self, Measurement, MetricSpec, MetricState};
 use super::plan::{Plan, Stage};
 use super::probe::{self, Judge, Observation, Prober, Target};
 use super::window::{Summary, Window};
-use crate::metrics::template::{self, Vars};
+use crate::metrics::template::Vars;
 use crate::process::{LogFile, Shutdown};
 pub(crate) use crate::state::rollout::{Verification, VerifiedEndpoint};
 use crate::util::format_duration;
@@ -49,6 +50,8 @@ pub(crate) struct StageWatch {
     pub(crate) verdicts: Vec<Verdict>,
     /// Each metric gate's measurements (by the plan's index; untouched when it does not apply).
     pub(crate) metrics: Vec<MetricState>,
+    /// The canary judge's verdicts and numbers, once the stage's window ended.
+    pub(crate) judged: Judged,
     last_progress: Option<Instant>,
 }
 
@@ -60,6 +63,7 @@ impl StageWatch {
             baseline: with_baseline.then(|| Window::new(stage.thresholds.window)),
             started: Instant::now(),
             verdicts: Vec::new(),
+            judged: Judged::default(),
             last_progress: None,
         }
     }
@@ -119,6 +123,7 @@ pub(crate) struct Monitor {
     expect_version: Option<String>,
     timed: bool,
     metrics: Arc<Vec<MetricSpec>>,
+    judge: Option<JudgeSpec>,
     /// The metric queries' template values common to every stage.
     vars: Vars,
     shutdown: Shutdown,
@@ -216,6 +221,7 @@ impl Monitor {
             expect_version: plan.expect_version.clone(),
             timed: plan.timed(),
             metrics: Arc::new(plan.metrics.clone()),
+            judge: plan.judge.clone(),
             vars,
             shutdown,
         }
@@ -223,12 +229,7 @@ impl Monitor {
 
     /// The template values of `stage`'s queries.
     fn stage_vars(&self, stage: &Stage) -> Vars {
-        Vars {
-            stage: stage.name.clone(),
-            weight: stage.weight,
-            window: template::promql_duration(stage.thresholds.window),
-            ..self.vars.clone()
-        }
+        stage.vars(&self.vars)
     }
 
     fn evaluate(&self, stage: &Stage, watch: &mut StageWatch) -> Vec<Verdict> {
@@ -260,6 +261,23 @@ impl Monitor {
         verdicts
     }
 
+    /// The canary judge at the end of `stage`'s window: the probes' windows as the gates saw
+    /// them last, and the range queries over the same span.
+    async fn judge(&self, judge: &JudgeSpec, stage: &Stage, watch: &StageWatch) -> Judged {
+        let elapsed = watch.started.elapsed();
+        let is_http = |i: usize| self.canary.get(i).is_some_and(Target::is_http);
+        judge::judge(
+            judge,
+            &watch.canary,
+            &is_http,
+            watch.baseline.as_ref(),
+            &self.stage_vars(stage),
+            stage.thresholds.window.min(elapsed),
+            stage.interval,
+        )
+        .await
+    }
+
     /// Why the stage failed, for people: the failed gate, and the window's rate and causes when
     /// the gate itself did not say them.
     fn reason(stage: &Stage, verdict: &Verdict, watch: &StageWatch) -> String {
@@ -267,7 +285,11 @@ impl Monitor {
             "stage `{}` ({}%): {}",
             stage.name, stage.weight, verdict.message
         );
-        if verdict.gate != "success-rate" && verdict.query.is_none() && watch.canary.len() > 0 {
+        if verdict.gate != "success-rate"
+            && !verdict.gate.starts_with("judge:")
+            && verdict.query.is_none()
+            && watch.canary.len() > 0
+        {
             let window = watch.canary.window_summary();
             reason.push_str(&format!(
                 "; success rate {} over {} probes",
@@ -450,7 +472,33 @@ impl Monitor {
                         self.record(stage, role, &observation, watch, log);
                     }
                     watch.verdicts = self.evaluate(stage, watch);
-                    break match gates::final_failure(&watch.verdicts) {
+                    if let Some(verdict) = gates::final_failure(&watch.verdicts) {
+                        break Stop::Breach {
+                            reason: Self::reason(stage, verdict, watch),
+                            verdict: verdict.clone(),
+                        };
+                    }
+                    let Some(judge) = self.judge.as_ref().filter(|j| j.applies(&stage.name)) else {
+                        break Stop::Completed;
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = self.shutdown.wait() => {
+                            break Stop::Signal(self.shutdown.received().unwrap_or("a signal"));
+                        }
+                        judged = self.judge(judge, stage, watch) => watch.judged = judged,
+                    }
+                    for judgement in &watch.judged.judgements {
+                        let line = judge::log_line(judgement);
+                        log.line(&format!(
+                            "[{}] {} {}% judge {line}",
+                            crate::util::now_rfc3339(),
+                            stage.name,
+                            stage.weight
+                        ));
+                        tracing::info!("stage `{}`: {line}", stage.name);
+                    }
+                    break match gates::breach(&watch.judged.verdicts) {
                         Some(verdict) => Stop::Breach {
                             reason: Self::reason(stage, verdict, watch),
                             verdict: verdict.clone(),

@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::config::{AlertsConfig, BackendConfig, MetricConfig, Percent, ProbeConfig, StageConfig};
+use super::config::{
+    AlertsConfig, BackendConfig, JudgeConfig, MetricConfig, Percent, ProbeConfig, StageConfig,
+};
 use super::gates::{DegradedPolicy, Thresholds};
+use super::judge::JudgeSpec;
 use super::metric::{MetricSpec, NoDataPolicy};
 use super::probe::{Probe, Target};
 use crate::error::{Error, Result};
 use crate::health::Rule;
 use crate::hooks::{Hook, Hooks};
+use crate::metrics::template::Vars;
 use crate::state::rollout::Endpoints;
 use crate::util::{HumanDuration, format_duration};
 
@@ -48,6 +52,19 @@ fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok,
     serializer.serialize_u64(duration.as_millis() as u64)
 }
 
+impl Stage {
+    /// The metric queries' template values in this stage: `base`'s (version, deployment) with
+    /// the stage's name, weight and window.
+    pub(crate) fn vars(&self, base: &Vars) -> Vars {
+        Vars {
+            stage: self.name.clone(),
+            weight: self.weight,
+            window: crate::metrics::template::promql_duration(self.thresholds.window),
+            ..base.clone()
+        }
+    }
+}
+
 /// The resolved plan.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -69,6 +86,8 @@ pub(crate) struct Plan {
     pub(crate) verify_interval: Duration,
     /// Metric gates (Prometheus queries, alerts), measured beside the probes.
     pub(crate) metrics: Vec<MetricSpec>,
+    /// The statistical canary judge (`rollout.judge`), at the end of each stage's window.
+    pub(crate) judge: Option<JudgeSpec>,
 }
 
 /// What a plan is made of: each value as the command read it (flag > input > `shipgate.yml`);
@@ -109,6 +128,8 @@ pub(crate) struct Inputs {
     pub(crate) prometheus: Option<BackendConfig>,
     pub(crate) metrics: Vec<MetricConfig>,
     pub(crate) alerts: Option<AlertsConfig>,
+    /// `rollout.judge` in `shipgate.yml`.
+    pub(crate) judge: Option<JudgeConfig>,
 }
 
 impl Plan {
@@ -298,7 +319,17 @@ impl Plan {
             }
         }
 
+        let judge = super::judge::resolve(
+            inputs.judge.as_ref(),
+            inputs.prometheus.as_ref(),
+            !baseline.is_empty(),
+        )?;
+        if let Some(judge) = &judge {
+            check_judge(judge, &stages, timed.min(baseline.len() as u64))?;
+        }
+
         Ok(Plan {
+            judge,
             metrics,
             stages,
             canary,
@@ -459,6 +490,9 @@ impl Plan {
         for spec in &self.metrics {
             lines.push(format!("metric gate {}", spec.describe()));
         }
+        if let Some(judge) = &self.judge {
+            lines.extend(judge.describe());
+        }
         lines
     }
 }
@@ -502,6 +536,57 @@ fn check_verification(
             format_duration(timeout),
             format_duration(needed)
         )));
+    }
+    Ok(())
+}
+
+/// The judge's stages exist, and each can collect its minimum of samples a side: the probes
+/// (`probed` HTTP targets a side, every interval) and each range query's points (every step),
+/// over the stage's window.
+fn check_judge(judge: &JudgeSpec, stages: &[Stage], probed: u64) -> Result<()> {
+    if let Some(names) = &judge.stages
+        && let Some(unknown) = names.iter().find(|n| !stages.iter().any(|s| &s.name == *n))
+    {
+        return Err(Error::usage(format!(
+            "`rollout.judge` names stage `{unknown}`, which is not in the plan ({})",
+            stages
+                .iter()
+                .map(|s| format!("`{}`", s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let needed = judge.rules.min_samples;
+    check_count("min-samples", "`rollout.judge`", needed)?;
+    for stage in stages.iter().filter(|s| judge.applies(&s.name)) {
+        let span = stage.thresholds.window.min(stage.duration);
+        let mut sources = Vec::new();
+        if judge.probes {
+            sources.push((
+                "its probes".to_string(),
+                stage.interval,
+                probed,
+                super::judge::possible_samples(span, stage.interval, probed),
+            ));
+        }
+        for metric in &judge.metrics {
+            let step = JudgeSpec::step(metric, stage.interval);
+            sources.push((
+                format!("judge metric `{}`", metric.name),
+                step,
+                1,
+                super::judge::possible_samples(span, step, 1),
+            ));
+        }
+        if let Some((what, every, per_tick, possible)) = sources.into_iter().find(|s| s.3 < needed)
+        {
+            return Err(Error::usage(format!(
+                "stage `{}`: the canary judge needs {needed} samples a side (`rollout.judge.min-samples`) but {what} give at most {possible} ({per_tick} every {} for {}): it could only be inconclusive; lengthen the stage or the window, sample more often or lower `min-samples`",
+                stage.name,
+                format_duration(every),
+                format_duration(span)
+            )));
+        }
     }
     Ok(())
 }

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use super::gates::{Status, Thresholds};
+use super::judge::Judged;
+use super::metric::Trial;
 use super::plan::{Plan, TimelineStage};
 use crate::actions::{self, Table};
 use crate::hooks::HookRun;
-use crate::state::rollout::{Cause, RolloutFile, StageStatus};
+use crate::state::rollout::{Cause, JudgeVerdict, RolloutFile, StageStatus};
 use crate::util::format_duration;
 
 pub(crate) fn dry_run_summary(
@@ -15,6 +17,8 @@ pub(crate) fn dry_run_summary(
     timeline: &[TimelineStage],
     version: Option<&str>,
     total: Duration,
+    trials: &[Trial],
+    judged: &Judged,
 ) -> String {
     let mut table = Table::new(&[
         "Stage",
@@ -45,12 +49,42 @@ pub(crate) fn dry_run_summary(
             ),
         ]);
     }
-    format!(
-        "### 🧭 Rollout plan for {} (dry run)\n\n{}\nAll stages: {} if every gate passes. Nothing was run.\n",
+    let mut out = format!(
+        "### 🧭 Rollout plan for {} (dry run)\n\n{}\nAll stages: {} if every gate passes. Nothing was run",
         version.map_or_else(|| "the next version".to_string(), |v| format!("`{v}`")),
         table.render(),
         format_duration(total)
-    )
+    );
+    out.push_str(if trials.is_empty() && judged.verdicts.is_empty() {
+        ".\n"
+    } else {
+        "; each metric was evaluated once against its backend, now:\n"
+    });
+    if !trials.is_empty() {
+        let mut metrics = Table::new(&["Gate", "Stage", "Value", "Verdict", "Query"]);
+        for t in trials {
+            metrics.row(&[
+                t.gate.clone(),
+                format!("`{}`", t.stage),
+                t.value
+                    .map_or_else(|| "—".to_string(), crate::metrics::condition::number_text),
+                format!("{}: {}", t.verdict, actions::one_line(&t.detail)),
+                format!("`{}`", actions::one_line(&t.query).replace('`', "'")),
+            ]);
+        }
+        out.push_str(&format!("\n{}", metrics.render()));
+    }
+    if !judged.verdicts.is_empty() {
+        let mut judge = Table::new(&["Test", "Verdict"]);
+        for v in &judged.verdicts {
+            judge.row(&[v.gate.clone(), actions::one_line(&v.message)]);
+        }
+        out.push_str(&format!(
+            "\nCanary judge's range queries over the last window:\n\n{}",
+            judge.render()
+        ));
+    }
+    out
 }
 
 fn gates_text(t: &Thresholds) -> String {
@@ -208,6 +242,7 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
         ]);
     }
     out.push_str(&table.render());
+    out.push_str(&judgements_text(record));
     if let Some(failed) = record
         .stages
         .iter()
@@ -310,6 +345,72 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
         record.log_file
     ));
     out
+}
+
+/// The canary judge's tests of every stage that ran them, with the numbers behind each verdict.
+fn judgements_text(record: &RolloutFile) -> String {
+    let mut table = Table::new(&[
+        "Stage", "Test", "Canary", "Baseline", "Effect", "p", "Samples", "Verdict",
+    ]);
+    let mut any = false;
+    for stage in &record.stages {
+        for j in &stage.judgements {
+            any = true;
+            let value = |v: Option<f64>| match v {
+                Some(v) if j.unit == "ms" => format!("{v:.2} ms"),
+                Some(v) if j.unit == "%" => percent_text(Some(v)),
+                Some(v) => crate::metrics::condition::number_text(v),
+                None => "—".to_string(),
+            };
+            let (what, effect) = match j.test.as_str() {
+                "fisher" => (
+                    "errors (Fisher's exact)",
+                    j.effect
+                        .map_or_else(|| "—".to_string(), |e| format!("{:+.2}%", e * 100.0)),
+                ),
+                "mann-whitney-spread" => (
+                    "spread (MAD)",
+                    j.effect
+                        .map_or_else(|| "—".to_string(), |e| format!("δ {e:.2}")),
+                ),
+                _ => (
+                    "median",
+                    j.effect
+                        .map_or_else(|| "—".to_string(), |e| format!("δ {e:.2}")),
+                ),
+            };
+            table.row(&[
+                format!("`{}`", stage.name),
+                format!("{} {what}", j.gate),
+                value(j.canary),
+                value(j.baseline),
+                effect,
+                j.p_value.map_or_else(
+                    || "—".to_string(),
+                    |p| {
+                        if p < 0.001 {
+                            format!("{p:.1e}")
+                        } else {
+                            format!("{p:.3}")
+                        }
+                    },
+                ),
+                format!("{} / {}", j.canary_samples, j.baseline_samples),
+                match j.verdict {
+                    JudgeVerdict::Pass => "pass".to_string(),
+                    JudgeVerdict::Fail => "**fail**".to_string(),
+                    JudgeVerdict::Inconclusive => "inconclusive".to_string(),
+                },
+            ]);
+        }
+    }
+    if !any {
+        return String::new();
+    }
+    format!(
+        "\nCanary judge (canary against baseline; fails when worse with p < α and Cliff's δ ≥ the effect threshold):\n\n{}",
+        table.render()
+    )
 }
 
 /// What `--dry-run` logs: the plan, its probes and hooks, and how long it takes.

@@ -78,6 +78,7 @@ impl Latencies {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    target: usize,
     at: Instant,
     ok: bool,
     degraded: bool,
@@ -123,6 +124,7 @@ impl Window {
         self.evict(sample.at);
         let latency_us = sample.latency.map(|l| l.as_micros() as u64);
         self.entries.push_back(Entry {
+            target: sample.target,
             at: sample.at,
             ok: sample.ok,
             degraded: sample.degraded,
@@ -198,6 +200,25 @@ impl Window {
     /// Percent of the window's samples that passed.
     pub(crate) fn success_rate(&self) -> Option<f64> {
         rate(self.len(), self.failures)
+    }
+
+    /// `(failures, samples)` in the window of the targets `keep` accepts (for the canary judge,
+    /// which compares like with like: the canary's HTTP endpoints with the baseline's).
+    pub(crate) fn counts_where(&self, keep: impl Fn(usize) -> bool) -> (u64, u64) {
+        self.entries
+            .iter()
+            .filter(|e| keep(e.target))
+            .fold((0, 0), |(failures, total), e| {
+                (failures + u64::from(!e.ok), total + 1)
+            })
+    }
+
+    /// The latencies of the window's timed samples, in milliseconds (for the canary judge).
+    pub(crate) fn latencies_ms(&self) -> Vec<f64> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.latency_us.map(|us| us as f64 / 1000.0))
+            .collect()
     }
 
     pub(crate) fn p95(&self) -> Option<Duration> {
@@ -339,6 +360,8 @@ mod tests {
         }
         // Target 0 always passes, target 1 always fails: three in a row for target 1.
         assert_eq!(window.consecutive_failures(), (3, Some((1, "HTTP 500"))));
+        assert_eq!(window.counts_where(|t| t == 1), (3, 3));
+        assert_eq!(window.counts_where(|t| t == 0), (0, 3));
         let mut ok = sample(now, true, 1);
         ok.target = 1;
         window.push(&ok);

@@ -109,6 +109,63 @@ pub(crate) struct StageRecord {
     pub(crate) verdicts: Vec<StageVerdict>,
     pub(crate) reason: Option<String>,
     pub(crate) approval: Option<ApprovalRecord>,
+    /// The canary judge's tests at the end of the stage's window (`rollout.judge`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) judgements: Vec<Judgement>,
+}
+
+/// The canary judge's three verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum JudgeVerdict {
+    Pass,
+    Fail,
+    /// Too few samples, or a difference as large as the effect threshold that is not
+    /// significant: not enough evidence either way.
+    Inconclusive,
+}
+
+/// One test of the canary judge: canary against baseline, with the numbers behind its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Judgement {
+    /// `judge:latency`, `judge:latency-spread`, `judge:errors`, `judge:<metric>`,
+    /// `judge:<metric>-spread`.
+    pub(crate) gate: String,
+    /// `mann-whitney` (location), `mann-whitney-spread` (absolute deviations from the median)
+    /// or `fisher` (error counts).
+    pub(crate) test: String,
+    pub(crate) verdict: JudgeVerdict,
+    pub(crate) canary_samples: u64,
+    pub(crate) baseline_samples: u64,
+    /// What is compared, each side: the median (`mann-whitney`), the median absolute deviation
+    /// (`mann-whitney-spread`), or the error rate in percent (`fisher`), in `unit`.
+    pub(crate) canary: Option<f64>,
+    pub(crate) baseline: Option<f64>,
+    /// `ms` for probe latencies, `%` for error rates, empty for a metric's own unit.
+    pub(crate) unit: String,
+    /// The canary's and the baseline's p95 (location tests only).
+    pub(crate) canary_p95: Option<f64>,
+    pub(crate) baseline_p95: Option<f64>,
+    /// Error counts (`fisher` only).
+    pub(crate) canary_errors: Option<u64>,
+    pub(crate) baseline_errors: Option<u64>,
+    /// Cliff's delta (for `fisher`: the difference of the error rates, as a fraction).
+    pub(crate) effect: Option<f64>,
+    /// One-sided p-value of the canary being worse.
+    pub(crate) p_value: Option<f64>,
+    pub(crate) alpha: f64,
+    /// The effect (Cliff's delta) a worse canary must reach to fail; not used by `fisher`.
+    pub(crate) min_effect: f64,
+    /// Differences below this (in `unit`) never fail.
+    pub(crate) tolerance: f64,
+    pub(crate) min_samples: u64,
+    /// The verdict in one sentence, numbers included.
+    pub(crate) detail: String,
+    /// The range queries as sent (templated, secrets redacted), for metric sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) baseline_query: Option<String>,
 }
 
 /// A stage's thresholds, as the rollout applied them.

@@ -20,12 +20,12 @@ const ID: &str = "77-metrics0";
 const VERSION: &str = "1.4.0";
 const PREVIOUS: &str = "1.3.2";
 
-const ERROR_RATE: &str = r#"(sum(rate(http_requests_total{version="{{version}}",status=~"5.."}[{{window}}])) or vector(0)) / sum(rate(http_requests_total{version="{{version}}"}[{{window}}]))"#;
-const BASELINE_ERROR_RATE: &str = r#"(sum(rate(http_requests_total{version="{{previous_version}}",status=~"5.."}[{{window}}])) or vector(0)) / sum(rate(http_requests_total{version="{{previous_version}}"}[{{window}}]))"#;
+pub(crate) const ERROR_RATE: &str = r#"(sum(rate(http_requests_total{version="{{version}}",status=~"5.."}[{{window}}])) or vector(0)) / sum(rate(http_requests_total{version="{{version}}"}[{{window}}]))"#;
+pub(crate) const BASELINE_ERROR_RATE: &str = r#"(sum(rate(http_requests_total{version="{{previous_version}}",status=~"5.."}[{{window}}])) or vector(0)) / sum(rate(http_requests_total{version="{{previous_version}}"}[{{window}}]))"#;
 const P95: &str = r#"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{version="{{version}}"}[{{window}}])))"#;
 
 /// The sample service, with a loop sending it traffic; both stop when dropped.
-struct Service {
+pub(crate) struct Service {
     child: Child,
     port: u16,
     stop: Arc<AtomicBool>,
@@ -83,19 +83,19 @@ impl Service {
         panic!("the sample service did not start");
     }
 
-    fn target(&self) -> String {
+    pub(crate) fn target(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
 
 /// A workspace with `validate.json`, a stage hook that routes the sample service (its
 /// `SHIPGATE_WEIGHT` to the canary, plus `extra` control lines) and is also the rollback hook.
-struct World {
+pub(crate) struct World {
     dir: tempfile::TempDir,
 }
 
 impl World {
-    fn new(extra: &str) -> World {
+    pub(crate) fn new(extra: &str) -> World {
         let world = World {
             dir: tempfile::tempdir().expect("workdir"),
         };
@@ -144,7 +144,7 @@ impl World {
         self.path().join(".shipgate").join(ID)
     }
 
-    fn hook_calls(&self) -> Vec<String> {
+    pub(crate) fn hook_calls(&self) -> Vec<String> {
         std::fs::read_to_string(self.path().join("hooks.log"))
             .unwrap_or_default()
             .lines()
@@ -154,7 +154,7 @@ impl World {
 
     /// `shipgate rollout` with `config` as shipgate.yml's `rollout:` metric keys, a healthy
     /// probe on `probe_url` and `stages`.
-    fn rollout(&self, config: &str, probe_url: &str, stages: &[&str]) -> Shipgate {
+    pub(crate) fn rollout(&self, config: &str, probe_url: &str, stages: &[&str]) -> Shipgate {
         std::fs::write(
             self.path().join("shipgate.yml"),
             format!("rollout:\n{config}"),
@@ -180,20 +180,20 @@ impl World {
         cmd
     }
 
-    fn result(&self) -> Value {
+    pub(crate) fn result(&self) -> Value {
         let text = std::fs::read_to_string(self.state_dir().join("rollout.json"))
             .expect("rollout.json written");
         serde_json::from_str(&text).expect("rollout.json is JSON")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.state_dir().join(format!("rollout-logs-{ID}.log")))
             .unwrap_or_default()
     }
 }
 
 /// A metric entry of `rollout.metrics` (YAML, indented for the list).
-fn metric(name: &str, query: &str, condition: &str, extra: &str) -> String {
+pub(crate) fn metric(name: &str, query: &str, condition: &str, extra: &str) -> String {
     format!(
         "    - name: {name}\n      query: '{}'\n      condition: '{condition}'\n      interval: 500ms\n{extra}",
         query.replace('\'', "''")
@@ -210,7 +210,7 @@ fn verdict<'a>(result: &'a Value, stage: usize, gate: &str) -> &'a Value {
 }
 
 /// The sample service scraped by a fresh Prometheus, with the stable version's series there.
-fn scraped_service(world: &World) -> (Service, Prometheus) {
+pub(crate) fn scraped_service(world: &World) -> (Service, Prometheus) {
     let service = Service::start(&world.control());
     let prometheus = Prometheus::start(&[service.target()], None);
     prometheus.wait_for(&format!(r#"http_requests_total{{version="{PREVIOUS}"}}"#));

@@ -10,18 +10,18 @@ use serde_json::{Value, json};
 use crate::support::health_server::{HealthServer, Reply};
 use crate::support::{Shipgate, assert_no_secret, read_tree, state_files};
 
-const ID: &str = "42-abcdef0";
-const VERSION: &str = "1.4.0";
-const PREVIOUS: &str = "1.3.2";
+pub(crate) const ID: &str = "42-abcdef0";
+pub(crate) const VERSION: &str = "1.4.0";
+pub(crate) const PREVIOUS: &str = "1.3.2";
 
 /// A workspace with a validated deployment (`validate.json` naming the version and the one
 /// running before), a stage hook and a rollback hook that log their environment.
-struct World {
+pub(crate) struct World {
     dir: tempfile::TempDir,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         let world = World {
             dir: tempfile::tempdir().expect("workdir"),
         };
@@ -40,11 +40,11 @@ impl World {
         world
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.path().join(".shipgate").join(ID)
     }
 
@@ -71,7 +71,7 @@ impl World {
     }
 
     /// `(script, stage)` of every hook call, in order.
-    fn hook_calls(&self) -> Vec<(String, String)> {
+    pub(crate) fn hook_calls(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(self.hook_log())
             .unwrap_or_default()
             .lines()
@@ -93,7 +93,7 @@ impl World {
 
     /// `shipgate rollout` in this workspace with fast probes, loose latency and the two hooks,
     /// all given as action inputs so that a test's flags override them.
-    fn shipgate(&self) -> Shipgate {
+    pub(crate) fn shipgate(&self) -> Shipgate {
         let mut cmd = Shipgate::new(self.path());
         cmd.args(["rollout"]);
         for (name, value) in [
@@ -119,13 +119,13 @@ impl World {
         cmd
     }
 
-    fn result(&self) -> Value {
+    pub(crate) fn result(&self) -> Value {
         let text = std::fs::read_to_string(self.state_dir().join("rollout.json"))
             .expect("rollout.json written");
         serde_json::from_str(&text).expect("rollout.json is JSON")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.state_dir().join(format!("rollout-logs-{ID}.log")))
             .unwrap_or_default()
     }
@@ -138,7 +138,7 @@ fn field(line: &str, key: &str) -> String {
         .to_string()
 }
 
-fn stages(specs: &[&str]) -> Vec<String> {
+pub(crate) fn stages(specs: &[&str]) -> Vec<String> {
     specs
         .iter()
         .flat_map(|s| ["--stage".to_string(), s.to_string()])
@@ -147,14 +147,14 @@ fn stages(specs: &[&str]) -> Vec<String> {
 
 /// A health server that serves `script` until the rollback hook ran, then healthy answers of
 /// the previous version.
-fn canary(world: &World, script: Vec<Reply>) -> HealthServer {
+pub(crate) fn canary(world: &World, script: Vec<Reply>) -> HealthServer {
     let server = HealthServer::start(script);
     server.switch_when_exists(world.rolled_back(), vec![Reply::healthy(PREVIOUS)]);
     server
 }
 
 /// Polls `check` every 20 ms until it holds (at most 60 s).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
     while !check() {
         assert!(
