@@ -14,6 +14,7 @@ mod gate;
 mod gate_bench;
 mod hooks;
 mod image;
+mod lease;
 mod metrics;
 mod migrate;
 mod notify;
