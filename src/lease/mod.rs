@@ -309,6 +309,29 @@ pub(crate) async fn force_break(storage: &Storage, environment: &str) -> Result<
     }
 }
 
+/// The lease `token` holds, to keep it renewed from another process of the same deployment
+/// (`pipeline`, between and around its stages); `None` when it is no longer that token's.
+pub(crate) async fn resume(
+    storage: &Storage,
+    environment: &str,
+    token: &str,
+) -> Result<Option<Held>> {
+    let Some(current) = read(storage, environment).await? else {
+        return Ok(None);
+    };
+    if current.body.token != token {
+        return Ok(None);
+    }
+    let ttl = Duration::from_secs(current.body.ttl_seconds.max(1));
+    Ok(Some(Held::new(
+        storage,
+        key(environment),
+        current.body,
+        current.tag,
+        ttl,
+    )))
+}
+
 /// A lease this process holds; [`Held::start`] renews it in the background every third of its
 /// time to live until [`Held::stop`].
 pub(crate) struct Held {
@@ -437,10 +460,10 @@ async fn renew(
                 .unwrap_or(name);
             match read(storage, environment).await {
                 Ok(Some(current)) if current.body.token == token => {
+                    // Still ours: renewed by another process of this deployment (the pipeline
+                    // and its stage), or by a renewal whose answer was lost.
                     *tag.lock().unwrap_or_else(|p| p.into_inner()) = current.tag;
-                    Err(Renewal::Failed(Error::dependency(
-                        "the lease changed under a renewal whose answer was lost; renewing it again",
-                    )))
+                    Ok(())
                 }
                 Ok(Some(current)) => Err(Renewal::Lost(format!(
                     "lost the deployment lease `{}`: it is now held by {}",

@@ -89,7 +89,7 @@ impl StateDir {
 
     /// The state directory of deployment `id`, checked but not created: nothing is written (no
     /// directory, no `latest`) until the first state file is.
-    fn at(root: &Path, id: &str) -> Result<StateDir> {
+    pub(crate) fn at(root: &Path, id: &str) -> Result<StateDir> {
         check_deployment_id(id)?;
         let dir = root.join(id);
         refuse_link(&dir, "deployment's state directory")?;

@@ -390,3 +390,81 @@ fn lease_break_needs_a_reason_logs_who_and_why_and_lets_the_next_taker_in() {
 fn snapshot(dir: &Path) -> Vec<(String, String)> {
     crate::support::read_tree(dir)
 }
+
+/// `shipgate pipeline` (one step) against a lease another deployment holds: refused at the
+/// backup naming the holder, nothing of the holder's touched; once released, the pipeline takes
+/// it at the backup, the record lists it, and it is released at the end.
+#[test]
+fn a_pipeline_is_refused_while_another_deployment_holds_the_environment_then_proceeds() {
+    let db = crate::backup::seeded("lease_pipeline");
+    let case = Case::new();
+    let dir = tempfile::tempdir().expect("destination");
+    let destination = format!("file://{}", dir.path().display());
+    let lease_file = dir.path().join("lease-production.json");
+    shipgate(&case, s3(), "holder")
+        .args(["lease", "take", "--destination", &destination])
+        .run()
+        .expect_code(0);
+    let held = std::fs::read(&lease_file).expect("the holder's lease");
+    let pipeline = |id: &str| {
+        let mut cmd = shipgate(&case, s3(), id);
+        cmd.actions()
+            .env("GITHUB_SERVER_URL", "https://github.example")
+            .env("GITHUB_REPOSITORY", "octo/app")
+            .env("GITHUB_RUN_ID", "4242")
+            .env("GITHUB_ACTOR", "release-engineer")
+            .input("database-url", &crate::backup::pg().url(&db))
+            .input("destination", &destination)
+            .input("version", "v1.0.0")
+            .args(["pipeline", "--stages", "backup,record"]);
+        cmd.run()
+    };
+    let refused = pipeline("second");
+    refused.expect_code(1);
+    let stderr = refused.visible_stderr();
+    assert!(
+        stderr
+            .contains("another deployment holds the environment `production`: deployment `holder`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&lease_file).expect("lease"),
+        held,
+        "untouched"
+    );
+    let state = case.path().join(".shipgate").join("second");
+    assert!(!state.join("lease.json").exists());
+    assert!(
+        !state.join("backup.json").exists(),
+        "the backup did not start"
+    );
+    // The holder is done; the next pipeline proceeds and frees the environment at its end.
+    shipgate(&case, s3(), "holder")
+        .args(["lease", "release"])
+        .run()
+        .expect_code(0);
+    let run = pipeline("third");
+    run.expect_code(0);
+    assert!(!lease_file.exists(), "released at the end");
+    let state = case.path().join(".shipgate").join("third");
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("deployment-record-third.json")).expect("record"),
+    )
+    .expect("JSON");
+    let lease = &record["lease"];
+    assert_eq!(lease["status"], "released", "{record:#}");
+    assert_eq!(lease["taken_by"], "backup");
+    assert_eq!(lease["holder"]["deployment_id"], "third");
+    assert_eq!(lease["holder"]["actor"], "release-engineer");
+    assert_eq!(
+        lease["holder"]["run_url"],
+        "https://github.example/octo/app/actions/runs/4242"
+    );
+    assert!(lease["released_at"].is_string());
+    assert!(
+        run.summary
+            .contains("Deployment lease of `production`: held by deployment `third`"),
+        "{}",
+        run.summary
+    );
+}
