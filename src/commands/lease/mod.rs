@@ -19,8 +19,9 @@ use hold::{Holding, LeaseArgs, Place};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// What to do; in the action (`command: lease`), from the input `lease-action`
     #[command(subcommand)]
-    pub(crate) action: Action,
+    pub(crate) action: Option<Action>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -36,7 +37,7 @@ pub(crate) enum Action {
     Break(BreakArgs),
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Default, Clone, clap::Args)]
 pub(crate) struct CommonArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
@@ -44,7 +45,7 @@ pub(crate) struct CommonArgs {
     pub(crate) lease: LeaseArgs,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct TakeArgs {
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -53,7 +54,7 @@ pub(crate) struct TakeArgs {
     pub(crate) hold: Option<String>,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct BreakArgs {
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -78,7 +79,31 @@ pub(crate) async fn release_in(
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
-    match &args.action {
+    let from_input;
+    let action = match &args.action {
+        Some(action) => action,
+        None => {
+            let raw = crate::settings::input("lease-action").ok_or_else(|| {
+                Error::usage(
+                    "`shipgate lease` needs what to do: `show`, `take`, `release` or `break` (input `lease-action`)",
+                )
+            })?;
+            from_input = match raw.trim() {
+                "show" => Action::Show(CommonArgs::default()),
+                "take" => Action::Take(TakeArgs::default()),
+                "release" => Action::Release(CommonArgs::default()),
+                "break" => Action::Break(BreakArgs::default()),
+                other => {
+                    return Err(Error::usage(format!(
+                        "input `lease-action` has the value {}; use `show`, `take`, `release` or `break`",
+                        actions::quote(other)
+                    )));
+                }
+            };
+            &from_input
+        }
+    };
+    match action {
         Action::Show(common) => show(common, settings).await,
         Action::Take(take_args) => take_command(take_args, settings).await,
         Action::Release(common) => release_command(common, settings).await,
