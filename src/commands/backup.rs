@@ -302,6 +302,10 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let lease_place =
         super::lease::hold::place(&args.lease, Some(options.location.clone()), settings)?;
     let state = StateDir::open(settings)?;
+    // Named in `pg_stat_activity`, so a DBA (or a test) can tell this run's sessions apart.
+    // Resolved before the lease is taken: bad input changes nothing.
+    let db = source_database(pg_bin_dir(settings, args.pg_bin_dir.as_ref()))?
+        .with_application_name(&format!("shipgate backup {}", state.id()));
     // One deployment per environment: refused here (exit 1, nothing written) while another
     // deployment holds the lease; held from here until `record`.
     let holding =
@@ -314,9 +318,6 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     );
     let mut known = Known::default();
     let result = async {
-        // Named in `pg_stat_activity`, so a DBA (or a test) can tell this run's sessions apart.
-        let db = source_database(pg_bin_dir(settings, args.pg_bin_dir.as_ref()))?
-            .with_application_name(&format!("shipgate backup {}", state.id()));
         let done = dump::backup(
             &options,
             &db,

@@ -30,6 +30,8 @@ use crate::storage::{Expect, Storage, StorageError, Versioned};
 const KIND: &str = "shipgate-deployment-lease";
 /// Leases are small; anything bigger is not one.
 const LIMIT: usize = 64 * 1024;
+/// How long [`Held::stop`] waits for a renewal in flight.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often a waiting taker looks again, at most (scaled by `SHIPGATE_RETRY_SCALE`).
 const POLL: Duration = Duration::from_secs(5);
 
@@ -294,15 +296,29 @@ pub(crate) async fn release(storage: &Storage, environment: &str, token: &str) -
     }
 }
 
-/// Deletes the lease of `environment`, whoever holds it; the lease it broke, if any.
-pub(crate) async fn force_break(storage: &Storage, environment: &str) -> Result<Option<Current>> {
+/// What [`force_break`] deleted.
+#[derive(Debug, Clone)]
+pub(crate) enum Broken {
+    Lease(Box<Current>),
+    /// Something at the lease's name that is not a lease (it blocked every taker).
+    Unreadable(String),
+}
+
+/// Deletes the lease of `environment`, whoever holds it (or whatever blocks its name); what
+/// it deleted, if anything.
+pub(crate) async fn force_break(storage: &Storage, environment: &str) -> Result<Option<Broken>> {
     let name = key(environment);
     loop {
-        let Some(current) = read(storage, environment).await? else {
+        let Some(found) = storage.read_versioned(&name, LIMIT).await? else {
             return Ok(None);
         };
-        match storage.delete_if(&name, &current.tag).await {
-            Ok(()) => return Ok(Some(current)),
+        let tag = found.tag.clone();
+        let broken = match parse(storage, &name, found) {
+            Ok(current) => Broken::Lease(Box::new(current)),
+            Err(e) => Broken::Unreadable(e.to_string()),
+        };
+        match storage.delete_if(&name, &tag).await {
+            Ok(()) => return Ok(Some(broken)),
             Err(StorageError::Changed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -398,7 +414,15 @@ impl Held {
                     _ = tokio::time::sleep(beat) => {}
                     _ = stop.notified() => return,
                 }
-                match renew(&storage, &name, &body, &tag, ttl).await {
+                let renewal = tokio::time::timeout(beat, renew(&storage, &name, &body, &tag, ttl))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Renewal::Failed(Error::dependency(format!(
+                            "`{url}` did not answer within {}",
+                            crate::util::format_duration(beat)
+                        ))))
+                    });
+                match renewal {
                     Ok(()) => tracing::debug!("renewed the deployment lease `{url}`"),
                     Err(Renewal::Lost(why)) => {
                         tracing::error!("{why}");
@@ -414,11 +438,15 @@ impl Held {
         }));
     }
 
-    /// Stops renewing (the lease stays taken until it is released or expires).
+    /// Stops renewing (the lease stays taken until it is released or expires). A renewal in
+    /// flight gets a moment to finish; one that lands later is harmless (it renews this
+    /// deployment's own lease, and a release compares the version it reads itself).
     pub(crate) async fn stop(mut self) -> Body {
         self.stop.notify_one();
         if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(self.ttl, &mut task).await.is_err()
+            && tokio::time::timeout(STOP_GRACE.min(self.ttl), &mut task)
+                .await
+                .is_err()
         {
             task.abort();
         }
@@ -567,5 +595,27 @@ mod tests {
                 .ok(),
             Some(Released::Lost(holder("d2")))
         );
+    }
+
+    #[tokio::test]
+    async fn something_else_at_the_name_blocks_takers_until_broken() {
+        let (dir, storage) = dir_storage();
+        std::fs::write(dir.path().join(key("production")), b"not json").expect("write");
+        let error = acquire(&storage, &options("d1", 600))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(error.kind(), crate::error::Kind::Dependency);
+        assert!(error.to_string().contains("lease break"), "{error}");
+        let broken = force_break(&storage, "production").await.expect("break");
+        assert!(matches!(broken, Some(Broken::Unreadable(_))), "{broken:?}");
+        assert!(
+            force_break(&storage, "production")
+                .await
+                .expect("again")
+                .is_none()
+        );
+        let (_, taken) = acquire(&storage, &options("d1", 600)).await.expect("free");
+        assert_eq!(taken, Taken::Fresh);
     }
 }

@@ -5,7 +5,7 @@ pub(crate) mod hold;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::backup::{StoreArgs, destination, open_storage, s3_options};
 use super::{Outcome, set_outputs};
@@ -257,15 +257,23 @@ async fn break_command(args: &BreakArgs, settings: &Settings) -> Result<Outcome>
     let actor = crate::inputs::actor();
     let broken = lease::force_break(&storage, &settings.environment).await?;
     let url = storage.url(&lease::key(&settings.environment));
-    match &broken {
-        Some(c) => actions::annotate(
+    let what = match &broken {
+        Some(lease::Broken::Lease(c)) => {
+            Some(format!("held by {}", crate::text::one_line(&c.describe())))
+        }
+        Some(lease::Broken::Unreadable(why)) => Some(format!(
+            "which was not a readable lease ({})",
+            crate::text::one_line(why)
+        )),
+        None => None,
+    };
+    match &what {
+        Some(what) => actions::annotate(
             actions::Level::Warning,
             Some("deployment lease"),
             &format!(
-                "`{actor}` broke the lease of `{}` ({}), held by {}: {}",
+                "`{actor}` broke the lease of `{}` ({url}), {what}: {}",
                 settings.environment,
-                url,
-                crate::text::one_line(&c.describe()),
                 crate::text::one_line(&reason)
             ),
         ),
@@ -282,8 +290,8 @@ async fn break_command(args: &BreakArgs, settings: &Settings) -> Result<Outcome>
         "### Deployment lease of `{}` broken\n\nBy `{actor}`: {}\n\n{}\n",
         settings.environment,
         crate::text::one_line(&reason),
-        match &broken {
-            Some(c) => format!("It was held by {}.", crate::text::one_line(&c.describe())),
+        match &what {
+            Some(what) => format!("It was {what}."),
             None => "Nobody held it.".to_string(),
         }
     ))?;
@@ -295,11 +303,15 @@ async fn break_command(args: &BreakArgs, settings: &Settings) -> Result<Outcome>
         "location": url,
         "broken_by": actor,
         "reason": crate::text::one_line(&reason),
-        "broken": broken.as_ref().map(|c| json!({
-            "holder": c.body.holder,
-            "taken_at": c.body.taken_at,
-            "renewed_at": c.body.renewed_at,
-            "expired": c.expired(),
-        })),
+        "broken": match &broken {
+            Some(lease::Broken::Lease(c)) => json!({
+                "holder": c.body.holder,
+                "taken_at": c.body.taken_at,
+                "renewed_at": c.body.renewed_at,
+                "expired": c.expired(),
+            }),
+            Some(lease::Broken::Unreadable(why)) => json!({ "unreadable": why }),
+            None => Value::Null,
+        },
     })))
 }
