@@ -468,3 +468,73 @@ fn a_pipeline_is_refused_while_another_deployment_holds_the_environment_then_pro
         run.summary
     );
 }
+
+/// Two `shipgate pipeline` runs of one environment race on S3: exactly one gets past its
+/// backup; the other is refused there (exit 1) naming the winner, while the winner still works
+/// (its migration waits for a file this test creates only after the loser has finished). Then
+/// the winner completes and releases the lease.
+#[test]
+fn two_pipelines_race_for_one_environment_and_exactly_one_proceeds() {
+    let db = crate::backup::seeded("lease_race");
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let destination = format!("s3://{bucket}/deploys");
+    let ids = ["pipe-a", "pipe-b"];
+    let mut running: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            shipgate(&case, s3(), id)
+                .env("DATABASE_URL", crate::backup::pg().url(&db))
+                .input("destination", &destination)
+                .input("version", "v1.0.0")
+                .input(
+                    "migration-command",
+                    "sh -c 'until [ -e go ]; do sleep 0.05; done'",
+                )
+                .args(["pipeline", "--stages", "backup,migrate,record"])
+                .spawn()
+        })
+        .collect();
+    let mut loser = None;
+    wait_for("one pipeline to be refused", || {
+        loser = running.iter_mut().position(|r| r.exited());
+        loser.is_some()
+    });
+    let loser = loser.expect("loser");
+    let winner = 1 - loser;
+    std::fs::write(case.path().join("go"), b"").expect("go");
+    let mut runs: Vec<Option<Run>> = running.into_iter().map(|r| Some(r.wait())).collect();
+    let lost = runs[loser].take().expect("run");
+    let won = runs[winner].take().expect("run");
+    lost.expect_code(1);
+    let stderr = lost.visible_stderr();
+    assert!(
+        stderr.contains(&format!(
+            "another deployment holds the environment `production`: deployment `{}`",
+            ids[winner]
+        )),
+        "{stderr}"
+    );
+    won.expect_code(0);
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            case.path()
+                .join(".shipgate")
+                .join(ids[winner])
+                .join(format!("deployment-record-{}.json", ids[winner])),
+        )
+        .expect("the winner's record"),
+    )
+    .expect("JSON");
+    assert_eq!(record["lease"]["status"], "released");
+    assert!(lease_object(s3(), &bucket).is_none(), "released at the end");
+    // The loser never started a backup.
+    assert!(
+        !s3()
+            .list_keys(&bucket)
+            .iter()
+            .any(|k| k.contains(ids[loser])),
+        "{:?}",
+        s3().list_keys(&bucket)
+    );
+}
