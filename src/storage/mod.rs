@@ -613,4 +613,71 @@ mod tests {
         );
         assert!(Location::split_object("s3://bkt").is_err());
     }
+
+    #[tokio::test]
+    async fn a_directory_compares_and_swaps_by_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::local(dir.path());
+        let first = storage
+            .put_if(
+                "l.json",
+                b"one".to_vec(),
+                "application/json",
+                Expect::Absent,
+            )
+            .await
+            .expect("new");
+        assert!(matches!(
+            storage
+                .put_if(
+                    "l.json",
+                    b"two".to_vec(),
+                    "application/json",
+                    Expect::Absent
+                )
+                .await,
+            Err(StorageError::Exists { .. })
+        ));
+        assert!(matches!(
+            storage
+                .put_if("l.json", b"two".to_vec(), "", Expect::Tag("stale"))
+                .await,
+            Err(StorageError::Changed { .. })
+        ));
+        let read = storage
+            .read_versioned("l.json", 1024)
+            .await
+            .expect("read")
+            .expect("there");
+        assert_eq!(
+            (read.body.as_slice(), read.tag.as_str()),
+            (&b"one"[..], first.as_str())
+        );
+        let second = storage
+            .put_if("l.json", b"two".to_vec(), "", Expect::Tag(&first))
+            .await
+            .expect("swap");
+        assert_ne!(first, second);
+        assert!(matches!(
+            storage.delete_if("l.json", &first).await,
+            Err(StorageError::Changed { .. })
+        ));
+        storage.delete_if("l.json", &second).await.expect("delete");
+        assert!(
+            storage
+                .read_versioned("l.json", 1024)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        // Gone already: fine.
+        storage.delete_if("l.json", &second).await.expect("gone");
+        // A name that does not exist cannot be swapped.
+        assert!(matches!(
+            storage
+                .put_if("l.json", b"x".to_vec(), "", Expect::Tag(&second))
+                .await,
+            Err(StorageError::Changed { .. })
+        ));
+    }
 }

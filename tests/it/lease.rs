@@ -257,9 +257,10 @@ fn a_holder_killed_with_sigkill_lets_its_lease_expire_and_the_next_takes_it_over
     );
 }
 
-/// The fixture's promise the lease relies on: a stale `If-Match` is refused.
+/// The fixture's promise the lease relies on: a stale `If-Match` is refused, on a write and on
+/// a delete.
 #[test]
-fn seaweedfs_refuses_a_put_with_a_stale_if_match() {
+fn seaweedfs_refuses_a_put_or_delete_with_a_stale_if_match() {
     let bucket = s3().create_bucket();
     s3().put(&bucket, "k", b"one");
     let status = s3().block_on(async {
@@ -276,6 +277,19 @@ fn seaweedfs_refuses_a_put_with_a_stale_if_match() {
             .and_then(|e| e.raw_response().map(|r| r.status().as_u16()))
     });
     assert_eq!(status, Some(412));
+    assert_eq!(s3().get(&bucket, "k").as_deref(), Some(&b"one"[..]));
+    let delete = s3().block_on(async {
+        s3().client()
+            .delete_object()
+            .bucket(&bucket)
+            .key("k")
+            .if_match("\"0123456789abcdef0123456789abcdef\"")
+            .send()
+            .await
+            .err()
+            .and_then(|e| e.raw_response().map(|r| r.status().as_u16()))
+    });
+    assert_eq!(delete, Some(412));
     assert_eq!(s3().get(&bucket, "k").as_deref(), Some(&b"one"[..]));
 }
 
