@@ -552,3 +552,47 @@ fn two_pipelines_race_for_one_environment_and_exactly_one_proceeds() {
         s3().list_keys(&bucket)
     );
 }
+
+/// A live holder whose lease is broken notices at its next renewal: it stops renewing, says so
+/// (an error annotation), and `lease.json` records the loss; it never re-creates the lease.
+#[test]
+fn a_holder_whose_lease_is_broken_notices_and_says_so() {
+    let case = Case::new();
+    let dir = tempfile::tempdir().expect("destination");
+    let destination = format!("file://{}", dir.path().display());
+    let holder = shipgate(&case, s3(), "live")
+        .actions()
+        .args([
+            "lease",
+            "take",
+            "--destination",
+            &destination,
+            "--lease-ttl",
+            "3s",
+            "--hold",
+            "10m",
+        ])
+        .spawn();
+    let lease_file = dir.path().join("lease-production.json");
+    wait_for("the holder to take the lease", || lease_file.exists());
+    shipgate(&case, s3(), "operator")
+        .args([
+            "lease",
+            "break",
+            "--destination",
+            &destination,
+            "--reason",
+            "testing a live holder",
+        ])
+        .run()
+        .expect_code(0);
+    let run = holder.wait();
+    run.expect_code(1);
+    let stderr = run.visible_stderr();
+    assert!(
+        stderr.contains("::error title=deployment lease::lost the deployment lease"),
+        "{stderr}"
+    );
+    assert_eq!(lease_json(&case, "live")["status"], "lost");
+    assert!(!lease_file.exists(), "the holder does not take it back");
+}

@@ -134,6 +134,8 @@ fn holder(deployment_id: &str) -> Holder {
 pub(crate) struct Holding {
     held: Held,
     file: LeaseFile,
+    /// The command holding it now.
+    command: String,
 }
 
 /// Takes the deployment lease for `command` (`backup`, `rollout`) when there is a place for it:
@@ -192,7 +194,11 @@ pub(crate) async fn take(
         return Err(e);
     }
     held.start();
-    Ok(Some(Holding { held, file }))
+    Ok(Some(Holding {
+        held,
+        file,
+        command: command.to_string(),
+    }))
 }
 
 impl Holding {
@@ -215,6 +221,14 @@ impl Holding {
         file.header = Header::now::<LeaseFile>(if lost.is_some() { "fail" } else { "pass" });
         file.renewed_at = body.renewed_at;
         if let Some(why) = lost {
+            crate::actions::annotate(
+                crate::actions::Level::Error,
+                Some("deployment lease"),
+                &format!(
+                    "{why}: another deployment may have changed `{}` while `{}` ran; check the environment",
+                    file.environment, self.command
+                ),
+            );
             file.status = LeaseStatus::Lost;
             file.note = Some(why);
         }
