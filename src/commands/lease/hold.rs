@@ -119,14 +119,11 @@ pub(crate) fn place(
 
 /// This process, for other runs' messages.
 fn holder(deployment_id: &str) -> Holder {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
     Holder {
         run_url: crate::record::model::log_url(),
         deployment_id: deployment_id.to_string(),
         actor: crate::inputs::actor(),
-        process: format!("process {} on `{host}`", std::process::id()),
+        process: crate::storage::lease::this_process(),
     }
 }
 
