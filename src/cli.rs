@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    self, Outcome, backup, drill, gate, migrate, notify, pipeline, record, restore, rollback,
-    rollout, smoke, validate,
+    self, Outcome, backup, drill, gate, lease, migrate, notify, pipeline, record, restore,
+    rollback, rollout, smoke, validate,
 };
 use crate::error::Result;
 use crate::settings::GlobalArgs;
@@ -56,6 +56,9 @@ pub(crate) enum Command {
     Restore(restore::Args),
     /// Restore drill: the newest backup into a scratch database; RTO, RPO and parity checks
     Drill(drill::Args),
+    /// The deployment lease (one deployment per environment at a time): show who holds it,
+    /// take or release it, or break a dead holder's lease with a reason
+    Lease(lease::Args),
 }
 
 impl Command {
@@ -73,6 +76,7 @@ impl Command {
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
             Command::Drill(_) => "drill",
+            Command::Lease(_) => "lease",
         }
     }
 }
@@ -95,6 +99,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
             Command::Backup(args) => backup::run(args, &settings).await,
             Command::Restore(args) => restore::run(args, &settings).await,
             Command::Drill(args) => drill::run(args, &settings).await,
+            Command::Lease(args) => lease::run(args, &settings).await,
         }
     }
     .await;

@@ -56,7 +56,7 @@ impl Status {
         match self {
             Status::Success => "success",
             Status::GateFailed => {
-                "a gate said no: invalid tag, downgrade, failed or missing check, unhealthy canary (rolled back)"
+                "a gate said no: invalid tag, downgrade, failed or missing check, unhealthy canary (rolled back), another deployment holds the environment's lease"
             }
             Status::Usage => "usage or configuration error; nothing was changed",
             Status::Dependency => {

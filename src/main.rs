@@ -14,6 +14,7 @@ mod github;
 mod health;
 mod hooks;
 mod inputs;
+mod lease;
 mod log;
 mod metrics;
 mod migrate;

@@ -37,6 +37,8 @@ pub(crate) struct Args {
     pub(crate) action: Option<Action>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) lease: super::lease::hold::LeaseArgs,
     /// pg_dump format: `plain` (SQL; `gunzip | psql` restores it) or `custom` (restored with
     /// pg_restore; stored as `.dump.gz`) (input `dump-format`) [default: plain]
     #[arg(long, value_name = "FORMAT")]
@@ -307,7 +309,17 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let ran_at = crate::util::now_rfc3339();
     let options = options(args, settings)?;
+    let lease_place =
+        super::lease::hold::place(&args.lease, Some(options.location.clone()), settings)?;
     let state = StateDir::open(settings)?;
+    // Named in `pg_stat_activity`, so a DBA (or a test) can tell this run's sessions apart.
+    // Resolved before the lease is taken: bad input changes nothing.
+    let db = source_database(pg_bin_dir(settings, args.pg_bin_dir.as_ref()))?
+        .with_application_name(&format!("shipgate backup {}", state.id()));
+    // One deployment per environment: refused here (exit 1, nothing written) while another
+    // deployment holds the lease; held from here until `record`.
+    let holding =
+        super::lease::hold::take(lease_place, &options.s3, settings, &state, "backup").await?;
     let log_path = state.path(&format!("backup-logs-{}.log", state.id()));
     let log: SharedLog = Arc::new(std::sync::Mutex::new(LogFile::append(&log_path)?));
     log_line(
@@ -316,9 +328,6 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     );
     let mut known = Known::default();
     let result = async {
-        // Named in `pg_stat_activity`, so a DBA (or a test) can tell this run's sessions apart.
-        let db = source_database(pg_bin_dir(settings, args.pg_bin_dir.as_ref()))?
-            .with_application_name(&format!("shipgate backup {}", state.id()));
         let done = dump::backup(
             &options,
             &db,
@@ -332,6 +341,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         finish(&state, &log, &options, &done, started, &ran_at)
     }
     .await;
+    if let Some(holding) = holding {
+        holding.finish(&state).await;
+    }
     match result {
         Ok(outcome) => Ok(outcome),
         Err(error) => {

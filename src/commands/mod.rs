@@ -3,6 +3,7 @@
 pub(crate) mod backup;
 pub(crate) mod drill;
 pub(crate) mod gate;
+pub(crate) mod lease;
 pub(crate) mod migrate;
 pub(crate) mod notify;
 pub(crate) mod pipeline;

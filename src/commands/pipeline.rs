@@ -13,6 +13,7 @@ use super::Outcome;
 use crate::actions;
 use crate::error::{Error, Result};
 use crate::exit::Status;
+use crate::lease::Held;
 use crate::pipeline::report;
 use crate::pipeline::stage::{self, Stage};
 use crate::process;
@@ -95,6 +96,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let mut deployment_id = settings.deployment_id.clone();
     let mut runs: Vec<StageRun> = Vec::new();
     let mut failure: Option<(Stage, i32)> = None;
+    // Once a stage took the deployment lease (`backup`, or `rollout`), this process renews it
+    // too, so it does not lapse during stages that do not (`migrate`, `smoke`).
+    let mut keeper: Option<Held> = None;
     for &stage in stages.iter().filter(|s| !s.is_final()) {
         let outcome = run_stage(
             stage.name(),
@@ -110,6 +114,9 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         runs.push(outcome);
         if stage == Stage::Validate && code == 0 {
             deployment_id = latest_id(settings);
+        }
+        if keeper.is_none() {
+            keeper = keep_lease(settings, deployment_id.as_deref()).await;
         }
         if code != 0 {
             failure = Some((stage, code));
@@ -128,6 +135,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let mut exit_code = failure.map_or(0, |(_, code)| code);
     let mut rolled_back = false;
     let Some(id) = deployment_id.clone() else {
+        stop_keeping(keeper).await;
         if stages.iter().any(|s| s.is_final()) {
             tracing::warn!(
                 "no deployment id (validate did not pass): record and notify were skipped"
@@ -135,6 +143,15 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         }
         return finish(settings, started, None, failure, false, runs, exit_code);
     };
+    // A stage after the rollout said no: the rollback (or restore) follows the record, and the
+    // lease is held through it (the record leaves it; this process releases it at the end).
+    let rollout_ran = runs.iter().any(|r| r.stage == "rollout");
+    let needs_rollback = match failure {
+        Some((Stage::Rollout, _)) => restore_database,
+        Some((stage, _)) => stage > Stage::Rollout && stage != Stage::Record,
+        None => false,
+    };
+    let rollback_follows = needs_rollback && rollback_on_failure && rollout_ran;
     if stages.contains(&Stage::Record) {
         let mut extra: Vec<String> = Vec::new();
         if let Some((stage, _)) = failure {
@@ -142,6 +159,12 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         }
         if cancelled_run {
             extra.extend(["--status".to_string(), "cancelled".to_string()]);
+        }
+        if rollback_follows {
+            extra.push("--keep-lease".to_string());
+        } else {
+            // The record releases it: stop renewing first.
+            keeper = stop_keeping(keeper).await;
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let outcome = run_stage("record", settings, Some(&id), &extra, cancelled()).await?;
@@ -151,14 +174,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         }
         runs.push(outcome);
     }
-    // A stage after the rollout failed: roll the release back. The rollout rolled itself back
-    // already when it failed; then only the database (when the policy says so) is left to undo.
-    let rollout_ran = runs.iter().any(|r| r.stage == "rollout");
-    let needs_rollback = match failure {
-        Some((Stage::Rollout, _)) => restore_database,
-        Some((stage, _)) => stage > Stage::Rollout && stage != Stage::Record,
-        None => false,
-    };
+    // Roll the release back. The rollout rolled itself back already when it failed; then only
+    // the database (when the policy says so) is left to undo.
     if let Some((stage, _)) = failure
         && needs_rollback
         && rollback_on_failure
@@ -199,6 +216,12 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     {
         rolled_back = true;
     }
+    // The end of the pipeline: whatever did not release the lease (no record stage, a record
+    // that failed, the rollback after it), this does.
+    stop_keeping(keeper).await;
+    if let Ok(state) = StateDir::at(&settings.state_root, &id) {
+        super::lease::release_in(settings, &state).await;
+    }
     if stages.contains(&Stage::Notify) {
         let outcome = run_stage("notify", settings, Some(&id), &[], cancelled()).await?;
         runs.push(outcome);
@@ -212,6 +235,21 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         runs,
         exit_code,
     )
+}
+
+/// Starts renewing the deployment lease deployment `id` holds, if it holds one.
+async fn keep_lease(settings: &Settings, id: Option<&str>) -> Option<Held> {
+    let state = StateDir::at(&settings.state_root, id?).ok()?;
+    let s3 = super::backup::s3_options(&super::backup::StoreArgs::default(), settings).ok()?;
+    super::lease::hold::keep_held(&s3, &state).await
+}
+
+/// Stops renewing; `None`, for the caller's slot.
+async fn stop_keeping(keeper: Option<Held>) -> Option<Held> {
+    if let Some(held) = keeper {
+        held.stop().await;
+    }
+    None
 }
 
 /// Writes `pipeline.json`, the output and the summary; returns the pipeline's outcome.

@@ -32,6 +32,10 @@ const MAX_WINDOW_MINUTES: u64 = 7 * 24 * 60;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Leave the deployment lease held instead of releasing it, for a caller that releases it
+    /// later (`pipeline` does, after a rollback that follows the record) (input `keep-lease`)
+    #[arg(long)]
+    pub(crate) keep_lease: bool,
     /// How the deployment ended: `success`, `failure`, `cancelled` or `rolled_back` (input
     /// `status`; e.g. `${{ needs.smoke.result }}`) [default: derived from the state files]
     #[arg(long, value_name = "STATUS")]
@@ -194,6 +198,10 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         StateDir::existing(settings)?
     };
     let id = state.id().to_string();
+    // The end of the pipeline: the environment is free for the next deployment.
+    if !settings.switch("keep-lease", args.keep_lease, None, false)? {
+        super::lease::release_in(settings, &state).await;
+    }
     let files = StateFiles::read(&state);
     let mut warnings = files.warnings.clone();
     for warning in &warnings {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::lease::hold;
 use super::{Outcome, set_outputs};
 use crate::actions::{self, Level};
 use crate::error::{Error, Result};
@@ -31,6 +32,8 @@ use crate::util::HumanDuration;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    #[command(flatten)]
+    pub(crate) lease: super::lease::hold::LeaseArgs,
     /// A stage as `name:weight:duration[:interval]`, e.g. `canary:5:5m`; repeat for each stage
     /// (input `stages`, one per line) [default: canary:5:5m, progressive:50:10m, full:100:15m]
     #[arg(long, value_name = "NAME:WEIGHT:DURATION")]
@@ -437,6 +440,14 @@ async fn judge_trials(plan: &Plan, base: &Vars) -> judge::Judged {
 
 async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcome> {
     let started = Instant::now();
+    // The deployment lease's settings are checked before anything is written.
+    let store = super::backup::StoreArgs::default();
+    let lease_place = hold::place(
+        &args.lease,
+        super::backup::destination(&store, settings)?,
+        settings,
+    )?;
+    let s3 = super::backup::s3_options(&store, settings)?;
     let state = StateDir::open(settings)?;
     if let Some(previous) = state.load::<RolloutFile>()?
         && previous.header.result == "pass"
@@ -457,7 +468,13 @@ async fn execute(args: &Args, settings: &Settings, plan: &Plan) -> Result<Outcom
         previous_version,
         environment: settings.environment.clone(),
     };
-    let record = engine::run(&state, plan, &release, &approval_path, started).await?;
+    // Held from `backup` (or taken here when there was no backup) until `record`.
+    let holding = hold::take(lease_place, &s3, settings, &state, "rollout").await?;
+    let record = engine::run(&state, plan, &release, &approval_path, started).await;
+    if let Some(holding) = holding {
+        holding.finish(&state).await;
+    }
+    let record = record?;
     set_outputs(&[
         ("result", record.header.result.clone()),
         (

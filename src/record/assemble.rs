@@ -12,6 +12,7 @@ use crate::actions::{self};
 use crate::artifacts::Artifact;
 use crate::state::backup::{BackupFile, BackupOutcome};
 use crate::state::gate::GateFile;
+use crate::state::lease::LeaseFile;
 use crate::state::migrate::MigrateFile;
 use crate::state::rollout::{RolloutFile, StageRecord as RolloutStageRecord, StageStatus};
 use crate::state::smoke::{SmokeFile, Status as SmokeStatus};
@@ -54,6 +55,7 @@ pub(crate) struct StateFiles {
     pub(crate) migrate: Option<MigrateFile>,
     pub(crate) rollout: Option<RolloutFile>,
     pub(crate) smoke: Option<SmokeFile>,
+    pub(crate) lease: Option<LeaseFile>,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -90,6 +92,7 @@ impl StateFiles {
         let migrate = typed::<MigrateFile>(state, &mut warnings);
         let rollout = typed::<RolloutFile>(state, &mut warnings);
         let smoke = typed::<SmokeFile>(state, &mut warnings);
+        let lease = typed::<LeaseFile>(state, &mut warnings);
         StateFiles {
             backup,
             validate,
@@ -97,6 +100,7 @@ impl StateFiles {
             migrate,
             rollout,
             smoke,
+            lease,
             warnings,
         }
     }
@@ -430,6 +434,7 @@ pub(crate) fn assemble(id: &str, target: &Target, options: &Options, files: &Sta
         timings,
         github_deployment: None,
         rollback: None,
+        lease: files.lease.as_ref().map(super::model::LeaseSection::of),
         generator: concat!("shipgate ", env!("CARGO_PKG_VERSION")).to_string(),
     }
 }

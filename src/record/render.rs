@@ -8,6 +8,7 @@ use crate::actions::{self, Table};
 use crate::artifacts::Publication;
 use crate::error::{Error, Result};
 use crate::state::StateDir;
+use crate::state::lease::LeaseStatus;
 
 /// Seed 004 §9: what a person on call reads.
 pub(crate) fn rollback_instructions(record: &Record, on_call: Option<&str>) -> String {
@@ -204,6 +205,33 @@ pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
             None => String::new(),
         }
     ));
+    if let Some(lease) = &record.lease {
+        out.push_str(&format!(
+            "\nDeployment lease of `{}`: held by {}, taken at `{}` by `{}`, {}.\n",
+            record.environment,
+            crate::text::one_line(&lease.holder.describe()),
+            lease.taken_at,
+            lease.taken_by,
+            match (lease.status, &lease.released_at) {
+                (LeaseStatus::Released, Some(at)) => format!("released at `{at}`"),
+                (LeaseStatus::Released, None) => "released".to_string(),
+                (LeaseStatus::Held, _) => format!(
+                    "**not released** (it expires {} after its last renewal, `{}`)",
+                    crate::util::format_duration(std::time::Duration::from_secs(lease.ttl_seconds)),
+                    lease.renewed_at
+                ),
+                (LeaseStatus::Lost, _) => format!(
+                    "**lost**: {}",
+                    crate::text::one_line(
+                        lease
+                            .note
+                            .as_deref()
+                            .unwrap_or("another deployment holds it now")
+                    )
+                ),
+            }
+        ));
+    }
     let mut artifacts = Table::new(&["Artifact", "State", "Size"]);
     for artifact in &publication.artifacts {
         artifacts.row(&[

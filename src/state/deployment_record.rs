@@ -209,7 +209,51 @@ pub(crate) struct Record {
     /// Set by `shipgate rollback`.
     #[serde(default)]
     pub(crate) rollback: Option<RecordRollback>,
+    /// The deployment lease this deployment held on its environment (`lease.json`).
+    #[serde(default)]
+    pub(crate) lease: Option<LeaseSection>,
     pub(crate) generator: String,
+}
+
+/// `lease`: the deployment lease (one deployment per environment at a time): who held it,
+/// where, and when it was taken and released.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct LeaseSection {
+    /// `s3://…/lease-<environment>.json` or `file://…`.
+    pub(crate) location: String,
+    pub(crate) holder: super::lease::Holder,
+    /// The command that took it (`backup`, `rollout`, `lease`).
+    pub(crate) taken_by: String,
+    #[schemars(extend("format" = "date-time"))]
+    pub(crate) taken_at: String,
+    /// The last renewal this deployment made.
+    #[schemars(extend("format" = "date-time"))]
+    pub(crate) renewed_at: String,
+    pub(crate) ttl_seconds: u64,
+    /// `held` (not released: it expires `ttl_seconds` after its last renewal), `released`, or
+    /// `lost` (it expired and was taken over, or was broken).
+    pub(crate) status: super::lease::LeaseStatus,
+    pub(crate) released_at: Option<String>,
+    /// The expired holder this deployment took it over from.
+    pub(crate) takeover_of: Option<super::lease::Holder>,
+    pub(crate) note: Option<String>,
+}
+
+impl LeaseSection {
+    pub(crate) fn of(file: &super::lease::LeaseFile) -> LeaseSection {
+        LeaseSection {
+            location: file.location.clone(),
+            holder: file.holder.clone(),
+            taken_by: file.taken_by.clone(),
+            taken_at: file.taken_at.clone(),
+            renewed_at: file.renewed_at.clone(),
+            ttl_seconds: file.ttl_seconds,
+            status: file.status,
+            released_at: file.released_at.clone(),
+            takeover_of: file.takeover_of.clone(),
+            note: file.note.clone(),
+        }
+    }
 }
 
 /// `gate`: what `gate.json` said.

@@ -13,6 +13,7 @@ pub(crate) mod drill;
 pub(crate) mod gate;
 mod header;
 pub(crate) mod hook;
+pub(crate) mod lease;
 pub(crate) mod migrate;
 pub(crate) mod notify;
 pub(crate) mod pipeline;
@@ -88,7 +89,7 @@ impl StateDir {
 
     /// The state directory of deployment `id`, checked but not created: nothing is written (no
     /// directory, no `latest`) until the first state file is.
-    fn at(root: &Path, id: &str) -> Result<StateDir> {
+    pub(crate) fn at(root: &Path, id: &str) -> Result<StateDir> {
         check_deployment_id(id)?;
         let dir = root.join(id);
         refuse_link(&dir, "deployment's state directory")?;
@@ -342,6 +343,7 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         one::<record::RecordFile>(),
         one::<smoke::SmokeFile>(),
         one::<drill::DrillFile>(),
+        one::<lease::LeaseFile>(),
         (
             "deployment-record.json",
             schemars::schema_for!(deployment_record::Record).to_value(),

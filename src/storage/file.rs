@@ -8,7 +8,40 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{Finished, ObjectInfo, PendingUpload, StorageError};
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{Expect, Finished, ObjectInfo, PendingUpload, StorageError, Versioned};
+
+/// A local file's version: the SHA-256 of its content.
+fn content_tag(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A file's content, `None` when it does not exist (small files only: called under the lock).
+fn read_now(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    match std::fs::read(path) {
+        Ok(body) => Ok(Some(body)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("read", path, e)),
+    }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(StorageError::Io {
+            op: "run".into(),
+            target: "a file operation".into(),
+            detail: e.to_string(),
+        })
+    })
+}
 
 /// Bytes read per chunk of a download.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -248,6 +281,131 @@ impl FileStore {
             }
         }
         Ok(found)
+    }
+
+    pub(crate) async fn read_versioned(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Option<Versioned>, StorageError> {
+        let path = self.path(name);
+        let Some(body) = self.read_small(name, limit).await? else {
+            return Ok(None);
+        };
+        let modified = match tokio::fs::metadata(&path).await {
+            Ok(meta) => modified(&meta),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        Ok(Some(Versioned {
+            tag: content_tag(&body),
+            body,
+            modified,
+            now: Some(jiff::Timestamp::now().as_second()),
+        }))
+    }
+
+    /// Compare-and-swap under an exclusive lock (`flock`) on `.<name>.lock`, which every
+    /// conditional write and delete of `name` takes: the content is compared with `expect`,
+    /// then a new file is written and renamed over it (or linked, when nothing may be there).
+    pub(crate) async fn put_if(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        expect: Expect<'_>,
+    ) -> Result<String, StorageError> {
+        let store = self.clone();
+        let name = name.to_string();
+        let expect = match expect {
+            Expect::Absent => None,
+            Expect::Tag(tag) => Some(tag.to_string()),
+        };
+        blocking(move || {
+            let _lock = store.lock(&name)?;
+            let path = store.path(&name);
+            let current = read_now(&path)?;
+            match (&expect, &current) {
+                (None, Some(_)) => {
+                    return Err(StorageError::Exists {
+                        location: store.url(&name),
+                    });
+                }
+                (Some(tag), Some(body)) if *tag == content_tag(body) => {}
+                (Some(_), _) => {
+                    return Err(StorageError::Changed {
+                        location: store.url(&name),
+                    });
+                }
+                (None, None) => {}
+            }
+            let temp = store
+                .dir
+                .join(format!(".{name}.{}.tmp", crate::util::random_hex(6)));
+            let written = (|| {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&temp)?;
+                file.write_all(&body)?;
+                file.sync_all()?;
+                if expect.is_none() {
+                    std::fs::hard_link(&temp, &path)?;
+                    std::fs::remove_file(&temp)
+                } else {
+                    std::fs::rename(&temp, &path)
+                }
+            })();
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&temp);
+                return Err(io_error("write", &path, e));
+            }
+            Ok(content_tag(&body))
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_if(&self, name: &str, tag: &str) -> Result<(), StorageError> {
+        let store = self.clone();
+        let name = name.to_string();
+        let tag = tag.to_string();
+        blocking(move || {
+            let _lock = store.lock(&name)?;
+            let path = store.path(&name);
+            match read_now(&path)? {
+                None => Ok(()),
+                Some(body) if content_tag(&body) == tag => match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(io_error("delete", &path, e)),
+                },
+                Some(_) => Err(StorageError::Changed {
+                    location: store.url(&name),
+                }),
+            }
+        })
+        .await
+    }
+
+    /// The exclusive lock of `name`'s compare-and-swap, held until dropped.
+    fn lock(&self, name: &str) -> Result<Flock<std::fs::File>, StorageError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| io_error("create the directory", &self.dir, e))?;
+        let path = self.dir.join(format!(".{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| io_error("open the lock file", &path, e))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_error("lock", &path, std::io::Error::from(e)))
     }
 
     pub(crate) async fn delete(&self, name: &str) -> Result<(), StorageError> {

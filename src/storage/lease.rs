@@ -155,13 +155,18 @@ fn now_millis() -> String {
         .unwrap_or_else(|_| crate::util::now_rfc3339())
 }
 
-/// Who is running this, for other runs' messages: the GitHub run's URL, else host and pid.
-fn who() -> String {
-    let env = crate::inputs::env;
+/// This process, for other runs' messages: `process <pid> on `<host>``.
+pub(crate) fn this_process() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let local = format!("process {} on `{host}`", std::process::id());
+    format!("process {} on `{host}`", std::process::id())
+}
+
+/// Who is running this, for other runs' messages: the GitHub run's URL, else host and pid.
+fn who() -> String {
+    let env = crate::inputs::env;
+    let local = this_process();
     match (
         env("GITHUB_SERVER_URL"),
         env("GITHUB_REPOSITORY"),

@@ -102,13 +102,17 @@ pub(crate) enum StorageError {
     },
     #[error("a backup needs more than {MAX_PARTS} parts; it is larger than S3 allows")]
     TooManyParts,
+    /// A compare-and-swap found something else than it expected (S3 412 on `If-Match` or
+    /// `If-None-Match`, 409 `ConditionalRequestConflict`; another content locally).
+    #[error("`{location}` changed since it was read (another writer got there first)")]
+    Changed { location: String },
 }
 
 impl Classify for StorageError {
     fn kind(&self) -> Kind {
         match self {
             StorageError::BadLocation { .. } => Kind::Usage,
-            StorageError::Exists { .. } => Kind::Gate,
+            StorageError::Exists { .. } | StorageError::Changed { .. } => Kind::Gate,
             _ => Kind::Dependency,
         }
     }
@@ -222,6 +226,29 @@ pub(crate) struct ObjectInfo {
     pub(crate) modified: Option<i64>,
 }
 
+/// What a compare-and-swap write expects at the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect<'a> {
+    /// Nothing (S3 `If-None-Match: *`; locally, a hard link that fails when the name exists).
+    Absent,
+    /// The version read earlier (S3 `If-Match` on its ETag; locally, the SHA-256 of its
+    /// content, compared under an exclusive lock).
+    Tag(&'a str),
+}
+
+/// A small object read with its version, for a compare-and-swap.
+#[derive(Debug, Clone)]
+pub(crate) struct Versioned {
+    pub(crate) body: Vec<u8>,
+    /// The S3 ETag, or the SHA-256 of a local file's content.
+    pub(crate) tag: String,
+    /// Last written, seconds since the epoch on the destination's clock.
+    pub(crate) modified: Option<i64>,
+    /// The destination's clock when it answered (S3's `Date` header; the local clock for a
+    /// directory), seconds since the epoch.
+    pub(crate) now: Option<i64>,
+}
+
 /// An unfinished upload (an S3 multipart upload, or a local temporary file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PendingUpload {
@@ -254,6 +281,12 @@ impl Storage {
             }
             Location::File { dir } => Storage::File(file::FileStore::new(dir)),
         }
+    }
+
+    /// A local directory (tests).
+    #[cfg(test)]
+    pub(crate) fn local(dir: &std::path::Path) -> Storage {
+        Storage::File(file::FileStore::new(dir))
     }
 
     /// The URL of `name`.
@@ -302,6 +335,45 @@ impl Storage {
         match self {
             Storage::S3(s) => s.put_new(name, body, content_type).await,
             Storage::File(f) => f.put_new(name, &body).await,
+        }
+    }
+
+    /// A small object (at most `limit` bytes) with its version, or `None` when it does not
+    /// exist.
+    pub(crate) async fn read_versioned(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Option<Versioned>, StorageError> {
+        match self {
+            Storage::S3(s) => s.read_versioned(name, limit).await,
+            Storage::File(f) => f.read_versioned(name, limit).await,
+        }
+    }
+
+    /// Stores `body` at `name` only if what is there is what `expect` says (compare-and-swap);
+    /// [`StorageError::Changed`] (or [`StorageError::Exists`] for [`Expect::Absent`]) when it
+    /// is not. Returns the new version. Only for shipgate's own bookkeeping (the deployment
+    /// lease), never for a backup.
+    pub(crate) async fn put_if(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        expect: Expect<'_>,
+    ) -> Result<String, StorageError> {
+        match self {
+            Storage::S3(s) => s.put_if(name, body, content_type, expect).await,
+            Storage::File(f) => f.put_if(name, body, expect).await,
+        }
+    }
+
+    /// Deletes `name` only if its version is still `tag`; [`StorageError::Changed`] when it
+    /// is not, nothing when it is already gone.
+    pub(crate) async fn delete_if(&self, name: &str, tag: &str) -> Result<(), StorageError> {
+        match self {
+            Storage::S3(s) => s.delete_if(name, tag).await,
+            Storage::File(f) => f.delete_if(name, tag).await,
         }
     }
 
@@ -540,5 +612,72 @@ mod tests {
             ("file:///srv/b".into(), "backup-1.sql.gz")
         );
         assert!(Location::split_object("s3://bkt").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_directory_compares_and_swaps_by_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::local(dir.path());
+        let first = storage
+            .put_if(
+                "l.json",
+                b"one".to_vec(),
+                "application/json",
+                Expect::Absent,
+            )
+            .await
+            .expect("new");
+        assert!(matches!(
+            storage
+                .put_if(
+                    "l.json",
+                    b"two".to_vec(),
+                    "application/json",
+                    Expect::Absent
+                )
+                .await,
+            Err(StorageError::Exists { .. })
+        ));
+        assert!(matches!(
+            storage
+                .put_if("l.json", b"two".to_vec(), "", Expect::Tag("stale"))
+                .await,
+            Err(StorageError::Changed { .. })
+        ));
+        let read = storage
+            .read_versioned("l.json", 1024)
+            .await
+            .expect("read")
+            .expect("there");
+        assert_eq!(
+            (read.body.as_slice(), read.tag.as_str()),
+            (&b"one"[..], first.as_str())
+        );
+        let second = storage
+            .put_if("l.json", b"two".to_vec(), "", Expect::Tag(&first))
+            .await
+            .expect("swap");
+        assert_ne!(first, second);
+        assert!(matches!(
+            storage.delete_if("l.json", &first).await,
+            Err(StorageError::Changed { .. })
+        ));
+        storage.delete_if("l.json", &second).await.expect("delete");
+        assert!(
+            storage
+                .read_versioned("l.json", 1024)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        // Gone already: fine.
+        storage.delete_if("l.json", &second).await.expect("gone");
+        // A name that does not exist cannot be swapped.
+        assert!(matches!(
+            storage
+                .put_if("l.json", b"x".to_vec(), "", Expect::Tag(&second))
+                .await,
+            Err(StorageError::Changed { .. })
+        ));
     }
 }

@@ -16,13 +16,16 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
 };
@@ -32,7 +35,8 @@ use sha2::Digest as _;
 use tokio::task::JoinSet;
 
 use super::{
-    CHUNK_TIMEOUT, Finished, MAX_PARTS, ObjectInfo, PendingUpload, StorageError, parts_in_flight,
+    CHUNK_TIMEOUT, Expect, Finished, MAX_PARTS, ObjectInfo, PendingUpload, StorageError, Versioned,
+    parts_in_flight,
 };
 use crate::secret::redact;
 
@@ -231,7 +235,9 @@ impl S3Store {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        put(&self.ctx, name, Bytes::from(body), content_type, true).await
+        put(&self.ctx, name, Bytes::from(body), content_type, Cond::New)
+            .await
+            .map(|_| ())
     }
 
     pub(crate) fn begin(&self, name: &str, content_type: &str) -> S3Upload {
@@ -323,7 +329,15 @@ impl S3Store {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        put(&self.ctx, name, Bytes::from(body), content_type, false).await
+        put(
+            &self.ctx,
+            name,
+            Bytes::from(body),
+            content_type,
+            Cond::Replace,
+        )
+        .await
+        .map(|_| ())
     }
 
     pub(crate) async fn get(&self, name: &str) -> Result<Option<S3Download>, StorageError> {
@@ -381,6 +395,99 @@ impl S3Store {
         }
     }
 
+    pub(crate) async fn read_versioned(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Option<Versioned>, StorageError> {
+        let ctx = &self.ctx;
+        let date = ServerDate::default();
+        let out = match ctx
+            .client
+            .get_object()
+            .bucket(&ctx.bucket)
+            .key(ctx.key(name))
+            .customize()
+            .interceptor(date.clone())
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(ctx.error("read", name, e)),
+        };
+        let too_big = || StorageError::Io {
+            op: "read".into(),
+            target: self.url(name),
+            detail: format!("it is larger than {limit} bytes; it is not a shipgate file"),
+        };
+        if out.content_length().unwrap_or(0) > limit as i64 {
+            return Err(too_big());
+        }
+        let tag = out.e_tag().unwrap_or_default().to_string();
+        let modified = out.last_modified().map(|t| t.secs());
+        let mut download = S3Download {
+            body: out.body,
+            url: self.url(name),
+        };
+        let mut body = Vec::new();
+        while let Some(chunk) = download.next().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                return Err(too_big());
+            }
+        }
+        Ok(Some(Versioned {
+            body,
+            tag,
+            modified,
+            now: date.get(),
+        }))
+    }
+
+    pub(crate) async fn put_if(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        expect: Expect<'_>,
+    ) -> Result<String, StorageError> {
+        let cond = match expect {
+            Expect::Absent => Cond::New,
+            Expect::Tag(tag) => Cond::Match(tag),
+        };
+        let tag = put(&self.ctx, name, Bytes::from(body), content_type, cond).await?;
+        match tag {
+            Some(tag) => Ok(tag),
+            // No ETag in the answer: read it back (a later `If-Match` needs it).
+            None => Ok(self
+                .read_versioned(name, usize::MAX)
+                .await?
+                .map(|v| v.tag)
+                .unwrap_or_default()),
+        }
+    }
+
+    pub(crate) async fn delete_if(&self, name: &str, tag: &str) -> Result<(), StorageError> {
+        let ctx = &self.ctx;
+        match ctx
+            .client
+            .delete_object()
+            .bucket(&ctx.bucket)
+            .key(ctx.key(name))
+            .if_match(tag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) if precondition_failed(&e) || conflict(&e) => Err(StorageError::Changed {
+                location: ctx.url(name),
+            }),
+            Err(e) => Err(ctx.error("delete", name, e)),
+        }
+    }
+
     pub(crate) async fn delete(&self, name: &str) -> Result<(), StorageError> {
         let ctx = &self.ctx;
         ctx.client
@@ -394,15 +501,26 @@ impl S3Store {
     }
 }
 
-/// `PutObject`; when `new`, with `If-None-Match: *` (or a HEAD check where the server lacks
-/// it).
+/// What a `PutObject` requires of the name.
+#[derive(Debug, Clone, Copy)]
+enum Cond<'a> {
+    /// Anything: replace what is there.
+    Replace,
+    /// Nothing there: `If-None-Match: *` (or a HEAD check where the server lacks it).
+    New,
+    /// The version read earlier: `If-Match` (no fallback: without it there is no lease).
+    Match(&'a str),
+}
+
+/// `PutObject` under `cond`; the new object's ETag when the server gives one.
 async fn put(
     ctx: &Ctx,
     name: &str,
     body: Bytes,
     content_type: &str,
-    new: bool,
-) -> Result<(), StorageError> {
+    cond: Cond<'_>,
+) -> Result<Option<String>, StorageError> {
+    let new = matches!(cond, Cond::New);
     let conditional = new && ctx.conditional.load(Ordering::Relaxed);
     if new && !conditional {
         refuse_if_exists(ctx, name).await?;
@@ -427,15 +545,30 @@ async fn put(
     if conditional {
         request = request.if_none_match("*");
     }
+    if let Cond::Match(tag) = cond {
+        request = request.if_match(tag);
+    }
     match request.body(ByteStream::from(body.clone())).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if precondition_failed(&e) => Err(StorageError::Exists {
+        Ok(out) => Ok(out.e_tag().map(str::to_string)),
+        Err(e) if new && precondition_failed(&e) => Err(StorageError::Exists {
+            location: ctx.url(name),
+        }),
+        Err(e) if precondition_failed(&e) || conflict(&e) => Err(StorageError::Changed {
             location: ctx.url(name),
         }),
         Err(e) if conditional && not_implemented(&e) => {
             no_conditional_writes(ctx);
-            Box::pin(put(ctx, name, body, content_type, new)).await
+            Box::pin(put(ctx, name, body, content_type, cond)).await
         }
+        Err(e) if not_implemented(&e) => Err(StorageError::Service {
+            op: "write (conditionally, `If-Match`)".into(),
+            target: ctx.url(name),
+            code: "NotImplemented".into(),
+            detail: format!(
+                "{} does not support conditional writes, which the deployment lease needs; use a server that does (AWS S3, MinIO, R2, SeaweedFS) or set `lease: false`",
+                ctx.endpoint
+            ),
+        }),
         Err(e) => Err(ctx.error("write", name, e)),
     }
 }
@@ -588,7 +721,7 @@ impl S3Upload {
         let Some(upload_id) = self.upload_id.clone() else {
             let body = self.first.take().unwrap_or_default();
             let size = body.len() as u64;
-            put(&self.ctx, &self.name, body, &self.content_type, true).await?;
+            put(&self.ctx, &self.name, body, &self.content_type, Cond::New).await?;
             self.uploaded.fetch_add(size, Ordering::Relaxed);
             return Ok(Finished { parts: 1, size });
         };
@@ -753,6 +886,41 @@ impl S3Download {
     }
 }
 
+/// Remembers the `Date` header of a response: the destination's clock, so a lease's age is
+/// judged on one clock (the server's) whatever the reader's clock says.
+#[derive(Debug, Clone, Default)]
+struct ServerDate(Arc<std::sync::Mutex<Option<i64>>>);
+
+impl ServerDate {
+    fn get(&self) -> Option<i64> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Intercept for ServerDate {
+    fn name(&self) -> &'static str {
+        "ServerDate"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let date = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| DateTime::from_str(d, DateTimeFormat::HttpDate).ok())
+            .map(|d| d.secs());
+        if date.is_some() {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = date;
+        }
+        Ok(())
+    }
+}
+
 /// An error and its causes as one redacted line, `outer: inner: innermost`, without the SDK's
 /// Debug dumps.
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -782,6 +950,11 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
 fn precondition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     status(err) == Some(412)
         || matches!(err, SdkError::ServiceError(s) if s.err().code() == Some("PreconditionFailed"))
+}
+
+fn conflict<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    status(err) == Some(409)
+        && matches!(err, SdkError::ServiceError(s) if s.err().code() == Some("ConditionalRequestConflict"))
 }
 
 fn not_implemented<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {

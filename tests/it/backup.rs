@@ -46,6 +46,11 @@ CREATE VIEW rich AS SELECT email FROM accounts WHERE balance > 6000;
 CREATE INDEX accounts_created ON accounts (created);
 "#;
 
+/// These tests are about the backup itself, and run many backups of one environment side by
+/// side: without the deployment lease (tested in `lease.rs`), which would let only one of them
+/// run at a time.
+pub(crate) const LEASE: &str = "false";
+
 pub(crate) fn pg() -> &'static PgCluster {
     PgCluster::shared()
 }
@@ -138,7 +143,8 @@ impl Case {
             cmd.env(key, value);
         }
         cmd.input("database-url", &pg().url(db))
-            .input("deployment-id", &self.id);
+            .input("deployment-id", &self.id)
+            .input("lease", LEASE);
         cmd
     }
 
@@ -152,7 +158,8 @@ impl Case {
             }
         }
         cmd.input("database-url", &pg().url(db))
-            .input("deployment-id", &self.id);
+            .input("deployment-id", &self.id)
+            .input("lease", LEASE);
         cmd
     }
 }
@@ -628,6 +635,7 @@ fn s3_killed_mid_upload_publishes_nothing_and_leaves_no_upload() {
     let bucket = server.create_bucket();
     let case = Case::new();
     let mut cmd = Shipgate::new(case.path());
+    cmd.input("lease", LEASE);
     for (key, value) in server.aws_env() {
         cmd.env(key, value);
     }
@@ -977,6 +985,7 @@ fn s3_down_during_verification_leaves_no_dump_without_its_sidecar() {
     let case = Case::new();
     let key = format!("backup-{}.sql.gz", case.id);
     let mut cmd = Shipgate::new(case.path());
+    cmd.input("lease", LEASE);
     for (name, value) in server.aws_env() {
         cmd.env(name, value);
     }

@@ -372,6 +372,23 @@ fn the_pipeline_ships_v2_and_records_it() {
         .filter_map(|s| s["stage"].as_str())
         .collect();
     assert_eq!(stages, ["canary", "full"]);
+    // The deployment lease: taken by the backup step, kept by the rollout step, released by
+    // the record step; the environment is free again.
+    let lease = &record["lease"];
+    assert_eq!(lease["taken_by"], "backup", "{record:#}");
+    assert_eq!(lease["status"], "released");
+    assert_eq!(
+        lease["holder"]["run_url"],
+        format!("https://github.example/octo/app/actions/runs/{RUN_ID}")
+    );
+    assert_eq!(lease["holder"]["actor"], "release-engineer");
+    assert!(!keys.contains(&"prod/lease-production.json".to_string()));
+    assert!(
+        !S3Server::shared()
+            .list_keys(&world.bucket)
+            .contains(&"prod/lease-production.json".to_string()),
+        "released"
+    );
     // The GitHub deployment is for the exact commit, and ended in success.
     let created = world.gh.created_deployments();
     assert_eq!(created.len(), 1, "{created:?}");
@@ -469,6 +486,19 @@ fn shipgate_pipeline_runs_the_same_plan_in_one_step() {
         columns.trim(),
         "0",
         "the pipeline restored the pre-deploy database"
+    );
+    // The restore after the record still ran under the lease (the record kept it), and the
+    // pipeline released it at its end.
+    assert_eq!(world.record()["lease"]["status"], "held");
+    let lease: Value = serde_json::from_str(
+        &std::fs::read_to_string(world.state().join("lease.json")).expect("lease.json"),
+    )
+    .expect("JSON");
+    assert_eq!(lease["status"], "released");
+    assert!(
+        !S3Server::shared()
+            .list_keys(&world.bucket)
+            .contains(&"prod/lease-production.json".to_string())
     );
     assert!(
         summary.contains("Pipeline failed at `rollout` and was rolled back"),

@@ -15,6 +15,7 @@ mod gate_bench;
 mod hooks;
 mod image;
 mod judge;
+mod lease;
 mod metrics;
 mod migrate;
 mod notify;
