@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     self, Outcome, backup, drill, gate, migrate, notify, pipeline, record, restore, rollback,
-    rollout, smoke, validate,
+    rollout, smoke, validate, watch,
 };
 use crate::error::Result;
 use crate::settings::GlobalArgs;
@@ -56,6 +56,9 @@ pub(crate) enum Command {
     Restore(restore::Args),
     /// Restore drill: the newest backup into a scratch database; RTO, RPO and parity checks
     Drill(drill::Args),
+    /// After a successful rollout, watch its probes and metric gates for a window; roll back
+    /// on a breach
+    Watch(watch::Args),
 }
 
 impl Command {
@@ -73,6 +76,7 @@ impl Command {
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
             Command::Drill(_) => "drill",
+            Command::Watch(_) => "watch",
         }
     }
 }
@@ -95,6 +99,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
             Command::Backup(args) => backup::run(args, &settings).await,
             Command::Restore(args) => restore::run(args, &settings).await,
             Command::Drill(args) => drill::run(args, &settings).await,
+            Command::Watch(args) => watch::run(args, &settings).await,
         }
     }
     .await;

@@ -35,6 +35,7 @@ mod storage;
 mod text;
 mod util;
 mod version;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -27,7 +27,7 @@ use crate::state::rollout::{Cause, RolloutFile};
 use crate::state::validate::ValidateFile;
 use crate::util::HumanDuration;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct Args {
     /// A stage as `name:weight:duration[:interval]`, e.g. `canary:5:5m`; repeat for each stage
     /// (input `stages`, one per line) [default: canary:5:5m, progressive:50:10m, full:100:15m]
@@ -161,7 +161,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 }
 
 /// What the plan is made of: flag > input > the `rollout:` section of `shipgate.yml`.
-fn plan_inputs(args: &Args, settings: &Settings) -> Result<Inputs> {
+pub(crate) fn plan_inputs(args: &Args, settings: &Settings) -> Result<Inputs> {
     let default_file = FileConfig::default();
     let file = settings.file.rollout.as_ref().unwrap_or(&default_file);
     Ok(Inputs {

@@ -430,6 +430,7 @@ pub(crate) fn assemble(id: &str, target: &Target, options: &Options, files: &Sta
         timings,
         github_deployment: None,
         rollback: None,
+        watch: None,
         generator: concat!("shipgate ", env!("CARGO_PKG_VERSION")).to_string(),
     }
 }

@@ -26,4 +26,5 @@ mod setup_action;
 mod smoke;
 mod templates;
 mod validate;
+mod watch;
 mod workflow_run;
