@@ -14,6 +14,7 @@ mod github;
 mod health;
 mod hooks;
 mod inputs;
+mod jsonpath;
 mod log;
 mod metrics;
 mod migrate;

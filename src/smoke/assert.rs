@@ -10,9 +10,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::jsonpath::Path;
 use super::template::{Template, Vars};
 use crate::health::{Reading, State};
+use crate::jsonpath::Path;
 pub(crate) use crate::state::smoke::Failure;
 
 /// Longest actual value shown in a failure.

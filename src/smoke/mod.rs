@@ -1,10 +1,9 @@
 //! The parts of `shipgate smoke`: the suite file and its checks (`suite`), `{{name}}` templates
-//! (`template`), JSON locations (`jsonpath`), asserts (`assert`), the concurrent runner with
+//! (`template`), asserts (`assert`), the concurrent runner with
 //! readiness retries and captures (`runner`), and its reports (`report`).
 
 pub(crate) mod assert;
 pub(crate) mod config;
-pub(crate) mod jsonpath;
 pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod scalar;

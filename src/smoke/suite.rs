@@ -11,11 +11,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::assert::{Assert, Subject};
-use super::jsonpath;
 pub(crate) use super::scalar::{Scalar, ScalarOr};
 use super::template::{self, Template, Var, Vars};
 use crate::error::{Error, Result};
 use crate::health;
+use crate::jsonpath;
 pub(crate) use crate::state::smoke::Kind;
 
 /// Per-request timeout unless the suite or `--request-timeout` says otherwise.

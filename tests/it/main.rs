@@ -27,4 +27,5 @@ mod smoke;
 mod templates;
 mod validate;
 mod watch;
+mod web_metric;
 mod workflow_run;
