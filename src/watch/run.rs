@@ -143,6 +143,10 @@ pub(crate) async fn run(
             )
         }
     };
+    // A continued watch keeps the window it was started with.
+    let window = previous
+        .as_ref()
+        .map_or(options.duration, |p| Duration::from_millis(p.for_ms));
     let capped = deadline < wanted_end;
     let ends_at = wanted_end.min(deadline);
     let left = Duration::try_from(now.duration_until(ends_at)).unwrap_or(Duration::ZERO);
@@ -156,7 +160,7 @@ pub(crate) async fn run(
         started_at: started_at.clone(),
         ends_at: ends_at.to_string(),
         capped_by_deadline: capped,
-        for_ms: options.duration.as_millis() as u64,
+        for_ms: window.as_millis() as u64,
         interval_ms: options.interval.as_millis() as u64,
         samples: 0,
         measurements: 0,
@@ -224,7 +228,7 @@ pub(crate) async fn run(
         result: String::new(),
         started_at,
         ended_at,
-        window_seconds: options.duration.as_secs(),
+        window_seconds: window.as_secs(),
         interval_seconds: options.interval.as_secs(),
         capped_by_deadline: capped,
         gate: None,

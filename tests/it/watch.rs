@@ -270,3 +270,77 @@ fn bad_input_or_a_closed_window_changes_nothing() {
     assert_eq!(read_tree(late.path()), before);
     assert_eq!(service.count(), 0, "nothing was probed");
 }
+
+#[test]
+fn a_metric_gate_breach_rolls_back_too() {
+    use crate::support::stub_http::{Outgoing, StubServer};
+    let answer = |value: f64| Outgoing::json(200, &serde_json::json!({"data": {"errors": value}}));
+    let world = World::recorded(5);
+    let service = HealthServer::start(vec![Reply::healthy(VERSION)]);
+    // Three good measurements, then a bad value.
+    let api = StubServer::start(answer(0.4));
+    api.then(vec![answer(0.01), answer(0.01), answer(0.01)]);
+    std::fs::write(
+        world.path().join("shipgate.yml"),
+        format!(
+            "rollout:\n  metrics:\n    - name: errors\n      provider: web\n      url: '{}/errors?v={{{{version}}}}&stage={{{{stage}}}}'\n      path: data.errors\n      condition: '< 0.03'\n      stages: [full]\n",
+            api.url()
+        ),
+    )
+    .expect("shipgate.yml");
+    let run = world
+        .watch(&service.url("/health"))
+        .args(["--for", "10m", "--interval", "100ms"])
+        .run();
+    run.expect_code(1);
+    let watched = world.watch_file();
+    assert_eq!(watched["breach"]["gate"], "metric:errors", "{watched:#}");
+    assert!(watched["measurements"].as_u64().expect("measurements") >= 4);
+    let requests = api.requests();
+    assert_eq!(requests[0].query_param("v").as_deref(), Some(VERSION));
+    assert_eq!(requests[0].query_param("stage").as_deref(), Some("watch"));
+    let record = world.record();
+    assert_eq!(record["status"], "rolled_back");
+    let reason = record["rollback"]["reason"].as_str().expect("reason");
+    assert!(reason.contains("0.4 is not < 0.03"), "{reason}");
+}
+
+#[test]
+fn a_rerun_after_a_signal_continues_the_same_window() {
+    let world = World::recorded(5);
+    let service = HealthServer::start(vec![Reply::healthy(VERSION)]);
+    let running = world
+        .watch(&service.url("/health"))
+        .input("min-samples", "1")
+        .args(["--for", "8s", "--interval", "100ms"])
+        .spawn();
+    eventually("the watch to probe", || world.log().contains(": ok in"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+    running.wait_at_most(Duration::from_secs(60)).expect_code(4);
+    let first = world.watch_file();
+    assert_eq!(first["result"], "cancelled");
+
+    // The re-run asks for a longer window, but continues the first one until its end.
+    let run = world
+        .watch(&service.url("/health"))
+        .input("min-samples", "1")
+        .args(["--for", "30m", "--interval", "100ms"])
+        .run();
+    run.expect_code(0);
+    let second = world.watch_file();
+    assert_eq!(second["result"], "pass");
+    assert_eq!(second["ends_at"], first["ends_at"]);
+    assert_eq!(second["started_at"], first["started_at"]);
+    assert!(
+        world.log().contains("continuing the watch started at"),
+        "{}",
+        world.log()
+    );
+    assert_eq!(second["for_ms"], 8000);
+    assert_eq!(world.record()["watch"]["result"], "watched");
+    assert_eq!(world.record()["watch"]["window_seconds"], 8);
+}
