@@ -21,7 +21,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # Lower number = lower layer. A module may import its own layer or lower ones, never higher.
 # The first matching prefix wins.
 DOMAIN = ["gate", "rollout", "smoke", "backup", "migrate", "record", "release", "rollback", "pipeline", "notify",
-          "drill", "lease"]
+          "drill", "lease", "watch"]
 ADAPTERS = ["actions", "github", "git", "storage", "postgres", "process", "hooks", "health",
             "artifacts", "version", "metrics"]
 LAYERS = [

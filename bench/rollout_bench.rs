@@ -3,6 +3,9 @@
 //! rollout` itself against the same server; this program only provides the two references.
 //!
 //!   rollout-bench serve                    prints `PORT <n>`, then serves healthy answers
+//!   rollout-bench serve-prometheus         prints `PORT <n>`, then answers every request with
+//!                                          a Prometheus instant-query vector of one series
+//!                                          (for `bench/metrics.sh`)
 //!   rollout-bench bare URL LANES SECONDS [PACE_MS]
 //!                                          GETs URL in LANES concurrent loops (paced every
 //!                                          PACE_MS when given) and prints one JSON line:
@@ -18,7 +21,11 @@ use std::time::{Duration, Instant};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("serve") => serve(),
+        Some("serve") => serve(health_server::Reply::healthy("bench")),
+        Some("serve-prometheus") => serve(health_server::Reply::json(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"version":"bench"},"value":[1700000000.123,"0.0125"]}]}}"#,
+        )),
         Some("bare") if args.len() >= 4 => {
             let lanes: usize = args[2].parse().expect("LANES is a number");
             let seconds: f64 = args[3].parse().expect("SECONDS is a number");
@@ -29,15 +36,15 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: rollout-bench serve | rollout-bench bare URL LANES SECONDS [PACE_MS]"
+                "usage: rollout-bench serve | rollout-bench serve-prometheus | rollout-bench bare URL LANES SECONDS [PACE_MS]"
             );
             std::process::exit(2);
         }
     }
 }
 
-fn serve() {
-    let server = health_server::HealthServer::start(vec![health_server::Reply::healthy("bench")]);
+fn serve(reply: health_server::Reply) {
+    let server = health_server::HealthServer::start(vec![reply]);
     server.no_recording();
     println!("PORT {}", server.port());
     use std::io::Write as _;

@@ -73,19 +73,7 @@ pub(crate) fn escape_property(text: &str) -> String {
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// Renders untrusted text (a tag, a commit message, a server's reply) for use inside one log
-/// line: in backticks, with control characters escaped, so it can never start a line of its own
-/// and so never be read as a workflow command.
-pub(crate) fn quote(untrusted: &str) -> String {
-    format!(
-        "`{}`",
-        crate::text::capped(&one_line(untrusted), QUOTED_MAX)
-    )
-}
-
-/// A value echoed in a message is cut after this many characters (a 50 MB input must not come
-/// back as a 50 MB error line).
-const QUOTED_MAX: usize = 200;
+pub(crate) use crate::text::quote;
 
 pub(crate) use crate::text::one_line;
 

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     self, Outcome, backup, drill, gate, lease, migrate, notify, pipeline, record, restore,
-    rollback, rollout, smoke, validate,
+    rollback, rollout, smoke, validate, watch,
 };
 use crate::error::Result;
 use crate::settings::GlobalArgs;
@@ -59,6 +59,9 @@ pub(crate) enum Command {
     /// The deployment lease (one deployment per environment at a time): show who holds it,
     /// take or release it, or break a dead holder's lease with a reason
     Lease(lease::Args),
+    /// After a successful rollout, watch its probes and metric gates for a window; roll back
+    /// on a breach
+    Watch(watch::Args),
 }
 
 impl Command {
@@ -77,6 +80,7 @@ impl Command {
             Command::Restore(_) => "restore",
             Command::Drill(_) => "drill",
             Command::Lease(_) => "lease",
+            Command::Watch(_) => "watch",
         }
     }
 }
@@ -100,6 +104,7 @@ pub(crate) async fn run(cli: Cli) -> u8 {
             Command::Restore(args) => restore::run(args, &settings).await,
             Command::Drill(args) => drill::run(args, &settings).await,
             Command::Lease(args) => lease::run(args, &settings).await,
+            Command::Watch(args) => watch::run(args, &settings).await,
         }
     }
     .await;

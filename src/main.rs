@@ -36,6 +36,7 @@ mod storage;
 mod text;
 mod util;
 mod version;
+mod watch;
 
 use std::process::ExitCode;
 

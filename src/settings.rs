@@ -39,6 +39,7 @@ pub(crate) struct FileConfig {
     pub(crate) pipeline: Option<crate::pipeline::config::FileConfig>,
     pub(crate) backup: Option<crate::backup::config::FileConfig>,
     pub(crate) lease: Option<crate::lease::config::FileConfig>,
+    pub(crate) watch: Option<crate::watch::config::FileConfig>,
 }
 
 /// The global flags every command takes (`shipgate --config … <command>`), as clap parsed them;

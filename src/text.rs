@@ -63,6 +63,17 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
+/// Renders untrusted text (a tag, a commit message, a server's reply) for use inside one log
+/// line: in backticks, with control characters escaped, so it can never start a line of its own
+/// and so never be read as a workflow command.
+pub(crate) fn quote(untrusted: &str) -> String {
+    format!("`{}`", capped(&one_line(untrusted), QUOTED_MAX))
+}
+
+/// A value echoed in a message is cut after this many characters (a 50 MB input must not come
+/// back as a 50 MB error line).
+const QUOTED_MAX: usize = 200;
+
 #[cfg(test)]
 mod tests {
     use super::*;

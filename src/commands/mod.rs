@@ -13,6 +13,7 @@ pub(crate) mod rollback;
 pub(crate) mod rollout;
 pub(crate) mod smoke;
 pub(crate) mod validate;
+pub(crate) mod watch;
 
 use serde_json::json;
 

@@ -30,7 +30,7 @@ use crate::util::HumanDuration;
 
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct Args {
     /// The deployment record (input `record`) [default: the state dir's
     /// `deployment-record-<id>.json`]
@@ -76,13 +76,15 @@ pub(crate) struct Args {
     pub(crate) health_timeout: Option<String>,
 }
 
-struct Options {
-    record: Option<PathBuf>,
-    run: rolling::Options,
+/// The resolved options: the record to roll back and the run's options (`watch` resolves its
+/// rollback through here too).
+pub(crate) struct Options {
+    pub(crate) record: Option<PathBuf>,
+    pub(crate) run: rolling::Options,
 }
 
 impl Options {
-    fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
+    pub(crate) fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
         let default = FileConfig::default();
         let file = settings.file.rollback.as_ref().unwrap_or(&default);
         let own = hooks::FileKeys {
@@ -191,7 +193,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 }
 
 /// The record and its state dir: from `--record` (its deployment id) or the state dir.
-fn open(
+pub(crate) fn open(
     settings: &Settings,
     path: Option<&std::path::Path>,
 ) -> Result<(StateDir, Record, PathBuf)> {
@@ -237,7 +239,8 @@ fn open(
     }
 }
 
-fn finish(
+/// Saves `rollback.json`, sets the outputs and the summary of a rollback.
+pub(crate) fn finish(
     state: &StateDir,
     mut result: RollbackFile,
     started: Instant,

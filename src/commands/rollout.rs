@@ -30,7 +30,7 @@ use crate::state::rollout::{Cause, RolloutFile};
 use crate::state::validate::ValidateFile;
 use crate::util::HumanDuration;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) lease: super::lease::hold::LeaseArgs,
@@ -166,7 +166,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
 }
 
 /// What the plan is made of: flag > input > the `rollout:` section of `shipgate.yml`.
-fn plan_inputs(args: &Args, settings: &Settings) -> Result<Inputs> {
+pub(crate) fn plan_inputs(args: &Args, settings: &Settings) -> Result<Inputs> {
     let default_file = FileConfig::default();
     let file = settings.file.rollout.as_ref().unwrap_or(&default_file);
     Ok(Inputs {

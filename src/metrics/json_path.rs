@@ -33,7 +33,7 @@ impl Path {
         } else {
             return Err(format!(
                 "{} is not a JSON location: start a pointer with `/` (`/items/0/id`) or a path with `$` (`$.items[0].id`)",
-                crate::actions::quote(text)
+                crate::text::quote(text)
             ));
         };
         Ok(Path {
@@ -81,7 +81,7 @@ fn path_steps(text: &str) -> Result<Vec<Step>, String> {
     let bad = |why: &str| {
         format!(
             "JSON path {} is not valid: {why}; write e.g. `$.items[0].id` or `$['a key']`",
-            crate::actions::quote(text)
+            crate::text::quote(text)
         )
     };
     let chars: Vec<char> = text.chars().collect();

@@ -1,13 +1,14 @@
 //! Metric backends for the rollout's metric gates: the Prometheus HTTP API (`prometheus`, which
 //! Thanos, Mimir, VictoriaMetrics and Grafana Cloud serve too), firing alerts from Prometheus or
-//! Alertmanager (`alerts`), conditions on a value (`condition`) and query templates
-//! (`template`).
+//! Alertmanager (`alerts`), any JSON endpoint and a location in its answer (`web`, Argo's `web`
+//! provider), conditions on a value (`condition`) and query templates (`template`).
 
 pub(crate) mod alerts;
 pub(crate) mod condition;
 pub(crate) mod json_path;
 pub(crate) mod prometheus;
 pub(crate) mod template;
+pub(crate) mod web;
 
 use crate::error::{Classify, Kind};
 

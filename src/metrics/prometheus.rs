@@ -29,7 +29,12 @@ const MAX_DETAIL: usize = 300;
 #[derive(Debug, Clone)]
 pub(crate) enum Auth {
     Bearer(Secret),
-    Basic { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// Headers whose values are secrets (`DD-API-KEY`, `X-Api-Key`), marked sensitive.
+    Headers(Vec<(reqwest::header::HeaderName, Secret)>),
 }
 
 /// Where a backend is and how to talk to it.
@@ -234,6 +239,19 @@ impl Client {
             Some(Auth::Basic { username, password }) => {
                 request.basic_auth(username, Some(password.expose()))
             }
+            Some(Auth::Headers(headers)) => {
+                for (name, value) in headers {
+                    let mut value = reqwest::header::HeaderValue::from_str(value.expose())
+                        .map_err(|_| {
+                            Attempt::Fatal(Error::Setup(format!(
+                                "the secret value of header `{name}` is not valid in HTTP"
+                            )))
+                        })?;
+                    value.set_sensitive(true);
+                    request = request.header(name.clone(), value);
+                }
+                request
+            }
             None => request,
         };
         let response = request
@@ -279,19 +297,37 @@ impl Client {
                 ),
             })
         })?;
+        Ok(json)
+    }
+
+    /// GET `path` with `params`, retried while the backend is down or answers 5xx/429; a
+    /// `"status":"error"` answer is refused.
+    pub(crate) async fn get(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, Error> {
+        let json = self.fetch(self.url(path, params)).await?;
         if json.get("status").and_then(Value::as_str) == Some("error") {
-            return Err(Attempt::Fatal(Error::Refused {
+            return Err(Error::Refused {
                 backend: self.label.clone(),
-                status: status.as_u16(),
-                detail: error_detail(&body),
-            }));
+                status: 200,
+                detail: error_detail(json.to_string().as_bytes()),
+            });
         }
         Ok(json)
     }
 
-    /// GET `path` with `params`, retried while the backend is down or answers 5xx/429.
-    pub(crate) async fn get(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, Error> {
-        let url = self.url(path, params);
+    /// The JSON answer to a GET of `url`, which must be on this backend's origin (its
+    /// credentials go nowhere else), retried while the backend is down or answers 5xx/429.
+    pub(crate) async fn fetch(&self, url: Url) -> Result<Value, Error> {
+        if url.origin() != self.base.origin() {
+            return Err(Error::Setup(format!(
+                "`{}` is not on {}",
+                crate::secret::redact_url(&format!(
+                    "{}://{}",
+                    url.scheme(),
+                    url.host_str().unwrap_or("")
+                )),
+                self.label
+            )));
+        }
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             if attempt > 1 {

@@ -81,11 +81,31 @@ pub(crate) fn check(text: &str) -> Result<(), String> {
 
 /// `text` with every `{{name}}` replaced by its value.
 pub(crate) fn render(text: &str, vars: &Vars) -> Result<String, String> {
+    render_with(text, vars, |value| value.to_string())
+}
+
+/// A URL template (a web metric's `url`) rendered with each value percent-encoded, so a value
+/// never changes the URL's shape (its host, path or query parameters).
+pub(crate) fn render_url(text: &str, vars: &Vars) -> Result<String, String> {
+    render_with(text, vars, |value| {
+        value
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    })
+}
+
+fn render_with(text: &str, vars: &Vars, encode: impl Fn(&str) -> String) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     for piece in pieces(text) {
         match piece {
             Ok(literal) => out.push_str(literal),
-            Err(name) => out.push_str(&vars.get(name)?),
+            Err(name) => out.push_str(&encode(&vars.get(name)?)),
         }
     }
     Ok(out)
@@ -139,6 +159,18 @@ mod tests {
         assert_eq!(
             render("a{{version}}b{{unclosed", &vars()).expect("unclosed"),
             "a1.4.0b{{unclosed"
+        );
+    }
+
+    #[test]
+    fn url_values_are_percent_encoded_and_never_change_the_url_shape() {
+        let vars = Vars {
+            version: "1.4.0+b/../x?y=1&z#@evil".into(),
+            ..vars()
+        };
+        assert_eq!(
+            render_url("https://api.example/q?v={{version}}&s={{stage}}", &vars).expect("renders"),
+            "https://api.example/q?v=1.4.0%2Bb%2F..%2Fx%3Fy%3D1%26z%23%40evil&s=canary"
         );
     }
 

@@ -435,6 +435,7 @@ pub(crate) fn assemble(id: &str, target: &Target, options: &Options, files: &Sta
         github_deployment: None,
         rollback: None,
         lease: files.lease.as_ref().map(super::model::LeaseSection::of),
+        watch: None,
         generator: concat!("shipgate ", env!("CARGO_PKG_VERSION")).to_string(),
     }
 }

@@ -25,6 +25,7 @@ use crate::state::rollback::{MarkedDeployment, RollbackFile, Step};
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// The resolved options of one rollback.
+#[derive(Clone)]
 pub(crate) struct Options {
     pub(crate) force: bool,
     pub(crate) reason: String,

@@ -112,6 +112,8 @@ impl NoDataPolicy {
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Provider {
     Prometheus,
+    /// Any JSON endpoint: `url` (templated), `path` to the number in the answer.
+    Web,
 }
 
 /// Credentials for a metrics backend: the *names* of the inputs or environment variables that
@@ -124,6 +126,9 @@ pub(crate) struct AuthConfig {
     /// Basic auth: the user name, and the input or environment variable holding the password.
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
+    /// Headers whose values are secrets: header name → the input or environment variable
+    /// holding its value (`DD-API-KEY: DD_API_KEY`).
+    pub(crate) headers: Option<BTreeMap<String, String>>,
 }
 
 /// `rollout.prometheus`: the backend every metric and the alerts use unless they name another.
@@ -141,7 +146,8 @@ pub(crate) struct BackendConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct MetricConfig {
     pub(crate) name: String,
-    /// PromQL, templated (`{{version}}`, `{{stage}}`, …).
+    /// PromQL, templated (`{{version}}`, `{{stage}}`, …); not for `provider: web`.
+    #[serde(default)]
     pub(crate) query: String,
     /// `< 0.03`, `>= 0.98`, `<= 2 * baseline`.
     pub(crate) condition: String,
@@ -154,6 +160,11 @@ pub(crate) struct MetricConfig {
     pub(crate) consecutive_failures: Option<u32>,
     pub(crate) no_data: Option<NoDataPolicy>,
     pub(crate) provider: Option<Provider>,
+    /// `provider: web`: the JSON endpoint (templated: values are percent-encoded; the host is
+    /// fixed), its baseline's for `<= 2 * baseline`, and the location of the number in the answer.
+    pub(crate) url: Option<String>,
+    pub(crate) baseline_url: Option<String>,
+    pub(crate) path: Option<String>,
     pub(crate) address: Option<String>,
     pub(crate) auth: Option<AuthConfig>,
     pub(crate) headers: Option<BTreeMap<String, String>>,

@@ -13,8 +13,10 @@ use super::gates::{Status, Verdict};
 use crate::error::{Error, Result};
 use crate::metrics::alerts::{self, Api, Selector};
 use crate::metrics::condition::{Condition, number_text};
+use crate::metrics::json_path::Path;
 use crate::metrics::prometheus::{Auth, Client, Endpoint, Reading};
 use crate::metrics::template::{self, Vars};
+use crate::metrics::web;
 use crate::text::one_line;
 use crate::util::HumanDuration;
 
@@ -24,10 +26,13 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a gate checks.
 #[derive(Debug, Clone)]
 pub(crate) enum Check {
+    /// A Prometheus query, or with `path` a web metric: `query` is then the URL (rendered with
+    /// percent-encoded values) and `path` the location of the number in its JSON answer.
     Query {
         query: String,
         baseline_query: Option<String>,
         condition: Condition,
+        path: Option<Path>,
     },
     Alerts {
         selector: Selector,
@@ -72,9 +77,13 @@ impl MetricSpec {
                 query,
                 baseline_query,
                 condition,
+                path,
             } => format!(
-                "`{}` {condition}{}",
+                "`{}`{} {condition}{}",
                 one_line(query),
+                path.as_ref()
+                    .map(|p| format!(" at `{p}`"))
+                    .unwrap_or_default(),
                 baseline_query
                     .as_ref()
                     .map(|b| format!(" (baseline `{}`)", one_line(b)))
@@ -114,20 +123,35 @@ pub(crate) fn resolve(
             )));
         }
         let what = format!("metric `{}`", metric.name);
-        match metric.provider {
-            None | Some(Provider::Prometheus) => {}
-        }
+        let web = metric.provider == Some(Provider::Web);
+        let (query, baseline_query, path) = if web {
+            web_keys(&what, metric)?
+        } else {
+            if let Some(key) = [
+                ("url", metric.url.is_some()),
+                ("baseline-url", metric.baseline_url.is_some()),
+                ("path", metric.path.is_some()),
+            ]
+            .iter()
+            .find_map(|(key, set)| set.then_some(key))
+            {
+                return Err(Error::usage(format!(
+                    "{what} has `{key}`, which is for `provider: web`; a Prometheus metric has a `query`"
+                )));
+            }
+            (metric.query.clone(), metric.baseline_query.clone(), None)
+        };
         let condition: Condition = metric
             .condition
             .parse()
             .map_err(|e| Error::usage(format!("{what}: {e}")))?;
-        for text in std::iter::once(&metric.query).chain(metric.baseline_query.as_ref()) {
+        for text in std::iter::once(&query).chain(baseline_query.as_ref()) {
             template::check(text).map_err(|e| Error::usage(format!("{what}: {e}")))?;
         }
-        if metric.query.trim().is_empty() {
+        if query.trim().is_empty() {
             return Err(Error::usage(format!("{what} has an empty `query`")));
         }
-        match (condition.needs_baseline(), &metric.baseline_query) {
+        match (condition.needs_baseline(), &baseline_query) {
             (true, None) => {
                 return Err(Error::usage(format!(
                     "{what}: the condition `{condition}` compares with the baseline, so it needs a `baseline-query` (the same query for the stable version, e.g. with `{{{{previous_version}}}}`)"
@@ -140,22 +164,37 @@ pub(crate) fn resolve(
             }
             _ => {}
         }
-        let client = client(
-            &what,
-            "Prometheus",
-            metric.address.as_ref(),
-            metric.auth.as_ref(),
-            metric.headers.as_ref(),
-            metric.timeout,
-            backend,
-        )?;
+        let client = if web {
+            // A web metric's credentials are its own: never `rollout.prometheus`'s.
+            let origin = web::origin(&query).map_err(|e| Error::usage(format!("{what}: {e}")))?;
+            client(
+                &what,
+                "web metric",
+                Some(&origin),
+                metric.auth.as_ref(),
+                metric.headers.as_ref(),
+                metric.timeout,
+                &BackendConfig::default(),
+            )?
+        } else {
+            client(
+                &what,
+                "Prometheus",
+                metric.address.as_ref(),
+                metric.auth.as_ref(),
+                metric.headers.as_ref(),
+                metric.timeout,
+                backend,
+            )?
+        };
         let consecutive = metric.consecutive_failures.filter(|n| *n > 0);
         specs.push(MetricSpec {
             gate: format!("metric:{}", metric.name),
             check: Check::Query {
-                query: metric.query.clone(),
-                baseline_query: metric.baseline_query.clone(),
+                query,
+                baseline_query,
                 condition,
+                path,
             },
             client,
             interval: interval(&what, metric.interval)?,
@@ -202,6 +241,39 @@ pub(crate) fn resolve(
     Ok(specs)
 }
 
+/// A web metric's `url`, `baseline-url` and `path`; `query`, `baseline-query` and `address`
+/// belong to Prometheus metrics.
+fn web_keys(what: &str, metric: &MetricConfig) -> Result<(String, Option<String>, Option<Path>)> {
+    if let Some(key) = [
+        ("query", !metric.query.is_empty()),
+        ("baseline-query", metric.baseline_query.is_some()),
+        ("address", metric.address.is_some()),
+    ]
+    .iter()
+    .find_map(|(key, set)| set.then_some(key))
+    {
+        return Err(Error::usage(format!(
+            "{what} is `provider: web` and has `{key}`: a web metric has a `url` (and `baseline-url`) and a `path`"
+        )));
+    }
+    let url = metric.url.clone().ok_or_else(|| {
+        Error::usage(format!(
+            "{what} is `provider: web` but has no `url` (the JSON endpoint, e.g. `https://api.example.com/v1/query?q=...`)"
+        ))
+    })?;
+    if let Some(baseline) = &metric.baseline_url {
+        let same = |u: &str| web::origin(u).map_err(|e| Error::usage(format!("{what}: {e}")));
+        if same(baseline)? != same(&url)? {
+            return Err(Error::usage(format!(
+                "{what}: `baseline-url` must be on the same host as `url` (the credentials go to one host)"
+            )));
+        }
+    }
+    let path = web::parse_path(metric.path.as_deref().unwrap_or(""))
+        .map_err(|e| Error::usage(format!("{what}: `path`: {e}")))?;
+    Ok((url, metric.baseline_url.clone(), Some(path)))
+}
+
 fn interval(what: &str, value: Option<HumanDuration>) -> Result<Duration> {
     let interval = value.map_or(DEFAULT_INTERVAL, |d| d.0);
     if interval < Duration::from_millis(100) {
@@ -221,6 +293,28 @@ fn read_secret(what: &str, key: &str, name: &str) -> Result<crate::secret::Secre
 }
 
 fn auth(what: &str, config: &AuthConfig) -> Result<Auth> {
+    if let Some(headers) = &config.headers {
+        if config.bearer.is_some() || config.username.is_some() || config.password.is_some() {
+            return Err(Error::usage(format!(
+                "{what}: `auth` takes one of `bearer`, `username`/`password` or `headers`"
+            )));
+        }
+        let mut secret_headers = Vec::new();
+        for (name, secret) in headers {
+            let header =
+                reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                    Error::usage(format!(
+                        "{what}: `auth.headers` names `{}`, which is not an HTTP header name",
+                        one_line(name)
+                    ))
+                })?;
+            secret_headers.push((
+                header,
+                read_secret(what, &format!("headers.{name}"), secret)?,
+            ));
+        }
+        return Ok(Auth::Headers(secret_headers));
+    }
     match (&config.bearer, &config.username, &config.password) {
         (Some(bearer), None, None) => Ok(Auth::Bearer(read_secret(what, "bearer", bearer)?)),
         (None, Some(username), Some(password)) => Ok(Auth::Basic {
@@ -228,7 +322,7 @@ fn auth(what: &str, config: &AuthConfig) -> Result<Auth> {
             password: read_secret(what, "password", password)?,
         }),
         _ => Err(Error::usage(format!(
-            "{what}: `auth` takes either `bearer: NAME` or `username` and `password: NAME` (NAME: the input or environment variable holding the secret)"
+            "{what}: `auth` takes either `bearer: NAME`, `username` and `password: NAME`, or `headers: {{Header-Name: NAME}}` (NAME: the input or environment variable holding the secret)"
         ))),
     }
 }
@@ -300,7 +394,11 @@ pub(crate) struct Measurement {
 
 /// Renders `text` for `vars`, as a usage error naming the gate.
 fn render(spec: &MetricSpec, text: &str, vars: &Vars) -> std::result::Result<String, String> {
-    template::render(text, vars).map_err(|e| format!("{}: {e}", spec.gate))
+    match &spec.check {
+        Check::Query { path: Some(_), .. } => template::render_url(text, vars),
+        _ => template::render(text, vars),
+    }
+    .map_err(|e| format!("{}: {e}", spec.gate))
 }
 
 /// Measures gate `index` once.
@@ -310,6 +408,7 @@ pub(crate) async fn measure(index: usize, spec: &MetricSpec, vars: &Vars) -> Mea
             query,
             baseline_query,
             condition,
+            ..
         } => {
             let rendered = render(spec, query, vars);
             let rendered_baseline = baseline_query.as_ref().map(|b| render(spec, b, vars));
@@ -367,8 +466,17 @@ pub(crate) async fn measure(index: usize, spec: &MetricSpec, vars: &Vars) -> Mea
     }
 }
 
-async fn read_one(spec: &MetricSpec, query: &str) -> std::result::Result<Reading, String> {
-    spec.client.read(query).await.map_err(|e| e.to_string())
+/// One value: a Prometheus query's, or a web metric's at its `path`.
+async fn read_one(
+    spec: &MetricSpec,
+    query: &str,
+) -> std::result::Result<Reading, crate::metrics::Error> {
+    match &spec.check {
+        Check::Query {
+            path: Some(path), ..
+        } => web::read(&spec.client, query, path).await,
+        _ => spec.client.read(query).await,
+    }
 }
 
 fn several(series: &[crate::metrics::prometheus::Series], what: &str) -> String {
@@ -402,7 +510,7 @@ async fn query_outcome(
         Ok(Reading::Value(v)) => v,
         Ok(Reading::NoData(why)) => return Outcome::NoData(why),
         Ok(Reading::Several(series)) => return Outcome::Error(several(&series, "query")),
-        Err(e) => return Outcome::Error(e),
+        Err(e) => return Outcome::Error(e.to_string()),
     };
     let baseline = match baseline_query {
         None => None,
@@ -413,7 +521,7 @@ async fn query_outcome(
             Ok(Reading::Several(series)) => {
                 return Outcome::Error(several(&series, "baseline query"));
             }
-            Err(e) => return Outcome::Error(e),
+            Err(e) => return Outcome::Error(e.to_string()),
         },
     };
     match condition.holds(value, baseline) {
@@ -442,10 +550,7 @@ pub(crate) async fn preflight(specs: &[MetricSpec], vars: &Vars) -> Result<()> {
                 ..
             } => std::iter::once(query)
                 .chain(baseline_query)
-                .map(|q| {
-                    template::render(q, vars)
-                        .map_err(|e| Error::usage(format!("{}: {e}", spec.gate)))
-                })
+                .map(|q| render(spec, q, vars).map_err(Error::usage))
                 .collect::<Result<_>>()?,
             Check::Alerts { selector, api } => {
                 alerts::firing(&spec.client, *api, selector)
@@ -460,7 +565,13 @@ pub(crate) async fn preflight(specs: &[MetricSpec], vars: &Vars) -> Result<()> {
             }
         };
         for query in queries {
-            spec.client.query(&query, None).await.map_err(|e| {
+            let checked = match &spec.check {
+                Check::Query {
+                    path: Some(path), ..
+                } => web::read(&spec.client, &query, path).await.map(drop),
+                _ => spec.client.query(&query, None).await.map(drop),
+            };
+            checked.map_err(|e| {
                 Error::from(e).context(format!(
                     "{}: the query `{}` failed before the rollout started (nothing was changed)",
                     spec.gate,
@@ -626,12 +737,23 @@ pub(crate) fn verdict(spec: &MetricSpec, state: &MetricState) -> Verdict {
             dependency: false,
         };
     };
-    let query_text = |m: &Measurement| match &m.baseline_query {
-        Some(b) => format!("query `{}`, baseline `{}`", one_line(&m.query), one_line(b)),
-        None => match spec.check {
-            Check::Query { .. } => format!("query `{}`", one_line(&m.query)),
-            Check::Alerts { api, .. } => format!("{} alerts `{}`", api.name(), m.query),
-        },
+    let query_text = |m: &Measurement| match (&spec.check, &m.baseline_query) {
+        (
+            Check::Query {
+                path: Some(path), ..
+            },
+            baseline,
+        ) => format!(
+            "GET `{}`{} at `{path}`",
+            one_line(&m.query),
+            baseline
+                .as_ref()
+                .map(|b| format!(", baseline `{}`", one_line(b)))
+                .unwrap_or_default()
+        ),
+        (_, Some(b)) => format!("query `{}`, baseline `{}`", one_line(&m.query), one_line(b)),
+        (Check::Query { .. }, None) => format!("query `{}`", one_line(&m.query)),
+        (Check::Alerts { api, .. }, None) => format!("{} alerts `{}`", api.name(), m.query),
     };
     let counts = format!(
         "{} measurement(s), {} failed, {} without data",
@@ -745,6 +867,7 @@ mod tests {
                 query: "q".into(),
                 baseline_query: None,
                 condition: "< 0.03".parse().expect("condition"),
+                path: None,
             },
             client: Client::new(
                 "Prometheus",

@@ -212,6 +212,9 @@ pub(crate) struct Record {
     /// The deployment lease this deployment held on its environment (`lease.json`).
     #[serde(default)]
     pub(crate) lease: Option<LeaseSection>,
+    /// Set by `shipgate watch`: the post-deploy watch and how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) watch: Option<RecordWatch>,
     pub(crate) generator: String,
 }
 
@@ -325,6 +328,28 @@ pub(crate) struct RecordRollback {
     pub(crate) health: Vec<RollbackHealth>,
     #[serde(default)]
     pub(crate) run_url: Option<String>,
+}
+
+/// `watch`: the post-deploy watch (`shipgate watch`). `result` is `watched` (a clean window),
+/// `breached` (a gate failed: the deployment was rolled back, or the rollback failed: see
+/// `status` and `rollback`) or `cancelled` (a signal ended it; nothing was rolled back).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub(crate) struct RecordWatch {
+    #[schemars(extend("enum" = ["watched", "breached", "cancelled"]))]
+    pub(crate) result: String,
+    #[schemars(extend("format" = "date-time"))]
+    pub(crate) started_at: String,
+    #[schemars(extend("format" = "date-time"))]
+    pub(crate) ended_at: String,
+    /// The window asked for (`--for`) and the interval between checks, in seconds.
+    pub(crate) window_seconds: u64,
+    pub(crate) interval_seconds: u64,
+    /// The window was cut at the rollback deadline.
+    pub(crate) capped_by_deadline: bool,
+    /// The gate that breached and why.
+    pub(crate) gate: Option<String>,
+    pub(crate) breach: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -22,6 +22,7 @@ pub(crate) mod rollback;
 pub(crate) mod rollout;
 pub(crate) mod smoke;
 pub(crate) mod validate;
+pub(crate) mod watch;
 
 pub(crate) use header::Header;
 
@@ -344,6 +345,7 @@ pub(crate) fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         one::<smoke::SmokeFile>(),
         one::<drill::DrillFile>(),
         one::<lease::LeaseFile>(),
+        one::<watch::WatchFile>(),
         (
             "deployment-record.json",
             schemars::schema_for!(deployment_record::Record).to_value(),

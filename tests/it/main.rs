@@ -28,4 +28,6 @@ mod setup_action;
 mod smoke;
 mod templates;
 mod validate;
+mod watch;
+mod web_metric;
 mod workflow_run;
