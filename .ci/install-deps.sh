@@ -8,7 +8,8 @@
 #   - Prometheus (Debian's `prometheus`): the real metrics backend of the rollout's metric gates
 #   - GitHub's REST OpenAPI description (npm `@octokit/openapi`, pinned, SHA-256 checked), the
 #     oracle the fake GitHub checks every request and response against
-# Idempotent: every step is skipped when its tool is already there.
+# Idempotent: every step is skipped when its tool is already there. `--rehearsal` installs only
+# what scripts/rehearse.sh needs (PostgreSQL, Prometheus).
 set -euo pipefail
 
 SEAWEEDFS_VERSION=4.48
@@ -64,6 +65,7 @@ else
     $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 # Debian's package may start a server on :9090 when installed; the tests never use it.
+[ "${1:-}" = --rehearsal ] && exit 0
 
 # --- Python tools -----------------------------------------------------------
 PY=python3

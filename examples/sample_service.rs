@@ -5,7 +5,12 @@
 //! request) names the `stable` and `canary` versions and the canary's traffic `weight` (0-100),
 //! which the rollout's stage hooks change. A canary listed in `broken` answers its health checks
 //! and `/api/items` with 500s, so the rehearsal can show an automatic rollback; one listed in
-//! `slow` (`slow=1.4.0`, `slow-ms=300`) answers `/api/items` that much later.
+//! `broken-api` answers only `/api/items` with 500s while its health checks stay green (what
+//! synthetic probes cannot see and a metric gate can); one listed in `slow` (`slow=1.4.0`,
+//! `slow-ms=300`) answers `/api/items` that much later.
+//!
+//! `--traffic RPS` plays the users: that many `GET /api/items` a second to itself, routed like
+//! any other request, so the canary serves real traffic at its weight.
 //!
 //! `GET /metrics` is Prometheus text exposition of what it served (itself excepted):
 //! `http_requests_total{status,version}` and the latency histogram
@@ -100,6 +105,7 @@ struct Control {
     canary: String,
     weight: u64,
     broken: Vec<String>,
+    broken_api: Vec<String>,
     slow: Vec<String>,
     slow_ms: u64,
 }
@@ -111,6 +117,7 @@ fn read_control(path: &PathBuf) -> Control {
         canary: String::new(),
         weight: 0,
         broken: Vec::new(),
+        broken_api: Vec::new(),
         slow: Vec::new(),
         slow_ms: 300,
     };
@@ -123,8 +130,9 @@ fn read_control(path: &PathBuf) -> Control {
             "stable" => control.stable = value,
             "canary" => control.canary = value,
             "weight" => control.weight = value.parse().unwrap_or(0).min(100),
-            "broken" => control.broken = value.split(',').map(|v| v.trim().to_string()).collect(),
-            "slow" => control.slow = value.split(',').map(|v| v.trim().to_string()).collect(),
+            "broken" => control.broken = list(&value),
+            "broken-api" => control.broken_api = list(&value),
+            "slow" => control.slow = list(&value),
             "slow-ms" => control.slow_ms = value.parse().unwrap_or(300),
             _ => {}
         }
@@ -132,14 +140,35 @@ fn read_control(path: &PathBuf) -> Control {
     control
 }
 
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(|v| v.trim().to_string()).collect()
+}
+
+/// The simulated users of `--traffic`: `rps` requests a second to `/api/items`, for ever.
+fn play_users(port: u16, rps: u64) {
+    let pause = Duration::from_micros(1_000_000 / rps.max(1));
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = format!("GET /api/items HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
+        std::thread::sleep(pause);
+    }
+}
+
 fn main() {
     let mut port = 8080u16;
+    let mut traffic = 0u64;
     let mut control = PathBuf::from("sample-service.control");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse().ok()).unwrap_or(port),
             "--control" => control = args.next().map(PathBuf::from).unwrap_or(control),
+            "--traffic" => traffic = args.next().and_then(|r| r.parse().ok()).unwrap_or(0),
             other => {
                 eprintln!("sample_service: unknown argument `{other}`");
                 std::process::exit(2);
@@ -154,6 +183,9 @@ fn main() {
         }
     };
     eprintln!("sample_service: listening on http://127.0.0.1:{port}");
+    if traffic > 0 {
+        std::thread::spawn(move || play_users(port, traffic));
+    }
     let counter = Arc::new(AtomicU64::new(0));
     let metrics = Arc::new(Mutex::new(Metrics::default()));
     for stream in listener.incoming().flatten() {
@@ -219,6 +251,7 @@ fn handle(
         control.stable.clone()
     };
     let broken = control.broken.contains(&version);
+    let api_broken = broken || control.broken_api.contains(&version);
 
     let (status, content_type, body) = match (method.as_str(), path.as_str()) {
         ("GET", "/health") if broken => (
@@ -236,7 +269,7 @@ fn handle(
             (503, "application/json", r#"{"status":"DOWN"}"#.to_string())
         }
         ("GET", "/health/ready") => (200, "application/json", r#"{"status":"UP"}"#.to_string()),
-        ("GET", "/api/items") if broken => (
+        ("GET", "/api/items") if api_broken => (
             500,
             "application/json",
             r#"{"error":"internal"}"#.to_string(),

@@ -4,9 +4,13 @@
 #   bash scripts/rehearse.sh                 # v1.0.0 → v2.0.0, every stage passes
 #   bash scripts/rehearse.sh --break-canary  # v2.0.0's canary answers 500s: automatic rollback,
 #                                            # database restored from the pre-deploy backup
+#   bash scripts/rehearse.sh --break-api     # v2.0.0's health checks stay green but its users
+#                                            # get 500s: only the metric gate can see it
 #
 # It builds shipgate and a small sample service, starts a throwaway PostgreSQL with sample
-# data, runs the sample service at v1.0.0, and runs `shipgate pipeline` on a local git
+# data, runs the sample service at v1.0.0 with simulated users (40 requests/s), a throwaway
+# Prometheus scraping it every second (the rollout's metric gate: the canary's error rate in real
+# PromQL over that traffic), and runs `shipgate pipeline` on a local git
 # repository tagged v2.0.0: validate → backup (file://) → migrate → rollout (canary 5% → 50% →
 # 100%, stage hooks rewrite the service's routing) → smoke → record. It then prints where the
 # record, the summary and the logs are. Everything lives in one temp directory, kept for
@@ -17,11 +21,20 @@ variant=success
 case "${1:-}" in
     "") ;;
     --break-canary) variant=broken ;;
-    *) echo "usage: $0 [--break-canary]" >&2; exit 2 ;;
+    --break-api) variant=broken-api ;;
+    *) echo "usage: $0 [--break-canary | --break-api]" >&2; exit 2 ;;
 esac
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# PostgreSQL's server binaries and Prometheus, from Debian's packages when missing.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    || ! { [ -x /usr/bin/prometheus ] || command -v prometheus >/dev/null 2>&1; }; then
+    say "installing PostgreSQL and Prometheus (Debian packages)"
+    bash "$root/.ci/install-deps.sh" --rehearsal
+fi
+prometheus_bin="$( [ -x /usr/bin/prometheus ] && echo /usr/bin/prometheus || command -v prometheus)"
 
 say "building shipgate and the sample service"
 (cd "$root" && cargo build --locked --quiet --bin shipgate --example sample_service)
@@ -34,10 +47,12 @@ chmod 755 "$work"
 pg="$work/postgres"
 app="$work/app"
 service_pid=""
+prometheus_pid=""
 pg_ctl_as=()
 
 cleanup() {
     [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null || true
+    [ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null || true
     if [ -f "$pg/data/postmaster.pid" ]; then
         "${pg_ctl_as[@]}" "$pgbin/pg_ctl" -D "$pg/data" -m immediate stop >/dev/null 2>&1 || true
     fi
@@ -129,15 +144,19 @@ set -eu
 control="$SAMPLE_CONTROL"
 stable=$(sed -n 's/^stable=//p' "$control")
 broken=$(sed -n 's/^broken=//p' "$control")
+broken_api=$(sed -n 's/^broken-api=//p' "$control")
+route() {
+    printf 'stable=%s\ncanary=%s\nweight=%s\nbroken=%s\nbroken-api=%s\n' \
+        "$1" "$2" "$3" "$broken" "$broken_api" >"$control.tmp"
+}
 if [ "$SHIPGATE_EVENT" = rollback ]; then
     [ -f "$control.previous-stable" ] && stable=$(cat "$control.previous-stable")
-    printf 'stable=%s\ncanary=\nweight=0\nbroken=%s\n' "$stable" "$broken" >"$control.tmp"
+    route "$stable" "" 0
 elif [ "$SHIPGATE_WEIGHT" -ge 100 ]; then
     printf '%s\n' "$stable" >"$control.previous-stable"
-    printf 'stable=%s\ncanary=\nweight=0\nbroken=%s\n' "$SHIPGATE_VERSION" "$broken" >"$control.tmp"
+    route "$SHIPGATE_VERSION" "" 0
 else
-    printf 'stable=%s\ncanary=%s\nweight=%s\nbroken=%s\n' \
-        "$stable" "$SHIPGATE_VERSION" "$SHIPGATE_WEIGHT" "$broken" >"$control.tmp"
+    route "$stable" "$SHIPGATE_VERSION" "$SHIPGATE_WEIGHT"
 fi
 mv "$control.tmp" "$control"
 echo "routing: $(tr '\n' ' ' <"$control")"
@@ -148,15 +167,52 @@ chmod +x "$app/deploy/shift.sh" "$app/db/migrate.sh"
 service_port="$(free_port)"
 export SAMPLE_CONTROL="$work/service.control"
 broken=""
+broken_api=""
 [ "$variant" = broken ] && broken="2.0.0"
-printf 'stable=1.0.0\ncanary=\nweight=0\nbroken=%s\n' "$broken" >"$SAMPLE_CONTROL"
-"$service_bin" --port "$service_port" --control "$SAMPLE_CONTROL" 2>"$work/service.log" &
+[ "$variant" = broken-api ] && broken_api="2.0.0"
+printf 'stable=1.0.0\ncanary=\nweight=0\nbroken=%s\nbroken-api=%s\n' "$broken" "$broken_api" \
+    >"$SAMPLE_CONTROL"
+"$service_bin" --port "$service_port" --control "$SAMPLE_CONTROL" --traffic 40 \
+    2>"$work/service.log" &
 service_pid=$!
 for _ in $(seq 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$service_port") 2>/dev/null && break
     sleep 0.1
 done
-say "sample service v1.0.0 on http://127.0.0.1:$service_port"
+say "sample service v1.0.0 on http://127.0.0.1:$service_port, 40 simulated users' requests/s"
+
+# --- Prometheus, scraping the service every second --------------------------------------------
+prometheus_port="$(free_port)"
+mkdir -p "$work/prometheus"
+cat >"$work/prometheus/prometheus.yml" <<YAML
+global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: sample-service
+    static_configs: [{targets: ['127.0.0.1:$service_port']}]
+YAML
+"$prometheus_bin" --config.file="$work/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$work/prometheus/data" \
+    --web.listen-address="127.0.0.1:$prometheus_port" >"$work/prometheus/prometheus.log" 2>&1 &
+prometheus_pid=$!
+# Ready once it has scraped the service (Prometheus applies a new target set after a few
+# seconds): `up` is 1.
+scraped() {
+    local answer
+    answer="$( (exec 3<>"/dev/tcp/127.0.0.1/$prometheus_port" \
+        && printf 'GET /api/v1/query?query=up HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 \
+        && cat <&3) 2>/dev/null)" || return 1
+    [[ "$answer" == *'"1"]'* ]]
+}
+prometheus_ready=""
+for _ in $(seq 300); do
+    if scraped; then
+        prometheus_ready=yes
+        break
+    fi
+    sleep 0.1
+done
+[ -n "$prometheus_ready" ] || { tail -n 20 "$work/prometheus/prometheus.log" >&2; echo "Prometheus did not scrape the service within 30 s" >&2; exit 1; }
+say "Prometheus on http://127.0.0.1:$prometheus_port"
 
 cat >"$app/.github/shipgate/smoke.yml" <<YAML
 base-url: http://127.0.0.1:$service_port
@@ -207,8 +263,17 @@ rollout:
   rollback-hook: [sh, deploy/shift.sh]
   interval: 100ms
   min-samples: 10
+  # The canary's users, not only its health checks: its share of 5xx answers in real PromQL
+  # over what Prometheus scraped. Before the first two scrapes there is no data: wait for it.
+  prometheus: {address: "http://127.0.0.1:$prometheus_port"}
+  metrics:
+    - name: canary-error-rate
+      query: '(sum(rate(http_requests_total{version="{{version}}",status=~"5.."}[{{window}}])) or vector(0)) / sum(rate(http_requests_total{version="{{version}}"}[{{window}}]))'
+      condition: "< 0.03"
+      interval: 500ms
+      no-data: wait
   stages:
-    - {name: canary, weight: 5, duration: 4s}
+    - {name: canary, weight: 5, duration: 6s}
     - {name: progressive, weight: 50, duration: 3s}
     - {name: full, weight: 100, duration: 3s}
 smoke:
@@ -254,6 +319,10 @@ if [ "$status" -eq 0 ]; then
 fi
 
 say "result: exit code $status"
+if [ -f "$state/rollout.json" ]; then
+    caught="$(sed -n 's/^  "failed_gate": *"\([^"]*\)".*/\1/p' "$state/rollout.json" | head -n1)"
+    [ -n "$caught" ] && echo "the rollout's breach: gate $caught" >&2
+fi
 echo "service routing now: $(tr '\n' ' ' <"$SAMPLE_CONTROL")" >&2
 echo "schema: $(psql -X -q -At -c "SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'customers'")" >&2
 echo "migrations recorded: $(psql -X -q -At -c "SELECT string_agg(version, ', ' ORDER BY version) FROM schema_migrations")" >&2
