@@ -5,7 +5,9 @@
 use proptest::prelude::*;
 
 use crate::actions;
+use crate::metrics::json_path::Path;
 use crate::process::split_command;
+use crate::rollout::config::Percent;
 use crate::secret;
 use crate::util::{MAX_DURATION, format_duration, parse_duration};
 use crate::version;
@@ -145,6 +147,79 @@ proptest! {
         prop_assert_eq!(parse_duration(&format_duration(short)), Ok(short));
         if let Ok(parsed) = parse_duration(&junk) {
             prop_assert!(parsed <= MAX_DURATION);
+        }
+    }
+
+    #[test]
+    fn percentages_parse_what_they_print_and_nothing_outside_0_to_100(
+        value in 0.0f64..=100.0, junk in "\\PC{0,16}"
+    ) {
+        prop_assert_eq!(value.to_string().parse::<Percent>(), Ok(Percent(value)));
+        prop_assert_eq!(format!("{value}%").parse::<Percent>(), Ok(Percent(value)));
+        prop_assert_eq!(format!(" {value} % ").parse::<Percent>(), Ok(Percent(value)));
+        if let Ok(Percent(parsed)) = junk.parse::<Percent>() {
+            prop_assert!((0.0..=100.0).contains(&parsed), "{junk:?} gave {parsed}");
+        }
+    }
+
+    #[test]
+    fn a_json_pointer_and_a_json_path_to_one_place_find_the_same_value(
+        steps in prop::collection::vec(
+            prop_oneof![
+                "[a-zA-Z0-9 _/~.-]{1,8}".prop_map(Ok),
+                (0usize..4, 0usize..3).prop_map(Err),
+            ],
+            0..6,
+        ),
+        junk in "\\PC{0,30}",
+    ) {
+        // The document: the leaf at the end of `steps` (a key of an object, or an index into
+        // an array with `extra` more items after it), with a decoy beside every step.
+        let mut doc = serde_json::json!("leaf");
+        for step in steps.iter().rev() {
+            doc = match step {
+                Ok(key) => {
+                    let mut map = serde_json::Map::new();
+                    map.insert(format!("{key}-decoy"), serde_json::json!("decoy"));
+                    map.insert(key.clone(), doc);
+                    serde_json::Value::Object(map)
+                }
+                Err((index, extra)) => {
+                    let mut items = vec![serde_json::json!("decoy"); index + extra + 1];
+                    items[*index] = doc;
+                    serde_json::Value::Array(items)
+                }
+            };
+        }
+        let mut pointer = String::new();
+        let mut path = String::from("$");
+        let mut from_end = String::from("$");
+        for step in &steps {
+            match step {
+                Ok(key) => {
+                    pointer.push('/');
+                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                    path.push_str(&format!("['{key}']"));
+                    from_end.push_str(&format!("[\"{key}\"]"));
+                }
+                Err((index, extra)) => {
+                    pointer.push_str(&format!("/{index}"));
+                    path.push_str(&format!("[{index}]"));
+                    from_end.push_str(&format!("[-{}]", extra + 1));
+                }
+            }
+        }
+        let leaf = serde_json::json!("leaf");
+        for text in [&pointer, &path, &from_end] {
+            let parsed = Path::parse(text);
+            prop_assert!(parsed.is_ok(), "{text:?}: {parsed:?}");
+            let parsed = parsed.expect("checked");
+            prop_assert_eq!(parsed.to_string(), text.as_str());
+            prop_assert_eq!(parsed.find(&doc), Some(&leaf), "{}", text);
+        }
+        // Arbitrary text parses or is refused, and finds at most one value, without a panic.
+        if let Ok(parsed) = Path::parse(&junk) {
+            let _ = parsed.find(&doc);
         }
     }
 

@@ -247,6 +247,15 @@ fn bad_input_to_any_command_changes_nothing() {
         &["watch", "--interval", "often"],
         &["watch", "--deployment-id", "nosuch"],
         &["backup", "list", "--destination", "ftp://host/x"],
+        &["backup", "prune", "--keep-days", "seven"],
+        &[
+            "backup",
+            "prune",
+            "--destination",
+            "ftp://host/x",
+            "--keep-last",
+            "3",
+        ],
         &[
             "restore",
             "--backup-id",
