@@ -123,3 +123,37 @@ pub(crate) async fn run(cli: Cli) -> u8 {
     }
     commands::report(name, result, cli.global.format)
 }
+
+/// The first argument that is not UTF-8, as an error naming it (its other bytes as `\u{FFFD}`)
+/// and its position; clap's own message names neither.
+pub(crate) fn non_utf8_argument(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Option<String> {
+    args.into_iter().enumerate().skip(1).find_map(|(n, arg)| {
+        arg.to_str().is_none().then(|| {
+            format!(
+                "argument {n} {} is not valid UTF-8 (the bytes that are not are shown as \u{FFFD}); shipgate reads its arguments as text: pass it in UTF-8",
+                crate::text::quote(&arg.to_string_lossy())
+            )
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn a_non_utf8_argument_is_named_with_its_position() {
+        let args = [
+            OsString::from("shipgate"),
+            OsString::from("validate"),
+            OsString::from("--version"),
+            OsString::from_vec(b"v1\xff".to_vec()),
+        ];
+        let message = super::non_utf8_argument(args.clone()).expect("refused");
+        assert!(message.starts_with("argument 3 `v1\u{FFFD}`"), "{message}");
+        assert_eq!(super::non_utf8_argument(args[..3].to_vec()), None);
+    }
+}

@@ -160,7 +160,10 @@ impl Context {
 /// A command as `shipgate.yml` writes it: one line (split like a shell would, without
 /// expansion) or an argv list.
 #[derive(Debug, Clone, serde::Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a command: one line (`deploy/shift.sh --fast`) or a list of words (`[deploy/shift.sh, --fast]`)"
+)]
 pub(crate) enum CommandLine {
     Line(String),
     Argv(Vec<String>),

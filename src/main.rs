@@ -43,10 +43,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
     // Masks first: nothing may be printed before the runner knows every secret.
     secret::on_register(actions::add_mask);
     settings::register_known_secrets();
+    if let Some(message) = cli::non_utf8_argument(std::env::args_os()) {
+        eprintln!("error: {message}");
+        return ExitCode::from(exit::Status::Usage.code());
+    }
+    let cli = cli::Cli::parse();
     log::init(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

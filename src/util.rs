@@ -223,20 +223,25 @@ impl std::fmt::Display for HumanDuration {
 
 impl<'de> serde::Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Seconds(u64),
-            Text(String),
+        // A visitor, not an untagged enum: a list or a map is then "invalid type: sequence,
+        // expected a duration …", not "did not match any variant".
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as `30s`, `5m`, `1h30m` or a number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<HumanDuration, E> {
+                self.visit_str(&secs.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<HumanDuration, E> {
+                self.visit_str(&secs.to_string())
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HumanDuration, E> {
+                parse_duration(text).map(HumanDuration).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(deserializer)? {
-            Raw::Seconds(secs) => parse_duration(&secs.to_string())
-                .map(HumanDuration)
-                .map_err(serde::de::Error::custom),
-            Raw::Text(text) => parse_duration(&text)
-                .map(HumanDuration)
-                .map_err(serde::de::Error::custom),
-        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 

@@ -17,7 +17,10 @@ pub(crate) struct FileConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a command: a list of words (`[npx, prisma, migrate, deploy]`) or one line"
+)]
 pub(crate) enum CommandConfig {
     Argv(Vec<String>),
     Line(String),
@@ -25,7 +28,7 @@ pub(crate) enum CommandConfig {
 
 /// A YAML scalar read as text (`timeout: 90` and `timeout: 90s` both work).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a number or a word, such as `90` or `90s`")]
 pub(crate) enum Scalar {
     Text(String),
     Integer(i64),

@@ -30,17 +30,27 @@ impl std::str::FromStr for Percent {
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(f64),
-            Text(String),
+        // A visitor, not an untagged enum, so that a list or a map is named as such.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Percent;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a percentage from 0 to 100 such as `99` or `99.5%`")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Percent, E> {
+                self.visit_str(&n.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Percent, E> {
+                self.visit_str(&n.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Percent, E> {
+                self.visit_str(&n.to_string())
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Percent, E> {
+                text.parse().map_err(E::custom)
+            }
         }
-        let text = match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => n.to_string(),
-            Raw::Text(t) => t,
-        };
-        text.parse().map_err(serde::de::Error::custom)
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -399,5 +409,19 @@ rollout:
         assert!("101".parse::<Percent>().is_err());
         let from_yaml: Percent = serde_yaml_ng::from_str("99").expect("number");
         assert_eq!(from_yaml, Percent(99.0));
+        let list = serde_yaml_ng::from_str::<Percent>("[1, 2]").expect_err("a list");
+        assert!(
+            list.to_string()
+                .contains("invalid type: sequence, expected a percentage"),
+            "{list}"
+        );
+        let duration =
+            serde_yaml_ng::from_str::<crate::util::HumanDuration>("{a: 1}").expect_err("a map");
+        assert!(
+            duration
+                .to_string()
+                .contains("invalid type: map, expected a duration"),
+            "{duration}"
+        );
     }
 }
