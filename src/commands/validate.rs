@@ -233,13 +233,17 @@ fn version_input(args: &Args) -> Result<(String, VersionSource)> {
         })?;
         let event: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::usage(format!("the event payload `{path}` is not JSON: {e}")))?;
-        if let Some(version) = event
-            .pointer("/inputs/version")
-            .and_then(|v| v.as_str())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            return Ok((version.to_string(), VersionSource::WorkflowDispatch));
+        match event.pointer("/inputs/version") {
+            Some(serde_json::Value::String(version)) if !version.trim().is_empty() => {
+                return Ok((version.trim().to_string(), VersionSource::WorkflowDispatch));
+            }
+            None | Some(serde_json::Value::Null | serde_json::Value::String(_)) => {}
+            Some(other) => {
+                return Err(Error::usage(format!(
+                    "the workflow_dispatch input `version` in `{path}` is {}, not text; dispatch with a version such as `v1.2.3`",
+                    actions::quote(&other.to_string())
+                )));
+            }
         }
     }
     match settings::env("GITHUB_REF") {

@@ -73,6 +73,24 @@ fn an_event_payload_that_is_a_device_is_a_usage_error() {
 }
 
 #[test]
+fn a_dispatch_version_that_is_not_text_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"inputs": {"version": {"major": 2}}}"#).expect("event");
+    let run = Shipgate::new(dir.path())
+        .args(["validate"])
+        .env("GITHUB_EVENT_NAME", "workflow_dispatch")
+        .env("GITHUB_EVENT_PATH", event.to_str().expect("utf-8"))
+        .spawn()
+        .wait_at_most(WATCHDOG);
+    refused(
+        &run,
+        &[r#"`{"major":2}`"#, "workflow_dispatch input `version`"],
+    );
+    assert!(!dir.path().join(".shipgate").exists(), "nothing written");
+}
+
+#[test]
 fn a_log_placed_as_a_link_to_a_file_elsewhere_is_never_written_through() {
     let dir = tempfile::tempdir().expect("temp dir");
     let outside = tempfile::tempdir().expect("outside");
