@@ -733,19 +733,8 @@ async fn tcp(ctx: &Context, target: &Template, test: &TestPlan, timeout: Duratio
         Err(f) => return failed(String::new(), f, started),
     };
     let shown = format!("tcp {}", crate::secret::redact(&address));
-    if address
-        .rsplit_once(':')
-        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-    {
-        return failed(
-            shown,
-            Failure::new(
-                "tcp",
-                "",
-                format!("{} is not `host:port`", actions::quote(&address)),
-            ),
-            started,
-        );
+    if let Err(e) = super::suite::host_port(&address) {
+        return failed(shown, Failure::new("tcp", "", e), started);
     }
     let failures =
         match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {

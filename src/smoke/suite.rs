@@ -664,7 +664,15 @@ fn build(def: SuiteFile, at: &Locator, o: &Overrides) -> Result<Suite> {
                     query: d.query,
                 }
             }
-            Kind::Tcp => Action::Tcp(t.tcp.unwrap_or_else(|| Template::literal(""))),
+            Kind::Tcp => {
+                let target = t.tcp.unwrap_or_else(|| Template::literal(""));
+                // Known now unless it is templated: a bad address is the suite's error.
+                if target.names().is_empty() {
+                    host_port(target.prefix().unwrap_or(""))
+                        .map_err(|e| fail(format!("tcp: {e}")))?;
+                }
+                Action::Tcp(target)
+            }
         };
         let mut asserts = t.expect;
         if kind == Kind::Http {
@@ -931,6 +939,17 @@ fn find_cycle(tests: &[TestPlan]) -> Option<Vec<usize>> {
     None
 }
 
+/// A `tcp:` target is `host:port`, with a port that is a number.
+pub(crate) fn host_port(address: &str) -> std::result::Result<(), String> {
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!(
+            "{} is not `host:port`; write e.g. `db.internal:5432`",
+            crate::text::quote(address)
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -997,6 +1016,8 @@ mod tests {
             "tests:\n  - name: a\n    url: http://x/\n    expect:\n      - json $.n < before\n",
         );
         assert!(e.contains("snapshot"), "{e}");
+        let e = err("tests:\n  - name: a\n    tcp: nohostport\n");
+        assert!(e.contains("`nohostport` is not `host:port`"), "{e}");
         let e = err("tests:\n  - name: a\n    tcp: x:1\n    expect:\n      - status == 200\n");
         assert!(
             e.starts_with("smoke.yml:5:") && e.contains("does not apply to TCP tests"),
