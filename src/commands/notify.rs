@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::record;
 use super::{Outcome, set_outputs};
 use crate::actions;
 use crate::error::{Error, Result};
+use crate::inputs::check_http_url;
 use crate::notify::deliver::deliver;
 use crate::notify::message::{Message, from_record};
 use crate::notify::payload::{slack_payload, webhook_payload};
+use crate::record::assemble::normalize_status;
+use crate::record::model::{load, log_url};
 use crate::secret::Secret;
 use crate::settings::{self, Settings};
 use crate::state::backup::{BackupFile, BackupOutcome};
@@ -59,7 +61,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let status_flag = settings.text("status", args.status.clone(), None);
     let environment_url = settings.text("environment-url", args.environment_url.clone(), None);
     if let Some(url) = &environment_url {
-        record::check_http_url("environment-url", url)?;
+        check_http_url("environment-url", url)?;
     }
     let extra = settings
         .text("message", args.message.clone(), file.message.as_ref())
@@ -77,7 +79,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         Some(_) => StateDir::open(settings)?,
         None => StateDir::existing(settings)?,
     };
-    let record = match record::load(&state, record_path.as_deref()) {
+    let record = match load(&state, record_path.as_deref()) {
         Ok((record, _)) => Some(record),
         Err(e) if record_path.is_some() => return Err(e),
         Err(_) => None,
@@ -87,7 +89,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         None => from_state(&state, settings)?,
     };
     if let Some(status) = status_flag {
-        message.status = record::normalize_status(&status)
+        message.status = normalize_status(&status)
             .map(str::to_string)
             .ok_or_else(|| {
                 Error::usage(format!(
@@ -253,7 +255,7 @@ fn from_state(state: &StateDir, settings: &Settings) -> Result<Message> {
             BackupOutcome::Taken(taken) => Some(taken.backup_id.clone()),
             BackupOutcome::Failed(failed) => failed.backup_id.clone(),
         }),
-        run_url: record::log_url(),
+        run_url: log_url(),
         message: None,
     })
 }

@@ -19,10 +19,10 @@ use crate::state::record::{DeploymentSummary, RecordFile};
 use crate::state::{Header, StateDir};
 
 // What other commands use of the record, from where it lives.
-pub(crate) use crate::inputs::check_http_url;
-pub(crate) use crate::record::assemble::normalize_status;
-pub(crate) use crate::record::model::{Record, load, log_url, record_file};
-pub(crate) use crate::text::split_list;
+use crate::inputs::check_http_url;
+use crate::record::assemble::normalize_status;
+use crate::record::model::record_file;
+use crate::text::split_list;
 
 /// The seed's rollback window.
 const DEFAULT_WINDOW_MINUTES: u64 = 60;
@@ -85,7 +85,7 @@ pub(crate) struct Args {
     pub(crate) on_call: Option<String>,
 }
 
-pub(crate) use crate::record::config::FileConfig;
+use crate::record::config::FileConfig;
 
 /// The command's options from its flags, inputs and `record:` section.
 fn resolve(args: &Args, settings: &Settings) -> Result<Options> {

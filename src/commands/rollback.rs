@@ -16,16 +16,18 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::record::{self, Record};
 use super::{Outcome, set_outputs};
 use crate::actions;
 use crate::error::{Error, Result};
 use crate::hooks;
+use crate::inputs::check_http_url;
+use crate::record::model::{Record, load};
 use crate::rollback::config::FileConfig;
 use crate::rollback::{report, run as rolling};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::rollback::RollbackFile;
+use crate::text::split_list;
 use crate::util::HumanDuration;
 
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -120,11 +122,11 @@ impl Options {
         }
         let health_urls = match settings.text("health-urls", None, None) {
             _ if !args.health_urls.is_empty() => args.health_urls.clone(),
-            Some(list) => record::split_list(&list),
+            Some(list) => split_list(&list),
             None => file.health_urls.clone().unwrap_or_default(),
         };
         for url in &health_urls {
-            record::check_http_url("health-urls", url)?;
+            check_http_url("health-urls", url)?;
         }
         let restore_database =
             settings.switch("restore-database", args.restore_database, None, false)?;
@@ -228,12 +230,12 @@ pub(crate) fn open(
                 )));
             }
             let state = StateDir::create(&settings.state_root, &id)?;
-            let (record, path) = record::load(&state, Some(path))?;
+            let (record, path) = load(&state, Some(path))?;
             Ok((state, record, path))
         }
         None => {
             let state = StateDir::existing(settings)?;
-            let (record, path) = record::load(&state, None)?;
+            let (record, path) = load(&state, None)?;
             Ok((state, record, path))
         }
     }
