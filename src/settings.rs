@@ -112,12 +112,20 @@ impl Settings {
             .or_else(|| file.environment.clone())
             .unwrap_or_else(|| "production".to_string());
         check_name("environment", &environment)?;
-        let state_root = global
+        let state_root = match global
             .state_dir
             .clone()
             .or_else(|| input("state-dir").map(PathBuf::from))
             .or_else(|| file.state_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(".shipgate"));
+        {
+            Some(given) => given,
+            None => {
+                // Not chosen by the user: a link here would send every state file elsewhere.
+                let default = PathBuf::from(".shipgate");
+                crate::state::refuse_link(&default, "state directory")?;
+                default
+            }
+        };
         let deployment_id = global
             .deployment_id
             .clone()

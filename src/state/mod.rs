@@ -62,7 +62,7 @@ pub(crate) fn check_deployment_id(id: &str) -> Result<()> {
 /// Refuses a path that is a symbolic link: shipgate writes and reads its state only in real
 /// files and directories, so a link placed in the state directory cannot send a write (or a read
 /// that ends up in a report) anywhere else.
-fn refuse_link(path: &Path, what: &str) -> Result<()> {
+pub(crate) fn refuse_link(path: &Path, what: &str) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => Err(Error::usage(format!(
             "the {what} `{}` is a symbolic link; shipgate only uses real files and directories there: remove the link (or point `--state-dir` at the real directory)",

@@ -144,6 +144,35 @@ fn a_deployment_directory_that_is_a_link_is_refused_and_nothing_lands_elsewhere(
     );
 }
 
+#[test]
+fn a_state_directory_that_is_a_link_is_refused_unless_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outside = tempfile::tempdir().expect("outside");
+    std::os::unix::fs::symlink(outside.path(), dir.path().join(".shipgate")).expect("symlink");
+    let run = smoke_of_deployment(dir.path());
+    refused(&run, &["`.shipgate`", "symbolic link"]);
+    assert_eq!(
+        std::fs::read_dir(outside.path()).expect("outside").count(),
+        0,
+        "something was written through the link"
+    );
+    // Named on purpose, the same link is the user's choice.
+    let named = Shipgate::new(dir.path())
+        .args([
+            "--state-dir",
+            ".shipgate",
+            "smoke",
+            "--deployment-id",
+            "1-abcdef0",
+            "--url",
+            "http://127.0.0.1:9/health",
+        ])
+        .spawn()
+        .wait_at_most(WATCHDOG);
+    assert_eq!(named.code, 1, "{}", named.stderr);
+    assert!(outside.path().join("1-abcdef0").is_dir());
+}
+
 /// Every path under `dir` (directories and links included) with its content or kind.
 fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
