@@ -242,6 +242,7 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
         ]);
     }
     out.push_str(&table.render());
+    out.push_str(&charts(record));
     out.push_str(&judgements_text(record));
     if let Some(failed) = record
         .stages
@@ -347,6 +348,94 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
     out
 }
 
+/// A stage's name as a Mermaid label: plain characters only (a name is the user's text and
+/// must not end the code fence or the label's quotes).
+fn chart_label(name: &str, weight: u8) -> String {
+    let plain: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect();
+    format!("\"{plain} {weight}%\"")
+}
+
+/// A number as Mermaid reads it: at most one decimal, no exponent.
+fn chart_number(value: f64) -> String {
+    let rounded = (value * 10.0).round() / 10.0;
+    if rounded.fract() == 0.0 {
+        format!("{rounded:.0}")
+    } else {
+        format!("{rounded:.1}")
+    }
+}
+
+/// Mermaid charts of the stages that were measured: success rate and p95 per stage (bars)
+/// against each stage's gate (the line). GitHub draws them in the step summary; elsewhere they
+/// read as a short code block.
+fn charts(record: &RolloutFile) -> String {
+    let measured: Vec<_> = record
+        .stages
+        .iter()
+        .filter(|s| s.status != StageStatus::NotRun && s.success_rate.is_some())
+        .collect();
+    if measured.is_empty() {
+        return String::new();
+    }
+    let labels = measured
+        .iter()
+        .map(|s| chart_label(&s.name, s.weight))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let series = |values: Vec<f64>| {
+        values
+            .into_iter()
+            .map(chart_number)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rates: Vec<f64> = measured
+        .iter()
+        .map(|s| s.success_rate.unwrap_or(0.0))
+        .collect();
+    let rate_gates: Vec<f64> = measured.iter().map(|s| s.thresholds.success_rate).collect();
+    let floor = rates
+        .iter()
+        .chain(&rate_gates)
+        .fold(100.0_f64, |low, v| low.min(*v));
+    let floor = ((floor - 1.0).max(0.0) / 5.0).floor() * 5.0;
+    let mut out = format!(
+        "\n```mermaid\nxychart-beta\n    title \"Success rate per stage (%), the line is the gate\"\n    x-axis [{labels}]\n    y-axis \"%\" {} --> 100\n    bar [{}]\n    line [{}]\n```\n",
+        chart_number(floor),
+        series(rates),
+        series(rate_gates)
+    );
+    let with_p95: Vec<_> = measured.iter().filter(|s| s.p95_ms.is_some()).collect();
+    if !with_p95.is_empty() {
+        let labels = with_p95
+            .iter()
+            .map(|s| chart_label(&s.name, s.weight))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let p95: Vec<f64> = with_p95.iter().map(|s| s.p95_ms.unwrap_or(0.0)).collect();
+        let gates: Vec<f64> = with_p95
+            .iter()
+            .map(|s| s.thresholds.max_p95_ms as f64)
+            .collect();
+        out.push_str(&format!(
+            "\n```mermaid\nxychart-beta\n    title \"p95 latency per stage (ms), the line is the gate\"\n    x-axis [{labels}]\n    bar [{}]\n    line [{}]\n```\n",
+            series(p95),
+            series(gates)
+        ));
+    }
+    out
+}
+
 /// The canary judge's tests of every stage that ran them, with the numbers behind each verdict.
 fn judgements_text(record: &RolloutFile) -> String {
     let mut table = Table::new(&[
@@ -447,4 +536,22 @@ pub(crate) fn log_dry_run(
             ""
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chart_labels_and_numbers_cannot_break_the_chart() {
+        assert_eq!(chart_label("canary", 5), "\"canary 5%\"");
+        assert_eq!(
+            chart_label("a\"]\n```x", 50),
+            "\"a______x 50%\"",
+            "quotes, brackets, newlines and fences become `_`"
+        );
+        assert_eq!(chart_number(99.0), "99");
+        assert_eq!(chart_number(99.456), "99.5");
+        assert_eq!(chart_number(1e-9), "0");
+    }
 }

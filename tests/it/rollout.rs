@@ -268,6 +268,16 @@ fn a_healthy_canary_passes_every_stage_with_hooks_in_order() {
         "{}",
         run.summary
     );
+    // Charts of every stage that ran, each stage's gate as the line.
+    for chart in ["Success rate per stage (%)", "p95 latency per stage (ms)"] {
+        assert!(
+            run.summary.contains(&format!(
+                "```mermaid\nxychart-beta\n    title \"{chart}, the line is the gate\"\n    x-axis [\"canary 5%\", \"progressive 50%\", \"full 100%\"]\n"
+            )),
+            "{}",
+            run.summary
+        );
+    }
     assert!(
         run.visible_stderr().contains("canary 5% · "),
         "live progress on stderr:\n{}",
@@ -350,6 +360,12 @@ fn a_canary_answering_500s_is_rolled_back_and_the_reason_says_so() {
     );
     assert!(
         run.summary.contains("| `full` | 100% | — / 1s | 0 |"),
+        "{}",
+        run.summary
+    );
+    // Only the stage that ran is charted.
+    assert!(
+        run.summary.contains("    x-axis [\"canary 5%\"]\n"),
         "{}",
         run.summary
     );
