@@ -1,24 +1,16 @@
 //! Small helpers shared by every module: randomness, atomic files, durations, time.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-/// `bytes` random bytes as lowercase hex, from the kernel (`/dev/urandom`); falls back to the
-/// standard library's per-process random hasher keys where that device is missing.
+/// `bytes` random bytes as lowercase hex, from the operating system's generator (`getrandom`).
+/// There is no weaker fallback: these bytes end up in heredoc delimiters and ids that must not
+/// be guessed.
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    let filled = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok();
-    if !filled {
-        use std::hash::{BuildHasher, Hasher};
-        for chunk in buf.chunks_mut(8) {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_usize(chunk.as_ptr() as usize);
-            let value = hasher.finish().to_le_bytes();
-            chunk.copy_from_slice(&value[..chunk.len()]);
-        }
+    if let Err(e) = getrandom::fill(&mut buf) {
+        panic!("the operating system's random number generator failed: {e}");
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
