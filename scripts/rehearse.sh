@@ -12,7 +12,8 @@
 # Prometheus scraping it every second (the rollout's metric gate: the canary's error rate in real
 # PromQL over that traffic), and runs `shipgate pipeline` on a local git
 # repository tagged v2.0.0: validate → backup (file://) → migrate → rollout (canary 5% → 50% →
-# 100%, stage hooks rewrite the service's routing) → smoke → record. It then prints where the
+# 100%, stage hooks rewrite the service's routing) → smoke → record, then a restore drill of
+# the backup and a short post-deploy watch. It then prints where the
 # record, the summary and the logs are. Everything lives in one temp directory, kept for
 # inspection; the processes are stopped on exit.
 set -euo pipefail
@@ -316,6 +317,20 @@ if [ "$status" -eq 0 ]; then
     rto="$(printf '%s' "$drill_json" | sed -n 's/.*"rto_seconds": *\([0-9.]*\).*/\1/p' | head -n1)"
     echo "restore drill: exit code $drill_status, RTO $(printf '%.2f' "${rto:-0}") s" >&2
     [ "$drill_status" -eq 0 ] || status=$drill_status
+fi
+
+# --- The post-deploy watch (seeds 000/004: "monitor for the first 60 minutes") ----------------
+# Shortened to 6 s: the same probes and metric gate as the rollout, on the new version at 100%;
+# a breach would roll back as the rollout does and mark the record.
+if [ "$status" -eq 0 ]; then
+    say "shipgate watch: 6 s of the rollout's probes and metric gate after the deploy"
+    watch_status=0
+    (
+        cd "$app"
+        env -u GITHUB_ACTIONS GITHUB_STEP_SUMMARY="$summary" "$bin" --deployment-id "$id" watch --for 6s --interval 1s 2>&1
+    ) || watch_status=$?
+    echo "post-deploy watch: exit code $watch_status" >&2
+    [ "$watch_status" -eq 0 ] || status=$watch_status
 fi
 
 say "result: exit code $status"

@@ -63,6 +63,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         interval: settings
             .value("watch-interval", args.interval, file.interval)?
             .map_or(DEFAULT_INTERVAL, |d| d.0),
+        versions: None,
     };
     if options.duration.is_zero() {
         return Err(Error::usage(
@@ -130,7 +131,8 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             record.deployment_id, record.status
         )));
     }
-    if let Some(rollout) = state.load::<RolloutFile>()?
+    let rollout = state.load::<RolloutFile>()?;
+    if let Some(rollout) = &rollout
         && rollout.header.result != "pass"
     {
         return Err(Error::usage(format!(
@@ -138,6 +140,12 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             record.deployment_id, rollout.header.result
         )));
     }
+    // The metric gates are templated as the rollout templated them: its `{{version}}` is the
+    // release's SemVer (`2.0.0`), the record's is the tag (`v2.0.0`).
+    let options = Options {
+        versions: rollout.map(|r| (r.version, r.previous_version)),
+        ..options
+    };
 
     let restore_argv = |id: &str, location: &str| {
         settings.shipgate_argv(Some(id), &["restore", "--location", location, "--yes"])

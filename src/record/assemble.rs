@@ -362,7 +362,8 @@ pub(crate) fn assemble(id: &str, target: &Target, options: &Options, files: &Sta
             validated
                 .and_then(|v| v.previous.as_ref())
                 .map(|p| p.version.clone())
-        });
+        })
+        .map(|previous| in_tag_form(&previous, validated));
 
     Record {
         schema_version: SCHEMA_VERSION,
@@ -654,6 +655,23 @@ pub(crate) fn resolve(state: &StateDir, raw: &str) -> PathBuf {
         path
     } else {
         state.path(raw)
+    }
+}
+
+/// The previous version written as the record's `version` is (the tag): validate and rollout
+/// know it as SemVer (`1.3.2`), the record names releases by tag (`v1.4.0`), so the tag's prefix
+/// goes in front (`v1.3.2`). A value that is not SemVer, or already has the prefix, is kept.
+fn in_tag_form(previous: &str, validated: Option<&ValidateFile>) -> String {
+    let prefix = validated.and_then(|v| v.tag.strip_suffix(v.version.as_str()));
+    match prefix {
+        Some(prefix)
+            if !prefix.is_empty()
+                && !previous.starts_with(prefix)
+                && semver::Version::parse(previous).is_ok() =>
+        {
+            format!("{prefix}{previous}")
+        }
+        _ => previous.to_string(),
     }
 }
 

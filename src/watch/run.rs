@@ -27,10 +27,13 @@ use crate::util::format_duration;
 pub(crate) const STAGE: &str = "watch";
 
 /// How long and how often.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Options {
     pub(crate) duration: Duration,
     pub(crate) interval: Duration,
+    /// `{{version}}` and `{{previous_version}}` as the rollout's metric gates were templated
+    /// (`rollout.json`: the release's SemVer, not its tag); `None`: the record's.
+    pub(crate) versions: Option<(String, Option<String>)>,
 }
 
 /// This executable's argv running `command` for deployment `id` (`settings::shipgate_argv`).
@@ -182,9 +185,13 @@ pub(crate) async fn run(
             hooks::describe_http_error(e)
         ))
     })?;
+    let (version, previous_version) = options
+        .versions
+        .clone()
+        .unwrap_or_else(|| (record.version.clone(), record.previous_version.clone()));
     let vars = Vars {
-        version: record.version.clone(),
-        previous_version: record.previous_version.clone(),
+        version,
+        previous_version,
         deployment_id: id.clone(),
         stage: STAGE.to_string(),
         weight: stage.weight,
@@ -400,6 +407,7 @@ mod tests {
         let seed = Options {
             duration: minutes(60),
             interval: minutes(5),
+            versions: None,
         };
         let plan = plan(2);
         let stage = stage(&plan, &seed, minutes(60));
@@ -410,11 +418,13 @@ mod tests {
         let fast = Options {
             duration: minutes(60),
             interval: Duration::from_secs(10),
+            versions: None,
         };
         assert_eq!(stage_for(&plan, &fast).thresholds.min_samples, 10);
         let short = Options {
             duration: Duration::from_secs(3),
             interval: Duration::from_secs(1),
+            versions: None,
         };
         assert_eq!(stage_for(&plan, &short).thresholds.min_samples, 6);
     }

@@ -177,7 +177,10 @@ fn a_full_state_dir_makes_a_complete_record_and_uploads_every_artifact() {
     );
     assert_eq!(record["not_run"], json!([]));
     assert_eq!(record["failure"], Value::Null);
-    assert_eq!(record["previous_version"], "v1.3.2");
+    assert_eq!(
+        record["previous_version"], "v1.3.2",
+        "in the tag form of `version`"
+    );
     assert_eq!(
         record["run"]["url"],
         "https://octo.ghe.com/octo/app/actions/runs/4242"

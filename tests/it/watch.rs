@@ -297,7 +297,9 @@ fn a_metric_gate_breach_rolls_back_too() {
     assert_eq!(watched["breach"]["gate"], "metric:errors", "{watched:#}");
     assert!(watched["measurements"].as_u64().expect("measurements") >= 4);
     let requests = api.requests();
-    assert_eq!(requests[0].query_param("v").as_deref(), Some(VERSION));
+    // Templated as the rollout templated it: the release's SemVer (rollout.json), not the
+    // record's tag `v1.4.0`, so the same query finds the same series.
+    assert_eq!(requests[0].query_param("v").as_deref(), Some("1.4.0"));
     assert_eq!(requests[0].query_param("stage").as_deref(), Some("watch"));
     let record = world.record();
     assert_eq!(record["status"], "rolled_back");

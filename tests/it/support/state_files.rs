@@ -196,7 +196,8 @@ pub fn rollout(minutes_ago: i64) -> Value {
     json!({
         "schema_version": 1, "command": "rollout", "result": "pass", "timestamp": ago(minutes_ago),
         "duration_ms": 1_800_000, "deployment_id": "x", "environment": "production",
-        "version": "v1.4.0", "previous_version": "v1.3.2", "expect_version": null,
+        // As the real rollout writes them: validate's SemVer, not the tag.
+        "version": "1.4.0", "previous_version": "1.3.2", "expect_version": null,
         "failed_stage": null, "reason": null, "cause": null, "failed_gate": null,
         "current_stage": "full", "current_weight": 100,
         "stages": [stage("canary", 5, 5), stage("progressive", 50, 10), stage("full", 100, 15)],
