@@ -371,7 +371,7 @@ impl Options {
     }
 }
 
-/// Flag > input > file for a duration, with an error that names where the bad value came from.
+/// Flag > input > file for the allowed conclusions, a list in one flag or input.
 fn allowed_conclusions(flag: Option<&str>, file: Option<&Vec<String>>) -> Result<Allowed> {
     let items: Vec<String> = match (
         flag.map(str::to_string),

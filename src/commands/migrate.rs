@@ -87,7 +87,7 @@ fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
     let timeout = settings.duration("timeout", args.timeout, file.timeout, DEFAULT_TIMEOUT)?;
     if timeout.is_zero() {
         return Err(Error::usage(
-            "timeout `0` would kill the migration at once; give a deadline such as `30m`",
+            "a `timeout` of zero would kill the migration at once; give a deadline such as `30m`",
         ));
     }
     let lock_timeout = settings.duration(

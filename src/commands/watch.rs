@@ -72,8 +72,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
     if options.interval < MIN_INTERVAL {
         return Err(Error::usage(format!(
-            "`--interval` (input `watch-interval`) `{}` is too short: use at least `{}`",
-            format_duration(options.interval),
+            "`--interval` (input `watch-interval`) is too short: use at least `{}`",
             format_duration(MIN_INTERVAL)
         )));
     }

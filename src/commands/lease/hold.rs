@@ -73,10 +73,9 @@ pub(crate) fn place(
         .unwrap_or(true);
     let ttl = settings.duration("lease-ttl", args.lease_ttl, file.ttl, DEFAULT_TTL)?;
     if ttl < Duration::from_secs(1) {
-        return Err(Error::usage(format!(
-            "`lease-ttl` `{}` is too short; use at least 1s (S3 times have a resolution of one second)",
-            crate::util::format_duration(ttl)
-        )));
+        return Err(Error::usage(
+            "`lease-ttl` is too short; use at least 1s (S3 times have a resolution of one second)",
+        ));
     }
     let wait = settings.duration("lease-wait", args.lease_wait, file.wait, Duration::ZERO)?;
     let given = settings
