@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 pub(crate) use crate::inputs::{actor, check_name, env, input, parse_bool, parse_yaml, secret};
+use crate::util::HumanDuration;
 
 /// The default config file, read when present.
 pub(crate) const DEFAULT_CONFIG: &str = "shipgate.yml";
@@ -212,13 +213,14 @@ impl Settings {
         flag.or_else(|| input(name)).or_else(|| file.cloned())
     }
 
-    /// A duration setting, flag > input > file > `default`, parsed by `util::parse_duration`
-    /// (its error names the value); the error also names the setting and where it came from.
+    /// A duration setting, flag > input > file > `default`. The flag and the file value come
+    /// parsed (by clap and by the YAML loader, whose errors name the value and its line); the
+    /// input is parsed here by the same parser, its error naming the input and its value.
     pub(crate) fn duration(
         &self,
         name: &str,
-        flag: Option<String>,
-        file: Option<&String>,
+        flag: Option<HumanDuration>,
+        file: Option<HumanDuration>,
         default: std::time::Duration,
     ) -> Result<std::time::Duration> {
         Ok(self.optional_duration(name, flag, file)?.unwrap_or(default))
@@ -228,21 +230,10 @@ impl Settings {
     pub(crate) fn optional_duration(
         &self,
         name: &str,
-        flag: Option<String>,
-        file: Option<&String>,
+        flag: Option<HumanDuration>,
+        file: Option<HumanDuration>,
     ) -> Result<Option<std::time::Duration>> {
-        let (raw, from) = if let Some(value) = flag {
-            (value, format!("`--{name}`"))
-        } else if let Some(value) = input(name) {
-            (value, format!("input `{name}`"))
-        } else if let Some(value) = file {
-            (value.clone(), format!("`{name}` in shipgate.yml"))
-        } else {
-            return Ok(None);
-        };
-        crate::util::parse_duration(&raw)
-            .map(Some)
-            .map_err(|e| Error::usage(format!("{from} has the value `{raw}`: {e}")))
+        Ok(self.value(name, flag, file)?.map(|d| d.0))
     }
 
     /// A list: the flag's values (repeated flag) > input (one item per line, blank lines and

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::util::HumanDuration;
+
 /// The `backup:` section of `shipgate.yml` (also read by `restore` for the destination).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -19,8 +21,8 @@ pub(crate) struct FileConfig {
     pub(crate) dump_format: Option<String>,
     pub(crate) compression_level: Option<u32>,
     pub(crate) verify: Option<String>,
-    pub(crate) lock_wait_timeout: Option<String>,
-    pub(crate) timeout: Option<String>,
+    pub(crate) lock_wait_timeout: Option<HumanDuration>,
+    pub(crate) timeout: Option<HumanDuration>,
     pub(crate) pg_bin_dir: Option<PathBuf>,
     pub(crate) keep_days: Option<u64>,
     pub(crate) keep_last: Option<u64>,

@@ -25,6 +25,7 @@ use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::backup::DumpFormat;
 use crate::storage::{Checksum, Location, S3Options, Storage};
+use crate::util::HumanDuration;
 
 const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
@@ -54,11 +55,11 @@ pub(crate) struct Args {
     /// How long pg_dump waits for a table lock before failing (input `lock-wait-timeout`)
     /// [default: 60s]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) lock_wait_timeout: Option<String>,
+    pub(crate) lock_wait_timeout: Option<HumanDuration>,
     /// Deadline for the whole backup, verification included (input `backup-timeout`)
     /// [default: 6h]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) timeout: Option<String>,
+    pub(crate) timeout: Option<HumanDuration>,
     /// Directory of the PostgreSQL client tools, e.g. `/usr/lib/postgresql/17/bin` (input
     /// `pg-bin-dir`) [default: PATH]
     #[arg(long, value_name = "DIR")]
@@ -263,8 +264,8 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
         .unwrap_or(VerifyMode::Sha256);
     let lock_wait = settings.duration(
         "lock-wait-timeout",
-        args.lock_wait_timeout.clone(),
-        file.lock_wait_timeout.as_ref(),
+        args.lock_wait_timeout,
+        file.lock_wait_timeout,
         DEFAULT_LOCK_WAIT,
     )?;
     if lock_wait < Duration::from_millis(1) {
@@ -274,8 +275,8 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
     }
     let timeout = settings.duration(
         "backup-timeout",
-        args.timeout.clone(),
-        file.timeout.as_ref(),
+        args.timeout,
+        file.timeout,
         DEFAULT_TIMEOUT,
     )?;
     Ok(Options {

@@ -22,6 +22,7 @@ use crate::process::{LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
 use crate::state::drill::DrillFile;
 use crate::state::{Header, StateDir};
+use crate::util::HumanDuration;
 
 const DEFAULT_MAX_RTO: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_MAX_RPO: Duration = Duration::from_secs(24 * 3600);
@@ -42,11 +43,11 @@ pub(crate) struct Args {
     /// Recovery time objective: the fetch and restore must take at most this (input `max-rto`)
     /// [default: 30m]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) max_rto: Option<String>,
+    pub(crate) max_rto: Option<HumanDuration>,
     /// Recovery point objective: the backup must be at most this old (input `max-rpo`)
     /// [default: 24h]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) max_rpo: Option<String>,
+    pub(crate) max_rpo: Option<HumanDuration>,
     /// A smoke suite to run against the app pointed at the scratch database, whose URL it finds
     /// in SHIPGATE_DRILL_DATABASE_URL (input `smoke-suite`)
     #[arg(long, value_name = "FILE")]
@@ -59,7 +60,7 @@ pub(crate) struct Args {
     pub(crate) keep: bool,
     /// Deadline for the whole drill (input `drill-timeout`) [default: 6h]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) timeout: Option<String>,
+    pub(crate) timeout: Option<HumanDuration>,
     /// Directory of the PostgreSQL client tools (input `pg-bin-dir`) [default: PATH]
     #[arg(long, value_name = "DIR")]
     pub(crate) pg_bin_dir: Option<PathBuf>,
@@ -94,10 +95,9 @@ fn which(args: &Args, settings: &Settings) -> Result<Which> {
 /// Everything resolved and checked before anything runs: a bad input, or a drill server that is
 /// the production database, changes nothing.
 async fn options(args: &Args, settings: &Settings, id: &str) -> Result<Options> {
-    let max_rto = settings.duration("max-rto", args.max_rto.clone(), None, DEFAULT_MAX_RTO)?;
-    let max_rpo = settings.duration("max-rpo", args.max_rpo.clone(), None, DEFAULT_MAX_RPO)?;
-    let timeout =
-        settings.duration("drill-timeout", args.timeout.clone(), None, DEFAULT_TIMEOUT)?;
+    let max_rto = settings.duration("max-rto", args.max_rto, None, DEFAULT_MAX_RTO)?;
+    let max_rpo = settings.duration("max-rpo", args.max_rpo, None, DEFAULT_MAX_RPO)?;
+    let timeout = settings.duration("drill-timeout", args.timeout, None, DEFAULT_TIMEOUT)?;
     let bin_dir = backup::pg_bin_dir(settings, args.pg_bin_dir.as_ref());
     let server_url = settings::secret("drill-database-url", &[]).ok_or_else(|| {
         Error::usage(

@@ -31,7 +31,7 @@ use crate::github::GitHub;
 use crate::process::Shutdown;
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
-use crate::util::format_duration;
+use crate::util::{HumanDuration, format_duration};
 
 use own_run::OwnRun;
 use verdict::{Allowed, Evaluation, Mode, Pattern};
@@ -63,16 +63,16 @@ pub(crate) struct Args {
     pub(crate) allowed_conclusions: Option<String>,
     /// Time between polls, jittered by ±20% (input `interval`) [default: 15s]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) interval: Option<String>,
+    pub(crate) interval: Option<HumanDuration>,
     /// Stop waiting after this long and exit 4, listing what is pending (input `timeout`)
     /// [default: 30m]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) timeout: Option<String>,
+    pub(crate) timeout: Option<HumanDuration>,
     /// How long a required check may take to appear before it counts as missing; with no
     /// required list, how long to wait for checks to show up (input `discovery-timeout`)
     /// [default: 2m]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) discovery_timeout: Option<String>,
+    pub(crate) discovery_timeout: Option<HumanDuration>,
     /// Promotion gate: pass only if the commit was deployed successfully to this environment
     /// and that is its latest outcome there (input `require-environment`)
     #[arg(long, value_name = "ENVIRONMENT")]
@@ -80,7 +80,7 @@ pub(crate) struct Args {
     /// With `--require-environment`: and it has run there at least this long, e.g. `7d` (input
     /// `soak`)
     #[arg(long, value_name = "DURATION")]
-    pub(crate) soak: Option<String>,
+    pub(crate) soak: Option<HumanDuration>,
     /// Pass when the commit has no checks at all and none is required (input `allow-no-checks`)
     #[arg(long)]
     pub(crate) allow_no_checks: bool,
@@ -94,7 +94,7 @@ pub(crate) struct Args {
     /// Backup-recency gate: the newest backup at the destination (`--destination`, as `backup`
     /// takes it) must be younger than this and verified, e.g. `24h` (input `max-backup-age`)
     #[arg(long, value_name = "DURATION")]
-    pub(crate) max_backup_age: Option<String>,
+    pub(crate) max_backup_age: Option<HumanDuration>,
     /// Security-alerts gate: refuse while open code-scanning or Dependabot alerts are above this
     /// severity: `none`, `low`, `medium`, `high` (nothing critical) or `critical` (input
     /// `max-severity`)
@@ -153,8 +153,8 @@ async fn preflight(args: &Args, settings: &Settings) -> Result<Preflight> {
     };
     let recency = match settings.optional_duration(
         "max-backup-age",
-        args.max_backup_age.clone(),
-        file.max_backup_age.as_ref(),
+        args.max_backup_age,
+        file.max_backup_age,
     )? {
         Some(max_age) => {
             let location = backup::destination(&args.store, settings)?.ok_or_else(|| {
@@ -316,24 +316,21 @@ impl Options {
             args.allowed_conclusions.as_deref(),
             file.allowed_conclusions.as_ref(),
         )?;
-        let interval = settings
-            .optional_duration("interval", args.interval.clone(), file.interval.as_ref())?
-            .unwrap_or(DEFAULT_INTERVAL);
+        let interval =
+            settings.duration("interval", args.interval, file.interval, DEFAULT_INTERVAL)?;
         if interval.is_zero() {
             return Err(Error::usage(
                 "`--interval` must be longer than zero; use a value such as `15s`",
             ));
         }
-        let timeout = settings
-            .optional_duration("timeout", args.timeout.clone(), file.timeout.as_ref())?
-            .unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = settings.duration("timeout", args.timeout, file.timeout, DEFAULT_TIMEOUT)?;
         let discovery = settings
-            .optional_duration(
+            .duration(
                 "discovery-timeout",
-                args.discovery_timeout.clone(),
-                file.discovery_timeout.as_ref(),
+                args.discovery_timeout,
+                file.discovery_timeout,
+                DEFAULT_DISCOVERY,
             )?
-            .unwrap_or(DEFAULT_DISCOVERY)
             .min(timeout);
         let require_environment = settings.text(
             "require-environment",
@@ -348,7 +345,7 @@ impl Options {
                 actions::quote(env)
             )));
         }
-        let soak = settings.optional_duration("soak", args.soak.clone(), file.soak.as_ref())?;
+        let soak = settings.optional_duration("soak", args.soak, file.soak)?;
         if soak.is_some() && require_environment.is_none() {
             return Err(Error::usage(
                 "`--soak` needs `--require-environment`: name the environment the commit must have soaked in, e.g. `--require-environment staging --soak 7d`",
@@ -374,7 +371,7 @@ impl Options {
     }
 }
 
-/// Flag > input > file for a duration, with an error that names where the bad value came from.
+/// Flag > input > file for the allowed conclusions, a list in one flag or input.
 fn allowed_conclusions(flag: Option<&str>, file: Option<&Vec<String>>) -> Result<Allowed> {
     let items: Vec<String> = match (
         flag.map(str::to_string),

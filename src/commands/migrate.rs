@@ -23,6 +23,7 @@ use crate::settings::{self, Settings};
 use crate::state::Header;
 use crate::state::StateDir;
 use crate::state::migrate::MigrateFile;
+use crate::util::HumanDuration;
 
 /// Default deadline of the migration command.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -41,11 +42,11 @@ pub(crate) struct Args {
     /// Deadline of the migration command: at it the command's whole process group is killed
     /// (input `timeout`) [default: 1h]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) timeout: Option<String>,
+    pub(crate) timeout: Option<HumanDuration>,
     /// How long to wait while another run holds the migration lock (input `lock-timeout`)
     /// [default: 10m]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) lock_timeout: Option<String>,
+    pub(crate) lock_timeout: Option<HumanDuration>,
     /// Advisory lock key: a signed 64-bit integer, or any text (hashed) (input `lock-key`)
     /// [default: derived from the repository and the environment]
     #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
@@ -83,21 +84,16 @@ fn resolve(args: &Args, settings: &Settings) -> Result<Options> {
     if !shell {
         check_program(&argv[0])?;
     }
-    let timeout = settings.duration(
-        "timeout",
-        args.timeout.clone(),
-        file.timeout.as_ref().map(Scalar::text).as_ref(),
-        DEFAULT_TIMEOUT,
-    )?;
+    let timeout = settings.duration("timeout", args.timeout, file.timeout, DEFAULT_TIMEOUT)?;
     if timeout.is_zero() {
         return Err(Error::usage(
-            "timeout `0` would kill the migration at once; give a deadline such as `30m`",
+            "a `timeout` of zero would kill the migration at once; give a deadline such as `30m`",
         ));
     }
     let lock_timeout = settings.duration(
         "lock-timeout",
-        args.lock_timeout.clone(),
-        file.lock_timeout.as_ref().map(Scalar::text).as_ref(),
+        args.lock_timeout,
+        file.lock_timeout,
         DEFAULT_LOCK_TIMEOUT,
     )?;
     let explicit_key = settings.text(

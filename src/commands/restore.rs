@@ -24,6 +24,7 @@ use crate::process::{LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::backup::BackupFile;
+use crate::util::HumanDuration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
@@ -48,7 +49,7 @@ pub(crate) struct Args {
     pub(crate) yes: bool,
     /// Deadline for the download and the restore (input `restore-timeout`) [default: 6h]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) timeout: Option<String>,
+    pub(crate) timeout: Option<HumanDuration>,
     /// Directory of the PostgreSQL client tools (input `pg-bin-dir`) [default: PATH]
     #[arg(long, value_name = "DIR")]
     pub(crate) pg_bin_dir: Option<PathBuf>,
@@ -61,12 +62,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let shutdown = Shutdown::listen();
     let started = Instant::now();
-    let timeout = settings.duration(
-        "restore-timeout",
-        args.timeout.clone(),
-        None,
-        DEFAULT_TIMEOUT,
-    )?;
+    let timeout = settings.duration("restore-timeout", args.timeout, None, DEFAULT_TIMEOUT)?;
     let deadline = tokio::time::Instant::now() + timeout;
     let which = choose(args, settings)?;
     // The same S3 settings (`--endpoint-url`, region, path style) however the backup is named.

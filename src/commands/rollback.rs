@@ -75,7 +75,7 @@ pub(crate) struct Args {
     pub(crate) health_urls: Vec<String>,
     /// How long health may take to come back (input `health-timeout`) [default: 5m]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) health_timeout: Option<String>,
+    pub(crate) health_timeout: Option<HumanDuration>,
 }
 
 /// The resolved options: the record to roll back and the run's options (`watch` resolves its
@@ -132,8 +132,8 @@ impl Options {
             settings.switch("restore-database", args.restore_database, None, false)?;
         let health_timeout = settings.duration(
             "health-timeout",
-            args.health_timeout.clone(),
-            file.health_timeout.as_ref(),
+            args.health_timeout,
+            file.health_timeout,
             DEFAULT_HEALTH_TIMEOUT,
         )?;
         Ok(Options {

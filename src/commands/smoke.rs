@@ -27,6 +27,7 @@ use crate::smoke::suite::{self, Overrides, Suite};
 use crate::state::smoke::SmokeFile;
 use crate::state::validate::ValidateFile;
 use crate::state::{Header, StateDir};
+use crate::util::HumanDuration;
 
 /// The suite read when none is named and no `--url` is given.
 const DEFAULT_SUITE: &str = ".github/shipgate/smoke.yml";
@@ -61,11 +62,11 @@ pub(crate) struct Args {
     /// Timeout of one request or check (input `request-timeout`) [default: 10s, or the
     /// suite's `defaults.timeout`]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) request_timeout: Option<String>,
+    pub(crate) request_timeout: Option<HumanDuration>,
     /// Retry every test with backoff until it passes or this deadline passes (input
     /// `ready-timeout`) [default: the suite's `ready` settings; else one attempt]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) ready_timeout: Option<String>,
+    pub(crate) ready_timeout: Option<HumanDuration>,
     /// Before the deploy: record the values the tests with `snapshot: NAME` compare against
     /// (`before`, `growth`) instead of running the suite (input `snapshot`)
     #[arg(long, value_name = "NAME")]
@@ -97,8 +98,8 @@ struct Options {
 fn positive_duration(
     settings: &Settings,
     name: &str,
-    flag: Option<String>,
-    file: Option<&String>,
+    flag: Option<HumanDuration>,
+    file: Option<HumanDuration>,
 ) -> Result<Option<Duration>> {
     match settings.optional_duration(name, flag, file)? {
         Some(d) if d.is_zero() => Err(Error::usage(format!(
@@ -170,14 +171,14 @@ impl Options {
             request_timeout: positive_duration(
                 settings,
                 "request-timeout",
-                args.request_timeout.clone(),
-                file.request_timeout.as_ref(),
+                args.request_timeout,
+                file.request_timeout,
             )?,
             ready_timeout: positive_duration(
                 settings,
                 "ready-timeout",
-                args.ready_timeout.clone(),
-                file.ready_timeout.as_ref(),
+                args.ready_timeout,
+                file.ready_timeout,
             )?,
             snapshot,
             junit: args

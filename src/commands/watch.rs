@@ -57,12 +57,13 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let default = FileConfig::default();
     let file = settings.file.watch.as_ref().unwrap_or(&default);
     let options = Options {
-        duration: settings
-            .value("watch-for", args.duration, file.duration)?
-            .map_or(DEFAULT_FOR, |d| d.0),
-        interval: settings
-            .value("watch-interval", args.interval, file.interval)?
-            .map_or(DEFAULT_INTERVAL, |d| d.0),
+        duration: settings.duration("watch-for", args.duration, file.duration, DEFAULT_FOR)?,
+        interval: settings.duration(
+            "watch-interval",
+            args.interval,
+            file.interval,
+            DEFAULT_INTERVAL,
+        )?,
         versions: None,
     };
     if options.duration.is_zero() {
@@ -72,8 +73,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     }
     if options.interval < MIN_INTERVAL {
         return Err(Error::usage(format!(
-            "`--interval` (input `watch-interval`) `{}` is too short: use at least `{}`",
-            format_duration(options.interval),
+            "`--interval` (input `watch-interval`) is too short: use at least `{}`",
             format_duration(MIN_INTERVAL)
         )));
     }

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::util::HumanDuration;
+
 /// The `gate:` section of `shipgate.yml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -10,16 +12,16 @@ pub(crate) struct FileConfig {
     pub(crate) required_from: Option<String>,
     pub(crate) ignore: Option<Vec<String>>,
     pub(crate) allowed_conclusions: Option<Vec<String>>,
-    pub(crate) interval: Option<String>,
-    pub(crate) timeout: Option<String>,
-    pub(crate) discovery_timeout: Option<String>,
+    pub(crate) interval: Option<HumanDuration>,
+    pub(crate) timeout: Option<HumanDuration>,
+    pub(crate) discovery_timeout: Option<HumanDuration>,
     pub(crate) require_environment: Option<String>,
-    pub(crate) soak: Option<String>,
+    pub(crate) soak: Option<HumanDuration>,
     pub(crate) allow_no_checks: Option<bool>,
     /// When deployments may start (see `gate::window`).
     pub(crate) change_window: Option<super::window::WindowConfig>,
     /// The newest backup at the destination must be younger than this, and verified.
-    pub(crate) max_backup_age: Option<String>,
+    pub(crate) max_backup_age: Option<HumanDuration>,
     /// Security-alerts gate: the highest severity allowed to stay open (`none`…`critical`).
     pub(crate) max_severity: Option<String>,
     /// Where alerts are read: `code-scanning`, `dependabot` [default: both].

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::util::HumanDuration;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct FileConfig {
@@ -10,6 +12,6 @@ pub(crate) struct FileConfig {
     pub(crate) enabled: Option<bool>,
     /// Where the lease lives; default: the backup destination.
     pub(crate) destination: Option<String>,
-    pub(crate) ttl: Option<String>,
-    pub(crate) wait: Option<String>,
+    pub(crate) ttl: Option<HumanDuration>,
+    pub(crate) wait: Option<HumanDuration>,
 }

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::util::HumanDuration;
+
 /// The `migrate:` section of `shipgate.yml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -9,8 +11,8 @@ pub(crate) struct FileConfig {
     /// A list of argv strings, or one line (split into words; a script with `shell: true`).
     pub(crate) command: Option<CommandConfig>,
     pub(crate) shell: Option<bool>,
-    pub(crate) timeout: Option<Scalar>,
-    pub(crate) lock_timeout: Option<Scalar>,
+    pub(crate) timeout: Option<HumanDuration>,
+    pub(crate) lock_timeout: Option<HumanDuration>,
     pub(crate) lock_key: Option<Scalar>,
     pub(crate) history_table: Option<String>,
     pub(crate) backup_required: Option<bool>,
@@ -26,9 +28,9 @@ pub(crate) enum CommandConfig {
     Line(String),
 }
 
-/// A YAML scalar read as text (`timeout: 90` and `timeout: 90s` both work).
+/// A YAML scalar read as text (`lock-key: 42` and `lock-key: deploy` both work).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "a number or a word, such as `90` or `90s`")]
+#[serde(untagged, expecting = "a number or a word, such as `42` or `deploy`")]
 pub(crate) enum Scalar {
     Text(String),
     Integer(i64),

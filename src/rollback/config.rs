@@ -18,7 +18,7 @@ pub(crate) struct FileConfig {
     pub(crate) hook_retries: Option<u32>,
     pub(crate) restore_command: Option<String>,
     pub(crate) health_urls: Option<Vec<String>>,
-    pub(crate) health_timeout: Option<String>,
+    pub(crate) health_timeout: Option<HumanDuration>,
 }
 
 #[cfg(test)]

@@ -635,8 +635,7 @@ fn check_thresholds(whose: &str, t: &Thresholds) -> Result<()> {
 fn check_interval(whose: &str, interval: Duration) -> Result<()> {
     if interval < Duration::from_millis(1) {
         return Err(Error::usage(format!(
-            "the probe interval for {whose} is `{}`; use at least `1ms`",
-            format_duration(interval)
+            "the probe interval for {whose} is too short; use at least `1ms`"
         )));
     }
     Ok(())

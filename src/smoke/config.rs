@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::util::HumanDuration;
+
 /// The `smoke:` section of `shipgate.yml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -13,6 +15,6 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) secrets: Vec<String>,
     pub(crate) concurrency: Option<usize>,
-    pub(crate) request_timeout: Option<String>,
-    pub(crate) ready_timeout: Option<String>,
+    pub(crate) request_timeout: Option<HumanDuration>,
+    pub(crate) ready_timeout: Option<HumanDuration>,
 }

@@ -253,7 +253,12 @@ fn bad_input_or_a_closed_window_changes_nothing() {
         .args(["--for", "10m", "--interval", "1ms"])
         .run();
     run.expect_code(2);
-    assert!(run.stderr.contains("`1ms` is too short"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("`--interval` (input `watch-interval`) is too short: use at least `100ms`"),
+        "{}",
+        run.stderr
+    );
     let run = world
         .watch(&service.url("/health"))
         .input("watch-for", "soon")

@@ -10,6 +10,7 @@ use crate::settings::Settings;
 use crate::state::lease::{Holder, LeaseFile, LeaseStatus};
 use crate::state::{Header, StateDir};
 use crate::storage::{Location, S3Options};
+use crate::util::HumanDuration;
 
 /// How long a lease lives after its last renewal unless told otherwise: long enough to cover
 /// the gap between two steps of a deployment workflow (a build between `backup` and
@@ -26,11 +27,11 @@ pub(crate) struct LeaseArgs {
     /// The lease lapses this long after its last renewal; holders renew it every third of it
     /// (input `lease-ttl`) [default: 15m]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) lease_ttl: Option<String>,
+    pub(crate) lease_ttl: Option<HumanDuration>,
     /// How long to wait for another deployment's lease before refusing (input `lease-wait`)
     /// [default: 0s, refuse at once]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) lease_wait: Option<String>,
+    pub(crate) lease_wait: Option<HumanDuration>,
     /// `false`: take no deployment lease (input `lease`) [default: true]
     #[arg(long, value_name = "BOOL")]
     pub(crate) lease: Option<bool>,
@@ -70,24 +71,13 @@ pub(crate) fn place(
     let enabled = settings
         .value("lease", args.lease, file.enabled)?
         .unwrap_or(true);
-    let ttl = settings.duration(
-        "lease-ttl",
-        args.lease_ttl.clone(),
-        file.ttl.as_ref(),
-        DEFAULT_TTL,
-    )?;
+    let ttl = settings.duration("lease-ttl", args.lease_ttl, file.ttl, DEFAULT_TTL)?;
     if ttl < Duration::from_secs(1) {
-        return Err(Error::usage(format!(
-            "`lease-ttl` `{}` is too short; use at least 1s (S3 times have a resolution of one second)",
-            crate::util::format_duration(ttl)
-        )));
+        return Err(Error::usage(
+            "`lease-ttl` is too short; use at least 1s (S3 times have a resolution of one second)",
+        ));
     }
-    let wait = settings.duration(
-        "lease-wait",
-        args.lease_wait.clone(),
-        file.wait.as_ref(),
-        Duration::ZERO,
-    )?;
+    let wait = settings.duration("lease-wait", args.lease_wait, file.wait, Duration::ZERO)?;
     let given = settings
         .text(
             "lease-destination",

@@ -15,6 +15,7 @@ use crate::lease;
 use crate::settings::Settings;
 use crate::state::StateDir;
 use crate::storage::Storage;
+use crate::util::HumanDuration;
 use hold::{Holding, LeaseArgs, Place};
 
 #[derive(Debug, clap::Args)]
@@ -51,7 +52,7 @@ pub(crate) struct TakeArgs {
     pub(crate) common: CommonArgs,
     /// Keep the lease renewed for this long before exiting (input `hold`) [default: 0s]
     #[arg(long, value_name = "DURATION")]
-    pub(crate) hold: Option<String>,
+    pub(crate) hold: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -188,7 +189,7 @@ async fn show(common: &CommonArgs, settings: &Settings) -> Result<Outcome> {
 async fn take_command(args: &TakeArgs, settings: &Settings) -> Result<Outcome> {
     let started = Instant::now();
     let place = required_place(&args.common, settings)?;
-    let hold = settings.duration("hold", args.hold.clone(), None, Duration::ZERO)?;
+    let hold = settings.duration("hold", args.hold, None, Duration::ZERO)?;
     let state = StateDir::open(settings)?;
     let s3 = s3_options(&args.common.store, settings)?;
     let holding = hold::take(Some(place), &s3, settings, &state, "lease")
