@@ -1,5 +1,6 @@
 //! Exit statuses: one enum, chosen in one place per command ([`Status`]), whose table is printed
-//! by `shipgate --help` and checked against the README by a test. Codes not listed are reserved.
+//! by `shipgate --help` and checked against `docs/conventions.md` by a test. Codes not listed
+//! are reserved.
 //! A panic exits with 101 (Rust's default) and is always a bug.
 
 /// How a run ended, as the process exit code says it.
@@ -83,13 +84,16 @@ pub(crate) fn table() -> String {
 mod tests {
     use super::*;
 
-    /// README's "Exit codes" table says exactly what the enum says.
+    /// The "Exit codes" table in `docs/conventions.md` says exactly what the enum says.
     #[test]
-    fn the_readme_table_matches_the_enum() {
-        let readme = include_str!("../README.md");
+    fn the_conventions_table_matches_the_enum() {
+        let conventions = include_str!("../docs/conventions.md");
         for status in Status::ALL {
             let row = format!("| {} | {} |", status.code(), status.meaning());
-            assert!(readme.contains(&row), "README lacks the row `{row}`");
+            assert!(
+                conventions.contains(&row),
+                "docs/conventions.md lacks the row `{row}`"
+            );
         }
         assert_eq!(Status::from_code(5), Some(Status::RollbackFailed));
         assert_eq!(Status::from_code(101), None);

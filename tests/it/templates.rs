@@ -1,4 +1,4 @@
-//! The workflows, templates, `action.yml` and README agree with each other and with the
+//! The workflows, templates, `action.yml` and the docs agree with each other and with the
 //! security checklist: every `with:` key of a shipgate step is a declared input, every output a
 //! workflow reads is declared, no expression inside `run:`, pinned `uses:`, least privilege.
 
@@ -222,25 +222,51 @@ fn workflows_follow_the_security_checklist() {
     }
 }
 
+/// The Markdown pages a reader reads: README.md and docs/ (with docs/commands/), without the
+/// generated ones (`docs/inputs.md` lists every input by construction; the rehearsal summary is
+/// a run's output).
+fn doc_pages(dir: &Path) -> Vec<PathBuf> {
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    pages.sort();
+    pages
+}
+
 #[test]
-fn readme_tables_match_action_yml() {
+fn command_pages_tables_match_action_yml() {
     let action = action();
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let commands = doc_pages(&root().join("docs/commands"));
     let mut documented = BTreeSet::new();
-    for section in readme.split("\n## ").skip(1) {
-        let Some(title) = section.lines().next() else {
+    let mut tables = 0;
+    for page in &commands {
+        let text = std::fs::read_to_string(page).expect("command page");
+        let Some(title) = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# ").or_else(|| l.strip_prefix("## ")))
+        else {
             continue;
         };
         if !title.starts_with("`shipgate ") {
             continue;
         }
-        for table in section
+        let title = format!(
+            "{} {title}",
+            page.strip_prefix(root()).unwrap_or(page).display()
+        );
+        for table in text
             .split("\n\n")
             .filter(|b| b.trim_start().starts_with('|'))
         {
             let mut lines = table.trim().lines();
             let header = lines.next().unwrap_or("");
             let first = header.split('|').nth(1).unwrap_or("").trim();
+            if first == "input" || first == "output" {
+                tables += 1;
+            }
             let names: Vec<String> = lines
                 .skip(1)
                 .filter_map(|row| row.split('|').nth(1))
@@ -257,18 +283,31 @@ fn readme_tables_match_action_yml() {
                     "input" => {
                         assert!(
                             action.inputs.contains(&name),
-                            "README {title}: input `{name}` is not in action.yml"
+                            "{title}: input `{name}` is not in action.yml"
                         );
                         documented.insert(name);
                     }
                     "output" => assert!(
                         action.outputs.contains(&name),
-                        "README {title}: output `{name}` is not in action.yml"
+                        "{title}: output `{name}` is not in action.yml"
                     ),
                     _ => {}
                 }
             }
         }
+    }
+    assert!(
+        tables > 0,
+        "no input or output table found in docs/commands/*.md ({} pages)",
+        commands.len()
+    );
+    let mut prose = std::fs::read_to_string(root().join("README.md")).expect("README");
+    for page in doc_pages(&root().join("docs"))
+        .into_iter()
+        .chain(commands)
+        .filter(|p| !p.ends_with("docs/inputs.md") && !p.ends_with("docs/rehearsal-summary.md"))
+    {
+        prose.push_str(&std::fs::read_to_string(&page).expect("docs page"));
     }
     for input in &action.inputs {
         if [
@@ -283,8 +322,8 @@ fn readme_tables_match_action_yml() {
             continue;
         }
         assert!(
-            documented.contains(input) || readme.contains(&format!("`{input}`")),
-            "action.yml input `{input}` is documented nowhere in README"
+            documented.contains(input) || prose.contains(&format!("`{input}`")),
+            "action.yml input `{input}` is documented nowhere in README.md or docs/"
         );
     }
 }
