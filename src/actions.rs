@@ -255,6 +255,35 @@ fn append(var: &'static str, path: &Path, bytes: &[u8]) -> Result<(), ActionsErr
     file.write_all(bytes).map_err(io)
 }
 
+/// This workflow run's page (`{server}/{repo}/actions/runs/{id}`), from the runner's
+/// variables; `None` outside GitHub Actions.
+pub(crate) fn run_url() -> Option<String> {
+    let server = crate::inputs::env("GITHUB_SERVER_URL")?;
+    let repo = crate::inputs::env("GITHUB_REPOSITORY")?;
+    let run = crate::inputs::env("GITHUB_RUN_ID")?;
+    Some(format!(
+        "{}/{repo}/actions/runs/{run}",
+        server.trim_end_matches('/')
+    ))
+}
+
+/// Where a reader of the step summary finds the log written to `path`: in a workflow run, the
+/// artifact of the log's name (`rollout-logs-<id>`, uploaded by `shipgate record`) on the run's
+/// page; elsewhere the path itself.
+pub(crate) fn log_reference(path: &str) -> String {
+    let name = Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.strip_suffix(".log").unwrap_or(n).to_string());
+    match (enabled(), run_url(), name) {
+        (true, Some(run), Some(name)) => format!(
+            "artifact [`{}`]({run}#artifacts) (uploaded by `shipgate record`)",
+            crate::text::one_line(&name).replace('`', "'")
+        ),
+        _ => format!("`{}`", crate::text::one_line(path).replace('`', "'")),
+    }
+}
+
 /// Appends Markdown to the step summary, keeping the file under the runner's 1 MiB limit: what
 /// does not fit is cut at a line boundary and replaced by a visible note.
 pub(crate) fn append_summary(markdown: &str) -> Result<(), ActionsError> {

@@ -16,7 +16,7 @@ use crate::notify::deliver::deliver;
 use crate::notify::message::{Message, from_record};
 use crate::notify::payload::{slack_payload, webhook_payload};
 use crate::record::assemble::normalize_status;
-use crate::record::model::{load, log_url};
+use crate::record::model::load;
 use crate::secret::Secret;
 use crate::settings::{self, Settings};
 use crate::state::backup::{BackupFile, BackupOutcome};
@@ -255,7 +255,7 @@ fn from_state(state: &StateDir, settings: &Settings) -> Result<Message> {
             BackupOutcome::Taken(taken) => Some(taken.backup_id.clone()),
             BackupOutcome::Failed(failed) => failed.backup_id.clone(),
         }),
-        run_url: log_url(),
+        run_url: crate::actions::run_url(),
         message: None,
     })
 }

@@ -147,7 +147,7 @@ pub(crate) fn summary(result: &MigrateFile, options: &Options) -> String {
         None => "none".into(),
     };
     table.row(&["Backup", &backup]);
-    table.row(&["Log", &format!("`{}`", result.log_file)]);
+    table.row(&["Log", &crate::actions::log_reference(&result.log_file)]);
     let mut out = format!("{heading}\n\n{}", table.render());
     if !result.output_tail.is_empty() {
         out.push_str(&format!(

@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 
-use crate::record::model::log_url;
 use crate::state::deployment_record::Record;
 
 /// What is announced.
@@ -43,7 +42,7 @@ pub(crate) fn from_record(record: &Record) -> Message {
             .run
             .as_ref()
             .and_then(|r| r.url.clone())
-            .or_else(log_url),
+            .or_else(crate::actions::run_url),
         message: None,
     }
 }

@@ -3,7 +3,7 @@
 
 use super::model::{
     Backup, Failure, GateSection, MigrationsSection, Record, RolloutSection, RolloutStage, RunInfo,
-    SCHEMA_VERSION, STAGES, SmokeSection, SmokeTestSection, StageResult, Timings, log_url,
+    SCHEMA_VERSION, STAGES, SmokeSection, SmokeTestSection, StageResult, Timings,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -349,7 +349,7 @@ pub(crate) fn assemble(id: &str, target: &Target, options: &Options, files: &Sta
         stages,
     };
     let run = crate::inputs::env("GITHUB_RUN_ID").map(|run_id| RunInfo {
-        url: log_url(),
+        url: crate::actions::run_url(),
         attempt: crate::inputs::env("GITHUB_RUN_ATTEMPT"),
         id: run_id,
     });

@@ -2,7 +2,7 @@
 //! else created for the exact commit with the record's summary as payload; its statuses.
 
 use super::assemble::{Options, StateFiles, required_contexts};
-use super::model::{GitHubDeployment, Record, log_url};
+use super::model::{GitHubDeployment, Record};
 use crate::text::truncate;
 use serde_json::{Value, json};
 
@@ -129,7 +129,7 @@ pub(crate) async fn post_status(
     environment_url: Option<&str>,
 ) -> Result<()> {
     let description = truncate(description, 140);
-    let log_url = log_url();
+    let log_url = crate::actions::run_url();
     let status = deployments::NewStatus {
         state,
         description: &description,

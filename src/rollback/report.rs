@@ -122,7 +122,7 @@ pub(crate) fn incident(record: &Record, result: &RollbackFile) -> String {
                 .join("; ")
         },
     ]);
-    if let Some(url) = crate::record::model::log_url() {
+    if let Some(url) = crate::actions::run_url() {
         table.row(&["Rollback run", &url]);
     }
     out.push_str(&table.render());

@@ -14,7 +14,6 @@ use crate::github::GitHub;
 use crate::hooks::{Context, Hook};
 use crate::process::{LogFile, Shutdown, Spec};
 use crate::record::deployment::post_status;
-use crate::record::model::log_url;
 use crate::state::Header;
 use crate::state::StateDir;
 use crate::state::backup::BackupFile;
@@ -268,7 +267,7 @@ pub(crate) async fn run(
         steps: result.steps.clone(),
         database_restored: result.database_restored,
         health: result.health.clone(),
-        run_url: log_url(),
+        run_url: crate::actions::run_url(),
     });
     let written = state.write_json(&record_file(&id), &record)?;
     result.record = Some(written.display().to_string());

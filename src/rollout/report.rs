@@ -342,8 +342,8 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nDecision log: `{}` (every probe, window and verdict).\n",
-        record.log_file
+        "\nDecision log: {} (every probe, window and verdict).\n",
+        actions::log_reference(&record.log_file)
     ));
     out
 }

@@ -167,16 +167,12 @@ pub(crate) fn this_process() -> String {
 fn who() -> String {
     let env = crate::inputs::env;
     let local = this_process();
-    match (
-        env("GITHUB_SERVER_URL"),
-        env("GITHUB_REPOSITORY"),
-        env("GITHUB_RUN_ID"),
-    ) {
-        (Some(server), Some(repo), Some(run)) => format!(
-            "{server}/{repo}/actions/runs/{run} (attempt {}, {local})",
+    match crate::actions::run_url() {
+        Some(run) => format!(
+            "{run} (attempt {}, {local})",
             env("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into())
         ),
-        _ => local,
+        None => local,
     }
 }
 

@@ -175,10 +175,21 @@ fn a_healthy_canary_passes_every_stage_with_hooks_in_order() {
         .args(["--endpoint", &server.url("/health")])
         .args(["--expect-version", VERSION])
         .args(stages(&["canary:5:1s", "progressive:50:1s", "full:100:1s"]))
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "octo/app")
+        .env("GITHUB_RUN_ID", "4242")
         .run();
     run.expect_code(0);
     assert_eq!(run.outputs["result"], "pass");
     assert_eq!(run.outputs["failed-stage"], "");
+    // In a workflow run the summary points at the log's artifact, not a path in the container.
+    assert!(
+        run.summary.contains(&format!(
+            "Decision log: artifact [`rollout-logs-{ID}`](https://github.com/octo/app/actions/runs/4242#artifacts)"
+        )),
+        "{}",
+        run.summary
+    );
     assert_eq!(run.outputs["reason"], "");
 
     let lines = world.hook_lines();

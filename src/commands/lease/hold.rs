@@ -110,7 +110,7 @@ pub(crate) fn place(
 /// This process, for other runs' messages.
 fn holder(deployment_id: &str) -> Holder {
     Holder {
-        run_url: crate::record::model::log_url(),
+        run_url: crate::actions::run_url(),
         deployment_id: deployment_id.to_string(),
         actor: crate::inputs::actor(),
         process: crate::storage::lease::this_process(),
