@@ -208,9 +208,7 @@ pub(crate) fn default_keep_days(environment: &str) -> Option<u64> {
 /// `backup-<id>` for `backup-<id>.sql.gz`, `.dump.gz`, `.json` and the run markers
 /// `.run-<token>` (deleted with the backup they belong to).
 fn backup_stem(name: &str) -> Option<&str> {
-    [".sql.gz", ".dump.gz", ".json"]
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))
+    crate::state::backup::DumpFormat::object_stem(name)
         .or_else(|| lease::marker_stem(name))
         .filter(|stem| stem.len() > "backup-".len() && stem.starts_with("backup-"))
 }

@@ -174,15 +174,12 @@ impl Chosen {
     /// The backup whose dump or sidecar `url` is, named `named` in messages.
     pub(crate) fn from_url(url: &str, named: String) -> Result<Chosen> {
         let (location, name) = Location::split_object(url)?;
-        let stem = [".sql.gz", ".dump.gz", ".json"]
-            .iter()
-            .find_map(|ext| name.strip_suffix(ext))
-            .ok_or_else(|| {
-                Error::usage(format!(
-                    "{} does not name a shipgate backup (`backup-<id>.sql.gz`, `.dump.gz` or `.json`)",
-                    actions::quote(url)
-                ))
-            })?;
+        let stem = DumpFormat::object_stem(&name).ok_or_else(|| {
+            Error::usage(format!(
+                "{} does not name a shipgate backup (`backup-<id>.sql.gz`, `.dump.gz` or `.json`)",
+                actions::quote(url)
+            ))
+        })?;
         Ok(Chosen {
             sidecar: format!("{stem}.json"),
             location,

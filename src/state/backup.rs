@@ -118,6 +118,18 @@ impl DumpFormat {
         }
     }
 
+    /// `backup-<id>` of one of a backup's objects: a dump of either format or its sidecar
+    /// (`backup-<id>.sql.gz`, `.dump.gz`, `.json`).
+    pub(crate) fn object_stem(name: &str) -> Option<&str> {
+        [
+            DumpFormat::Plain.extension(),
+            DumpFormat::Custom.extension(),
+            ".json",
+        ]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+    }
+
     /// The format a record or sidecar names, else the one its object's name says.
     pub(crate) fn of(named: Option<&str>, location: &str) -> DumpFormat {
         match named.and_then(|n| n.parse().ok()) {
