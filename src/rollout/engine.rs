@@ -464,6 +464,30 @@ fn test_panic_after_hook(stage: &str) {
     let _ = stage;
 }
 
+/// An approval that let `subject` (`stage `x``, or the stage's inconclusive judgement) go on:
+/// logged with who and how long it waited, and recorded in the stage.
+fn approved(
+    log: &mut LogFile,
+    subject: &str,
+    approval: approval::Approval,
+    waited: Instant,
+) -> ApprovalRecord {
+    let by = approval
+        .approved_by
+        .unwrap_or_else(|| "unknown".to_string());
+    log.line(&format!(
+        "[{}] {subject} approved by {} after {}",
+        crate::util::now_rfc3339(),
+        actions::one_line(&by),
+        format_duration(waited.elapsed())
+    ));
+    tracing::info!("{subject} approved by {}", actions::quote(&by));
+    ApprovalRecord {
+        approved_by: by,
+        waited_ms: waited.elapsed().as_millis() as u64,
+    }
+}
+
 /// The stages in order: pause, hook, watch. Sets `progress.failure` and returns at the first
 /// failure; rewrites `rollout.json` at each transition.
 async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile) {
@@ -514,21 +538,9 @@ async fn walk_stages(walk: &Walk<'_>, progress: &mut Progress, log: &mut LogFile
             }
             match stop {
                 Stop::Approved(approval) => {
-                    let by = approval
-                        .approved_by
-                        .unwrap_or_else(|| "unknown".to_string());
-                    log.line(&format!(
-                        "[{}] stage `{}` approved by {} after {}",
-                        crate::util::now_rfc3339(),
-                        stage.name,
-                        actions::one_line(&by),
-                        format_duration(waited.elapsed())
-                    ));
-                    tracing::info!("stage `{}` approved by {}", stage.name, actions::quote(&by));
-                    progress.records[index].approval = Some(ApprovalRecord {
-                        approved_by: by,
-                        waited_ms: waited.elapsed().as_millis() as u64,
-                    });
+                    let subject = format!("stage `{}`", stage.name);
+                    progress.records[index].approval =
+                        Some(approved(log, &subject, approval, waited));
                 }
                 Stop::Deadline => {
                     let reason = format!(
@@ -805,26 +817,13 @@ async fn hold_inconclusive(
     };
     match stop {
         Stop::Approved(approval) => {
-            let by = approval
-                .approved_by
-                .unwrap_or_else(|| "unknown".to_string());
-            log.line(&format!(
-                "[{}] stage `{}`: the inconclusive canary judgement was approved by {} after {}",
-                crate::util::now_rfc3339(),
-                stage.name,
-                actions::one_line(&by),
-                format_duration(waited.elapsed())
-            ));
-            tracing::info!(
-                "stage `{}`: the inconclusive canary judgement was approved by {}",
-                stage.name,
-                actions::quote(&by)
+            let subject = format!(
+                "stage `{}`: the inconclusive canary judgement was",
+                stage.name
             );
-            watch.judged.approve(&by);
-            progress.records[index].approval = Some(ApprovalRecord {
-                approved_by: by,
-                waited_ms: waited.elapsed().as_millis() as u64,
-            });
+            let record = approved(log, &subject, approval, waited);
+            watch.judged.approve(&record.approved_by);
+            progress.records[index].approval = Some(record);
             Ok(())
         }
         Stop::Completed => Ok(()),

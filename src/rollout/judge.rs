@@ -157,6 +157,31 @@ impl JudgeSpec {
     }
 }
 
+/// One judge source (a metric pair or an error-count source) named `name`: a plain name that
+/// neither another source nor a probe test (`latency`, `latency-spread`, `errors`) has, and
+/// every query present and a valid template. Returns how messages name it.
+fn checked_source(
+    kind: &str,
+    name: &str,
+    queries: &[(&str, &String)],
+    seen: &mut HashSet<String>,
+) -> Result<String> {
+    crate::inputs::check_name(&format!("{kind} name"), name)?;
+    let what = format!("{kind} `{name}`");
+    if matches!(name, "latency" | "latency-spread" | "errors") || !seen.insert(name.to_string()) {
+        return Err(Error::usage(format!(
+            "{what}: the name is taken (by another judge metric or errors source, or by the probe tests `latency`, `latency-spread`, `errors`); give each a unique name"
+        )));
+    }
+    for (key, text) in queries {
+        if text.trim().is_empty() {
+            return Err(Error::usage(format!("{what} has an empty `{key}`")));
+        }
+        template::check(text).map_err(|e| Error::usage(format!("{what}: {e}")))?;
+    }
+    Ok(what)
+}
+
 /// `rollout.judge` resolved against the plan: `has_baseline` says whether baseline endpoints
 /// are probed.
 pub(crate) fn resolve(
@@ -196,26 +221,15 @@ pub(crate) fn resolve(
     let mut seen = HashSet::new();
     let default = BackendConfig::default();
     for metric in config.metrics.iter().flatten() {
-        crate::inputs::check_name("judge metric name", &metric.name)?;
-        let what = format!("judge metric `{}`", metric.name);
-        if matches!(
-            metric.name.as_str(),
-            "latency" | "latency-spread" | "errors"
-        ) || !seen.insert(metric.name.clone())
-        {
-            return Err(Error::usage(format!(
-                "{what}: the name is taken (by another judge metric, or by the probe tests `latency`, `latency-spread`, `errors`); give each a unique name"
-            )));
-        }
-        for (key, text) in [
-            ("query", &metric.query),
-            ("baseline-query", &metric.baseline_query),
-        ] {
-            if text.trim().is_empty() {
-                return Err(Error::usage(format!("{what} has an empty `{key}`")));
-            }
-            template::check(text).map_err(|e| Error::usage(format!("{what}: {e}")))?;
-        }
+        let what = checked_source(
+            "judge metric",
+            &metric.name,
+            &[
+                ("query", &metric.query),
+                ("baseline-query", &metric.baseline_query),
+            ],
+            &mut seen,
+        )?;
         let step = metric.step.map(|d| d.0);
         if step.is_some_and(|s| s < Duration::from_millis(100)) {
             return Err(Error::usage(format!(
@@ -248,29 +262,14 @@ pub(crate) fn resolve(
     }
     let mut errors = Vec::new();
     for source in config.errors.iter().flatten() {
-        crate::inputs::check_name("judge errors name", &source.name)?;
-        let what = format!("judge errors `{}`", source.name);
-        if matches!(
-            source.name.as_str(),
-            "latency" | "latency-spread" | "errors"
-        ) || !seen.insert(source.name.clone())
-        {
-            return Err(Error::usage(format!(
-                "{what}: the name is taken (by a judge metric or errors source, or by the probe tests `latency`, `latency-spread`, `errors`); give each a unique name"
-            )));
-        }
         let queries = [
             &source.errors,
             &source.total,
             &source.baseline_errors,
             &source.baseline_total,
         ];
-        for (key, text) in ERROR_KEYS.iter().zip(queries) {
-            if text.trim().is_empty() {
-                return Err(Error::usage(format!("{what} has an empty `{key}`")));
-            }
-            template::check(text).map_err(|e| Error::usage(format!("{what}: {e}")))?;
-        }
+        let keyed: Vec<(&str, &String)> = ERROR_KEYS.iter().copied().zip(queries).collect();
+        let what = checked_source("judge errors", &source.name, &keyed, &mut seen)?;
         let tolerance = source.tolerance.unwrap_or(0.0);
         if !(0.0..=100.0).contains(&tolerance) {
             return Err(Error::usage(format!(
