@@ -6,6 +6,7 @@
 #     (`@actions/artifact`, pinned with integrity hashes in tests/node/package-lock.json)
 #   - the runtime image's root filesystem (.ci/rootfs.sh: debootstrap from docker/)
 #   - Prometheus (Debian's `prometheus`): the real metrics backend of the rollout's metric gates
+#   - zstd (Debian): the tests read zstd backups with `zstd -dc`
 #   - GitHub's REST OpenAPI description (npm `@octokit/openapi`, pinned, SHA-256 checked), the
 #     oracle the fake GitHub checks every request and response against
 # Idempotent: every step is skipped when its tool is already there. `--rehearsal` installs only
@@ -66,6 +67,16 @@ else
 fi
 # Debian's package may start a server on :9090 when installed; the tests never use it.
 [ "${1:-}" = --rehearsal ] && exit 0
+
+# --- zstd (the tests read zstd backups with `zstd -dc`, as a person restoring by hand does) --
+if command -v zstd >/dev/null 2>&1; then
+    log "zstd already installed"
+else
+    log "installing zstd"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends zstd >/dev/null
+fi
 
 # --- Python tools -----------------------------------------------------------
 PY=python3

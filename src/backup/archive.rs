@@ -1,8 +1,9 @@
 //! The backup stream, both ways, with bounded memory and no temporary file:
-//! - out: pg_dump's output → gzip (flate2) → SHA-256 (sha2) → parts cut by
-//!   [`storage::part_size`], handed to the uploader through a small channel;
-//! - back: an object (or a local file) → SHA-256 → gunzip → a sink (a scan, or the stdin of
-//!   `pg_restore`/`psql`), for verification and restore.
+//! - out: pg_dump's output → gzip (flate2; block-parallel on several threads) or zstd
+//!   (multi-threaded) → SHA-256 (sha2) → parts cut by [`storage::part_size`], handed to the
+//!   uploader through a small channel;
+//! - back: an object (or a local file) → SHA-256 → gunzip / zstd → a sink (a scan, or the
+//!   stdin of `pg_restore`/`psql`), for verification and restore.
 //!
 //! The CPU work runs on blocking threads; the async side only moves buffers.
 
@@ -11,13 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use flate2::Compression;
 use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::state::backup::DumpFormat;
+use crate::state::backup::{Compression, DumpFormat};
 use crate::storage::{self, Download, StorageError};
 
 /// Bytes read from pg_dump per call.
@@ -133,8 +133,7 @@ struct PartSink<'a> {
 
 impl PartSink<'_> {
     fn capacity(number: u32) -> usize {
-        // Room for the overshoot of the last write, so the buffer never reallocates (doubling).
-        storage::part_size(number) + READ_BUFFER
+        storage::part_size(number)
     }
 
     fn send(&mut self) -> std::io::Result<()> {
@@ -151,7 +150,10 @@ impl PartSink<'_> {
 }
 
 impl Write for PartSink<'_> {
+    /// Takes at most what fills the current part, so a part never outgrows its buffer.
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = storage::part_size(self.number).saturating_sub(self.buf.len());
+        let data = &data[..room.min(data.len())];
         self.hasher.update(data);
         self.buf.extend_from_slice(data);
         self.total += data.len() as u64;
@@ -169,12 +171,201 @@ impl Write for PartSink<'_> {
     }
 }
 
-/// Reads `input` to its end, gzip-compressing at `level`, hashing the compressed bytes and
+/// How the stream is compressed: which compression, its level, and how many threads compress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Codec {
+    pub(crate) compression: Compression,
+    pub(crate) level: u32,
+    /// Threads compressing: gzip with more than one cuts the stream into blocks compressed as
+    /// separate gzip members (one stream to `gunzip`); zstd uses its own workers.
+    pub(crate) threads: usize,
+}
+
+/// Bytes of input per gzip member when several threads compress.
+const GZIP_BLOCK: usize = 1024 * 1024;
+
+/// A compressor writing into `W`.
+enum Encoder<W: Write> {
+    Gzip(GzEncoder<W>),
+    Parallel(ParallelGzip<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(codec: Codec, inner: W) -> std::io::Result<Encoder<W>> {
+        Ok(match codec.compression {
+            Compression::Gzip if codec.threads > 1 => {
+                Encoder::Parallel(ParallelGzip::new(inner, codec.level, codec.threads))
+            }
+            Compression::Gzip => {
+                Encoder::Gzip(GzEncoder::new(inner, flate2::Compression::new(codec.level)))
+            }
+            Compression::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(inner, codec.level as i32)?;
+                encoder.include_checksum(true)?;
+                if codec.threads > 1 {
+                    encoder.multithread(codec.threads as u32)?;
+                }
+                Encoder::Zstd(encoder)
+            }
+        })
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.write_all(data),
+            Encoder::Parallel(e) => e.write_all(data),
+            Encoder::Zstd(e) => e.write_all(data),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Parallel(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+/// A compressed block coming back from a worker: its place in the stream and its bytes.
+type Done = (u64, std::io::Result<Vec<u8>>);
+
+/// gzip on several threads: the input is cut into [`GZIP_BLOCK`]s, each compressed by a
+/// worker as a complete gzip member, written out in order. A series of members is one gzip
+/// stream to `gunzip` (RFC 1952 §2.2). At most two blocks per worker are in flight.
+struct ParallelGzip<W: Write> {
+    inner: W,
+    block: Vec<u8>,
+    jobs: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
+    done: std::sync::mpsc::Receiver<Done>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    sent: u64,
+    written: u64,
+    waiting: std::collections::BTreeMap<u64, Vec<u8>>,
+    in_flight: u64,
+}
+
+impl<W: Write> ParallelGzip<W> {
+    fn new(inner: W, level: u32, threads: usize) -> ParallelGzip<W> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(threads);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        let (results, done) = std::sync::mpsc::channel::<Done>();
+        let workers = (0..threads)
+            .map(|_| {
+                let queue = queue.clone();
+                let results = results.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((number, block)) = job else {
+                            return;
+                        };
+                        let mut member = GzEncoder::new(
+                            Vec::with_capacity(block.len() / 2),
+                            flate2::Compression::new(level),
+                        );
+                        let compressed = member.write_all(&block).and_then(|()| member.finish());
+                        if results.send((number, compressed)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        ParallelGzip {
+            inner,
+            block: Vec::with_capacity(GZIP_BLOCK),
+            jobs: Some(jobs),
+            done,
+            workers,
+            sent: 0,
+            written: 0,
+            waiting: std::collections::BTreeMap::new(),
+            in_flight: 2 * threads as u64,
+        }
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let take = (GZIP_BLOCK - self.block.len()).min(data.len());
+            self.block.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.block.len() == GZIP_BLOCK {
+                self.submit()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the current block to the workers, first waiting while too many are in flight.
+    fn submit(&mut self) -> std::io::Result<()> {
+        while self.sent - self.written >= self.in_flight {
+            self.collect(true)?;
+        }
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(GZIP_BLOCK));
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send((self.sent, block)).is_ok());
+        if !sent {
+            return Err(std::io::Error::other("the gzip workers stopped"));
+        }
+        self.sent += 1;
+        self.collect(false)
+    }
+
+    /// Takes finished blocks (waiting for one when `wait`) and writes out those next in line.
+    fn collect(&mut self, wait: bool) -> std::io::Result<()> {
+        let mut wait = wait;
+        loop {
+            let next = if wait {
+                wait = false;
+                self.done
+                    .recv()
+                    .map_err(|_| std::io::Error::other("the gzip workers stopped"))?
+            } else {
+                match self.done.try_recv() {
+                    Ok(done) => done,
+                    Err(_) => break,
+                }
+            };
+            let (number, compressed) = next;
+            self.waiting.insert(number, compressed?);
+        }
+        while let Some(member) = self.waiting.remove(&self.written) {
+            self.inner.write_all(&member)?;
+            self.written += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::io::Result<W> {
+        // An empty input still makes one (empty) member: a valid gzip stream.
+        if !self.block.is_empty() || self.sent == 0 {
+            self.submit()?;
+        }
+        while self.written < self.sent {
+            self.collect(true)?;
+        }
+        self.jobs = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        Ok(self.inner)
+    }
+}
+
+/// Reads `input` to its end, compressing it with `codec`, hashing the compressed bytes and
 /// sending them as parts through `tx`. Blocking: run it with `spawn_blocking`. Memory: one part
-/// being filled plus the compressor's window.
+/// being filled plus the compressor's window (with several gzip threads, two 1 MiB blocks per
+/// thread).
 pub(crate) fn compress(
     mut input: impl Read,
-    level: u32,
+    codec: Codec,
     tx: mpsc::Sender<Bytes>,
     progress: &Progress,
 ) -> std::io::Result<Compressed> {
@@ -186,7 +377,7 @@ pub(crate) fn compress(
         tx,
         progress,
     };
-    let mut encoder = GzEncoder::new(sink, Compression::new(level));
+    let mut encoder = Encoder::new(codec, sink)?;
     let mut buf = vec![0u8; READ_BUFFER];
     let mut edges = Edges::default();
     let mut dumped = 0u64;
@@ -266,8 +457,8 @@ pub(crate) struct ReadBack {
 pub(crate) enum UnpackError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The bytes are not an intact gzip stream.
-    #[error("it is not an intact gzip stream: {0}")]
+    /// The bytes are not an intact gzip (or zstd) stream.
+    #[error("it is not an intact compressed stream: {0}")]
     Corrupt(String),
     /// The consumer (a tool's stdin) stopped taking bytes.
     #[error("the consumer stopped reading: {0}")]
@@ -283,6 +474,7 @@ pub(crate) type Sink = Box<dyn Write + Send>;
 /// not an intact gzip stream, so its hash is always known.
 pub(crate) async fn unpack(
     source: Source,
+    compression: Compression,
     sink: Sink,
     progress: &std::sync::Arc<Progress>,
 ) -> (Result<ReadBack, UnpackError>, Option<Sink>) {
@@ -291,7 +483,7 @@ pub(crate) async fn unpack(
         Source::File(file) => {
             let worker = tokio::task::spawn_blocking(move || {
                 let mut sink = sink;
-                let result = decompress(file, &mut sink, &progress);
+                let result = decompress(file, compression, &mut sink, &progress);
                 (result, sink)
             });
             match worker.await {
@@ -306,7 +498,7 @@ pub(crate) async fn unpack(
             let (tx, rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
             let worker = tokio::task::spawn_blocking(move || {
                 let mut sink = sink;
-                let result = decompress(ChannelReader::new(rx), &mut sink, &progress);
+                let result = decompress(ChannelReader::new(rx), compression, &mut sink, &progress);
                 (result, sink)
             });
             let mut failure = None;
@@ -432,6 +624,7 @@ impl Fed {
 pub(crate) async fn feed_tool(
     spec: &crate::process::Spec,
     source: Source,
+    compression: Compression,
     expect_sha256: Option<&str>,
     progress: &std::sync::Arc<Progress>,
     log: &crate::process::SharedLog,
@@ -464,7 +657,7 @@ pub(crate) async fn feed_tool(
         file: Some(stdin),
         release: release.clone(),
     };
-    let (mut read, sink) = unpack(source, Box::new(input), progress).await;
+    let (mut read, sink) = unpack(source, compression, Box::new(input), progress).await;
     if let (Ok(back), Some(expected)) = (&read, expect_sha256)
         && back.sha256 != expected
     {
@@ -506,8 +699,85 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// gzip members one after another (what several compressing threads write, or `cat a.gz
+/// b.gz`), read as one stream; bytes after the last member that do not start another are left
+/// in the reader for the caller to find.
+struct GzMembers<R: BufRead> {
+    member: Option<GzDecoder<R>>,
+    ended: bool,
+}
+
+impl<R: BufRead> GzMembers<R> {
+    fn new(reader: R) -> GzMembers<R> {
+        GzMembers {
+            member: Some(GzDecoder::new(reader)),
+            ended: false,
+        }
+    }
+
+    fn into_inner(self) -> Option<R> {
+        self.member.map(GzDecoder::into_inner)
+    }
+}
+
+impl<R: BufRead> Read for GzMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while !self.ended {
+            let Some(member) = self.member.as_mut() else {
+                break;
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // This member ended: another one follows only if the gzip magic does.
+            if member.get_mut().fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+                self.member = self
+                    .member
+                    .take()
+                    .map(|done| GzDecoder::new(done.into_inner()));
+            } else {
+                self.ended = true;
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// A decompressor reading from `R`, which hands `R` back at the end.
+enum Decoder<R: BufRead> {
+    Gzip(GzMembers<R>),
+    Zstd(zstd::stream::read::Decoder<'static, R>),
+}
+
+impl<R: BufRead> Decoder<R> {
+    fn new(compression: Compression, reader: R) -> std::io::Result<Decoder<R>> {
+        Ok(match compression {
+            Compression::Gzip => Decoder::Gzip(GzMembers::new(reader)),
+            Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(reader)?),
+        })
+    }
+
+    fn into_inner(self) -> Option<R> {
+        match self {
+            Decoder::Gzip(d) => d.into_inner(),
+            Decoder::Zstd(d) => Some(d.finish()),
+        }
+    }
+}
+
+impl<R: BufRead> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Decoder::Gzip(d) => d.read(buf),
+            Decoder::Zstd(d) => d.read(buf),
+        }
+    }
+}
+
 fn decompress(
     input: impl Read,
+    compression: Compression,
     sink: &mut dyn Write,
     progress: &Progress,
 ) -> Result<ReadBack, UnpackError> {
@@ -516,7 +786,8 @@ fn decompress(
         hasher: Sha256::new(),
         count: 0,
     };
-    let mut decoder = GzDecoder::new(BufReader::with_capacity(READ_BUFFER, hashing));
+    let mut decoder = Decoder::new(compression, BufReader::with_capacity(READ_BUFFER, hashing))
+        .map_err(|e| UnpackError::Corrupt(e.to_string()))?;
     let mut buf = vec![0u8; READ_BUFFER];
     let mut edges = Edges::default();
     let mut uncompressed = 0u64;
@@ -542,7 +813,11 @@ fn decompress(
         return Err(UnpackError::Sink(e.to_string()));
     }
     // Read what is left so the hash covers the whole object, and refuse trailing bytes.
-    let mut rest = decoder.into_inner();
+    let Some(mut rest) = decoder.into_inner() else {
+        return Err(UnpackError::Corrupt(
+            "the decompressor lost its input".into(),
+        ));
+    };
     let mut trailing = 0u64;
     loop {
         let available = match rest.fill_buf() {
@@ -559,7 +834,8 @@ fn decompress(
     }
     if corrupt.is_none() && trailing > 0 {
         corrupt = Some(format!(
-            "{trailing} bytes follow the end of the gzip stream"
+            "{trailing} bytes follow the end of the {} stream",
+            compression.name()
         ));
     }
     let hashing = rest.into_inner();
@@ -614,10 +890,20 @@ impl Read for ChannelReader {
 mod tests {
     use super::*;
 
+    const GZIP: Codec = Codec {
+        compression: Compression::Gzip,
+        level: 1,
+        threads: 1,
+    };
+
     fn roundtrip(data: &[u8]) -> (Compressed, Vec<Bytes>) {
+        roundtrip_with(data, GZIP)
+    }
+
+    fn roundtrip_with(data: &[u8], codec: Codec) -> (Compressed, Vec<Bytes>) {
         let (tx, mut rx) = mpsc::channel(1024);
         let progress = Progress::new();
-        let compressed = compress(data, 1, tx, &progress).expect("compress");
+        let compressed = compress(data, codec, tx, &progress).expect("compress");
         let mut parts = Vec::new();
         while let Ok(part) = rx.try_recv() {
             parts.push(part);
@@ -646,7 +932,8 @@ mod tests {
         assert_eq!(compressed.tail, data[data.len() - EDGE..]);
 
         let progress = std::sync::Arc::new(Progress::new());
-        let back = decompress(&all[..], &mut std::io::sink(), &progress).expect("intact");
+        let back = decompress(&all[..], Compression::Gzip, &mut std::io::sink(), &progress)
+            .expect("intact");
         assert_eq!(back.sha256, compressed.sha256);
         assert_eq!(back.uncompressed, data.len() as u64);
     }
@@ -663,17 +950,144 @@ mod tests {
         let mut flipped = good.clone();
         let middle = flipped.len() / 2;
         flipped[middle] ^= 0xff;
-        let error = decompress(&flipped[..], &mut std::io::sink(), &progress).expect_err("corrupt");
+        let error = decompress(
+            &flipped[..],
+            Compression::Gzip,
+            &mut std::io::sink(),
+            &progress,
+        )
+        .expect_err("corrupt");
         assert!(matches!(error, UnpackError::Corrupt(_)), "{error}");
 
         let truncated = &good[..good.len() - 4];
-        assert!(decompress(truncated, &mut std::io::sink(), &progress).is_err());
+        assert!(
+            decompress(
+                truncated,
+                Compression::Gzip,
+                &mut std::io::sink(),
+                &progress
+            )
+            .is_err()
+        );
 
         let mut trailing = good.clone();
         trailing.extend_from_slice(b"junk");
-        let error =
-            decompress(&trailing[..], &mut std::io::sink(), &progress).expect_err("trailing");
+        let error = decompress(
+            &trailing[..],
+            Compression::Gzip,
+            &mut std::io::sink(),
+            &progress,
+        )
+        .expect_err("trailing");
         assert!(error.to_string().contains("follow the end"), "{error}");
+    }
+
+    /// Pseudo-random bytes, with every other 4 KiB run repeated so they compress somewhat.
+    fn sample(len: usize) -> Vec<u8> {
+        let mut data = vec![0u8; len];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for (i, b) in data.iter_mut().enumerate() {
+            if (i / 4096) % 2 == 0 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            *b = (x >> 24) as u8;
+        }
+        data
+    }
+
+    /// Every codec's output decompresses to the input, hashes to what was sent, and is read
+    /// by the system's own tool (`gzip -dc`, `zstd -dc`) the way a person restoring by hand
+    /// reads it.
+    #[test]
+    fn every_codec_round_trips_and_the_system_tools_read_it() {
+        let data = sample(5 * GZIP_BLOCK + 12345);
+        for (compression, threads) in [
+            (Compression::Gzip, 1),
+            (Compression::Gzip, 3),
+            (Compression::Zstd, 1),
+            (Compression::Zstd, 3),
+        ] {
+            let codec = Codec {
+                compression,
+                level: compression.levels().1,
+                threads,
+            };
+            let (compressed, parts) = roundtrip_with(&data, codec);
+            let all: Vec<u8> = parts.concat();
+            assert_eq!(hex(&Sha256::digest(&all)), compressed.sha256, "{codec:?}");
+            assert!(compressed.compressed < data.len() as u64, "{codec:?}");
+            let progress = Progress::new();
+            let mut out = Vec::new();
+            let back = decompress(&all[..], compression, &mut out, &progress).expect("intact");
+            assert!(out == data, "{codec:?}: decompressed bytes differ");
+            assert_eq!(back.sha256, compressed.sha256);
+
+            let tool = compression.shell_decompress();
+            let mut words = tool.split(' ');
+            let program = words.next().expect("a program");
+            let mut child = std::process::Command::new(program)
+                .args(words)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("`{tool}` is needed by this test: {e}"));
+            let mut stdin = child.stdin.take().expect("stdin");
+            let feeder = std::thread::spawn(move || stdin.write_all(&all));
+            let output = child.wait_with_output().expect("the tool runs");
+            feeder.join().expect("feeder").expect("fed");
+            assert!(output.status.success(), "{tool} failed on {codec:?}");
+            assert!(
+                output.stdout == data,
+                "{tool} read other bytes for {codec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parallel_gzip_of_nothing_is_a_valid_stream() {
+        let codec = Codec { threads: 4, ..GZIP };
+        let (compressed, parts) = roundtrip_with(&[], codec);
+        let all: Vec<u8> = parts.concat();
+        assert_eq!(compressed.dumped, 0);
+        let progress = Progress::new();
+        let back =
+            decompress(&all[..], Compression::Gzip, &mut std::io::sink(), &progress).expect("ok");
+        assert_eq!(back.uncompressed, 0);
+    }
+
+    #[test]
+    fn zstd_damage_is_found() {
+        let codec = Codec {
+            compression: Compression::Zstd,
+            level: 3,
+            threads: 2,
+        };
+        let (_, parts) = roundtrip_with(&sample(3 * GZIP_BLOCK), codec);
+        let good: Vec<u8> = parts.concat();
+        let progress = Progress::new();
+        let mut flipped = good.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0xff;
+        let error = decompress(
+            &flipped[..],
+            Compression::Zstd,
+            &mut std::io::sink(),
+            &progress,
+        )
+        .expect_err("corrupt");
+        assert!(matches!(error, UnpackError::Corrupt(_)), "{error}");
+        let truncated = &good[..good.len() - 4];
+        assert!(
+            decompress(
+                truncated,
+                Compression::Zstd,
+                &mut std::io::sink(),
+                &progress
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Taking the backup (seed 004 §3 "Database Backup"): `pg_dump` streamed through gzip and
-//! SHA-256 to `backup-<deployment-id>.sql.gz` in the destination, with no temporary file and
+//! Taking the backup (seed 004 §3 "Database Backup"): `pg_dump` streamed through gzip (or
+//! zstd) and SHA-256 to `backup-<deployment-id>.sql.gz` in the destination, with no temporary file and
 //! bounded memory; read back and verified; published with its sidecar written last; never
 //! overwritten (an earlier run's backup is checked and reused); beside a live run never started.
 
@@ -20,7 +20,7 @@ use crate::postgres::{self, Database};
 use crate::process::{self, SharedLog, Shutdown};
 use crate::secret::Secret;
 use crate::state::StateDir;
-use crate::state::backup::DumpFormat;
+use crate::state::backup::{Compression, DumpFormat};
 use crate::storage::lease::{self, Lease, LostWatch};
 use crate::storage::{Location, PendingUpload, S3Options, Storage, Upload};
 
@@ -41,7 +41,7 @@ pub(crate) struct Options {
     pub(crate) location: Location,
     pub(crate) s3: S3Options,
     pub(crate) format: DumpFormat,
-    pub(crate) level: u32,
+    pub(crate) codec: archive::Codec,
     pub(crate) verify: VerifyMode,
     pub(crate) lock_wait: Duration,
     pub(crate) timeout: Duration,
@@ -129,7 +129,10 @@ pub(crate) async fn backup(
     let id = state.id().to_string();
     let backup_id = format!("backup-{id}");
     let sidecar_name = format!("{backup_id}.json");
-    let object = format!("{backup_id}{}", options.format.extension());
+    let object = format!(
+        "{backup_id}{}",
+        options.format.extension(options.codec.compression)
+    );
     let storage = open_storage(&options.location, &options.s3).await;
     known.backup_id = Some(backup_id.clone());
     known.location = Some(storage.url(&object));
@@ -225,7 +228,10 @@ async fn take(
     let id = state.id().to_string();
     let backup_id = format!("backup-{id}");
     let sidecar_name = format!("{backup_id}.json");
-    let object = format!("{backup_id}{}", options.format.extension());
+    let object = format!(
+        "{backup_id}{}",
+        options.format.extension(options.codec.compression)
+    );
 
     // Another live run? Whose are the unfinished uploads?
     let uploads = guard
@@ -276,10 +282,10 @@ async fn take(
 
     // A dump without its sidecar was never a backup (its run failed after uploading it, e.g.
     // S3 went away during verification): replace it.
-    for name in [
-        object.clone(),
-        format!("{backup_id}{}", other_extension(options.format)),
-    ] {
+    for name in [DumpFormat::Plain, DumpFormat::Custom]
+        .iter()
+        .flat_map(|format| Compression::ALL.map(|c| format!("{backup_id}{}", format.extension(c))))
+    {
         let info = guard
             .run("looking for an earlier backup", async {
                 storage
@@ -515,6 +521,7 @@ async fn take(
             sha256: compressed.sha256.clone(),
             size: finished.size,
             format: options.format,
+            compression: options.codec.compression,
         };
         let check = guard
             .run(
@@ -552,8 +559,8 @@ async fn take(
         size: finished.size,
         uncompressed_size: compressed.dumped,
         sha256: compressed.sha256.clone(),
-        compression: "gzip".into(),
-        compression_level: options.level,
+        compression: options.codec.compression,
+        compression_level: options.codec.level,
         format: options.format,
         database: db.name().to_string(),
         database_identity: Some(identity),
@@ -596,13 +603,6 @@ async fn take(
         sidecar,
         reused: false,
     })
-}
-
-fn other_extension(format: DumpFormat) -> &'static str {
-    match format {
-        DumpFormat::Plain => DumpFormat::Custom.extension(),
-        DumpFormat::Custom => DumpFormat::Plain.extension(),
-    }
 }
 
 /// What identifies `db` in a sidecar: host, port and name from `database-url`, and the server's
@@ -792,10 +792,10 @@ async fn dump(
         .take()
         .map(|s| process::tail_lines(s, "pg_dump", Some(log.clone()), true));
     let (tx, mut rx) = mpsc::channel::<Bytes>(PART_QUEUE);
-    let level = options.level;
+    let codec = options.codec;
     let thread_progress = progress.clone();
     let compressor =
-        tokio::task::spawn_blocking(move || archive::compress(stdout, level, tx, &thread_progress));
+        tokio::task::spawn_blocking(move || archive::compress(stdout, codec, tx, &thread_progress));
 
     let work = async {
         pump(upload, &mut rx, progress, log, lease).await?;
@@ -928,6 +928,7 @@ async fn reuse(
             sha256: sidecar.sha256.clone(),
             size: sidecar.size,
             format: sidecar.format,
+            compression: sidecar.compression,
         };
         // Re-verified by reading it back; a restore check needs the original counts.
         let mode = if options.verify == VerifyMode::Restore && sidecar.row_counts.is_some() {

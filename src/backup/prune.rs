@@ -276,7 +276,7 @@ pub(crate) fn listing(found: &[Found], now: i64) -> Vec<Listed> {
                 size: f.size,
                 state: if f.complete { "complete" } else { "incomplete" },
                 format: sidecar.map(|s| s.format.name().to_string()),
-                compression: sidecar.map(|s| s.compression.clone()),
+                compression: sidecar.map(|s| s.compression.name().to_string()),
                 verified: sidecar.filter(|_| f.verified).map(|s| {
                     s.verification
                         .as_ref()

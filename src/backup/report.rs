@@ -36,7 +36,7 @@ pub(crate) fn save(
         size: sidecar.size,
         uncompressed_size: sidecar.uncompressed_size,
         sha256: sidecar.sha256.clone(),
-        compression: sidecar.compression.clone(),
+        compression: sidecar.compression,
         compression_level: sidecar.compression_level,
         format: sidecar.format,
         parts: sidecar.parts,

@@ -21,12 +21,12 @@ use crate::actions::{self, Table};
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::Database;
 use crate::process::{self, SharedLog, Shutdown};
-use crate::state::backup::DumpFormat;
+use crate::state::backup::{Compression, DumpFormat};
 use crate::storage::{Location, Storage};
 
 /// The one text that restores a backup by hand, without shipgate, the way `shipgate restore`
 /// does it (one transaction, stopping at the first error): the SHA-256 check to run first, then
-/// fetch | gunzip | psql or pg_restore into `$DATABASE_URL`. `None` for a location that is
+/// fetch | gunzip (or `zstd -dc`) | psql or pg_restore into `$DATABASE_URL`. `None` for a location that is
 /// neither `s3://` nor `file://`.
 pub(crate) fn manual_restore(
     location: &str,
@@ -40,11 +40,11 @@ pub(crate) fn manual_restore(
     } else {
         return None;
     };
-    let unpack = if location.ends_with(".gz") {
-        " | gunzip"
-    } else {
-        ""
-    };
+    let unpack = Compression::ALL
+        .into_iter()
+        .find(|c| location.ends_with(c.suffix()))
+        .map(|c| format!(" | {}", c.shell_decompress()))
+        .unwrap_or_default();
     let apply = match format {
         DumpFormat::Plain => {
             "psql --no-psqlrc --set=ON_ERROR_STOP=1 --single-transaction --file=- --dbname=\"$DATABASE_URL\""
@@ -356,8 +356,9 @@ pub(crate) async fn restore(
         Some(path) => path,
         None => {
             let path = work_dir.join(format!(
-                "shipgate-restore-{}.gz",
-                crate::util::random_hex(8)
+                "shipgate-restore-{}{}",
+                crate::util::random_hex(8),
+                sidecar.compression.suffix()
             ));
             _temp = Some(TempFile(path.clone()));
             download(storage, &sidecar.object, &path).await?;
@@ -408,6 +409,7 @@ pub(crate) async fn restore(
     let fed = archive::feed_tool(
         &spec,
         Source::File(file),
+        sidecar.compression,
         Some(&sidecar.sha256),
         &progress,
         log,

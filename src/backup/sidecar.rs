@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions;
 use crate::error::Error;
-use crate::state::backup::{DumpFormat, MigrationVersion, Verification};
+use crate::state::backup::{Compression, DumpFormat, MigrationVersion, Verification};
 
 /// `backup-<deployment-id>.json`, written after the dump is uploaded and verified: a backup
 /// without it is incomplete by definition. Readers ignore fields they do not know.
@@ -29,7 +29,7 @@ pub(crate) struct Sidecar {
     pub(crate) uncompressed_size: u64,
     /// SHA-256 of the stored object, hex.
     pub(crate) sha256: String,
-    pub(crate) compression: String,
+    pub(crate) compression: Compression,
     pub(crate) compression_level: u32,
     pub(crate) format: DumpFormat,
     pub(crate) database: String,
@@ -147,8 +147,12 @@ pub(crate) fn check_sidecar(sidecar: &Sidecar, url: &str) -> crate::error::Resul
     let id_ok = sidecar.backup_id.strip_prefix("backup-").is_some_and(|id| {
         id == sidecar.deployment_id && crate::state::check_deployment_id(id).is_ok()
     });
-    let object_ok =
-        sidecar.object == format!("{}{}", sidecar.backup_id, sidecar.format.extension());
+    let object_ok = sidecar.object
+        == format!(
+            "{}{}",
+            sidecar.backup_id,
+            sidecar.format.extension(sidecar.compression)
+        );
     let sha_ok =
         sidecar.sha256.len() == 64 && sidecar.sha256.chars().all(|c| c.is_ascii_hexdigit());
     if id_ok && object_ok && sha_ok {

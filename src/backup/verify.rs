@@ -16,7 +16,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::postgres::{self, Database};
 use crate::process::SharedLog;
 use crate::secret::Secret;
-use crate::state::backup::{DumpFormat, MigrationVersion, Verification};
+use crate::state::backup::{Compression, DumpFormat, MigrationVersion, Verification};
 use crate::storage::Storage;
 
 /// How a backup is read back after uploading (`verify`).
@@ -106,6 +106,7 @@ pub(crate) struct Expected {
     pub(crate) sha256: String,
     pub(crate) size: u64,
     pub(crate) format: DumpFormat,
+    pub(crate) compression: Compression,
 }
 
 /// Reads the backup back: SHA-256 and size, an intact gzip stream, a complete dump read in
@@ -144,6 +145,7 @@ pub(crate) async fn verify(
                 db,
                 verify_database_url,
                 expected.format,
+                expected.compression,
                 source,
                 &progress,
                 log,
@@ -160,8 +162,13 @@ pub(crate) async fn verify(
             let source = source().await?;
             let read = match expected.format {
                 DumpFormat::Plain => {
-                    let (read, _) =
-                        archive::unpack(source, Box::new(std::io::sink()), &progress).await;
+                    let (read, _) = archive::unpack(
+                        source,
+                        expected.compression,
+                        Box::new(std::io::sink()),
+                        &progress,
+                    )
+                    .await;
                     read
                 }
                 DumpFormat::Custom => {
@@ -171,7 +178,15 @@ pub(crate) async fn verify(
                         "pg_restore",
                         vec!["--file=/dev/null".to_string()],
                     );
-                    let fed = archive::feed_tool(&spec, source, None, &progress, log).await?;
+                    let fed = archive::feed_tool(
+                        &spec,
+                        source,
+                        expected.compression,
+                        None,
+                        &progress,
+                        log,
+                    )
+                    .await?;
                     if fed.tool_failed() {
                         return Err(Error::gate(format!(
                             "verification failed: pg_restore could not read `{url}` in full ({})",
@@ -233,6 +248,7 @@ async fn restore_into_scratch(
     db: &Database,
     verify_database_url: Option<&Secret>,
     format: DumpFormat,
+    compression: Compression,
     source: Source,
     progress: &Arc<Progress>,
     log: &SharedLog,
@@ -250,8 +266,15 @@ async fn restore_into_scratch(
     );
     let scratch = server.with_database(&name);
     let result = async {
-        let fed = archive::feed_tool(&restore_spec(&scratch, format), source, None, progress, log)
-            .await?;
+        let fed = archive::feed_tool(
+            &restore_spec(&scratch, format),
+            source,
+            compression,
+            None,
+            progress,
+            log,
+        )
+        .await?;
         if fed.tool_failed() {
             return Err(Error::gate(format!(
                 "verification failed: the backup did not restore into a scratch database ({})",

@@ -11,25 +11,37 @@ use serde_json::json;
 
 use super::{Outcome, set_outputs};
 use crate::actions;
+use crate::backup::archive::{self, Codec};
 pub(crate) use crate::backup::config::FileConfig;
 use crate::backup::dump::{self, Known, Options};
 use crate::backup::prune::{self, prune_summary};
 use crate::backup::report;
 use crate::backup::storage::{self, S3Given};
 use crate::backup::verify::VerifyMode;
-use crate::backup::{archive, log_line, say};
+use crate::backup::{log_line, say};
 use crate::error::{Error, Result};
 use crate::postgres::Database;
 use crate::process::{LogFile, SharedLog, Shutdown};
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
-use crate::state::backup::DumpFormat;
+use crate::state::backup::{Compression, DumpFormat};
 use crate::storage::{Checksum, Location, S3Options, Storage};
 use crate::util::HumanDuration;
 
 const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-const DEFAULT_LEVEL: u32 = 1;
+/// `jobs` takes at most this many.
+const MAX_JOBS: usize = 32;
+/// `jobs` defaults to the number of CPUs, at most this many.
+const DEFAULT_MAX_JOBS: usize = 8;
+
+/// The number of CPUs, at most [`DEFAULT_MAX_JOBS`].
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(DEFAULT_MAX_JOBS)
+}
 
 #[derive(Debug, Default, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -44,9 +56,18 @@ pub(crate) struct Args {
     /// pg_restore; stored as `.dump.gz`) (input `dump-format`) [default: plain]
     #[arg(long, value_name = "FORMAT")]
     pub(crate) dump_format: Option<DumpFormat>,
-    /// gzip level, 0 (none) to 9 (smallest, slowest) (input `compression-level`) [default: 1]
-    #[arg(long, value_name = "0-9")]
+    /// `gzip` (`gunzip` reads it) or `zstd` (faster per core, smaller; `zstd -d` reads it)
+    /// (input `compression`) [default: gzip]
+    #[arg(long, value_name = "gzip|zstd")]
+    pub(crate) compression: Option<Compression>,
+    /// Compression level: gzip 0 (none) to 9 (smallest, slowest), zstd 1 to 19 (input
+    /// `compression-level`) [default: gzip 1, zstd 3]
+    #[arg(long, value_name = "LEVEL")]
     pub(crate) compression_level: Option<u32>,
+    /// Threads that compress the dump, 1 to 32 (input `jobs`) [default: the number of CPUs, at
+    /// most 8]
+    #[arg(long, value_name = "N")]
+    pub(crate) jobs: Option<usize>,
     /// After uploading: `sha256` (read the object back, check its SHA-256, decompress it and
     /// read the whole dump), `restore` (also restore it into a scratch database and compare
     /// per-table row counts with the source) or `none` (input `verify`) [default: sha256]
@@ -243,16 +264,35 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
             parse_opt(file.dump_format.as_deref(), "backup.dump-format")?,
         )?
         .unwrap_or(DumpFormat::Plain);
+    let compression = settings
+        .value(
+            "compression",
+            args.compression,
+            parse_opt(file.compression.as_deref(), "backup.compression")?,
+        )?
+        .unwrap_or_default();
+    let (levels, default_level) = compression.levels();
     let level = settings
         .value(
             "compression-level",
             args.compression_level,
             file.compression_level,
         )?
-        .unwrap_or(DEFAULT_LEVEL);
-    if level > 9 {
+        .unwrap_or(default_level);
+    if !levels.contains(&level) {
         return Err(Error::usage(format!(
-            "compression level `{level}` is out of range; use 0 (none) to 9 (smallest)"
+            "compression level `{level}` is out of range for {}; use {} (fastest) to {} (smallest)",
+            compression.name(),
+            levels.start(),
+            levels.end()
+        )));
+    }
+    let jobs = settings
+        .value("jobs", args.jobs, file.jobs)?
+        .unwrap_or_else(default_jobs);
+    if !(1..=MAX_JOBS).contains(&jobs) {
+        return Err(Error::usage(format!(
+            "`jobs` is `{jobs}`; use 1 to {MAX_JOBS} (the default is the number of CPUs, at most {DEFAULT_MAX_JOBS})"
         )));
     }
     let verify = settings
@@ -283,7 +323,11 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
         location,
         s3,
         format,
-        level,
+        codec: Codec {
+            compression,
+            level,
+            threads: jobs,
+        },
         verify,
         lock_wait,
         timeout,

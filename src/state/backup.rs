@@ -53,7 +53,7 @@ pub(crate) struct Taken {
     pub(crate) size: u64,
     pub(crate) uncompressed_size: u64,
     pub(crate) sha256: String,
-    pub(crate) compression: String,
+    pub(crate) compression: Compression,
     pub(crate) compression_level: u32,
     pub(crate) format: DumpFormat,
     pub(crate) parts: u32,
@@ -103,12 +103,17 @@ pub(crate) enum DumpFormat {
 }
 
 impl DumpFormat {
-    /// The object's name after `backup-<deployment-id>`.
-    pub(crate) fn extension(self) -> &'static str {
+    /// What the dump's object is called after `backup-<id>`, before the compression's suffix.
+    fn suffix(self) -> &'static str {
         match self {
-            DumpFormat::Plain => ".sql.gz",
-            DumpFormat::Custom => ".dump.gz",
+            DumpFormat::Plain => ".sql",
+            DumpFormat::Custom => ".dump",
         }
+    }
+
+    /// The object's name after `backup-<deployment-id>`: `.sql.gz`, `.dump.zst`, ….
+    pub(crate) fn extension(self, compression: Compression) -> String {
+        format!("{}{}", self.suffix(), compression.suffix())
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -118,26 +123,94 @@ impl DumpFormat {
         }
     }
 
-    /// `backup-<id>` of one of a backup's objects: a dump of either format or its sidecar
-    /// (`backup-<id>.sql.gz`, `.dump.gz`, `.json`).
+    /// `backup-<id>` of one of a backup's objects: a dump of any format and compression, or its
+    /// sidecar (`backup-<id>.sql.gz`, `.dump.zst`, `.json`, …).
     pub(crate) fn object_stem(name: &str) -> Option<&str> {
-        [
-            DumpFormat::Plain.extension(),
-            DumpFormat::Custom.extension(),
-            ".json",
-        ]
-        .iter()
-        .find_map(|suffix| name.strip_suffix(suffix))
+        if let Some(stem) = name.strip_suffix(".json") {
+            return Some(stem);
+        }
+        [DumpFormat::Plain, DumpFormat::Custom]
+            .iter()
+            .flat_map(|format| Compression::ALL.iter().map(|c| format.extension(*c)))
+            .find_map(|suffix| name.strip_suffix(suffix.as_str()))
     }
 
     /// The format a record or sidecar names, else the one its object's name says.
     pub(crate) fn of(named: Option<&str>, location: &str) -> DumpFormat {
         match named.and_then(|n| n.parse().ok()) {
             Some(format) => format,
-            None if location.ends_with(".dump.gz") || location.ends_with(".dump") => {
-                DumpFormat::Custom
+            None => {
+                let stem = Compression::ALL
+                    .iter()
+                    .find_map(|c| location.strip_suffix(c.suffix()))
+                    .unwrap_or(location);
+                if stem.ends_with(DumpFormat::Custom.suffix()) {
+                    DumpFormat::Custom
+                } else {
+                    DumpFormat::Plain
+                }
             }
-            None => DumpFormat::Plain,
+        }
+    }
+}
+
+/// How the dump is compressed before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Compression {
+    /// gzip (RFC 1952): `gunzip` reads it. Several threads compress it as a series of gzip
+    /// members, which `gunzip` reads as one stream.
+    #[default]
+    Gzip,
+    /// Zstandard (RFC 8878), multi-threaded: `zstd -d` reads it.
+    Zstd,
+}
+
+impl Compression {
+    pub(crate) const ALL: [Compression; 2] = [Compression::Gzip, Compression::Zstd];
+
+    /// The stored object's last suffix.
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The levels this compression takes, and its default.
+    pub(crate) fn levels(self) -> (std::ops::RangeInclusive<u32>, u32) {
+        match self {
+            Compression::Gzip => (0..=9, 1),
+            Compression::Zstd => (1..=19, 3),
+        }
+    }
+
+    /// The shell command that decompresses it from stdin to stdout.
+    pub(crate) fn shell_decompress(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gunzip",
+            Compression::Zstd => "zstd -dc",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "gzip" | "gz" => Ok(Compression::Gzip),
+            "zstd" | "zst" => Ok(Compression::Zstd),
+            other => Err(format!(
+                "`{other}` is not a compression; use `gzip` or `zstd`"
+            )),
         }
     }
 }

@@ -56,7 +56,7 @@ impl Backup {
             size: Some(taken.size),
             verified: Some(taken.verified),
             format: Some(taken.format.name().to_string()),
-            compression: Some(taken.compression.clone()),
+            compression: Some(taken.compression.name().to_string()),
             sidecar_location: Some(crate::secret::redact_url(&taken.sidecar_location)),
         })
     }

@@ -185,7 +185,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 fn gunzip(bytes: &[u8]) -> String {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(bytes)
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_string(&mut text)
         .expect("a gzip stream of text");
     text
@@ -1318,7 +1318,7 @@ fn custom_format_with_sse_and_no_checksum_headers_reads_back_through_pg_restore(
     let object = s3().get(&bucket, &key).expect("stored");
     assert_eq!(result["sha256"], sha256_hex(&object));
     let mut archive = Vec::new();
-    flate2::read::GzDecoder::new(&object[..])
+    flate2::read::MultiGzDecoder::new(&object[..])
         .read_to_end(&mut archive)
         .expect("gzip");
     assert!(archive.starts_with(b"PGDMP"), "a custom-format archive");
@@ -1865,4 +1865,124 @@ fn backup_list_shows_every_backup_and_restore_latest_takes_the_newest_complete()
         format!("backup-{}", second.id)
     );
     assert_eq!(contents(&source), contents(&target));
+}
+
+/// zstd in both formats and gzip compressed on several threads (a series of gzip members):
+/// each backup verifies by restoring, `restore` restores it, and the summary's restore by hand
+/// (`zstd -dc`, `gunzip`) restores it too.
+#[test]
+fn zstd_and_parallel_gzip_round_trip_in_both_formats_and_by_hand() {
+    let source = seeded("codecs");
+    let bucket = s3().create_bucket();
+    let store = tempfile::tempdir().expect("store");
+    let on_disk = format!("file://{}", store.path().display());
+    let on_s3 = format!("s3://{bucket}/codecs");
+    for (destination, format, compression, jobs, suffix) in [
+        (&on_s3, "plain", "zstd", "2", ".sql.zst"),
+        (&on_disk, "custom", "zstd", "1", ".dump.zst"),
+        (&on_disk, "plain", "gzip", "3", ".sql.gz"),
+        (&on_s3, "custom", "gzip", "3", ".dump.gz"),
+    ] {
+        let what = format!("{format} {compression} --jobs {jobs}");
+        let case = Case::new();
+        let run = case
+            .shipgate(&source)
+            .actions()
+            .args([
+                "--format",
+                "json",
+                "backup",
+                "--destination",
+                destination,
+                "--dump-format",
+                format,
+                "--compression",
+                compression,
+                "--jobs",
+                jobs,
+                "--verify",
+                "restore",
+            ])
+            .run();
+        run.expect_code(0);
+        let result = run.json();
+        assert_eq!(result["compression"], compression, "{what}");
+        assert_eq!(result["verification"]["tables"], 6, "{what}");
+        let location = format!("{destination}/backup-{}{suffix}", case.id);
+        assert_eq!(result["location"], location.as_str(), "{what}");
+
+        let target = pg().create_database(&format!("codec_{compression}_{format}_{jobs}"));
+        let restore = case
+            .shipgate(&source)
+            .input("target-database-url", &pg().url(&target))
+            .args([
+                "--format",
+                "json",
+                "restore",
+                "--location",
+                &location,
+                "--yes",
+            ])
+            .run();
+        restore.expect_code(0);
+        assert_eq!(restore.json()["counts_match"], true, "{what}");
+        assert_eq!(contents(&source), contents(&target), "{what}");
+
+        let manual = run
+            .summary
+            .split("```sh\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a manual restore in the summary");
+        assert!(
+            manual.contains(if compression == "zstd" {
+                "| zstd -dc |"
+            } else {
+                "| gunzip |"
+            }),
+            "{what}: {manual}"
+        );
+        if destination.starts_with("file://") {
+            let by_hand = pg().create_database(&format!("codec_hand_{compression}_{format}"));
+            let out = std::process::Command::new("bash")
+                .args(["-c", manual])
+                .env("DATABASE_URL", pg().url(&by_hand))
+                .env("PATH", path_with(PgCluster::bin_dir()))
+                .output()
+                .expect("bash");
+            assert!(
+                out.status.success(),
+                "{what}: {manual}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(contents(&source), contents(&by_hand), "{what}");
+        }
+    }
+}
+
+#[test]
+fn compression_settings_out_of_range_name_the_value() {
+    let case = Case::new();
+    for (args, expected) in [
+        (
+            vec!["--compression", "zstd", "--compression-level", "0"],
+            "compression level `0` is out of range for zstd; use 1 (fastest) to 19",
+        ),
+        (
+            vec!["--compression-level", "10"],
+            "compression level `10` is out of range for gzip; use 0 (fastest) to 9",
+        ),
+        (
+            vec!["--compression", "lz4"],
+            "`lz4` is not a compression; use `gzip` or `zstd`",
+        ),
+        (vec!["--jobs", "0"], "`jobs` is `0`; use 1 to 32"),
+        (vec!["--jobs", "33"], "`jobs` is `33`; use 1 to 32"),
+    ] {
+        let mut argv = vec!["backup", "--destination", "file:///nonexistent-shipgate"];
+        argv.extend(args.iter().copied());
+        let run = case.shipgate("postgres").args(argv).run();
+        run.expect_code(2);
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+    }
 }

@@ -184,7 +184,7 @@ fn a_drill_of_a_multi_table_backup_passes_and_reports_rto_rpo_and_parity() {
 fn remove_rows(bucket: &str, id: &str, rows: usize) {
     let key = format!("prod/backup-{id}.sql.gz");
     let mut sql = String::new();
-    flate2::read::GzDecoder::new(&s3().get(bucket, &key).expect("dump")[..])
+    flate2::read::MultiGzDecoder::new(&s3().get(bucket, &key).expect("dump")[..])
         .read_to_string(&mut sql)
         .expect("gunzip");
     let mut out = Vec::new();
