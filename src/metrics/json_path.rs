@@ -1,20 +1,31 @@
-//! JSON values by location: a JSON pointer (`/items/0/id`, RFC 6901) or a simple path
-//! (`$.items[0].id`, `$['odd key']`, `$.items[-1]`). Only single values: no wildcards, filters
-//! or recursive descent, so a path always names at most one value.
+//! JSON values by location: a JSON pointer (`/items/0/id`, RFC 6901) or a JSONPath query
+//! (RFC 9535, by `serde_json_path`): `$.items[0].id`, `$['odd key']`, `$.items[-1]`, and the
+//! queries that select several values — wildcards (`$.items[*].id`), filters
+//! (`$.items[?@.status == 'down']`, `length()`, `count()`, `match()`), slices and descendants.
+//!
+//! A pointer or a *singular* query names at most one value ([`Path::find`]); any query also
+//! gives every value it selects ([`Path::select`]).
 
 use std::fmt;
 
+use serde_json::Value;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    Key(String),
-    Index(i64),
+enum How {
+    /// A JSON pointer's reference tokens, unescaped.
+    Pointer(Vec<String>),
+    /// A JSONPath query; `singular` when it can select at most one value.
+    Query {
+        query: serde_json_path::JsonPath,
+        singular: bool,
+    },
 }
 
 /// A parsed location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Path {
     text: String,
-    steps: Vec<Step>,
+    how: How,
 }
 
 impl fmt::Display for Path {
@@ -24,12 +35,23 @@ impl fmt::Display for Path {
 }
 
 impl Path {
-    /// Parses `/pointer` or `$.path`.
+    /// Parses `/pointer` or a `$` query.
     pub(crate) fn parse(text: &str) -> Result<Path, String> {
-        let steps = if text.is_empty() || text.starts_with('/') {
-            pointer_steps(text)
+        let how = if text.is_empty() || text.starts_with('/') {
+            How::Pointer(pointer_tokens(text))
         } else if text.starts_with('$') {
-            path_steps(text)?
+            let query = serde_json_path::JsonPath::parse(text).map_err(|e| {
+                format!(
+                    "JSON path {} is not valid at character {}: {}; write e.g. `$.items[0].id`, `$['a key']` or `$.items[?@.status == 'down']` (RFC 9535)",
+                    crate::text::quote(text),
+                    e.position() + 1,
+                    e.message()
+                )
+            })?;
+            How::Query {
+                query,
+                singular: is_singular(text),
+            }
         } else {
             return Err(format!(
                 "{} is not a JSON location: start a pointer with `/` (`/items/0/id`) or a path with `$` (`$.items[0].id`)",
@@ -38,101 +60,92 @@ impl Path {
         };
         Ok(Path {
             text: text.to_string(),
-            steps,
+            how,
         })
     }
 
-    /// The value at this location, if any.
-    pub(crate) fn find<'a>(&self, root: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
-        let mut at = root;
-        for step in &self.steps {
-            at = match (step, at) {
-                (Step::Key(key), serde_json::Value::Object(map)) => map.get(key)?,
-                (Step::Key(key), serde_json::Value::Array(items)) => {
-                    // A pointer's `/0` is a key in the syntax but an index into arrays.
-                    items.get(key.parse::<usize>().ok()?)?
-                }
-                (Step::Index(i), serde_json::Value::Array(items)) => {
-                    let index = if *i < 0 {
-                        items.len().checked_sub(i.unsigned_abs() as usize)?
-                    } else {
-                        *i as usize
-                    };
-                    items.get(index)?
-                }
-                _ => return None,
-            };
+    /// Whether it names at most one value (a pointer, or a query of names and indexes only).
+    pub(crate) fn is_singular(&self) -> bool {
+        match &self.how {
+            How::Pointer(_) => true,
+            How::Query { singular, .. } => *singular,
         }
-        Some(at)
+    }
+
+    /// The value at this location, if any. A query that may select several values finds one
+    /// only when it selects exactly one.
+    pub(crate) fn find<'a>(&self, root: &'a Value) -> Option<&'a Value> {
+        match &self.how {
+            How::Pointer(tokens) => {
+                let mut at = root;
+                for token in tokens {
+                    at = match at {
+                        Value::Object(map) => map.get(token)?,
+                        Value::Array(items) => items.get(array_index(token)?)?,
+                        _ => return None,
+                    };
+                }
+                Some(at)
+            }
+            How::Query { query, .. } => query.query(root).exactly_one().ok(),
+        }
+    }
+
+    /// Every value this location selects, in document order (none, or one for a pointer or a
+    /// singular query).
+    pub(crate) fn select<'a>(&self, root: &'a Value) -> Vec<&'a Value> {
+        match &self.how {
+            How::Pointer(_) => self.find(root).into_iter().collect(),
+            How::Query { query, .. } => query.query(root).all(),
+        }
     }
 }
 
-fn pointer_steps(text: &str) -> Vec<Step> {
+/// A pointer's `/0` is a key in the syntax but an index into arrays (no sign, no leading zero).
+fn array_index(token: &str) -> Option<usize> {
+    let plain = token.bytes().all(|b| b.is_ascii_digit()) && !token.is_empty();
+    if !plain || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+fn pointer_tokens(text: &str) -> Vec<String> {
     if text.is_empty() {
         return Vec::new();
     }
     text[1..]
         .split('/')
-        .map(|token| Step::Key(token.replace("~1", "/").replace("~0", "~")))
+        .map(|token| token.replace("~1", "/").replace("~0", "~"))
         .collect()
 }
 
-fn path_steps(text: &str) -> Result<Vec<Step>, String> {
-    let bad = |why: &str| {
-        format!(
-            "JSON path {} is not valid: {why}; write e.g. `$.items[0].id` or `$['a key']`",
-            crate::text::quote(text)
-        )
-    };
-    let chars: Vec<char> = text.chars().collect();
-    let mut steps = Vec::new();
-    let mut i = 1;
-    while i < chars.len() {
-        match chars[i] {
-            '.' => {
-                let start = i + 1;
-                let mut end = start;
-                while end < chars.len() && !matches!(chars[end], '.' | '[') {
-                    end += 1;
-                }
-                let key: String = chars[start..end].iter().collect();
-                if key.is_empty() {
-                    return Err(bad("a `.` must be followed by a key"));
-                }
-                if key == "*" || key.contains([' ', ']', '\'', '"', '(', '?', '*']) {
-                    return Err(bad(&format!(
-                        "`{key}` is not a plain key (wildcards and filters are not supported)"
-                    )));
-                }
-                steps.push(Step::Key(key));
-                i = end;
+/// Whether a (valid) query is singular in RFC 9535's sense (§2.3.5.1): only name and index
+/// selectors, one per segment, no descendants. Read from its text, outside quoted names.
+fn is_singular(text: &str) -> bool {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut previous = '\0';
+    for c in text.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
             }
-            '[' => {
-                let close = chars[i..]
-                    .iter()
-                    .position(|&c| c == ']')
-                    .map(|p| p + i)
-                    .ok_or_else(|| bad("a `[` has no closing `]`"))?;
-                let inner: String = chars[i + 1..close].iter().collect();
-                let inner = inner.trim();
-                if let Some(quoted) = inner
-                    .strip_prefix('\'')
-                    .and_then(|s| s.strip_suffix('\''))
-                    .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
-                {
-                    steps.push(Step::Key(quoted.to_string()));
-                } else {
-                    let index = inner.parse::<i64>().map_err(|_| {
-                        bad(&format!("`[{inner}]` is not an index or a quoted key"))
-                    })?;
-                    steps.push(Step::Index(index));
-                }
-                i = close + 1;
-            }
-            other => return Err(bad(&format!("unexpected `{other}`"))),
+            continue;
         }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '*' | '?' | ':' | ',' => return false,
+            '.' if previous == '.' => return false,
+            _ => {}
+        }
+        previous = c;
     }
-    Ok(steps)
+    true
 }
 
 #[cfg(test)]
@@ -158,9 +171,65 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_paths_are_refused() {
-        for bad in ["a.b", "$.", "$.a[", "$.a[x]", "$..a", "$.a[*]", "$.*"] {
-            assert!(Path::parse(bad).is_err(), "{bad}");
+    fn invalid_paths_are_refused_with_where() {
+        for bad in ["a.b", "$.", "$.a[", "$.a[x]", "$.a[?@.b ==]"] {
+            let error = Path::parse(bad).expect_err(bad);
+            assert!(error.contains(bad), "{error}");
+        }
+        let error = Path::parse("$.a[x]").expect_err("invalid");
+        assert!(error.contains("at character"), "{error}");
+    }
+
+    #[test]
+    fn queries_select_several_values_and_filters_count_them() {
+        let doc = json!({"items": [
+            {"id": 1, "status": "up", "tags": ["a"]},
+            {"id": 2, "status": "down", "tags": []},
+            {"id": 3, "status": "down", "tags": ["a", "b"]},
+        ], "name": "x"});
+        let select = |p: &str| -> Vec<Value> {
+            let path = Path::parse(p).expect("parses");
+            path.select(&doc).into_iter().cloned().collect()
+        };
+        assert_eq!(select("$.items[*].id"), vec![json!(1), json!(2), json!(3)]);
+        assert_eq!(
+            select("$.items[?@.status == 'down'].id"),
+            vec![json!(2), json!(3)]
+        );
+        assert_eq!(select("$.items[?length(@.tags) > 1].id"), vec![json!(3)]);
+        assert_eq!(select("$..id").len(), 3);
+        assert_eq!(select("$.items[0:2].id"), vec![json!(1), json!(2)]);
+        assert!(select("$.items[?@.status == 'gone']").is_empty());
+        assert_eq!(select("$.name"), vec![json!("x")]);
+        assert_eq!(select("/items/1/id"), vec![json!(2)]);
+        // `find` is for one value: a query selecting several finds none.
+        let several = Path::parse("$.items[*].id").expect("parses");
+        assert!(!several.is_singular());
+        assert_eq!(several.find(&doc), None);
+        let one = Path::parse("$.items[?@.id == 3].status").expect("parses");
+        assert_eq!(one.find(&doc), Some(&json!("down")));
+    }
+
+    #[test]
+    fn singular_queries_are_told_apart() {
+        for singular in [
+            "$",
+            "$.a",
+            "$.a[0]",
+            "$['a*b']['c?d']",
+            "$[\"x.y\"][-1]",
+            "/a/*",
+        ] {
+            assert!(
+                Path::parse(singular).expect(singular).is_singular(),
+                "{singular}"
+            );
+        }
+        for several in ["$.*", "$..a", "$.a[*]", "$.a[0:1]", "$.a[0,1]", "$.a[?@.b]"] {
+            assert!(
+                !Path::parse(several).expect(several).is_singular(),
+                "{several}"
+            );
         }
     }
 }

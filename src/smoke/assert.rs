@@ -23,6 +23,9 @@ pub(crate) enum Subject {
     Status,
     Header(String),
     Json(Path),
+    /// How many values a JSON query selects (for a path to one value: the length of the list
+    /// or object there).
+    Count(Path),
     Body,
     Duration,
     Health,
@@ -39,6 +42,7 @@ impl Subject {
             Subject::Status => "status".into(),
             Subject::Header(name) => format!("header {name}"),
             Subject::Json(path) => format!("json {path}"),
+            Subject::Count(path) => format!("count {path}"),
             Subject::Body => "body".into(),
             Subject::Duration => "duration".into(),
             Subject::Health => "health".into(),
@@ -227,9 +231,13 @@ impl Assert {
                 let (path, rest) = token(rest);
                 (Subject::Json(Path::parse(path).map_err(bad)?), rest)
             }
+            "count" => {
+                let (path, rest) = token(rest);
+                (Subject::Count(Path::parse(path).map_err(bad)?), rest)
+            }
             other => {
                 return Err(bad(format!(
-                    "`{}` is not something to check; start with `status`, `header NAME`, `json PATH`, `body`, `duration`, `health`, `version`, `value` or `rows`",
+                    "`{}` is not something to check; start with `status`, `header NAME`, `json PATH`, `count PATH`, `body`, `duration`, `health`, `version`, `value` or `rows`",
                     crate::actions::one_line(other)
                 )));
             }
@@ -256,6 +264,21 @@ impl Assert {
                 "`growth` compares a JSON value with its snapshot: use `json PATH growth < N`"
                     .into(),
             ));
+        }
+        if let Subject::Json(path) = &subject
+            && (growth || rest.starts_with("before"))
+            && !path.is_singular()
+        {
+            return Err(bad(format!(
+                "a snapshot holds one value, but `{path}` may select several; name one value (`$.items[0].n`) or count them (`count PATH`)"
+            )));
+        }
+        if matches!(subject, Subject::Count(_)) && !(op.ordering() || matches!(op, Op::Eq | Op::Ne))
+        {
+            return Err(bad(format!(
+                "`count` compares a number with `==`, `!=`, `<`, `<=`, `>` or `>=`, not `{}`",
+                op.text()
+            )));
         }
         if negate && !matches!(op, Op::Contains | Op::Matches | Op::Exists) {
             return Err(bad(format!(
@@ -384,8 +407,8 @@ impl Assert {
                     .collect();
                 (!values.is_empty()).then(|| Value::String(values.join(", ")))
             }
-            Subject::Json(path) => match observed.json {
-                Some(json) => path.find(json).cloned(),
+            Subject::Json(path) | Subject::Count(path) => match observed.json {
+                Some(json) => json_subject(&self.subject, path, json),
                 None => {
                     return fail(
                         self.expected_text(),
@@ -538,6 +561,32 @@ impl Assert {
         } else {
             fail(self.expected_text(), shown_actual())
         }
+    }
+}
+
+/// What `json PATH` or `count PATH` sees in `json`: the value at a path to one value; for a
+/// query that may select several, the one value it selected, or a list of the several (nothing
+/// when it selects none); or how many it selects.
+fn json_subject(subject: &Subject, path: &Path, json: &Value) -> Option<Value> {
+    let counting = matches!(subject, Subject::Count(_));
+    if path.is_singular() {
+        let found = path.find(json)?;
+        return if counting {
+            match found {
+                Value::Array(items) => Some(Value::from(items.len())),
+                Value::Object(map) => Some(Value::from(map.len())),
+                _ => None,
+            }
+        } else {
+            Some(found.clone())
+        };
+    }
+    let selected = path.select(json);
+    match selected.as_slice() {
+        _ if counting => Some(Value::from(selected.len())),
+        [] => None,
+        [one] => Some((*one).clone()),
+        _ => Some(Value::Array(selected.into_iter().cloned().collect())),
     }
 }
 
@@ -1007,6 +1056,49 @@ mod tests {
         );
     }
 
+    /// RFC 9535 queries: filters select values, `count` counts them, `exists` says whether any
+    /// was selected, and a path to one value counts the list there.
+    #[test]
+    fn queries_filter_and_count() {
+        let doc = json!({"items": [
+            {"name": "api", "status": "up", "lag": 3},
+            {"name": "db", "status": "down", "lag": 70},
+            {"name": "queue", "status": "down", "lag": 5},
+        ], "empty": []});
+        for ok in [
+            "count $.items[?@.status == 'down'] == 2",
+            "count $.items[?@.status == 'down' && @.lag > 60] == 1",
+            "count $.items[?@.status == 'gone'] == 0",
+            "count $.items == 3",
+            "count $.empty == 0",
+            "count $.items[*] >= 3",
+            "json $.items[?@.status == 'down'] exists",
+            "json $.items[?@.status == 'gone'] not exists",
+            "json $.items[*].name contains db",
+            "json $.items[?@.name == 'api'].status == up",
+            "json $..lag contains 70",
+        ] {
+            assert_eq!(check(ok, &doc), Ok(()), "{ok}");
+        }
+        for (assert, message) in [
+            (
+                "count $.items[?@.status == 'down'] == 0",
+                "count $.items[?@.status == 'down']: expected == 0, got 2",
+            ),
+            (
+                "json $.items[?@.status == 'down'] not exists",
+                "json $.items[?@.status == 'down']: expected not exists, got [{",
+            ),
+            (
+                "count $.missing == 0",
+                "count $.missing: expected == 0, got nothing (missing)",
+            ),
+        ] {
+            let got = check(assert, &doc).expect_err(assert);
+            assert!(got.starts_with(message), "{assert}: {got}");
+        }
+    }
+
     #[test]
     fn malformed_asserts_say_why() {
         for (bad, why) in [
@@ -1021,6 +1113,11 @@ mod tests {
             ("body growth < 3", "growth"),
             ("json $.a <= before ^ 2", "after `before`"),
             ("header == x", "header name"),
+            ("json $.items[*].n growth < 3", "may select several"),
+            ("json $..n <= before * 2", "may select several"),
+            ("count $.items contains 3", "`count` compares a number"),
+            ("count $.items exists", "`count` compares a number"),
+            ("count $.items[?@.n ==] == 1", "is not valid at character"),
         ] {
             let err = Assert::parse(bad).expect_err(bad);
             assert!(err.contains(why), "{bad}: {err}");

@@ -570,7 +570,7 @@ fn a_json_endpoint_gate_reads_a_status_page_and_an_incident_api() {
     std::fs::write(
         dir.path().join("shipgate.yml"),
         format!(
-            "gate:\n  endpoints:\n    - name: status page\n      url: {}/api/v2/status.json\n      path: $.status..indicator\n      condition: '== \"none\"'\n",
+            "gate:\n  endpoints:\n    - name: status page\n      url: {}/api/v2/status.json\n      path: $.status[?@.x ==]\n      condition: '== \"none\"'\n",
             server.url
         ),
     )
@@ -579,7 +579,7 @@ fn a_json_endpoint_gate_reads_a_status_page_and_an_incident_api() {
     bad.expect_code(2);
     assert!(
         bad.stderr.contains(
-            "`gate.endpoints` entry `status page`: `path`: JSON path `$.status..indicator` is not valid"
+            "`gate.endpoints` entry `status page`: `path`: JSON path `$.status[?@.x ==]` is not valid"
         ),
         "{}",
         bad.stderr

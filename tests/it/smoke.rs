@@ -178,6 +178,10 @@ tests:
       - json $.state matches "^serv(ing|ed)$"
       - json $.nothing exists
       - json $.missing not exists
+      - json $.items[?@.id == 41].tags[-1] == b
+      - count $.items[?@.id > 40 && length(@.tags) == 2] == 1
+      - count $.items[?@.id == 0] == 0
+      - count $.items[*].tags[*] >= 2
   - name: body and time
     url: /text
     expect:
