@@ -702,12 +702,15 @@ fn fail_all(publication: &mut Publication, error: &ArtifactError) {
 }
 
 /// The toolkit's backoff: 3 s, then ×1.5 per attempt (or what `retry-after` asks), scaled.
+const BACKOFF: crate::util::Backoff = crate::util::Backoff {
+    first: FIRST_RETRY,
+    factor: 1.5,
+    max: Duration::from_secs(60),
+    jitter: false,
+};
+
 fn pause(attempt: u32, after: Option<u64>) -> Duration {
-    let base = match after {
-        Some(secs) => Duration::from_secs(secs.clamp(1, 60)),
-        None => FIRST_RETRY.mul_f64(1.5f64.powi(attempt.saturating_sub(1) as i32)),
-    };
-    crate::util::retry_delay(base)
+    BACKOFF.pause(attempt, after.map(Duration::from_secs))
 }
 
 /// Registers the signed URL's `sig`, raw and as JavaScript's `encodeURIComponent` writes it (the

@@ -27,9 +27,13 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 pub(crate) const DEFAULT_RETRIES: u32 = 2;
 const MAX_RETRIES: u32 = 10;
 
-/// The first pause between attempts; it doubles each time, up to [`MAX_RETRY_PAUSE`].
-const FIRST_RETRY_PAUSE: Duration = Duration::from_secs(1);
-const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
+/// The pauses between attempts: 1 s, doubling, up to 30 s.
+const BACKOFF: crate::util::Backoff = crate::util::Backoff {
+    first: Duration::from_secs(1),
+    factor: 2.0,
+    max: Duration::from_secs(30),
+    jitter: false,
+};
 /// How much of a webhook's answer is kept in the log.
 const WEBHOOK_BODY_KEPT: usize = 2048;
 
@@ -109,7 +113,7 @@ impl Hook {
     pub(crate) fn worst_case(&self) -> Duration {
         let mut total = self.timeout * (self.retries + 1);
         for attempt in 1..=self.retries {
-            total += retry_pause(attempt);
+            total += BACKOFF.base(attempt);
         }
         total
     }
@@ -445,7 +449,7 @@ pub(crate) async fn run(
         if !retryable || number == attempts {
             break;
         }
-        let pause = crate::util::retry_delay(retry_pause(number));
+        let pause = BACKOFF.pause(number, None);
         tracing::warn!(
             "{} failed for stage `{}` ({}); retrying in {}",
             hook.name,
@@ -480,12 +484,6 @@ fn find_program(program: &str) -> bool {
     }
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
-}
-
-fn retry_pause(attempt: u32) -> Duration {
-    FIRST_RETRY_PAUSE
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(MAX_RETRY_PAUSE)
 }
 
 async fn command_attempt(

@@ -194,6 +194,52 @@ pub(crate) fn retry_delay(base: Duration) -> Duration {
     base.mul_f64(scale)
 }
 
+/// One retry schedule, the one way shipgate spaces out attempts at a network call (GitHub's REST
+/// API, the Actions artifact service, deploy hooks, notifications, Prometheus): the pause after
+/// the n-th failed attempt is `first × factor^(n−1)`, at most `max`; a server's `retry-after`
+/// (within 1 s – 60 s) takes its place; `jitter` spreads it ±20 %; `SHIPGATE_RETRY_SCALE`
+/// scales it (see [`retry_delay`]). Each caller names its numbers; the arithmetic is here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Backoff {
+    pub(crate) first: Duration,
+    pub(crate) factor: f64,
+    pub(crate) max: Duration,
+    pub(crate) jitter: bool,
+}
+
+/// The range a server's `retry-after` is held to.
+const RETRY_AFTER: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+impl Backoff {
+    /// The pause after failed attempt `attempt` (1 = the first try), before jitter and scale.
+    pub(crate) fn base(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let secs = self.first.as_secs_f64() * self.factor.powi(exponent);
+        if secs.is_finite() && secs < self.max.as_secs_f64() {
+            Duration::from_secs_f64(secs.max(0.0))
+        } else {
+            self.max
+        }
+    }
+
+    /// How long to wait after failed attempt `attempt`: what the server asked (`retry_after`),
+    /// else [`Backoff::base`], jittered when the schedule says so; scaled.
+    pub(crate) fn pause(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let base = match retry_after {
+            Some(asked) => asked.clamp(RETRY_AFTER.0, RETRY_AFTER.1),
+            None if self.jitter => jitter(self.base(attempt)),
+            None => self.base(attempt),
+        };
+        retry_delay(base)
+    }
+}
+
+/// ±20 % jitter, so many jobs polling or retrying against the same service spread out.
+pub(crate) fn jitter(base: Duration) -> Duration {
+    let random = u64::from_str_radix(&random_hex(2), 16).unwrap_or(0) as f64 / 65535.0;
+    base.mul_f64(0.8 + 0.4 * random)
+}
+
 /// A duration as flags, inputs and `shipgate.yml` write it (`10s`, `5m`, `250ms`; a bare number
 /// is seconds), read through [`parse_duration`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -240,6 +286,53 @@ impl<'de> serde::Deserialize<'de> for HumanDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_backoff_spaces_every_retry() {
+        let toolkit = Backoff {
+            first: Duration::from_secs(3),
+            factor: 1.5,
+            max: Duration::from_secs(60),
+            jitter: false,
+        };
+        assert_eq!(toolkit.base(1), Duration::from_secs(3));
+        assert_eq!(toolkit.base(2), Duration::from_millis(4500));
+        assert_eq!(toolkit.base(3), Duration::from_millis(6750));
+        assert_eq!(toolkit.base(40), Duration::from_secs(60), "capped");
+        assert_eq!(
+            toolkit.base(u32::MAX),
+            Duration::from_secs(60),
+            "no overflow"
+        );
+        let jittered = Backoff {
+            jitter: true,
+            ..toolkit
+        };
+        // SHIPGATE_RETRY_SCALE is unset in unit tests.
+        if std::env::var_os("SHIPGATE_RETRY_SCALE").is_none() {
+            assert_eq!(toolkit.pause(2, None), Duration::from_millis(4500));
+            for _ in 0..50 {
+                let pause = jittered.pause(2, None);
+                assert!(
+                    pause >= Duration::from_millis(3600) && pause <= Duration::from_millis(5400),
+                    "{pause:?}"
+                );
+            }
+            // What the server asks wins, within 1 s – 60 s, never jittered.
+            assert_eq!(
+                jittered.pause(1, Some(Duration::from_secs(7))),
+                Duration::from_secs(7)
+            );
+            assert_eq!(
+                toolkit.pause(1, Some(Duration::ZERO)),
+                Duration::from_secs(1)
+            );
+            assert_eq!(
+                toolkit.pause(1, Some(Duration::from_secs(900))),
+                Duration::from_secs(60)
+            );
+        }
+    }
 
     #[test]
     fn now_is_never_written_in_the_future() {

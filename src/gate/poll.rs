@@ -227,7 +227,7 @@ impl Poll<'_> {
             if elapsed >= self.options.timeout {
                 return Ok(Decision::Timeout);
             }
-            let mut pause = crate::github::jitter(self.options.interval);
+            let mut pause = crate::util::jitter(self.options.interval);
             if github
                 .stats()
                 .rate_limit_remaining

@@ -392,16 +392,16 @@ impl GitHub {
     }
 }
 
-/// Exponential backoff with jitter: about 1 s, 2 s, 4 s, 8 s (scaled by `SHIPGATE_RETRY_SCALE`).
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(1000 * 2u64.pow(attempt.saturating_sub(1).min(6)));
-    crate::util::retry_delay(jitter(base))
-}
+/// Retries of GitHub's API: about 1 s, 2 s, 4 s, 8 s, jittered.
+const BACKOFF: crate::util::Backoff = crate::util::Backoff {
+    first: Duration::from_secs(1),
+    factor: 2.0,
+    max: Duration::from_secs(64),
+    jitter: true,
+};
 
-/// ±20 % jitter, so many jobs polling the same API spread out.
-pub(crate) fn jitter(base: Duration) -> Duration {
-    let random = u64::from_str_radix(&crate::util::random_hex(2), 16).unwrap_or(0) as f64 / 65535.0;
-    base.mul_f64(0.8 + 0.4 * random)
+fn backoff(attempt: u32) -> Duration {
+    BACKOFF.pause(attempt, None)
 }
 
 /// How long GitHub asks us to wait, when the answer is a rate limit: `retry-after` first, then

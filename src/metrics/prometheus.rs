@@ -2,7 +2,7 @@
 //! the alerts use), as served by Prometheus, Thanos, Mimir, VictoriaMetrics and Grafana Cloud.
 //!
 //! A backend that is down, times out or answers 5xx/429 is asked again with backoff (pauses
-//! through `util::retry_delay`) and is then [`Error::Unavailable`]: never a value. An empty
+//! through `util::Backoff`) and is then [`Error::Unavailable`]: never a value. An empty
 //! result or NaN is [`Reading::NoData`], its own outcome. Credentials (bearer token or basic
 //! auth, from a [`Secret`]) go only into the `Authorization` header, marked sensitive; errors
 //! name the backend by its address, which may not carry credentials.
@@ -19,7 +19,12 @@ use crate::text::one_line;
 
 /// Attempts per request (the first and three more, after 0.5 s, 1 s and 2 s).
 const ATTEMPTS: u32 = 4;
-const FIRST_PAUSE: Duration = Duration::from_millis(500);
+const BACKOFF: crate::util::Backoff = crate::util::Backoff {
+    first: Duration::from_millis(500),
+    factor: 2.0,
+    max: Duration::from_secs(10),
+    jitter: false,
+};
 /// The most of an answer read; Prometheus's own errors are short.
 const MAX_BODY: usize = 16 << 20;
 /// How much of a backend's error text a message quotes.
@@ -331,9 +336,8 @@ impl Client {
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             if attempt > 1 {
-                let pause = FIRST_PAUSE.saturating_mul(1 << (attempt - 2));
                 tracing::debug!("{}: {last}; asking again", self.label);
-                tokio::time::sleep(crate::util::retry_delay(pause)).await;
+                tokio::time::sleep(BACKOFF.pause(attempt - 1, None)).await;
             }
             match self.once(url.clone()).await {
                 Ok(json) => return Ok(json),

@@ -11,7 +11,13 @@ use crate::state::notify::Delivery;
 
 /// Attempts per destination (transport errors, 429, 5xx).
 const ATTEMPTS: u32 = 4;
-const FIRST_RETRY: Duration = Duration::from_secs(2);
+/// 2 s, 4 s, 8 s between attempts, or what the endpoint's `retry-after` asks.
+const BACKOFF: crate::util::Backoff = crate::util::Backoff {
+    first: Duration::from_secs(2),
+    factor: 2.0,
+    max: Duration::from_secs(60),
+    jitter: false,
+};
 
 /// POSTs `payload` with retries; the URL never reaches an error message.
 pub(crate) async fn deliver(
@@ -84,10 +90,6 @@ pub(crate) async fn deliver(
             };
         }
         tracing::warn!("{error}; retrying (attempt {attempt} of {ATTEMPTS})");
-        let pause = match after {
-            Some(secs) => Duration::from_secs(secs.clamp(1, 60)),
-            None => FIRST_RETRY * 2u32.pow(attempt - 1),
-        };
-        tokio::time::sleep(crate::util::retry_delay(pause)).await;
+        tokio::time::sleep(BACKOFF.pause(attempt, after.map(Duration::from_secs))).await;
     }
 }
