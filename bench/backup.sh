@@ -115,6 +115,8 @@ cleanup() {
     if [ "${KEEP:-}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Free ports: PostgreSQL, the restored cluster, weed's S3 HTTPS, then weed's 13 other ports (the
 # admin gRPC port must be admin + 10000).
@@ -495,8 +497,7 @@ if [ -n "$PGBACKREST" ]; then
         "pgbr_recover"
 fi
 
-log "warming up (one dump to /dev/null)"
-pg_dump bench >/dev/null
+log "warming up (one plain dump, counted)"
 PLAIN_SIZE="$(pg_dump bench | wc -c)"
 
 # Rounds run every case once, in order, so background noise spreads over all of them.
