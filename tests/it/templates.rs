@@ -338,14 +338,130 @@ fn the_released_image_tag_is_the_crate_version() {
         .find_map(|l| l.strip_prefix("version = \""))
         .and_then(|v| v.strip_suffix('"'))
         .expect("package version");
+    // On main, the last release's tag; a release commit pins its image by digest
+    // (`release_commits_pin_a_multi_arch_image_by_digest`).
     assert_eq!(
         image,
         format!("docker://ghcr.io/shipgate-dev/shipgate:{version}"),
-        "action.yml must run the image the release workflow pushes for this version"
+        "action.yml must run the image of this version"
     );
     let args = serde_yaml_ng::to_string(&action["runs"]["args"]).expect("args");
     assert!(
         !args.contains("token") && !args.contains("url") && !args.contains("password"),
         "secrets never travel in `args:`: {args}"
+    );
+}
+
+/// The release workflow builds the image natively for amd64 and arm64, joins them in one
+/// index, and releases a commit whose action.yml runs that index by digest
+/// (`scripts/pin-image.sh`, run here on a copy of action.yml).
+#[test]
+fn release_commits_pin_a_multi_arch_image_by_digest() {
+    let release = load(&root().join(".github/workflows/release.yml"));
+    assert!(
+        release["on"]["workflow_dispatch"]["inputs"]["version"].is_mapping(),
+        "released by hand with a version, so the tagged commit can carry the digest"
+    );
+    let jobs = &release["jobs"];
+    let arches: Vec<(String, String)> = jobs["image"]["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .expect("an image matrix")
+        .iter()
+        .map(|m| {
+            (
+                m["arch"].as_str().expect("arch").to_string(),
+                m["runner"].as_str().expect("runner").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        arches,
+        [
+            ("amd64".to_string(), "ubuntu-24.04".to_string()),
+            ("arm64".to_string(), "ubuntu-24.04-arm".to_string())
+        ],
+        "each platform built natively"
+    );
+    let text = std::fs::read_to_string(root().join(".github/workflows/release.yml")).expect("io");
+    assert!(text.contains("platforms: linux/${{ matrix.arch }}"));
+    assert!(text.contains("push-by-digest=true"));
+    assert!(text.contains("docker buildx imagetools create"));
+    let needs = |job: &str| -> Vec<String> {
+        match &jobs[job]["needs"] {
+            Value::String(one) => vec![one.clone()],
+            Value::Sequence(many) => many
+                .iter()
+                .map(|n| n.as_str().expect("need").to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    assert!(needs("manifest").contains(&"image".to_string()));
+    assert!(needs("release-commit").contains(&"manifest".to_string()));
+    assert!(needs("release-commit").contains(&"binaries".to_string()));
+    assert!(needs("github-release").contains(&"release-commit".to_string()));
+    let pin = serde_yaml_ng::to_string(&jobs["release-commit"]).expect("yaml");
+    assert!(pin.contains("scripts/pin-image.sh action.yml"), "{pin}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let copy = dir.path().join("action.yml");
+    let original = std::fs::read_to_string(root().join("action.yml")).expect("action.yml");
+    std::fs::write(&copy, &original).expect("copy");
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let pin = |image: &str, digest: &str| {
+        std::process::Command::new("bash")
+            .arg(root().join("scripts/pin-image.sh"))
+            .args([copy.to_str().expect("utf-8"), image, digest])
+            .output()
+            .expect("bash")
+    };
+    let out = pin("ghcr.io/acme/shipgate", &digest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pinned = std::fs::read_to_string(&copy).expect("pinned");
+    assert_eq!(
+        load(&copy)["runs"]["image"].as_str(),
+        Some(format!("docker://ghcr.io/acme/shipgate@{digest}").as_str())
+    );
+    let changed: Vec<(&str, &str)> = original
+        .lines()
+        .zip(pinned.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 1, "only the image line changes: {changed:?}");
+    assert_eq!(original.lines().count(), pinned.lines().count());
+
+    for (image, digest, says) in [
+        (
+            "ghcr.io/acme/shipgate",
+            "sha256:abc",
+            "is not an image digest",
+        ),
+        (
+            "ghcr.io/acme/shipgate:1.0.0",
+            digest.as_str(),
+            "is not an image name",
+        ),
+        (
+            "ghcr.io/Acme/shipgate",
+            digest.as_str(),
+            "is not an image name",
+        ),
+    ] {
+        let out = pin(image, digest);
+        assert_eq!(out.status.code(), Some(2), "{image} {digest}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{image} {digest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&copy).expect("io"),
+        pinned,
+        "a refused pin changes nothing"
     );
 }
