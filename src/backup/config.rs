@@ -19,6 +19,7 @@ pub(crate) struct FileConfig {
     pub(crate) s3_sse_kms_key_id: Option<String>,
     pub(crate) s3_checksum: Option<String>,
     pub(crate) dump_format: Option<String>,
+    pub(crate) jobs: Option<u32>,
     pub(crate) compression_level: Option<u32>,
     pub(crate) verify: Option<String>,
     pub(crate) lock_wait_timeout: Option<HumanDuration>,

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{Outcome, set_outputs};
 use crate::actions;
 pub(crate) use crate::backup::config::FileConfig;
+use crate::backup::directory;
 use crate::backup::dump::{self, Known, Options};
 use crate::backup::prune::{self, prune_summary};
 use crate::backup::report;
@@ -40,10 +41,20 @@ pub(crate) struct Args {
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) lease: super::lease::hold::LeaseArgs,
-    /// pg_dump format: `plain` (SQL; `gunzip | psql` restores it) or `custom` (restored with
-    /// pg_restore; stored as `.dump.gz`) (input `dump-format`) [default: plain]
+    /// pg_dump format: `plain` (SQL; `gunzip | psql` restores it), `custom` (restored with
+    /// pg_restore; stored as `.dump.gz`) or `directory` (parallel: `pg_dump --jobs`, each file
+    /// stored as `backup-<id>/<file>.gz`, restored with `pg_restore --jobs`) (input
+    /// `dump-format`) [default: plain]
     #[arg(long, value_name = "FORMAT")]
     pub(crate) dump_format: Option<DumpFormat>,
+    /// pg_dump's parallel jobs with `--dump-format directory`, 1 to 64 (input `jobs`)
+    /// [default: the available cores, at most 8]
+    #[arg(long, value_name = "N")]
+    pub(crate) jobs: Option<String>,
+    /// Where a directory dump's files wait while they upload, in a private directory (input
+    /// `work-dir`) [default: TMPDIR]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) work_dir: Option<PathBuf>,
     /// gzip level, 0 (none) to 9 (smallest, slowest) (input `compression-level`) [default: 1]
     #[arg(long, value_name = "0-9")]
     pub(crate) compression_level: Option<u32>,
@@ -216,6 +227,31 @@ pub(crate) fn pg_bin_dir(settings: &Settings, flag: Option<&PathBuf>) -> Option<
         .map(PathBuf::from)
 }
 
+/// `--jobs` (flag > input `jobs` > `backup.jobs` > the available cores, at most 8): a usage
+/// error naming the value unless it is 1 to [`directory::MAX_JOBS`].
+pub(crate) fn jobs(settings: &Settings, flag: Option<&str>) -> Result<u32> {
+    let file = file_config(settings).jobs.map(|n| n.to_string());
+    let Some(text) = settings.text("jobs", flag.map(str::to_string), file.as_ref()) else {
+        return Ok(directory::default_jobs());
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=directory::MAX_JOBS).contains(&n) => Ok(n),
+        _ => Err(Error::usage(format!(
+            "jobs {} is out of range; use a whole number from 1 to {}",
+            actions::quote(&text),
+            directory::MAX_JOBS
+        ))),
+    }
+}
+
+/// The work directory: flag > input `work-dir` > TMPDIR.
+pub(crate) fn work_dir(settings: &Settings, flag: Option<&PathBuf>) -> PathBuf {
+    settings
+        .text("work-dir", flag.map(|p| p.display().to_string()), None)
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// The database URL secret (`database-url`, else DATABASE_URL).
 pub(crate) fn source_database(bin_dir: Option<PathBuf>) -> Result<Database> {
     let url = settings::secret("database-url", &["DATABASE_URL"]).ok_or_else(|| {
@@ -279,12 +315,15 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
         file.timeout,
         DEFAULT_TIMEOUT,
     )?;
+    let jobs = jobs(settings, args.jobs.as_deref())?;
     Ok(Options {
         location,
         s3,
         format,
         level,
         verify,
+        jobs,
+        work_dir: work_dir(settings, args.work_dir.as_ref()),
         lock_wait,
         timeout,
         verify_database_url: settings::secret("verify-database-url", &[]),

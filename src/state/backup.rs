@@ -100,14 +100,20 @@ pub(crate) enum DumpFormat {
     /// pg_dump's archive (`--format=custom --compress=0`, gzipped by shipgate): restored with
     /// `pg_restore`.
     Custom,
+    /// pg_dump's directory archive (`--format=directory --jobs=N`): each file gzipped by
+    /// shipgate to `backup-<id>/<file>.gz`, listed with its size and SHA-256 in the sidecar;
+    /// restored with `pg_restore --jobs=N`.
+    Directory,
 }
 
 impl DumpFormat {
-    /// The object's name after `backup-<deployment-id>`.
+    /// The object's name after `backup-<deployment-id>` (for a directory archive, the `/` of
+    /// the prefix its files live under).
     pub(crate) fn extension(self) -> &'static str {
         match self {
             DumpFormat::Plain => ".sql.gz",
             DumpFormat::Custom => ".dump.gz",
+            DumpFormat::Directory => "/",
         }
     }
 
@@ -115,15 +121,17 @@ impl DumpFormat {
         match self {
             DumpFormat::Plain => "plain",
             DumpFormat::Custom => "custom",
+            DumpFormat::Directory => "directory",
         }
     }
 
     /// `backup-<id>` of one of a backup's objects: a dump of either format or its sidecar
-    /// (`backup-<id>.sql.gz`, `.dump.gz`, `.json`).
+    /// (`backup-<id>.sql.gz`, `.dump.gz`, `.json`, the directory archive's `backup-<id>/`).
     pub(crate) fn object_stem(name: &str) -> Option<&str> {
         [
             DumpFormat::Plain.extension(),
             DumpFormat::Custom.extension(),
+            DumpFormat::Directory.extension(),
             ".json",
         ]
         .iter()
@@ -134,6 +142,7 @@ impl DumpFormat {
     pub(crate) fn of(named: Option<&str>, location: &str) -> DumpFormat {
         match named.and_then(|n| n.parse().ok()) {
             Some(format) => format,
+            None if location.ends_with('/') => DumpFormat::Directory,
             None if location.ends_with(".dump.gz") || location.ends_with(".dump") => {
                 DumpFormat::Custom
             }
@@ -149,8 +158,9 @@ impl std::str::FromStr for DumpFormat {
         match text.trim().to_ascii_lowercase().as_str() {
             "plain" | "p" | "sql" => Ok(DumpFormat::Plain),
             "custom" | "c" => Ok(DumpFormat::Custom),
+            "directory" | "d" => Ok(DumpFormat::Directory),
             other => Err(format!(
-                "`{other}` is not a dump format; use `plain` or `custom`"
+                "`{other}` is not a dump format; use `plain`, `custom` or `directory`"
             )),
         }
     }

@@ -192,7 +192,7 @@ fn gunzip(bytes: &[u8]) -> String {
 }
 
 /// Every place a secret could leak: the run's streams and files, the state dir, the objects.
-fn assert_nothing_leaks(
+pub(crate) fn assert_nothing_leaks(
     secret: &str,
     run: &crate::support::cli::Run,
     case: &Case,
@@ -747,7 +747,7 @@ fn fake_pg_dump(script: &str) -> tempfile::TempDir {
     dir
 }
 
-fn path_with(dir: &Path) -> String {
+pub(crate) fn path_with(dir: &Path) -> String {
     format!(
         "{}:{}",
         dir.display(),
