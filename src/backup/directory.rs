@@ -184,7 +184,10 @@ struct StreamCtx {
 struct StreamFailure {
     file: String,
     error: Error,
-    /// What its aborted upload left behind.
+    /// Its upload, when it failed on its own: aborted by [`DirectoryDump::fail`] with every
+    /// other (so the failure is reported at once, not after the abort's retries).
+    upload: Option<Box<crate::storage::Upload>>,
+    /// What its aborted upload left behind, when cancelled.
     left: Option<String>,
 }
 
@@ -202,6 +205,7 @@ async fn stream_file(
             return Err(StreamFailure {
                 file: name,
                 error: e.into(),
+                upload: None,
                 left: None,
             });
         }
@@ -209,17 +213,27 @@ async fn stream_file(
     let stop = Arc::new(AtomicBool::new(false));
     let mut cancel = ctx.cancel.clone();
     let result = tokio::select! {
-        result = upload_file(&ctx, &name, &object, &state, &mut upload, &stop) => result,
-        _ = cancel.wait_for(|c| *c) => Err(Error::dependency("stopped")),
+        result = upload_file(&ctx, &name, &object, &state, &mut upload, &stop) => result.map_err(Some),
+        _ = cancel.wait_for(|c| *c) => Err(None),
     };
     match result {
         Ok(entry) => Ok(entry),
-        Err(error) => {
+        Err(Some(error)) => {
+            stop.store(true, Ordering::SeqCst);
+            Err(StreamFailure {
+                file: name,
+                error,
+                upload: Some(Box::new(upload)),
+                left: None,
+            })
+        }
+        Err(None) => {
             stop.store(true, Ordering::SeqCst);
             let left = upload.abort(PATIENCE).await.err();
             Err(StreamFailure {
                 file: name,
-                error,
+                error: Error::dependency("stopped"),
+                upload: None,
                 left,
             })
         }
@@ -307,6 +321,8 @@ pub(crate) struct DirectoryDump {
     tasks: JoinSet<std::result::Result<ManifestFile, StreamFailure>>,
     done: Vec<ManifestFile>,
     left: Vec<String>,
+    /// Uploads of failed files, still to abort.
+    failed: Vec<crate::storage::Upload>,
     cancel: watch::Sender<bool>,
     ctx: Arc<StreamCtx>,
     streams: usize,
@@ -386,6 +402,7 @@ impl DirectoryDump {
             tasks: JoinSet::new(),
             done: Vec::new(),
             left: Vec::new(),
+            failed: Vec::new(),
             cancel,
             ctx: Arc::new(StreamCtx {
                 storage: plan.storage,
@@ -449,6 +466,7 @@ impl DirectoryDump {
                     if let Some(left) = failure.left {
                         self.left.push(left);
                     }
+                    self.failed.extend(failure.upload.map(|u| *u));
                     let what = self.what(&failure.file).await;
                     return Err(Error::new(
                         failure.error.kind(),
@@ -635,8 +653,14 @@ impl DirectoryDump {
                     if let Some(left) = failure.left {
                         self.left.push(left);
                     }
+                    self.failed.extend(failure.upload.map(|u| *u));
                 }
                 Err(_) => {}
+            }
+        }
+        for mut upload in std::mem::take(&mut self.failed) {
+            if let Err(left) = upload.abort(PATIENCE).await {
+                self.left.push(left);
             }
         }
         let storage = &self.ctx.storage;

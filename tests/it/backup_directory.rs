@@ -177,3 +177,314 @@ fn a_directory_backup_round_trips_through_s3_and_a_directory() {
     assert_eq!(contents(&source), contents(&target));
     assert_nothing_leaks(pg().password(), &run, &case, &[]);
 }
+
+/// The pid of `parent`'s child process named `name`, if any.
+fn child_named(parent: u32, name: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid …`
+        let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (comm == name && ppid == parent).then_some(pid)
+    })
+}
+
+/// What a failed directory backup must leave: a non-zero exit naming the table, no sidecar, no
+/// object and no unfinished upload under the bucket.
+fn assert_nothing_published(run: &crate::support::cli::Run, bucket: &str, code: i32, case: &Case) {
+    run.expect_code(code);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("table `public.big`"), "{stderr}");
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+    assert!(!stderr.contains("nothing was published, but"), "{stderr}");
+    assert_eq!(
+        s3().list_keys(bucket),
+        Vec::<String>::new(),
+        "no sidecar, no file, no run marker"
+    );
+    assert!(
+        s3().list_multipart_uploads(bucket).is_empty(),
+        "no unfinished multipart upload"
+    );
+    let state = case.backup_json();
+    assert_eq!(state["result"], "fail");
+    assert_eq!(state["published"], false);
+}
+
+#[test]
+fn pg_dump_killed_mid_backup_publishes_nothing_and_names_the_table() {
+    let db = crate::backup::big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let running = case
+        .shipgate(db)
+        .args([
+            "backup",
+            "--destination",
+            &format!("s3://{bucket}/x"),
+            "--dump-format",
+            "directory",
+            "--jobs",
+            "2",
+        ])
+        .spawn();
+    crate::backup::wait_for("a file's multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    let pg_dump = child_named(running.pid(), "pg_dump").expect("pg_dump is running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pg_dump),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill pg_dump");
+    let run = running.wait();
+    let stderr = run.visible_stderr();
+    assert!(
+        stderr.contains("pg_dump failed (killed by signal 9)"),
+        "{stderr}"
+    );
+    assert_nothing_published(&run, &bucket, 3, &case);
+}
+
+#[test]
+fn s3_stopped_mid_backup_aborts_every_upload_and_names_the_table() {
+    let db = crate::backup::big_database();
+    let mut server = crate::support::s3::S3Server::start();
+    let bucket = server.create_bucket();
+    let case = Case::new();
+    let mut cmd = crate::support::Shipgate::new(case.path());
+    cmd.input("lease", crate::backup::LEASE);
+    for (key, value) in server.aws_env() {
+        cmd.env(key, value);
+    }
+    let mut running = cmd
+        .input("database-url", &pg().url(db))
+        .input("deployment-id", &case.id)
+        .args([
+            "backup",
+            "--destination",
+            &format!("s3://{bucket}/x"),
+            "--dump-format",
+            "directory",
+            "--jobs",
+            "2",
+        ])
+        .spawn();
+    crate::backup::wait_for("a file's multipart upload to start", || {
+        !server.list_multipart_uploads(&bucket).is_empty()
+    });
+    server.kill();
+    crate::backup::wait_for("shipgate to give up and abort", || {
+        case.log().contains("aborting every upload") || running.exited()
+    });
+    // The server comes back while shipgate is still trying to abort.
+    server.restart();
+    let run = running.wait();
+    run.expect_code(3);
+    let stderr = run.visible_stderr();
+    assert!(
+        stderr.contains("storing the data of table `public.big`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+    assert!(
+        server.list_keys(&bucket).is_empty(),
+        "{:?}",
+        server.list_keys(&bucket)
+    );
+    assert!(server.list_multipart_uploads(&bucket).is_empty());
+    assert_eq!(case.backup_json()["published"], false);
+}
+
+#[test]
+fn a_tampered_file_is_refused_before_the_target_changes() {
+    let source = seeded("dirtamper");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/db");
+    let case = Case::new();
+    case.shipgate(&source)
+        .args([
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "directory",
+            "--jobs",
+            "2",
+        ])
+        .run()
+        .expect_code(0);
+    let backup_id = format!("backup-{}", case.id);
+    let sidecar: Value = serde_json::from_slice(
+        &s3()
+            .get(&bucket, &format!("db/{backup_id}.json"))
+            .expect("sidecar"),
+    )
+    .expect("JSON");
+    // The biggest data file (the accounts table's), rewritten as another valid gzip stream.
+    let file = sidecar["files"]
+        .as_array()
+        .expect("manifest")
+        .iter()
+        .filter(|f| f["name"] != "toc.dat.gz")
+        .max_by_key(|f| f["size"].as_u64())
+        .expect("a data file")["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let key = format!("db/{backup_id}/{file}");
+    let mut tampered = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(
+        &mut tampered,
+        b"1\tevil@example.com\t0\t2024-01-01\t{}\n\\.\n",
+    )
+    .expect("gzip");
+    s3().put(&bucket, &key, &tampered.finish().expect("gzip"));
+
+    let target = pg().create_database("dirtamper_target");
+    pg().psql(
+        &target,
+        "CREATE TABLE accounts (x int); INSERT INTO accounts VALUES (42);",
+    );
+    let before = contents(&target);
+    let restore = case
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .args([
+            "restore",
+            "--backup-id",
+            &backup_id,
+            "--destination",
+            &destination,
+            "--jobs",
+            "2",
+            "--yes",
+        ])
+        .run();
+    restore.expect_code(1);
+    let stderr = restore.visible_stderr();
+    assert!(stderr.contains(&file), "{stderr}");
+    assert!(stderr.contains("corrupted"), "{stderr}");
+    assert!(stderr.contains("the database was not touched"), "{stderr}");
+    assert_eq!(contents(&target), before);
+    assert_eq!(
+        read_json(&case.state().join("restore.json"))["result"],
+        "fail"
+    );
+}
+
+#[test]
+fn bad_jobs_are_usage_errors_naming_the_value() {
+    let case = Case::new();
+    for bad in ["0", "65", "two", "-1", "1.5"] {
+        let restore = case
+            .shipgate("postgres")
+            .args([
+                "restore",
+                "--destination",
+                "file:///nonexistent/x",
+                "--backup-id",
+                "latest",
+                &format!("--jobs={bad}"),
+            ])
+            .run();
+        let backup = case
+            .shipgate("postgres")
+            .input("jobs", bad)
+            .args([
+                "backup",
+                "--destination",
+                "file:///nonexistent/x",
+                "--dump-format",
+                "directory",
+            ])
+            .run();
+        for run in [restore, backup] {
+            run.expect_code(2);
+            let stderr = run.visible_stderr();
+            assert!(
+                stderr.contains(&format!(
+                    "jobs `{bad}` is out of range; use a whole number from 1 to 64"
+                )),
+                "{stderr}"
+            );
+        }
+    }
+    assert!(!case.state().exists(), "a refused command changes nothing");
+}
+
+#[test]
+fn a_later_run_cleans_up_what_a_killed_run_left_under_the_prefix() {
+    let db = crate::backup::big_database();
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/x");
+    let case = Case::new();
+    let work = tempfile::tempdir().expect("work dir");
+    let mut running = case
+        .shipgate(db)
+        .args([
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "directory",
+            "--jobs",
+            "2",
+            "--work-dir",
+            &work.path().display().to_string(),
+        ])
+        .spawn();
+    crate::backup::wait_for("a file's multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    // Killed outright (a lost runner): nothing is cleaned up, pg_dump's group goes too.
+    let pg_dump = child_named(running.pid(), "pg_dump").expect("pg_dump is running");
+    running.kill();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pg_dump),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = running.wait();
+    let left = s3().list_multipart_uploads(&bucket);
+    assert!(!left.is_empty(), "the killed run left its uploads");
+    // Once its run marker has expired, a re-run with the same id (here of a small database:
+    // there is no sidecar, so no earlier backup to match) clears the leftovers and succeeds.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let source = seeded("dirleft");
+    let rerun = case
+        .shipgate(&source)
+        .args([
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "directory",
+            "--jobs",
+            "2",
+        ])
+        .run();
+    rerun.expect_code(0);
+    let log = case.log();
+    assert!(log.contains("aborting the unfinished upload"), "{log}");
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    let backup_id = format!("backup-{}", case.id);
+    let sidecar: Value = serde_json::from_slice(
+        &s3()
+            .get(&bucket, &format!("x/{backup_id}.json"))
+            .expect("sidecar"),
+    )
+    .expect("JSON");
+    let listed: Vec<String> = sidecar["files"]
+        .as_array()
+        .expect("manifest")
+        .iter()
+        .map(|f| format!("x/{backup_id}/{}", f["name"].as_str().expect("name")))
+        .collect();
+    for key in s3().list_keys(&bucket) {
+        assert!(
+            key == format!("x/{backup_id}.json") || listed.contains(&key),
+            "only the new backup is left: {key}"
+        );
+    }
+}
