@@ -971,6 +971,19 @@ mod tests {
     }
 
     #[test]
+    fn progress_counts_tables_and_estimates_the_rest() {
+        let progress = Progress::new();
+        assert!(!progress.line().contains("tables"), "{}", progress.line());
+        progress.tables_total.store(4, Ordering::Relaxed);
+        progress.tables_done.store(1, Ordering::Relaxed);
+        progress.dumped.store(1 << 20, Ordering::Relaxed);
+        progress.expected.store(4 << 20, Ordering::Relaxed);
+        let line = progress.line();
+        assert!(line.contains("; 1 of 4 tables, ETA "), "{line}");
+        assert!(line.ends_with("(of about 4.0 MiB)"), "{line}");
+    }
+
+    #[test]
     fn a_tail_waits_for_the_writer_and_ends_when_it_closed() {
         use std::io::Write as _;
         let dir = tempfile::tempdir().expect("temp dir");
