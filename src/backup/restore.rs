@@ -734,6 +734,26 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_backup_is_named_by_its_prefix_and_restored_by_hand_in_parallel() {
+        let text =
+            manual_restore("s3://bk/prod/backup-1-abc/", DumpFormat::Directory, None).expect("s3");
+        assert!(text.starts_with("set -eo pipefail\n"), "{text}");
+        assert!(
+            text.contains("aws s3 cp --recursive 's3://bk/prod/backup-1-abc/' backup-1-abc/"),
+            "{text}"
+        );
+        assert!(text.contains("sha256sum -c"), "{text}");
+        assert!(text.contains("gunzip backup-1-abc/*.gz"), "{text}");
+        assert!(text.contains("pg_restore --jobs="), "{text}");
+        let chosen = Chosen::from_url("s3://bkt/prod/backup-1-abc/", String::new()).expect("named");
+        assert_eq!(chosen.sidecar, "backup-1-abc.json");
+        assert_eq!(
+            DumpFormat::of(None, "s3://bk/prod/backup-1-abc/"),
+            DumpFormat::Directory
+        );
+    }
+
+    #[test]
     fn records_name_their_backup() {
         let dir = tempfile::tempdir().expect("temp dir");
         let record = dir.path().join("record.json");

@@ -577,3 +577,139 @@ fn peak_rss_of_a_directory_backup() {
     }
     assert!(peaks.iter().all(|&kib| kib < 100 * 1024), "{peaks:?} KiB");
 }
+
+#[test]
+fn list_latest_prune_and_the_manual_restore_see_a_directory_backup_as_one() {
+    let source = seeded("dirlist");
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/list");
+    let first = Case::new();
+    first
+        .shipgate(&source)
+        .args([
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "directory",
+        ])
+        .run()
+        .expect_code(0);
+    pg().psql(
+        &source,
+        "INSERT INTO accounts (email) VALUES ('newest@example.com')",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = Case::new();
+    let run = second
+        .shipgate(&source)
+        .actions()
+        .args([
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "directory",
+            "--jobs",
+            "2",
+        ])
+        .run();
+    run.expect_code(0);
+
+    let listed = second
+        .shipgate(&source)
+        .args([
+            "--format",
+            "json",
+            "backup",
+            "list",
+            "--destination",
+            &destination,
+        ])
+        .run();
+    listed.expect_code(0);
+    let backups = listed.json()["backups"]
+        .as_array()
+        .expect("backups")
+        .clone();
+    assert_eq!(backups.len(), 2, "{}", listed.stdout);
+    for backup in &backups {
+        assert_eq!(backup["state"], "complete", "{backup}");
+        assert_eq!(backup["format"], "directory", "{backup}");
+        assert!(backup["size"].as_u64().unwrap_or(0) > 0, "{backup}");
+    }
+    assert_eq!(backups[0]["backup_id"], format!("backup-{}", second.id));
+
+    // `latest` is the newer one: it has the extra row.
+    let target = pg().create_database("dirlist_latest");
+    let restore = second
+        .shipgate(&source)
+        .input("target-database-url", &pg().url(&target))
+        .args([
+            "restore",
+            "--backup-id",
+            "latest",
+            "--destination",
+            &destination,
+            "--yes",
+        ])
+        .run();
+    restore.expect_code(0);
+    assert_eq!(contents(&source), contents(&target));
+
+    // The summary's restore by hand works as written.
+    let manual = run
+        .summary
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a manual restore in the summary");
+    assert!(manual.contains("pg_restore --jobs="), "{manual}");
+    let by_hand = pg().create_database("dirlist_by_hand");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let aws_env = s3().aws_env();
+    let mut command = std::process::Command::new("bash");
+    command
+        .args(["-c", manual])
+        .current_dir(scratch.path())
+        .env("DATABASE_URL", pg().url(&by_hand))
+        .env(
+            "PATH",
+            crate::backup::path_with(crate::support::postgres::PgCluster::bin_dir()),
+        );
+    for (key, value) in &aws_env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("bash");
+    assert!(
+        out.status.success(),
+        "{manual}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(contents(&source), contents(&by_hand));
+
+    // Prune keeps the newest and deletes the other whole: sidecar and every file.
+    let prune = second
+        .shipgate(&source)
+        .args([
+            "backup",
+            "prune",
+            "--destination",
+            &destination,
+            "--keep-last",
+            "1",
+        ])
+        .run();
+    prune.expect_code(0);
+    let keys = s3().list_keys(&bucket);
+    let old = format!("list/backup-{}", first.id);
+    assert!(
+        keys.iter().all(|k| !k.starts_with(&old)),
+        "the older backup is gone: {keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("list/backup-{}/", second.id))),
+        "{keys:?}"
+    );
+}
