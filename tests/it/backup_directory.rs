@@ -248,6 +248,54 @@ fn pg_dump_killed_mid_backup_publishes_nothing_and_names_the_table() {
 }
 
 #[test]
+fn sigterm_mid_backup_stops_pg_dump_and_aborts_every_upload() {
+    let db = crate::backup::big_database();
+    let bucket = s3().create_bucket();
+    let case = Case::new();
+    let running = case
+        .shipgate(db)
+        .args([
+            "backup",
+            "--destination",
+            &format!("s3://{bucket}"),
+            "--dump-format",
+            "directory",
+            "--jobs",
+            "2",
+        ])
+        .spawn();
+    crate::backup::wait_for("a file's multipart upload to start", || {
+        !s3().list_multipart_uploads(&bucket).is_empty()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+    let run = running.wait();
+    run.expect_code(4);
+    let stderr = run.visible_stderr();
+    assert!(stderr.contains("cancelled by SIGTERM"), "{stderr}");
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+    assert!(
+        s3().list_keys(&bucket).is_empty(),
+        "{:?}",
+        s3().list_keys(&bucket)
+    );
+    assert!(s3().list_multipart_uploads(&bucket).is_empty());
+    assert_eq!(case.backup_json()["result"], "fail");
+    crate::backup::wait_for("pg_dump's sessions to end", || {
+        pg().psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'shipgate backup {}'",
+                case.id
+            ),
+        ) == "0"
+    });
+}
+
+#[test]
 fn s3_stopped_mid_backup_aborts_every_upload_and_names_the_table() {
     let db = crate::backup::big_database();
     let mut server = crate::support::s3::S3Server::start();
