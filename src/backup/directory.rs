@@ -45,11 +45,16 @@ const TAIL_POLL: Duration = Duration::from_millis(20);
 const PUNCH_EVERY: u64 = 8 * 1024 * 1024;
 /// How often progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-/// Files compressed and uploaded at once, whatever `--jobs` says: each one holds up to five
-/// parts of [`crate::storage::part_size`] (8 MiB) in memory (being filled, queued, waiting,
-/// and two uploading), so two keep the peak RSS under 100 MiB; pg_dump still runs `--jobs`
-/// workers, and the files they finish wait on disk for their turn.
+/// Files compressed and uploaded at once, whatever `--jobs` says: each one holds up to two
+/// parts of [`crate::storage::part_size`] (8 MiB) in memory (being filled, queued), plus its
+/// share of [`PARTS_IN_FLIGHT`]; pg_dump still runs `--jobs` workers, and the files they
+/// finish wait on disk for their turn.
 pub(crate) const MAX_STREAMS: usize = 2;
+/// Parts handed to the uploads (waiting for or being uploaded) at once, across all files: with
+/// [`MAX_STREAMS`], at most 2 × 2 + 3 parts of 8 MiB are in memory, which keeps the peak RSS
+/// well under 100 MiB. At least 3, so two files each holding the first part of a multipart
+/// upload never wait on each other.
+const PARTS_IN_FLIGHT: usize = 3;
 
 /// The most `--jobs` may be.
 pub(crate) const MAX_JOBS: u32 = 64;
@@ -178,6 +183,8 @@ struct StreamCtx {
     level: u32,
     progress: Arc<Progress>,
     cancel: watch::Receiver<bool>,
+    /// [`PARTS_IN_FLIGHT`] permits.
+    parts: Arc<tokio::sync::Semaphore>,
 }
 
 /// A file whose stream failed.
@@ -267,8 +274,28 @@ async fn upload_file(
     let compressor =
         tokio::task::spawn_blocking(move || archive::compress(reader, level, tx, &progress));
     let mut reported = 0u64;
+    // This file's permits, each with the bytes sent once its part was: released as the
+    // destination acknowledges as many bytes.
+    let mut held: VecDeque<(u64, tokio::sync::OwnedSemaphorePermit)> = VecDeque::new();
+    let mut sent = 0u64;
+    let release = |held: &mut VecDeque<(u64, tokio::sync::OwnedSemaphorePermit)>, done: u64| {
+        while held.front().is_some_and(|(end, _)| *end <= done) {
+            held.pop_front();
+        }
+    };
     while let Some(part) = rx.recv().await {
+        let permit = loop {
+            release(&mut held, upload.uploaded());
+            match tokio::time::timeout(TAIL_POLL, ctx.parts.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => break permit,
+                Ok(Err(_)) => return Err(Error::dependency("the upload budget was closed")),
+                Err(_) => continue,
+            }
+        };
+        sent += part.len() as u64;
+        held.push_back((sent, permit));
         upload.write_part(part).await?;
+        release(&mut held, upload.uploaded());
         let now = upload.uploaded();
         ctx.progress
             .uploaded
@@ -282,6 +309,7 @@ async fn upload_file(
             Error::dependency(format!("cannot read `{name}` as pg_dump writes it: {e}"))
         })?;
     let finished = upload.finish().await?;
+    drop(held);
     ctx.progress
         .uploaded
         .fetch_add(finished.size.saturating_sub(reported), Ordering::Relaxed);
@@ -410,6 +438,7 @@ impl DirectoryDump {
                 level: plan.level,
                 progress: plan.progress,
                 cancel: cancel_rx,
+                parts: Arc::new(tokio::sync::Semaphore::new(PARTS_IN_FLIGHT)),
             }),
             streams,
             tables: None,
