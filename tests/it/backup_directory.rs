@@ -554,8 +554,9 @@ fn a_later_run_cleans_up_what_a_killed_run_left_under_the_prefix() {
 /// Peak RSS of a backup of a database with several big tables (about 400 MB dumped) to S3,
 /// single stream and directory format, read from `/proc/<pid>/status` (`VmHWM`) while it runs.
 /// Heavy: run by hand with `cargo test --test it -- --ignored --nocapture peak_rss`;
-/// `SHIPGATE_RSS_BIN=target/release/shipgate` measures a release build (the debug build's own
-/// baseline is about 50 MiB higher).
+/// `SHIPGATE_RSS_BIN=target/release/shipgate` measures a release build. Measured on 2026-12-04
+/// (2 cores, about 400 MB dumped): release 44.6 MiB single stream, 72.7 MiB directory `--jobs
+/// 2`, 77.6 MiB `--jobs 4`; the debug build runs about 30 MiB higher (77, 95–102, 95–103).
 #[test]
 #[ignore]
 fn peak_rss_of_a_directory_backup() {
