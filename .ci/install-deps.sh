@@ -6,7 +6,7 @@
 #     (`@actions/artifact`, pinned with integrity hashes in tests/node/package-lock.json)
 #   - the runtime image's root filesystem (.ci/rootfs.sh: debootstrap from docker/)
 #   - Prometheus (Debian's `prometheus`): the real metrics backend of the rollout's metric gates
-#   - zstd (Debian): the tests read zstd backups with `zstd -dc`
+#   - zstd, jq (Debian): the tests run the restore-by-hand texts (`zstd -dc`, `jq | sha256sum -c`)
 #   - GitHub's REST OpenAPI description (npm `@octokit/openapi`, pinned, SHA-256 checked), the
 #     oracle the fake GitHub checks every request and response against
 # Idempotent: every step is skipped when its tool is already there. `--rehearsal` installs only
@@ -68,14 +68,14 @@ fi
 # Debian's package may start a server on :9090 when installed; the tests never use it.
 [ "${1:-}" = --rehearsal ] && exit 0
 
-# --- zstd (the tests read zstd backups with `zstd -dc`, as a person restoring by hand does) --
-if command -v zstd >/dev/null 2>&1; then
-    log "zstd already installed"
+# --- zstd, jq (the tests run the restore-by-hand texts: `zstd -dc`, `jq … | sha256sum -c`) --
+if command -v zstd >/dev/null 2>&1 && command -v jq >/dev/null 2>&1; then
+    log "zstd and jq already installed"
 else
-    log "installing zstd"
+    log "installing zstd jq"
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends zstd >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends zstd jq >/dev/null
 fi
 
 # --- Python tools -----------------------------------------------------------

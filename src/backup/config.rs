@@ -21,7 +21,7 @@ pub(crate) struct FileConfig {
     pub(crate) dump_format: Option<String>,
     pub(crate) compression: Option<String>,
     pub(crate) compression_level: Option<u32>,
-    pub(crate) jobs: Option<usize>,
+    pub(crate) jobs: Option<u32>,
     pub(crate) verify: Option<String>,
     pub(crate) lock_wait_timeout: Option<HumanDuration>,
     pub(crate) timeout: Option<HumanDuration>,

@@ -10,7 +10,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::archive::{self, Progress};
-use super::sidecar::{DatabaseIdentity, SIDECAR_LIMIT, Sidecar, address_of, check_sidecar};
+use super::directory::{self, DirectoryDump, DumpPlan};
+use super::sidecar::{
+    DatabaseIdentity, ManifestFile, SIDECAR_LIMIT, Sidecar, address_of, check_sidecar,
+};
 use super::storage::open_storage;
 use super::verify::{Expected, VerifyMode, export_snapshot, verify};
 use super::{log_line, say};
@@ -43,6 +46,11 @@ pub(crate) struct Options {
     pub(crate) format: DumpFormat,
     pub(crate) codec: archive::Codec,
     pub(crate) verify: VerifyMode,
+    /// pg_dump's `--jobs` (directory format), and the files read back at once.
+    pub(crate) jobs: u32,
+    /// Where a directory dump's files are kept while they upload (and a `verify: restore`
+    /// download of them).
+    pub(crate) work_dir: std::path::PathBuf,
     pub(crate) lock_wait: Duration,
     pub(crate) timeout: Duration,
     /// The scratch database's server for `verify: restore` (`verify-database-url`), else the
@@ -233,15 +241,41 @@ async fn take(
         options.format.extension(options.codec.compression)
     );
 
-    // Another live run? Whose are the unfinished uploads?
-    let uploads = guard
+    // Another live run? Whose are the unfinished uploads (of the single object, and of the
+    // files under `backup-<id>/` a directory backup writes)?
+    let files = storage.child(&backup_id);
+    let named: Vec<(Storage, String, PendingUpload)> = guard
         .run("looking for unfinished uploads", async {
-            storage.list_uploads(&object).await.context(format!(
-                "cannot list the unfinished uploads of `{}`",
-                storage.url(&object)
-            ))
+            let mut named = Vec::new();
+            for name in [DumpFormat::Plain, DumpFormat::Custom]
+                .iter()
+                .flat_map(|format| {
+                    Compression::ALL.map(|c| format!("{backup_id}{}", format.extension(c)))
+                })
+            {
+                let uploads = storage.list_uploads(&name).await.context(format!(
+                    "cannot list the unfinished uploads of `{}`",
+                    storage.url(&name)
+                ))?;
+                named.extend(
+                    uploads
+                        .into_iter()
+                        .map(|u| (storage.clone(), name.clone(), u)),
+                );
+            }
+            let uploads = files.list_all_uploads().await.context(format!(
+                "cannot list the unfinished uploads under `{}`",
+                files.url("")
+            ))?;
+            named.extend(
+                uploads
+                    .into_iter()
+                    .map(|(name, u)| (files.clone(), name, u)),
+            );
+            Ok(named)
         })
         .await?;
+    let uploads: Vec<PendingUpload> = named.iter().map(|(_, _, u)| u.clone()).collect();
     let assessment = lease::assess(
         &found.mine,
         &found.others,
@@ -327,14 +361,66 @@ async fn take(
             })
             .await?;
     }
+    // Files of a directory backup without its sidecar: the same.
+    let stored = guard
+        .run("looking for an earlier backup", async {
+            files
+                .list("")
+                .await
+                .context("cannot check the destination for an earlier backup")
+        })
+        .await?;
+    let stored: Vec<_> = stored
+        .into_iter()
+        .filter(|o| !o.name.starts_with('.'))
+        .collect();
+    if let Some(fresh) = stored
+        .iter()
+        .find(|o| o.modified.is_some_and(|at| at > found.now))
+    {
+        return Err(Error::usage(format!(
+            "`{}` appeared at {}, after this run started and without its sidecar: another run is publishing it right now. Nothing was changed; wait for that run, then re-run (it reuses that backup)",
+            files.url(&fresh.name),
+            fresh.modified.map(lease::time).unwrap_or_default()
+        )));
+    }
+    if !stored.is_empty() {
+        say(
+            log,
+            &format!(
+                "`{}` holds {} file(s) ({}) but there is no sidecar `{sidecar_name}`: an earlier attempt stored them and then failed before publishing, so they were never a backup; deleting them and taking the backup again",
+                files.url(""),
+                stored.len(),
+                archive::bytes(stored.iter().map(|o| o.size).sum())
+            ),
+        );
+        for object in &stored {
+            guard
+                .run("deleting the files of an unpublished backup", async {
+                    files
+                        .delete_patiently(&object.name, ABORT_PATIENCE)
+                        .await
+                        .context(format!(
+                            "cannot delete `{}`, a file of an unpublished backup without its sidecar; delete it by hand and re-run",
+                            files.url(&object.name)
+                        ))
+                })
+                .await?;
+        }
+    }
     let mut all_aborted = true;
     for stale in &assessment.stale {
+        let (owner, name) = named
+            .iter()
+            .find(|(_, _, u)| u.id == stale.upload.id)
+            .map(|(owner, name, _)| (owner, name.as_str()))
+            .unwrap_or((storage, object.as_str()));
         say(
             log,
             &format!(
                 "aborting the unfinished upload `{}` of `{}`{}: {}",
                 stale.upload.id,
-                storage.url(&object),
+                owner.url(name),
                 stale
                     .upload
                     .initiated
@@ -343,7 +429,7 @@ async fn take(
                 stale.reason
             ),
         );
-        if let Err(e) = storage.abort_upload(&object, &stale.upload.id).await {
+        if let Err(e) = owner.abort_upload(name, &stale.upload.id).await {
             all_aborted = false;
             tracing::warn!(
                 "cannot abort `{}` ({e}); continuing: it does not stand in the way of this run",
@@ -440,6 +526,8 @@ async fn take(
             "--if-exists".to_string(),
         ],
         DumpFormat::Custom => vec!["--format=custom".to_string(), "--compress=0".to_string()],
+        // Added by `directory::DirectoryDump::start`.
+        DumpFormat::Directory => Vec::new(),
     };
     argv.push("--no-password".to_string());
     argv.push(format!(
@@ -450,63 +538,134 @@ async fn take(
         argv.push(format!("--snapshot={name}"));
     }
     argv.push(format!("--dbname={}", db.conninfo()));
-    let spec = db.spec("pg_dump", "pg_dump", argv);
-    log_line(log, &format!("$ {}", spec.display()));
-    let mut upload = guard
-        .run("starting the upload", async {
-            storage
-                .begin(&object, "application/gzip")
-                .await
-                .map_err(Error::from)
-        })
-        .await?;
     let progress = Arc::new(Progress::new());
-    lease.note_upload(upload.id());
-    let dumped = dump(&spec, options, &mut upload, &progress, guard, log, lease).await;
-    let (compressed, finished) = match dumped {
-        Ok(compressed) => {
-            let finished = guard
-                .run("publishing the backup", async {
-                    upload.finish().await.map_err(Error::from)
-                })
-                .await;
-            match finished {
-                Ok(finished) => (compressed, finished),
-                Err(error) => {
-                    let error = abort(&mut upload, log, known, error).await;
-                    return Err(error);
+    let stored = if options.format == DumpFormat::Directory {
+        let files = storage.child(&backup_id);
+        // For the ETA: the database's size on disk (indexes included, so an overestimate).
+        if let Ok(Some(size)) = db
+            .scalar("SELECT pg_database_size(current_database())")
+            .await
+            && let Ok(size) = size.trim().parse::<u64>()
+        {
+            progress
+                .expected
+                .store(size, std::sync::atomic::Ordering::Relaxed);
+        }
+        say(
+            log,
+            &format!(
+                "dumping with {} pg_dump job(s) into a private directory under `{}`; each file is compressed and uploaded to `{}` as pg_dump writes it",
+                options.jobs,
+                options.work_dir.display(),
+                files.url("")
+            ),
+        );
+        let mut run = DirectoryDump::start(DumpPlan {
+            db,
+            args: argv,
+            storage: files.clone(),
+            work_dir: &options.work_dir,
+            codec: options.codec,
+            jobs: options.jobs,
+            progress: progress.clone(),
+            log,
+        })?;
+        let streamed = guard.run("dumping and uploading", run.drive()).await;
+        let streamed = match streamed {
+            Ok(streamed) => streamed,
+            Err(error) => {
+                let (error, left) = run.fail(error).await;
+                if let Some(left) = left {
+                    actions::annotate(actions::Level::Warning, Some("shipgate backup"), &left);
+                    log_line(log, &left);
+                    known.left = Some(left);
+                }
+                return Err(error);
+            }
+        };
+        drop(run);
+        Stored {
+            size: streamed.compressed,
+            uncompressed: streamed.dumped,
+            sha256: streamed.sha256,
+            parts: streamed.parts,
+            files: Some(streamed.files),
+        }
+    } else {
+        let spec = db.spec("pg_dump", "pg_dump", argv);
+        log_line(log, &format!("$ {}", spec.display()));
+        let mut upload = guard
+            .run("starting the upload", async {
+                storage
+                    .begin(&object, options.codec.compression.content_type())
+                    .await
+                    .map_err(Error::from)
+            })
+            .await?;
+        lease.note_upload(upload.id());
+        let dumped = dump(&spec, options, &mut upload, &progress, guard, log, lease).await;
+        let (compressed, finished) = match dumped {
+            Ok(compressed) => {
+                let finished = guard
+                    .run("publishing the backup", async {
+                        upload.finish().await.map_err(Error::from)
+                    })
+                    .await;
+                match finished {
+                    Ok(finished) => (compressed, finished),
+                    Err(error) => {
+                        let error = abort(&mut upload, log, known, error).await;
+                        return Err(error);
+                    }
                 }
             }
+            Err(error) => return Err(abort(&mut upload, log, known, error).await),
+        };
+        progress
+            .uploaded
+            .store(finished.size, std::sync::atomic::Ordering::Relaxed);
+        if finished.size != compressed.compressed {
+            withdraw(storage, &object, log, known).await;
+            known.published = false;
+            return Err(Error::dependency(format!(
+                "`{}` holds {} bytes but {} were compressed; the destination lost data, so the object was withdrawn",
+                storage.url(&object),
+                finished.size,
+                compressed.compressed
+            )));
         }
-        Err(error) => return Err(abort(&mut upload, log, known, error).await),
+        Stored {
+            size: finished.size,
+            uncompressed: compressed.dumped,
+            sha256: compressed.sha256,
+            parts: finished.parts,
+            files: None,
+        }
     };
     if let Some((session, _)) = snapshot.take() {
         session.close().await;
     }
     known.published = true;
-    progress
-        .uploaded
-        .store(finished.size, std::sync::atomic::Ordering::Relaxed);
     say(log, &progress.line());
-    if finished.size != compressed.compressed {
-        withdraw(storage, &object, log, known).await;
-        known.published = false;
-        return Err(Error::dependency(format!(
-            "`{}` holds {} bytes but {} were compressed; the destination lost data, so the object was withdrawn",
-            storage.url(&object),
-            finished.size,
-            compressed.compressed
-        )));
-    }
     say(
         log,
         &format!(
-            "uploaded `{}`: {} ({} dumped), {} part(s), SHA-256 {}",
+            "uploaded `{}`: {} ({} dumped), {} {}, SHA-256 {}{}",
             storage.url(&object),
-            archive::bytes(finished.size),
-            archive::bytes(compressed.dumped),
-            finished.parts,
-            compressed.sha256
+            archive::bytes(stored.size),
+            archive::bytes(stored.uncompressed),
+            stored.parts,
+            if stored.files.is_some() {
+                "file(s)"
+            } else {
+                "part(s)"
+            },
+            stored.sha256,
+            if stored.files.is_some() {
+                " (of the manifest)"
+            } else {
+                ""
+            }
         ),
     );
     drop(group);
@@ -518,10 +677,13 @@ async fn take(
     } else {
         let expected = Expected {
             object: object.clone(),
-            sha256: compressed.sha256.clone(),
-            size: finished.size,
+            sha256: stored.sha256.clone(),
+            size: stored.size,
             format: options.format,
             compression: options.codec.compression,
+            files: stored.files.clone(),
+            jobs: options.jobs,
+            work_dir: options.work_dir.clone(),
         };
         let check = guard
             .run(
@@ -540,7 +702,7 @@ async fn take(
         match check {
             Ok(verification) => Some(verification),
             Err(error) => {
-                withdraw(storage, &object, log, known).await;
+                withdraw_any(storage, &object, stored.files.as_deref(), log, known).await;
                 known.published = false;
                 return Err(error);
             }
@@ -556,9 +718,9 @@ async fn take(
         object: object.clone(),
         timestamp: dump_started,
         completed_at: crate::util::now_rfc3339(),
-        size: finished.size,
-        uncompressed_size: compressed.dumped,
-        sha256: compressed.sha256.clone(),
+        size: stored.size,
+        uncompressed_size: stored.uncompressed,
+        sha256: stored.sha256.clone(),
         compression: options.codec.compression,
         compression_level: options.codec.level,
         format: options.format,
@@ -567,7 +729,7 @@ async fn take(
         server_version: server_version.clone(),
         client_version: client_version.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
-        parts: finished.parts,
+        parts: stored.parts,
         verified: verification.is_some(),
         verification: verification.clone(),
         row_counts: source_counts,
@@ -575,6 +737,8 @@ async fn take(
         environment: options.environment.clone(),
         repository: options.repository.clone(),
         created_by: format!("shipgate {}", env!("CARGO_PKG_VERSION")),
+        jobs: stored.files.as_ref().map(|_| options.jobs),
+        files: stored.files,
     };
     let body = serde_json::to_vec_pretty(&sidecar)
         .map_err(|e| Error::usage(format!("cannot serialize the sidecar: {e}")))?;
@@ -588,7 +752,7 @@ async fn take(
         })
         .await;
     if let Err(error) = written {
-        withdraw(storage, &object, log, known).await;
+        withdraw_any(storage, &object, sidecar.files.as_deref(), log, known).await;
         known.published = false;
         return Err(error.context(format!(
             "the backup was uploaded but its sidecar `{}` could not be written, so it was withdrawn",
@@ -603,6 +767,35 @@ async fn take(
         sidecar,
         reused: false,
     })
+}
+
+/// What was stored, whatever the format.
+struct Stored {
+    size: u64,
+    uncompressed: u64,
+    sha256: String,
+    parts: u32,
+    /// A directory backup's manifest.
+    files: Option<Vec<ManifestFile>>,
+}
+
+/// [`withdraw`] for either kind of backup: a directory backup's every file.
+async fn withdraw_any(
+    storage: &Storage,
+    object: &str,
+    files: Option<&[ManifestFile]>,
+    log: &SharedLog,
+    known: &mut Known,
+) {
+    match files {
+        None => withdraw(storage, object, log, known).await,
+        Some(files) => {
+            let dir = storage.child(object.trim_end_matches('/'));
+            for file in files {
+                withdraw(&dir, &file.name, log, known).await;
+            }
+        }
+    }
 }
 
 /// What identifies `db` in a sidecar: host, port and name from `database-url`, and the server's
@@ -898,15 +1091,33 @@ async fn reuse(
             sidecar.location, sidecar.timestamp
         ),
     );
-    let head = guard
-        .run("checking the earlier backup", async {
-            storage
-                .head(&sidecar.object)
-                .await
-                .context("cannot check the earlier backup")
-        })
-        .await?;
-    match head {
+    if let Some(files) = &sidecar.files {
+        let dir = storage.child(sidecar.object.trim_end_matches('/'));
+        guard
+            .run(
+                "checking the earlier backup",
+                directory::check_stored(&dir, files),
+            )
+            .await?;
+    }
+    let head = match sidecar.files {
+        Some(_) => None,
+        None => Some(
+            guard
+                .run("checking the earlier backup", async {
+                    storage
+                        .head(&sidecar.object)
+                        .await
+                        .context("cannot check the earlier backup")
+                })
+                .await?,
+        ),
+    };
+    match head.unwrap_or(Some(crate::storage::ObjectInfo {
+        name: sidecar.object.clone(),
+        size: sidecar.size,
+        modified: None,
+    })) {
         None => {
             return Err(Error::gate(format!(
                 "the sidecar `{}` exists but its dump `{}` does not: the backup of this deployment is broken; investigate, then remove the sidecar or use another deployment id",
@@ -929,6 +1140,9 @@ async fn reuse(
             size: sidecar.size,
             format: sidecar.format,
             compression: sidecar.compression,
+            files: sidecar.files.clone(),
+            jobs: options.jobs,
+            work_dir: options.work_dir.clone(),
         };
         // Re-verified by reading it back; a restore check needs the original counts.
         let mode = if options.verify == VerifyMode::Restore && sidecar.row_counts.is_some() {

@@ -5,6 +5,7 @@
 
 pub(crate) mod archive;
 pub(crate) mod config;
+pub(crate) mod directory;
 pub(crate) mod dump;
 pub(crate) mod prune;
 pub(crate) mod report;

@@ -78,9 +78,23 @@ pub(crate) async fn list_backups(
         let dump = objects
             .iter()
             .find(|o| o.name != sidecar_name && lease::marker_stem(&o.name).is_none());
-        let complete = sidecar
-            .as_ref()
-            .is_some_and(|s| objects.iter().any(|o| o.name == s.object));
+        // A directory backup is complete when every file its manifest lists is stored.
+        let complete = match sidecar.as_ref() {
+            Some(s) => match &s.files {
+                Some(files) => {
+                    let stored = storage
+                        .child(&stem)
+                        .list("")
+                        .await
+                        .context(format!("cannot list `{}`", storage.child(&stem).url("")))?;
+                    files
+                        .iter()
+                        .all(|f| stored.iter().any(|o| o.name == f.name))
+                }
+                None => objects.iter().any(|o| o.name == s.object),
+            },
+            None => false,
+        };
         let taken = sidecar
             .as_ref()
             .and_then(|s| s.timestamp.parse::<jiff::Timestamp>().ok())
@@ -93,7 +107,10 @@ pub(crate) async fn list_backups(
             timestamp: jiff::Timestamp::from_second(taken)
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
-            size: dump.map(|d| d.size).unwrap_or(0),
+            size: match sidecar.as_ref() {
+                Some(s) if s.files.is_some() => s.size,
+                _ => dump.map(|d| d.size).unwrap_or(0),
+            },
             complete,
             verified: complete && sidecar.as_ref().is_some_and(|s| s.verified),
             names: objects.iter().map(|o| o.name.clone()).collect(),
@@ -160,12 +177,23 @@ pub(crate) async fn prune(
     let mut deleted = 0usize;
     for backup in found.iter().filter(|b| b.action == "delete") {
         // The sidecar first: a backup without one is incomplete, never a broken complete one.
+        // Then a directory backup's files (`backup-<id>/`), then the rest.
         let mut names = backup.names.clone();
         names.sort_by_key(|n| !n.ends_with(".json"));
-        for name in names {
+        let files = storage.child(&backup.backup_id);
+        let listed = tokio::select! {
+            listed = files.list("") => listed.context(format!("cannot list `{}`", files.url("")))?,
+            signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while listing `{}`; {deleted} backup(s) were deleted", files.url("")))),
+        };
+        let mut doomed: Vec<(&Storage, String)> = Vec::new();
+        let sidecars = names.iter().take_while(|n| n.ends_with(".json")).count();
+        doomed.extend(names[..sidecars].iter().map(|n| (storage, n.clone())));
+        doomed.extend(listed.into_iter().map(|o| (&files, o.name)));
+        doomed.extend(names[sidecars..].iter().map(|n| (storage, n.clone())));
+        for (place, name) in doomed {
             tokio::select! {
-                result = storage.delete(&name) => result.context(format!("cannot delete `{}`", storage.url(&name)))?,
-                signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while deleting `{}`; {deleted} backup(s) were deleted", storage.url(&name)))),
+                result = place.delete(&name) => result.context(format!("cannot delete `{}`", place.url(&name)))?,
+                signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while deleting `{}`; {deleted} backup(s) were deleted", place.url(&name)))),
             }
         }
         tracing::info!("deleted `{}` ({})", backup.backup_id, backup.timestamp);

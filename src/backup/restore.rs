@@ -14,9 +14,10 @@ use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 
 use super::archive::{self, Progress, Source};
+use super::directory;
 use super::prune::list_backups;
 use super::say;
-use super::sidecar::{SIDECAR_LIMIT, Sidecar, check_sidecar};
+use super::sidecar::{ManifestFile, SIDECAR_LIMIT, Sidecar, check_sidecar};
 use crate::actions::{self, Table};
 use crate::error::{Error, Result, ResultExt};
 use crate::postgres::Database;
@@ -26,13 +27,16 @@ use crate::storage::{Location, Storage};
 
 /// The one text that restores a backup by hand, without shipgate, the way `shipgate restore`
 /// does it (one transaction, stopping at the first error): the SHA-256 check to run first, then
-/// fetch | gunzip (or `zstd -dc`) | psql or pg_restore into `$DATABASE_URL`. `None` for a location that is
-/// neither `s3://` nor `file://`.
+/// fetch | gunzip (or `zstd -dc`) | psql or pg_restore into `$DATABASE_URL`. `None` for a
+/// location that is neither `s3://` nor `file://`.
 pub(crate) fn manual_restore(
     location: &str,
     format: DumpFormat,
     sha256: Option<&str>,
 ) -> Option<String> {
+    if format == DumpFormat::Directory {
+        return manual_directory_restore(location);
+    }
     let fetch = if let Some(path) = location.strip_prefix("file://") {
         format!("cat '{path}'")
     } else if location.starts_with("s3://") {
@@ -49,7 +53,7 @@ pub(crate) fn manual_restore(
         DumpFormat::Plain => {
             "psql --no-psqlrc --set=ON_ERROR_STOP=1 --single-transaction --file=- --dbname=\"$DATABASE_URL\""
         }
-        DumpFormat::Custom => {
+        DumpFormat::Custom | DumpFormat::Directory => {
             "pg_restore --clean --if-exists --single-transaction --exit-on-error --dbname=\"$DATABASE_URL\""
         }
     };
@@ -59,6 +63,26 @@ pub(crate) fn manual_restore(
     }
     text.push_str(&format!("{fetch}{unpack} | {apply}\n"));
     Some(text)
+}
+
+/// [`manual_restore`] of a directory backup: copy its files, check them against the manifest
+/// in the sidecar, decompress them, then `pg_restore --jobs` (not one transaction: the checks
+/// come first).
+fn manual_directory_restore(location: &str) -> Option<String> {
+    let prefix = location.trim_end_matches('/');
+    let (_, stem) = prefix.rsplit_once('/')?;
+    let fetch = if let Some(path) = prefix.strip_prefix("file://") {
+        format!("cp -r '{path}/.' {stem}/ && cp '{path}.json' {stem}.json")
+    } else if prefix.starts_with("s3://") {
+        format!(
+            "aws s3 cp --recursive '{prefix}/' {stem}/ && aws s3 cp '{prefix}.json' {stem}.json"
+        )
+    } else {
+        return None;
+    };
+    Some(format!(
+        "set -eo pipefail\nmkdir {stem} && {fetch}\n(cd {stem} && jq -r '.files[] | \"\\(.sha256)  \\(.name)\"' ../{stem}.json | sha256sum -c --quiet)\n(cd {stem} && for f in *.gz *.zst; do [ -e \"$f\" ] || continue; case $f in *.gz) gunzip \"$f\" ;; *) zstd -dq --rm \"$f\" ;; esac; done)\npg_restore --jobs=4 --clean --if-exists --exit-on-error --dbname=\"$DATABASE_URL\" {stem}   # not one transaction\n"
+    ))
 }
 
 /// The tool that restores a dump of `format` into `db` in one transaction.
@@ -77,7 +101,8 @@ pub(crate) fn restore_spec(db: &Database, format: DumpFormat) -> process::Spec {
                 format!("--dbname={}", db.conninfo()),
             ],
         ),
-        DumpFormat::Custom => db.spec(
+        // A directory archive is restored from its directory: `directory::restore_spec`.
+        DumpFormat::Custom | DumpFormat::Directory => db.spec(
             "pg_restore",
             "pg_restore",
             vec![
@@ -173,10 +198,17 @@ pub(crate) struct Chosen {
 impl Chosen {
     /// The backup whose dump or sidecar `url` is, named `named` in messages.
     pub(crate) fn from_url(url: &str, named: String) -> Result<Chosen> {
-        let (location, name) = Location::split_object(url)?;
+        // A directory backup is named by its prefix, `…/backup-<id>/`.
+        let (location, name) = match url.strip_suffix('/') {
+            Some(prefix) => {
+                let (location, name) = Location::split_object(prefix)?;
+                (location, format!("{name}/"))
+            }
+            None => Location::split_object(url)?,
+        };
         let stem = DumpFormat::object_stem(&name).ok_or_else(|| {
             Error::usage(format!(
-                "{} does not name a shipgate backup (`backup-<id>.sql.gz`, `.dump.gz` or `.json`)",
+                "{} does not name a shipgate backup (`backup-<id>.sql.gz`, `.dump.gz`, `.json` or the directory `backup-<id>/`)",
                 actions::quote(url)
             ))
         })?;
@@ -346,9 +378,16 @@ pub(crate) async fn restore(
     storage: &Storage,
     sidecar: &Sidecar,
     target: &Database,
+    jobs: u32,
     log: &SharedLog,
     committed: &std::sync::atomic::AtomicBool,
 ) -> Result<BTreeMap<String, u64>> {
+    if let Some(files) = &sidecar.files {
+        return restore_directory(
+            work_dir, storage, sidecar, files, target, jobs, log, committed,
+        )
+        .await;
+    }
     let url = storage.url(&sidecar.object);
     let group = actions::group(&format!("Fetch and check `{url}`"));
     let mut _temp = None;
@@ -378,27 +417,7 @@ pub(crate) async fn restore(
     );
     drop(group);
 
-    let (server_version, server_major) = target
-        .server_version()
-        .await
-        .context(format!("cannot connect to `{}`", target.display()))?;
-    let dump_major = sidecar
-        .server_version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok())
-        .unwrap_or(0);
-    if dump_major > server_major {
-        actions::annotate(
-            actions::Level::Warning,
-            Some("shipgate restore"),
-            &format!(
-                "the backup comes from PostgreSQL {} and `{}` runs {server_version}: restoring into an older server is not guaranteed to work",
-                sidecar.server_version,
-                target.name()
-            ),
-        );
-    }
+    check_target_version(target, sidecar).await?;
 
     let _group = actions::group(&format!("Restore into `{}`", target.display()));
     let spec = restore_spec(target, sidecar.format);
@@ -437,6 +456,123 @@ pub(crate) async fn restore(
         target.display()
     ))?;
     Ok(counts)
+}
+
+/// Connects to `target`, warning when it runs an older PostgreSQL than the backup's.
+async fn check_target_version(target: &Database, sidecar: &Sidecar) -> Result<()> {
+    let (server_version, server_major) = target
+        .server_version()
+        .await
+        .context(format!("cannot connect to `{}`", target.display()))?;
+    let dump_major = sidecar
+        .server_version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    if dump_major > server_major {
+        actions::annotate(
+            actions::Level::Warning,
+            Some("shipgate restore"),
+            &format!(
+                "the backup comes from PostgreSQL {} and `{}` runs {server_version}: restoring into an older server is not guaranteed to work",
+                sidecar.server_version,
+                target.name()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// [`restore`] of a directory backup: every file downloaded `jobs` at a time into a private
+/// directory under `work_dir`, checked against the manifest while it streams and decompressed;
+/// only once every file matched, `pg_restore --jobs` (one transaction with `jobs` 1).
+#[allow(clippy::too_many_arguments)]
+async fn restore_directory(
+    work_dir: &Path,
+    storage: &Storage,
+    sidecar: &Sidecar,
+    files: &[ManifestFile],
+    target: &Database,
+    jobs: u32,
+    log: &SharedLog,
+    committed: &std::sync::atomic::AtomicBool,
+) -> Result<BTreeMap<String, u64>> {
+    let url = storage.url(&sidecar.object);
+    let dir = storage.child(sidecar.object.trim_end_matches('/'));
+    let group = actions::group(&format!("Fetch and check `{url}`"));
+    let temp = directory::PrivateDir::new(work_dir, "restore")?;
+    let progress = Arc::new(Progress::new());
+    say(
+        log,
+        &format!(
+            "fetching the {} files of `{url}` ({}), {jobs} at a time, checking each against the manifest before anything touches `{}`",
+            files.len(),
+            archive::bytes(sidecar.size),
+            target.display()
+        ),
+    );
+    let fetched = {
+        let reading = directory::read_all(&dir, files, Some(temp.path()), jobs, &progress);
+        tokio::pin!(reading);
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(10));
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                done = &mut reading => break done,
+                _ = ticker.tick() => say(log, &progress.line()),
+            }
+        }
+    };
+    let read =
+        fetched.map_err(|e| Error::new(e.kind(), format!("{e}; the database was not touched")))?;
+    say(
+        log,
+        &format!(
+            "all {} files of `{url}` match the manifest (SHA-256 {} of the manifest); {} decompressed",
+            files.len(),
+            sidecar.sha256,
+            archive::bytes(read)
+        ),
+    );
+    drop(group);
+    check_target_version(target, sidecar).await?;
+
+    let _group = actions::group(&format!("Restore into `{}`", target.display()));
+    let spec = directory::restore_spec(target, temp.path(), jobs);
+    if jobs > 1 {
+        say(
+            log,
+            &format!(
+                "restoring with {jobs} parallel pg_restore jobs: not one transaction (pg_restore cannot run jobs in one), so a failure leaves `{}` partly restored; every file was verified before it was touched",
+                target.display()
+            ),
+        );
+    }
+    say(log, &format!("$ {}", spec.display()));
+    if let Err(e) = directory::run_restore(&spec, log).await {
+        return Err(Error::dependency(if jobs > 1 {
+            format!(
+                "the restore into `{}` failed ({e}); it ran as {jobs} parallel jobs, not one transaction, so the database may be partly restored: fix the cause and restore again (`--clean` replaces the backup's objects)",
+                target.display()
+            )
+        } else {
+            format!(
+                "the restore into `{}` failed ({e}); it ran in one transaction, so the database is unchanged",
+                target.display()
+            )
+        }));
+    }
+    committed.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(temp);
+    say(
+        log,
+        &format!("restored into `{}`; counting rows", target.display()),
+    );
+    target.row_counts().await.context(format!(
+        "restored, but cannot count the rows of `{}`",
+        target.display()
+    ))
 }
 
 async fn download(storage: &Storage, object: &str, path: &Path) -> Result<()> {
@@ -596,6 +732,27 @@ mod tests {
         assert_eq!(
             DumpFormat::of(Some("plain"), "s3://b/backup-1.dump.gz"),
             DumpFormat::Plain
+        );
+    }
+
+    #[test]
+    fn a_directory_backup_is_named_by_its_prefix_and_restored_by_hand_in_parallel() {
+        let text =
+            manual_restore("s3://bk/prod/backup-1-abc/", DumpFormat::Directory, None).expect("s3");
+        assert!(text.starts_with("set -eo pipefail\n"), "{text}");
+        assert!(
+            text.contains("aws s3 cp --recursive 's3://bk/prod/backup-1-abc/' backup-1-abc/"),
+            "{text}"
+        );
+        assert!(text.contains("sha256sum -c"), "{text}");
+        assert!(text.contains("*.gz) gunzip \"$f\""), "{text}");
+        assert!(text.contains("zstd -dq --rm \"$f\""), "{text}");
+        assert!(text.contains("pg_restore --jobs="), "{text}");
+        let chosen = Chosen::from_url("s3://bkt/prod/backup-1-abc/", String::new()).expect("named");
+        assert_eq!(chosen.sidecar, "backup-1-abc.json");
+        assert_eq!(
+            DumpFormat::of(None, "s3://bk/prod/backup-1-abc/"),
+            DumpFormat::Directory
         );
     }
 

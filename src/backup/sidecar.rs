@@ -58,6 +58,48 @@ pub(crate) struct Sidecar {
     pub(crate) repository: Option<String>,
     #[serde(default)]
     pub(crate) created_by: String,
+    /// A directory-format backup's manifest: every file under `object` (`backup-<id>/`), in
+    /// name order. `sha256` is then the SHA-256 of [`manifest_text`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) files: Option<Vec<ManifestFile>>,
+    /// pg_dump's `--jobs` for a directory-format backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) jobs: Option<u32>,
+}
+
+/// One file of a directory-format backup, as stored: `<pg_dump's file>.gz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ManifestFile {
+    /// The object's name under `backup-<id>/`, e.g. `3346.dat.gz` or `toc.dat.gz`.
+    pub(crate) name: String,
+    /// Bytes stored (compressed).
+    pub(crate) size: u64,
+    pub(crate) uncompressed_size: u64,
+    /// SHA-256 of the stored object, hex.
+    pub(crate) sha256: String,
+}
+
+/// The manifest as `sha256sum` prints it (`<sha256>  <name>` per line, in name order): its
+/// SHA-256 is a directory backup's `sha256`, and `sha256sum -c` checks the files by hand.
+pub(crate) fn manifest_text(files: &[ManifestFile]) -> String {
+    let mut sorted: Vec<&ManifestFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    sorted
+        .iter()
+        .map(|f| format!("{}  {}\n", f.sha256, f.name))
+        .collect()
+}
+
+/// Whether `name` may be a file of a directory backup: a plain file name ending in a
+/// compression's suffix (`.gz`, `.zst`).
+pub(crate) fn is_manifest_name(name: &str) -> bool {
+    Compression::ALL.iter().any(|c| {
+        name.strip_suffix(c.suffix())
+            .is_some_and(|stem| !stem.is_empty())
+    }) && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// The database a backup was taken from: the host, port and name `database-url` gave, and the
@@ -153,9 +195,24 @@ pub(crate) fn check_sidecar(sidecar: &Sidecar, url: &str) -> crate::error::Resul
             sidecar.backup_id,
             sidecar.format.extension(sidecar.compression)
         );
-    let sha_ok =
-        sidecar.sha256.len() == 64 && sidecar.sha256.chars().all(|c| c.is_ascii_hexdigit());
-    if id_ok && object_ok && sha_ok {
+    let hex = |s: &str| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit());
+    let sha_ok = hex(&sidecar.sha256);
+    let toc = format!("toc.dat{}", sidecar.compression.suffix());
+    let files_ok = match (sidecar.format, &sidecar.files) {
+        (DumpFormat::Directory, Some(files)) => {
+            files.iter().any(|f| f.name == toc)
+                && files
+                    .iter()
+                    .all(|f| is_manifest_name(&f.name) && hex(&f.sha256))
+                && crate::backup::archive::hex(&{
+                    use sha2::Digest as _;
+                    sha2::Sha256::digest(manifest_text(files).as_bytes())
+                }) == sidecar.sha256
+        }
+        (DumpFormat::Directory, None) => false,
+        (_, files) => files.is_none(),
+    };
+    if id_ok && object_ok && sha_ok && files_ok {
         Ok(())
     } else {
         Err(Error::gate(format!(

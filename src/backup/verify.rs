@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::archive::{self, Progress, Source};
+use super::directory::{self, PrivateDir};
 use super::restore::restore_spec;
+use super::sidecar::ManifestFile;
 use super::{log_line, say};
 use crate::actions;
 use crate::error::{Error, Result, ResultExt};
@@ -107,6 +109,12 @@ pub(crate) struct Expected {
     pub(crate) size: u64,
     pub(crate) format: DumpFormat,
     pub(crate) compression: Compression,
+    /// A directory backup's manifest (its files are under `object`).
+    pub(crate) files: Option<Vec<ManifestFile>>,
+    /// Files read at once, and `pg_restore --jobs` for `restore`.
+    pub(crate) jobs: u32,
+    /// Where a directory backup is decompressed for `restore`.
+    pub(crate) work_dir: std::path::PathBuf,
 }
 
 /// Reads the backup back: SHA-256 and size, an intact gzip stream, a complete dump read in
@@ -124,6 +132,19 @@ pub(crate) async fn verify(
 ) -> Result<Verification> {
     let _group = actions::group(&format!("Verify `{}`", storage.url(&expected.object)));
     let url = storage.url(&expected.object);
+    if let Some(files) = &expected.files {
+        return verify_directory(
+            storage,
+            expected,
+            files,
+            mode,
+            db,
+            source_counts,
+            verify_database_url,
+            log,
+        )
+        .await;
+    }
     let progress = Arc::new(Progress::new());
     let source = || async {
         let download = storage
@@ -171,7 +192,7 @@ pub(crate) async fn verify(
                     .await;
                     read
                 }
-                DumpFormat::Custom => {
+                DumpFormat::Custom | DumpFormat::Directory => {
                     // pg_restore reading the whole archive (`--list` would pass a truncated one).
                     let spec = db.spec(
                         "pg_restore",
@@ -224,6 +245,105 @@ pub(crate) async fn verify(
         mode: mode.name().to_string(),
         checked_at: crate::util::now_rfc3339(),
         read_bytes: read.uncompressed,
+        tables,
+    })
+}
+
+/// [`verify`] of a directory backup: every file read back `jobs` at a time, its size and
+/// SHA-256 checked and decompressed in full; with `restore`, decompressed into a private
+/// directory and restored from it into a scratch database with `pg_restore --jobs`.
+#[allow(clippy::too_many_arguments)]
+async fn verify_directory(
+    storage: &Storage,
+    expected: &Expected,
+    files: &[ManifestFile],
+    mode: VerifyMode,
+    db: &Database,
+    source_counts: Option<&BTreeMap<String, u64>>,
+    verify_database_url: Option<&Secret>,
+    log: &SharedLog,
+) -> Result<Verification> {
+    let url = storage.url(&expected.object);
+    let dir = storage.child(expected.object.trim_end_matches('/'));
+    let progress = Arc::new(Progress::new());
+    let fail = |e: Error| {
+        let kind = e.kind();
+        Error::new(kind, format!("verification failed: {e}"))
+    };
+    let (read_bytes, tables) = match mode {
+        VerifyMode::Restore => {
+            let counts = source_counts.ok_or_else(|| {
+                Error::usage("verification by restore needs the source row counts")
+            })?;
+            let temp = PrivateDir::new(&expected.work_dir, "verify")?;
+            let read =
+                directory::read_all(&dir, files, Some(temp.path()), expected.jobs, &progress)
+                    .await
+                    .map_err(fail)?;
+            let server = match verify_database_url {
+                Some(url) => Database::from_url("`verify-database-url`", url)?
+                    .with_bin_dir(db.bin_dir().cloned()),
+                None => db.clone(),
+            };
+            let name = create_scratch(&server, "shipgate_verify", "for verification; the role needs CREATEDB, or set `verify-database-url` to a server where it has it").await?;
+            say(
+                log,
+                &format!(
+                    "restoring into the scratch database `{name}` with {} pg_restore job(s)",
+                    expected.jobs
+                ),
+            );
+            let scratch = server.with_database(&name);
+            let result = async {
+                let spec = directory::restore_spec(&scratch, temp.path(), expected.jobs);
+                directory::run_restore(&spec, log).await.map_err(|e| {
+                    Error::gate(format!(
+                        "verification failed: the backup did not restore into a scratch database ({e})"
+                    ))
+                })?;
+                scratch
+                    .row_counts()
+                    .await
+                    .context("cannot count the rows of the scratch database")
+            }
+            .await;
+            if let Err(message) = drop_scratch(&server, &name).await {
+                actions::annotate(actions::Level::Warning, Some("shipgate backup"), &message);
+                log_line(log, &message);
+            }
+            let restored = result?;
+            compare_counts(counts, &restored).map_err(|diff| {
+                Error::gate(format!(
+                    "verification failed: `{url}` restored into a scratch database with different row counts than the source: {diff}"
+                ))
+            })?;
+            (read, Some(restored.len()))
+        }
+        _ => (
+            directory::read_all(&dir, files, None, expected.jobs, &progress)
+                .await
+                .map_err(fail)?,
+            None,
+        ),
+    };
+    say(
+        log,
+        &format!(
+            "verified `{url}`: {} files, each one's SHA-256 matches the manifest, {} decompressed in full{}",
+            files.len(),
+            archive::bytes(read_bytes),
+            match tables {
+                Some(n) => format!(
+                    ", restored into a scratch database with identical row counts in {n} tables"
+                ),
+                None => String::new(),
+            }
+        ),
+    );
+    Ok(Verification {
+        mode: mode.name().to_string(),
+        checked_at: crate::util::now_rfc3339(),
+        read_bytes,
         tables,
     })
 }

@@ -13,6 +13,7 @@ use super::{Outcome, set_outputs};
 use crate::actions;
 use crate::backup::archive::{self, Codec};
 pub(crate) use crate::backup::config::FileConfig;
+use crate::backup::directory;
 use crate::backup::dump::{self, Known, Options};
 use crate::backup::prune::{self, prune_summary};
 use crate::backup::report;
@@ -30,18 +31,6 @@ use crate::util::HumanDuration;
 
 const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-/// `jobs` takes at most this many.
-const MAX_JOBS: usize = 32;
-/// `jobs` defaults to the number of CPUs, at most this many.
-const DEFAULT_MAX_JOBS: usize = 8;
-
-/// The number of CPUs, at most [`DEFAULT_MAX_JOBS`].
-fn default_jobs() -> usize {
-    std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .min(DEFAULT_MAX_JOBS)
-}
 
 #[derive(Debug, Default, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -52,8 +41,10 @@ pub(crate) struct Args {
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) lease: super::lease::hold::LeaseArgs,
-    /// pg_dump format: `plain` (SQL; `gunzip | psql` restores it) or `custom` (restored with
-    /// pg_restore; stored as `.dump.gz`) (input `dump-format`) [default: plain]
+    /// pg_dump format: `plain` (SQL; `gunzip | psql` restores it), `custom` (restored with
+    /// pg_restore; stored as `.dump.gz`) or `directory` (parallel: `pg_dump --jobs`, each file
+    /// stored as `backup-<id>/<file>.gz`, restored with `pg_restore --jobs`) (input
+    /// `dump-format`) [default: plain]
     #[arg(long, value_name = "FORMAT")]
     pub(crate) dump_format: Option<DumpFormat>,
     /// `gzip` (`gunzip` reads it) or `zstd` (faster per core, smaller; `zstd -d` reads it)
@@ -64,10 +55,14 @@ pub(crate) struct Args {
     /// `compression-level`) [default: gzip 1, zstd 3]
     #[arg(long, value_name = "LEVEL")]
     pub(crate) compression_level: Option<u32>,
-    /// Threads that compress the dump, 1 to 32 (input `jobs`) [default: the number of CPUs, at
-    /// most 8]
+    /// Parallel work, 1 to 64: pg_dump's jobs with `--dump-format directory`, the threads that
+    /// compress a single-stream dump (input `jobs`) [default: the available cores, at most 8]
     #[arg(long, value_name = "N")]
-    pub(crate) jobs: Option<usize>,
+    pub(crate) jobs: Option<String>,
+    /// Where a directory dump's files wait while they upload, in a private directory (input
+    /// `work-dir`) [default: TMPDIR]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) work_dir: Option<PathBuf>,
     /// After uploading: `sha256` (read the object back, check its SHA-256, decompress it and
     /// read the whole dump), `restore` (also restore it into a scratch database and compare
     /// per-table row counts with the source) or `none` (input `verify`) [default: sha256]
@@ -237,6 +232,31 @@ pub(crate) fn pg_bin_dir(settings: &Settings, flag: Option<&PathBuf>) -> Option<
         .map(PathBuf::from)
 }
 
+/// `--jobs` (flag > input `jobs` > `backup.jobs` > the available cores, at most 8): a usage
+/// error naming the value unless it is 1 to [`directory::MAX_JOBS`].
+pub(crate) fn jobs(settings: &Settings, flag: Option<&str>) -> Result<u32> {
+    let file = file_config(settings).jobs.map(|n| n.to_string());
+    let Some(text) = settings.text("jobs", flag.map(str::to_string), file.as_ref()) else {
+        return Ok(directory::default_jobs());
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=directory::MAX_JOBS).contains(&n) => Ok(n),
+        _ => Err(Error::usage(format!(
+            "jobs {} is out of range; use a whole number from 1 to {}",
+            actions::quote(&text),
+            directory::MAX_JOBS
+        ))),
+    }
+}
+
+/// The work directory: flag > input `work-dir` > TMPDIR.
+pub(crate) fn work_dir(settings: &Settings, flag: Option<&PathBuf>) -> PathBuf {
+    settings
+        .text("work-dir", flag.map(|p| p.display().to_string()), None)
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// The database URL secret (`database-url`, else DATABASE_URL).
 pub(crate) fn source_database(bin_dir: Option<PathBuf>) -> Result<Database> {
     let url = settings::secret("database-url", &["DATABASE_URL"]).ok_or_else(|| {
@@ -287,14 +307,6 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
             levels.end()
         )));
     }
-    let jobs = settings
-        .value("jobs", args.jobs, file.jobs)?
-        .unwrap_or_else(default_jobs);
-    if !(1..=MAX_JOBS).contains(&jobs) {
-        return Err(Error::usage(format!(
-            "`jobs` is `{jobs}`; use 1 to {MAX_JOBS} (the default is the number of CPUs, at most {DEFAULT_MAX_JOBS})"
-        )));
-    }
     let verify = settings
         .value(
             "verify",
@@ -319,6 +331,7 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
         file.timeout,
         DEFAULT_TIMEOUT,
     )?;
+    let jobs = jobs(settings, args.jobs.as_deref())?;
     Ok(Options {
         location,
         s3,
@@ -326,9 +339,11 @@ fn options(args: &Args, settings: &Settings) -> Result<Options> {
         codec: Codec {
             compression,
             level,
-            threads: jobs,
+            threads: jobs as usize,
         },
         verify,
+        jobs,
+        work_dir: work_dir(settings, args.work_dir.as_ref()),
         lock_wait,
         timeout,
         verify_database_url: settings::secret("verify-database-url", &[]),

@@ -177,11 +177,8 @@ async fn options(args: &Args, settings: &Settings, id: &str) -> Result<Options> 
         max_rto,
         max_rpo,
         keep: settings.switch("keep-scratch", args.keep, None, false)?,
-        work_dir: args
-            .work_dir
-            .clone()
-            .or_else(|| settings::input("work-dir").map(PathBuf::from))
-            .unwrap_or_else(std::env::temp_dir),
+        work_dir: backup::work_dir(settings, args.work_dir.as_ref()),
+        jobs: backup::jobs(settings, None)?,
         timeout,
         smoke,
     })

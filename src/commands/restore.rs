@@ -53,10 +53,14 @@ pub(crate) struct Args {
     /// Directory of the PostgreSQL client tools (input `pg-bin-dir`) [default: PATH]
     #[arg(long, value_name = "DIR")]
     pub(crate) pg_bin_dir: Option<PathBuf>,
-    /// Where an S3 download is kept while its SHA-256 is checked (input `work-dir`) [default:
-    /// TMPDIR]
+    /// Where an S3 download is kept while its SHA-256 is checked, and a directory backup is
+    /// decompressed (input `work-dir`) [default: TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub(crate) work_dir: Option<PathBuf>,
+    /// Files downloaded at once and `pg_restore --jobs` for a directory backup, 1 to 64 (input
+    /// `jobs`) [default: the available cores, at most 8]
+    #[arg(long, value_name = "N")]
+    pub(crate) jobs: Option<String>,
 }
 
 pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
@@ -65,6 +69,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let timeout = settings.duration("restore-timeout", args.timeout, None, DEFAULT_TIMEOUT)?;
     let deadline = tokio::time::Instant::now() + timeout;
     let which = choose(args, settings)?;
+    let jobs = backup::jobs(settings, args.jobs.as_deref())?;
     // The same S3 settings (`--endpoint-url`, region, path style) however the backup is named.
     let storage = backup::open_storage(which.location(), &args.store, settings).await?;
     let sidecar = tokio::select! {
@@ -101,12 +106,11 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let committed = std::sync::atomic::AtomicBool::new(false);
     let work = async {
         confirm(args, settings, &target, &sidecar).await?;
-        let work_dir = args
-            .work_dir
-            .clone()
-            .or_else(|| settings::input("work-dir").map(PathBuf::from))
-            .unwrap_or_else(std::env::temp_dir);
-        restore(&work_dir, &storage, &sidecar, &target, &log, &committed).await
+        let work_dir = backup::work_dir(settings, args.work_dir.as_ref());
+        restore(
+            &work_dir, &storage, &sidecar, &target, jobs, &log, &committed,
+        )
+        .await
     };
     let outcome = tokio::select! {
         result = work => result,

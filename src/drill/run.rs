@@ -51,6 +51,8 @@ pub(crate) struct Options {
     pub(crate) max_rpo: Duration,
     pub(crate) keep: bool,
     pub(crate) work_dir: PathBuf,
+    /// Files downloaded at once and `pg_restore --jobs` for a directory backup.
+    pub(crate) jobs: u32,
     pub(crate) timeout: Duration,
     pub(crate) smoke: Option<Smoke>,
 }
@@ -155,6 +157,7 @@ pub(crate) async fn drill(
             &storage,
             &sidecar,
             &scratch,
+            options.jobs,
             log,
             &committed,
         )

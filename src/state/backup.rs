@@ -100,6 +100,10 @@ pub(crate) enum DumpFormat {
     /// pg_dump's archive (`--format=custom --compress=0`, gzipped by shipgate): restored with
     /// `pg_restore`.
     Custom,
+    /// pg_dump's directory archive (`--format=directory --jobs=N`): each file compressed by
+    /// shipgate to `backup-<id>/<file>.gz` (or `.zst`), listed with its size and SHA-256 in the sidecar;
+    /// restored with `pg_restore --jobs=N`.
+    Directory,
 }
 
 impl DumpFormat {
@@ -108,26 +112,36 @@ impl DumpFormat {
         match self {
             DumpFormat::Plain => ".sql",
             DumpFormat::Custom => ".dump",
+            DumpFormat::Directory => "/",
         }
     }
 
-    /// The object's name after `backup-<deployment-id>`: `.sql.gz`, `.dump.zst`, ….
+    /// The object's name after `backup-<deployment-id>`: `.sql.gz`, `.dump.zst`, …; for a
+    /// directory archive the `/` of the prefix its files live under (each file carries the
+    /// compression's suffix).
     pub(crate) fn extension(self, compression: Compression) -> String {
-        format!("{}{}", self.suffix(), compression.suffix())
+        match self {
+            DumpFormat::Directory => self.suffix().to_string(),
+            _ => format!("{}{}", self.suffix(), compression.suffix()),
+        }
     }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             DumpFormat::Plain => "plain",
             DumpFormat::Custom => "custom",
+            DumpFormat::Directory => "directory",
         }
     }
 
     /// `backup-<id>` of one of a backup's objects: a dump of any format and compression, or its
-    /// sidecar (`backup-<id>.sql.gz`, `.dump.zst`, `.json`, …).
+    /// sidecar (`backup-<id>.sql.gz`, `.dump.zst`, `.json`, the directory archive's
+    /// `backup-<id>/`).
     pub(crate) fn object_stem(name: &str) -> Option<&str> {
-        if let Some(stem) = name.strip_suffix(".json") {
-            return Some(stem);
+        for suffix in [".json", DumpFormat::Directory.suffix()] {
+            if let Some(stem) = name.strip_suffix(suffix) {
+                return Some(stem);
+            }
         }
         [DumpFormat::Plain, DumpFormat::Custom]
             .iter()
@@ -139,6 +153,7 @@ impl DumpFormat {
     pub(crate) fn of(named: Option<&str>, location: &str) -> DumpFormat {
         match named.and_then(|n| n.parse().ok()) {
             Some(format) => format,
+            None if location.ends_with('/') => DumpFormat::Directory,
             None => {
                 let stem = Compression::ALL
                     .iter()
@@ -192,6 +207,14 @@ impl Compression {
         }
     }
 
+    /// The stored object's media type.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/gzip",
+            Compression::Zstd => "application/zstd",
+        }
+    }
+
     /// The shell command that decompresses it from stdin to stdout.
     pub(crate) fn shell_decompress(self) -> &'static str {
         match self {
@@ -222,8 +245,9 @@ impl std::str::FromStr for DumpFormat {
         match text.trim().to_ascii_lowercase().as_str() {
             "plain" | "p" | "sql" => Ok(DumpFormat::Plain),
             "custom" | "c" => Ok(DumpFormat::Custom),
+            "directory" | "d" => Ok(DumpFormat::Directory),
             other => Err(format!(
-                "`{other}` is not a dump format; use `plain` or `custom`"
+                "`{other}` is not a dump format; use `plain`, `custom` or `directory`"
             )),
         }
     }

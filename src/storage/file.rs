@@ -92,6 +92,46 @@ impl FileStore {
         self.dir.join(name)
     }
 
+    /// The subdirectory `name`.
+    pub(crate) fn child(&self, name: &str) -> FileStore {
+        FileStore::new(&self.dir.join(name))
+    }
+
+    /// Every unfinished upload in the directory, with its object's name.
+    pub(crate) async fn list_all_uploads(
+        &self,
+    ) -> Result<Vec<(String, PendingUpload)>, StorageError> {
+        let mut found = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(io_error("list", &self.dir, e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("list", &self.dir, e))?
+        {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let Some((name, _)) = file_name
+                .strip_prefix('.')
+                .and_then(|rest| rest.strip_suffix(".partial"))
+                .and_then(|rest| rest.rsplit_once('.'))
+            else {
+                continue;
+            };
+            for upload in self.list_uploads(name).await? {
+                if !found
+                    .iter()
+                    .any(|(n, u): &(String, PendingUpload)| n == name && u.id == upload.id)
+                {
+                    found.push((name.to_string(), upload));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     pub(crate) fn url(&self, name: &str) -> String {
         format!("file://{}", self.path(name).display())
     }

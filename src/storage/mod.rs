@@ -297,6 +297,25 @@ impl Storage {
         }
     }
 
+    /// The destination `name` inside this one (`prefix/name` on S3, a subdirectory locally):
+    /// where the objects of a directory-format backup live.
+    pub(crate) fn child(&self, name: &str) -> Storage {
+        match self {
+            Storage::S3(s) => Storage::S3(s.child(name)),
+            Storage::File(f) => Storage::File(f.child(name)),
+        }
+    }
+
+    /// Every unfinished upload directly in this destination, with its object's name.
+    pub(crate) async fn list_all_uploads(
+        &self,
+    ) -> Result<Vec<(String, PendingUpload)>, StorageError> {
+        match self {
+            Storage::S3(s) => s.list_all_uploads().await,
+            Storage::File(f) => f.list_all_uploads().await,
+        }
+    }
+
     /// The file behind `name` for a local destination (read in place, not downloaded).
     pub(crate) fn local_path(&self, name: &str) -> Option<std::path::PathBuf> {
         match self {

@@ -187,6 +187,59 @@ impl S3Store {
         self.ctx.url(name)
     }
 
+    /// The same bucket and client, with `name` appended to the prefix.
+    pub(crate) fn child(&self, name: &str) -> S3Store {
+        let mut ctx = self.ctx.clone();
+        ctx.prefix = ctx.key(name);
+        S3Store { ctx }
+    }
+
+    /// Every unfinished upload directly under the prefix, with its object's name.
+    pub(crate) async fn list_all_uploads(
+        &self,
+    ) -> Result<Vec<(String, PendingUpload)>, StorageError> {
+        let ctx = &self.ctx;
+        let prefix = ctx.key("");
+        let mut found = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = ctx
+                .client
+                .list_multipart_uploads()
+                .bucket(&ctx.bucket)
+                .prefix(&prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| ctx.error("list the unfinished uploads of", "", e))?;
+            for upload in out.uploads() {
+                let (Some(name), Some(id)) = (
+                    upload.key().and_then(|k| k.strip_prefix(prefix.as_str())),
+                    upload.upload_id(),
+                ) else {
+                    continue;
+                };
+                if name.is_empty() || name.contains('/') {
+                    continue;
+                }
+                found.push((
+                    name.to_string(),
+                    PendingUpload {
+                        id: id.to_string(),
+                        initiated: upload.initiated().map(|t| t.secs()),
+                    },
+                ));
+            }
+            key_marker = out.next_key_marker().map(str::to_string);
+            id_marker = out.next_upload_id_marker().map(str::to_string);
+            if out.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     pub(crate) async fn read_small(
         &self,
         name: &str,

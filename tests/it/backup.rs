@@ -192,7 +192,7 @@ fn gunzip(bytes: &[u8]) -> String {
 }
 
 /// Every place a secret could leak: the run's streams and files, the state dir, the objects.
-fn assert_nothing_leaks(
+pub(crate) fn assert_nothing_leaks(
     secret: &str,
     run: &crate::support::cli::Run,
     case: &Case,
@@ -747,7 +747,7 @@ fn fake_pg_dump(script: &str) -> tempfile::TempDir {
     dir
 }
 
-fn path_with(dir: &Path) -> String {
+pub(crate) fn path_with(dir: &Path) -> String {
     format!(
         "{}:{}",
         dir.display(),
@@ -1882,6 +1882,7 @@ fn zstd_and_parallel_gzip_round_trip_in_both_formats_and_by_hand() {
         (&on_disk, "custom", "zstd", "1", ".dump.zst"),
         (&on_disk, "plain", "gzip", "3", ".sql.gz"),
         (&on_s3, "custom", "gzip", "3", ".dump.gz"),
+        (&on_disk, "directory", "zstd", "2", "/"),
     ] {
         let what = format!("{format} {compression} --jobs {jobs}");
         let case = Case::new();
@@ -1934,18 +1935,18 @@ fn zstd_and_parallel_gzip_round_trip_in_both_formats_and_by_hand() {
             .nth(1)
             .and_then(|rest| rest.split("```").next())
             .expect("a manual restore in the summary");
-        assert!(
-            manual.contains(if compression == "zstd" {
-                "| zstd -dc |"
-            } else {
-                "| gunzip |"
-            }),
-            "{what}: {manual}"
-        );
+        let unpack = match (format, compression) {
+            ("directory", _) => "zstd -dq --rm",
+            (_, "zstd") => "| zstd -dc |",
+            _ => "| gunzip |",
+        };
+        assert!(manual.contains(unpack), "{what}: {manual}");
         if destination.starts_with("file://") {
             let by_hand = pg().create_database(&format!("codec_hand_{compression}_{format}"));
+            let scratch = tempfile::tempdir().expect("scratch");
             let out = std::process::Command::new("bash")
                 .args(["-c", manual])
+                .current_dir(scratch.path())
                 .env("DATABASE_URL", pg().url(&by_hand))
                 .env("PATH", path_with(PgCluster::bin_dir()))
                 .output()
@@ -1976,8 +1977,14 @@ fn compression_settings_out_of_range_name_the_value() {
             vec!["--compression", "lz4"],
             "`lz4` is not a compression; use `gzip` or `zstd`",
         ),
-        (vec!["--jobs", "0"], "`jobs` is `0`; use 1 to 32"),
-        (vec!["--jobs", "33"], "`jobs` is `33`; use 1 to 32"),
+        (
+            vec!["--jobs", "0"],
+            "jobs `0` is out of range; use a whole number from 1 to 64",
+        ),
+        (
+            vec!["--jobs", "65"],
+            "jobs `65` is out of range; use a whole number from 1 to 64",
+        ),
     ] {
         let mut argv = vec!["backup", "--destination", "file:///nonexistent-shipgate"];
         argv.extend(args.iter().copied());

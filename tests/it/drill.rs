@@ -415,3 +415,40 @@ fn sigterm_mid_drill_drops_the_scratch_database_and_exits_4() {
     assert_eq!(drill["result"], "fail", "{drill:#}");
     assert_eq!(drill["scratch_dropped"], true, "{drill:#}");
 }
+
+#[test]
+fn a_drill_of_a_directory_backup_restores_it_with_parallel_jobs() {
+    let _serial = one_at_a_time();
+    let case = Case::new();
+    let source = seeded("drill_dir");
+    pg().psql(&source, HISTORY);
+    let bucket = s3().create_bucket();
+    let destination = format!("s3://{bucket}/prod");
+    case.shipgate(&source)
+        .args([
+            "backup",
+            "--destination",
+            &destination,
+            "--dump-format",
+            "directory",
+            "--jobs",
+            "2",
+        ])
+        .run()
+        .expect_code(0);
+    let before = databases();
+    let run = case
+        .shipgate(&source)
+        .input("drill-database-url", &pg().url("postgres"))
+        .input("jobs", "2")
+        .args(["drill", "--destination", &destination])
+        .run();
+    run.expect_code(0);
+    let drill = drill_json(&case);
+    assert_eq!(drill["result"], "pass", "{drill:#}");
+    for name in ["row-counts", "schema-version"] {
+        assert_eq!(verdict(&drill, name).0, "pass", "{name}: {drill:#}");
+    }
+    assert!(run.stderr.contains("not one transaction"), "{}", run.stderr);
+    assert_eq!(databases(), before, "the scratch database is gone");
+}

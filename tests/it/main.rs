@@ -6,6 +6,7 @@ mod support;
 
 mod artifacts_official;
 mod backup;
+mod backup_directory;
 mod bad_input;
 mod drill;
 mod e2e;
