@@ -465,3 +465,416 @@ fn release_commits_pin_a_multi_arch_image_by_digest() {
         "a refused pin changes nothing"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// GitHub Enterprise Server: v4 artifact actions are not supported there, v3 are.
+
+/// github.com and GHE.com (`*.ghe.com`, data residency) serve the v4 artifact actions; any other
+/// server is GHES (actions/toolkit's `isGhes`, and shipgate's `artifacts::is_ghes`).
+const DOTCOM: &str =
+    "github.server_url == 'https://github.com' || endsWith(github.server_url, '.ghe.com')";
+const GHES: &str =
+    "github.server_url != 'https://github.com' && !endsWith(github.server_url, '.ghe.com')";
+
+/// `(action, major)` of the pinned artifact actions, by pin.
+fn artifact_action(uses: &str) -> Option<(&'static str, u8)> {
+    let (action, pin) = uses.split_once('@')?;
+    let known = [
+        (
+            "actions/upload-artifact",
+            "ea165f8d65b6e75b540449e92b4886f43607fa02",
+            4,
+        ), // v4.6.2
+        (
+            "actions/download-artifact",
+            "d3f86a106a0bac45b974a628896c90dbdf5c8093",
+            4,
+        ), // v4.3.0
+        (
+            "actions/upload-artifact",
+            "a8a3f3ad30e3422c9c7b888a15615d19a852ae32",
+            3,
+        ), // v3.1.3
+        (
+            "actions/download-artifact",
+            "9bc31d5ccc31df68ecc42ccf4149144866c47d8a",
+            3,
+        ), // v3.0.2
+    ];
+    if !action.ends_with("-artifact") || !action.starts_with("actions/") {
+        return None;
+    }
+    let found = known
+        .iter()
+        .find(|(a, p, _)| *a == action && *p == pin)
+        .unwrap_or_else(|| {
+            panic!("`{uses}`: not a known v4 or v3 pin; add it to the table with its GHES rule")
+        });
+    Some((found.0, found.2))
+}
+
+/// The `if:` of the GHES twin of a step guarded by `if:` `dotcom`; `None` when `dotcom` does not
+/// end with the github.com test.
+fn ghes_twin_condition(dotcom: &str) -> Option<String> {
+    let inner = dotcom
+        .trim()
+        .strip_prefix("${{")?
+        .strip_suffix("}}")?
+        .trim();
+    if inner == DOTCOM {
+        return Some(format!("${{{{ {GHES} }}}}"));
+    }
+    let rest = inner.strip_suffix(&format!(" && ({DOTCOM})"))?;
+    Some(format!("${{{{ {rest} && {GHES} }}}}"))
+}
+
+#[test]
+fn artifact_steps_come_in_github_com_and_ghes_pairs() {
+    let v3_inputs = |action: &str| -> &'static [&'static str] {
+        if action == "actions/upload-artifact" {
+            &["name", "path", "if-no-files-found", "retention-days"]
+        } else {
+            &["name", "path"]
+        }
+    };
+    let mut pairs = 0;
+    for path in workflow_files() {
+        // shipgate's own release runs on github.com only.
+        if path.ends_with(".github/workflows/release.yml") {
+            continue;
+        }
+        let name = path.display().to_string();
+        let workflow = load(&path);
+        let Some(jobs) = workflow["jobs"].as_mapping() else {
+            continue;
+        };
+        for (job_name, job) in jobs {
+            let job_name = job_name.as_str().unwrap_or("?");
+            let steps: Vec<&Value> = job["steps"].as_sequence().into_iter().flatten().collect();
+            let cond = |s: &Value| s["if"].as_str().unwrap_or("").trim().to_string();
+            let with_keys = |s: &Value| -> Vec<String> {
+                s["with"]
+                    .as_mapping()
+                    .map(|m| {
+                        m.keys()
+                            .filter_map(|k| k.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            for (at, step) in steps.iter().enumerate() {
+                let Some((action, major)) = step["uses"].as_str().and_then(artifact_action) else {
+                    continue;
+                };
+                let step_name = step["name"].as_str().unwrap_or("?");
+                let here = format!("{name}: job `{job_name}`, step `{step_name}`");
+                if major == 3 {
+                    let c = cond(step);
+                    assert!(
+                        c.ends_with(&format!("{GHES} }}}}")),
+                        "{here}: a v3 artifact step runs on GHES only (`if:` ending in `{GHES}`), not `{c}`"
+                    );
+                    for key in with_keys(step) {
+                        assert!(
+                            v3_inputs(action).contains(&key.as_str()),
+                            "{here}: `{key}` is not an input of {action} v3"
+                        );
+                    }
+                    continue;
+                }
+                let twin_if = ghes_twin_condition(&cond(step)).unwrap_or_else(|| {
+                    panic!(
+                        "{here}: a v4 artifact step needs `if: ${{{{ {DOTCOM} }}}}` (or `<condition> && ({DOTCOM})`) and a GHES twin; it has `{}`",
+                        cond(step)
+                    )
+                });
+                let twins: Vec<&&Value> = steps.iter().filter(|s| cond(s) == twin_if).collect();
+                let from_another_run = step["with"].get("run-id").is_some();
+                let twin = twins.iter().find(|s| {
+                    if from_another_run {
+                        // v3 reads only this run's artifacts: the REST API fetches the other's.
+                        s["run"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("GITHUB_API_URL"))
+                    } else {
+                        s["uses"].as_str().and_then(artifact_action) == Some((action, 3))
+                    }
+                });
+                let twin = twin.unwrap_or_else(|| {
+                    panic!("{here}: no GHES twin ({action} v3, or a REST fetch for another run's artifact) with `if: {twin_if}`")
+                });
+                pairs += 1;
+                if from_another_run {
+                    continue;
+                }
+                if action == "actions/upload-artifact" {
+                    for key in ["name", "path", "retention-days"] {
+                        assert_eq!(
+                            twin["with"][key], step["with"][key],
+                            "{here}: the GHES twin uploads a different `{key}`"
+                        );
+                    }
+                } else if let Some(pattern) = step["with"]["pattern"].as_str() {
+                    // v3 has no `pattern`: it downloads every artifact of the run, and a `run:`
+                    // step merges this deployment's state directories into `path`.
+                    assert!(
+                        twin["with"].get("name").is_none(),
+                        "{here}: the GHES twin downloads by name; it must download all"
+                    );
+                    let merge = steps[at..]
+                        .iter()
+                        .find(|s| cond(s) == twin_if && s.get("run").is_some())
+                        .unwrap_or_else(|| panic!("{here}: no merge step after the GHES download"));
+                    assert_eq!(
+                        merge["env"]["PREFIX"].as_str(),
+                        pattern.strip_suffix('*'),
+                        "{here}: the merge takes another prefix than `{pattern}`"
+                    );
+                    assert_eq!(
+                        merge["env"]["TARGET"], step["with"]["path"],
+                        "{here}: the merge fills another directory"
+                    );
+                    assert_eq!(
+                        merge["env"]["DOWNLOADED"], twin["with"]["path"],
+                        "{here}: the merge reads another directory than the download fills"
+                    );
+                } else {
+                    for key in ["name", "path"] {
+                        assert_eq!(
+                            twin["with"][key], step["with"][key],
+                            "{here}: the GHES twin downloads a different `{key}`"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(pairs >= 40, "only {pairs} github.com/GHES pairs found");
+}
+
+/// `record`, `rollback` and `drill` upload their artifacts through the results service, absent on
+/// GHES: there they stage them in `<state-dir>/<id>/artifacts/<name>/`, and the job publishes
+/// those directories with the v3 action under the same names.
+#[test]
+fn on_ghes_every_job_that_stages_artifacts_publishes_them() {
+    let documents = [
+        (
+            "record",
+            &["deployment-record-", "rollback-instructions-"][..],
+        ),
+        ("rollback", &["deployment-record-", "incident-"][..]),
+        ("drill", &["drill-report-"][..]),
+    ];
+    let mut jobs_checked = 0;
+    for path in workflow_files() {
+        let name = path.display().to_string();
+        let workflow = load(&path);
+        let Some(jobs) = workflow["jobs"].as_mapping() else {
+            continue;
+        };
+        for (job_name, job) in jobs {
+            let job_name = job_name.as_str().unwrap_or("?");
+            let steps: Vec<&Value> = job["steps"].as_sequence().into_iter().flatten().collect();
+            for (command, names) in documents {
+                let stages = steps.iter().any(|s| {
+                    s["uses"].as_str().is_some_and(is_shipgate)
+                        && s["with"]["command"].as_str() == Some(command)
+                });
+                if !stages {
+                    continue;
+                }
+                jobs_checked += 1;
+                for prefix in names {
+                    let published = steps.iter().any(|s| {
+                        s["uses"].as_str().and_then(artifact_action)
+                            == Some(("actions/upload-artifact", 3))
+                            && s["if"].as_str().is_some_and(|c| c.contains(GHES))
+                            && s["with"]["name"]
+                                .as_str()
+                                .is_some_and(|n| n.starts_with(prefix))
+                            && s["with"]["path"].as_str().is_some_and(|p| {
+                                p.starts_with(".shipgate/")
+                                    && p.contains("/artifacts/")
+                                    && p.trim_end_matches('/')
+                                        .ends_with(s["with"]["name"].as_str().unwrap_or("\u{0}"))
+                            })
+                    });
+                    assert!(
+                        published,
+                        "{name}: job `{job_name}` runs `{command}` but does not publish `{prefix}<id>` from `.shipgate/<id>/artifacts/` on GHES"
+                    );
+                }
+            }
+        }
+    }
+    assert!(jobs_checked >= 9, "only {jobs_checked} jobs checked");
+}
+
+/// The `run:` script of `step` in `workflows-templates/<file>`.
+fn run_script(file: &str, step: &str) -> String {
+    let workflow = load(&root().join("workflows-templates").join(file));
+    let jobs = workflow["jobs"].as_mapping().expect("jobs");
+    jobs.values()
+        .flat_map(|job| job["steps"].as_sequence().into_iter().flatten())
+        .find(|s| s["name"].as_str() == Some(step))
+        .and_then(|s| s["run"].as_str())
+        .unwrap_or_else(|| panic!("{file}: no `run:` step `{step}`"))
+        .to_string()
+}
+
+/// A loopback stand-in for a GHES instance: the REST API under `/api/v3` (run 123's artifact
+/// list, built from the port; artifact 7's zip answered with a redirect, as GitHub does) and
+/// the storage the redirect points at. Returns the port and the requests seen (path and
+/// Authorization header).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+fn fake_ghes(
+    listing: impl Fn(u16) -> serde_json::Value + Send + 'static,
+    zip: Vec<u8>,
+) -> (u16, Seen) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: Seen = Default::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut auth = None;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = header.split_once(':')
+                    && k.eq_ignore_ascii_case("authorization")
+                {
+                    auth = Some(v.trim().to_string());
+                }
+            }
+            log.lock().expect("log").push((path.clone(), auth));
+            let (status, extra, body): (&str, String, Vec<u8>) =
+                if path.starts_with("/api/v3/repos/octo/app/actions/runs/123/artifacts?") {
+                    (
+                        "200 OK",
+                        String::new(),
+                        listing(port).to_string().into_bytes(),
+                    )
+                } else if path == "/api/v3/repos/octo/app/actions/artifacts/7/zip" {
+                    (
+                        "302 Found",
+                        format!("Location: http://127.0.0.1:{port}/storage/7.zip?sig=signed\r\n"),
+                        Vec::new(),
+                    )
+                } else if path == "/storage/7.zip?sig=signed" {
+                    ("200 OK", String::new(), zip.clone())
+                } else {
+                    ("404 Not Found", String::new(), b"{}".to_vec())
+                };
+            let head = format!(
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    (port, seen)
+}
+
+fn artifact_entry(port: u16, id: u64, name: &str, expired: bool) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "name": name, "expired": expired,
+        "archive_download_url": format!("http://127.0.0.1:{port}/api/v3/repos/octo/app/actions/artifacts/{id}/zip"),
+    })
+}
+
+/// GHES: `rollback.yml` fetches the deploying run's record through the REST API at
+/// GITHUB_API_URL (download-artifact@v3 reads only the current run), and the token never goes
+/// to the storage the zip redirects to.
+#[test]
+fn on_ghes_rollback_fetches_the_record_of_another_run_through_the_rest_api() {
+    let script = run_script("rollback.yml", "Fetch the deployment record (GHES)");
+    let work = tempfile::tempdir().expect("tempdir");
+    let zip_path = work.path().join("record.zip");
+    let made = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w') as z: z.writestr('deployment-record-123-abcdef0.json', '{\"status\": \"success\"}')",
+        ])
+        .arg(&zip_path)
+        .status()
+        .expect("python3 (the GHES fetch needs it on the runner too)");
+    assert!(made.success());
+    let zip = std::fs::read(&zip_path).expect("zip");
+    let fetch = |listing: fn(u16) -> serde_json::Value| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (port, seen) = fake_ghes(listing, zip.clone());
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GITHUB_API_URL", format!("http://127.0.0.1:{port}/api/v3"))
+            .env("GITHUB_REPOSITORY", "octo/app")
+            .env("GH_TOKEN", "ghs_secret")
+            .env("RUN_ID", "123")
+            .env("ARTIFACT", "deployment-record-123-abcdef0")
+            .output()
+            .expect("bash");
+        let seen = seen.lock().expect("seen").clone();
+        (output, seen, dir)
+    };
+
+    // The run's artifacts: another one, an expired copy, and the record.
+    let (output, seen, dir) = fetch(|port| {
+        serde_json::json!({ "total_count": 3, "artifacts": [
+            artifact_entry(port, 5, "shipgate-state-123-abcdef0-deployment-record", false),
+            artifact_entry(port, 6, "deployment-record-123-abcdef0", true),
+            artifact_entry(port, 7, "deployment-record-123-abcdef0", false),
+        ]})
+    });
+    assert!(
+        output.status.success(),
+        "the fetch failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record =
+        std::fs::read_to_string(dir.path().join("record/deployment-record-123-abcdef0.json"))
+            .expect("the record is where the rollback step reads it");
+    assert_eq!(record, r#"{"status": "success"}"#);
+    let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v3/repos/octo/app/actions/runs/123/artifacts?per_page=100&page=1",
+            "/api/v3/repos/octo/app/actions/artifacts/7/zip",
+            "/storage/7.zip?sig=signed",
+        ]
+    );
+    assert_eq!(seen[0].1.as_deref(), Some("Bearer ghs_secret"));
+    assert_eq!(seen[1].1.as_deref(), Some("Bearer ghs_secret"));
+    assert_eq!(seen[2].1, None, "the token went on to the storage");
+
+    // No such record (expired, or the deployment never reached the record): an error that says so.
+    let (output, _, _) = fetch(|port| {
+        serde_json::json!({ "total_count": 1, "artifacts": [
+            artifact_entry(port, 6, "deployment-record-123-abcdef0", true),
+        ]})
+    });
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("::error title=No deployment record::run 123 has no artifact deployment-record-123-abcdef0"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ghs_secret"));
+}

@@ -258,6 +258,9 @@ impl Parser<'_> {
                     .to_lowercase()
                     .starts_with(&p.text().to_lowercase()),
             ),
+            ("endsWith", [s, p]) => {
+                V::Bool(s.text().to_lowercase().ends_with(&p.text().to_lowercase()))
+            }
             _ => panic!("unknown function `{name}` in `{}`", self.text),
         }
     }
@@ -339,6 +342,8 @@ struct Scenario {
     step_outputs: BTreeMap<(&'static str, &'static str), BTreeMap<&'static str, &'static str>>,
     /// `step name -> env it exports (GITHUB_ENV)` in whatever job it runs.
     exports: BTreeMap<&'static str, BTreeMap<&'static str, &'static str>>,
+    /// `github.server_url`; `None`: `https://github.com`.
+    server_url: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -352,6 +357,8 @@ struct JobRun {
 #[derive(Debug, Clone)]
 struct StepRun {
     name: String,
+    /// `uses:` without the version comment; empty for a `run:` step.
+    uses: String,
     with: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
 }
@@ -407,7 +414,13 @@ impl Scope for Ctx<'_> {
                 text(self.steps.get(*id).map(|(outcome, _)| outcome))
             }
             ["env", name] => text(self.env.get(*name)),
-            ["github", "server_url"] => V::Str("https://github.com".into()),
+            ["github", "server_url"] => V::Str(
+                self.scenario
+                    .server_url
+                    .unwrap_or("https://github.com")
+                    .into(),
+            ),
+            ["runner", "temp"] => V::Str("/runner/_temp".into()),
             ["github", "repository"] => V::Str("octo/app".into()),
             ["github", "actor"] => V::Str("octocat".into()),
             ["github", "token"] => V::Str("ghs_token".into()),
@@ -563,6 +576,7 @@ fn run(scenario: &Scenario) -> BTreeMap<String, JobRun> {
                     }
                     result.steps.push(StepRun {
                         name: step_name.to_string(),
+                        uses: step["uses"].as_str().unwrap_or("").to_string(),
                         with,
                         env,
                     });
@@ -727,6 +741,197 @@ fn a_failed_gate_touches_nothing_and_is_recorded_without_a_github_deployment() {
     assert_eq!(record.with["github-deployment"], "false");
 }
 
+// ---------------------------------------------------------------------------------------------
+// GitHub Enterprise Server: the v3 artifact actions there, the v4 ones on github.com and GHE.com
+
+const UPLOAD_V4: &str = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02";
+const DOWNLOAD_V4: &str = "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093";
+const UPLOAD_V3: &str = "actions/upload-artifact@a8a3f3ad30e3422c9c7b888a15615d19a852ae32";
+const DOWNLOAD_V3: &str = "actions/download-artifact@9bc31d5ccc31df68ecc42ccf4149144866c47d8a";
+
+/// The artifact steps that ran, per job: `(v4 steps, v3 steps)` by name.
+fn artifact_steps(runs: &BTreeMap<String, JobRun>) -> (Vec<String>, Vec<String>) {
+    let (mut v4, mut v3) = (Vec::new(), Vec::new());
+    for (job, run) in runs {
+        for step in &run.steps {
+            let label = format!("{job}: {}", step.name);
+            if step.uses == UPLOAD_V4 || step.uses == DOWNLOAD_V4 {
+                v4.push(label);
+            } else if step.uses == UPLOAD_V3 || step.uses == DOWNLOAD_V3 {
+                v3.push(label);
+            } else {
+                assert!(
+                    !step.uses.contains("-artifact@"),
+                    "{label}: `{}` is neither the pinned v4 nor the pinned v3 artifact action",
+                    step.uses
+                );
+            }
+        }
+    }
+    (v4, v3)
+}
+
+fn release_on(server_url: &'static str) -> Scenario {
+    let mut scenario = release();
+    scenario.server_url = Some(server_url);
+    scenario
+}
+
+/// Every job that passes state on (all but manual-rollback, which only reads) does it.
+const STATE_JOBS: [&str; 8] = [
+    "validate-release",
+    "pre-deployment-validation",
+    "database-backup",
+    "database-migrations",
+    "gradual-rollout",
+    "smoke-tests",
+    "deployment-record",
+    "manual-rollback",
+];
+
+#[test]
+fn on_ghes_the_v3_artifact_steps_run_and_no_v4_step_does() {
+    for server in ["https://github.example.com", "https://notghe.com"] {
+        let runs = run(&release_on(server));
+        let dotcom = run(&release());
+        assert_eq!(
+            results(&runs),
+            results(&dotcom),
+            "{server}: the jobs run as on github.com"
+        );
+        let (v4, v3) = artifact_steps(&runs);
+        assert!(v4.is_empty(), "{server}: v4 artifact steps ran: {v4:?}");
+        for job in STATE_JOBS {
+            assert!(
+                v3.iter().any(|s| s.starts_with(&format!("{job}: "))),
+                "{server}: {job} passed no state with the v3 actions ({v3:?})"
+            );
+        }
+        // Each consuming job downloads the whole run and merges this deployment's state dirs.
+        let fetch = step(
+            &runs,
+            "gradual-rollout",
+            "Fetch the state of the earlier jobs (GHES)",
+        )
+        .expect("the v3 download ran");
+        assert_eq!(fetch.with["path"], "/runner/_temp/shipgate-artifacts");
+        assert!(
+            !fetch.with.contains_key("name"),
+            "v3 downloads all artifacts"
+        );
+        let merge = step(
+            &runs,
+            "gradual-rollout",
+            "Merge the state of the earlier jobs (GHES)",
+        )
+        .expect("the merge ran");
+        assert_eq!(merge.env["PREFIX"], "shipgate-state-123-abcdef0-");
+        assert_eq!(merge.env["TARGET"], ".shipgate/123-abcdef0");
+        assert_eq!(merge.env["DOWNLOADED"], fetch.with["path"]);
+        let keep = step(
+            &runs,
+            "validate-release",
+            "Keep the state for later jobs (GHES)",
+        )
+        .expect("the v3 upload ran");
+        assert_eq!(
+            keep.with["name"],
+            "shipgate-state-123-abcdef0-validate-release"
+        );
+        assert_eq!(keep.with["path"], ".shipgate/123-abcdef0/");
+        let record = step(&runs, "manual-rollback", "Fetch the record's state (GHES)")
+            .expect("the record's state is fetched by name");
+        assert_eq!(
+            record.with["name"],
+            "shipgate-state-123-abcdef0-deployment-record"
+        );
+    }
+}
+
+#[test]
+fn on_github_com_and_ghe_com_only_the_v4_artifact_steps_run() {
+    for server in [
+        "https://github.com",
+        "https://acme.ghe.com",
+        "https://ACME.GHE.COM",
+    ] {
+        let runs = run(&release_on(server));
+        let (v4, v3) = artifact_steps(&runs);
+        assert!(v3.is_empty(), "{server}: v3 artifact steps ran: {v3:?}");
+        for job in STATE_JOBS {
+            assert!(
+                v4.iter().any(|s| s.starts_with(&format!("{job}: "))),
+                "{server}: {job} passed no state with the v4 actions ({v4:?})"
+            );
+        }
+        for (job, run) in &runs {
+            assert!(
+                run.steps.iter().all(|s| !s.name.ends_with("(GHES)")),
+                "{server}: a GHES step ran in {job}"
+            );
+        }
+    }
+}
+
+#[test]
+fn on_ghes_the_records_staged_artifacts_are_uploaded_under_their_names() {
+    let runs = run(&release_on("https://github.example.com"));
+    for (step_name, artifact) in [
+        (
+            "Publish the deployment record (GHES)",
+            "deployment-record-123-abcdef0",
+        ),
+        (
+            "Publish the rollback instructions (GHES)",
+            "rollback-instructions-123-abcdef0",
+        ),
+    ] {
+        let upload = step(&runs, "deployment-record", step_name).expect("uploaded on GHES");
+        assert_eq!(upload.uses, UPLOAD_V3);
+        assert_eq!(upload.with["name"], artifact);
+        assert_eq!(
+            upload.with["path"],
+            format!(".shipgate/123-abcdef0/artifacts/{artifact}/")
+        );
+        assert_eq!(upload.with["if-no-files-found"], "ignore");
+    }
+
+    // A failed rollout: the failure handler publishes the record and the failure report.
+    let mut failed = release_on("https://github.example.com");
+    failed.failing.insert(("gradual-rollout", "Roll out"));
+    let runs = run(&failed);
+    assert_eq!(results(&runs)["deployment-failure-handler"], "success");
+    for artifact in [
+        "deployment-record-123-abcdef0",
+        "deployment-failure-report-123-abcdef0",
+    ] {
+        let uploaded = runs["deployment-failure-handler"].steps.iter().any(|s| {
+            s.uses == UPLOAD_V3 && s.with.get("name").map(String::as_str) == Some(artifact)
+        });
+        assert!(uploaded, "{artifact} is not uploaded on GHES");
+    }
+    // The failed job's state still reaches the handler.
+    assert!(
+        step(
+            &runs,
+            "gradual-rollout",
+            "Keep the state for later jobs (GHES)"
+        )
+        .is_some()
+    );
+
+    // Not on github.com: `record` uploads them itself there.
+    let runs = run(&release());
+    assert!(
+        step(
+            &runs,
+            "deployment-record",
+            "Publish the deployment record (GHES)"
+        )
+        .is_none()
+    );
+}
+
 #[test]
 fn expressions_follow_githubs_rules() {
     struct Empty;
@@ -747,4 +952,12 @@ fn expressions_follow_githubs_rules() {
     assert_eq!(e("!('x' != 'x') && (1 < 2)"), V::Bool(true));
     assert_eq!(e("contains('Failure', 'fail')"), V::Bool(true));
     assert_eq!(e("'it''s'"), V::Str("it's".into()));
+    assert_eq!(
+        e("endsWith('https://ACME.ghe.com', '.GHE.com')"),
+        V::Bool(true)
+    );
+    assert_eq!(
+        e("endsWith('https://notghe.com', '.ghe.com')"),
+        V::Bool(false)
+    );
 }
