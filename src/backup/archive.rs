@@ -492,18 +492,33 @@ pub(crate) enum UnpackError {
     /// The consumer (a tool's stdin) stopped taking bytes.
     #[error("the consumer stopped reading: {0}")]
     Sink(String),
+    /// The consumer stopped taking bytes, and the rest of the object was read (not decoded)
+    /// so that its SHA-256 says whether it was intact: `read.uncompressed` is what the
+    /// consumer took.
+    #[error("the consumer stopped reading: {reason}")]
+    Stopped { reason: String, read: ReadBack },
 }
 
 /// A consumer of the decompressed stream.
 pub(crate) type Sink = Box<dyn Write + Send>;
 
-/// Streams `source` through SHA-256 and gunzip into `sink`, and hands the sink back unclosed:
-/// on failure the caller stops the consumer *before* closing its input (a `psql -1` that saw
-/// the end of its input would commit what it got). The whole object is read even when it is
-/// not an intact gzip stream, so its hash is always known.
+/// What [`unpack`] writes to its sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unpacked {
+    /// The stream decompressed.
+    Decompressed(Compression),
+    /// The bytes as stored (for a consumer that decompresses them itself, like `pg_restore`
+    /// reading `3012.dat.gz`); the uncompressed size, head and tail are then unknown.
+    AsStored,
+}
+
+/// Streams `source` through SHA-256 and the decompressor (unless `AsStored`) into `sink`, and
+/// hands the sink back unclosed: on failure the caller stops the consumer *before* closing its
+/// input (a `psql -1` that saw the end of its input would commit what it got). The whole
+/// object is read even when it is not an intact compressed stream, so its hash is always known.
 pub(crate) async fn unpack(
     source: Source,
-    compression: Compression,
+    what: Unpacked,
     sink: Sink,
     progress: &std::sync::Arc<Progress>,
 ) -> (Result<ReadBack, UnpackError>, Option<Sink>) {
@@ -512,7 +527,7 @@ pub(crate) async fn unpack(
         Source::File(file) => {
             let worker = tokio::task::spawn_blocking(move || {
                 let mut sink = sink;
-                let result = decompress(file, compression, &mut sink, &progress);
+                let result = read_through(file, what, &mut sink, &progress);
                 (result, sink)
             });
             match worker.await {
@@ -527,7 +542,7 @@ pub(crate) async fn unpack(
             let (tx, rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
             let worker = tokio::task::spawn_blocking(move || {
                 let mut sink = sink;
-                let result = decompress(ChannelReader::new(rx), compression, &mut sink, &progress);
+                let result = read_through(ChannelReader::new(rx), what, &mut sink, &progress);
                 (result, sink)
             });
             let mut failure = None;
@@ -562,31 +577,59 @@ pub(crate) async fn unpack(
     }
 }
 
-/// The stdin of a tool being fed a backup. Its pipe is closed (end of input) only once
-/// [`ToolInput::release`] allowed it: otherwise dropping it leaves the pipe open, so a tool
-/// that must not see a clean end of input (`psql -1` would commit) never does; the caller
-/// kills it instead.
+/// Bytes of a backup a tool does not get until the whole object matched its SHA-256.
+const HOLD_BACK: usize = 64 * 1024;
+
+/// The stdin of a tool being fed a backup while it downloads. The last [`HOLD_BACK`] bytes
+/// are held back, and the pipe is closed (end of input), only once [`ToolInput::release`]
+/// allowed it (the caller then flushes): a tool cannot finish, and `psql -1` or `pg_restore
+/// --single-transaction` cannot commit, before the object is known to be intact. Otherwise
+/// dropping it leaves the pipe open and the caller kills the tool instead.
 struct ToolInput {
     file: Option<std::fs::File>,
     release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The latest bytes, not yet passed on.
+    held: Vec<u8>,
+}
+
+impl ToolInput {
+    fn file(&mut self) -> std::io::Result<&mut std::fs::File> {
+        self.file.as_mut().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the tool's input is closed")
+        })
+    }
 }
 
 impl Write for ToolInput {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        match self.file.as_mut() {
-            Some(file) => file.write(data),
-            None => Err(std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the tool's input is closed",
-            )),
+        if data.len() >= HOLD_BACK {
+            let (now, later) = data.split_at(data.len() - HOLD_BACK);
+            let held = std::mem::take(&mut self.held);
+            let file = self.file()?;
+            file.write_all(&held)?;
+            file.write_all(now)?;
+            self.held.extend_from_slice(later);
+        } else {
+            self.held.extend_from_slice(data);
+            if self.held.len() > 2 * HOLD_BACK {
+                let now = self.held.len() - HOLD_BACK;
+                let held = std::mem::take(&mut self.held);
+                self.file()?.write_all(&held[..now])?;
+                self.held.extend_from_slice(&held[now..]);
+            }
         }
+        Ok(data.len())
     }
 
+    /// Passes the held bytes on once released; before that, nothing.
     fn flush(&mut self) -> std::io::Result<()> {
-        match self.file.as_mut() {
-            Some(file) => file.flush(),
-            None => Ok(()),
+        if !self.release.load(Ordering::SeqCst) {
+            return Ok(());
         }
+        let held = std::mem::take(&mut self.held);
+        let file = self.file()?;
+        file.write_all(&held)?;
+        file.flush()
     }
 }
 
@@ -617,7 +660,11 @@ impl Fed {
     /// The tool failed on its own (not because the backup could not be read): it exited with
     /// an error while the backup read fine, or reading stopped because it stopped taking input.
     pub(crate) fn tool_failed(&self) -> bool {
-        !self.tool_ok() && matches!(self.read, Ok(_) | Err(UnpackError::Sink(_)))
+        !self.tool_ok()
+            && matches!(
+                self.read,
+                Ok(_) | Err(UnpackError::Sink(_) | UnpackError::Stopped { .. })
+            )
     }
 
     /// `exit code 3: ERROR: relation "x" already exists`, for messages.
@@ -685,18 +732,41 @@ pub(crate) async fn feed_tool(
     let input = ToolInput {
         file: Some(stdin),
         release: release.clone(),
+        held: Vec::with_capacity(2 * HOLD_BACK),
     };
-    let (mut read, sink) = unpack(source, compression, Box::new(input), progress).await;
-    if let (Ok(back), Some(expected)) = (&read, expect_sha256)
-        && back.sha256 != expected
-    {
-        read = Err(UnpackError::Corrupt(format!(
-            "its SHA-256 is {} while {expected} was expected",
-            back.sha256
-        )));
+    let (mut read, sink) = unpack(
+        source,
+        Unpacked::Decompressed(compression),
+        Box::new(input),
+        progress,
+    )
+    .await;
+    let mismatch = |sha256: &str, expected: &str| {
+        UnpackError::Corrupt(format!(
+            "its SHA-256 is {sha256} while {expected} was expected"
+        ))
+    };
+    match (&read, expect_sha256) {
+        (Ok(back), Some(expected)) if back.sha256 != expected => {
+            read = Err(mismatch(&back.sha256, expected));
+        }
+        // The tool stopped early: a corrupted object explains it, else the tool failed on its
+        // own.
+        (Err(UnpackError::Stopped { reason, read: back }), expected) => {
+            read = Err(match expected {
+                Some(expected) if back.sha256 != expected => mismatch(&back.sha256, expected),
+                _ => UnpackError::Sink(reason.clone()),
+            });
+        }
+        _ => {}
     }
+    let mut sink = sink;
     if read.is_ok() {
+        // Only now may the tool see the last bytes and the end of its input.
         release.store(true, Ordering::SeqCst);
+        if let Some(Err(e)) = sink.as_mut().map(|s| s.flush()) {
+            read = Err(UnpackError::Sink(e.to_string()));
+        }
     } else {
         crate::process::terminate_group(pid, &mut child).await;
     }
@@ -804,6 +874,51 @@ impl<R: BufRead> Read for Decoder<R> {
     }
 }
 
+fn read_through(
+    input: impl Read,
+    what: Unpacked,
+    sink: &mut dyn Write,
+    progress: &Progress,
+) -> Result<ReadBack, UnpackError> {
+    match what {
+        Unpacked::Decompressed(compression) => decompress(input, compression, sink, progress),
+        Unpacked::AsStored => copy_hashed(input, sink, progress),
+    }
+}
+
+/// Copies `input` to `sink` as it is, hashing it.
+fn copy_hashed(
+    input: impl Read,
+    sink: &mut dyn Write,
+    progress: &Progress,
+) -> Result<ReadBack, UnpackError> {
+    let mut hashing = Hashing {
+        inner: input,
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let n = match hashing.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(UnpackError::Corrupt(e.to_string())),
+        };
+        progress.compressed.fetch_add(n as u64, Ordering::Relaxed);
+        sink.write_all(&buf[..n])
+            .map_err(|e| UnpackError::Sink(e.to_string()))?;
+    }
+    sink.flush().map_err(|e| UnpackError::Sink(e.to_string()))?;
+    Ok(ReadBack {
+        size: hashing.count,
+        sha256: hex(&hashing.hasher.finalize()),
+        uncompressed: 0,
+        head: Vec::new(),
+        tail: Vec::new(),
+    })
+}
+
 fn decompress(
     input: impl Read,
     compression: Compression,
@@ -821,6 +936,8 @@ fn decompress(
     let mut edges = Edges::default();
     let mut uncompressed = 0u64;
     let mut corrupt = None;
+    // The sink's failure: the rest of the input is then only hashed.
+    let mut stopped = None;
     loop {
         let n = match decoder.read(&mut buf) {
             Ok(0) => break,
@@ -832,14 +949,17 @@ fn decompress(
             }
         };
         edges.see(&buf[..n]);
+        if let Err(e) = sink.write_all(&buf[..n]) {
+            stopped = Some(e.to_string());
+            break;
+        }
         uncompressed += n as u64;
         progress.dumped.fetch_add(n as u64, Ordering::Relaxed);
-        if let Err(e) = sink.write_all(&buf[..n]) {
-            return Err(UnpackError::Sink(e.to_string()));
-        }
     }
-    if let Err(e) = sink.flush() {
-        return Err(UnpackError::Sink(e.to_string()));
+    if stopped.is_none()
+        && let Err(e) = sink.flush()
+    {
+        stopped = Some(e.to_string());
     }
     // Read what is left so the hash covers the whole object, and refuse trailing bytes.
     let Some(mut rest) = decoder.into_inner() else {
@@ -861,7 +981,7 @@ fn decompress(
         trailing += available as u64;
         rest.consume(available);
     }
-    if corrupt.is_none() && trailing > 0 {
+    if corrupt.is_none() && stopped.is_none() && trailing > 0 {
         corrupt = Some(format!(
             "{trailing} bytes follow the end of the {} stream",
             compression.name()
@@ -876,6 +996,12 @@ fn decompress(
         head: edges.head,
         tail: edges.tail,
     };
+    if let Some(reason) = stopped {
+        return Err(UnpackError::Stopped {
+            reason,
+            read: read_back,
+        });
+    }
     match corrupt {
         Some(reason) => Err(UnpackError::Corrupt(format!(
             "{reason} (SHA-256 of what was read: {})",
@@ -927,6 +1053,49 @@ mod tests {
 
     fn roundtrip(data: &[u8]) -> (Compressed, Vec<Bytes>) {
         roundtrip_with(data, GZIP)
+    }
+
+    /// A tool's input passes everything on but the last [`HOLD_BACK`] bytes (up to twice that,
+    /// with small writes), whatever the sizes of the writes, and those only once released and
+    /// flushed.
+    #[test]
+    fn a_tools_input_holds_the_end_back_until_released() {
+        let data: Vec<u8> = (0..5 * HOLD_BACK + 123)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        for write_size in [1000, HOLD_BACK - 1, HOLD_BACK, 3 * HOLD_BACK] {
+            for released in [false, true] {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("stdin");
+                let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let mut input = ToolInput {
+                    file: Some(std::fs::File::create(&path).expect("create")),
+                    release: release.clone(),
+                    held: Vec::new(),
+                };
+                for chunk in data.chunks(write_size) {
+                    input.write_all(chunk).expect("write");
+                }
+                input.flush().expect("flush before release");
+                let passed = std::fs::read(&path).expect("read");
+                assert!(
+                    (data.len() - 2 * HOLD_BACK..=data.len() - HOLD_BACK).contains(&passed.len()),
+                    "writes of {write_size}: {} of {} passed",
+                    passed.len(),
+                    data.len()
+                );
+                assert_eq!(passed[..], data[..passed.len()]);
+                let held_back = passed.len();
+                if released {
+                    release.store(true, Ordering::SeqCst);
+                    input.flush().expect("flush");
+                }
+                drop(input);
+                let passed = std::fs::read(&path).expect("read");
+                let expected = if released { data.len() } else { held_back };
+                assert_eq!(passed[..], data[..expected], "writes of {write_size}");
+            }
+        }
     }
 
     fn roundtrip_with(data: &[u8], codec: Codec) -> (Compressed, Vec<Bytes>) {

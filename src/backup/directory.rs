@@ -777,14 +777,37 @@ pub(crate) fn parse_list(text: &str) -> BTreeMap<String, String> {
     found
 }
 
+/// Where [`read_all`] puts the files it checks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fetch<'a> {
+    /// Nowhere: each file is decompressed in full, to prove it can be, and dropped.
+    Check,
+    /// Into `dir`, for `pg_restore`: `toc.dat` decompressed (and checked to be an archive's
+    /// table of contents); a data file as stored (`3012.dat.gz`) when `pg_restore` decompresses
+    /// its compression itself (`readable`), else decompressed (`3012.dat`).
+    ForRestore {
+        dir: &'a Path,
+        readable: &'a [Compression],
+    },
+}
+
+/// The compressions `pg_restore` (of `db`'s client tools) reads in a directory archive by
+/// itself: gzip always, zstd from PostgreSQL 16 on. Only gzip when its version cannot be read.
+pub(crate) async fn readable_by_pg_restore(db: &Database) -> Vec<Compression> {
+    match crate::postgres::client_version(&db.program("pg_restore")).await {
+        Ok((_, major)) if major >= 16 => vec![Compression::Gzip, Compression::Zstd],
+        _ => vec![Compression::Gzip],
+    }
+}
+
 /// Reads every file of a directory backup `jobs` at a time, checking each one's size and
-/// SHA-256 against `files` (the manifest) while it streams and decompressing it in full: into
-/// `into` when given (as pg_dump wrote it, without `.gz`), else nowhere. A gate failure names
-/// the first file that does not match. Returns the bytes decompressed.
+/// SHA-256 against `files` (the manifest) while it streams, and puts it where `fetch` says. A
+/// gate failure names the first file that does not match. Returns the bytes written (or, for
+/// [`Fetch::Check`], decompressed).
 pub(crate) async fn read_all(
     storage: &Storage,
     files: &[ManifestFile],
-    into: Option<&Path>,
+    fetch: Fetch<'_>,
     jobs: u32,
     progress: &Arc<Progress>,
 ) -> Result<u64> {
@@ -800,9 +823,18 @@ pub(crate) async fn read_all(
             && let Some(file) = queue.pop_front()
         {
             let storage = storage.clone();
-            let into = into.map(Path::to_path_buf);
+            let (into, keep) = match fetch {
+                Fetch::Check => (None, false),
+                Fetch::ForRestore { dir, readable } => (
+                    Some(dir.to_path_buf()),
+                    !is_toc(&file.name)
+                        && stored_as(&file.name).is_some_and(|(_, c)| readable.contains(&c)),
+                ),
+            };
             let progress = progress.clone();
-            tasks.spawn(async move { read_one(&storage, &file, into.as_deref(), &progress).await });
+            tasks.spawn(async move {
+                read_one(&storage, &file, into.as_deref(), keep, &progress).await
+            });
         }
         match tasks.join_next().await {
             None => return Ok(total),
@@ -822,10 +854,13 @@ pub(crate) async fn read_all(
     }
 }
 
+/// Reads one file of a directory backup, checking it against the manifest; into `into` when
+/// given, as stored when `as_stored` (else decompressed).
 async fn read_one(
     storage: &Storage,
     file: &ManifestFile,
     into: Option<&Path>,
+    as_stored: bool,
     progress: &Arc<Progress>,
 ) -> Result<u64> {
     let url = storage.url(&file.name);
@@ -848,7 +883,11 @@ async fn read_one(
     let sink: archive::Sink = match into {
         Some(dir) => {
             use std::os::unix::fs::OpenOptionsExt as _;
-            let path = dir.join(stored_as(&file.name).map_or(file.name.as_str(), |(name, _)| name));
+            let name = match stored_as(&file.name) {
+                Some((name, _)) if !as_stored => name,
+                _ => file.name.as_str(),
+            };
+            let path = dir.join(name);
             let out = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -864,8 +903,12 @@ async fn read_one(
         }
         None => Box::new(std::io::sink()),
     };
-    let compression = stored_as(&file.name).map_or(Compression::Gzip, |(_, c)| c);
-    let (read, sink) = archive::unpack(source, compression, sink, progress).await;
+    let what = if as_stored {
+        archive::Unpacked::AsStored
+    } else {
+        archive::Unpacked::Decompressed(stored_as(&file.name).map_or(Compression::Gzip, |(_, c)| c))
+    };
+    let (read, sink) = archive::unpack(source, what, sink, progress).await;
     drop(sink);
     let read = match read {
         Ok(read) => read,
@@ -877,7 +920,7 @@ async fn read_one(
                 "`{url}` is corrupted ({reason}); the backup cannot be used"
             )));
         }
-        Err(archive::UnpackError::Sink(reason)) => {
+        Err(archive::UnpackError::Sink(reason) | archive::UnpackError::Stopped { reason, .. }) => {
             return Err(Error::dependency(format!(
                 "cannot write the decompressed `{url}`: {reason}"
             )));
@@ -893,7 +936,11 @@ async fn read_one(
         archive::looks_complete(DumpFormat::Directory, &read.head, &read.tail)
             .map_err(|reason| Error::gate(format!("`{url}`: {reason}")))?;
     }
-    Ok(read.uncompressed)
+    Ok(if as_stored {
+        read.size
+    } else {
+        read.uncompressed
+    })
 }
 
 /// A stored file's name as pg_dump wrote it (`toc.dat`, `3012.dat`) and its compression, from

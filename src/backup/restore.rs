@@ -5,13 +5,11 @@
 //! one text that restores a backup by hand.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use sha2::Digest as _;
-use tokio::io::AsyncWriteExt as _;
 
 use super::archive::{self, Progress, Source};
 use super::directory;
@@ -361,18 +359,10 @@ pub(crate) fn location_in_record(path: &Path) -> Result<String> {
         })
 }
 
-/// A downloaded copy, removed when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Downloads (or opens) the backup, checks it against its sidecar, restores it, counts rows. An
-/// S3 download is kept in `work_dir` while its SHA-256 is checked; `committed` says when the
-/// restore's transaction has committed.
+/// Restores the backup, counts rows. A single-stream backup streams from its storage into one
+/// transaction, checked against its sidecar on the way (the transaction commits only if the
+/// whole object matched); a directory backup is fetched and checked in full first (see
+/// [`restore_directory`]). `committed` says when the restore has committed.
 pub(crate) async fn restore(
     work_dir: &Path,
     storage: &Storage,
@@ -389,51 +379,60 @@ pub(crate) async fn restore(
         .await;
     }
     let url = storage.url(&sidecar.object);
-    let group = actions::group(&format!("Fetch and check `{url}`"));
-    let mut _temp = None;
-    let path = match storage.local_path(&sidecar.object) {
-        Some(path) => path,
-        None => {
-            let path = work_dir.join(format!(
-                "shipgate-restore-{}{}",
-                crate::util::random_hex(8),
-                sidecar.compression.suffix()
-            ));
-            _temp = Some(TempFile(path.clone()));
-            download(storage, &sidecar.object, &path).await?;
-            path
+    check_target_version(target, sidecar).await?;
+
+    let _group = actions::group(&format!("Restore `{url}` into `{}`", target.display()));
+    let source = match storage.local_path(&sidecar.object) {
+        Some(path) => Source::File(std::fs::File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                broken(&url)
+            } else {
+                Error::dependency(format!("cannot read `{}`: {e}", path.display()))
+            }
+        })?),
+        None => Source::Download(
+            storage
+                .get(&sidecar.object)
+                .await
+                .context(format!("cannot download `{url}`"))?
+                .ok_or_else(|| broken(&url))?,
+        ),
+    };
+    let spec = restore_spec(target, sidecar.format);
+    say(
+        log,
+        &format!(
+            "streaming `{url}` ({}) into one transaction, checking its SHA-256 against the sidecar on the way: the transaction commits only if the whole object matches",
+            archive::bytes(sidecar.size)
+        ),
+    );
+    say(log, &format!("$ {}", spec.display()));
+    let progress = Arc::new(Progress::new());
+    let fed = {
+        let feeding = archive::feed_tool(
+            &spec,
+            source,
+            sidecar.compression,
+            Some(&sidecar.sha256),
+            &progress,
+            log,
+        );
+        tokio::pin!(feeding);
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(10));
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                done = &mut feeding => break done?,
+                _ = ticker.tick() => say(log, &progress.line()),
+            }
         }
     };
-    let (size, sha256) = hash_file(&path).await?;
-    if size != sidecar.size || sha256 != sidecar.sha256 {
+    if let Err(archive::UnpackError::Corrupt(reason)) = &fed.read {
         return Err(Error::gate(format!(
-            "`{url}` is {size} bytes with SHA-256 {sha256}, but its sidecar records {} bytes with SHA-256 {}: the backup is corrupted; the database was not touched",
+            "`{url}` is corrupted ({reason}; its sidecar records {} bytes with SHA-256 {}): the restore's transaction was rolled back, so the database is unchanged",
             sidecar.size, sidecar.sha256
         )));
     }
-    say(
-        log,
-        &format!("`{url}` matches its sidecar (SHA-256 {sha256})"),
-    );
-    drop(group);
-
-    check_target_version(target, sidecar).await?;
-
-    let _group = actions::group(&format!("Restore into `{}`", target.display()));
-    let spec = restore_spec(target, sidecar.format);
-    say(log, &format!("$ {}", spec.display()));
-    let file = std::fs::File::open(&path)
-        .map_err(|e| Error::dependency(format!("cannot open `{}`: {e}", path.display())))?;
-    let progress = Arc::new(Progress::new());
-    let fed = archive::feed_tool(
-        &spec,
-        Source::File(file),
-        sidecar.compression,
-        Some(&sidecar.sha256),
-        &progress,
-        log,
-    )
-    .await?;
     if fed.tool_failed() {
         return Err(Error::dependency(format!(
             "the restore into `{}` failed ({}); it ran in one transaction, so the database is unchanged",
@@ -446,6 +445,10 @@ pub(crate) async fn restore(
             "`{url}` could not be read in full while restoring ({e}); the restore was stopped before its transaction committed, so the database is unchanged"
         )));
     }
+    say(
+        log,
+        &format!("`{url}` matches its sidecar (SHA-256 {})", sidecar.sha256),
+    );
     committed.store(true, std::sync::atomic::Ordering::SeqCst);
     say(
         log,
@@ -485,7 +488,8 @@ async fn check_target_version(target: &Database, sidecar: &Sidecar) -> Result<()
 }
 
 /// [`restore`] of a directory backup: every file downloaded `jobs` at a time into a private
-/// directory under `work_dir`, checked against the manifest while it streams and decompressed;
+/// directory under `work_dir`, checked against the manifest while it streams (kept compressed
+/// where pg_restore reads the compression itself, else decompressed);
 /// only once every file matched, `pg_restore --jobs` (one transaction with `jobs` 1).
 #[allow(clippy::too_many_arguments)]
 async fn restore_directory(
@@ -502,6 +506,7 @@ async fn restore_directory(
     let dir = storage.child(sidecar.object.trim_end_matches('/'));
     let group = actions::group(&format!("Fetch and check `{url}`"));
     let temp = directory::PrivateDir::new(work_dir, "restore")?;
+    let readable = directory::readable_by_pg_restore(target).await;
     let progress = Arc::new(Progress::new());
     say(
         log,
@@ -513,7 +518,11 @@ async fn restore_directory(
         ),
     );
     let fetched = {
-        let reading = directory::read_all(&dir, files, Some(temp.path()), jobs, &progress);
+        let fetch = directory::Fetch::ForRestore {
+            dir: temp.path(),
+            readable: &readable,
+        };
+        let reading = directory::read_all(&dir, files, fetch, jobs, &progress);
         tokio::pin!(reading);
         let mut ticker = tokio::time::interval(std::time::Duration::from_secs(10));
         ticker.tick().await;
@@ -529,10 +538,18 @@ async fn restore_directory(
     say(
         log,
         &format!(
-            "all {} files of `{url}` match the manifest (SHA-256 {} of the manifest); {} decompressed",
+            "all {} files of `{url}` match the manifest (SHA-256 {} of the manifest); {} written to the work directory{}",
             files.len(),
             sidecar.sha256,
-            archive::bytes(read)
+            archive::bytes(read),
+            if readable.contains(&sidecar.compression) {
+                format!(
+                    ", the data files still {}-compressed (pg_restore reads them)",
+                    sidecar.compression.name()
+                )
+            } else {
+                String::new()
+            }
         ),
     );
     drop(group);
@@ -575,67 +592,10 @@ async fn restore_directory(
     ))
 }
 
-async fn download(storage: &Storage, object: &str, path: &Path) -> Result<()> {
-    let url = storage.url(object);
-    let mut download = storage
-        .get(object)
-        .await
-        .context(format!("cannot download `{url}`"))?
-        .ok_or_else(|| {
-            Error::gate(format!(
-                "`{url}` does not exist although its sidecar does: the backup is broken"
-            ))
-        })?;
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .await
-        .map_err(|e| {
-            Error::usage(format!(
-                "cannot create `{}` for the download: {e}; set `--work-dir` to a writable directory",
-                path.display()
-            ))
-        })?;
-    while let Some(chunk) = download
-        .next()
-        .await
-        .context(format!("cannot download `{url}`"))?
-    {
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| Error::dependency(format!("cannot write `{}`: {e}", path.display())))?;
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| Error::dependency(format!("cannot write `{}`: {e}", path.display())))?;
-    Ok(())
-}
-
-/// Size and SHA-256 of a file, read on a blocking thread.
-async fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let path = path.to_path_buf();
-    let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1024 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
-        Ok::<_, std::io::Error>((size, archive::hex(&hasher.finalize())))
-    })
-    .await
-    .map_err(|e| Error::dependency(format!("cannot hash the backup `{shown}`: {e}")))?
-    .map_err(|e| Error::dependency(format!("cannot read the backup `{shown}`: {e}")))
+fn broken(url: &str) -> Error {
+    Error::gate(format!(
+        "`{url}` does not exist although its sidecar does: the backup is broken"
+    ))
 }
 
 pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String, u64>>) -> String {

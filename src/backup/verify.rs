@@ -185,7 +185,7 @@ pub(crate) async fn verify(
                 DumpFormat::Plain => {
                     let (read, _) = archive::unpack(
                         source,
-                        expected.compression,
+                        archive::Unpacked::Decompressed(expected.compression),
                         Box::new(std::io::sink()),
                         &progress,
                     )
@@ -270,16 +270,20 @@ async fn verify_directory(
         let kind = e.kind();
         Error::new(kind, format!("verification failed: {e}"))
     };
-    let (read_bytes, tables) = match mode {
+    let (read_bytes, tables, read_how) = match mode {
         VerifyMode::Restore => {
             let counts = source_counts.ok_or_else(|| {
                 Error::usage("verification by restore needs the source row counts")
             })?;
             let temp = PrivateDir::new(&expected.work_dir, "verify")?;
-            let read =
-                directory::read_all(&dir, files, Some(temp.path()), expected.jobs, &progress)
-                    .await
-                    .map_err(fail)?;
+            let readable = directory::readable_by_pg_restore(db).await;
+            let fetch = directory::Fetch::ForRestore {
+                dir: temp.path(),
+                readable: &readable,
+            };
+            let read = directory::read_all(&dir, files, fetch, expected.jobs, &progress)
+                .await
+                .map_err(fail)?;
             let server = match verify_database_url {
                 Some(url) => Database::from_url("`verify-database-url`", url)?
                     .with_bin_dir(db.bin_dir().cloned()),
@@ -317,19 +321,30 @@ async fn verify_directory(
                     "verification failed: `{url}` restored into a scratch database with different row counts than the source: {diff}"
                 ))
             })?;
-            (read, Some(restored.len()))
+            (
+                read,
+                Some(restored.len()),
+                "fetched (pg_restore decompressed them)",
+            )
         }
         _ => (
-            directory::read_all(&dir, files, None, expected.jobs, &progress)
-                .await
-                .map_err(fail)?,
+            directory::read_all(
+                &dir,
+                files,
+                directory::Fetch::Check,
+                expected.jobs,
+                &progress,
+            )
+            .await
+            .map_err(fail)?,
             None,
+            "decompressed in full",
         ),
     };
     say(
         log,
         &format!(
-            "verified `{url}`: {} files, each one's SHA-256 matches the manifest, {} decompressed in full{}",
+            "verified `{url}`: {} files, each one's SHA-256 matches the manifest, {} {read_how}{}",
             files.len(),
             archive::bytes(read_bytes),
             match tables {
@@ -356,9 +371,11 @@ fn unpack_failure(url: &str, error: archive::UnpackError) -> Error {
         archive::UnpackError::Corrupt(reason) => Error::gate(format!(
             "verification failed: `{url}` is corrupted: {reason}"
         )),
-        archive::UnpackError::Sink(reason) => Error::gate(format!(
-            "verification failed: `{url}` could not be read in full: {reason}"
-        )),
+        archive::UnpackError::Sink(reason) | archive::UnpackError::Stopped { reason, .. } => {
+            Error::gate(format!(
+                "verification failed: `{url}` could not be read in full: {reason}"
+            ))
+        }
     }
 }
 
