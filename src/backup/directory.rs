@@ -490,7 +490,9 @@ impl DirectoryDump {
             };
             match event {
                 Event::Joined(Some(Ok(Ok(entry)))) => {
-                    if stored_as(&entry.name).is_some_and(|(file, _)| file.ends_with(".dat")) {
+                    if Compression::split(&entry.name)
+                        .is_some_and(|(file, _)| file.ends_with(".dat"))
+                    {
                         self.ctx
                             .progress
                             .tables_done
@@ -828,7 +830,8 @@ pub(crate) async fn read_all(
                 Fetch::ForRestore { dir, readable } => (
                     Some(dir.to_path_buf()),
                     !is_toc(&file.name)
-                        && stored_as(&file.name).is_some_and(|(_, c)| readable.contains(&c)),
+                        && Compression::split(&file.name)
+                            .is_some_and(|(_, c)| readable.contains(&c)),
                 ),
             };
             let progress = progress.clone();
@@ -883,7 +886,7 @@ async fn read_one(
     let sink: archive::Sink = match into {
         Some(dir) => {
             use std::os::unix::fs::OpenOptionsExt as _;
-            let name = match stored_as(&file.name) {
+            let name = match Compression::split(&file.name) {
                 Some((name, _)) if !as_stored => name,
                 _ => file.name.as_str(),
             };
@@ -906,7 +909,9 @@ async fn read_one(
     let what = if as_stored {
         archive::Unpacked::AsStored
     } else {
-        archive::Unpacked::Decompressed(stored_as(&file.name).map_or(Compression::Gzip, |(_, c)| c))
+        archive::Unpacked::Decompressed(
+            Compression::split(&file.name).map_or(Compression::Gzip, |(_, c)| c),
+        )
     };
     let (read, sink) = archive::unpack(source, what, sink, progress).await;
     drop(sink);
@@ -943,17 +948,9 @@ async fn read_one(
     })
 }
 
-/// A stored file's name as pg_dump wrote it (`toc.dat`, `3012.dat`) and its compression, from
-/// its suffix (`.gz`, `.zst`).
-fn stored_as(name: &str) -> Option<(&str, Compression)> {
-    Compression::ALL
-        .into_iter()
-        .find_map(|c| name.strip_suffix(c.suffix()).map(|file| (file, c)))
-}
-
 /// Whether a stored file is the archive's table of contents.
 fn is_toc(name: &str) -> bool {
-    stored_as(name).is_some_and(|(file, _)| file == TOC)
+    Compression::split(name).is_some_and(|(file, _)| file == TOC)
 }
 
 fn missing(url: &str) -> Error {

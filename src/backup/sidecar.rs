@@ -93,10 +93,8 @@ pub(crate) fn manifest_text(files: &[ManifestFile]) -> String {
 /// Whether `name` may be a file of a directory backup: a plain file name ending in a
 /// compression's suffix (`.gz`, `.zst`).
 pub(crate) fn is_manifest_name(name: &str) -> bool {
-    Compression::ALL.iter().any(|c| {
-        name.strip_suffix(c.suffix())
-            .is_some_and(|stem| !stem.is_empty())
-    }) && !name.starts_with('.')
+    Compression::split(name).is_some_and(|(stem, _)| !stem.is_empty())
+        && !name.starts_with('.')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))

@@ -143,10 +143,10 @@ impl DumpFormat {
                 return Some(stem);
             }
         }
+        let (stem, _) = Compression::split(name)?;
         [DumpFormat::Plain, DumpFormat::Custom]
             .iter()
-            .flat_map(|format| Compression::ALL.iter().map(|c| format.extension(*c)))
-            .find_map(|suffix| name.strip_suffix(suffix.as_str()))
+            .find_map(|format| stem.strip_suffix(format.suffix()))
     }
 
     /// The format a record or sidecar names, else the one its object's name says.
@@ -155,10 +155,7 @@ impl DumpFormat {
             Some(format) => format,
             None if location.ends_with('/') => DumpFormat::Directory,
             None => {
-                let stem = Compression::ALL
-                    .iter()
-                    .find_map(|c| location.strip_suffix(c.suffix()))
-                    .unwrap_or(location);
+                let stem = Compression::split(location).map_or(location, |(stem, _)| stem);
                 if stem.ends_with(DumpFormat::Custom.suffix()) {
                     DumpFormat::Custom
                 } else {
@@ -183,6 +180,14 @@ pub(crate) enum Compression {
 
 impl Compression {
     pub(crate) const ALL: [Compression; 2] = [Compression::Gzip, Compression::Zstd];
+
+    /// A stored name without its compression's suffix, and that compression: `3012.dat.gz` →
+    /// (`3012.dat`, gzip); `None` without one.
+    pub(crate) fn split(name: &str) -> Option<(&str, Compression)> {
+        Compression::ALL
+            .into_iter()
+            .find_map(|c| name.strip_suffix(c.suffix()).map(|stem| (stem, c)))
+    }
 
     /// The stored object's last suffix.
     pub(crate) fn suffix(self) -> &'static str {

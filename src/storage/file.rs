@@ -113,21 +113,28 @@ impl FileStore {
             .map_err(|e| io_error("list", &self.dir, e))?
         {
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            let Some((name, _)) = file_name
+            let Some((name, id)) = file_name
                 .strip_prefix('.')
                 .and_then(|rest| rest.strip_suffix(".partial"))
                 .and_then(|rest| rest.rsplit_once('.'))
+                .filter(|(name, id)| temp_id(name, &file_name) == Some(*id))
             else {
                 continue;
             };
-            for upload in self.list_uploads(name).await? {
-                if !found
-                    .iter()
-                    .any(|(n, u): &(String, PendingUpload)| n == name && u.id == upload.id)
-                {
-                    found.push((name.to_string(), upload));
-                }
-            }
+            let initiated = entry.metadata().await.ok().and_then(|meta| {
+                meta.created()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+                    .or_else(|| modified(&meta))
+            });
+            found.push((
+                name.to_string(),
+                PendingUpload {
+                    id: id.to_string(),
+                    initiated,
+                },
+            ));
         }
         Ok(found)
     }
@@ -211,34 +218,13 @@ impl FileStore {
         &self,
         name: &str,
     ) -> Result<Vec<PendingUpload>, StorageError> {
-        let mut found = Vec::new();
-        let mut entries = match tokio::fs::read_dir(&self.dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-            Err(e) => return Err(io_error("list", &self.dir, e)),
-        };
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| io_error("list", &self.dir, e))?
-        {
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = temp_id(name, &file_name) else {
-                continue;
-            };
-            let initiated = entry.metadata().await.ok().and_then(|meta| {
-                meta.created()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs() as i64)
-                    .or_else(|| modified(&meta))
-            });
-            found.push(PendingUpload {
-                id: id.to_string(),
-                initiated,
-            });
-        }
-        Ok(found)
+        Ok(self
+            .list_all_uploads()
+            .await?
+            .into_iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, upload)| upload)
+            .collect())
     }
 
     pub(crate) async fn abort_upload(&self, name: &str, id: &str) -> Result<(), StorageError> {

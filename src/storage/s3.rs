@@ -198,8 +198,26 @@ impl S3Store {
     pub(crate) async fn list_all_uploads(
         &self,
     ) -> Result<Vec<(String, PendingUpload)>, StorageError> {
+        let prefix = self.ctx.key("");
+        Ok(self
+            .uploads_under(&prefix, "")
+            .await?
+            .into_iter()
+            .filter_map(|(key, upload)| {
+                let name = key.strip_prefix(prefix.as_str())?;
+                (!name.is_empty() && !name.contains('/')).then(|| (name.to_string(), upload))
+            })
+            .collect())
+    }
+
+    /// Every unfinished upload whose key starts with `key_prefix`, with its key, page by page;
+    /// `name` is for errors.
+    async fn uploads_under(
+        &self,
+        key_prefix: &str,
+        name: &str,
+    ) -> Result<Vec<(String, PendingUpload)>, StorageError> {
         let ctx = &self.ctx;
-        let prefix = ctx.key("");
         let mut found = Vec::new();
         let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
         loop {
@@ -207,30 +225,21 @@ impl S3Store {
                 .client
                 .list_multipart_uploads()
                 .bucket(&ctx.bucket)
-                .prefix(&prefix)
+                .prefix(key_prefix)
                 .set_key_marker(key_marker.take())
                 .set_upload_id_marker(id_marker.take())
                 .send()
                 .await
-                .map_err(|e| ctx.error("list the unfinished uploads of", "", e))?;
-            for upload in out.uploads() {
-                let (Some(name), Some(id)) = (
-                    upload.key().and_then(|k| k.strip_prefix(prefix.as_str())),
-                    upload.upload_id(),
-                ) else {
-                    continue;
-                };
-                if name.is_empty() || name.contains('/') {
-                    continue;
-                }
-                found.push((
-                    name.to_string(),
+                .map_err(|e| ctx.error("list the unfinished uploads of", name, e))?;
+            found.extend(out.uploads().iter().filter_map(|u| {
+                Some((
+                    u.key()?.to_string(),
                     PendingUpload {
-                        id: id.to_string(),
-                        initiated: upload.initiated().map(|t| t.secs()),
+                        id: u.upload_id()?.to_string(),
+                        initiated: u.initiated().map(|t| t.secs()),
                     },
-                ));
-            }
+                ))
+            }));
             key_marker = out.next_key_marker().map(str::to_string);
             id_marker = out.next_upload_id_marker().map(str::to_string);
             if out.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
@@ -312,39 +321,14 @@ impl S3Store {
         &self,
         name: &str,
     ) -> Result<Vec<PendingUpload>, StorageError> {
-        let ctx = &self.ctx;
-        let key = ctx.key(name);
-        let mut found = Vec::new();
-        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
-        loop {
-            let out = ctx
-                .client
-                .list_multipart_uploads()
-                .bucket(&ctx.bucket)
-                .prefix(&key)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| ctx.error("list the unfinished uploads of", name, e))?;
-            found.extend(
-                out.uploads()
-                    .iter()
-                    .filter(|u| u.key() == Some(key.as_str()))
-                    .filter_map(|u| {
-                        u.upload_id().map(|id| PendingUpload {
-                            id: id.to_string(),
-                            initiated: u.initiated().map(|t| t.secs()),
-                        })
-                    }),
-            );
-            key_marker = out.next_key_marker().map(str::to_string);
-            id_marker = out.next_upload_id_marker().map(str::to_string);
-            if out.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
-                break;
-            }
-        }
-        Ok(found)
+        let key = self.ctx.key(name);
+        Ok(self
+            .uploads_under(&key, name)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, upload)| upload)
+            .collect())
     }
 
     pub(crate) async fn abort_upload(

@@ -13,7 +13,7 @@ use sha2::Digest as _;
 
 use crate::support::postgres::PgCluster;
 use crate::support::s3::S3Server;
-use crate::support::{Shipgate, assert_no_secret, read_tree};
+use crate::support::{Run, Shipgate, assert_no_secret, read_tree};
 
 /// A source database with awkward names, types and contents: NULLs, newlines, unicode,
 /// bytea, jsonb, a partitioned table, an empty table, a sequence, a view.
@@ -146,6 +146,31 @@ impl Case {
             .input("deployment-id", &self.id)
             .input("lease", LEASE);
         cmd
+    }
+
+    /// `shipgate restore --backup-id BACKUP_ID --destination DESTINATION --yes EXTRA…` of
+    /// `source`'s backup into the database `target`.
+    pub(crate) fn restore(
+        &self,
+        source: &str,
+        target: &str,
+        backup_id: &str,
+        destination: &str,
+        extra: &[&str],
+    ) -> Run {
+        let mut args = vec![
+            "restore",
+            "--backup-id",
+            backup_id,
+            "--destination",
+            destination,
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        self.shipgate(source)
+            .input("target-database-url", &pg().url(target))
+            .args(args)
+            .run()
     }
 
     /// [`Case::shipgate`] without `AWS_ENDPOINT_URL`: S3 is reached only if shipgate passes
@@ -526,31 +551,25 @@ fn damage_at_the_end_of_the_stream_rolls_the_whole_restore_back() {
 
         let target = pg().create_database(&format!("tail_target_{format}"));
         pg().psql(&target, "CREATE TABLE keep_me (x int);");
-        let restore = case
-            .shipgate(&source)
-            .input("target-database-url", &pg().url(&target))
-            .args([
-                "restore",
-                "--backup-id",
-                &case.id,
-                "--destination",
-                &destination,
-                "--yes",
-            ])
-            .run();
+        let restore = case.restore(&source, &target, &case.id, &destination, &[]);
         restore.expect_code(1);
         let stderr = restore.visible_stderr();
         assert!(stderr.contains("is corrupted"), "{format}: {stderr}");
         assert!(stderr.contains("rolled back"), "{format}: {stderr}");
         assert_eq!(
-            pg().psql(
-                &target,
-                "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
-            ),
+            public_tables(&target),
             "keep_me",
             "{format}: nothing of the backup committed"
         );
     }
+}
+
+/// The tables of `db`'s public schema, comma-separated.
+fn public_tables(db: &str) -> String {
+    pg().psql(
+        db,
+        "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'",
+    )
 }
 
 fn head_modified(bucket: &str, key: &str) -> String {
@@ -602,29 +621,12 @@ fn a_corrupted_object_fails_verification_and_is_never_restored() {
         &target,
         "CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (42);",
     );
-    let restore = case
-        .shipgate(&source)
-        .input("target-database-url", &pg().url(&target))
-        .args([
-            "restore",
-            "--backup-id",
-            &case.id,
-            "--destination",
-            &destination,
-            "--yes",
-        ])
-        .run();
+    let restore = case.restore(&source, &target, &case.id, &destination, &[]);
     restore.expect_code(1);
     let stderr = restore.visible_stderr();
     assert!(stderr.contains("SHA-256"), "{stderr}");
     assert!(stderr.contains("the database is unchanged"), "{stderr}");
-    assert_eq!(
-        pg().psql(
-            &target,
-            "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
-        ),
-        "keep_me"
-    );
+    assert_eq!(public_tables(&target), "keep_me");
     let state = read_json(&case.state().join("restore.json"));
     assert_eq!(state["result"], "fail");
 }

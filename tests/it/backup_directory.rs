@@ -161,18 +161,7 @@ fn a_directory_backup_round_trips_through_s3_and_a_directory() {
     names.sort();
     assert_eq!(names.len(), 6, "no temporary file is left: {names:?}");
     let target = pg().create_database("dirtrip_file");
-    let restore = case
-        .shipgate(&source)
-        .input("target-database-url", &pg().url(&target))
-        .args([
-            "restore",
-            "--backup-id",
-            &backup_id,
-            "--destination",
-            &destination,
-            "--yes",
-        ])
-        .run();
+    let restore = case.restore(&source, &target, &backup_id, &destination, &[]);
     restore.expect_code(0);
     assert_eq!(contents(&source), contents(&target));
     assert_nothing_leaks(pg().password(), &run, &case, &[]);
@@ -393,20 +382,7 @@ fn a_tampered_file_is_refused_before_the_target_changes() {
         "CREATE TABLE accounts (x int); INSERT INTO accounts VALUES (42);",
     );
     let before = contents(&target);
-    let restore = case
-        .shipgate(&source)
-        .input("target-database-url", &pg().url(&target))
-        .args([
-            "restore",
-            "--backup-id",
-            &backup_id,
-            "--destination",
-            &destination,
-            "--jobs",
-            "2",
-            "--yes",
-        ])
-        .run();
+    let restore = case.restore(&source, &target, &backup_id, &destination, &["--jobs", "2"]);
     restore.expect_code(1);
     let stderr = restore.visible_stderr();
     assert!(stderr.contains(&file), "{stderr}");

@@ -13,7 +13,7 @@ pub mod prometheus;
 pub mod s3;
 pub mod watchdog;
 
-pub use cli::{Shipgate, assert_no_secret, read_tree};
+pub use cli::{Run, Shipgate, assert_no_secret, read_tree};
 pub use fake_github::FakeGitHub;
 pub use git_repo::GitRepo;
 pub mod fake_artifacts;
