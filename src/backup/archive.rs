@@ -24,6 +24,8 @@ use crate::storage::{self, Download, StorageError};
 const READ_BUFFER: usize = 256 * 1024;
 /// Bytes of the uncompressed stream kept from its start and its end, for sanity checks.
 const EDGE: usize = 4096;
+/// Bytes of input per job of multi-threaded zstd.
+const ZSTD_JOB: u32 = 2 * 1024 * 1024;
 /// Chunks of a download queued for the decompressor.
 const DOWNLOAD_QUEUE: usize = 4;
 /// Written by pg_dump at the very end of a plain-format dump (before `\unrestrict`).
@@ -233,6 +235,10 @@ impl<W: Write> Encoder<W> {
                 encoder.include_checksum(true)?;
                 if codec.threads > 1 {
                     encoder.multithread(codec.threads as u32)?;
+                    // Jobs of 2 MiB instead of zstd's default (4 windows, 8 MiB at level 3):
+                    // each worker holds a job's input and output, so this keeps the peak RSS
+                    // flat for a slightly lower ratio.
+                    encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB))?;
                 }
                 Encoder::Zstd(encoder)
             }
