@@ -34,6 +34,7 @@ mod smoke;
 mod state;
 mod storage;
 mod text;
+mod ui;
 mod util;
 mod version;
 mod watch;

@@ -22,6 +22,7 @@ use crate::postgres::Database;
 use crate::process::{self, SharedLog, Shutdown};
 use crate::state::backup::{Compression, DumpFormat};
 use crate::storage::{Location, Storage};
+use crate::ui::mark::{FAIL, PASS};
 
 /// The one text that restores a backup by hand, without shipgate, the way `shipgate restore`
 /// does it (one transaction, stopping at the first error): the SHA-256 check to run first, then
@@ -601,12 +602,12 @@ fn broken(url: &str) -> Error {
 pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String, u64>>) -> String {
     let heading = if result.result == "pass" {
         format!(
-            "### ✅ Restored `{}` into `{}`",
+            "### {PASS} Restored `{}` into `{}`",
             result.backup_id, result.target_database
         )
     } else {
         format!(
-            "### ❌ Restored `{}` into `{}`, but row counts differ",
+            "### {FAIL} Restored `{}` into `{}`, but row counts differ",
             result.backup_id, result.target_database
         )
     };
@@ -617,7 +618,7 @@ pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String,
     ]);
     about.row(&[
         "SHA-256",
-        &format!("`{}` ✅ checked before restoring", result.sha256),
+        &format!("`{}` {PASS} checked before restoring", result.sha256),
     ]);
     about.row(&["Target", &format!("`{}`", result.target)]);
     about.row(&[
@@ -636,9 +637,9 @@ pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String,
         let mut row = vec![format!("`{name}`"), rows.to_string()];
         if let Some(expected) = expected {
             row.push(match expected.get(name) {
-                Some(e) if e == rows => format!("{e} ✅"),
-                Some(e) => format!("{e} ❌"),
-                None => "— ❌".to_string(),
+                Some(e) if e == rows => format!("{e} {PASS}"),
+                Some(e) => format!("{e} {FAIL}"),
+                None => format!("— {FAIL}"),
             });
         }
         tables.row(&row);

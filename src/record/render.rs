@@ -9,6 +9,7 @@ use crate::artifacts::Publication;
 use crate::error::{Error, Result};
 use crate::state::StateDir;
 use crate::state::lease::LeaseStatus;
+use crate::ui::mark::{ALARM, PASS, ROLLED_BACK};
 
 /// Seed 004 §9: what a person on call reads.
 pub(crate) fn rollback_instructions(record: &Record, on_call: Option<&str>) -> String {
@@ -153,9 +154,9 @@ pub(crate) fn failure_report(record: &Record) -> String {
 
 pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
     let icon = match record.status.as_str() {
-        "success" => "✅",
-        "rolled_back" => "↩️",
-        _ => "🚨",
+        "success" => PASS,
+        "rolled_back" => ROLLED_BACK,
+        _ => ALARM,
     };
     let mut out = format!(
         "### {icon} Deployment record `{}`: {} of `{}` to `{}`\n\n",

@@ -10,6 +10,7 @@ use super::plan::{Plan, TimelineStage};
 use crate::actions::{self, Table};
 use crate::hooks::HookRun;
 use crate::state::rollout::{Cause, JudgeVerdict, RolloutFile, StageStatus};
+use crate::ui::mark::{ALARM, FAIL, PASS, ROLLED_BACK};
 use crate::util::format_duration;
 
 pub(crate) fn dry_run_summary(
@@ -158,14 +159,17 @@ fn ms_text(ms: Option<f64>) -> String {
 
 pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
     let heading = match record.header.result.as_str() {
-        "pass" => format!("### ✅ Rollout of `{}` passed every stage", record.version),
+        "pass" => format!(
+            "### {PASS} Rollout of `{}` passed every stage",
+            record.version
+        ),
         "rolled_back" => format!(
-            "### ↩️ Rollout of `{}` rolled back at stage `{}`",
+            "### {ROLLED_BACK} Rollout of `{}` rolled back at stage `{}`",
             record.version,
             record.failed_stage.as_deref().unwrap_or("?")
         ),
         _ => format!(
-            "### 🚨 Rollout of `{}` failed at stage `{}` and the ROLLBACK FAILED",
+            "### {ALARM} Rollout of `{}` failed at stage `{}` and the ROLLBACK FAILED",
             record.version,
             record.failed_stage.as_deref().unwrap_or("?")
         ),
@@ -192,7 +196,7 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
     for stage in &record.stages {
         let verdict = match stage.status {
             StageStatus::Passed => {
-                let mut text = "✅ passed".to_string();
+                let mut text = format!("{PASS} passed");
                 if stage.degraded > 0 {
                     text.push_str(&format!(" ({} degraded)", stage.degraded));
                 }
@@ -216,7 +220,7 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
                     (Some(Cause::ApprovalDeadline), true, _) => "not approved in time".to_string(),
                     _ => "failed".to_string(),
                 };
-                format!("❌ {text}")
+                format!("{FAIL} {text}")
             }
             _ => "not run".to_string(),
         };
