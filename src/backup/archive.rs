@@ -71,11 +71,11 @@ impl Progress {
         let rate = dumped as f64 / elapsed.as_secs_f64().max(0.001);
         let mut line = format!(
             "{} dumped, {} compressed, {} uploaded in {} ({}/s)",
-            bytes(dumped),
-            bytes(self.compressed.load(Ordering::Relaxed)),
-            bytes(self.uploaded.load(Ordering::Relaxed)),
-            crate::util::format_duration(elapsed),
-            bytes(rate as u64)
+            crate::ui::bytes(dumped),
+            crate::ui::bytes(self.compressed.load(Ordering::Relaxed)),
+            crate::ui::bytes(self.uploaded.load(Ordering::Relaxed)),
+            crate::ui::format_duration(elapsed),
+            crate::ui::bytes(rate as u64)
         );
         let total = self.tables_total.load(Ordering::Relaxed);
         if total > 0 {
@@ -89,27 +89,11 @@ impl Progress {
             let left = expected.saturating_sub(dumped) as f64 / rate;
             line.push_str(&format!(
                 ", ETA {} (of about {})",
-                crate::util::format_duration(std::time::Duration::from_secs(left.ceil() as u64)),
-                bytes(expected)
+                crate::ui::format_duration(std::time::Duration::from_secs(left.ceil() as u64)),
+                crate::ui::bytes(expected)
             ));
         }
         line
-    }
-}
-
-/// `512 B`, `12.3 KiB`, `1.5 GiB`.
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -1286,12 +1270,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-
-    #[test]
-    fn sizes_read_like_people_write_them() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
     }
 }

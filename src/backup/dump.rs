@@ -90,7 +90,7 @@ impl Guard<'_> {
             ))),
             _ = tokio::time::sleep_until(self.deadline) => Err(Error::timeout(format!(
                 "the backup did not finish within {} (`backup-timeout`) while {what}",
-                crate::util::format_duration(self.timeout)
+                crate::ui::format_duration(self.timeout)
             ))),
             reason = lease_lost(&mut self.lease) => Err(Error::dependency(format!(
                 "{reason} (while {what})"
@@ -303,7 +303,7 @@ async fn take(
                 .initiated
                 .map(lease::time)
                 .unwrap_or_else(|| "an unknown time".into()),
-            crate::util::format_duration(options.timeout),
+            crate::ui::format_duration(options.timeout),
             storage.abort_hint(&object, &upload.id)
         )));
     }
@@ -343,7 +343,7 @@ async fn take(
             &format!(
                 "`{}` ({}, stored {}) has no sidecar `{sidecar_name}`: an earlier attempt uploaded it and then failed before publishing it, so it was never a backup; deleting it and taking the backup again",
                 storage.url(&name),
-                archive::bytes(info.size),
+                crate::ui::bytes(info.size),
                 info.modified
                     .map(lease::time)
                     .unwrap_or_else(|| "at an unknown time".into())
@@ -391,7 +391,7 @@ async fn take(
                 "`{}` holds {} file(s) ({}) but there is no sidecar `{sidecar_name}`: an earlier attempt stored them and then failed before publishing, so they were never a backup; deleting them and taking the backup again",
                 files.url(""),
                 stored.len(),
-                archive::bytes(stored.iter().map(|o| o.size).sum())
+                crate::ui::bytes(stored.iter().map(|o| o.size).sum())
             ),
         );
         for object in &stored {
@@ -652,8 +652,8 @@ async fn take(
         &format!(
             "uploaded `{}`: {} ({} dumped), {} {}, SHA-256 {}{}",
             storage.url(&object),
-            archive::bytes(stored.size),
-            archive::bytes(stored.uncompressed),
+            crate::ui::bytes(stored.size),
+            crate::ui::bytes(stored.uncompressed),
             stored.parts,
             if stored.files.is_some() {
                 "file(s)"
@@ -913,7 +913,7 @@ fn conflict(
         live.modified
             .map(lease::time)
             .unwrap_or_else(|| "an unknown time".into()),
-        crate::util::format_duration(lease.timing().lease)
+        crate::ui::format_duration(lease.timing().lease)
     ))
 }
 

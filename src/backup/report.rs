@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use super::archive;
 use super::dump::Known;
 use super::restore::manual_restore;
 use super::sidecar::Sidecar;
@@ -97,9 +96,9 @@ pub(crate) fn summary(file: &BackupFile, result: &Taken) -> String {
         "Size",
         &format!(
             "{} (gzip level {}; {} dumped, {} format)",
-            archive::bytes(result.size),
+            crate::ui::bytes(result.size),
             result.compression_level,
-            archive::bytes(result.uncompressed_size),
+            crate::ui::bytes(result.uncompressed_size),
             result.format.name()
         ),
     ]);
@@ -111,7 +110,7 @@ pub(crate) fn summary(file: &BackupFile, result: &Taken) -> String {
         ),
         Some(v) => format!(
             "{PASS} read back, SHA-256 matched, {} decompressed and read in full",
-            archive::bytes(v.read_bytes)
+            crate::ui::bytes(v.read_bytes)
         ),
         None => format!("{WARN} not verified (`verify: none`)"),
     };

@@ -404,7 +404,7 @@ pub(crate) async fn restore(
         log,
         &format!(
             "streaming `{url}` ({}) into one transaction, checking its SHA-256 against the sidecar on the way: the transaction commits only if the whole object matches",
-            archive::bytes(sidecar.size)
+            crate::ui::bytes(sidecar.size)
         ),
     );
     say(log, &format!("$ {}", spec.display()));
@@ -514,7 +514,7 @@ async fn restore_directory(
         &format!(
             "fetching the {} files of `{url}` ({}), {jobs} at a time, checking each against the manifest before anything touches `{}`",
             files.len(),
-            archive::bytes(sidecar.size),
+            crate::ui::bytes(sidecar.size),
             target.display()
         ),
     );
@@ -542,7 +542,7 @@ async fn restore_directory(
             "all {} files of `{url}` match the manifest (SHA-256 {} of the manifest); {} written to the work directory{}",
             files.len(),
             sidecar.sha256,
-            archive::bytes(read),
+            crate::ui::bytes(read),
             if readable.contains(&sidecar.compression) {
                 format!(
                     ", the data files still {}-compressed (pg_restore reads them)",

@@ -75,7 +75,7 @@ pub(crate) async fn export_snapshot(db: &Database, lock_wait: Duration) -> Resul
         format!(
             "cannot count the rows of `{}` (a table lock not granted within `lock-wait-timeout` {} fails this)",
             db.display(),
-            crate::util::format_duration(lock_wait)
+            crate::ui::format_duration(lock_wait)
         )
     };
     let mut session = db.session().await.context(what())?;
@@ -232,7 +232,7 @@ pub(crate) async fn verify(
         log,
         &format!(
             "verified `{url}`: SHA-256 matches, {} decompressed and read in full{}",
-            archive::bytes(read.uncompressed),
+            crate::ui::bytes(read.uncompressed),
             match tables {
                 Some(n) => format!(
                     ", restored into a scratch database with identical row counts in {n} tables"
@@ -346,7 +346,7 @@ async fn verify_directory(
         &format!(
             "verified `{url}`: {} files, each one's SHA-256 matches the manifest, {} {read_how}{}",
             files.len(),
-            archive::bytes(read_bytes),
+            crate::ui::bytes(read_bytes),
             match tables {
                 Some(n) => format!(
                     ", restored into a scratch database with identical row counts in {n} tables"

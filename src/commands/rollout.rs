@@ -426,7 +426,7 @@ async fn judge_trials(plan: &Plan, base: &Vars) -> judge::Judged {
             tracing::info!(
                 "dry run (stage `{}`, the last {}): {}",
                 stage.name,
-                crate::util::format_duration(span),
+                crate::ui::format_duration(span),
                 judge::log_line(judgement)
             );
         }

@@ -23,8 +23,9 @@ use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::rollout::RolloutFile;
 use crate::state::watch::WatchFile;
+use crate::ui::format_duration;
 use crate::ui::mark::{ALARM, PASS, ROLLED_BACK, STOPPED};
-use crate::util::{HumanDuration, format_duration};
+use crate::util::HumanDuration;
 use crate::watch::config::FileConfig;
 use crate::watch::run::{self as watching, Options, Outside};
 

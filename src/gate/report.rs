@@ -12,8 +12,8 @@ use crate::state::gate::{
     CheckResult, CheckRow, GateFile, PreflightRow, PreflightVerdict, Requests, RequiredSet,
 };
 use crate::state::{Header, StateDir};
+use crate::ui::format_duration;
 use crate::ui::mark::{FAIL, NOT_APPLICABLE, PASS, PENDING, TIMEOUT, WARN};
-use crate::util::format_duration;
 
 /// Failed checks annotated one by one; the rest are summed up in one line.
 const MAX_CHECK_ANNOTATIONS: usize = 9;

@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::run::{Options, how_it_ended};
 use crate::actions::{self, Table};
 use crate::state::migrate::MigrateFile;
+use crate::ui::format_duration;
 use crate::ui::mark::{FAIL, PASS};
-use crate::util::format_duration;
 
 /// Names listed in the summary before "and N more".
 const SUMMARY_NAMES: usize = 50;

@@ -17,7 +17,7 @@ pub(crate) fn summary(result: &PipelineFile) -> String {
             },
             run.exit_code
                 .map_or_else(|| "signal".to_string(), |c| c.to_string()),
-            crate::util::format_duration(std::time::Duration::from_millis(run.duration_ms)),
+            crate::ui::format_duration(std::time::Duration::from_millis(run.duration_ms)),
         ]);
     }
     let heading = match (&result.failed_stage, result.rolled_back) {

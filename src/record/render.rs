@@ -140,7 +140,7 @@ pub(crate) fn failure_report(record: &Record) -> String {
             stage.result.as_str(),
             &stage
                 .duration_ms
-                .map(|ms| crate::util::format_duration(std::time::Duration::from_millis(ms)))
+                .map(|ms| crate::ui::format_duration(std::time::Duration::from_millis(ms)))
                 .unwrap_or_else(|| "—".into()),
         ]);
     }
@@ -173,7 +173,7 @@ pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
             },
             &stage
                 .duration_ms
-                .map(|ms| crate::util::format_duration(std::time::Duration::from_millis(ms)))
+                .map(|ms| crate::ui::format_duration(std::time::Duration::from_millis(ms)))
                 .unwrap_or_else(|| "—".into()),
         ]);
     }
@@ -218,7 +218,7 @@ pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
                 (LeaseStatus::Released, None) => "released".to_string(),
                 (LeaseStatus::Held, _) => format!(
                     "**not released** (it expires {} after its last renewal, `{}`)",
-                    crate::util::format_duration(std::time::Duration::from_secs(lease.ttl_seconds)),
+                    crate::ui::format_duration(std::time::Duration::from_secs(lease.ttl_seconds)),
                     lease.renewed_at
                 ),
                 (LeaseStatus::Lost, _) => format!(

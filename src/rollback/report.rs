@@ -35,7 +35,7 @@ pub(crate) fn summary(result: &RollbackFile, status: &str) -> String {
                 step.name.clone(),
                 format!("`{}`", step.command),
                 step.outcome.clone(),
-                crate::util::format_duration(Duration::from_millis(step.duration_ms)),
+                crate::ui::format_duration(Duration::from_millis(step.duration_ms)),
             ]);
         }
         out.push_str(&table.render());
