@@ -68,5 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::Status::Dependency.code());
         }
     };
-    ExitCode::from(runtime.block_on(cli::run(cli)))
+    let status = runtime.block_on(cli::run(cli));
+    ui::end_progress();
+    ExitCode::from(status)
 }

@@ -7,6 +7,8 @@
 //! when the total is known, coloured unless `NO_COLOR` is set. A live line is ended with a
 //! newline before any other line reaches stderr or stdout, so logs are never garbled.
 
+use std::io::{IsTerminal, Write};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 /// The status marks, one per meaning. Named constants so format strings read
@@ -116,6 +118,161 @@ pub(crate) fn latency_or_none(ms: Option<f64>) -> String {
     )
 }
 
+/// How progress reaches stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// One line per update, through the log (Actions logs, files, pipes, `TERM=dumb`).
+    Plain,
+    /// One line redrawn in place; `colour` unless `NO_COLOR` is set.
+    Live { colour: bool },
+}
+
+impl Style {
+    /// Live when stderr is a `terminal` outside GitHub Actions whose `TERM` is set and not
+    /// `dumb`; coloured unless `NO_COLOR` is set to anything but the empty string.
+    pub(crate) fn detect(terminal: bool, env: impl Fn(&str) -> Option<String>) -> Style {
+        let actions = env("GITHUB_ACTIONS").is_some_and(|v| v == "true");
+        let term = env("TERM").unwrap_or_default();
+        if !terminal || actions || term.is_empty() || term == "dumb" {
+            return Style::Plain;
+        }
+        Style::Live {
+            colour: env("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
+/// Cells of the bar drawn before a live line's percent.
+const BAR: usize = 20;
+
+/// Progress and whole lines written to `out`: in [`Style::Live`], a progress line is redrawn
+/// in place and ended with a newline before the next whole line.
+pub(crate) struct Renderer<W> {
+    out: W,
+    style: Style,
+    /// A live line is on screen, not yet ended.
+    drawn: bool,
+}
+
+impl<W: Write> Renderer<W> {
+    pub(crate) fn new(out: W, style: Style) -> Renderer<W> {
+        Renderer {
+            out,
+            style,
+            drawn: false,
+        }
+    }
+
+    /// Draws `text` in place of the previous progress line, with a bar and percent when
+    /// `fraction` (0 to 1) is known. Returns false in [`Style::Plain`], drawing nothing: the
+    /// caller logs `text` as a line.
+    pub(crate) fn update(&mut self, text: &str, fraction: Option<f64>) -> bool {
+        let Style::Live { colour } = self.style else {
+            return false;
+        };
+        let _ = self
+            .out
+            .write_all(live_line(text, fraction, colour).as_bytes());
+        let _ = self.out.flush();
+        self.drawn = true;
+        true
+    }
+
+    /// Writes whole lines, ending a live progress line first.
+    pub(crate) fn write_lines(&mut self, text: &[u8]) {
+        self.end();
+        let _ = self.out.write_all(text);
+        let _ = self.out.flush();
+    }
+
+    /// Ends a live progress line with a newline, so what follows starts on a line of its own.
+    pub(crate) fn end(&mut self) {
+        if std::mem::take(&mut self.drawn) {
+            let _ = self.out.write_all(b"\n");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+/// One redraw: back to the line's start, erase it, then the line with wrapping off (a line
+/// wider than the terminal is cut at its edge instead of spilling onto a line the next redraw
+/// would not erase).
+fn live_line(text: &str, fraction: Option<f64>, colour: bool) -> String {
+    let mut out = String::from("\r\x1b[2K\x1b[?7l");
+    if let Some(fraction) = fraction {
+        let fraction = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let filled = (fraction * BAR as f64).round() as usize;
+        let bar = format!("{}{}", "█".repeat(filled), "░".repeat(BAR - filled));
+        let percent = format!("{:>3}%", (fraction * 100.0).floor() as u32);
+        if colour {
+            out.push_str(&format!("\x1b[36m{bar}\x1b[0m \x1b[1m{percent}\x1b[0m "));
+        } else {
+            out.push_str(&format!("{bar} {percent} "));
+        }
+    }
+    out.push_str(text);
+    out.push_str("\x1b[?7h");
+    out
+}
+
+static STDERR: LazyLock<Mutex<Renderer<std::io::Stderr>>> = LazyLock::new(|| {
+    let style = Style::detect(std::io::stderr().is_terminal(), |key| {
+        std::env::var(key).ok()
+    });
+    Mutex::new(Renderer::new(std::io::stderr(), style))
+});
+
+/// Progress updates are drawn this often on a live terminal.
+const LIVE_EVERY: Duration = Duration::from_millis(250);
+
+/// Whether progress is redrawn in place on stderr.
+pub(crate) fn live() -> bool {
+    STDERR
+        .lock()
+        .is_ok_and(|r| matches!(r.style, Style::Live { .. }))
+}
+
+/// How often to show progress: `plain` between plain lines, more often on a live terminal.
+pub(crate) fn progress_every(plain: Duration) -> Duration {
+    if live() { plain.min(LIVE_EVERY) } else { plain }
+}
+
+/// Shows the progress of long work on stderr (redacted): redrawn in place on a live terminal,
+/// else logged as a line. Nothing when the log hides `info`.
+pub(crate) fn progress(text: &str, fraction: Option<f64>) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let drawn = STDERR
+        .lock()
+        .is_ok_and(|mut renderer| renderer.update(&crate::secret::redact(text), fraction));
+    if !drawn {
+        tracing::info!("{text}");
+    }
+}
+
+/// Writes whole lines to stderr in one call, ending a live progress line first. Every line
+/// that reaches stderr goes through here.
+pub(crate) fn stderr_lines(text: &[u8]) {
+    match STDERR.lock() {
+        Ok(mut renderer) => renderer.write_lines(text),
+        Err(_) => {
+            let _ = std::io::stderr().lock().write_all(text);
+        }
+    }
+}
+
+/// Ends a live progress line: before writing to stdout, and at exit.
+pub(crate) fn end_progress() {
+    if let Ok(mut renderer) = STDERR.lock() {
+        renderer.end();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +303,87 @@ mod tests {
         assert_eq!(latency(Duration::from_millis(1_234)), "1.23s");
         assert_eq!(latency_or_none(Some(45.0)), "45ms");
         assert_eq!(latency_or_none(None), "—");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn live_only_on_a_capable_terminal_outside_actions() {
+        let term = [("TERM", "xterm-256color")];
+        assert_eq!(
+            Style::detect(true, env(&term)),
+            Style::Live { colour: true }
+        );
+        assert_eq!(Style::detect(false, env(&term)), Style::Plain);
+        assert_eq!(
+            Style::detect(true, env(&[("TERM", "xterm"), ("GITHUB_ACTIONS", "true")])),
+            Style::Plain
+        );
+        assert_eq!(Style::detect(true, env(&[("TERM", "dumb")])), Style::Plain);
+        assert_eq!(Style::detect(true, env(&[])), Style::Plain);
+        assert_eq!(
+            Style::detect(true, env(&[("TERM", "xterm"), ("NO_COLOR", "1")])),
+            Style::Live { colour: false }
+        );
+        assert_eq!(
+            Style::detect(true, env(&[("TERM", "xterm"), ("NO_COLOR", "")])),
+            Style::Live { colour: true }
+        );
+    }
+
+    fn rendered(style: Style, steps: impl FnOnce(&mut Renderer<&mut Vec<u8>>)) -> String {
+        let mut out = Vec::new();
+        steps(&mut Renderer::new(&mut out, style));
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn a_live_line_redraws_in_place_and_ends_before_other_lines() {
+        let out = rendered(Style::Live { colour: true }, |r| {
+            assert!(r.update("1.0 MiB dumped", Some(0.25)));
+            assert!(r.update("2.0 MiB dumped", Some(0.5)));
+            r.write_lines(b"warning: slow\n");
+            r.end();
+        });
+        assert_eq!(out.matches("\r\x1b[2K").count(), 2, "{out:?}");
+        assert!(
+            out.contains("\x1b[36m█████░░░░░░░░░░░░░░░\x1b[0m \x1b[1m 25%\x1b[0m 1.0 MiB dumped")
+        );
+        assert!(out.contains(" 50%"), "{out:?}");
+        // The last redraw is ended before the warning, and nothing is left open after it.
+        assert!(
+            out.ends_with("2.0 MiB dumped\x1b[?7h\nwarning: slow\n"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn no_colour_without_it_and_no_bar_without_a_total() {
+        let out = rendered(Style::Live { colour: false }, |r| {
+            r.update("reading", Some(1.5));
+            r.update("counting", None);
+            r.end();
+        });
+        assert!(!out.contains("\x1b[3"), "{out:?}");
+        assert!(!out.contains("\x1b[1m"), "{out:?}");
+        assert!(out.contains("████████████████████ 100% reading"), "{out:?}");
+        assert!(out.contains("\x1b[2K\x1b[?7lcounting\x1b[?7h\n"), "{out:?}");
+    }
+
+    #[test]
+    fn plain_mode_leaves_progress_to_the_log() {
+        let out = rendered(Style::Plain, |r| {
+            assert!(!r.update("1.0 MiB dumped", Some(0.25)));
+            r.write_lines(b"1.0 MiB dumped\n");
+            r.end();
+        });
+        assert_eq!(out, "1.0 MiB dumped\n");
     }
 
     #[test]

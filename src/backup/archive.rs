@@ -48,6 +48,9 @@ pub(crate) struct Progress {
     /// Bytes expected in `dumped` (an estimate, e.g. `pg_database_size`), for the ETA; 0 when
     /// unknown.
     pub(crate) expected: AtomicU64,
+    /// Reading back: the bytes stored (the sidecar's size), expected in `compressed`; 0 when
+    /// unknown.
+    pub(crate) stored: AtomicU64,
 }
 
 impl Progress {
@@ -60,7 +63,39 @@ impl Progress {
             tables_done: AtomicU64::new(0),
             tables_total: AtomicU64::new(0),
             expected: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
         }
+    }
+
+    /// Reading back `stored` bytes (a verification or a restore): the percent and ETA are of them.
+    pub(crate) fn reading(stored: u64) -> Progress {
+        let progress = Progress::new();
+        progress.stored.store(stored, Ordering::Relaxed);
+        progress
+    }
+
+    /// What a live terminal shows: [`Progress::line`], reading back with the ETA of the bytes
+    /// left to read, and the fraction done (of `stored` reading back, else of `expected`).
+    pub(crate) fn live(&self) -> (String, Option<f64>) {
+        let mut line = self.line();
+        let stored = self.stored.load(Ordering::Relaxed);
+        if stored > 0 {
+            let read = self.compressed.load(Ordering::Relaxed);
+            let rate = read as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            if rate >= 1.0 {
+                let left = stored.saturating_sub(read) as f64 / rate;
+                line.push_str(&format!(
+                    ", ETA {} (of {} to read)",
+                    crate::ui::format_duration(std::time::Duration::from_secs(left.ceil() as u64)),
+                    crate::ui::bytes(stored)
+                ));
+            }
+            return (line, Some(read as f64 / stored as f64));
+        }
+        let expected = self.expected.load(Ordering::Relaxed);
+        let fraction =
+            (expected > 0).then(|| self.dumped.load(Ordering::Relaxed) as f64 / expected as f64);
+        (line, fraction)
     }
 
     /// `1.2 GiB dumped, 310.5 MiB compressed, 296.0 MiB uploaded in 25s (49.2 MiB/s dumped)`,
@@ -1270,5 +1305,20 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn live_progress_is_a_fraction_of_what_is_read_back_or_expected() {
+        let reading = Progress::reading(4 << 20);
+        reading.compressed.store(1 << 20, Ordering::Relaxed);
+        let (text, fraction) = reading.live();
+        assert_eq!(fraction, Some(0.25));
+        assert!(text.starts_with(&reading.line()), "{text}");
+        assert!(text.contains("(of 4.0 MiB to read)"), "{text}");
+        let dumping = Progress::new();
+        assert_eq!(dumping.live(), (dumping.line(), None));
+        dumping.expected.store(4 << 20, Ordering::Relaxed);
+        dumping.dumped.store(2 << 20, Ordering::Relaxed);
+        assert_eq!(dumping.live().1, Some(0.5));
     }
 }

@@ -30,9 +30,6 @@ use crate::storage::{Location, PendingUpload, S3Options, Storage, Upload};
 /// How long a failed run keeps trying to abort its multipart upload while S3 is unreachable.
 const ABORT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// How often progress is reported while dumping.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-
 /// Compressed parts queued between the compressor and the uploader.
 const PART_QUEUE: usize = 1;
 
@@ -1051,7 +1048,7 @@ async fn pump(
     log: &SharedLog,
     lease: &Lease,
 ) -> Result<()> {
-    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    let mut ticker = tokio::time::interval(crate::ui::progress_every(super::PROGRESS_EVERY));
     ticker.tick().await;
     loop {
         tokio::select! {
@@ -1065,7 +1062,7 @@ async fn pump(
             },
             _ = ticker.tick() => {
                 progress.uploaded.store(upload.uploaded(), std::sync::atomic::Ordering::Relaxed);
-                say(log, &progress.line());
+                super::show_progress(log, progress);
             }
         }
     }

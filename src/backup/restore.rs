@@ -408,26 +408,16 @@ pub(crate) async fn restore(
         ),
     );
     say(log, &format!("$ {}", spec.display()));
-    let progress = Arc::new(Progress::new());
-    let fed = {
-        let feeding = archive::feed_tool(
-            &spec,
-            source,
-            sidecar.compression,
-            Some(&sidecar.sha256),
-            &progress,
-            log,
-        );
-        tokio::pin!(feeding);
-        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(10));
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                done = &mut feeding => break done?,
-                _ = ticker.tick() => say(log, &progress.line()),
-            }
-        }
-    };
+    let progress = Arc::new(Progress::reading(sidecar.size));
+    let feeding = archive::feed_tool(
+        &spec,
+        source,
+        sidecar.compression,
+        Some(&sidecar.sha256),
+        &progress,
+        log,
+    );
+    let fed = super::with_progress(log, &progress, feeding).await?;
     if let Err(archive::UnpackError::Corrupt(reason)) = &fed.read {
         return Err(Error::gate(format!(
             "`{url}` is corrupted ({reason}; its sidecar records {} bytes with SHA-256 {}): the restore's transaction was rolled back, so the database is unchanged",
@@ -508,7 +498,7 @@ async fn restore_directory(
     let group = actions::group(&format!("Fetch and check `{url}`"));
     let temp = directory::PrivateDir::new(work_dir, "restore")?;
     let readable = directory::readable_by_pg_restore(target).await;
-    let progress = Arc::new(Progress::new());
+    let progress = Arc::new(Progress::reading(sidecar.size));
     say(
         log,
         &format!(
@@ -524,15 +514,7 @@ async fn restore_directory(
             readable: &readable,
         };
         let reading = directory::read_all(&dir, files, fetch, jobs, &progress);
-        tokio::pin!(reading);
-        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(10));
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                done = &mut reading => break done,
-                _ = ticker.tick() => say(log, &progress.line()),
-            }
-        }
+        super::with_progress(log, &progress, reading).await
     };
     let read =
         fetched.map_err(|e| Error::new(e.kind(), format!("{e}; the database was not touched")))?;
@@ -568,7 +550,8 @@ async fn restore_directory(
         );
     }
     say(log, &format!("$ {}", spec.display()));
-    if let Err(e) = directory::run_restore(&spec, log).await {
+    let restoring = directory::run_restore(&spec, log);
+    if let Err(e) = super::with_elapsed(log, "pg_restore running", restoring).await {
         return Err(Error::dependency(if jobs > 1 {
             format!(
                 "the restore into `{}` failed ({e}); it ran as {jobs} parallel jobs, not one transaction, so the database may be partly restored: fix the cause and restore again (`--clean` replaces the backup's objects)",

@@ -145,7 +145,7 @@ pub(crate) async fn verify(
         )
         .await;
     }
-    let progress = Arc::new(Progress::new());
+    let progress = Arc::new(Progress::reading(expected.size));
     let source = || async {
         let download = storage
             .get(&expected.object)
@@ -162,7 +162,7 @@ pub(crate) async fn verify(
                 Error::usage("verification by restore needs the source row counts")
             })?;
             let source = source().await?;
-            let (read, restored) = restore_into_scratch(
+            let restoring = restore_into_scratch(
                 db,
                 verify_database_url,
                 expected.format,
@@ -170,8 +170,8 @@ pub(crate) async fn verify(
                 source,
                 &progress,
                 log,
-            )
-            .await?;
+            );
+            let (read, restored) = super::with_progress(log, &progress, restoring).await?;
             compare_counts(counts, &restored).map_err(|diff| {
                 Error::gate(format!(
                     "verification failed: `{url}` restored into a scratch database with different row counts than the source: {diff}"
@@ -183,13 +183,13 @@ pub(crate) async fn verify(
             let source = source().await?;
             let read = match expected.format {
                 DumpFormat::Plain => {
-                    let (read, _) = archive::unpack(
+                    let unpacking = archive::unpack(
                         source,
                         archive::Unpacked::Decompressed(expected.compression),
                         Box::new(std::io::sink()),
                         &progress,
-                    )
-                    .await;
+                    );
+                    let (read, _) = super::with_progress(log, &progress, unpacking).await;
                     read
                 }
                 DumpFormat::Custom | DumpFormat::Directory => {
@@ -199,15 +199,15 @@ pub(crate) async fn verify(
                         "pg_restore",
                         vec!["--file=/dev/null".to_string()],
                     );
-                    let fed = archive::feed_tool(
+                    let feeding = archive::feed_tool(
                         &spec,
                         source,
                         expected.compression,
                         None,
                         &progress,
                         log,
-                    )
-                    .await?;
+                    );
+                    let fed = super::with_progress(log, &progress, feeding).await?;
                     if fed.tool_failed() {
                         return Err(Error::gate(format!(
                             "verification failed: pg_restore could not read `{url}` in full ({})",
@@ -265,7 +265,7 @@ async fn verify_directory(
 ) -> Result<Verification> {
     let url = storage.url(&expected.object);
     let dir = storage.child(expected.object.trim_end_matches('/'));
-    let progress = Arc::new(Progress::new());
+    let progress = Arc::new(Progress::reading(expected.size));
     let fail = |e: Error| {
         let kind = e.kind();
         Error::new(kind, format!("verification failed: {e}"))
@@ -281,7 +281,8 @@ async fn verify_directory(
                 dir: temp.path(),
                 readable: &readable,
             };
-            let read = directory::read_all(&dir, files, fetch, expected.jobs, &progress)
+            let reading = directory::read_all(&dir, files, fetch, expected.jobs, &progress);
+            let read = super::with_progress(log, &progress, reading)
                 .await
                 .map_err(fail)?;
             let server = match verify_database_url {
@@ -300,7 +301,8 @@ async fn verify_directory(
             let scratch = server.with_database(&name);
             let result = async {
                 let spec = directory::restore_spec(&scratch, temp.path(), expected.jobs);
-                directory::run_restore(&spec, log).await.map_err(|e| {
+                let restoring = directory::run_restore(&spec, log);
+                super::with_elapsed(log, "pg_restore running", restoring).await.map_err(|e| {
                     Error::gate(format!(
                         "verification failed: the backup did not restore into a scratch database ({e})"
                     ))
@@ -328,12 +330,16 @@ async fn verify_directory(
             )
         }
         _ => (
-            directory::read_all(
-                &dir,
-                files,
-                directory::Fetch::Check,
-                expected.jobs,
+            super::with_progress(
+                log,
                 &progress,
+                directory::read_all(
+                    &dir,
+                    files,
+                    directory::Fetch::Check,
+                    expected.jobs,
+                    &progress,
+                ),
             )
             .await
             .map_err(fail)?,

@@ -123,6 +123,7 @@ fn print_json(value: &serde_json::Value) {
 
 #[allow(clippy::print_stdout)]
 fn print_text(text: &str) {
+    crate::ui::end_progress();
     println!("{}", crate::secret::redact(text.trim_end()));
 }
 

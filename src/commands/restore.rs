@@ -15,9 +15,9 @@ use crate::actions;
 use crate::backup::restore::{
     Chosen, RestoreResult, Which, location_in_record, restore, state_of, summary,
 };
+use crate::backup::say;
 use crate::backup::sidecar::Sidecar;
 use crate::backup::verify::compare_backup_tables;
-use crate::backup::say;
 use crate::error::{Error, Result};
 use crate::postgres::Database;
 use crate::process::{LogFile, SharedLog, Shutdown};

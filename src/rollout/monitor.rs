@@ -382,7 +382,12 @@ impl Monitor {
                 crate::ui::latency_or_none(b.p95_ms)
             ));
         }
-        tracing::info!("{line}");
+        // A live terminal counts the stage down with a bar; waiting for an approval has no end.
+        let fraction = match until {
+            Until::End => Some(elapsed.as_secs_f64() / stage.duration.as_secs_f64().max(0.001)),
+            Until::Approval { .. } => None,
+        };
+        crate::ui::progress(&line, fraction);
         log.line(&format!(
             "[{}] window {} (last {}): {}",
             crate::util::now_rfc3339(),
