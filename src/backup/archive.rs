@@ -48,9 +48,10 @@ pub(crate) struct Progress {
     /// Bytes expected in `dumped` (an estimate, e.g. `pg_database_size`), for the ETA; 0 when
     /// unknown.
     pub(crate) expected: AtomicU64,
-    /// Reading back: the bytes stored (the sidecar's size), expected in `compressed`; 0 when
-    /// unknown.
+    /// Reading back: the bytes stored and their size decompressed (the sidecar's), expected in
+    /// `compressed` and `dumped`; 0 when unknown.
     pub(crate) stored: AtomicU64,
+    pub(crate) stored_uncompressed: AtomicU64,
 }
 
 impl Progress {
@@ -64,38 +65,49 @@ impl Progress {
             tables_total: AtomicU64::new(0),
             expected: AtomicU64::new(0),
             stored: AtomicU64::new(0),
+            stored_uncompressed: AtomicU64::new(0),
         }
     }
 
-    /// Reading back `stored` bytes (a verification or a restore): the percent and ETA are of them.
-    pub(crate) fn reading(stored: u64) -> Progress {
+    /// Reading back a backup of `size` bytes, `uncompressed` decompressed: the percent and
+    /// ETA of a live terminal are of them.
+    pub(crate) fn reading(size: u64, uncompressed: u64) -> Progress {
         let progress = Progress::new();
-        progress.stored.store(stored, Ordering::Relaxed);
+        progress.stored.store(size, Ordering::Relaxed);
+        progress
+            .stored_uncompressed
+            .store(uncompressed, Ordering::Relaxed);
         progress
     }
 
-    /// What a live terminal shows: [`Progress::line`], reading back with the ETA of the bytes
-    /// left to read, and the fraction done (of `stored` reading back, else of `expected`).
+    /// What a live terminal shows: [`Progress::line`] and the fraction done, of what is read
+    /// back (stored bytes copied as they are, or decompressed bytes) with its ETA, else of
+    /// `expected`.
     pub(crate) fn live(&self) -> (String, Option<f64>) {
         let mut line = self.line();
-        let stored = self.stored.load(Ordering::Relaxed);
-        if stored > 0 {
-            let read = self.compressed.load(Ordering::Relaxed);
-            let rate = read as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            if rate >= 1.0 {
-                let left = stored.saturating_sub(read) as f64 / rate;
+        let of = |done: &AtomicU64, total: &AtomicU64| {
+            let total = total.load(Ordering::Relaxed);
+            (total > 0).then(|| done.load(Ordering::Relaxed) as f64 / total as f64)
+        };
+        let read = match (
+            of(&self.compressed, &self.stored),
+            of(&self.dumped, &self.stored_uncompressed),
+        ) {
+            (Some(stored), Some(decompressed)) => Some(stored.max(decompressed)),
+            (stored, decompressed) => stored.or(decompressed),
+        };
+        if let Some(fraction) = read {
+            if fraction > 0.0 && fraction < 1.0 {
+                let left = self.started.elapsed().as_secs_f64() * (1.0 - fraction) / fraction;
                 line.push_str(&format!(
                     ", ETA {} (of {} to read)",
                     crate::ui::format_duration(std::time::Duration::from_secs(left.ceil() as u64)),
-                    crate::ui::bytes(stored)
+                    crate::ui::bytes(self.stored.load(Ordering::Relaxed))
                 ));
             }
-            return (line, Some(read as f64 / stored as f64));
+            return (line, Some(fraction));
         }
-        let expected = self.expected.load(Ordering::Relaxed);
-        let fraction =
-            (expected > 0).then(|| self.dumped.load(Ordering::Relaxed) as f64 / expected as f64);
-        (line, fraction)
+        (line, of(&self.dumped, &self.expected))
     }
 
     /// `1.2 GiB dumped, 310.5 MiB compressed, 296.0 MiB uploaded in 25s (49.2 MiB/s dumped)`,
@@ -1309,14 +1321,20 @@ mod tests {
 
     #[test]
     fn live_progress_is_a_fraction_of_what_is_read_back_or_expected() {
-        let reading = Progress::reading(4 << 20);
+        let reading = Progress::reading(4 << 20, 16 << 20);
         reading.compressed.store(1 << 20, Ordering::Relaxed);
         let (text, fraction) = reading.live();
         assert_eq!(fraction, Some(0.25));
-        assert!(text.starts_with(&reading.line()), "{text}");
+        reading.compressed.store(0, Ordering::Relaxed);
+        reading.dumped.store(8 << 20, Ordering::Relaxed);
+        assert_eq!(reading.live().1, Some(0.5));
+        assert!(
+            text.starts_with("0 B dumped, 1.0 MiB compressed, "),
+            "{text}"
+        );
         assert!(text.contains("(of 4.0 MiB to read)"), "{text}");
         let dumping = Progress::new();
-        assert_eq!(dumping.live(), (dumping.line(), None));
+        assert_eq!(dumping.live().1, None);
         dumping.expected.store(4 << 20, Ordering::Relaxed);
         dumping.dumped.store(2 << 20, Ordering::Relaxed);
         assert_eq!(dumping.live().1, Some(0.5));

@@ -536,18 +536,18 @@ async fn take(
     }
     argv.push(format!("--dbname={}", db.conninfo()));
     let progress = Arc::new(Progress::new());
+    // For the ETA: the database's size on disk (indexes included, so an overestimate).
+    if let Ok(Some(size)) = db
+        .scalar("SELECT pg_database_size(current_database())")
+        .await
+        && let Ok(size) = size.trim().parse::<u64>()
+    {
+        progress
+            .expected
+            .store(size, std::sync::atomic::Ordering::Relaxed);
+    }
     let stored = if options.format == DumpFormat::Directory {
         let files = storage.child(&backup_id);
-        // For the ETA: the database's size on disk (indexes included, so an overestimate).
-        if let Ok(Some(size)) = db
-            .scalar("SELECT pg_database_size(current_database())")
-            .await
-            && let Ok(size) = size.trim().parse::<u64>()
-        {
-            progress
-                .expected
-                .store(size, std::sync::atomic::Ordering::Relaxed);
-        }
         say(
             log,
             &format!(
@@ -676,6 +676,7 @@ async fn take(
             object: object.clone(),
             sha256: stored.sha256.clone(),
             size: stored.size,
+            uncompressed: stored.uncompressed,
             format: options.format,
             compression: options.codec.compression,
             files: stored.files.clone(),
@@ -1135,6 +1136,7 @@ async fn reuse(
             object: sidecar.object.clone(),
             sha256: sidecar.sha256.clone(),
             size: sidecar.size,
+            uncompressed: sidecar.uncompressed_size,
             format: sidecar.format,
             compression: sidecar.compression,
             files: sidecar.files.clone(),

@@ -408,7 +408,7 @@ pub(crate) async fn restore(
         ),
     );
     say(log, &format!("$ {}", spec.display()));
-    let progress = Arc::new(Progress::reading(sidecar.size));
+    let progress = Arc::new(Progress::reading(sidecar.size, sidecar.uncompressed_size));
     let feeding = archive::feed_tool(
         &spec,
         source,
@@ -498,7 +498,7 @@ async fn restore_directory(
     let group = actions::group(&format!("Fetch and check `{url}`"));
     let temp = directory::PrivateDir::new(work_dir, "restore")?;
     let readable = directory::readable_by_pg_restore(target).await;
-    let progress = Arc::new(Progress::reading(sidecar.size));
+    let progress = Arc::new(Progress::reading(sidecar.size, sidecar.uncompressed_size));
     say(
         log,
         &format!(

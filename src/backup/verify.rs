@@ -107,6 +107,8 @@ pub(crate) struct Expected {
     pub(crate) object: String,
     pub(crate) sha256: String,
     pub(crate) size: u64,
+    /// Its size decompressed, for the progress of reading it back.
+    pub(crate) uncompressed: u64,
     pub(crate) format: DumpFormat,
     pub(crate) compression: Compression,
     /// A directory backup's manifest (its files are under `object`).
@@ -145,7 +147,7 @@ pub(crate) async fn verify(
         )
         .await;
     }
-    let progress = Arc::new(Progress::reading(expected.size));
+    let progress = Arc::new(Progress::reading(expected.size, expected.uncompressed));
     let source = || async {
         let download = storage
             .get(&expected.object)
@@ -265,7 +267,7 @@ async fn verify_directory(
 ) -> Result<Verification> {
     let url = storage.url(&expected.object);
     let dir = storage.child(expected.object.trim_end_matches('/'));
-    let progress = Arc::new(Progress::reading(expected.size));
+    let progress = Arc::new(Progress::reading(expected.size, expected.uncompressed));
     let fail = |e: Error| {
         let kind = e.kind();
         Error::new(kind, format!("verification failed: {e}"))
