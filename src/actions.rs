@@ -47,8 +47,7 @@ pub(crate) fn enabled() -> bool {
 
 /// Writes one line to stderr in a single call, so concurrent writers never interleave mid-line.
 pub(crate) fn emit(line: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(format!("{line}\n").as_bytes());
+    crate::ui::stderr_lines(format!("{line}\n").as_bytes());
 }
 
 /// `::add-mask::` for a value (each line of a multi-line value) when running in Actions.

@@ -435,7 +435,7 @@ pub(crate) async fn run(
             crate::util::now_rfc3339(),
             hook.name,
             attempt.error.as_deref().unwrap_or("succeeded"),
-            crate::util::format_duration(Duration::from_millis(attempt.duration_ms))
+            crate::ui::format_duration(Duration::from_millis(attempt.duration_ms))
         ));
         run.attempts.push(attempt);
         if ok {
@@ -458,7 +458,7 @@ pub(crate) async fn run(
                 .last()
                 .and_then(|a| a.error.clone())
                 .unwrap_or_default(),
-            crate::util::format_duration(pause)
+            crate::ui::format_duration(pause)
         );
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -621,7 +621,7 @@ async fn webhook_attempt(
                     error: Some(if timed_out {
                         format!(
                             "the webhook timed out after {}",
-                            crate::util::format_duration(hook.timeout)
+                            crate::ui::format_duration(hook.timeout)
                         )
                     } else {
                         format!("cannot reach the webhook: {reason}")

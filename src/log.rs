@@ -84,6 +84,6 @@ impl Drop for Line {
             return;
         }
         let text = crate::secret::redact(&String::from_utf8_lossy(&self.0));
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        crate::ui::stderr_lines(text.as_bytes());
     }
 }

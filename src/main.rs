@@ -34,6 +34,7 @@ mod smoke;
 mod state;
 mod storage;
 mod text;
+mod ui;
 mod util;
 mod version;
 mod watch;
@@ -67,5 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::Status::Dependency.code());
         }
     };
-    ExitCode::from(runtime.block_on(cli::run(cli)))
+    let status = runtime.block_on(cli::run(cli));
+    ui::end_progress();
+    ExitCode::from(status)
 }

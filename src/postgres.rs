@@ -653,7 +653,7 @@ impl LockHolder {
                 .map(|s| {
                     format!(
                         ", {} ago",
-                        crate::util::format_duration(Duration::from_secs(s))
+                        crate::ui::format_duration(Duration::from_secs(s))
                     )
                 })
                 .unwrap_or_default();

@@ -270,7 +270,7 @@ impl Finished {
         if self.timed_out {
             return format!(
                 "timed out after {} and was killed",
-                crate::util::format_duration(Duration::from_millis(self.duration_ms))
+                crate::ui::format_duration(Duration::from_millis(self.duration_ms))
             );
         }
         if self.cancelled {
@@ -689,7 +689,7 @@ pub(crate) async fn run_guarded(
                     .collect::<Vec<_>>()
                     .join("; "),
                 if count == 1 { "it" } else { "them" },
-                crate::util::format_duration(
+                crate::ui::format_duration(
                     crate::util::retry_delay(KILL_GRACE).max(Duration::from_millis(200))
                 )
             ));
@@ -721,7 +721,7 @@ pub(crate) async fn run_guarded(
             crate::util::now_rfc3339(),
             spec.label,
             finished.describe(),
-            crate::util::format_duration(started.elapsed())
+            crate::ui::format_duration(started.elapsed())
         ));
     }
     Ok((finished, guard))

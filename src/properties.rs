@@ -9,7 +9,8 @@ use crate::metrics::json_path::Path;
 use crate::process::split_command;
 use crate::rollout::config::Percent;
 use crate::secret;
-use crate::util::{MAX_DURATION, format_duration, parse_duration};
+use crate::ui::format_duration;
+use crate::util::{MAX_DURATION, parse_duration};
 use crate::version;
 
 const CASES: u32 = 512;

@@ -4,6 +4,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::ui::format_duration;
+
 /// `bytes` random bytes as lowercase hex, from the operating system's generator (`getrandom`).
 /// There is no weaker fallback: these bytes end up in heredoc delimiters and ids that must not
 /// be guessed.
@@ -144,30 +146,6 @@ pub(crate) fn rfc3339_after(after: Duration) -> Option<String> {
         .round(jiff::Unit::Second)
         .ok()
         .map(|t| t.to_string())
-}
-
-/// A duration as people write it: `250ms`, `42s`, `5m`, `1h30m`, `7d2h`.
-pub(crate) fn format_duration(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = duration.as_secs();
-    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    if d > 0 {
-        out.push_str(&format!("{d}d"));
-    }
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
 }
 
 /// The current time as RFC 3339 UTC with second precision, e.g. `2026-11-22T01:51:22Z`.

@@ -50,6 +50,10 @@ pub(crate) struct Progress {
     /// Bytes expected in `dumped` (an estimate, e.g. `pg_database_size`), for the ETA; 0 when
     /// unknown.
     pub(crate) expected: AtomicU64,
+    /// Reading back: the bytes stored and their size decompressed (the sidecar's), expected in
+    /// `compressed` and `dumped`; 0 when unknown.
+    pub(crate) stored: AtomicU64,
+    pub(crate) stored_uncompressed: AtomicU64,
 }
 
 impl Progress {
@@ -62,7 +66,50 @@ impl Progress {
             tables_done: AtomicU64::new(0),
             tables_total: AtomicU64::new(0),
             expected: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            stored_uncompressed: AtomicU64::new(0),
         }
+    }
+
+    /// Reading back a backup of `size` bytes, `uncompressed` decompressed: the percent and
+    /// ETA of a live terminal are of them.
+    pub(crate) fn reading(size: u64, uncompressed: u64) -> Progress {
+        let progress = Progress::new();
+        progress.stored.store(size, Ordering::Relaxed);
+        progress
+            .stored_uncompressed
+            .store(uncompressed, Ordering::Relaxed);
+        progress
+    }
+
+    /// What a live terminal shows: [`Progress::line`] and the fraction done, of what is read
+    /// back (stored bytes copied as they are, or decompressed bytes) with its ETA, else of
+    /// `expected`.
+    pub(crate) fn live(&self) -> (String, Option<f64>) {
+        let mut line = self.line();
+        let of = |done: &AtomicU64, total: &AtomicU64| {
+            let total = total.load(Ordering::Relaxed);
+            (total > 0).then(|| done.load(Ordering::Relaxed) as f64 / total as f64)
+        };
+        let read = match (
+            of(&self.compressed, &self.stored),
+            of(&self.dumped, &self.stored_uncompressed),
+        ) {
+            (Some(stored), Some(decompressed)) => Some(stored.max(decompressed)),
+            (stored, decompressed) => stored.or(decompressed),
+        };
+        if let Some(fraction) = read {
+            if fraction > 0.0 && fraction < 1.0 {
+                let left = self.started.elapsed().as_secs_f64() * (1.0 - fraction) / fraction;
+                line.push_str(&format!(
+                    ", ETA {} (of {} to read)",
+                    crate::ui::format_duration(std::time::Duration::from_secs(left.ceil() as u64)),
+                    crate::ui::bytes(self.stored.load(Ordering::Relaxed))
+                ));
+            }
+            return (line, Some(fraction));
+        }
+        (line, of(&self.dumped, &self.expected))
     }
 
     /// `1.2 GiB dumped, 310.5 MiB compressed, 296.0 MiB uploaded in 25s (49.2 MiB/s dumped)`,
@@ -73,11 +120,11 @@ impl Progress {
         let rate = dumped as f64 / elapsed.as_secs_f64().max(0.001);
         let mut line = format!(
             "{} dumped, {} compressed, {} uploaded in {} ({}/s)",
-            bytes(dumped),
-            bytes(self.compressed.load(Ordering::Relaxed)),
-            bytes(self.uploaded.load(Ordering::Relaxed)),
-            crate::util::format_duration(elapsed),
-            bytes(rate as u64)
+            crate::ui::bytes(dumped),
+            crate::ui::bytes(self.compressed.load(Ordering::Relaxed)),
+            crate::ui::bytes(self.uploaded.load(Ordering::Relaxed)),
+            crate::ui::format_duration(elapsed),
+            crate::ui::bytes(rate as u64)
         );
         let total = self.tables_total.load(Ordering::Relaxed);
         if total > 0 {
@@ -91,27 +138,11 @@ impl Progress {
             let left = expected.saturating_sub(dumped) as f64 / rate;
             line.push_str(&format!(
                 ", ETA {} (of about {})",
-                crate::util::format_duration(std::time::Duration::from_secs(left.ceil() as u64)),
-                bytes(expected)
+                crate::ui::format_duration(std::time::Duration::from_secs(left.ceil() as u64)),
+                crate::ui::bytes(expected)
             ));
         }
         line
-    }
-}
-
-/// `512 B`, `12.3 KiB`, `1.5 GiB`.
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -1295,9 +1326,23 @@ mod tests {
     }
 
     #[test]
-    fn sizes_read_like_people_write_them() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    fn live_progress_is_a_fraction_of_what_is_read_back_or_expected() {
+        let reading = Progress::reading(4 << 20, 16 << 20);
+        reading.compressed.store(1 << 20, Ordering::Relaxed);
+        let (text, fraction) = reading.live();
+        assert_eq!(fraction, Some(0.25));
+        reading.compressed.store(0, Ordering::Relaxed);
+        reading.dumped.store(8 << 20, Ordering::Relaxed);
+        assert_eq!(reading.live().1, Some(0.5));
+        assert!(
+            text.starts_with("0 B dumped, 1.0 MiB compressed, "),
+            "{text}"
+        );
+        assert!(text.contains("(of 4.0 MiB to read)"), "{text}");
+        let dumping = Progress::new();
+        assert_eq!(dumping.live().1, None);
+        dumping.expected.store(4 << 20, Ordering::Relaxed);
+        dumping.dumped.store(2 << 20, Ordering::Relaxed);
+        assert_eq!(dumping.live().1, Some(0.5));
     }
 }

@@ -43,8 +43,6 @@ const EVENT_POLL: Duration = Duration::from_millis(50);
 const TAIL_POLL: Duration = Duration::from_millis(20);
 /// Holes are punched once this much was read past the last one.
 const PUNCH_EVERY: u64 = 8 * 1024 * 1024;
-/// How often progress is reported.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Files compressed and uploaded at once, whatever `--jobs` says: each one holds up to two
 /// parts of [`crate::storage::part_size`] (8 MiB) in memory (being filled, queued), plus its
 /// share of [`PARTS_IN_FLIGHT`]; pg_dump still runs `--jobs` workers, and the files they
@@ -469,7 +467,7 @@ impl DirectoryDump {
             Tick,
             Progress,
         }
-        let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+        let mut ticker = tokio::time::interval(crate::ui::progress_every(super::PROGRESS_EVERY));
         ticker.tick().await;
         loop {
             self.read_events().await;
@@ -516,7 +514,7 @@ impl DirectoryDump {
                 }
                 Event::Joined(None) | Event::Tick => {}
                 Event::Exited(status) => self.exited(status).await?,
-                Event::Progress => say(&self.log, &self.ctx.progress.line()),
+                Event::Progress => super::show_progress(&self.log, &self.ctx.progress),
             }
         }
         let mut files = std::mem::take(&mut self.done);

@@ -30,9 +30,6 @@ use crate::storage::{Location, PendingUpload, S3Options, Storage, Upload};
 /// How long a failed run keeps trying to abort its multipart upload while S3 is unreachable.
 const ABORT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// How often progress is reported while dumping.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-
 /// Compressed parts queued between the compressor and the uploader.
 const PART_QUEUE: usize = 1;
 
@@ -90,7 +87,7 @@ impl Guard<'_> {
             ))),
             _ = tokio::time::sleep_until(self.deadline) => Err(Error::timeout(format!(
                 "the backup did not finish within {} (`backup-timeout`) while {what}",
-                crate::util::format_duration(self.timeout)
+                crate::ui::format_duration(self.timeout)
             ))),
             reason = lease_lost(&mut self.lease) => Err(Error::dependency(format!(
                 "{reason} (while {what})"
@@ -303,7 +300,7 @@ async fn take(
                 .initiated
                 .map(lease::time)
                 .unwrap_or_else(|| "an unknown time".into()),
-            crate::util::format_duration(options.timeout),
+            crate::ui::format_duration(options.timeout),
             storage.abort_hint(&object, &upload.id)
         )));
     }
@@ -343,7 +340,7 @@ async fn take(
             &format!(
                 "`{}` ({}, stored {}) has no sidecar `{sidecar_name}`: an earlier attempt uploaded it and then failed before publishing it, so it was never a backup; deleting it and taking the backup again",
                 storage.url(&name),
-                archive::bytes(info.size),
+                crate::ui::bytes(info.size),
                 info.modified
                     .map(lease::time)
                     .unwrap_or_else(|| "at an unknown time".into())
@@ -391,7 +388,7 @@ async fn take(
                 "`{}` holds {} file(s) ({}) but there is no sidecar `{sidecar_name}`: an earlier attempt stored them and then failed before publishing, so they were never a backup; deleting them and taking the backup again",
                 files.url(""),
                 stored.len(),
-                archive::bytes(stored.iter().map(|o| o.size).sum())
+                crate::ui::bytes(stored.iter().map(|o| o.size).sum())
             ),
         );
         for object in &stored {
@@ -539,18 +536,18 @@ async fn take(
     }
     argv.push(format!("--dbname={}", db.conninfo()));
     let progress = Arc::new(Progress::new());
+    // For the ETA: the database's size on disk (indexes included, so an overestimate).
+    if let Ok(Some(size)) = db
+        .scalar("SELECT pg_database_size(current_database())")
+        .await
+        && let Ok(size) = size.trim().parse::<u64>()
+    {
+        progress
+            .expected
+            .store(size, std::sync::atomic::Ordering::Relaxed);
+    }
     let stored = if options.format == DumpFormat::Directory {
         let files = storage.child(&backup_id);
-        // For the ETA: the database's size on disk (indexes included, so an overestimate).
-        if let Ok(Some(size)) = db
-            .scalar("SELECT pg_database_size(current_database())")
-            .await
-            && let Ok(size) = size.trim().parse::<u64>()
-        {
-            progress
-                .expected
-                .store(size, std::sync::atomic::Ordering::Relaxed);
-        }
         say(
             log,
             &format!(
@@ -652,8 +649,8 @@ async fn take(
         &format!(
             "uploaded `{}`: {} ({} dumped), {} {}, SHA-256 {}{}",
             storage.url(&object),
-            archive::bytes(stored.size),
-            archive::bytes(stored.uncompressed),
+            crate::ui::bytes(stored.size),
+            crate::ui::bytes(stored.uncompressed),
             stored.parts,
             if stored.files.is_some() {
                 "file(s)"
@@ -679,6 +676,7 @@ async fn take(
             object: object.clone(),
             sha256: stored.sha256.clone(),
             size: stored.size,
+            uncompressed: stored.uncompressed,
             format: options.format,
             compression: options.codec.compression,
             files: stored.files.clone(),
@@ -913,7 +911,7 @@ fn conflict(
         live.modified
             .map(lease::time)
             .unwrap_or_else(|| "an unknown time".into()),
-        crate::util::format_duration(lease.timing().lease)
+        crate::ui::format_duration(lease.timing().lease)
     ))
 }
 
@@ -1051,7 +1049,7 @@ async fn pump(
     log: &SharedLog,
     lease: &Lease,
 ) -> Result<()> {
-    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    let mut ticker = tokio::time::interval(crate::ui::progress_every(super::PROGRESS_EVERY));
     ticker.tick().await;
     loop {
         tokio::select! {
@@ -1065,7 +1063,7 @@ async fn pump(
             },
             _ = ticker.tick() => {
                 progress.uploaded.store(upload.uploaded(), std::sync::atomic::Ordering::Relaxed);
-                say(log, &progress.line());
+                super::show_progress(log, progress);
             }
         }
     }
@@ -1138,6 +1136,7 @@ async fn reuse(
             object: sidecar.object.clone(),
             sha256: sidecar.sha256.clone(),
             size: sidecar.size,
+            uncompressed: sidecar.uncompressed_size,
             format: sidecar.format,
             compression: sidecar.compression,
             files: sidecar.files.clone(),

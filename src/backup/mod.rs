@@ -23,6 +23,62 @@ pub(crate) fn log_line(log: &SharedLog, text: &str) {
     }
 }
 
+/// Shows `progress` (redrawn in place on a live terminal, else a line) and logs it to the log
+/// file.
+pub(crate) fn show_progress(log: &SharedLog, progress: &archive::Progress) {
+    let line = progress.line();
+    if crate::ui::live() {
+        let (text, fraction) = progress.live();
+        crate::ui::progress(&text, fraction);
+    } else {
+        crate::ui::progress(&line, None);
+    }
+    log_line(log, &line);
+}
+
+/// How often progress is shown in plain lines (a live terminal redraws more often).
+pub(crate) const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `work`, showing `progress` every [`PROGRESS_EVERY`] until it is done.
+pub(crate) async fn with_progress<T>(
+    log: &SharedLog,
+    progress: &archive::Progress,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(crate::ui::progress_every(PROGRESS_EVERY));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticker.tick() => show_progress(log, progress),
+        }
+    }
+}
+
+/// Runs `work`, whose progress cannot be measured (`pg_restore --jobs` from a directory),
+/// showing `what` and how long it has run every [`PROGRESS_EVERY`] until it is done.
+pub(crate) async fn with_elapsed<T>(
+    log: &SharedLog,
+    what: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let started = std::time::Instant::now();
+    let mut ticker = tokio::time::interval(crate::ui::progress_every(PROGRESS_EVERY));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticker.tick() => {
+                let line = format!("{what}: {} so far", crate::ui::whole_seconds(started.elapsed()));
+                crate::ui::progress(&line, None);
+                log_line(log, &line);
+            }
+        }
+    }
+}
+
 /// Logs to stderr and the log file.
 pub(crate) fn say(log: &SharedLog, text: &str) {
     tracing::info!("{text}");

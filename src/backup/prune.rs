@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::archive;
 use super::sidecar::{SIDECAR_LIMIT, Sidecar};
 use crate::actions::Table;
 use crate::error::{Error, Result, ResultExt};
@@ -248,7 +247,7 @@ pub(crate) fn prune_summary(found: &[Found], dry_run: bool, destination: &str) -
         table.row(&[
             format!("`{}`", backup.backup_id),
             backup.timestamp.clone(),
-            archive::bytes(backup.size),
+            crate::ui::bytes(backup.size),
             if backup.verified {
                 "verified".to_string()
             } else if backup.complete {
@@ -340,8 +339,8 @@ pub(crate) fn listing_text(listed: &[Listed], destination: &str) -> String {
             [
                 l.backup_id.clone(),
                 l.taken.clone(),
-                crate::util::format_duration(std::time::Duration::from_secs(l.age_seconds as u64)),
-                archive::bytes(l.size),
+                crate::ui::format_duration(std::time::Duration::from_secs(l.age_seconds as u64)),
+                crate::ui::bytes(l.size),
                 l.state.to_string(),
                 l.format.clone().unwrap_or_else(|| "-".into()),
                 l.verified.clone().unwrap_or_else(|| "no".into()),
@@ -385,7 +384,7 @@ pub(crate) fn listing_summary(listed: &[Listed], destination: &str) -> String {
         table.row(&[
             format!("`{}`", l.backup_id),
             l.taken.clone(),
-            archive::bytes(l.size),
+            crate::ui::bytes(l.size),
             l.state.to_string(),
             l.format.clone().unwrap_or_else(|| "—".into()),
             l.verified.clone().unwrap_or_else(|| "no".into()),

@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use super::archive;
 use super::dump::Known;
 use super::restore::manual_restore;
 use super::sidecar::Sidecar;
@@ -10,6 +9,7 @@ use crate::actions::Table;
 use crate::error::{Error, Result};
 use crate::state::backup::{BackupFile, BackupOutcome, Failed, Taken};
 use crate::state::{Header, StateDir};
+use crate::ui::mark::{PASS, WARN};
 
 /// Writes `backup.json` for the backup `sidecar` describes (taken by the run that started at
 /// `ran_at`, or reused).
@@ -96,23 +96,23 @@ pub(crate) fn summary(file: &BackupFile, result: &Taken) -> String {
         "Size",
         &format!(
             "{} (gzip level {}; {} dumped, {} format)",
-            archive::bytes(result.size),
+            crate::ui::bytes(result.size),
             result.compression_level,
-            archive::bytes(result.uncompressed_size),
+            crate::ui::bytes(result.uncompressed_size),
             result.format.name()
         ),
     ]);
     table.row(&["SHA-256", &format!("`{}`", result.sha256)]);
     let verified = match &result.verification {
         Some(v) if v.mode == "restore" => format!(
-            "✅ read back, SHA-256 matched, restored into a scratch database: {} tables with identical row counts",
+            "{PASS} read back, SHA-256 matched, restored into a scratch database: {} tables with identical row counts",
             v.tables.unwrap_or(0)
         ),
         Some(v) => format!(
-            "✅ read back, SHA-256 matched, {} decompressed and read in full",
-            archive::bytes(v.read_bytes)
+            "{PASS} read back, SHA-256 matched, {} decompressed and read in full",
+            crate::ui::bytes(v.read_bytes)
         ),
-        None => "⚠️ not verified (`verify: none`)".to_string(),
+        None => format!("{WARN} not verified (`verify: none`)"),
     };
     table.row(&["Verified", &verified]);
     table.row(&[
@@ -132,7 +132,7 @@ pub(crate) fn summary(file: &BackupFile, result: &Taken) -> String {
         },
     ]);
     format!(
-        "### ✅ Database backup `{}`\n\n{}\nRestore with `shipgate restore --location {} --yes`, or by hand:\n\n```sh\n{}```\n",
+        "### {PASS} Database backup `{}`\n\n{}\nRestore with `shipgate restore --location {} --yes`, or by hand:\n\n```sh\n{}```\n",
         result.backup_id,
         table.render(),
         result.location,

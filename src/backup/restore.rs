@@ -22,6 +22,7 @@ use crate::postgres::Database;
 use crate::process::{self, SharedLog, Shutdown};
 use crate::state::backup::{Compression, DumpFormat};
 use crate::storage::{Location, Storage};
+use crate::ui::mark::{FAIL, PASS};
 
 /// The one text that restores a backup by hand, without shipgate, the way `shipgate restore`
 /// does it (one transaction, stopping at the first error): the SHA-256 check to run first, then
@@ -403,30 +404,20 @@ pub(crate) async fn restore(
         log,
         &format!(
             "streaming `{url}` ({}) into one transaction, checking its SHA-256 against the sidecar on the way: the transaction commits only if the whole object matches",
-            archive::bytes(sidecar.size)
+            crate::ui::bytes(sidecar.size)
         ),
     );
     say(log, &format!("$ {}", spec.display()));
-    let progress = Arc::new(Progress::new());
-    let fed = {
-        let feeding = archive::feed_tool(
-            &spec,
-            source,
-            sidecar.compression,
-            Some(&sidecar.sha256),
-            &progress,
-            log,
-        );
-        tokio::pin!(feeding);
-        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(10));
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                done = &mut feeding => break done?,
-                _ = ticker.tick() => say(log, &progress.line()),
-            }
-        }
-    };
+    let progress = Arc::new(Progress::reading(sidecar.size, sidecar.uncompressed_size));
+    let feeding = archive::feed_tool(
+        &spec,
+        source,
+        sidecar.compression,
+        Some(&sidecar.sha256),
+        &progress,
+        log,
+    );
+    let fed = super::with_progress(log, &progress, feeding).await?;
     if let Err(archive::UnpackError::Corrupt(reason)) = &fed.read {
         return Err(Error::gate(format!(
             "`{url}` is corrupted ({reason}; its sidecar records {} bytes with SHA-256 {}): the restore's transaction was rolled back, so the database is unchanged",
@@ -507,13 +498,13 @@ async fn restore_directory(
     let group = actions::group(&format!("Fetch and check `{url}`"));
     let temp = directory::PrivateDir::new(work_dir, "restore")?;
     let readable = directory::readable_by_pg_restore(target).await;
-    let progress = Arc::new(Progress::new());
+    let progress = Arc::new(Progress::reading(sidecar.size, sidecar.uncompressed_size));
     say(
         log,
         &format!(
             "fetching the {} files of `{url}` ({}), {jobs} at a time, checking each against the manifest before anything touches `{}`",
             files.len(),
-            archive::bytes(sidecar.size),
+            crate::ui::bytes(sidecar.size),
             target.display()
         ),
     );
@@ -523,15 +514,7 @@ async fn restore_directory(
             readable: &readable,
         };
         let reading = directory::read_all(&dir, files, fetch, jobs, &progress);
-        tokio::pin!(reading);
-        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(10));
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                done = &mut reading => break done,
-                _ = ticker.tick() => say(log, &progress.line()),
-            }
-        }
+        super::with_progress(log, &progress, reading).await
     };
     let read =
         fetched.map_err(|e| Error::new(e.kind(), format!("{e}; the database was not touched")))?;
@@ -541,7 +524,7 @@ async fn restore_directory(
             "all {} files of `{url}` match the manifest (SHA-256 {} of the manifest); {} written to the work directory{}",
             files.len(),
             sidecar.sha256,
-            archive::bytes(read),
+            crate::ui::bytes(read),
             if readable.contains(&sidecar.compression) {
                 format!(
                     ", the data files still {}-compressed (pg_restore reads them)",
@@ -567,7 +550,8 @@ async fn restore_directory(
         );
     }
     say(log, &format!("$ {}", spec.display()));
-    if let Err(e) = directory::run_restore(&spec, log).await {
+    let restoring = directory::run_restore(&spec, log);
+    if let Err(e) = super::with_elapsed(log, "pg_restore running", restoring).await {
         return Err(Error::dependency(if jobs > 1 {
             format!(
                 "the restore into `{}` failed ({e}); it ran as {jobs} parallel jobs, not one transaction, so the database may be partly restored: fix the cause and restore again (`--clean` replaces the backup's objects)",
@@ -601,12 +585,12 @@ fn broken(url: &str) -> Error {
 pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String, u64>>) -> String {
     let heading = if result.result == "pass" {
         format!(
-            "### ✅ Restored `{}` into `{}`",
+            "### {PASS} Restored `{}` into `{}`",
             result.backup_id, result.target_database
         )
     } else {
         format!(
-            "### ❌ Restored `{}` into `{}`, but row counts differ",
+            "### {FAIL} Restored `{}` into `{}`, but row counts differ",
             result.backup_id, result.target_database
         )
     };
@@ -617,7 +601,7 @@ pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String,
     ]);
     about.row(&[
         "SHA-256",
-        &format!("`{}` ✅ checked before restoring", result.sha256),
+        &format!("`{}` {PASS} checked before restoring", result.sha256),
     ]);
     about.row(&["Target", &format!("`{}`", result.target)]);
     about.row(&[
@@ -636,9 +620,9 @@ pub(crate) fn summary(result: &RestoreResult, expected: Option<&BTreeMap<String,
         let mut row = vec![format!("`{name}`"), rows.to_string()];
         if let Some(expected) = expected {
             row.push(match expected.get(name) {
-                Some(e) if e == rows => format!("{e} ✅"),
-                Some(e) => format!("{e} ❌"),
-                None => "— ❌".to_string(),
+                Some(e) if e == rows => format!("{e} {PASS}"),
+                Some(e) => format!("{e} {FAIL}"),
+                None => format!("— {FAIL}"),
             });
         }
         tables.row(&row);

@@ -75,7 +75,7 @@ pub(crate) async fn export_snapshot(db: &Database, lock_wait: Duration) -> Resul
         format!(
             "cannot count the rows of `{}` (a table lock not granted within `lock-wait-timeout` {} fails this)",
             db.display(),
-            crate::util::format_duration(lock_wait)
+            crate::ui::format_duration(lock_wait)
         )
     };
     let mut session = db.session().await.context(what())?;
@@ -107,6 +107,8 @@ pub(crate) struct Expected {
     pub(crate) object: String,
     pub(crate) sha256: String,
     pub(crate) size: u64,
+    /// Its size decompressed, for the progress of reading it back.
+    pub(crate) uncompressed: u64,
     pub(crate) format: DumpFormat,
     pub(crate) compression: Compression,
     /// A directory backup's manifest (its files are under `object`).
@@ -145,7 +147,7 @@ pub(crate) async fn verify(
         )
         .await;
     }
-    let progress = Arc::new(Progress::new());
+    let progress = Arc::new(Progress::reading(expected.size, expected.uncompressed));
     let source = || async {
         let download = storage
             .get(&expected.object)
@@ -162,7 +164,7 @@ pub(crate) async fn verify(
                 Error::usage("verification by restore needs the source row counts")
             })?;
             let source = source().await?;
-            let (read, restored) = restore_into_scratch(
+            let restoring = restore_into_scratch(
                 db,
                 verify_database_url,
                 expected.format,
@@ -170,8 +172,8 @@ pub(crate) async fn verify(
                 source,
                 &progress,
                 log,
-            )
-            .await?;
+            );
+            let (read, restored) = super::with_progress(log, &progress, restoring).await?;
             compare_counts(counts, &restored).map_err(|diff| {
                 Error::gate(format!(
                     "verification failed: `{url}` restored into a scratch database with different row counts than the source: {diff}"
@@ -183,13 +185,13 @@ pub(crate) async fn verify(
             let source = source().await?;
             let read = match expected.format {
                 DumpFormat::Plain => {
-                    let (read, _) = archive::unpack(
+                    let unpacking = archive::unpack(
                         source,
                         archive::Unpacked::Decompressed(expected.compression),
                         Box::new(std::io::sink()),
                         &progress,
-                    )
-                    .await;
+                    );
+                    let (read, _) = super::with_progress(log, &progress, unpacking).await;
                     read
                 }
                 DumpFormat::Custom | DumpFormat::Directory => {
@@ -199,15 +201,15 @@ pub(crate) async fn verify(
                         "pg_restore",
                         vec!["--file=/dev/null".to_string()],
                     );
-                    let fed = archive::feed_tool(
+                    let feeding = archive::feed_tool(
                         &spec,
                         source,
                         expected.compression,
                         None,
                         &progress,
                         log,
-                    )
-                    .await?;
+                    );
+                    let fed = super::with_progress(log, &progress, feeding).await?;
                     if fed.tool_failed() {
                         return Err(Error::gate(format!(
                             "verification failed: pg_restore could not read `{url}` in full ({})",
@@ -232,7 +234,7 @@ pub(crate) async fn verify(
         log,
         &format!(
             "verified `{url}`: SHA-256 matches, {} decompressed and read in full{}",
-            archive::bytes(read.uncompressed),
+            crate::ui::bytes(read.uncompressed),
             match tables {
                 Some(n) => format!(
                     ", restored into a scratch database with identical row counts in {n} tables"
@@ -265,7 +267,7 @@ async fn verify_directory(
 ) -> Result<Verification> {
     let url = storage.url(&expected.object);
     let dir = storage.child(expected.object.trim_end_matches('/'));
-    let progress = Arc::new(Progress::new());
+    let progress = Arc::new(Progress::reading(expected.size, expected.uncompressed));
     let fail = |e: Error| {
         let kind = e.kind();
         Error::new(kind, format!("verification failed: {e}"))
@@ -281,7 +283,8 @@ async fn verify_directory(
                 dir: temp.path(),
                 readable: &readable,
             };
-            let read = directory::read_all(&dir, files, fetch, expected.jobs, &progress)
+            let reading = directory::read_all(&dir, files, fetch, expected.jobs, &progress);
+            let read = super::with_progress(log, &progress, reading)
                 .await
                 .map_err(fail)?;
             let server = match verify_database_url {
@@ -300,7 +303,8 @@ async fn verify_directory(
             let scratch = server.with_database(&name);
             let result = async {
                 let spec = directory::restore_spec(&scratch, temp.path(), expected.jobs);
-                directory::run_restore(&spec, log).await.map_err(|e| {
+                let restoring = directory::run_restore(&spec, log);
+                super::with_elapsed(log, "pg_restore running", restoring).await.map_err(|e| {
                     Error::gate(format!(
                         "verification failed: the backup did not restore into a scratch database ({e})"
                     ))
@@ -328,12 +332,16 @@ async fn verify_directory(
             )
         }
         _ => (
-            directory::read_all(
-                &dir,
-                files,
-                directory::Fetch::Check,
-                expected.jobs,
+            super::with_progress(
+                log,
                 &progress,
+                directory::read_all(
+                    &dir,
+                    files,
+                    directory::Fetch::Check,
+                    expected.jobs,
+                    &progress,
+                ),
             )
             .await
             .map_err(fail)?,
@@ -346,7 +354,7 @@ async fn verify_directory(
         &format!(
             "verified `{url}`: {} files, each one's SHA-256 matches the manifest, {} {read_how}{}",
             files.len(),
-            archive::bytes(read_bytes),
+            crate::ui::bytes(read_bytes),
             match tables {
                 Some(n) => format!(
                     ", restored into a scratch database with identical row counts in {n} tables"

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{Outcome, set_outputs};
 use crate::actions;
-use crate::backup::archive::{self, Codec};
+use crate::backup::archive::Codec;
 pub(crate) use crate::backup::config::FileConfig;
 use crate::backup::directory;
 use crate::backup::dump::{self, Known, Options};
@@ -451,7 +451,7 @@ fn finish(
             result.backup_id,
             if reused { "reused" } else { "stored" },
             result.location,
-            archive::bytes(result.size),
+            crate::ui::bytes(result.size),
             result.sha256
         ),
     );

@@ -31,7 +31,8 @@ use crate::github::GitHub;
 use crate::process::Shutdown;
 use crate::settings::{self, Settings};
 use crate::state::StateDir;
-use crate::util::{HumanDuration, format_duration};
+use crate::ui::format_duration;
+use crate::util::HumanDuration;
 
 use own_run::OwnRun;
 use verdict::{Allowed, Evaluation, Mode, Pattern};

@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::actions::{self, Level};
 use crate::error::{Error, Kind, Result};
 use crate::settings::Format;
+use crate::ui::mark::FAIL;
 
 /// What a command produced: its result object (for `--format json` and the state dir) and its
 /// exit code (a command may finish its work and still report a gate that said no).
@@ -95,7 +96,7 @@ fn report_failure(command: &str, error: &Error, format: Format) {
         Kind::Timeout => "timed out",
         Kind::RollbackFailed => "could not roll back",
     };
-    let mut summary = format!("### ❌ `shipgate {command}` {heading}\n\n{message}\n");
+    let mut summary = format!("### {FAIL} `shipgate {command}` {heading}\n\n{message}\n");
     for cause in &causes {
         summary.push_str(&format!("\n- Caused by: {cause}"));
     }
@@ -122,6 +123,7 @@ fn print_json(value: &serde_json::Value) {
 
 #[allow(clippy::print_stdout)]
 fn print_text(text: &str) {
+    crate::ui::end_progress();
     println!("{}", crate::secret::redact(text.trim_end()));
 }
 

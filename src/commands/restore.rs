@@ -15,9 +15,9 @@ use crate::actions;
 use crate::backup::restore::{
     Chosen, RestoreResult, Which, location_in_record, restore, state_of, summary,
 };
+use crate::backup::say;
 use crate::backup::sidecar::Sidecar;
 use crate::backup::verify::compare_backup_tables;
-use crate::backup::{archive, say};
 use crate::error::{Error, Result};
 use crate::postgres::Database;
 use crate::process::{LogFile, SharedLog, Shutdown};
@@ -90,7 +90,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             "restoring `{}` ({}, {}, taken {})",
             sidecar.backup_id,
             sidecar.location,
-            archive::bytes(sidecar.size),
+            crate::ui::bytes(sidecar.size),
             sidecar.timestamp
         ),
     );
@@ -120,7 +120,7 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         ))),
         _ = tokio::time::sleep_until(deadline) => Err(Error::timeout(format!(
             "the restore did not finish within {} (`restore-timeout`); {}",
-            crate::util::format_duration(timeout),
+            crate::ui::format_duration(timeout),
             state_of(&committed)
         ))),
     };

@@ -28,6 +28,7 @@ use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::rollout::{Cause, RolloutFile};
 use crate::state::validate::ValidateFile;
+use crate::ui::mark::PASS;
 use crate::util::HumanDuration;
 
 #[derive(Debug, Default, clap::Args)]
@@ -425,7 +426,7 @@ async fn judge_trials(plan: &Plan, base: &Vars) -> judge::Judged {
             tracing::info!(
                 "dry run (stage `{}`, the last {}): {}",
                 stage.name,
-                crate::util::format_duration(span),
+                crate::ui::format_duration(span),
                 judge::log_line(judgement)
             );
         }
@@ -544,7 +545,7 @@ fn already_done(state: &StateDir, previous: RolloutFile) -> Result<Outcome> {
         ("log-file", previous.log_file.clone()),
     ])?;
     actions::append_summary(&format!(
-        "### ✅ Rollout of `{version}` already done\n\nDeployment `{}` passed every stage at {at}; this run changed nothing.\n",
+        "### {PASS} Rollout of `{version}` already done\n\nDeployment `{}` passed every stage at {at}; this run changed nothing.\n",
         state.id()
     ))?;
     Ok(Outcome::success(

@@ -23,7 +23,9 @@ use crate::settings::{self, Settings};
 use crate::state::StateDir;
 use crate::state::rollout::RolloutFile;
 use crate::state::watch::WatchFile;
-use crate::util::{HumanDuration, format_duration};
+use crate::ui::format_duration;
+use crate::ui::mark::{ALARM, PASS, ROLLED_BACK, STOPPED};
+use crate::util::HumanDuration;
 use crate::watch::config::FileConfig;
 use crate::watch::run::{self as watching, Options, Outside};
 
@@ -233,10 +235,10 @@ fn report(file: &WatchFile) -> Result<Outcome> {
 
 fn summary(file: &WatchFile) -> String {
     let head = match file.header.result.as_str() {
-        "pass" => "✅ Watched",
-        "rolled_back" => "↩️ Breach during the watch: rolled back",
-        "cancelled" => "⏹️ Watch cancelled (nothing rolled back)",
-        _ => "🚨 Breach during the watch: ROLLBACK FAILED",
+        "pass" => format!("{PASS} Watched"),
+        "rolled_back" => format!("{ROLLED_BACK} Breach during the watch: rolled back"),
+        "cancelled" => format!("{STOPPED} Watch cancelled (nothing rolled back)"),
+        _ => format!("{ALARM} Breach during the watch: ROLLBACK FAILED"),
     };
     let mut text = format!(
         "### {head}: `{}` (deployment `{}`)\n\nWindow from {} to {}{}, a check every {}; {} probes, {} metric measurements.\n",

@@ -10,7 +10,7 @@ use crate::error::{Result, ResultExt};
 use crate::postgres::Database;
 use crate::state::backup::MigrationVersion;
 use crate::state::drill::Check;
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 pub(crate) const PASS: &str = "pass";
 pub(crate) const FAIL: &str = "fail";

@@ -3,24 +3,25 @@
 
 use crate::actions::Table;
 use crate::state::drill::DrillFile;
+use crate::ui::mark::{FAIL, NOT_APPLICABLE, PASS};
 
 /// Per-table rows shown in the report.
 const REPORT_TABLES: usize = 100;
 
 fn icon(verdict: &str) -> &'static str {
     match verdict {
-        "pass" => "✅",
-        "fail" => "❌",
-        _ => "➖",
+        "pass" => PASS,
+        "fail" => FAIL,
+        _ => NOT_APPLICABLE,
     }
 }
 
 /// The report of `drill`, Markdown.
 pub(crate) fn markdown(drill: &DrillFile) -> String {
     let heading = if drill.header.result == "pass" {
-        format!("### ✅ Restore drill of `{}` passed", drill.backup_id)
+        format!("### {PASS} Restore drill of `{}` passed", drill.backup_id)
     } else {
-        format!("### ❌ Restore drill of `{}` failed", drill.backup_id)
+        format!("### {FAIL} Restore drill of `{}` failed", drill.backup_id)
     };
     let mut about = Table::new(&["", ""]);
     about.row(&[

@@ -104,7 +104,7 @@ pub(crate) async fn drill(
                 signal = shutdown.recv() => Error::timeout(format!("cancelled by {signal} while {what}")),
                 _ = tokio::time::sleep_until(deadline) => Error::timeout(format!(
                     "the drill did not finish within {} (`drill-timeout`) while {what}",
-                    crate::util::format_duration(options.timeout)
+                    crate::ui::format_duration(options.timeout)
                 )),
             }
         }
@@ -126,7 +126,7 @@ pub(crate) async fn drill(
             sidecar.backup_id,
             sidecar.location,
             sidecar.timestamp,
-            crate::util::format_duration(Duration::from_secs(rpo.as_secs()))
+            crate::ui::format_duration(Duration::from_secs(rpo.as_secs()))
         ),
     );
 

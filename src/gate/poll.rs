@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::actions::{self, Level};
 use crate::error::{Kind, Result};
 use crate::github::{GitHub, Stats};
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 use super::checks::{self, Ignored};
 use super::own_run::OwnRun;

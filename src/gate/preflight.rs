@@ -13,7 +13,7 @@ use crate::metrics::prometheus::Client;
 use crate::process::Shutdown;
 use crate::state::gate::{PreflightRow, PreflightVerdict};
 use crate::storage::{Location, Storage};
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 use super::endpoint::EndpointGate;
 use super::security::{self, SecurityGate};

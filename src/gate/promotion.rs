@@ -18,7 +18,7 @@ pub(crate) use crate::state::gate::Promotion;
 
 use crate::error::{Result, ResultExt};
 use crate::github::{GitHub, deployments};
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 const MAX_DEPLOYMENT_PAGES: usize = 3;
 

@@ -12,7 +12,8 @@ use crate::state::gate::{
     CheckResult, CheckRow, GateFile, PreflightRow, PreflightVerdict, Requests, RequiredSet,
 };
 use crate::state::{Header, StateDir};
-use crate::util::format_duration;
+use crate::ui::format_duration;
+use crate::ui::mark::{FAIL, NOT_APPLICABLE, PASS, PENDING, TIMEOUT, WARN};
 
 /// Failed checks annotated one by one; the rest are summed up in one line.
 const MAX_CHECK_ANNOTATIONS: usize = 9;
@@ -264,9 +265,9 @@ impl Report<'_> {
     fn summary(&self, result: &GateFile) -> String {
         let sha = crate::text::short_sha(self.poll.sha);
         let heading = match result.header.result.as_str() {
-            "pass" => format!("### ✅ Checks passed for `{sha}`"),
-            "timeout" => format!("### ⏱️ Gate timed out waiting for `{sha}`"),
-            _ => format!("### ❌ Gate refused `{sha}`"),
+            "pass" => format!("### {PASS} Checks passed for `{sha}`"),
+            "timeout" => format!("### {TIMEOUT} Gate timed out waiting for `{sha}`"),
+            _ => format!("### {FAIL} Gate refused `{sha}`"),
         };
         let mut out = format!("{heading}\n\n{}\n\n", result.reason);
         let required = match (&self.poll.mode, &self.poll.options.required_from) {
@@ -290,10 +291,10 @@ impl Report<'_> {
                 "- **Preflight `{}`:** {} {}\n",
                 row.gate,
                 match row.verdict {
-                    PreflightVerdict::Pass => "✅",
-                    PreflightVerdict::Fail => "❌",
-                    PreflightVerdict::Overridden => "⚠️ overridden:",
-                    PreflightVerdict::NotEnabled => "➖ not enabled:",
+                    PreflightVerdict::Pass => PASS.to_string(),
+                    PreflightVerdict::Fail => FAIL.to_string(),
+                    PreflightVerdict::Overridden => format!("{WARN} overridden:"),
+                    PreflightVerdict::NotEnabled => format!("{NOT_APPLICABLE} not enabled:"),
                 },
                 row.reason
             ));
@@ -302,7 +303,7 @@ impl Report<'_> {
             out.push_str(&format!(
                 "- **Promotion from `{}`:** {} {}\n",
                 promotion.environment,
-                if promotion.passed { "✅" } else { "❌" },
+                crate::ui::mark::of(promotion.passed),
                 promotion.reason
             ));
         }
@@ -330,10 +331,10 @@ impl Report<'_> {
             let mut table = Table::new(&["Check", "Source", "Result", "Duration", "Link"]);
             for row in &result.checks {
                 let icon = match row.result {
-                    CheckResult::Passed => "✅",
-                    CheckResult::Failed => "❌",
-                    CheckResult::Pending => "⏳",
-                    CheckResult::NotRequired => "➖",
+                    CheckResult::Passed => PASS,
+                    CheckResult::Failed => FAIL,
+                    CheckResult::Pending => PENDING,
+                    CheckResult::NotRequired => NOT_APPLICABLE,
                 };
                 let word = row.conclusion.as_deref().unwrap_or(&row.status);
                 let result_cell = if row.required {

@@ -356,13 +356,13 @@ impl GitHub {
                 if wait > MAX_RATE_LIMIT_WAIT || attempt >= MAX_ATTEMPTS + 2 {
                     return Err(GitHubError::RateLimited {
                         reset: reset_time(&headers),
-                        wait: crate::util::format_duration(wait),
+                        wait: crate::ui::format_duration(wait),
                     });
                 }
                 tracing::warn!(
                     "GitHub rate limit hit on `{method} {path}` ({}); waiting {} as GitHub asks",
                     status.as_u16(),
-                    crate::util::format_duration(wait)
+                    crate::ui::format_duration(wait)
                 );
                 tokio::time::sleep(crate::util::retry_delay(wait)).await;
                 continue;

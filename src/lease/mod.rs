@@ -161,7 +161,7 @@ fn refused(storage: &Storage, name: &str, current: &Current, waited: Duration) -
     let waited = if waited.is_zero() {
         "; pass `--lease-wait DURATION` (input `lease-wait`) to wait for it".to_string()
     } else {
-        format!(" after waiting {}", crate::util::format_duration(waited))
+        format!(" after waiting {}", crate::ui::format_duration(waited))
     };
     Error::gate(format!(
         "another deployment holds the environment `{}`: {} (lease `{}`){waited}; nothing was changed. Let it finish, or if it is dead and you cannot wait for its lease to expire, `shipgate lease break --reason \"…\"`",
@@ -228,7 +228,7 @@ pub(crate) async fn acquire(storage: &Storage, options: &Options) -> Result<(Hel
                     said_waiting = true;
                     tracing::warn!(
                         "waiting up to {} for the lease of `{}`: {}",
-                        crate::util::format_duration(options.wait),
+                        crate::ui::format_duration(options.wait),
                         options.environment,
                         crate::text::one_line(&c.describe())
                     );
@@ -419,7 +419,7 @@ impl Held {
                     .unwrap_or_else(|_| {
                         Err(Renewal::Failed(Error::dependency(format!(
                             "`{url}` did not answer within {}",
-                            crate::util::format_duration(beat)
+                            crate::ui::format_duration(beat)
                         ))))
                     });
                 match renewal {
@@ -431,7 +431,7 @@ impl Held {
                     }
                     Err(Renewal::Failed(e)) => tracing::warn!(
                         "cannot renew the deployment lease ({e}); trying again in {}",
-                        crate::util::format_duration(beat)
+                        crate::ui::format_duration(beat)
                     ),
                 }
             }

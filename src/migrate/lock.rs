@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::postgres::{self, LockHolder, Session};
 use crate::process::LogFile;
 use crate::state::migrate::MigrateFile;
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 /// Pauses between attempts to take the lock: from the first to the last, doubling.
 const LOCK_POLL_FIRST: Duration = Duration::from_millis(50);

@@ -15,7 +15,7 @@ use crate::secret::Secret;
 use crate::state::StateDir;
 use crate::state::backup::{BackupFile, BackupOutcome};
 use crate::state::migrate::{BackupRef, MigrateFile};
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 /// Resolved options.
 #[derive(Debug)]

@@ -5,7 +5,8 @@ use std::time::Duration;
 use super::run::{Options, how_it_ended};
 use crate::actions::{self, Table};
 use crate::state::migrate::MigrateFile;
-use crate::util::format_duration;
+use crate::ui::format_duration;
+use crate::ui::mark::{FAIL, PASS};
 
 /// Names listed in the summary before "and N more".
 const SUMMARY_NAMES: usize = 50;
@@ -32,23 +33,23 @@ pub(crate) fn summary(result: &MigrateFile, options: &Options) -> String {
         .map_or_else(|| "unknown".to_string(), |n| n.to_string());
     let heading = if result.header.result == "pass" {
         format!(
-            "### ✅ Migrations: {count} applied{}",
+            "### {PASS} Migrations: {count} applied{}",
             result
                 .tool
                 .as_deref()
                 .map_or_else(String::new, |t| format!(" ({t})"))
         )
     } else if result.timed_out {
-        "### ❌ Migration command timed out".to_string()
+        format!("### {FAIL} Migration command timed out")
     } else if result.cancelled {
-        "### ❌ Migration command stopped (cancelled)".to_string()
+        format!("### {FAIL} Migration command stopped (cancelled)")
     } else {
         let how = match (result.exit_code, result.signal) {
             (Some(code), _) => format!("exit code {code}"),
             (None, Some(signal)) => format!("signal {signal}"),
             _ => "no status".to_string(),
         };
-        format!("### ❌ Migration command failed ({how})")
+        format!("### {FAIL} Migration command failed ({how})")
     };
     let mut table = Table::new(&["Migration", "Result"]);
     let tool = if result.history_tables.is_empty() {

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::state::deployment_record::Record;
+use crate::ui::mark::{ALARM, PASS, ROLLED_BACK};
 
 /// What is announced.
 #[derive(Debug, Clone, Serialize)]
@@ -50,9 +51,9 @@ pub(crate) fn from_record(record: &Record) -> Message {
 pub(crate) fn title(message: &Message) -> String {
     let environment = capitalize(&message.environment);
     match message.status.as_str() {
-        "success" => format!("✅ {environment} deployment successful"),
-        "rolled_back" => format!("↩️ {environment} deployment rolled back"),
-        _ => format!("🚨 {environment} deployment FAILED"),
+        "success" => format!("{PASS} {environment} deployment successful"),
+        "rolled_back" => format!("{ROLLED_BACK} {environment} deployment rolled back"),
+        _ => format!("{ALARM} {environment} deployment FAILED"),
     }
 }
 

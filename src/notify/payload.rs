@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::message::{Message, title};
 use crate::actions;
 use crate::state::deployment_record::Record;
+use crate::ui::mark::WARN;
 
 /// Slack's mrkdwn needs `&`, `<` and `>` escaped; untrusted text is also made one line.
 pub(crate) fn slack_escape(text: &str) -> String {
@@ -55,7 +56,9 @@ pub(crate) fn slack_payload(message: &Message) -> Value {
             body.push("Production was rolled back to the previous version".into());
         }
         _ => {
-            body.push("⚠️ *ACTION REQUIRED*: Manual investigation needed".into());
+            body.push(format!(
+                "{WARN} *ACTION REQUIRED*: Manual investigation needed"
+            ));
             if let Some(stage) = &message.failed_stage {
                 body.push(format!("Failed stage: `{}`", slack_escape(stage)));
             }

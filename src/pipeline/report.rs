@@ -2,6 +2,7 @@
 
 use crate::actions::Table;
 use crate::state::pipeline::PipelineFile;
+use crate::ui::mark::{FAIL, PASS, ROLLED_BACK};
 
 /// The step summary: every stage run, and how the pipeline ended.
 pub(crate) fn summary(result: &PipelineFile) -> String {
@@ -10,20 +11,21 @@ pub(crate) fn summary(result: &PipelineFile) -> String {
         table.row(&[
             format!("`{}`", run.stage),
             if run.result == "pass" {
-                "✅ pass"
+                format!("{PASS} pass")
             } else {
-                "❌ fail"
-            }
-            .to_string(),
+                format!("{FAIL} fail")
+            },
             run.exit_code
                 .map_or_else(|| "signal".to_string(), |c| c.to_string()),
-            crate::util::format_duration(std::time::Duration::from_millis(run.duration_ms)),
+            crate::ui::format_duration(std::time::Duration::from_millis(run.duration_ms)),
         ]);
     }
     let heading = match (&result.failed_stage, result.rolled_back) {
-        (None, _) => "### ✅ Pipeline passed".to_string(),
-        (Some(stage), true) => format!("### ↩️ Pipeline failed at `{stage}` and was rolled back"),
-        (Some(stage), false) => format!("### ❌ Pipeline failed at `{stage}`"),
+        (None, _) => format!("### {PASS} Pipeline passed"),
+        (Some(stage), true) => {
+            format!("### {ROLLED_BACK} Pipeline failed at `{stage}` and was rolled back")
+        }
+        (Some(stage), false) => format!("### {FAIL} Pipeline failed at `{stage}`"),
     };
     format!("{heading}\n\n{}\n", table.render())
 }

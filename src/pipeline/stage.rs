@@ -59,7 +59,7 @@ pub(crate) async fn run(
         } else {
             "failed"
         },
-        crate::util::format_duration(std::time::Duration::from_millis(finished.duration_ms))
+        crate::ui::format_duration(std::time::Duration::from_millis(finished.duration_ms))
     );
     Ok(StageRun {
         stage: name.to_string(),

@@ -9,6 +9,7 @@ use crate::artifacts::Publication;
 use crate::error::{Error, Result};
 use crate::state::StateDir;
 use crate::state::lease::LeaseStatus;
+use crate::ui::mark::{ALARM, PASS, ROLLED_BACK};
 
 /// Seed 004 §9: what a person on call reads.
 pub(crate) fn rollback_instructions(record: &Record, on_call: Option<&str>) -> String {
@@ -139,7 +140,7 @@ pub(crate) fn failure_report(record: &Record) -> String {
             stage.result.as_str(),
             &stage
                 .duration_ms
-                .map(|ms| crate::util::format_duration(std::time::Duration::from_millis(ms)))
+                .map(|ms| crate::ui::format_duration(std::time::Duration::from_millis(ms)))
                 .unwrap_or_else(|| "—".into()),
         ]);
     }
@@ -153,9 +154,9 @@ pub(crate) fn failure_report(record: &Record) -> String {
 
 pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
     let icon = match record.status.as_str() {
-        "success" => "✅",
-        "rolled_back" => "↩️",
-        _ => "🚨",
+        "success" => PASS,
+        "rolled_back" => ROLLED_BACK,
+        _ => ALARM,
     };
     let mut out = format!(
         "### {icon} Deployment record `{}`: {} of `{}` to `{}`\n\n",
@@ -172,7 +173,7 @@ pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
             },
             &stage
                 .duration_ms
-                .map(|ms| crate::util::format_duration(std::time::Duration::from_millis(ms)))
+                .map(|ms| crate::ui::format_duration(std::time::Duration::from_millis(ms)))
                 .unwrap_or_else(|| "—".into()),
         ]);
     }
@@ -217,7 +218,7 @@ pub(crate) fn summary(record: &Record, publication: &Publication) -> String {
                 (LeaseStatus::Released, None) => "released".to_string(),
                 (LeaseStatus::Held, _) => format!(
                     "**not released** (it expires {} after its last renewal, `{}`)",
-                    crate::util::format_duration(std::time::Duration::from_secs(lease.ttl_seconds)),
+                    crate::ui::format_duration(std::time::Duration::from_secs(lease.ttl_seconds)),
                     lease.renewed_at
                 ),
                 (LeaseStatus::Lost, _) => format!(

@@ -2,6 +2,7 @@
 
 use crate::actions::Table;
 use crate::state::validate::ValidateFile;
+use crate::ui::mark::PASS;
 
 pub(crate) fn summary(result: &ValidateFile) -> String {
     let mut table = Table::new(&["Check", "Result"]);
@@ -47,7 +48,7 @@ pub(crate) fn summary(result: &ValidateFile) -> String {
     table.row(&["Deployment id", &format!("`{}`", result.deployment_id)]);
     table.row(&["Checked with", &result.checked_with]);
     format!(
-        "### ✅ Release `{}` validated\n\n{}\n",
+        "### {PASS} Release `{}` validated\n\n{}\n",
         result.tag,
         table.render()
     )

@@ -5,26 +5,27 @@ use std::time::Duration;
 
 use crate::actions::Table;
 use crate::state::rollback::RollbackFile;
+use crate::ui::mark::{ALARM, REFUSED, ROLLED_BACK};
 
 /// The step summary of a rollback; `status` is the record's status after it.
 pub(crate) fn summary(result: &RollbackFile, status: &str) -> String {
     let heading = if result.already_rolled_back {
         format!(
-            "### ↩️ Deployment `{}` was already rolled back",
+            "### {ROLLED_BACK} Deployment `{}` was already rolled back",
             result.deployment_id
         )
     } else if result.refused {
         format!(
-            "### ⛔ Rollback of `{}` refused: the window closed at `{}`",
+            "### {REFUSED} Rollback of `{}` refused: the window closed at `{}`",
             result.deployment_id, result.rollback_deadline
         )
     } else if result.header.result == "pass" {
         format!(
-            "### ↩️ Deployment `{}` (`{}`) rolled back",
+            "### {ROLLED_BACK} Deployment `{}` (`{}`) rolled back",
             result.deployment_id, result.version
         )
     } else {
-        format!("### 🚨 Rollback of `{}` FAILED", result.deployment_id)
+        format!("### {ALARM} Rollback of `{}` FAILED", result.deployment_id)
     };
     let mut out = format!("{heading}\n\n");
     if !result.steps.is_empty() {
@@ -34,7 +35,7 @@ pub(crate) fn summary(result: &RollbackFile, status: &str) -> String {
                 step.name.clone(),
                 format!("`{}`", step.command),
                 step.outcome.clone(),
-                crate::util::format_duration(Duration::from_millis(step.duration_ms)),
+                crate::ui::format_duration(Duration::from_millis(step.duration_ms)),
             ]);
         }
         out.push_str(&table.render());

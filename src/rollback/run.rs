@@ -119,7 +119,7 @@ pub(crate) async fn run(
     // The window.
     match window::closed_since(&record.rollback_deadline, jiff::Timestamp::now()) {
         Ok(Some(closed)) => {
-            let ago = crate::util::format_duration(closed);
+            let ago = crate::ui::format_duration(closed);
             if !options.force {
                 result.refused = true;
                 let message = format!(

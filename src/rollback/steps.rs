@@ -24,7 +24,7 @@ pub(crate) async fn run_hook(
         "running the rollback hook ({}): {} (timeout {} per attempt, {} retries)",
         hook.kind(),
         actions::quote(&hook.display()),
-        crate::util::format_duration(hook.timeout),
+        crate::ui::format_duration(hook.timeout),
         hook.retries
     );
     let http = hooks::http_client(hook.timeout)?;

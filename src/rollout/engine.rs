@@ -21,7 +21,7 @@ use crate::state::rollout::{
     ApprovalRecord, Cause, CauseCount, RollbackRecord, RolloutFile, StageRecord, StageStatus,
 };
 use crate::state::{Header, StateDir, StateFile};
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 /// What a rollout ships, and where: the version the hooks roll out and the one before it.
 pub(crate) struct Release {

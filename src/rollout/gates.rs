@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 use super::window::Window;
 pub(crate) use crate::state::rollout::{DegradedPolicy, StageThresholds, StageVerdict, Status};
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 impl std::str::FromStr for DegradedPolicy {
     type Err = String;
@@ -122,25 +122,6 @@ pub(crate) struct Inputs<'a> {
     pub(crate) elapsed: Duration,
 }
 
-fn percent(value: f64) -> String {
-    let text = format!("{value:.2}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}%")
-}
-
-fn ms(duration: Duration) -> String {
-    if duration < Duration::from_secs(1) {
-        let ms = duration.as_secs_f64() * 1000.0;
-        if ms < 10.0 {
-            format!("{ms:.1}ms")
-        } else {
-            format!("{ms:.0}ms")
-        }
-    } else {
-        format!("{:.2}s", duration.as_secs_f64())
-    }
-}
-
 /// Evaluates every gate on the current samples.
 pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
     let canary = inputs.canary;
@@ -211,13 +192,13 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                 dependency: false,
                 status: if failed { Status::Fail } else { Status::Pass },
                 value: Some(rate),
-                measured: percent(rate),
-                threshold: format!("≥ {}", percent(t.success_rate)),
+                measured: crate::ui::percent(rate),
+                threshold: format!("≥ {}", crate::ui::percent(t.success_rate)),
                 message: format!(
                     "success rate {} {} {} over {span} ({} of {} probes failed{})",
-                    percent(rate),
+                    crate::ui::percent(rate),
                     if failed { "<" } else { "≥" },
-                    percent(t.success_rate),
+                    crate::ui::percent(t.success_rate),
                     canary.failures(),
                     canary.len(),
                     if canary.failures() > 0 {
@@ -234,8 +215,8 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
             dependency: false,
             status: Status::NoData,
             value: rate,
-            measured: rate.map_or_else(|| "-".to_string(), percent),
-            threshold: format!("≥ {}", percent(t.success_rate)),
+            measured: rate.map_or_else(|| "-".to_string(), crate::ui::percent),
+            threshold: format!("≥ {}", crate::ui::percent(t.success_rate)),
             message: format!(
                 "no data for the success rate: {} samples, at least {} needed",
                 canary.len(),
@@ -255,13 +236,13 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                     dependency: false,
                     status: if failed { Status::Fail } else { Status::Pass },
                     value: Some(p95.as_secs_f64() * 1000.0),
-                    measured: ms(p95),
-                    threshold: format!("< {}", ms(t.max_p95)),
+                    measured: crate::ui::latency(p95),
+                    threshold: format!("< {}", crate::ui::latency(t.max_p95)),
                     message: format!(
                         "p95 latency {} {} {} over {span} ({} timed probes)",
-                        ms(p95),
+                        crate::ui::latency(p95),
                         if failed { "≥" } else { "<" },
-                        ms(t.max_p95),
+                        crate::ui::latency(t.max_p95),
                         canary.timed()
                     ),
                 }
@@ -272,8 +253,8 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                 dependency: false,
                 status: Status::NoData,
                 value: p95.map(|d| d.as_secs_f64() * 1000.0),
-                measured: p95.map_or_else(|| "-".to_string(), ms),
-                threshold: format!("< {}", ms(t.max_p95)),
+                measured: p95.map_or_else(|| "-".to_string(), crate::ui::latency),
+                threshold: format!("< {}", crate::ui::latency(t.max_p95)),
                 message: format!(
                     "no data for the p95 latency: {} timed probes, at least {} needed",
                     canary.timed(),
@@ -302,16 +283,16 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>, t: &Thresholds) -> Vec<Verdict> {
                         value: Some(canary_errors),
                         measured: format!(
                             "{} errors vs {} baseline",
-                            percent(canary_errors),
-                            percent(baseline_errors)
+                            crate::ui::percent(canary_errors),
+                            crate::ui::percent(baseline_errors)
                         ),
                         threshold,
                         message: format!(
                             "canary error rate {} {} {} × the baseline's {} over {span} ({} canary and {} baseline probes)",
-                            percent(canary_errors),
+                            crate::ui::percent(canary_errors),
                             if failed { ">" } else { "≤" },
                             t.baseline_ratio,
-                            percent(baseline_errors),
+                            crate::ui::percent(baseline_errors),
                             canary.len(),
                             baseline.len()
                         ),

@@ -97,8 +97,8 @@ impl MetricSpec {
             "{}: {what} from {}, every {} after {}{stages}; no data: {}",
             self.gate,
             self.client.label(),
-            crate::util::format_duration(self.interval),
-            crate::util::format_duration(self.initial_delay),
+            crate::ui::format_duration(self.interval),
+            crate::ui::format_duration(self.initial_delay),
             self.no_data.name()
         )
     }
@@ -731,7 +731,7 @@ pub(crate) fn verdict(spec: &MetricSpec, state: &MetricState) -> Verdict {
             message: format!(
                 "{}: no measurement yet (the first comes {} into the stage)",
                 spec.gate,
-                crate::util::format_duration(spec.initial_delay)
+                crate::ui::format_duration(spec.initial_delay)
             ),
             query: None,
             dependency: false,

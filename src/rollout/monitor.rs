@@ -21,7 +21,7 @@ use super::window::{Summary, Window};
 use crate::metrics::template::Vars;
 use crate::process::{LogFile, Shutdown};
 pub(crate) use crate::state::rollout::{Verification, VerifiedEndpoint};
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 /// How often the approval file is looked at while a stage waits.
 const APPROVAL_POLL: Duration = Duration::from_millis(200);
@@ -190,20 +190,6 @@ fn spawn_metrics(
     }
 }
 
-fn percent(rate: Option<f64>) -> String {
-    rate.map_or_else(
-        || "-".to_string(),
-        |r| {
-            let text = format!("{r:.2}");
-            format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
-        },
-    )
-}
-
-fn millis(ms: Option<f64>) -> String {
-    ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}ms"))
-}
-
 impl Monitor {
     pub(crate) fn new(plan: &Plan, prober: Prober, shutdown: Shutdown, vars: Vars) -> Monitor {
         let signalled_at = Arc::new(std::sync::OnceLock::new());
@@ -293,7 +279,7 @@ impl Monitor {
             let window = watch.canary.window_summary();
             reason.push_str(&format!(
                 "; success rate {} over {} probes",
-                percent(window.success_rate),
+                crate::ui::percent_or_none(window.success_rate),
                 window.samples
             ));
             if window.failures > 0 {
@@ -368,21 +354,21 @@ impl Monitor {
                 "{} {}% · {} of {}, {} left · {} · success {} · p95 {}",
                 stage.name,
                 stage.weight,
-                secs(elapsed),
+                crate::ui::whole_seconds(elapsed),
                 format_duration(stage.duration),
-                secs(stage.duration.saturating_sub(elapsed)),
+                crate::ui::whole_seconds(stage.duration.saturating_sub(elapsed)),
                 samples(w.samples),
-                percent(w.success_rate),
-                millis(w.p95_ms),
+                crate::ui::percent_or_none(w.success_rate),
+                crate::ui::latency_or_none(w.p95_ms),
             ),
             Until::Approval { next, deadline, .. } => format!(
                 "holding {} at {}% until `{next}` is approved ({} left) · {} · success {} · p95 {}",
                 stage.name,
                 stage.weight,
-                secs(deadline.saturating_duration_since(now)),
+                crate::ui::whole_seconds(deadline.saturating_duration_since(now)),
                 samples(w.samples),
-                percent(w.success_rate),
-                millis(w.p95_ms),
+                crate::ui::percent_or_none(w.success_rate),
+                crate::ui::latency_or_none(w.p95_ms),
             ),
         };
         if w.degraded > 0 {
@@ -392,11 +378,16 @@ impl Monitor {
             let b = baseline.window_summary();
             line.push_str(&format!(
                 " · baseline success {} p95 {}",
-                percent(b.success_rate),
-                millis(b.p95_ms)
+                crate::ui::percent_or_none(b.success_rate),
+                crate::ui::latency_or_none(b.p95_ms)
             ));
         }
-        tracing::info!("{line}");
+        // A live terminal counts the stage down with a bar; waiting for an approval has no end.
+        let fraction = match until {
+            Until::End => Some(elapsed.as_secs_f64() / stage.duration.as_secs_f64().max(0.001)),
+            Until::Approval { .. } => None,
+        };
+        crate::ui::progress(&line, fraction);
         log.line(&format!(
             "[{}] window {} (last {}): {}",
             crate::util::now_rfc3339(),
@@ -787,14 +778,6 @@ impl Monitor {
     }
 }
 
-/// A duration in whole seconds, as progress lines show it (`0s`, `1m20s`).
-fn secs(duration: Duration) -> String {
-    match duration.as_secs() {
-        0 => "0s".to_string(),
-        secs => format_duration(Duration::from_secs(secs)),
-    }
-}
-
 fn samples(n: u64) -> String {
     if n == 1 {
         "1 sample".to_string()
@@ -809,9 +792,9 @@ pub(crate) fn summary_text(canary: &Summary, baseline: Option<Summary>) -> Strin
         "{} samples, {} failed, success {}, p50 {}, p95 {}",
         canary.samples,
         canary.failures,
-        percent(canary.success_rate),
-        millis(canary.p50_ms),
-        millis(canary.p95_ms)
+        crate::ui::percent_or_none(canary.success_rate),
+        crate::ui::latency_or_none(canary.p50_ms),
+        crate::ui::latency_or_none(canary.p95_ms)
     );
     if canary.degraded > 0 {
         text.push_str(&format!(", {} degraded", canary.degraded));
@@ -820,8 +803,8 @@ pub(crate) fn summary_text(canary: &Summary, baseline: Option<Summary>) -> Strin
         text.push_str(&format!(
             "; baseline {} samples, success {}, p95 {}",
             b.samples,
-            percent(b.success_rate),
-            millis(b.p95_ms)
+            crate::ui::percent_or_none(b.success_rate),
+            crate::ui::latency_or_none(b.p95_ms)
         ));
     }
     text

@@ -20,7 +20,8 @@ use crate::health::Rule;
 use crate::hooks::{Hook, Hooks};
 use crate::metrics::template::Vars;
 use crate::state::rollout::Endpoints;
-use crate::util::{HumanDuration, format_duration};
+use crate::ui::format_duration;
+use crate::util::HumanDuration;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -127,7 +127,7 @@ impl Prober {
         let failed = |error: reqwest::Error, timeout: Duration| {
             let timed_out = error.is_timeout();
             let cause = if timed_out {
-                format!("timed out after {}", crate::util::format_duration(timeout))
+                format!("timed out after {}", crate::ui::format_duration(timeout))
             } else {
                 describe_http_error(error)
             };

@@ -10,7 +10,8 @@ use super::plan::{Plan, TimelineStage};
 use crate::actions::{self, Table};
 use crate::hooks::HookRun;
 use crate::state::rollout::{Cause, JudgeVerdict, RolloutFile, StageStatus};
-use crate::util::format_duration;
+use crate::ui::format_duration;
+use crate::ui::mark::{ALARM, FAIL, PASS, ROLLED_BACK};
 
 pub(crate) fn dry_run_summary(
     plan: &Plan,
@@ -142,30 +143,19 @@ pub(crate) fn rollback_failed_message(record: &RolloutFile, plan: &Plan) -> Stri
     )
 }
 
-fn percent_text(rate: Option<f64>) -> String {
-    rate.map_or_else(
-        || "—".to_string(),
-        |r| {
-            let text = format!("{r:.2}");
-            format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
-        },
-    )
-}
-
-fn ms_text(ms: Option<f64>) -> String {
-    ms.map_or_else(|| "—".to_string(), |ms| format!("{ms:.1} ms"))
-}
-
 pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
     let heading = match record.header.result.as_str() {
-        "pass" => format!("### ✅ Rollout of `{}` passed every stage", record.version),
+        "pass" => format!(
+            "### {PASS} Rollout of `{}` passed every stage",
+            record.version
+        ),
         "rolled_back" => format!(
-            "### ↩️ Rollout of `{}` rolled back at stage `{}`",
+            "### {ROLLED_BACK} Rollout of `{}` rolled back at stage `{}`",
             record.version,
             record.failed_stage.as_deref().unwrap_or("?")
         ),
         _ => format!(
-            "### 🚨 Rollout of `{}` failed at stage `{}` and the ROLLBACK FAILED",
+            "### {ALARM} Rollout of `{}` failed at stage `{}` and the ROLLBACK FAILED",
             record.version,
             record.failed_stage.as_deref().unwrap_or("?")
         ),
@@ -192,7 +182,7 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
     for stage in &record.stages {
         let verdict = match stage.status {
             StageStatus::Passed => {
-                let mut text = "✅ passed".to_string();
+                let mut text = format!("{PASS} passed");
                 if stage.degraded > 0 {
                     text.push_str(&format!(" ({} degraded)", stage.degraded));
                 }
@@ -216,7 +206,7 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
                     (Some(Cause::ApprovalDeadline), true, _) => "not approved in time".to_string(),
                     _ => "failed".to_string(),
                 };
-                format!("❌ {text}")
+                format!("{FAIL} {text}")
             }
             _ => "not run".to_string(),
         };
@@ -236,8 +226,8 @@ pub(crate) fn summary(record: &RolloutFile, plan: &Plan) -> String {
                 )
             },
             stage.samples.to_string(),
-            percent_text(stage.success_rate),
-            ms_text(stage.p95_ms),
+            crate::ui::percent_or_none(stage.success_rate),
+            crate::ui::latency_or_none(stage.p95_ms),
             verdict,
         ]);
     }
@@ -447,7 +437,7 @@ fn judgements_text(record: &RolloutFile) -> String {
             any = true;
             let value = |v: Option<f64>| match v {
                 Some(v) if j.unit == "ms" => format!("{v:.2} ms"),
-                Some(v) if j.unit == "%" => percent_text(Some(v)),
+                Some(v) if j.unit == "%" => crate::ui::percent(v),
                 Some(v) => crate::metrics::condition::number_text(v),
                 None => "—".to_string(),
             };

@@ -6,6 +6,7 @@ use super::assert::Failure;
 use super::runner::{Status, TestResult, fmt_ms};
 use super::snapshot::SnapshotFile;
 use crate::actions::{self, Level, Table};
+use crate::ui::mark::{FAIL, PASS, SKIPPED, TIMEOUT};
 
 /// At most this many annotations per run (the runner shows only the first few anyway).
 const MAX_ANNOTATIONS: usize = 10;
@@ -127,10 +128,10 @@ pub(crate) fn summary(results: &[&TestResult], duration_ms: u64, environment: &s
     let failed = count(results, Status::Failed);
     let skipped = count(results, Status::Skipped);
     let mut out = if failed + skipped == 0 {
-        format!("### ✅ Smoke tests passed in `{environment}`: {passed} of {total}\n\n")
+        format!("### {PASS} Smoke tests passed in `{environment}`: {passed} of {total}\n\n")
     } else {
         format!(
-            "### ❌ Smoke tests failed in `{environment}`: {failed} failed, {skipped} not run, {passed} of {total} passed\n\n"
+            "### {FAIL} Smoke tests failed in `{environment}`: {failed} failed, {skipped} not run, {passed} of {total} passed\n\n"
         )
     };
     let with_ready = results
@@ -144,14 +145,14 @@ pub(crate) fn summary(results: &[&TestResult], duration_ms: u64, environment: &s
     let mut table = Table::new(&header);
     for r in results {
         let result = match r.status {
-            Status::Passed => "✅ passed",
-            Status::Failed if r.ready_timed_out => "⏱️ not ready",
-            Status::Failed => "❌ failed",
-            Status::Skipped => "⏭️ not run",
+            Status::Passed => format!("{PASS} passed"),
+            Status::Failed if r.ready_timed_out => format!("{TIMEOUT} not ready"),
+            Status::Failed => format!("{FAIL} failed"),
+            Status::Skipped => format!("{SKIPPED} not run"),
         };
         let mut row = vec![
             format!("`{}`", actions::one_line(&r.name).replace('`', "'")),
-            result.to_string(),
+            result,
             fmt_ms(r.duration_ms),
         ];
         if with_ready {

@@ -228,7 +228,7 @@ fn report_progress(result: &TestResult) {
 }
 
 pub(crate) fn fmt_ms(ms: u64) -> String {
-    crate::util::format_duration(Duration::from_millis(ms))
+    crate::ui::format_duration(Duration::from_millis(ms))
 }
 
 /// One attempt's outcome.
@@ -281,7 +281,7 @@ async fn run_test(ctx: &Context, test: &TestPlan) -> TestResult {
                 .first()
                 .map(Failure::message)
                 .unwrap_or_default(),
-            crate::util::format_duration(wait)
+            crate::ui::format_duration(wait)
         );
         tokio::time::sleep(wait).await;
         pause = (pause * 2).min(ready.max_interval);
@@ -310,10 +310,7 @@ fn finish(
             0,
             Failure::new(
                 "ready",
-                format!(
-                    "ready within {}",
-                    crate::util::format_duration(ready.timeout)
-                ),
+                format!("ready within {}", crate::ui::format_duration(ready.timeout)),
                 format!(
                     "not ready after {} ({attempts} attempts); last attempt below",
                     fmt_ms(started.elapsed().as_millis() as u64)
@@ -493,7 +490,7 @@ async fn http(ctx: &Context, test: &TestPlan, timeout: Duration) -> Attempt {
             let what = if e.is_timeout() {
                 format!(
                     "no complete response within {}",
-                    crate::util::format_duration(timeout)
+                    crate::ui::format_duration(timeout)
                 )
             } else {
                 describe(&e)
@@ -671,7 +668,7 @@ async fn database(
         Failure::new(
             "database",
             "",
-            format!("no answer within {}", crate::util::format_duration(timeout)),
+            format!("no answer within {}", crate::ui::format_duration(timeout)),
         )
     };
     match tokio::time::timeout(timeout, db.scalar("SELECT 1")).await {
@@ -743,7 +740,7 @@ async fn tcp(ctx: &Context, target: &Template, test: &TestPlan, timeout: Duratio
                 "",
                 format!(
                     "no connection within {}",
-                    crate::util::format_duration(timeout)
+                    crate::ui::format_duration(timeout)
                 ),
             )],
             Ok(Err(e)) => vec![Failure::new("connect", "", format!("cannot connect: {e}"))],

@@ -251,7 +251,7 @@ pub(crate) fn assess(
                     (None, Some(at)) if at + timeout.as_secs() as i64 <= now => format!(
                         "it was initiated at {}, longer ago than the backup timeout ({}), so no run can still be writing it",
                         time(at),
-                        crate::util::format_duration(timeout)
+                        crate::ui::format_duration(timeout)
                     ),
                     _ => {
                         assessment.unknown.push(upload.clone());
@@ -278,7 +278,7 @@ fn dead(marker: &Marker, timing: Timing) -> String {
         "its run ({}) stopped renewing its marker at {}, more than {} ago: it was killed or lost its runner",
         marker.describe(),
         marker.modified.map(time).unwrap_or_else(|| "?".into()),
-        crate::util::format_duration(timing.lease)
+        crate::ui::format_duration(timing.lease)
     )
 }
 
@@ -428,14 +428,14 @@ impl Lease {
                     Err(_) => {
                         last_error = format!(
                             "no answer within {}",
-                            crate::util::format_duration(timing.hold / 2)
+                            crate::ui::format_duration(timing.hold / 2)
                         )
                     }
                 }
                 if last_ok.elapsed() >= timing.hold {
                     let _ = lost_tx.send(Some(format!(
                         "cannot renew this run's marker `{url}` for {} ({last_error}); stopping, so that another run cannot take this one for dead while it still writes",
-                        crate::util::format_duration(timing.hold)
+                        crate::ui::format_duration(timing.hold)
                     )));
                     return;
                 }
@@ -488,7 +488,7 @@ impl Lease {
             tracing::warn!(
                 "cannot update this run's marker `{}` ({e}); it expires by itself in {}",
                 self.url(),
-                crate::util::format_duration(self.timing.lease)
+                crate::ui::format_duration(self.timing.lease)
             );
         }
     }

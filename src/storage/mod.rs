@@ -94,7 +94,7 @@ pub(crate) enum StorageError {
         target: String,
         detail: String,
     },
-    #[error("`{target}` did not answer within {} while trying to {op}", crate::util::format_duration(*after))]
+    #[error("`{target}` did not answer within {} while trying to {op}", crate::ui::format_duration(*after))]
     Timeout {
         op: String,
         target: String,

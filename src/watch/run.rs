@@ -21,7 +21,7 @@ use crate::rollout::probe::Prober;
 use crate::state::deployment_record::{Record, RecordWatch, record_file};
 use crate::state::watch::{Breach, WatchFile};
 use crate::state::{Header, StateDir};
-use crate::util::format_duration;
+use crate::ui::format_duration;
 
 /// The gates' name for the watch's stage (and `{{stage}}` in metric queries).
 pub(crate) const STAGE: &str = "watch";

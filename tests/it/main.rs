@@ -21,6 +21,7 @@ mod metrics;
 mod migrate;
 mod notify;
 mod preflight;
+mod progress;
 mod record;
 mod restore;
 mod rollback;

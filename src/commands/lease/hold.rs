@@ -158,7 +158,7 @@ pub(crate) async fn take(
         state.id(),
         settings.environment,
         held.url(),
-        crate::util::format_duration(place.ttl)
+        crate::ui::format_duration(place.ttl)
     );
     let file = LeaseFile {
         header: Header::now::<LeaseFile>("pass"),
@@ -276,7 +276,7 @@ pub(crate) async fn release_held(s3: &S3Options, state: &StateDir) -> Option<Lea
         Err(e) => {
             let why = format!(
                 "cannot release it ({e}); it expires by itself {} after its last renewal",
-                crate::util::format_duration(Duration::from_secs(file.ttl_seconds))
+                crate::ui::format_duration(Duration::from_secs(file.ttl_seconds))
             );
             tracing::warn!("deployment lease `{}`: {why}", file.location);
             file.note = Some(why);

@@ -170,6 +170,48 @@ impl Shipgate {
         )
     }
 
+    /// Runs `shipgate` on a pseudo-terminal, as from an interactive shell (`script` from
+    /// util-linux gives it one): `stdout` holds what the terminal received, stdout and stderr
+    /// together, with the terminal's `\r\n` line ends; `stderr` is empty.
+    pub fn run_in_terminal(&mut self) -> Run {
+        let quote =
+            |arg: &std::ffi::OsStr| format!("'{}'", arg.to_string_lossy().replace('\'', r"'\''"));
+        // `script` runs the line with a shell, which drops variables whose names are not shell
+        // names (`INPUT_DEPLOYMENT-ID`): `env` sets them all from its arguments instead.
+        let mut line = "exec env -i".to_string();
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                let mut pair = key.to_os_string();
+                pair.push("=");
+                pair.push(value);
+                line.push(' ');
+                line.push_str(&quote(&pair));
+            }
+        }
+        line.push(' ');
+        line.push_str(&quote(self.command.get_program()));
+        for arg in self.command.get_args() {
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+        let mut script = Command::new("script");
+        script
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(std::process::Stdio::null());
+        if let Some(dir) = self.command.get_current_dir() {
+            script.current_dir(dir);
+        }
+        let output = script.output().expect("run shipgate under `script`");
+        collect(
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            self.files.as_ref(),
+        )
+    }
+
     /// Starts `shipgate` without waiting for it (stdout and stderr go to files), for tests that
     /// act while it runs: send it a signal, approve a paused stage.
     pub fn spawn(&mut self) -> Running {
