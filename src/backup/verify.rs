@@ -230,25 +230,39 @@ pub(crate) async fn verify(
     }
     archive::looks_complete(expected.format, &read.head, &read.tail)
         .map_err(|reason| Error::gate(format!("verification failed: `{url}`: {reason}")))?;
-    say(
+    Ok(verified(
         log,
-        &format!(
-            "verified `{url}`: SHA-256 matches, {} decompressed and read in full{}",
-            crate::ui::bytes(read.uncompressed),
-            match tables {
-                Some(n) => format!(
-                    ", restored into a scratch database with identical row counts in {n} tables"
-                ),
-                None => String::new(),
-            }
+        format!(
+            "verified `{url}`: SHA-256 matches, {} decompressed and read in full",
+            crate::ui::bytes(read.uncompressed)
         ),
-    );
-    Ok(Verification {
+        mode,
+        read.uncompressed,
+        tables,
+    ))
+}
+
+/// Logs `what` (with the scratch restore's tables, if any) and makes the sidecar's record.
+fn verified(
+    log: &SharedLog,
+    what: String,
+    mode: VerifyMode,
+    read_bytes: u64,
+    tables: Option<usize>,
+) -> Verification {
+    let restored = match tables {
+        Some(n) => {
+            format!(", restored into a scratch database with identical row counts in {n} tables")
+        }
+        None => String::new(),
+    };
+    say(log, &format!("{what}{restored}"));
+    Verification {
         mode: mode.name().to_string(),
         checked_at: crate::util::now_rfc3339(),
-        read_bytes: read.uncompressed,
+        read_bytes,
         tables,
-    })
+    }
 }
 
 /// [`verify`] of a directory backup: every file read back `jobs` at a time, its size and
@@ -349,26 +363,17 @@ async fn verify_directory(
             "decompressed in full",
         ),
     };
-    say(
+    Ok(verified(
         log,
-        &format!(
-            "verified `{url}`: {} files, each one's SHA-256 matches the manifest, {} {read_how}{}",
+        format!(
+            "verified `{url}`: {} files, each one's SHA-256 matches the manifest, {} {read_how}",
             files.len(),
-            crate::ui::bytes(read_bytes),
-            match tables {
-                Some(n) => format!(
-                    ", restored into a scratch database with identical row counts in {n} tables"
-                ),
-                None => String::new(),
-            }
+            crate::ui::bytes(read_bytes)
         ),
-    );
-    Ok(Verification {
-        mode: mode.name().to_string(),
-        checked_at: crate::util::now_rfc3339(),
+        mode,
         read_bytes,
         tables,
-    })
+    ))
 }
 
 fn unpack_failure(url: &str, error: archive::UnpackError) -> Error {

@@ -97,14 +97,12 @@ impl FileStore {
         FileStore::new(&self.dir.join(name))
     }
 
-    /// Every unfinished upload in the directory, with its object's name.
-    pub(crate) async fn list_all_uploads(
-        &self,
-    ) -> Result<Vec<(String, PendingUpload)>, StorageError> {
-        let mut found = Vec::new();
+    /// The directory's entries; none when it does not exist.
+    async fn entries(&self) -> Result<Vec<tokio::fs::DirEntry>, StorageError> {
+        let mut all = Vec::new();
         let mut entries = match tokio::fs::read_dir(&self.dir).await {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(all),
             Err(e) => return Err(io_error("list", &self.dir, e)),
         };
         while let Some(entry) = entries
@@ -112,6 +110,17 @@ impl FileStore {
             .await
             .map_err(|e| io_error("list", &self.dir, e))?
         {
+            all.push(entry);
+        }
+        Ok(all)
+    }
+
+    /// Every unfinished upload in the directory, with its object's name.
+    pub(crate) async fn list_all_uploads(
+        &self,
+    ) -> Result<Vec<(String, PendingUpload)>, StorageError> {
+        let mut found = Vec::new();
+        for entry in self.entries().await? {
             let file_name = entry.file_name().to_string_lossy().into_owned();
             let Some((name, id)) = file_name
                 .strip_prefix('.')
@@ -280,16 +289,7 @@ impl FileStore {
 
     pub(crate) async fn list(&self, start: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let mut found = Vec::new();
-        let mut entries = match tokio::fs::read_dir(&self.dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-            Err(e) => return Err(io_error("list", &self.dir, e)),
-        };
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| io_error("list", &self.dir, e))?
-        {
+        for entry in self.entries().await? {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.starts_with(start) {
                 continue;
