@@ -561,11 +561,15 @@ impl DirectoryDump {
                 .find(|l| l.contains("error"))
                 .map(|l| format!(": {l}"))
                 .unwrap_or_default();
+            // A worker can finish and close its file after the leader died, before its event
+            // is read here: a file counts as being written until its upload is done too.
             let open: Vec<String> = self
                 .files
                 .iter()
                 .filter(|(name, state)| {
-                    name.as_str() != TOC && !state.closed.load(Ordering::SeqCst)
+                    name.as_str() != TOC
+                        && (!state.closed.load(Ordering::SeqCst)
+                            || self.done.iter().all(|d| &d.name != *name))
                 })
                 .map(|(name, _)| name.clone())
                 .collect();
