@@ -110,12 +110,46 @@ pub(crate) fn latency(duration: Duration) -> String {
     }
 }
 
+/// [`latency`] of a value in milliseconds, signed (a difference can be negative: `-4.5ms`);
+/// [`NONE`] when it is not a number.
+pub(crate) fn latency_ms(ms: f64) -> String {
+    if !ms.is_finite() {
+        return NONE.to_string();
+    }
+    let shown = latency(Duration::from_secs_f64(ms.abs() / 1000.0));
+    if ms < 0.0
+        && shown
+            .trim_start_matches(['0', '.'])
+            .starts_with(|c: char| c.is_ascii_digit())
+    {
+        format!("-{shown}")
+    } else {
+        shown
+    }
+}
+
 /// [`latency`] of a value in milliseconds, or [`NONE`] when there is no value yet.
 pub(crate) fn latency_or_none(ms: Option<f64>) -> String {
-    ms.filter(|ms| ms.is_finite() && *ms >= 0.0).map_or_else(
-        || NONE.to_string(),
-        |ms| latency(Duration::from_secs_f64(ms / 1000.0)),
-    )
+    ms.filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map_or_else(|| NONE.to_string(), latency_ms)
+}
+
+/// A time something took, as read at a glance: `2.5s` under ten seconds, else `2m5s`.
+pub(crate) fn took(duration: Duration) -> String {
+    if duration < Duration::from_secs(10) {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        format_duration(Duration::from_secs(duration.as_secs()))
+    }
+}
+
+/// [`took`] of a number of seconds (as records store them); [`NONE`] when it is not one.
+pub(crate) fn took_seconds(seconds: f64) -> String {
+    if seconds.is_finite() && seconds >= 0.0 {
+        took(Duration::from_secs_f64(seconds))
+    } else {
+        NONE.to_string()
+    }
 }
 
 /// How progress reaches stderr.
@@ -303,6 +337,18 @@ mod tests {
         assert_eq!(latency(Duration::from_millis(1_234)), "1.23s");
         assert_eq!(latency_or_none(Some(45.0)), "45ms");
         assert_eq!(latency_or_none(None), "—");
+        assert_eq!(latency_ms(-4.5), "-4.5ms");
+        assert_eq!(latency_ms(-0.01), "0.0ms");
+        assert_eq!(latency_ms(1500.0), "1.50s");
+        assert_eq!(latency_ms(f64::NAN), "—");
+    }
+
+    #[test]
+    fn times_taken_read_at_a_glance() {
+        assert_eq!(took(Duration::from_millis(2_540)), "2.5s");
+        assert_eq!(took(Duration::from_millis(125_900)), "2m5s");
+        assert_eq!(took_seconds(42.0), "42s");
+        assert_eq!(took_seconds(f64::NAN), "—");
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -229,10 +229,10 @@ pub(crate) async fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let json = serde_json::to_value(&file).unwrap_or_default();
     if file.header.result == "pass" {
         tracing::info!(
-            "drill of `{}` passed: RTO {:.1}s, RPO {:.0}s",
+            "drill of `{}` passed: RTO {}, RPO {}",
             file.backup_id,
-            file.rto_seconds,
-            file.rpo_seconds
+            crate::ui::took_seconds(file.rto_seconds),
+            crate::ui::took_seconds(file.rpo_seconds)
         );
         Ok(Outcome::success(json))
     } else {

@@ -32,15 +32,6 @@ fn skipped(name: &str, detail: &str) -> Check {
     }
 }
 
-/// A duration as a reader takes it in at a glance: `2.5s`, `2m5s`.
-fn shown(duration: Duration) -> String {
-    if duration < Duration::from_secs(10) {
-        format!("{:.1}s", duration.as_secs_f64())
-    } else {
-        format_duration(Duration::from_secs(duration.as_secs()))
-    }
-}
-
 /// The restore (fetch, SHA-256 check, restore, row count) within `max`.
 pub(crate) fn rto(took: Duration, max: Duration) -> Check {
     let pass = took <= max;
@@ -49,7 +40,7 @@ pub(crate) fn rto(took: Duration, max: Duration) -> Check {
         pass,
         format!(
             "fetched and restored in {} ({} the target of {})",
-            shown(took),
+            crate::ui::took(took),
             if pass { "within" } else { "over" },
             format_duration(max)
         ),
@@ -64,7 +55,7 @@ pub(crate) fn rpo(age: Duration, max: Duration, backup_id: &str, taken: &str) ->
         pass,
         format!(
             "the backup `{backup_id}` is {} old (taken {taken}; {} the target of {})",
-            shown(age),
+            crate::ui::took(age),
             if pass { "within" } else { "over" },
             format_duration(max)
         ),

@@ -31,15 +31,17 @@ pub(crate) fn markdown(drill: &DrillFile) -> String {
     about.row(&[
         "RTO",
         &format!(
-            "{:.1}s (target {}s)",
-            drill.rto_seconds, drill.max_rto_seconds
+            "{} (target {})",
+            crate::ui::took_seconds(drill.rto_seconds),
+            crate::ui::took_seconds(drill.max_rto_seconds)
         ),
     ]);
     about.row(&[
         "RPO",
         &format!(
-            "{:.0}s (target {}s)",
-            drill.rpo_seconds, drill.max_rpo_seconds
+            "{} (target {})",
+            crate::ui::took_seconds(drill.rpo_seconds),
+            crate::ui::took_seconds(drill.max_rpo_seconds)
         ),
     ]);
     about.row(&[

@@ -166,8 +166,8 @@ pub(crate) async fn drill(
         say(
             log,
             &format!(
-                "restored in {:.1}s: {} tables, {} rows",
-                rto.as_secs_f64(),
+                "restored in {}: {} tables, {} rows",
+                crate::ui::took(rto),
                 counts.len(),
                 counts.values().sum::<u64>()
             ),

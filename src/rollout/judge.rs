@@ -323,7 +323,7 @@ fn p_text(p: f64) -> String {
 
 fn value_text(value: f64, unit: &str) -> String {
     match unit {
-        "ms" => format!("{value:.2}ms"),
+        "ms" => crate::ui::latency_ms(value),
         "%" => format!("{}%", number_text((value * 100.0).round() / 100.0)),
         _ => number_text(value),
     }

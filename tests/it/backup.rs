@@ -148,6 +148,13 @@ impl Case {
         cmd
     }
 
+    /// `shipgate backup --destination DESTINATION EXTRA…` of `source`.
+    pub(crate) fn backup(&self, source: &str, destination: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["backup", "--destination", destination];
+        args.extend_from_slice(extra);
+        self.shipgate(source).args(args).run()
+    }
+
     /// `shipgate restore --backup-id BACKUP_ID --destination DESTINATION --yes EXTRA…` of
     /// `source`'s backup into the database `target`.
     pub(crate) fn restore(
@@ -1626,16 +1633,7 @@ fn the_deadline_stops_the_backup_and_publishes_nothing() {
     let db = big_database();
     let bucket = s3().create_bucket();
     let case = Case::new();
-    let run = case
-        .shipgate(db)
-        .args([
-            "backup",
-            "--destination",
-            &format!("s3://{bucket}"),
-            "--timeout",
-            "300ms",
-        ])
-        .run();
+    let run = case.backup(db, &format!("s3://{bucket}"), &["--timeout", "300ms"]);
     run.expect_code(4);
     assert!(
         run.visible_stderr().contains("did not finish within 300ms"),
@@ -1683,16 +1681,11 @@ fn a_table_locked_too_long_fails_the_dump_within_the_lock_wait() {
     });
     let store = tempfile::tempdir().expect("store");
     let case = Case::new();
-    let run = case
-        .shipgate(&source)
-        .args([
-            "backup",
-            "--destination",
-            &format!("file://{}", store.path().display()),
-            "--lock-wait-timeout",
-            "500ms",
-        ])
-        .run();
+    let run = case.backup(
+        &source,
+        &format!("file://{}", store.path().display()),
+        &["--lock-wait-timeout", "500ms"],
+    );
     drop(holder.stdin.take());
     let _ = holder.wait();
     run.expect_code(3);
@@ -1825,9 +1818,7 @@ fn backup_list_shows_every_backup_and_restore_latest_takes_the_newest_complete()
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = Case::new();
     second
-        .shipgate(&source)
-        .args(["backup", "--destination", &destination, "--verify", "none"])
-        .run()
+        .backup(&source, &destination, &["--verify", "none"])
         .expect_code(0);
     s3().put(
         &bucket,

@@ -342,25 +342,14 @@ fn a_tampered_file_is_refused_before_the_target_changes() {
     let bucket = s3().create_bucket();
     let destination = format!("s3://{bucket}/db");
     let case = Case::new();
-    case.shipgate(&source)
-        .args([
-            "backup",
-            "--destination",
-            &destination,
-            "--dump-format",
-            "directory",
-            "--jobs",
-            "2",
-        ])
-        .run()
-        .expect_code(0);
-    let backup_id = format!("backup-{}", case.id);
-    let sidecar: Value = serde_json::from_slice(
-        &s3()
-            .get(&bucket, &format!("db/{backup_id}.json"))
-            .expect("sidecar"),
+    case.backup(
+        &source,
+        &destination,
+        &["--dump-format", "directory", "--jobs", "2"],
     )
-    .expect("JSON");
+    .expect_code(0);
+    let backup_id = format!("backup-{}", case.id);
+    let sidecar: Value = s3().get_json(&bucket, &format!("db/{backup_id}.json"));
     // The biggest data file (the accounts table's), one byte flipped behind shipgate's back.
     let file = sidecar["files"]
         .as_array()
@@ -397,16 +386,7 @@ fn a_tampered_file_is_refused_before_the_target_changes() {
     );
 
     // A re-run of the backup re-verifies what it would reuse: every file read back.
-    let rerun = case
-        .shipgate(&source)
-        .args([
-            "backup",
-            "--destination",
-            &destination,
-            "--dump-format",
-            "directory",
-        ])
-        .run();
+    let rerun = case.backup(&source, &destination, &["--dump-format", "directory"]);
     rerun.expect_code(1);
     let stderr = rerun.visible_stderr();
     assert!(stderr.contains("verification failed"), "{stderr}");
@@ -492,29 +472,17 @@ fn a_later_run_cleans_up_what_a_killed_run_left_under_the_prefix() {
     // there is no sidecar, so no earlier backup to match) clears the leftovers and succeeds.
     std::thread::sleep(std::time::Duration::from_secs(10));
     let source = seeded("dirleft");
-    let rerun = case
-        .shipgate(&source)
-        .args([
-            "backup",
-            "--destination",
-            &destination,
-            "--dump-format",
-            "directory",
-            "--jobs",
-            "2",
-        ])
-        .run();
+    let rerun = case.backup(
+        &source,
+        &destination,
+        &["--dump-format", "directory", "--jobs", "2"],
+    );
     rerun.expect_code(0);
     let log = case.log();
     assert!(log.contains("aborting the unfinished upload"), "{log}");
     assert!(s3().list_multipart_uploads(&bucket).is_empty());
     let backup_id = format!("backup-{}", case.id);
-    let sidecar: Value = serde_json::from_slice(
-        &s3()
-            .get(&bucket, &format!("x/{backup_id}.json"))
-            .expect("sidecar"),
-    )
-    .expect("JSON");
+    let sidecar: Value = s3().get_json(&bucket, &format!("x/{backup_id}.json"));
     let listed: Vec<String> = sidecar["files"]
         .as_array()
         .expect("manifest")
@@ -612,15 +580,7 @@ fn list_latest_prune_and_the_manual_restore_see_a_directory_backup_as_one() {
     let destination = format!("s3://{bucket}/list");
     let first = Case::new();
     first
-        .shipgate(&source)
-        .args([
-            "backup",
-            "--destination",
-            &destination,
-            "--dump-format",
-            "directory",
-        ])
-        .run()
+        .backup(&source, &destination, &["--dump-format", "directory"])
         .expect_code(0);
     pg().psql(
         &source,

@@ -69,12 +69,7 @@ fn a_drill_of_a_multi_table_backup_passes_and_reports_rto_rpo_and_parity() {
     let case = Case::new();
     let (source, destination, bucket) = backed_up(&case, "drill_ok");
     // The sidecar recorded the counts and the schema version in the dump's snapshot.
-    let sidecar: Value = serde_json::from_slice(
-        &s3()
-            .get(&bucket, &format!("prod/backup-{}.json", case.id))
-            .expect("sidecar"),
-    )
-    .expect("sidecar JSON");
+    let sidecar: Value = s3().get_json(&bucket, &format!("prod/backup-{}.json", case.id));
     assert_eq!(sidecar["row_counts"]["public.accounts"], 5000);
     assert_eq!(sidecar["row_counts"]["public.schema_migrations"], 2);
     assert_eq!(
@@ -204,8 +199,7 @@ fn remove_rows(bucket: &str, id: &str, rows: usize) {
         .expect("gzip");
     let object = gz.finish().expect("gzip");
     let sidecar_key = format!("prod/backup-{id}.json");
-    let mut sidecar: Value =
-        serde_json::from_slice(&s3().get(bucket, &sidecar_key).expect("sidecar")).expect("JSON");
+    let mut sidecar: Value = s3().get_json(bucket, &sidecar_key);
     sidecar["sha256"] = Value::from(sha256_hex(&object));
     sidecar["size"] = Value::from(object.len());
     s3().put(bucket, &key, &object);
@@ -424,18 +418,12 @@ fn a_drill_of_a_directory_backup_restores_it_with_parallel_jobs() {
     pg().psql(&source, HISTORY);
     let bucket = s3().create_bucket();
     let destination = format!("s3://{bucket}/prod");
-    case.shipgate(&source)
-        .args([
-            "backup",
-            "--destination",
-            &destination,
-            "--dump-format",
-            "directory",
-            "--jobs",
-            "2",
-        ])
-        .run()
-        .expect_code(0);
+    case.backup(
+        &source,
+        &destination,
+        &["--dump-format", "directory", "--jobs", "2"],
+    )
+    .expect_code(0);
     let before = databases();
     let run = case
         .shipgate(&source)

@@ -231,8 +231,7 @@ fn the_newest_backup_must_be_recent_and_verified() {
 
     // The same backup, two days older: refused, naming its age.
     let sidecar_key = format!("prod/backup-{}.json", case.id);
-    let mut sidecar: Value =
-        serde_json::from_slice(&s3().get(&bucket, &sidecar_key).expect("sidecar")).expect("JSON");
+    let mut sidecar: Value = s3().get_json(&bucket, &sidecar_key);
     let taken: Timestamp = sidecar["timestamp"]
         .as_str()
         .and_then(|t| t.parse().ok())

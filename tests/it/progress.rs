@@ -4,6 +4,8 @@
 //! progress is plain lines.
 
 use crate::backup::{Case, big_database, pg, s3};
+use crate::rollout::{VERSION, World, canary, stages};
+use crate::support::health_server::Reply;
 
 /// The redraws in what the terminal received: the text after each `\r` + erase-line.
 fn redraws(screen: &str) -> Vec<&str> {
@@ -94,4 +96,55 @@ fn backup_and_restore_redraw_progress_in_place_on_a_terminal() {
         );
         assert_redraws_are_ended(screen);
     }
+}
+
+#[test]
+fn a_rollout_counts_its_stage_down_in_place_and_a_signal_ends_the_line() {
+    // Healthy to its end: each stage is redrawn with its bar, what is left and the window.
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    let run = world
+        .shipgate()
+        .env("TERM", "xterm-256color")
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:2s", "full:100:1s"]))
+        .run_in_terminal();
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let screen = &run.stdout;
+    for stage in ["canary 5% · ", "full 100% · "] {
+        assert!(
+            redraws(screen)
+                .iter()
+                .any(|r| r.contains(stage) && r.contains(" left · ") && r.contains("%\x1b[0m ")),
+            "no countdown of `{stage}` redrawn in place with its bar: {screen:?}"
+        );
+    }
+    assert_redraws_are_ended(screen);
+
+    // SIGINT in the middle of a redrawn stage: the line is ended before shipgate says why it
+    // stops, and the rollback's lines follow on lines of their own.
+    let world = World::new();
+    let server = canary(&world, vec![Reply::healthy(VERSION)]);
+    world.hook(
+        "stage-hook.sh",
+        "shipgate=$PPID\nsetsid sh -c \"sleep 1; kill -INT $shipgate\" </dev/null >/dev/null 2>&1 &",
+    );
+    let run = world
+        .shipgate()
+        .env("TERM", "xterm-256color")
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(&["canary:5:60s", "full:100:1s"]))
+        .run_in_terminal();
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let screen = &run.stdout;
+    assert!(
+        redraws(screen).iter().any(|r| r.contains("canary 5% · ")),
+        "the canary stage was not redrawn before the signal: {screen:?}"
+    );
+    assert!(
+        screen.contains("\r\nwarning: received SIGINT"),
+        "the signal's line does not start on a line of its own: {screen:?}"
+    );
+    assert_redraws_are_ended(screen);
+    assert_eq!(world.result()["result"], "rolled_back");
 }

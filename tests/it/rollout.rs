@@ -58,7 +58,7 @@ impl World {
     }
 
     /// An executable hook script that logs its `SHIPGATE_*` environment, then runs `body`.
-    fn hook(&self, name: &str, body: &str) -> PathBuf {
+    pub(crate) fn hook(&self, name: &str, body: &str) -> PathBuf {
         let path = self.path().join(name);
         let script = format!(
             "#!/bin/sh\necho \"{name} event=$SHIPGATE_EVENT stage=$SHIPGATE_STAGE weight=$SHIPGATE_WEIGHT version=$SHIPGATE_VERSION id=$SHIPGATE_DEPLOYMENT_ID previous=$SHIPGATE_PREVIOUS_VERSION failed=$SHIPGATE_FAILED_STAGE\" >> '{}'\n{body}\n",

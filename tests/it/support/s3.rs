@@ -287,6 +287,14 @@ impl S3Server {
         .unwrap_or_else(|e| panic!("put {bucket}/{key}: {}", DisplayErrorContext(e)));
     }
 
+    /// The object parsed as JSON (a sidecar, a manifest); panics when it is missing or not JSON.
+    pub fn get_json(&self, bucket: &str, key: &str) -> serde_json::Value {
+        let bytes = self
+            .get(bucket, key)
+            .unwrap_or_else(|| panic!("{bucket}/{key} is stored"));
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{bucket}/{key} is JSON: {e}"))
+    }
+
     /// The object's bytes, or `None` if there is no such key.
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         self.block_on(async {
