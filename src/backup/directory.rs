@@ -721,6 +721,10 @@ impl DirectoryDump {
                 undeleted.push(format!("`{}` ({e})", storage.url(name)));
             }
         }
+        if undeleted.is_empty() {
+            // On file://, the now empty `backup-<id>/` too; left behind, it is only untidy.
+            let _ = storage.remove_if_empty().await;
+        }
         if !names.is_empty() && undeleted.is_empty() {
             say(
                 &self.log,

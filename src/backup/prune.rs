@@ -195,6 +195,10 @@ pub(crate) async fn prune(
                 signal = shutdown.recv() => return Err(Error::timeout(format!("cancelled by {signal} while deleting `{}`; {deleted} backup(s) were deleted", place.url(&name)))),
             }
         }
+        files
+            .remove_if_empty()
+            .await
+            .context(format!("cannot remove `{}`", files.url("")))?;
         tracing::info!("deleted `{}` ({})", backup.backup_id, backup.timestamp);
         deleted += 1;
     }

@@ -434,6 +434,23 @@ impl FileStore {
             .map_err(|(_, e)| io_error("lock", &path, std::io::Error::from(e)))
     }
 
+    /// Removes this destination's directory once nothing is left in it (a deleted directory
+    /// backup's `backup-<id>/`); a directory with anything in it, or none, is left as it is.
+    pub(crate) async fn remove_if_empty(&self) -> Result<(), StorageError> {
+        match tokio::fs::remove_dir(&self.dir).await {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(io_error("remove the empty directory", &self.dir, e)),
+        }
+    }
+
     pub(crate) async fn delete(&self, name: &str) -> Result<(), StorageError> {
         let path = self.path(name);
         match tokio::fs::remove_file(&path).await {

@@ -473,6 +473,16 @@ impl Storage {
         }
     }
 
+    /// Once every object under this destination is deleted: on `file://`, removes its now empty
+    /// directory (a directory backup's `backup-<id>/`); nothing to do on S3, where a prefix is
+    /// only a part of object names.
+    pub(crate) async fn remove_if_empty(&self) -> Result<(), StorageError> {
+        match self {
+            Storage::S3(_) => Ok(()),
+            Storage::File(f) => f.remove_if_empty().await,
+        }
+    }
+
     /// Deletes `name`, trying again for `patience` while the destination fails (as
     /// [`Upload::abort`] does); the last error when it never worked.
     pub(crate) async fn delete_patiently(

@@ -165,6 +165,33 @@ fn a_directory_backup_round_trips_through_s3_and_a_directory() {
     restore.expect_code(0);
     assert_eq!(contents(&source), contents(&target));
     assert_nothing_leaks(pg().password(), &run, &case, &[]);
+
+    // Pruned, the older backup goes whole: its files and its directory.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let newer = Case::new();
+    newer
+        .backup(&source, &destination, &["--dump-format", "directory"])
+        .expect_code(0);
+    let prune = newer
+        .shipgate(&source)
+        .args([
+            "--format",
+            "json",
+            "backup",
+            "prune",
+            "--destination",
+            &destination,
+            "--keep-last",
+            "1",
+        ])
+        .run();
+    prune.expect_code(0);
+    assert_eq!(prune.json()["deleted"], 1, "{}", prune.stdout);
+    assert!(
+        !store.path().join(&backup_id).exists(),
+        "the pruned backup's directory is gone"
+    );
+    assert!(store.path().join(format!("backup-{}", newer.id)).is_dir());
 }
 
 /// The pid of `parent`'s child process named `name`, if any.
