@@ -94,6 +94,20 @@ pub(crate) async fn list_backups(
             },
             None => false,
         };
+        // Without a sidecar, what a dead directory run left under `backup-<id>/` counts too:
+        // `backup list` shows what the leftovers hold and `prune` what it frees.
+        let left_files = if sidecar.is_none() {
+            let files = storage.child(&stem);
+            files
+                .list("")
+                .await
+                .context(format!("cannot list `{}`", files.url("")))?
+                .iter()
+                .map(|o| o.size)
+                .sum()
+        } else {
+            0
+        };
         let taken = sidecar
             .as_ref()
             .and_then(|s| s.timestamp.parse::<jiff::Timestamp>().ok())
@@ -108,7 +122,7 @@ pub(crate) async fn list_backups(
                 .unwrap_or_default(),
             size: match sidecar.as_ref() {
                 Some(s) if s.files.is_some() => s.size,
-                _ => dump.map(|d| d.size).unwrap_or(0),
+                _ => dump.map(|d| d.size).unwrap_or(0) + left_files,
             },
             complete,
             verified: complete && sidecar.as_ref().is_some_and(|s| s.verified),

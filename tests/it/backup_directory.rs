@@ -495,6 +495,40 @@ fn a_later_run_cleans_up_what_a_killed_run_left_under_the_prefix() {
     let _ = running.wait();
     let left = s3().list_multipart_uploads(&bucket);
     assert!(!left.is_empty(), "the killed run left its uploads");
+    // `backup list` shows the dead run as incomplete, with what its stored files hold.
+    let listed = case
+        .shipgate(db)
+        .args([
+            "--format",
+            "json",
+            "backup",
+            "list",
+            "--destination",
+            &destination,
+        ])
+        .run();
+    listed.expect_code(0);
+    let backups = listed.json()["backups"].clone();
+    let dead = backups
+        .as_array()
+        .expect("backups")
+        .iter()
+        .find(|b| b["backup_id"] == format!("backup-{}", case.id))
+        .unwrap_or_else(|| panic!("the dead run is listed: {}", listed.stdout))
+        .clone();
+    assert_ne!(dead["state"], "complete", "{dead}");
+    let under = format!("x/backup-{}/", case.id);
+    let stored: Vec<String> = s3()
+        .list_keys(&bucket)
+        .into_iter()
+        .filter(|k| k.starts_with(&under))
+        .collect();
+    assert!(!stored.is_empty(), "the dead run stored some files");
+    let held: u64 = stored
+        .iter()
+        .map(|k| s3().get(&bucket, k).map_or(0, |b| b.len() as u64))
+        .sum();
+    assert_eq!(dead["size"], held, "{dead}");
     // Once its run marker has expired, a re-run with the same id (here of a small database:
     // there is no sidecar, so no earlier backup to match) clears the leftovers and succeeds.
     std::thread::sleep(std::time::Duration::from_secs(10));
