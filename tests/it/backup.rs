@@ -155,6 +155,27 @@ impl Case {
         self.shipgate(source).args(args).run()
     }
 
+    /// `shipgate --format json backup VERB --destination DESTINATION EXTRA…` (`list`, `prune`)
+    /// with `source` as the database.
+    pub(crate) fn backups(
+        &self,
+        source: &str,
+        verb: &str,
+        destination: &str,
+        extra: &[&str],
+    ) -> Run {
+        let mut args = vec![
+            "--format",
+            "json",
+            "backup",
+            verb,
+            "--destination",
+            destination,
+        ];
+        args.extend_from_slice(extra);
+        self.shipgate(source).args(args).run()
+    }
+
     /// `shipgate restore --backup-id BACKUP_ID --destination DESTINATION --yes EXTRA…` of
     /// `source`'s backup into the database `target`.
     pub(crate) fn restore(

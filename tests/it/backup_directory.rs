@@ -172,19 +172,7 @@ fn a_directory_backup_round_trips_through_s3_and_a_directory() {
     newer
         .backup(&source, &destination, &["--dump-format", "directory"])
         .expect_code(0);
-    let prune = newer
-        .shipgate(&source)
-        .args([
-            "--format",
-            "json",
-            "backup",
-            "prune",
-            "--destination",
-            &destination,
-            "--keep-last",
-            "1",
-        ])
-        .run();
+    let prune = newer.backups(&source, "prune", &destination, &["--keep-last", "1"]);
     prune.expect_code(0);
     assert_eq!(prune.json()["deleted"], 1, "{}", prune.stdout);
     assert!(
@@ -496,17 +484,7 @@ fn a_later_run_cleans_up_what_a_killed_run_left_under_the_prefix() {
     let left = s3().list_multipart_uploads(&bucket);
     assert!(!left.is_empty(), "the killed run left its uploads");
     // `backup list` shows the dead run as incomplete, with what its stored files hold.
-    let listed = case
-        .shipgate(db)
-        .args([
-            "--format",
-            "json",
-            "backup",
-            "list",
-            "--destination",
-            &destination,
-        ])
-        .run();
+    let listed = case.backups(db, "list", &destination, &[]);
     listed.expect_code(0);
     let backups = listed.json()["backups"].clone();
     let dead = backups
@@ -664,17 +642,7 @@ fn list_latest_prune_and_the_manual_restore_see_a_directory_backup_as_one() {
         .run();
     run.expect_code(0);
 
-    let listed = second
-        .shipgate(&source)
-        .args([
-            "--format",
-            "json",
-            "backup",
-            "list",
-            "--destination",
-            &destination,
-        ])
-        .run();
+    let listed = second.backups(&source, "list", &destination, &[]);
     listed.expect_code(0);
     let backups = listed.json()["backups"]
         .as_array()
@@ -737,17 +705,7 @@ fn list_latest_prune_and_the_manual_restore_see_a_directory_backup_as_one() {
     assert_eq!(contents(&source), contents(&by_hand));
 
     // Prune keeps the newest and deletes the other whole: sidecar and every file.
-    let prune = second
-        .shipgate(&source)
-        .args([
-            "backup",
-            "prune",
-            "--destination",
-            &destination,
-            "--keep-last",
-            "1",
-        ])
-        .run();
+    let prune = second.backups(&source, "prune", &destination, &["--keep-last", "1"]);
     prune.expect_code(0);
     let keys = s3().list_keys(&bucket);
     let old = format!("list/backup-{}", first.id);
