@@ -751,18 +751,60 @@ impl DirectoryDump {
 }
 
 /// `<dumpId>.dat` → `schema.table` for every `TABLE DATA` entry of the directory archive's
-/// table of contents (`pg_restore --list`); empty when it cannot be read.
+/// table of contents (`pg_restore --list`); empty when it cannot be read. `pg_restore --list`
+/// prints names unquoted (a space in a schema's name is ambiguous there), so each name is read
+/// back from `db` by the table's oid, quoted where needed; the listed words when that fails.
 async fn table_files(db: &Database, dir: &Path) -> BTreeMap<String, String> {
     let mut command = db.tool("pg_restore");
     command.arg("--list").arg(dir);
-    match tokio::time::timeout(Duration::from_secs(60), command.output()).await {
+    let listed = match tokio::time::timeout(Duration::from_secs(60), command.output()).await {
         Ok(Ok(out)) if out.status.success() => parse_list(&String::from_utf8_lossy(&out.stdout)),
-        _ => BTreeMap::new(),
+        _ => return BTreeMap::new(),
+    };
+    let oids: Vec<String> = listed
+        .values()
+        .filter_map(|t| t.oid)
+        .map(|oid| oid.to_string())
+        .collect();
+    let mut exact = BTreeMap::new();
+    if !oids.is_empty() {
+        let sql = format!(
+            "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid IN ({})",
+            oids.join(", ")
+        );
+        if let Ok(Ok(rows)) = tokio::time::timeout(Duration::from_secs(30), db.query(&sql)).await {
+            for row in rows {
+                if let [oid, name] = row.as_slice()
+                    && let Ok(oid) = oid.parse::<u32>()
+                {
+                    exact.insert(oid, name.clone());
+                }
+            }
+        }
     }
+    listed
+        .into_iter()
+        .map(|(file, table)| {
+            let name = table
+                .oid
+                .and_then(|oid| exact.get(&oid).cloned())
+                .unwrap_or(table.words);
+            (file, name)
+        })
+        .collect()
+}
+
+/// A `TABLE DATA` entry of `pg_restore --list`.
+#[derive(Debug, PartialEq)]
+pub(crate) struct ListedData {
+    /// The table's oid in the dumped database.
+    pub(crate) oid: Option<u32>,
+    /// `schema.table` as the list's words read (ambiguous when a name has a space).
+    pub(crate) words: String,
 }
 
 /// Parses `pg_restore --list`: `3346; 0 16384 TABLE DATA public accounts postgres`.
-pub(crate) fn parse_list(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_list(text: &str) -> BTreeMap<String, ListedData> {
     let mut found = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with(';') {
@@ -774,13 +816,17 @@ pub(crate) fn parse_list(text: &str) -> BTreeMap<String, String> {
         let Some(at) = rest.find(" TABLE DATA ") else {
             continue;
         };
+        let oid = rest[..at]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|oid| oid.parse::<u32>().ok());
         let what = &rest[at + " TABLE DATA ".len()..];
         let what = what.rsplit_once(' ').map_or(what, |(w, _owner)| w);
-        let table = match what.split_once(' ') {
+        let words = match what.split_once(' ') {
             Some((schema, table)) => format!("{schema}.{table}"),
             None => what.to_string(),
         };
-        found.insert(format!("{}.dat", id.trim()), table);
+        found.insert(format!("{}.dat", id.trim()), ListedData { oid, words });
     }
     found
 }
@@ -1058,10 +1104,20 @@ mod tests {
     fn the_list_names_each_data_file_table() {
         let list = ";\n; Archive created at 2026-12-04\n;\n215; 1259 16384 TABLE public a postgres\n3346; 0 16384 TABLE DATA public a postgres\n3347; 0 16387 TABLE DATA Odd Schema b x\n";
         let tables = parse_list(list);
-        assert_eq!(tables.get("3346.dat").map(String::as_str), Some("public.a"));
         assert_eq!(
-            tables.get("3347.dat").map(String::as_str),
-            Some("Odd.Schema b")
+            tables.get("3346.dat"),
+            Some(&ListedData {
+                oid: Some(16384),
+                words: "public.a".into()
+            })
+        );
+        // Ambiguous as words: the oid settles it (read back from the database).
+        assert_eq!(
+            tables.get("3347.dat"),
+            Some(&ListedData {
+                oid: Some(16387),
+                words: "Odd.Schema b".into()
+            })
         );
         assert_eq!(tables.len(), 2);
     }
