@@ -878,3 +878,37 @@ fn on_ghes_rollback_fetches_the_record_of_another_run_through_the_rest_api() {
     );
     assert!(!stdout.contains("ghs_secret"));
 }
+
+/// The GHES twin of the reusable workflow is the same workflow, except that no environment says
+/// `deployment` (a key GitHub documents for github.com and GHE.com only) and its name says GHES.
+#[test]
+fn the_ghes_reusable_workflow_is_deploy_yml_without_environment_deployment() {
+    let mut github = load(&root().join(".github/workflows/deploy.yml"));
+    let ghes = load(&root().join(".github/workflows/deploy-ghes.yml"));
+    let mut removed = 0;
+    for (_, job) in github["jobs"].as_mapping_mut().expect("jobs").iter_mut() {
+        if let Some(environment) = job.get_mut("environment").and_then(|e| e.as_mapping_mut())
+            && environment.remove("deployment").is_some()
+        {
+            removed += 1;
+        }
+    }
+    assert!(
+        removed > 0,
+        "deploy.yml has no `deployment: false` left to strip"
+    );
+    for (name, job) in ghes["jobs"].as_mapping().expect("jobs") {
+        assert!(
+            job.get("environment")
+                .and_then(|e| e.get("deployment"))
+                .is_none(),
+            "{name:?} says `deployment` in deploy-ghes.yml"
+        );
+    }
+    assert_eq!(ghes["name"], Value::from("Deploy (reusable, GHES)"));
+    github["name"] = ghes["name"].clone();
+    assert_eq!(
+        github, ghes,
+        "deploy-ghes.yml differs from deploy.yml beyond `deployment`: run `python3 scripts/ghes-workflow.py`"
+    );
+}
