@@ -117,11 +117,8 @@ pub(crate) fn latency_ms(ms: f64) -> String {
         return NONE.to_string();
     }
     let shown = latency(Duration::from_secs_f64(ms.abs() / 1000.0));
-    if ms < 0.0
-        && shown
-            .trim_start_matches(['0', '.'])
-            .starts_with(|c: char| c.is_ascii_digit())
-    {
+    // No sign on a value that shows as zero (`0.0ms`).
+    if ms < 0.0 && shown.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
         format!("-{shown}")
     } else {
         shown

@@ -39,21 +39,27 @@ pub(crate) fn show_progress(log: &SharedLog, progress: &archive::Progress) {
 /// How often progress is shown in plain lines (a live terminal redraws more often).
 pub(crate) const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Runs `work`, showing `progress` every [`PROGRESS_EVERY`] until it is done.
-pub(crate) async fn with_progress<T>(
-    log: &SharedLog,
-    progress: &archive::Progress,
-    work: impl std::future::Future<Output = T>,
-) -> T {
+/// Runs `work`, calling `tick` every [`PROGRESS_EVERY`] (more often on a live terminal) until
+/// it is done.
+async fn ticking<T>(work: impl std::future::Future<Output = T>, mut tick: impl FnMut()) -> T {
     tokio::pin!(work);
     let mut ticker = tokio::time::interval(crate::ui::progress_every(PROGRESS_EVERY));
     ticker.tick().await;
     loop {
         tokio::select! {
             done = &mut work => return done,
-            _ = ticker.tick() => show_progress(log, progress),
+            _ = ticker.tick() => tick(),
         }
     }
+}
+
+/// Runs `work`, showing `progress` every [`PROGRESS_EVERY`] until it is done.
+pub(crate) async fn with_progress<T>(
+    log: &SharedLog,
+    progress: &archive::Progress,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    ticking(work, || show_progress(log, progress)).await
 }
 
 /// Runs `work`, whose progress cannot be measured (`pg_restore --jobs` from a directory),
@@ -63,20 +69,16 @@ pub(crate) async fn with_elapsed<T>(
     what: &str,
     work: impl std::future::Future<Output = T>,
 ) -> T {
-    tokio::pin!(work);
     let started = std::time::Instant::now();
-    let mut ticker = tokio::time::interval(crate::ui::progress_every(PROGRESS_EVERY));
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            done = &mut work => return done,
-            _ = ticker.tick() => {
-                let line = format!("{what}: {} so far", crate::ui::whole_seconds(started.elapsed()));
-                crate::ui::progress(&line, None);
-                log_line(log, &line);
-            }
-        }
-    }
+    ticking(work, || {
+        let line = format!(
+            "{what}: {} so far",
+            crate::ui::whole_seconds(started.elapsed())
+        );
+        crate::ui::progress(&line, None);
+        log_line(log, &line);
+    })
+    .await
 }
 
 /// Logs to stderr and the log file.

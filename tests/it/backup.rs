@@ -150,9 +150,10 @@ impl Case {
 
     /// `shipgate backup --destination DESTINATION EXTRA…` of `source`.
     pub(crate) fn backup(&self, source: &str, destination: &str, extra: &[&str]) -> Run {
-        let mut args = vec!["backup", "--destination", destination];
-        args.extend_from_slice(extra);
-        self.shipgate(source).args(args).run()
+        self.shipgate(source)
+            .args(["backup", "--destination", destination])
+            .args(extra)
+            .run()
     }
 
     /// `shipgate --format json backup VERB --destination DESTINATION EXTRA…` (`list`, `prune`)
@@ -164,16 +165,17 @@ impl Case {
         destination: &str,
         extra: &[&str],
     ) -> Run {
-        let mut args = vec![
-            "--format",
-            "json",
-            "backup",
-            verb,
-            "--destination",
-            destination,
-        ];
-        args.extend_from_slice(extra);
-        self.shipgate(source).args(args).run()
+        self.shipgate(source)
+            .args([
+                "--format",
+                "json",
+                "backup",
+                verb,
+                "--destination",
+                destination,
+            ])
+            .args(extra)
+            .run()
     }
 
     /// `shipgate restore --backup-id BACKUP_ID --destination DESTINATION --yes EXTRA…` of
@@ -186,18 +188,17 @@ impl Case {
         destination: &str,
         extra: &[&str],
     ) -> Run {
-        let mut args = vec![
-            "restore",
-            "--backup-id",
-            backup_id,
-            "--destination",
-            destination,
-            "--yes",
-        ];
-        args.extend_from_slice(extra);
         self.shipgate(source)
             .input("target-database-url", &pg().url(target))
-            .args(args)
+            .args([
+                "restore",
+                "--backup-id",
+                backup_id,
+                "--destination",
+                destination,
+                "--yes",
+            ])
+            .args(extra)
             .run()
     }
 

@@ -98,17 +98,22 @@ fn backup_and_restore_redraw_progress_in_place_on_a_terminal() {
     }
 }
 
+/// `shipgate rollout` of `world` on a pseudo-terminal, probing a healthy canary through `stages`.
+fn rollout_on_a_terminal(world: &World, specs: &[&str]) -> crate::support::cli::Run {
+    let server = canary(world, vec![Reply::healthy(VERSION)]);
+    world
+        .shipgate()
+        .env("TERM", "xterm-256color")
+        .args(["--endpoint", &server.url("/health")])
+        .args(stages(specs))
+        .run_in_terminal()
+}
+
 #[test]
 fn a_rollout_counts_its_stage_down_in_place_and_a_signal_ends_the_line() {
     // Healthy to its end: each stage is redrawn with its bar, what is left and the window.
     let world = World::new();
-    let server = canary(&world, vec![Reply::healthy(VERSION)]);
-    let run = world
-        .shipgate()
-        .env("TERM", "xterm-256color")
-        .args(["--endpoint", &server.url("/health")])
-        .args(stages(&["canary:5:2s", "full:100:1s"]))
-        .run_in_terminal();
+    let run = rollout_on_a_terminal(&world, &["canary:5:2s", "full:100:1s"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     let screen = &run.stdout;
     for stage in ["canary 5% · ", "full 100% · "] {
@@ -124,17 +129,11 @@ fn a_rollout_counts_its_stage_down_in_place_and_a_signal_ends_the_line() {
     // SIGINT in the middle of a redrawn stage: the line is ended before shipgate says why it
     // stops, and the rollback's lines follow on lines of their own.
     let world = World::new();
-    let server = canary(&world, vec![Reply::healthy(VERSION)]);
     world.hook(
         "stage-hook.sh",
         "shipgate=$PPID\nsetsid sh -c \"sleep 1; kill -INT $shipgate\" </dev/null >/dev/null 2>&1 &",
     );
-    let run = world
-        .shipgate()
-        .env("TERM", "xterm-256color")
-        .args(["--endpoint", &server.url("/health")])
-        .args(stages(&["canary:5:60s", "full:100:1s"]))
-        .run_in_terminal();
+    let run = rollout_on_a_terminal(&world, &["canary:5:60s", "full:100:1s"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     let screen = &run.stdout;
     assert!(
